@@ -1,0 +1,1425 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The embedded store: SQLite in WAL mode on local disk, values sealed with
+ * XChaCha20-Poly1305 (crypto.c), metadata in plaintext columns so that
+ * list and stat never need the key.
+ *
+ * Every ciphertext is bound by its associated data to the store identity,
+ * the secret ID and the version number, so a ciphertext copied from one
+ * row to another fails to open.
+ *
+ * One connection, one mutex: every statement, and every transaction from
+ * BEGIN to COMMIT, runs with s->mutex held, so transactions are never
+ * interleaved.  Decryption happens after the mutex is released.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "crypto.h"
+#include "embedded.h"
+#include "keyfile.h"
+#include "store.h"
+
+#define STORE_ID_BYTES 16
+#define FORMAT_VERSION 1
+#define LIST_BATCH 512
+#define BUSY_TIMEOUT_MS 5000
+
+static const char value_ad_domain[] = "secretsfs embedded value v1";
+static const char keycheck_ad_domain[] = "secretsfs key check";
+static const char keycheck_plaintext[] = "secretsfs key check: the key is right";
+
+struct store {
+	pthread_mutex_t mutex;
+	sqlite3 *db;                          /* protected by mutex */
+	uint8_t *key;                         /* sodium_malloc'ed, read-only */
+	uint8_t store_id[STORE_ID_BYTES];     /* immutable after open */
+	unsigned keep_versions;               /* immutable after open */
+	bool read_only;                       /* immutable after open */
+	int lock_fd;                          /* flock'ed DIR/store.lock */
+};
+
+static const char schema_sql[] =
+	"CREATE TABLE meta ("
+	"  key TEXT PRIMARY KEY NOT NULL,"
+	"  value BLOB NOT NULL"
+	");"
+	"CREATE TABLE secrets ("
+	"  id TEXT PRIMARY KEY NOT NULL,"
+	"  scopes INTEGER NOT NULL,"
+	"  version INTEGER NOT NULL,"
+	"  size INTEGER NOT NULL,"
+	"  ctime_ns INTEGER NOT NULL,"
+	"  mtime_ns INTEGER NOT NULL"
+	");"
+	"CREATE TABLE labels ("
+	"  id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,"
+	"  key TEXT NOT NULL,"
+	"  value TEXT NOT NULL,"
+	"  PRIMARY KEY (id, key)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE versions ("
+	"  id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,"
+	"  version INTEGER NOT NULL,"
+	"  size INTEGER NOT NULL,"
+	"  mtime_ns INTEGER NOT NULL,"
+	"  ct BLOB NOT NULL,"
+	"  PRIMARY KEY (id, version)"
+	");";
+
+/* --- small helpers --- */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+	size_t a = strlen(dir), b = strlen(name);
+	char *p = malloc(a + 1 + b + 1);
+
+	if (!p)
+		return NULL;
+	memcpy(p, dir, a);
+	p[a] = '/';
+	memcpy(p + a + 1, name, b + 1);
+	return p;
+}
+
+int embedded_key_path(const char *dir, char **ret_path)
+{
+	char *p;
+
+	if (!dir || !ret_path)
+		return -EINVAL;
+	p = path_join(dir, EMBEDDED_KEY_FILE);
+	if (!p)
+		return -ENOMEM;
+	*ret_path = p;
+	return 0;
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* domain || store_id || u32le(len(id)) || id || u64le(version) */
+static int value_ad(const struct store *s, const char *id, uint64_t version,
+                    uint8_t **ret_ad, size_t *ret_len)
+{
+	size_t dl = sizeof(value_ad_domain) - 1, il = strlen(id);
+	size_t n = dl + STORE_ID_BYTES + 4 + il + 8;
+	uint8_t *ad, *p;
+
+	ad = malloc(n);
+	if (!ad)
+		return -ENOMEM;
+	p = ad;
+	memcpy(p, value_ad_domain, dl);
+	p += dl;
+	memcpy(p, s->store_id, STORE_ID_BYTES);
+	p += STORE_ID_BYTES;
+	put_le32(p, (uint32_t)il);
+	p += 4;
+	memcpy(p, id, il);
+	p += il;
+	put_le64(p, version);
+	*ret_ad = ad;
+	*ret_len = n;
+	return 0;
+}
+
+static void keycheck_ad(const uint8_t store_id[STORE_ID_BYTES],
+                        uint8_t ad[sizeof(keycheck_ad_domain) - 1 + STORE_ID_BYTES])
+{
+	memcpy(ad, keycheck_ad_domain, sizeof(keycheck_ad_domain) - 1);
+	memcpy(ad + sizeof(keycheck_ad_domain) - 1, store_id, STORE_ID_BYTES);
+}
+
+/* Seals value as version `version` of `id`. */
+static int seal_value(const struct store *s, const char *id, uint64_t version,
+                      const uint8_t *value, size_t len,
+                      uint8_t **ret_ct, size_t *ret_ctlen)
+{
+	uint8_t *ad = NULL;
+	size_t adlen = 0;
+	int r;
+
+	r = value_ad(s, id, version, &ad, &adlen);
+	if (r < 0)
+		return r;
+	r = crypto_seal(s->key, ad, adlen, value, len, ret_ct, ret_ctlen);
+	free(ad);
+	return r;
+}
+
+/* Opens version `version` of `id`; an authentication failure is -EIO and
+ * logged once (the errno cannot say "tampered"). */
+static int open_value(const struct store *s, const char *id, uint64_t version,
+                      const uint8_t *ct, size_t ctlen,
+                      struct secret_value **ret_value)
+{
+	uint8_t *ad = NULL;
+	size_t adlen = 0;
+	int r;
+
+	r = value_ad(s, id, version, &ad, &adlen);
+	if (r < 0)
+		return r;
+	r = crypto_open(s->key, ad, adlen, ct, ctlen, ret_value);
+	free(ad);
+	if (r == -EBADMSG) {
+		fprintf(stderr, "secretsfs: embedded store: value of %s version %" PRIu64
+		        " failed authentication (tampered or copied ciphertext)\n",
+		        id, version);
+		return -EIO;
+	}
+	return r;
+}
+
+/* SQLite result code -> -errno. */
+static int sql_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_TOOBIG:
+		return -EFBIG;
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_CANTOPEN:
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+	case SQLITE_IOERR:
+	default:
+		return -EIO;
+	}
+}
+
+/* Maps rc and, for -EIO (which says little), logs SQLite's own message.
+ * Called with s->mutex held. */
+static int sql_fail(struct store *s, int rc)
+{
+	int r = sql_errno(rc);
+
+	if (r == -EIO)
+		fprintf(stderr, "secretsfs: embedded store: database error: %s\n",
+		        s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+	return r;
+}
+
+static int sql_exec(struct store *s, const char *sql)
+{
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : sql_fail(s, rc);
+}
+
+static int sql_prepare(struct store *s, const char *sql, sqlite3_stmt **ret)
+{
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, ret, NULL);
+
+	return rc == SQLITE_OK ? 0 : sql_fail(s, rc);
+}
+
+/* Steps a statement that returns no row (INSERT, UPDATE, DELETE). */
+static int sql_step_done(struct store *s, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	return rc == SQLITE_DONE ? 0 : sql_fail(s, rc);
+}
+
+static int tx_begin(struct store *s, bool write)
+{
+	return sql_exec(s, write ? "BEGIN IMMEDIATE" : "BEGIN");
+}
+
+/* Commits if r == 0, else rolls back; returns the outcome. */
+static int tx_end(struct store *s, int r)
+{
+	if (r == 0) {
+		r = sql_exec(s, "COMMIT");
+		if (r == 0)
+			return 0;
+	}
+	/* some errors roll the transaction back by themselves */
+	if (!sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
+}
+
+static bool scopes_valid(scope_set scopes)
+{
+	return scopes != 0 && (scopes & ~SCOPE_ALL) == 0;
+}
+
+static int labels_valid(const struct labels *l)
+{
+	if (!l)
+		return 0;
+	if (l->n > LABELS_MAX)
+		return -EINVAL;
+	if (l->n > 0 && !l->v)
+		return -EINVAL;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct label *lb = &l->v[i];
+
+		if (!label_key_valid(lb->key) || !lb->value ||
+		    !label_value_valid(lb->value, strlen(lb->value)))
+			return -EINVAL;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(l->v[j].key, lb->key) == 0)
+				return -EINVAL;
+	}
+	return 0;
+}
+
+static int value_len_valid(const uint8_t *value, size_t len)
+{
+	if (len > SECRET_VALUE_MAX)
+		return -EFBIG;
+	if (len == 0 || !value)
+		return -EINVAL;
+	return 0;
+}
+
+/* Appends a label to a map known to be sorted (rows come ordered by key). */
+static int labels_append(struct labels *l, const char *key, const char *value)
+{
+	struct label *v;
+	char *k, *val;
+
+	k = strdup(key);
+	val = strdup(value);
+	v = (k && val) ? realloc(l->v, (l->n + 1) * sizeof(*v)) : NULL;
+	if (!v) {
+		free(k);
+		free(val);
+		return -ENOMEM;
+	}
+	l->v = v;
+	l->v[l->n].key = k;
+	l->v[l->n].value = val;
+	l->n++;
+	return 0;
+}
+
+static const char *col_text(sqlite3_stmt *st, int col)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+
+	return t ? (const char *)t : "";
+}
+
+/* Fills m (id excluded) from columns scopes, version, size, ctime_ns,
+ * mtime_ns starting at col. */
+static void meta_from_row(sqlite3_stmt *st, int col, struct secret_meta *m)
+{
+	m->scopes = (scope_set)sqlite3_column_int64(st, col);
+	m->version = (uint64_t)sqlite3_column_int64(st, col + 1);
+	m->size = (uint32_t)sqlite3_column_int64(st, col + 2);
+	m->ctime_ns = sqlite3_column_int64(st, col + 3);
+	m->mtime_ns = sqlite3_column_int64(st, col + 4);
+}
+
+/* Reads the metadata of id; mutex held.  -ENOENT if there is none. */
+static int load_meta_locked(struct store *s, const char *id, struct secret_meta *ret_meta)
+{
+	struct secret_meta m = { 0 };
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	r = sql_prepare(s, "SELECT scopes, version, size, ctime_ns, mtime_ns "
+	                   "FROM secrets WHERE id = ?1", &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		r = sql_fail(s, rc);
+		goto out;
+	}
+	meta_from_row(st, 0, &m);
+	sqlite3_finalize(st);
+	st = NULL;
+
+	m.id = strdup(id);
+	if (!m.id) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = sql_prepare(s, "SELECT key, value FROM labels WHERE id = ?1 ORDER BY key", &st);
+	if (r < 0)
+		goto out;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		r = labels_append(&m.labels, col_text(st, 0), col_text(st, 1));
+		if (r < 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		r = sql_fail(s, rc);
+		goto out;
+	}
+	*ret_meta = m;
+	memset(&m, 0, sizeof(m));
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	secret_meta_clear(&m);
+	return r;
+}
+
+/* Current version of id; mutex held.  -ENOENT if there is no such secret. */
+static int current_version_locked(struct store *s, const char *id, uint64_t *ret_version)
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	r = sql_prepare(s, "SELECT version FROM secrets WHERE id = ?1", &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*ret_version = (uint64_t)sqlite3_column_int64(st, 0);
+		r = 0;
+	} else if (rc == SQLITE_DONE) {
+		r = -ENOENT;
+	} else {
+		r = sql_fail(s, rc);
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* Ciphertext of a version (0: current) of id, copied out; mutex held. */
+static int load_ct_locked(struct store *s, const char *id, uint64_t version,
+                          uint64_t *ret_version, uint32_t *ret_size,
+                          int64_t *ret_mtime, uint8_t **ret_ct, size_t *ret_ctlen)
+{
+	sqlite3_stmt *st = NULL;
+	const void *blob;
+	uint8_t *ct = NULL;
+	size_t n;
+	int r, rc;
+
+	r = sql_prepare(s, "SELECT v.version, v.size, v.mtime_ns, v.ct "
+	                   "FROM versions v JOIN secrets s ON s.id = v.id "
+	                   "WHERE v.id = ?1 AND v.version = "
+	                   "CASE WHEN ?2 = 0 THEN s.version ELSE ?2 END", &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)version);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		r = sql_fail(s, rc);
+		goto out;
+	}
+	blob = sqlite3_column_blob(st, 3);
+	n = (size_t)sqlite3_column_bytes(st, 3);
+	ct = malloc(n ? n : 1);
+	if (!ct) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (n)
+		memcpy(ct, blob, n);
+	*ret_version = (uint64_t)sqlite3_column_int64(st, 0);
+	*ret_size = (uint32_t)sqlite3_column_int64(st, 1);
+	*ret_mtime = sqlite3_column_int64(st, 2);
+	*ret_ct = ct;
+	*ret_ctlen = n;
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* Records value as version `version` of id (which must exist, with
+ * current version version - 1), and drops versions beyond keep_versions.
+ * Mutex held, inside a write transaction. */
+static int write_version_locked(struct store *s, const char *id, uint64_t version,
+                                const uint8_t *value, size_t len, int64_t mtime)
+{
+	sqlite3_stmt *st = NULL;
+	uint8_t *ct = NULL;
+	size_t ctlen = 0;
+	int r;
+
+	r = seal_value(s, id, version, value, len, &ct, &ctlen);
+	if (r < 0)
+		return r;
+
+	r = sql_prepare(s, "INSERT INTO versions (id, version, size, mtime_ns, ct) "
+	                   "VALUES (?1, ?2, ?3, ?4, ?5)", &st);
+	if (r < 0)
+		goto out;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)version);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)len);
+	sqlite3_bind_int64(st, 4, mtime);
+	sqlite3_bind_blob(st, 5, ct, (int)ctlen, SQLITE_STATIC);
+	r = sql_step_done(s, st);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (r < 0)
+		goto out;
+
+	r = sql_prepare(s, "UPDATE secrets SET version = ?2, size = ?3, mtime_ns = ?4 "
+	                   "WHERE id = ?1", &st);
+	if (r < 0)
+		goto out;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)version);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)len);
+	sqlite3_bind_int64(st, 4, mtime);
+	r = sql_step_done(s, st);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (r < 0)
+		goto out;
+
+	if (version > s->keep_versions) {
+		r = sql_prepare(s, "DELETE FROM versions WHERE id = ?1 AND version <= ?2", &st);
+		if (r < 0)
+			goto out;
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)(version - s->keep_versions));
+		r = sql_step_done(s, st);
+	}
+out:
+	sqlite3_finalize(st);
+	free(ct);
+	return r;
+}
+
+static int insert_labels_locked(struct store *s, const char *id, const struct labels *l)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (!l || l->n == 0)
+		return 0;
+	r = sql_prepare(s, "INSERT INTO labels (id, key, value) VALUES (?1, ?2, ?3)", &st);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < l->n && r == 0; i++) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, l->v[i].key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, l->v[i].value, -1, SQLITE_STATIC);
+		r = sql_step_done(s, st);
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* --- meta table --- */
+
+static int meta_get_blob(struct store *s, const char *key, uint8_t **ret, size_t *ret_len)
+{
+	sqlite3_stmt *st = NULL;
+	uint8_t *buf;
+	size_t n;
+	int r, rc;
+
+	r = sql_prepare(s, "SELECT value FROM meta WHERE key = ?1", &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		r = rc == SQLITE_DONE ? -ENOENT : sql_fail(s, rc);
+		goto out;
+	}
+	n = (size_t)sqlite3_column_bytes(st, 0);
+	buf = malloc(n ? n : 1);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (n)
+		memcpy(buf, sqlite3_column_blob(st, 0), n);
+	*ret = buf;
+	*ret_len = n;
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int meta_put_blob(struct store *s, const char *key, const void *value, size_t len)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	r = sql_prepare(s, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, value, (int)len, SQLITE_STATIC);
+	r = sql_step_done(s, st);
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* --- open, close, init --- */
+
+static int open_db(struct store *s, const char *path)
+{
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+	int rc;
+
+#ifdef SQLITE_OPEN_NOFOLLOW
+	flags |= SQLITE_OPEN_NOFOLLOW;
+#endif
+	rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+	if (rc != SQLITE_OK)
+		return sql_fail(s, rc);
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	return sql_exec(s, "PRAGMA foreign_keys = ON;"
+	                   "PRAGMA synchronous = FULL;"
+	                   "PRAGMA secure_delete = ON;"
+	                   "PRAGMA temp_store = MEMORY;");
+}
+
+/* Opens and flocks DIR/store.lock; -EBUSY if another holder has it. */
+static int take_lock(const char *dir, bool read_only, int *ret_fd)
+{
+	char *path;
+	int fd, r = 0;
+
+	path = path_join(dir, EMBEDDED_LOCK_FILE);
+	if (!path)
+		return -ENOMEM;
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+	if (fd < 0 && read_only && (errno == EROFS || errno == EACCES))
+		fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		close(fd);
+		goto out;
+	}
+	*ret_fd = fd;
+out:
+	free(path);
+	return r;
+}
+
+static void store_free(struct store *s)
+{
+	if (!s)
+		return;
+	if (s->db)
+		sqlite3_close_v2(s->db);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	sodium_free(s->key);  /* wipes */
+	sodium_memzero(s->store_id, sizeof(s->store_id));
+	pthread_mutex_destroy(&s->mutex);
+	free(s);
+}
+
+static struct store *store_alloc(void)
+{
+	struct store *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->lock_fd = -1;
+	if (pthread_mutex_init(&s->mutex, NULL) != 0) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static int check_key_locked(struct store *s)
+{
+	uint8_t ad[sizeof(keycheck_ad_domain) - 1 + STORE_ID_BYTES];
+	struct secret_value *v = NULL;
+	uint8_t *blob = NULL;
+	size_t n = 0;
+	int r;
+
+	r = meta_get_blob(s, "format", &blob, &n);
+	if (r == 0 && (n != 1 || blob[0] != FORMAT_VERSION)) {
+		fprintf(stderr, "secretsfs: embedded store: unknown store format\n");
+		r = -EIO;
+	}
+	free(blob);
+	blob = NULL;
+	if (r < 0)
+		return r == -ENOENT ? -EIO : r;
+
+	r = meta_get_blob(s, "store_id", &blob, &n);
+	if (r == 0 && n != STORE_ID_BYTES)
+		r = -EIO;
+	if (r < 0) {
+		free(blob);
+		return r == -ENOENT ? -EIO : r;
+	}
+	memcpy(s->store_id, blob, STORE_ID_BYTES);
+	free(blob);
+	blob = NULL;
+
+	r = meta_get_blob(s, "keycheck", &blob, &n);
+	if (r < 0)
+		return r == -ENOENT ? -EIO : r;
+	keycheck_ad(s->store_id, ad);
+	r = crypto_open(s->key, ad, sizeof(ad), blob, n, &v);
+	free(blob);
+	if (r == -EBADMSG)
+		return -EKEYREJECTED;
+	if (r < 0)
+		return r;
+	if (v->len != sizeof(keycheck_plaintext) - 1 ||
+	    memcmp(v->data, keycheck_plaintext, v->len) != 0)
+		r = -EKEYREJECTED;
+	secret_value_free(v);
+	return r;
+}
+
+static int embedded_open(const struct store_config *cfg, struct store **ret_store)
+{
+	struct store *s = NULL;
+	char *dbpath = NULL;
+	struct stat st;
+	int r;
+
+	if (!cfg || !cfg->source || !cfg->key || !ret_store)
+		return -EINVAL;
+	r = crypto_init();
+	if (r < 0)
+		return r;
+
+	if (stat(cfg->source, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	dbpath = path_join(cfg->source, EMBEDDED_DB_FILE);
+	if (!dbpath)
+		return -ENOMEM;
+	if (lstat(dbpath, &st) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = -ENOENT;  /* not a store */
+		goto fail;
+	}
+
+	s = store_alloc();
+	if (!s) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	s->keep_versions = cfg->keep_versions ? cfg->keep_versions
+	                                      : EMBEDDED_KEEP_VERSIONS_DEFAULT;
+	s->read_only = cfg->read_only;
+	s->key = sodium_malloc(STORE_KEY_BYTES);
+	if (!s->key) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	memcpy(s->key, cfg->key, STORE_KEY_BYTES);
+	if (sodium_mprotect_readonly(s->key) != 0) {
+		r = -errno;
+		goto fail;
+	}
+
+	r = take_lock(cfg->source, cfg->read_only, &s->lock_fd);
+	if (r < 0)
+		goto fail;
+	r = open_db(s, dbpath);
+	if (r < 0)
+		goto fail;
+	r = check_key_locked(s);
+	if (r < 0)
+		goto fail;
+
+	free(dbpath);
+	*ret_store = s;
+	return 0;
+fail:
+	store_free(s);
+	free(dbpath);
+	return r;
+}
+
+static void embedded_close(struct store *s)
+{
+	store_free(s);
+}
+
+static int init_db(struct store *s, const char *dbpath)
+{
+	uint8_t ad[sizeof(keycheck_ad_domain) - 1 + STORE_ID_BYTES];
+	uint8_t format = FORMAT_VERSION;
+	uint8_t *ct = NULL;
+	size_t ctlen = 0;
+	int r;
+
+	r = open_db(s, dbpath);
+	if (r < 0)
+		return r;
+	r = sql_exec(s, "PRAGMA journal_mode = WAL");
+	if (r < 0)
+		return r;
+
+	randombytes_buf(s->store_id, STORE_ID_BYTES);
+	keycheck_ad(s->store_id, ad);
+	r = crypto_seal(s->key, ad, sizeof(ad),
+	                (const uint8_t *)keycheck_plaintext,
+	                sizeof(keycheck_plaintext) - 1, &ct, &ctlen);
+	if (r < 0)
+		return r;
+
+	r = tx_begin(s, true);
+	if (r < 0)
+		goto out;
+	r = sql_exec(s, schema_sql);
+	if (r == 0)
+		r = meta_put_blob(s, "format", &format, 1);
+	if (r == 0)
+		r = meta_put_blob(s, "store_id", s->store_id, STORE_ID_BYTES);
+	if (r == 0)
+		r = meta_put_blob(s, "keycheck", ct, ctlen);
+	r = tx_end(s, r);
+out:
+	free(ct);
+	return r;
+}
+
+static void unlink_db(const char *dbpath)
+{
+	static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
+	size_t n = strlen(dbpath);
+
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		size_t m = strlen(suffixes[i]);
+		char *p = malloc(n + m + 1);
+
+		if (!p)
+			continue;
+		memcpy(p, dbpath, n);
+		memcpy(p + n, suffixes[i], m + 1);
+		unlink(p);
+		free(p);
+	}
+}
+
+int embedded_store_init(const char *dir)
+{
+	char *dbpath = NULL, *keypath = NULL;
+	bool made_db = false, made_key = false;
+	struct store *s = NULL;
+	struct stat st;
+	int fd, r;
+
+	if (!dir || !dir[0])
+		return -EINVAL;
+	r = crypto_init();
+	if (r < 0)
+		return r;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	if (stat(dir, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+
+	dbpath = path_join(dir, EMBEDDED_DB_FILE);
+	keypath = path_join(dir, EMBEDDED_KEY_FILE);
+	s = store_alloc();
+	if (!dbpath || !keypath || !s) {
+		r = -ENOMEM;
+		goto out;
+	}
+	s->keep_versions = EMBEDDED_KEEP_VERSIONS_DEFAULT;
+
+	/* before and after taking the lock: an open store says -EEXIST, not
+	 * -EBUSY, and a racing init loses cleanly */
+	if (lstat(dbpath, &st) == 0) {
+		r = -EEXIST;
+		goto out;
+	}
+	r = take_lock(dir, false, &s->lock_fd);
+	if (r < 0)
+		goto out;
+	if (lstat(dbpath, &st) == 0) {
+		r = -EEXIST;
+		goto out;
+	}
+
+	r = key_create(keypath);
+	if (r < 0)
+		goto out;
+	made_key = true;
+	r = key_load(keypath, &s->key);
+	if (r < 0)
+		goto out;
+
+	/* claim the name with our mode before SQLite creates anything */
+	fd = open(dbpath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	made_db = true;
+	close(fd);
+
+	r = init_db(s, dbpath);
+out:
+	store_free(s);  /* closes the db before any unlink */
+	if (r < 0) {
+		if (made_db)
+			unlink_db(dbpath);
+		if (made_key)
+			unlink(keypath);
+	}
+	free(dbpath);
+	free(keypath);
+	return r;
+}
+
+/* --- operations --- */
+
+static int check_id(const char *id)
+{
+	return secret_id_valid_existing(id) ? 0 : -EINVAL;
+}
+
+static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
+{
+	struct secret_meta *batch = NULL;
+	sqlite3_stmt *st = NULL;
+	char *last = NULL;
+	size_t n = 0;
+	int r = 0, rc;
+
+	if (!s || !fn)
+		return -EINVAL;
+	batch = calloc(LIST_BATCH, sizeof(*batch));
+	last = strdup("");
+	if (!batch || !last) {
+		r = -ENOMEM;
+		goto out;
+	}
+
+	/* Keyset pagination: one read transaction per batch, two ordered
+	 * range queries merged; fn runs without the mutex. */
+	for (;;) {
+		size_t j = 0;
+
+		pthread_mutex_lock(&s->mutex);
+		r = tx_begin(s, false);
+		if (r < 0) {
+			pthread_mutex_unlock(&s->mutex);
+			goto out;
+		}
+		r = sql_prepare(s, "SELECT id, scopes, version, size, ctime_ns, mtime_ns "
+		                   "FROM secrets WHERE id > ?1 ORDER BY id LIMIT ?2", &st);
+		if (r == 0) {
+			sqlite3_bind_text(st, 1, last, -1, SQLITE_STATIC);
+			sqlite3_bind_int(st, 2, LIST_BATCH);
+			while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+				struct secret_meta *m = &batch[n];
+
+				meta_from_row(st, 1, m);
+				m->id = strdup(col_text(st, 0));
+				n++;
+				if (!m->id) {
+					r = -ENOMEM;
+					break;
+				}
+			}
+			if (r == 0 && rc != SQLITE_DONE)
+				r = sql_fail(s, rc);
+			sqlite3_finalize(st);
+			st = NULL;
+		}
+		if (r == 0 && n > 0)
+			r = sql_prepare(s, "SELECT id, key, value FROM labels "
+			                   "WHERE id > ?1 AND id <= ?2 ORDER BY id, key", &st);
+		if (r == 0 && n > 0) {
+			sqlite3_bind_text(st, 1, last, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, batch[n - 1].id, -1, SQLITE_STATIC);
+			while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+				const char *lid = col_text(st, 0);
+				int c = -1;
+
+				while (j < n && (c = strcmp(batch[j].id, lid)) < 0)
+					j++;
+				if (j < n && c == 0) {
+					r = labels_append(&batch[j].labels,
+					                  col_text(st, 1), col_text(st, 2));
+					if (r < 0)
+						break;
+				}
+			}
+			if (r == 0 && rc != SQLITE_DONE)
+				r = sql_fail(s, rc);
+			sqlite3_finalize(st);
+			st = NULL;
+		}
+		r = tx_end(s, r);
+		pthread_mutex_unlock(&s->mutex);
+		if (r < 0 || n == 0)
+			goto out;
+
+		for (size_t i = 0; i < n; i++) {
+			r = fn(userdata, &batch[i]);
+			if (r != 0)
+				goto out;
+		}
+		if (n < LIST_BATCH)
+			goto out;
+
+		free(last);
+		last = batch[n - 1].id;
+		batch[n - 1].id = NULL;
+		for (size_t i = 0; i < n; i++)
+			secret_meta_clear(&batch[i]);
+		n = 0;
+	}
+out:
+	if (batch)
+		for (size_t i = 0; i < n; i++)
+			secret_meta_clear(&batch[i]);
+	free(batch);
+	free(last);
+	return r;
+}
+
+static int embedded_stat(struct store *s, const char *id, struct secret_meta *ret_meta)
+{
+	struct secret_meta m = { 0 };
+	int r;
+
+	if (!s || !ret_meta)
+		return -EINVAL;
+	r = check_id(id);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&s->mutex);
+	r = tx_begin(s, false);
+	if (r == 0) {
+		r = load_meta_locked(s, id, &m);
+		r = tx_end(s, r);
+	}
+	pthread_mutex_unlock(&s->mutex);
+	if (r < 0) {
+		secret_meta_clear(&m);
+		return r;
+	}
+	*ret_meta = m;
+	return 0;
+}
+
+static int embedded_get_value(struct store *s, const char *id, uint64_t version,
+                              struct secret_value **ret_value)
+{
+	struct secret_value *v = NULL;
+	uint64_t ver = 0;
+	uint32_t size = 0;
+	int64_t mtime = 0;
+	uint8_t *ct = NULL;
+	size_t ctlen = 0;
+	int r;
+
+	if (!s || !ret_value)
+		return -EINVAL;
+	r = check_id(id);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&s->mutex);
+	r = load_ct_locked(s, id, version, &ver, &size, &mtime, &ct, &ctlen);
+	pthread_mutex_unlock(&s->mutex);
+	if (r < 0)
+		return r;
+
+	r = open_value(s, id, ver, ct, ctlen, &v);
+	free(ct);
+	if (r < 0)
+		return r;
+	if (v->len != size) {
+		fprintf(stderr, "secretsfs: embedded store: value of %s version %" PRIu64
+		        " does not have its recorded size\n", id, ver);
+		secret_value_free(v);
+		return -EIO;
+	}
+	v->version = ver;
+	v->mtime_ns = mtime;
+	*ret_value = v;
+	return 0;
+}
+
+static int embedded_list_versions(struct store *s, const char *id,
+                                  uint64_t **ret_versions, size_t *ret_n)
+{
+	sqlite3_stmt *st = NULL;
+	uint64_t *v = NULL, *nv, cur = 0;
+	size_t n = 0, cap = 0;
+	int r, rc;
+
+	if (!s || !ret_versions || !ret_n)
+		return -EINVAL;
+	r = check_id(id);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&s->mutex);
+	r = tx_begin(s, false);
+	if (r < 0)
+		goto unlock;
+	r = current_version_locked(s, id, &cur);
+	if (r == 0)
+		r = sql_prepare(s, "SELECT version FROM versions WHERE id = ?1 "
+		                   "ORDER BY version", &st);
+	if (r == 0) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 8;
+				nv = realloc(v, cap * sizeof(*v));
+				if (!nv) {
+					r = -ENOMEM;
+					break;
+				}
+				v = nv;
+			}
+			v[n++] = (uint64_t)sqlite3_column_int64(st, 0);
+		}
+		if (r == 0 && rc != SQLITE_DONE)
+			r = sql_fail(s, rc);
+		sqlite3_finalize(st);
+	}
+	r = tx_end(s, r);
+unlock:
+	pthread_mutex_unlock(&s->mutex);
+	if (r < 0) {
+		free(v);
+		return r;
+	}
+	*ret_versions = v;
+	*ret_n = n;
+	return 0;
+}
+
+static int embedded_create(struct store *s, const char *id, scope_set scopes,
+                           const struct labels *labels, const uint8_t *value,
+                           size_t len, struct secret_meta *ret_meta)
+{
+	struct secret_meta m = { 0 };
+	sqlite3_stmt *st = NULL;
+	uint64_t cur;
+	int64_t now;
+	int r;
+
+	if (!s)
+		return -EINVAL;
+	if (s->read_only)
+		return -EROFS;
+	if (!secret_id_valid_new(id) || !scopes_valid(scopes))
+		return -EINVAL;
+	r = labels_valid(labels);
+	if (r < 0)
+		return r;
+	r = value_len_valid(value, len);
+	if (r < 0)
+		return r;
+
+	now = now_ns();
+	pthread_mutex_lock(&s->mutex);
+	r = tx_begin(s, true);
+	if (r < 0)
+		goto unlock;
+	r = current_version_locked(s, id, &cur);
+	if (r == 0)
+		r = -EEXIST;
+	else if (r == -ENOENT)
+		r = sql_prepare(s, "INSERT INTO secrets "
+		                   "(id, scopes, version, size, ctime_ns, mtime_ns) "
+		                   "VALUES (?1, ?2, 0, 0, ?3, ?3)", &st);
+	if (r == 0) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, scopes);
+		sqlite3_bind_int64(st, 3, now);
+		r = sql_step_done(s, st);
+		sqlite3_finalize(st);
+	}
+	if (r == 0)
+		r = insert_labels_locked(s, id, labels);
+	if (r == 0)
+		r = write_version_locked(s, id, 1, value, len, now);
+	if (r == 0 && ret_meta)
+		r = load_meta_locked(s, id, &m);
+	r = tx_end(s, r);
+unlock:
+	pthread_mutex_unlock(&s->mutex);
+	if (r < 0) {
+		secret_meta_clear(&m);
+		return r;
+	}
+	if (ret_meta)
+		*ret_meta = m;
+	return 0;
+}
+
+static int embedded_put_value(struct store *s, const char *id, uint64_t expected_version,
+                              const uint8_t *value, size_t len,
+                              struct secret_meta *ret_meta)
+{
+	struct secret_meta m = { 0 };
+	uint64_t cur = 0;
+	int r;
+
+	if (!s)
+		return -EINVAL;
+	if (s->read_only)
+		return -EROFS;
+	r = check_id(id);
+	if (r < 0)
+		return r;
+	r = value_len_valid(value, len);
+	if (r < 0)
+		return r;
+
+	pthread_mutex_lock(&s->mutex);
+	r = tx_begin(s, true);
+	if (r < 0)
+		goto unlock;
+	r = current_version_locked(s, id, &cur);
+	if (r == 0 && expected_version != 0 && expected_version != cur)
+		r = -ESTALE;
+	if (r == 0)
+		r = write_version_locked(s, id, cur + 1, value, len, now_ns());
+	if (r == 0 && ret_meta)
+		r = load_meta_locked(s, id, &m);
+	r = tx_end(s, r);
+unlock:
+	pthread_mutex_unlock(&s->mutex);
+	if (r < 0) {
+		secret_meta_clear(&m);
+		return r;
+	}
+	if (ret_meta)
+		*ret_meta = m;
+	return 0;
+}
+
+static int embedded_exchange_values(struct store *s, const char *a, const char *b)
+{
+	struct secret_value *va = NULL, *vb = NULL;
+	uint8_t *cta = NULL, *ctb = NULL;
+	size_t cta_len = 0, ctb_len = 0;
+	uint64_t vera = 0, verb = 0;
+	uint32_t sa = 0, sb = 0;
+	int64_t ma = 0, mb = 0, now;
+	int r;
+
+	if (!s)
+		return -EINVAL;
+	if (s->read_only)
+		return -EROFS;
+	if (check_id(a) < 0 || check_id(b) < 0)
+		return -EINVAL;
+
+	pthread_mutex_lock(&s->mutex);
+	r = tx_begin(s, true);
+	if (r < 0)
+		goto unlock;
+	r = load_ct_locked(s, a, 0, &vera, &sa, &ma, &cta, &cta_len);
+	if (r == 0)
+		r = load_ct_locked(s, b, 0, &verb, &sb, &mb, &ctb, &ctb_len);
+	if (r == 0 && strcmp(a, b) == 0)
+		goto end;  /* swapping a value with itself changes nothing */
+	if (r == 0)
+		r = open_value(s, a, vera, cta, cta_len, &va);
+	if (r == 0)
+		r = open_value(s, b, verb, ctb, ctb_len, &vb);
+	now = now_ns();
+	if (r == 0)
+		r = write_version_locked(s, a, vera + 1, vb->data, vb->len, now);
+	if (r == 0)
+		r = write_version_locked(s, b, verb + 1, va->data, va->len, now);
+end:
+	r = tx_end(s, r);
+unlock:
+	pthread_mutex_unlock(&s->mutex);
+	secret_value_free(va);
+	secret_value_free(vb);
+	free(cta);
+	free(ctb);
+	return r;
+}
+
+static int embedded_delete(struct store *s, const char *id)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (!s)
+		return -EINVAL;
+	if (s->read_only)
+		return -EROFS;
+	r = check_id(id);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&s->mutex);
+	r = tx_begin(s, true);
+	if (r < 0)
+		goto unlock;
+	r = sql_prepare(s, "DELETE FROM secrets WHERE id = ?1", &st);
+	if (r == 0) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		r = sql_step_done(s, st);
+		if (r == 0 && sqlite3_changes(s->db) == 0)
+			r = -ENOENT;
+		sqlite3_finalize(st);
+	}
+	r = tx_end(s, r);
+unlock:
+	pthread_mutex_unlock(&s->mutex);
+	return r;
+}
+
+static int embedded_set_labels(struct store *s, const char *id, const struct labels *labels)
+{
+	sqlite3_stmt *st = NULL;
+	uint64_t cur;
+	int r;
+
+	if (!s)
+		return -EINVAL;
+	if (s->read_only)
+		return -EROFS;
+	r = check_id(id);
+	if (r < 0)
+		return r;
+	r = labels_valid(labels);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&s->mutex);
+	r = tx_begin(s, true);
+	if (r < 0)
+		goto unlock;
+	r = current_version_locked(s, id, &cur);
+	if (r == 0)
+		r = sql_prepare(s, "DELETE FROM labels WHERE id = ?1", &st);
+	if (r == 0) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		r = sql_step_done(s, st);
+		sqlite3_finalize(st);
+	}
+	if (r == 0)
+		r = insert_labels_locked(s, id, labels);
+	r = tx_end(s, r);
+unlock:
+	pthread_mutex_unlock(&s->mutex);
+	return r;
+}
+
+static int embedded_set_scopes(struct store *s, const char *id, scope_set scopes)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (!s)
+		return -EINVAL;
+	if (s->read_only)
+		return -EROFS;
+	r = check_id(id);
+	if (r < 0)
+		return r;
+	if (!scopes_valid(scopes))
+		return -EINVAL;
+	pthread_mutex_lock(&s->mutex);
+	r = tx_begin(s, true);
+	if (r < 0)
+		goto unlock;
+	r = sql_prepare(s, "UPDATE secrets SET scopes = ?2 WHERE id = ?1", &st);
+	if (r == 0) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, scopes);
+		r = sql_step_done(s, st);
+		if (r == 0 && sqlite3_changes(s->db) == 0)
+			r = -ENOENT;
+		sqlite3_finalize(st);
+	}
+	r = tx_end(s, r);
+unlock:
+	pthread_mutex_unlock(&s->mutex);
+	return r;
+}
+
+const struct store_ops embedded_store_ops = {
+	.name = "embedded",
+	.caps = STORE_CAP_VERSIONS | STORE_CAP_EXCHANGE,
+	.open = embedded_open,
+	.close = embedded_close,
+	.list = embedded_list,
+	.stat = embedded_stat,
+	.get_value = embedded_get_value,
+	.list_versions = embedded_list_versions,
+	.create = embedded_create,
+	.put_value = embedded_put_value,
+	.exchange_values = embedded_exchange_values,
+	.delete = embedded_delete,
+	.set_labels = embedded_set_labels,
+	.set_scopes = embedded_set_scopes,
+	.watch = NULL,
+};

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The embedded store: one directory on local disk.
+ *
+ *   DIR/key         the store key (STORE_KEY_BYTES, mode 0400)
+ *   DIR/store.db    SQLite database (WAL): metadata in plaintext columns,
+ *                   every version of every value sealed with
+ *                   XChaCha20-Poly1305 under the key
+ *   DIR/store.lock  flock'ed by the process that has the store open
+ *
+ * The operations are embedded_store_ops (store.h); store_config.source is
+ * the directory and store_config.key the contents of DIR/key (or of a key
+ * kept elsewhere: the store only checks that it is the right one).
+ *
+ * Notes on the ops beyond store.h:
+ *  - open: -ENOTDIR if source is not a directory, -ENOENT if it holds no
+ *    store.db ("not a store"), -EBUSY if another opener holds
+ *    DIR/store.lock, -EKEYREJECTED for the wrong key; keep_versions 0
+ *    means EMBEDDED_KEEP_VERSIONS_DEFAULT;
+ *  - every op but create takes IDs by the existing rule
+ *    (secret_id_valid_existing), else -EINVAL;
+ *  - list calls fn in ID order, in batches read in one transaction each,
+ *    with no lock of the store's held: fn may call the store;
+ *  - get_value: -EIO (one line on stderr) if a ciphertext fails
+ *    authentication: a flipped byte, or one copied from another secret,
+ *    version or store;
+ *  - exchange_values(s, a, a) changes nothing and returns 0.
+ */
+#ifndef SECRETSFS_EMBEDDED_H
+#define SECRETSFS_EMBEDDED_H
+
+#include "store.h"
+
+#define EMBEDDED_KEY_FILE "key"
+#define EMBEDDED_DB_FILE "store.db"
+#define EMBEDDED_LOCK_FILE "store.lock"
+#define EMBEDDED_KEEP_VERSIONS_DEFAULT 5
+
+/* Creates a new, empty store in dir (created 0700 if missing): a fresh key
+ * in dir/key, the database with a random store identity and a key-check
+ * record.  -EEXIST if dir already holds a store (or a key), -EBUSY if
+ * another process holds the store's lock. */
+int embedded_store_init(const char *dir);
+
+/* *ret_path = "dir/key" (malloc'ed): where embedded_store_init() put the
+ * key, for key_load(). */
+int embedded_key_path(const char *dir, char **ret_path);
+
+#endif

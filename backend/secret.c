@@ -1,0 +1,383 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared by every store: ID, label and scope rules, label maps,
+ * metadata copies and values in locked memory.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "store.h"
+
+/* --- IDs --- */
+
+static bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
+static bool is_lower(char c) { return c >= 'a' && c <= 'z'; }
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+bool secret_id_valid_new(const char *id)
+{
+	size_t i;
+
+	if (!id || !is_upper(id[0]))
+		return false;
+	for (i = 0; id[i]; i++) {
+		if (i >= SECRET_ID_MAX)
+			return false;
+		if (!is_upper(id[i]) && !is_digit(id[i]) && id[i] != '_')
+			return false;
+	}
+	return true;
+}
+
+bool secret_id_valid_existing(const char *id)
+{
+	size_t i;
+
+	if (!id || !id[0])
+		return false;
+	for (i = 0; id[i]; i++) {
+		char c = id[i];
+
+		if (i >= SECRET_ID_MAX)
+			return false;
+		if (!is_upper(c) && !is_lower(c) && !is_digit(c) &&
+		    c != '/' && c != '_' && c != '-')
+			return false;
+	}
+	return true;
+}
+
+/* --- labels --- */
+
+bool label_key_valid(const char *key)
+{
+	size_t i;
+
+	if (!key || !key[0])
+		return false;
+	for (i = 0; key[i]; i++) {
+		char c = key[i];
+
+		if (i >= LABEL_KEY_MAX)
+			return false;
+		if (!is_upper(c) && !is_lower(c) && !is_digit(c) &&
+		    c != '_' && c != '.' && c != '/' && c != '-')
+			return false;
+	}
+	return strcmp(key, "owner") != 0;
+}
+
+/* Length of the valid UTF-8 multibyte sequence at s (at most n bytes), or
+ * 0 if there is none: no overlongs, no surrogates, nothing past U+10FFFF. */
+static size_t utf8_multibyte_len(const unsigned char *s, size_t n)
+{
+	uint32_t cp;
+	size_t len, i;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+		cp = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		cp = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		cp = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	/* C1 controls (U+0080..U+009F) are not letters, spaces or numbers */
+	if (cp < 0xa0)
+		return 0;
+	return len;
+}
+
+bool label_value_valid(const char *value, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)value;
+	size_t i = 0;
+
+	if (len > LABEL_VALUE_MAX)
+		return false;
+	if (len > 0 && !value)
+		return false;
+	while (i < len) {
+		unsigned char c = s[i];
+
+		if (c < 0x80) {
+			/* c != 0: strchr would match the terminating NUL */
+			if (!is_upper(c) && !is_lower(c) && !is_digit(c) &&
+			    (c == '\0' || !strchr(" _.:/=+-@", c)))
+				return false;
+			i++;
+		} else {
+			size_t l = utf8_multibyte_len(s + i, len - i);
+
+			if (l == 0)
+				return false;
+			i += l;
+		}
+	}
+	return true;
+}
+
+/* --- scopes --- */
+
+static const char *const scope_dirs[SCOPE_COUNT] = {
+	[SCOPE_AI_GATEWAY] = "ai_gateway",
+	[SCOPE_MCP_SERVER] = "mcp_server",
+	[SCOPE_AI_AGENT] = "ai_agent",
+	[SCOPE_REDPANDA_CLUSTER] = "redpanda_cluster",
+	[SCOPE_REDPANDA_CONNECT] = "redpanda_connect",
+};
+
+static const char *const scope_apis[SCOPE_COUNT] = {
+	[SCOPE_AI_GATEWAY] = "SCOPE_AI_GATEWAY",
+	[SCOPE_MCP_SERVER] = "SCOPE_MCP_SERVER",
+	[SCOPE_AI_AGENT] = "SCOPE_AI_AGENT",
+	[SCOPE_REDPANDA_CLUSTER] = "SCOPE_REDPANDA_CLUSTER",
+	[SCOPE_REDPANDA_CONNECT] = "SCOPE_REDPANDA_CONNECT",
+};
+
+const char *scope_dir_name(enum scope sc)
+{
+	if ((unsigned)sc >= SCOPE_COUNT)
+		return NULL;
+	return scope_dirs[sc];
+}
+
+const char *scope_api_name(enum scope sc)
+{
+	if ((unsigned)sc >= SCOPE_COUNT)
+		return NULL;
+	return scope_apis[sc];
+}
+
+int scope_from_dir_name(const char *name)
+{
+	int i;
+
+	if (!name)
+		return -1;
+	for (i = 0; i < SCOPE_COUNT; i++)
+		if (strcmp(name, scope_dirs[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* --- label maps --- */
+
+/* Index of key in l, or -(insertion point) - 1. */
+static long labels_find(const struct labels *l, const char *key)
+{
+	size_t lo = 0, hi = l->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(l->v[mid].key, key);
+
+		if (c == 0)
+			return (long)mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -(long)lo - 1;
+}
+
+const char *labels_get(const struct labels *l, const char *key)
+{
+	long i;
+
+	if (!l || !key || l->n == 0)
+		return NULL;
+	i = labels_find(l, key);
+	return i >= 0 ? l->v[i].value : NULL;
+}
+
+int labels_set(struct labels *l, const char *key, const char *value)
+{
+	struct label *v;
+	char *k = NULL, *val = NULL;
+	size_t pos;
+	long i;
+
+	if (!l || !label_key_valid(key) || !value ||
+	    !label_value_valid(value, strlen(value)))
+		return -EINVAL;
+
+	val = strdup(value);
+	if (!val)
+		return -ENOMEM;
+
+	i = l->n ? labels_find(l, key) : -1;
+	if (i >= 0) {
+		free(l->v[i].value);
+		l->v[i].value = val;
+		return 0;
+	}
+	if (l->n >= LABELS_MAX) {
+		free(val);
+		return -ENOSPC;
+	}
+	k = strdup(key);
+	if (!k)
+		goto nomem;
+	v = realloc(l->v, (l->n + 1) * sizeof(*v));
+	if (!v)
+		goto nomem;
+	l->v = v;
+	pos = (size_t)(-i - 1);
+	memmove(&l->v[pos + 1], &l->v[pos], (l->n - pos) * sizeof(*v));
+	l->v[pos].key = k;
+	l->v[pos].value = val;
+	l->n++;
+	return 0;
+
+nomem:
+	free(k);
+	free(val);
+	return -ENOMEM;
+}
+
+int labels_remove(struct labels *l, const char *key)
+{
+	long i;
+	size_t pos;
+
+	if (!l || !key || l->n == 0)
+		return -ENODATA;
+	i = labels_find(l, key);
+	if (i < 0)
+		return -ENODATA;
+	pos = (size_t)i;
+	free(l->v[pos].key);
+	free(l->v[pos].value);
+	memmove(&l->v[pos], &l->v[pos + 1], (l->n - pos - 1) * sizeof(l->v[0]));
+	l->n--;
+	if (l->n == 0) {
+		free(l->v);
+		l->v = NULL;
+	}
+	return 0;
+}
+
+void labels_clear(struct labels *l)
+{
+	size_t i;
+
+	if (!l)
+		return;
+	for (i = 0; i < l->n; i++) {
+		free(l->v[i].key);
+		free(l->v[i].value);
+	}
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+int labels_copy(struct labels *dst, const struct labels *src)
+{
+	struct labels tmp = { 0, NULL };
+	size_t i;
+
+	if (!dst)
+		return -EINVAL;
+	if (src && src->n > 0) {
+		tmp.v = calloc(src->n, sizeof(*tmp.v));
+		if (!tmp.v)
+			return -ENOMEM;
+		for (i = 0; i < src->n; i++) {
+			tmp.v[i].key = strdup(src->v[i].key);
+			tmp.v[i].value = strdup(src->v[i].value);
+			tmp.n = i + 1;
+			if (!tmp.v[i].key || !tmp.v[i].value) {
+				labels_clear(&tmp);
+				return -ENOMEM;
+			}
+		}
+	}
+	*dst = tmp;
+	return 0;
+}
+
+/* --- metadata --- */
+
+int secret_meta_copy(struct secret_meta *dst, const struct secret_meta *src)
+{
+	struct secret_meta tmp;
+	int r;
+
+	if (!dst || !src)
+		return -EINVAL;
+	tmp = *src;
+	tmp.id = NULL;
+	tmp.labels.n = 0;
+	tmp.labels.v = NULL;
+	if (src->id) {
+		tmp.id = strdup(src->id);
+		if (!tmp.id)
+			return -ENOMEM;
+	}
+	r = labels_copy(&tmp.labels, &src->labels);
+	if (r < 0) {
+		free(tmp.id);
+		return r;
+	}
+	*dst = tmp;
+	return 0;
+}
+
+void secret_meta_clear(struct secret_meta *m)
+{
+	if (!m)
+		return;
+	free(m->id);
+	labels_clear(&m->labels);
+	memset(m, 0, sizeof(*m));
+}
+
+/* --- values --- */
+
+struct secret_value *secret_value_new(size_t len)
+{
+	struct secret_value *v;
+
+	/* sodium_malloc needs the page size sodium_init finds */
+	if (sodium_init() < 0)
+		return NULL;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return NULL;
+	v->data = sodium_malloc(len ? len : 1);
+	if (!v->data) {
+		free(v);
+		return NULL;
+	}
+	v->len = len;
+	return v;
+}
+
+struct secret_value *secret_value_free(struct secret_value *v)
+{
+	if (!v)
+		return NULL;
+	sodium_free(v->data);  /* wipes before freeing */
+	free(v);
+	return NULL;
+}

@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Secrets Store client interface.
+ *
+ * One table of operations (struct store_ops) that every store implements:
+ * the embedded SQLite store now, an etcd v3 store and the Redpanda Cloud
+ * Data Plane API next.  fs/ only ever talks to a store through this table.
+ *
+ * Rules every implementation follows:
+ *  - every call returns 0 or -errno; out-parameters (ret_*) are set only
+ *    on success;
+ *  - calls are thread-safe: fs/ calls them from many FUSE worker threads at
+ *    once and never while holding one of its own locks, so a slow store
+ *    blocks only the request that waits for it;
+ *  - values (plaintext) are only ever handed over in struct secret_value,
+ *    whose buffer is locked memory (sodium_malloc) and wiped on free;
+ *  - a store never logs a value.  It may log one line for an error that
+ *    the errno alone cannot explain (a failed authentication tag, say).
+ *
+ * Errors with a fixed meaning:
+ *   -ENOENT   no such secret (or no such version)
+ *   -EEXIST   create of an ID that exists
+ *   -ESTALE   put_value: the current version is not the expected one
+ *   -EINVAL   bad ID, label, scope set or value length
+ *   -EIO      the store failed or a value failed authentication
+ *   -ENOSPC   the store is full
+ *   -EROFS    the store is read-only
+ *   -EOPNOTSUPP  an optional operation the store does not have
+ */
+#ifndef SECRETSFS_STORE_H
+#define SECRETSFS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define SECRET_ID_MAX 255        /* characters */
+#define SECRET_VALUE_MAX 65536   /* bytes; values are 1..SECRET_VALUE_MAX */
+#define LABEL_KEY_MAX 128        /* bytes */
+#define LABEL_VALUE_MAX 256      /* bytes */
+#define LABELS_MAX 64            /* labels per secret */
+#define STORE_KEY_BYTES 32
+
+/* Scopes, in the order of their directories.  Bit (1u << scope). */
+enum scope {
+	SCOPE_AI_GATEWAY,
+	SCOPE_MCP_SERVER,
+	SCOPE_AI_AGENT,
+	SCOPE_REDPANDA_CLUSTER,
+	SCOPE_REDPANDA_CONNECT,
+	SCOPE_COUNT
+};
+typedef uint32_t scope_set;
+#define SCOPE_ALL ((scope_set)((1u << SCOPE_COUNT) - 1))
+
+struct label {
+	char *key;
+	char *value;
+};
+
+struct labels {
+	size_t n;
+	struct label *v;
+};
+
+/* Everything about a secret except its value. */
+struct secret_meta {
+	char *id;
+	scope_set scopes;      /* never 0 for a stored secret */
+	struct labels labels;
+	uint64_t version;      /* current version, >= 1 */
+	uint32_t size;         /* length of the current value, in bytes */
+	int64_t ctime_ns;      /* creation of the secret */
+	int64_t mtime_ns;      /* commit of the current version */
+};
+
+/* A decrypted value: data lives in locked memory and is wiped by
+ * secret_value_free().  data has len bytes (len >= 1). */
+struct secret_value {
+	uint8_t *data;
+	size_t len;
+	uint64_t version;
+	int64_t mtime_ns;
+};
+
+/* Capability bits (store_ops.caps). */
+enum {
+	STORE_CAP_WRITE_ONLY_VALUES = 1u << 0, /* get_value always -EACCES */
+	STORE_CAP_VERSIONS          = 1u << 1, /* old versions can be read */
+	STORE_CAP_WATCH             = 1u << 2, /* changes by others announced */
+	STORE_CAP_EXCHANGE          = 1u << 3, /* exchange_values exists */
+};
+
+/* What a store was opened with (from the command line). */
+struct store_config {
+	const char *source;         /* the store's location: a directory, URL… */
+	const uint8_t *key;         /* STORE_KEY_BYTES of key material, locked;
+	                               the store copies what it needs */
+	unsigned keep_versions;     /* how many versions to keep, >= 1 */
+	bool read_only;
+};
+
+enum store_change {
+	STORE_CHANGED,  /* created, new version, labels or scopes changed */
+	STORE_DELETED,
+};
+
+/* Called by a store (from its own thread) when a secret changed by
+ * another client.  meta is valid only during the call; for STORE_DELETED
+ * only meta->id is set. */
+typedef void (*store_change_fn)(void *userdata, enum store_change what,
+                                const struct secret_meta *meta);
+
+/* Called by list() once per secret; meta is valid during the call only.
+ * A non-zero return stops the listing and is returned by list(). */
+typedef int (*store_list_fn)(void *userdata, const struct secret_meta *meta);
+
+struct store;
+
+struct store_ops {
+	const char *name;  /* "embedded", "etcd", "redpanda-cloud" */
+	unsigned caps;     /* STORE_CAP_* */
+
+	/* Mandatory.  Opens the store; checks the key when the store has
+	 * values encrypted under it (wrong key: -EKEYREJECTED). */
+	int (*open)(const struct store_config *cfg, struct store **ret_store);
+	/* Mandatory.  Accepts NULL. */
+	void (*close)(struct store *s);
+
+	/* Mandatory.  Metadata of every secret; never fetches or decrypts a
+	 * value. */
+	int (*list)(struct store *s, store_list_fn fn, void *userdata);
+	/* Mandatory.  Metadata of one secret; free with secret_meta_clear(). */
+	int (*stat)(struct store *s, const char *id, struct secret_meta *ret_meta);
+
+	/* Mandatory (may answer -EACCES with STORE_CAP_WRITE_ONLY_VALUES).
+	 * version 0 means the current one. */
+	int (*get_value)(struct store *s, const char *id, uint64_t version,
+	                 struct secret_value **ret_value);
+	/* Optional (STORE_CAP_VERSIONS).  The versions kept, oldest first;
+	 * *ret_versions is malloc'ed. */
+	int (*list_versions)(struct store *s, const char *id,
+	                     uint64_t **ret_versions, size_t *ret_n);
+
+	/* Mandatory.  Creates a secret with its first version (1).  The ID is
+	 * checked against the create rule (secret_id_valid_new). */
+	int (*create)(struct store *s, const char *id, scope_set scopes,
+	              const struct labels *labels, const uint8_t *value,
+	              size_t len, struct secret_meta *ret_meta);
+	/* Mandatory.  Compare-and-swap: records a new version only if the
+	 * current one is expected_version (0: whatever is current), else
+	 * -ESTALE.  Labels and scopes are kept. */
+	int (*put_value)(struct store *s, const char *id, uint64_t expected_version,
+	                 const uint8_t *value, size_t len, struct secret_meta *ret_meta);
+	/* Optional (STORE_CAP_EXCHANGE).  Swaps the current values of a and b
+	 * atomically, as one new version of each. */
+	int (*exchange_values)(struct store *s, const char *a, const char *b);
+	/* Mandatory.  Deletes a secret and all its versions. */
+	int (*delete)(struct store *s, const char *id);
+	/* Mandatory.  Replaces the whole label map. */
+	int (*set_labels)(struct store *s, const char *id, const struct labels *labels);
+	/* Mandatory.  Replaces the scope set (non-empty). */
+	int (*set_scopes)(struct store *s, const char *id, scope_set scopes);
+
+	/* Optional (STORE_CAP_WATCH).  Starts announcing changes made by other
+	 * clients; fn is called from a thread of the store's. */
+	int (*watch)(struct store *s, store_change_fn fn, void *userdata);
+};
+
+/* The stores this build has. */
+extern const struct store_ops embedded_store_ops;
+
+/* --- helpers shared by every store (backend/secret.c) --- */
+
+/* ID rules: a new secret matches ^[A-Z][A-Z0-9_]*$ (1..255); an existing
+ * one may carry ^[a-zA-Z0-9/_-]+$. */
+bool secret_id_valid_new(const char *id);
+bool secret_id_valid_existing(const char *id);
+/* Label key: 1..LABEL_KEY_MAX bytes of [A-Za-z0-9_.-/] (no '=', no NUL);
+ * value: 0..LABEL_VALUE_MAX bytes of letters, spaces, digits and _.:/=+-@
+ * (UTF-8 letters allowed).  "owner" is server-managed and refused. */
+bool label_key_valid(const char *key);
+bool label_value_valid(const char *value, size_t len);
+
+const char *scope_dir_name(enum scope sc);      /* "ai_gateway" */
+const char *scope_api_name(enum scope sc);      /* "SCOPE_AI_GATEWAY" */
+int scope_from_dir_name(const char *name);      /* enum scope or -1 */
+
+/* Label maps (sorted by key). */
+const char *labels_get(const struct labels *l, const char *key);
+int labels_set(struct labels *l, const char *key, const char *value);  /* 0/-errno */
+int labels_remove(struct labels *l, const char *key);                  /* 0/-ENODATA */
+int labels_copy(struct labels *dst, const struct labels *src);
+void labels_clear(struct labels *l);
+
+int secret_meta_copy(struct secret_meta *dst, const struct secret_meta *src);
+void secret_meta_clear(struct secret_meta *m);
+
+/* Values: locked memory, wiped on free.  Accept NULL. */
+struct secret_value *secret_value_new(size_t len);
+struct secret_value *secret_value_free(struct secret_value *v);
+
+#endif

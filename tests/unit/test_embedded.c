@@ -1,0 +1,810 @@
+/* SPDX-License-Identifier: MIT */
+/* The embedded store, through its ops table, plus direct tampering with
+ * its database to check that values are bound to their place. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "embedded.h"
+#include "harness.h"
+#include "keyfile.h"
+#include "store.h"
+
+static const struct store_ops *ops = &embedded_store_ops;
+
+static char *dir;       /* the store directory */
+static uint8_t *key;    /* its key */
+
+#define SA (1u << SCOPE_AI_GATEWAY)
+#define SM (1u << SCOPE_MCP_SERVER)
+
+static struct store *open_store(unsigned keep, bool ro)
+{
+	struct store_config cfg = { .source = dir, .key = key,
+	                            .keep_versions = keep, .read_only = ro };
+	struct store *s = NULL;
+	int r = ops->open(&cfg, &s);
+
+	if (r != 0)
+		fprintf(stderr, "open: error %d\n", r);
+	REQUIRE(r == 0 && s != NULL);
+	return s;
+}
+
+static int put_str(struct store *s, const char *id, uint64_t expect, const char *v)
+{
+	return ops->put_value(s, id, expect, (const uint8_t *)v, strlen(v), NULL);
+}
+
+static int create_str(struct store *s, const char *id, scope_set sc,
+                      const struct labels *l, const char *v)
+{
+	return ops->create(s, id, sc, l, (const uint8_t *)v, strlen(v), NULL);
+}
+
+/* 1 if version `version` (0: current) of id reads as `expect` */
+static int value_is(struct store *s, const char *id, uint64_t version, const char *expect)
+{
+	struct secret_value *v = NULL;
+	int r = ops->get_value(s, id, version, &v), ok;
+
+	if (r != 0) {
+		fprintf(stderr, "get_value(%s, %llu): error %d\n", id,
+		        (unsigned long long)version, r);
+		return 0;
+	}
+	ok = v->len == strlen(expect) && memcmp(v->data, expect, v->len) == 0;
+	secret_value_free(v);
+	return ok;
+}
+
+static int get_err(struct store *s, const char *id, uint64_t version)
+{
+	struct secret_value *v = NULL;
+	int r = ops->get_value(s, id, version, &v);
+
+	secret_value_free(v);
+	return r;
+}
+
+/* --- listing --- */
+
+struct listing {
+	size_t n;
+	char ids[64][64];
+	scope_set scopes[64];
+	size_t nlabels[64];
+	char last[SECRET_ID_MAX + 1];
+	int sorted;
+	size_t total;
+	int stop_after;
+};
+
+static int collect(void *userdata, const struct secret_meta *m)
+{
+	struct listing *l = userdata;
+
+	if (l->total > 0 && strcmp(l->last, m->id) >= 0)
+		l->sorted = 0;
+	snprintf(l->last, sizeof(l->last), "%s", m->id);
+	if (l->n < 64) {
+		snprintf(l->ids[l->n], sizeof(l->ids[0]), "%s", m->id);
+		l->scopes[l->n] = m->scopes;
+		l->nlabels[l->n] = m->labels.n;
+		l->n++;
+	}
+	l->total++;
+	if (l->stop_after && (int)l->total == l->stop_after)
+		return 42;
+	return 0;
+}
+
+static int list_all(struct store *s, struct listing *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->sorted = 1;
+	return ops->list(s, collect, l);
+}
+
+/* --- files --- */
+
+/* 1 if the bytes needle occur in any file under d */
+static int found_in_dir(const char *d, const void *needle, size_t nlen)
+{
+	DIR *dh = opendir(d);
+	struct dirent *e;
+	int found = 0;
+
+	REQUIRE(dh != NULL);
+	while (!found && (e = readdir(dh))) {
+		char *p;
+		struct stat st;
+
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		p = harness_path(d, e->d_name);
+		if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+			found = found_in_dir(p, needle, nlen);
+		} else if (S_ISREG(st.st_mode) && st.st_size > 0) {
+			int fd = open(p, O_RDONLY);
+			uint8_t *buf = malloc((size_t)st.st_size);
+			ssize_t n;
+
+			REQUIRE(fd >= 0 && buf);
+			n = read(fd, buf, (size_t)st.st_size);
+			REQUIRE(n == st.st_size);
+			if (memmem(buf, (size_t)n, needle, nlen))
+				found = 1;
+			close(fd);
+			free(buf);
+		}
+		free(p);
+	}
+	closedir(dh);
+	return found;
+}
+
+static sqlite3 *raw_db(void)
+{
+	char *p = harness_path(dir, EMBEDDED_DB_FILE);
+	sqlite3 *db = NULL;
+
+	REQUIRE(sqlite3_open(p, &db) == SQLITE_OK);
+	free(p);
+	return db;
+}
+
+static void raw_exec(sqlite3 *db, const char *sql)
+{
+	char *err = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		fprintf(stderr, "sql: %s: %s\n", sql, err);
+		REQUIRE(0);
+	}
+}
+
+/* --- tests --- */
+
+static void test_init_and_open(const char *tmp)
+{
+	struct store_config cfg = { 0 };
+	struct store *s = NULL, *s2 = NULL;
+	uint8_t wrong[STORE_KEY_BYTES];
+	char *file = harness_path(tmp, "plainfile");
+	char *nodir = harness_path(tmp, "nonexistent");
+	struct stat st;
+	int fd;
+
+	CHECK_EQ(embedded_store_init(dir), 0);
+	CHECK_EQ(embedded_store_init(dir), -EEXIST);
+	REQUIRE(stat(dir, &st) == 0);
+	CHECK_EQ(st.st_mode & 0777, 0700);
+	{
+		char *kp = NULL;
+
+		REQUIRE(embedded_key_path(dir, &kp) == 0);
+		REQUIRE(key_load(kp, &key) == 0);
+		free(kp);
+	}
+
+	/* not a store */
+	cfg.key = key;
+	cfg.source = tmp;
+	CHECK_EQ(ops->open(&cfg, &s), -ENOENT);
+	cfg.source = nodir;
+	CHECK_EQ(ops->open(&cfg, &s), -ENOENT);
+	fd = open(file, O_WRONLY | O_CREAT, 0600);
+	REQUIRE(fd >= 0);
+	close(fd);
+	cfg.source = file;
+	CHECK_EQ(ops->open(&cfg, &s), -ENOTDIR);
+	CHECK(s == NULL);
+
+	/* wrong key */
+	randombytes_buf(wrong, sizeof(wrong));
+	cfg.source = dir;
+	cfg.key = wrong;
+	CHECK_EQ(ops->open(&cfg, &s), -EKEYREJECTED);
+	CHECK(s == NULL);
+
+	/* one opener at a time */
+	cfg.key = key;
+	CHECK_EQ(ops->open(&cfg, &s), 0);
+	CHECK_EQ(ops->open(&cfg, &s2), -EBUSY);
+	CHECK(s2 == NULL);
+	CHECK_EQ(embedded_store_init(dir), -EEXIST);
+	ops->close(s);
+	CHECK_EQ(ops->open(&cfg, &s2), 0);
+	ops->close(s2);
+	ops->close(NULL);
+
+	free(file);
+	free(nodir);
+}
+
+static void test_basics(void)
+{
+	struct store *s = open_store(0, false);
+	struct secret_meta m = { 0 };
+	struct labels l = { 0 };
+	struct listing li;
+	struct secret_value *v = NULL;
+	uint8_t *big;
+
+	CHECK_EQ(embedded_store_ops.caps, STORE_CAP_VERSIONS | STORE_CAP_EXCHANGE);
+	CHECK(strcmp(ops->name, "embedded") == 0);
+
+	CHECK_EQ(labels_set(&l, "managed-by", "aigateway"), 0);
+	CHECK_EQ(labels_set(&l, "team", "Grüße"), 0);
+	CHECK_EQ(ops->create(s, "OPENAI_API_KEY", SA, &l,
+	                     (const uint8_t *)"sk-openai", 9, &m), 0);
+	CHECK(m.id && strcmp(m.id, "OPENAI_API_KEY") == 0);
+	CHECK_EQ(m.version, 1);
+	CHECK_EQ(m.size, 9);
+	CHECK_EQ(m.scopes, SA);
+	CHECK_EQ(m.labels.n, 2);
+	CHECK(m.ctime_ns > 1600000000LL * 1000000000LL);
+	CHECK_EQ(m.ctime_ns, m.mtime_ns);
+	secret_meta_clear(&m);
+
+	CHECK_EQ(create_str(s, "ANTHROPIC_API_KEY", SA | SM, NULL, "sk-ant"), 0);
+	CHECK_EQ(create_str(s, "ANTHROPIC_API_KEY", SA, NULL, "again"), -EEXIST);
+
+	/* invalid input */
+	CHECK_EQ(create_str(s, "lower_case", SA, NULL, "x"), -EINVAL);
+	CHECK_EQ(create_str(s, "", SA, NULL, "x"), -EINVAL);
+	CHECK_EQ(create_str(s, "1ABC", SA, NULL, "x"), -EINVAL);
+	CHECK_EQ(create_str(s, "A.B", SA, NULL, "x"), -EINVAL);
+	CHECK_EQ(create_str(s, "NO_SCOPE", 0, NULL, "x"), -EINVAL);
+	CHECK_EQ(create_str(s, "BAD_SCOPE", 1u << SCOPE_COUNT, NULL, "x"), -EINVAL);
+	CHECK_EQ(ops->create(s, "EMPTY", SA, NULL, (const uint8_t *)"", 0, NULL), -EINVAL);
+	big = calloc(1, SECRET_VALUE_MAX + 1);
+	REQUIRE(big != NULL);
+	CHECK_EQ(ops->create(s, "TOO_BIG", SA, NULL, big, SECRET_VALUE_MAX + 1, NULL), -EFBIG);
+	CHECK_EQ(ops->create(s, "MAX_SIZE", SA, NULL, big, SECRET_VALUE_MAX, NULL), 0);
+	CHECK_EQ(ops->put_value(s, "MAX_SIZE", 0, big, SECRET_VALUE_MAX + 1, NULL), -EFBIG);
+	CHECK_EQ(ops->put_value(s, "MAX_SIZE", 0, big, 0, NULL), -EINVAL);
+	CHECK_EQ(ops->get_value(s, "MAX_SIZE", 0, &v), 0);
+	REQUIRE(v != NULL);
+	CHECK_EQ(v->len, SECRET_VALUE_MAX);
+	CHECK(memcmp(v->data, big, SECRET_VALUE_MAX) == 0);
+	v = secret_value_free(v);
+	free(big);
+	{
+		struct labels bad = { 0 };
+		struct label owner = { "owner", "me" };
+		struct label nl = { "k", "a\nb" };
+		struct label dup[2] = { { "k", "1" }, { "k", "2" } };
+
+		bad.n = 1;
+		bad.v = &owner;
+		CHECK_EQ(create_str(s, "BAD_LABEL", SA, &bad, "x"), -EINVAL);
+		bad.v = &nl;
+		CHECK_EQ(create_str(s, "BAD_LABEL", SA, &bad, "x"), -EINVAL);
+		bad.n = 2;
+		bad.v = dup;
+		CHECK_EQ(create_str(s, "BAD_LABEL", SA, &bad, "x"), -EINVAL);
+		CHECK_EQ(ops->stat(s, "BAD_LABEL", &m), -ENOENT);
+	}
+	CHECK_EQ(put_str(s, "NOPE", 0, "x"), -ENOENT);
+	CHECK_EQ(ops->stat(s, "bad id!", &m), -EINVAL);
+
+	/* list, stat, get */
+	CHECK_EQ(list_all(s, &li), 0);
+	CHECK_EQ(li.total, 3);
+	CHECK(li.sorted);
+	CHECK(strcmp(li.ids[0], "ANTHROPIC_API_KEY") == 0);
+	CHECK(strcmp(li.ids[1], "MAX_SIZE") == 0);
+	CHECK(strcmp(li.ids[2], "OPENAI_API_KEY") == 0);
+	CHECK_EQ(li.scopes[0], SA | SM);
+	CHECK_EQ(li.nlabels[0], 0);
+	CHECK_EQ(li.nlabels[2], 2);
+
+	CHECK_EQ(ops->stat(s, "OPENAI_API_KEY", &m), 0);
+	CHECK_EQ(m.version, 1);
+	CHECK_EQ(m.size, 9);
+	CHECK(m.labels.n == 2 && strcmp(labels_get(&m.labels, "team"), "Grüße") == 0);
+	CHECK(strcmp(labels_get(&m.labels, "managed-by"), "aigateway") == 0);
+	secret_meta_clear(&m);
+	CHECK_EQ(ops->stat(s, "MISSING", &m), -ENOENT);
+	CHECK(value_is(s, "OPENAI_API_KEY", 0, "sk-openai"));
+	CHECK(value_is(s, "OPENAI_API_KEY", 1, "sk-openai"));
+	CHECK(value_is(s, "ANTHROPIC_API_KEY", 0, "sk-ant"));
+	CHECK_EQ(get_err(s, "OPENAI_API_KEY", 2), -ENOENT);
+	CHECK_EQ(get_err(s, "MISSING", 0), -ENOENT);
+	CHECK_EQ(ops->get_value(s, "ANTHROPIC_API_KEY", 0, &v), 0);
+	REQUIRE(v != NULL);
+	CHECK_EQ(v->version, 1);
+	CHECK(v->mtime_ns > 0);
+	v = secret_value_free(v);
+
+	/* the list callback stops the listing */
+	memset(&li, 0, sizeof(li));
+	li.sorted = 1;
+	li.stop_after = 2;
+	CHECK_EQ(ops->list(s, collect, &li), 42);
+	CHECK_EQ(li.total, 2);
+
+	labels_clear(&l);
+	ops->close(s);
+}
+
+static void test_cas_and_versions(void)
+{
+	struct store *s = open_store(3, false);
+	struct secret_meta m = { 0 };
+	uint64_t *vers = NULL;
+	size_t n = 0;
+	char buf[32];
+
+	CHECK_EQ(ops->put_value(s, "OPENAI_API_KEY", 1, (const uint8_t *)"v2", 2, &m), 0);
+	CHECK_EQ(m.version, 2);
+	CHECK_EQ(m.size, 2);
+	CHECK_EQ(m.scopes, SA);              /* kept */
+	CHECK_EQ(m.labels.n, 2);             /* kept */
+	CHECK(m.mtime_ns >= m.ctime_ns);
+	secret_meta_clear(&m);
+
+	/* a stale writer loses and changes nothing */
+	CHECK_EQ(put_str(s, "OPENAI_API_KEY", 1, "stale"), -ESTALE);
+	CHECK_EQ(put_str(s, "OPENAI_API_KEY", 3, "future"), -ESTALE);
+	CHECK(value_is(s, "OPENAI_API_KEY", 0, "v2"));
+	CHECK_EQ(ops->stat(s, "OPENAI_API_KEY", &m), 0);
+	CHECK_EQ(m.version, 2);
+	secret_meta_clear(&m);
+
+	/* up to version 6 with keep_versions = 3 */
+	for (int i = 3; i <= 6; i++) {
+		snprintf(buf, sizeof(buf), "v%d", i);
+		CHECK_EQ(put_str(s, "OPENAI_API_KEY", i == 5 ? 0 : (uint64_t)i - 1, buf), 0);
+	}
+	CHECK_EQ(ops->list_versions(s, "OPENAI_API_KEY", &vers, &n), 0);
+	CHECK_EQ(n, 3);
+	if (n == 3) {
+		CHECK_EQ(vers[0], 4);
+		CHECK_EQ(vers[1], 5);
+		CHECK_EQ(vers[2], 6);
+	}
+	free(vers);
+	CHECK_EQ(ops->list_versions(s, "MISSING", &vers, &n), -ENOENT);
+	CHECK(value_is(s, "OPENAI_API_KEY", 0, "v6"));
+	CHECK(value_is(s, "OPENAI_API_KEY", 6, "v6"));
+	CHECK(value_is(s, "OPENAI_API_KEY", 4, "v4"));
+	CHECK_EQ(get_err(s, "OPENAI_API_KEY", 3), -ENOENT);
+	CHECK_EQ(get_err(s, "OPENAI_API_KEY", 1), -ENOENT);
+	CHECK_EQ(get_err(s, "OPENAI_API_KEY", 7), -ENOENT);
+	ops->close(s);
+
+	/* default keep_versions (5) */
+	s = open_store(0, false);
+	for (int i = 2; i <= 8; i++) {
+		snprintf(buf, sizeof(buf), "a%d", i);
+		CHECK_EQ(put_str(s, "ANTHROPIC_API_KEY", 0, buf), 0);
+	}
+	CHECK_EQ(ops->list_versions(s, "ANTHROPIC_API_KEY", &vers, &n), 0);
+	CHECK(n == 5 && vers[0] == 4 && vers[4] == 8);
+	free(vers);
+	ops->close(s);
+}
+
+static void test_labels_scopes_exchange_delete(void)
+{
+	struct store *s = open_store(0, false);
+	struct secret_meta m = { 0 }, ma = { 0 }, mb = { 0 };
+	struct labels l = { 0 };
+	struct listing li;
+
+	CHECK_EQ(labels_set(&l, "env", "prod"), 0);
+	CHECK_EQ(labels_set(&l, "a.b/c", "x y:z=1+2@h"), 0);
+	CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", &l), 0);
+	CHECK_EQ(ops->stat(s, "ANTHROPIC_API_KEY", &m), 0);
+	CHECK_EQ(m.labels.n, 2);
+	CHECK(strcmp(m.labels.v[0].key, "a.b/c") == 0);  /* sorted */
+	CHECK(strcmp(labels_get(&m.labels, "env"), "prod") == 0);
+	secret_meta_clear(&m);
+	CHECK_EQ(labels_remove(&l, "env"), 0);
+	CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", &l), 0);  /* replaces all */
+	CHECK_EQ(ops->stat(s, "ANTHROPIC_API_KEY", &m), 0);
+	CHECK_EQ(m.labels.n, 1);
+	CHECK(labels_get(&m.labels, "env") == NULL);
+	secret_meta_clear(&m);
+	CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", NULL), 0);
+	CHECK_EQ(ops->stat(s, "ANTHROPIC_API_KEY", &m), 0);
+	CHECK_EQ(m.labels.n, 0);
+	secret_meta_clear(&m);
+	CHECK_EQ(ops->set_labels(s, "MISSING", &l), -ENOENT);
+	{
+		struct label owner = { "owner", "x" };
+		struct labels bad = { 1, &owner };
+
+		CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", &bad), -EINVAL);
+	}
+	CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", &l), 0);
+	labels_clear(&l);
+
+	CHECK_EQ(ops->set_scopes(s, "ANTHROPIC_API_KEY", SM | (1u << SCOPE_AI_AGENT)), 0);
+	CHECK_EQ(ops->set_scopes(s, "ANTHROPIC_API_KEY", 0), -EINVAL);
+	CHECK_EQ(ops->set_scopes(s, "ANTHROPIC_API_KEY", 1u << 9), -EINVAL);
+	CHECK_EQ(ops->set_scopes(s, "MISSING", SA), -ENOENT);
+	CHECK_EQ(list_all(s, &li), 0);
+	CHECK(strcmp(li.ids[0], "ANTHROPIC_API_KEY") == 0);
+	CHECK_EQ(li.scopes[0], SM | (1u << SCOPE_AI_AGENT));
+	CHECK_EQ(li.nlabels[0], 1);
+
+	/* exchange: each gets the other's value as a new version */
+	CHECK_EQ(ops->stat(s, "ANTHROPIC_API_KEY", &ma), 0);
+	CHECK_EQ(ops->stat(s, "OPENAI_API_KEY", &mb), 0);
+	CHECK(value_is(s, "ANTHROPIC_API_KEY", 0, "a8"));
+	CHECK(value_is(s, "OPENAI_API_KEY", 0, "v6"));
+	CHECK_EQ(ops->exchange_values(s, "ANTHROPIC_API_KEY", "OPENAI_API_KEY"), 0);
+	CHECK(value_is(s, "ANTHROPIC_API_KEY", 0, "v6"));
+	CHECK(value_is(s, "OPENAI_API_KEY", 0, "a8"));
+	CHECK(value_is(s, "ANTHROPIC_API_KEY", ma.version, "a8"));  /* old kept */
+	CHECK_EQ(ops->stat(s, "ANTHROPIC_API_KEY", &m), 0);
+	CHECK_EQ(m.version, ma.version + 1);
+	CHECK_EQ(m.scopes, ma.scopes);
+	CHECK_EQ(m.labels.n, ma.labels.n);
+	secret_meta_clear(&m);
+	CHECK_EQ(ops->stat(s, "OPENAI_API_KEY", &m), 0);
+	CHECK_EQ(m.version, mb.version + 1);
+	CHECK_EQ(m.size, 2);
+	secret_meta_clear(&m);
+	CHECK_EQ(ops->exchange_values(s, "OPENAI_API_KEY", "MISSING"), -ENOENT);
+	CHECK_EQ(ops->exchange_values(s, "MISSING", "OPENAI_API_KEY"), -ENOENT);
+	CHECK(value_is(s, "OPENAI_API_KEY", 0, "a8"));
+	secret_meta_clear(&ma);
+	secret_meta_clear(&mb);
+
+	/* delete */
+	CHECK_EQ(create_str(s, "DOOMED", SA, NULL, "bye"), 0);
+	CHECK_EQ(put_str(s, "DOOMED", 0, "bye2"), 0);
+	CHECK_EQ(ops->delete(s, "DOOMED"), 0);
+	CHECK_EQ(ops->delete(s, "DOOMED"), -ENOENT);
+	CHECK_EQ(ops->stat(s, "DOOMED", &m), -ENOENT);
+	CHECK_EQ(get_err(s, "DOOMED", 1), -ENOENT);
+	CHECK_EQ(list_all(s, &li), 0);
+	CHECK_EQ(li.total, 3);
+	/* and the ID can be used again, from version 1 */
+	CHECK_EQ(ops->create(s, "DOOMED", SA, NULL, (const uint8_t *)"new", 3, &m), 0);
+	CHECK_EQ(m.version, 1);
+	secret_meta_clear(&m);
+	CHECK(value_is(s, "DOOMED", 0, "new"));
+	CHECK_EQ(ops->delete(s, "DOOMED"), 0);
+	ops->close(s);
+
+	/* read-only */
+	s = open_store(0, true);
+	CHECK(value_is(s, "OPENAI_API_KEY", 0, "a8"));
+	CHECK_EQ(put_str(s, "OPENAI_API_KEY", 0, "x"), -EROFS);
+	CHECK_EQ(create_str(s, "NEW_ONE", SA, NULL, "x"), -EROFS);
+	CHECK_EQ(ops->delete(s, "OPENAI_API_KEY"), -EROFS);
+	CHECK_EQ(ops->set_scopes(s, "OPENAI_API_KEY", SA), -EROFS);
+	CHECK_EQ(ops->set_labels(s, "OPENAI_API_KEY", NULL), -EROFS);
+	CHECK_EQ(ops->exchange_values(s, "OPENAI_API_KEY", "ANTHROPIC_API_KEY"), -EROFS);
+	ops->close(s);
+}
+
+static void test_no_plaintext_on_disk(void)
+{
+	static const char marker[] = "PLAINTEXT-MARKER-7f3a9c-sk-live-should-never-hit-disk";
+	static const char marker2[] = "SECOND-MARKER-0b1e44-rotated-value";
+	struct store *s = open_store(0, false);
+
+	CHECK_EQ(create_str(s, "MARKED", SA, NULL, marker), 0);
+	CHECK_EQ(put_str(s, "MARKED", 0, marker2), 0);
+	CHECK_EQ(put_str(s, "MARKED", 0, marker), 0);
+	CHECK_EQ(ops->exchange_values(s, "MARKED", "OPENAI_API_KEY"), 0);
+	/* while open: WAL and shared memory files included */
+	CHECK(!found_in_dir(dir, marker, sizeof(marker) - 1));
+	CHECK(!found_in_dir(dir, marker2, sizeof(marker2) - 1));
+	CHECK(found_in_dir(dir, "MARKED", 6));  /* metadata is plaintext: the grep works */
+	/* every file of the store (db, WAL, shm, lock, key) is the owner's only */
+	{
+		DIR *dh = opendir(dir);
+		struct dirent *e;
+		int files = 0;
+
+		REQUIRE(dh != NULL);
+		while ((e = readdir(dh))) {
+			struct stat st;
+			char *p;
+
+			if (e->d_name[0] == '.')
+				continue;
+			p = harness_path(dir, e->d_name);
+			REQUIRE(lstat(p, &st) == 0);
+			if ((st.st_mode & 077) != 0)
+				fprintf(stderr, "%s has mode %o\n", p, st.st_mode & 07777);
+			CHECK_EQ(st.st_mode & 077, 0);
+			files++;
+			free(p);
+		}
+		closedir(dh);
+		CHECK(files >= 4);  /* key, store.db, store.db-wal, store.lock */
+	}
+	ops->close(s);
+	CHECK(!found_in_dir(dir, marker, sizeof(marker) - 1));
+	CHECK(!found_in_dir(dir, marker2, sizeof(marker2) - 1));
+	s = open_store(0, false);
+	CHECK(value_is(s, "OPENAI_API_KEY", 0, marker));
+	CHECK(value_is(s, "MARKED", 0, "a8"));
+	ops->close(s);
+}
+
+static void test_tampering(void)
+{
+	struct store *s = open_store(0, false);
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	uint64_t tver;
+
+	CHECK_EQ(create_str(s, "TAMPERED", SA, NULL, "tamper-me"), 0);
+	CHECK_EQ(create_str(s, "VICTIM_B", SA, NULL, "value-of-b"), 0);
+	CHECK_EQ(create_str(s, "SOURCE_A", SA, NULL, "value-of-a"), 0);
+	CHECK_EQ(create_str(s, "ROLLBACK", SA, NULL, "old-one"), 0);
+	CHECK_EQ(put_str(s, "ROLLBACK", 0, "new-one"), 0);
+	ops->close(s);
+
+	db = raw_db();
+	/* flip one byte of TAMPERED's ciphertext */
+	REQUIRE(sqlite3_prepare_v2(db, "SELECT ct, version FROM versions WHERE id = 'TAMPERED'",
+	                           -1, &st, NULL) == SQLITE_OK);
+	REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+	{
+		int n = sqlite3_column_bytes(st, 0);
+		uint8_t *ct = malloc((size_t)n);
+		sqlite3_stmt *up;
+
+		REQUIRE(ct && n > 40);
+		memcpy(ct, sqlite3_column_blob(st, 0), (size_t)n);
+		tver = (uint64_t)sqlite3_column_int64(st, 1);
+		ct[n / 2] ^= 0x04;
+		sqlite3_finalize(st);
+		REQUIRE(sqlite3_prepare_v2(db, "UPDATE versions SET ct = ?1 WHERE id = 'TAMPERED'",
+		                           -1, &up, NULL) == SQLITE_OK);
+		sqlite3_bind_blob(up, 1, ct, n, SQLITE_TRANSIENT);
+		REQUIRE(sqlite3_step(up) == SQLITE_DONE);
+		sqlite3_finalize(up);
+		free(ct);
+	}
+	/* A's ciphertext copied onto B (sizes made to match) */
+	raw_exec(db, "UPDATE versions SET ct = (SELECT ct FROM versions WHERE id = 'SOURCE_A'),"
+	             " size = (SELECT size FROM versions WHERE id = 'SOURCE_A')"
+	             " WHERE id = 'VICTIM_B'");
+	raw_exec(db, "UPDATE secrets SET size = (SELECT size FROM versions WHERE id = 'SOURCE_A')"
+	             " WHERE id = 'VICTIM_B'");
+	/* version 1 of ROLLBACK copied onto version 2 */
+	raw_exec(db, "UPDATE versions SET ct = (SELECT ct FROM versions WHERE id = 'ROLLBACK'"
+	             " AND version = 1), size = 7 WHERE id = 'ROLLBACK' AND version = 2");
+	raw_exec(db, "UPDATE secrets SET size = 7 WHERE id = 'ROLLBACK'");
+	sqlite3_close(db);
+
+	s = open_store(0, false);
+	fprintf(stderr, "(authentication failures are expected below)\n");
+	CHECK_EQ(get_err(s, "TAMPERED", 0), -EIO);
+	CHECK_EQ(get_err(s, "TAMPERED", tver), -EIO);
+	CHECK_EQ(get_err(s, "VICTIM_B", 0), -EIO);
+	CHECK_EQ(get_err(s, "ROLLBACK", 0), -EIO);
+	/* everything else still reads */
+	CHECK(value_is(s, "SOURCE_A", 0, "value-of-a"));
+	CHECK(value_is(s, "ROLLBACK", 1, "old-one"));
+	CHECK(value_is(s, "OPENAI_API_KEY", 0, "PLAINTEXT-MARKER-7f3a9c-sk-live-should-never-hit-disk"));
+	/* an exchange involving a broken value fails and changes nothing */
+	CHECK_EQ(ops->exchange_values(s, "SOURCE_A", "TAMPERED"), -EIO);
+	CHECK(value_is(s, "SOURCE_A", 0, "value-of-a"));
+	/* a new version heals the secret */
+	CHECK_EQ(put_str(s, "TAMPERED", 0, "fresh"), 0);
+	CHECK(value_is(s, "TAMPERED", 0, "fresh"));
+	/* metadata still lists without the key being touched */
+	{
+		struct listing li;
+
+		CHECK_EQ(list_all(s, &li), 0);
+		CHECK_EQ(li.total, 8);
+	}
+	ops->delete(s, "TAMPERED");
+	ops->delete(s, "VICTIM_B");
+	ops->delete(s, "SOURCE_A");
+	ops->delete(s, "ROLLBACK");
+	ops->close(s);
+}
+
+/* --- concurrency --- */
+
+struct worker {
+	struct store *s;
+	int idx;
+	int errors;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	char id[32], val[64];
+	struct secret_meta m = { 0 };
+
+	snprintf(id, sizeof(id), "THREAD_%d", w->idx);
+	snprintf(val, sizeof(val), "t%d-v1", w->idx);
+	if (create_str(w->s, id, SA, NULL, val) != 0)
+		w->errors++;
+	for (int i = 2; i <= 40; i++) {
+		snprintf(val, sizeof(val), "t%d-v%d", w->idx, i);
+		if (put_str(w->s, id, (uint64_t)i - 1, val) != 0)
+			w->errors++;
+		if (!value_is(w->s, id, 0, val))
+			w->errors++;
+		/* contention on a shared secret: CAS retried */
+		for (;;) {
+			int r;
+
+			if (ops->stat(w->s, "SHARED", &m) != 0) {
+				w->errors++;
+				break;
+			}
+			r = put_str(w->s, "SHARED", m.version, val);
+			secret_meta_clear(&m);
+			if (r == 0)
+				break;
+			if (r != -ESTALE) {
+				w->errors++;
+				break;
+			}
+		}
+		if (get_err(w->s, "SHARED", 0) != 0)
+			w->errors++;
+	}
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	enum { N = 8 };
+	struct store *s = open_store(0, false);
+	struct worker w[N];
+	pthread_t t[N];
+	struct secret_meta m = { 0 };
+
+	CHECK_EQ(create_str(s, "SHARED", SA, NULL, "shared"), 0);
+	for (int i = 0; i < N; i++) {
+		w[i] = (struct worker){ .s = s, .idx = i };
+		REQUIRE(pthread_create(&t[i], NULL, worker_main, &w[i]) == 0);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ(w[i].errors, 0);
+	}
+	CHECK_EQ(ops->stat(s, "SHARED", &m), 0);
+	CHECK_EQ(m.version, 1 + N * 39);  /* no lost update */
+	secret_meta_clear(&m);
+	ops->close(s);
+}
+
+/* --- scale: listing many secrets --- */
+
+static void test_list_many(void)
+{
+	enum { N = 20000 };
+	struct store *s;
+	struct listing li;
+	struct timespec t0, t1;
+	sqlite3 *db = raw_db();
+	sqlite3_stmt *ins, *lab;
+	double secs;
+
+	/* metadata rows straight into the database: list never reads values */
+	raw_exec(db, "BEGIN");
+	REQUIRE(sqlite3_prepare_v2(db, "INSERT INTO secrets VALUES (?1, 1, 1, 10, 1, 1)",
+	                           -1, &ins, NULL) == SQLITE_OK);
+	REQUIRE(sqlite3_prepare_v2(db, "INSERT INTO labels VALUES (?1, ?2, 'v')",
+	                           -1, &lab, NULL) == SQLITE_OK);
+	for (int i = 0; i < N; i++) {
+		char id[32];
+
+		snprintf(id, sizeof(id), "BULK_%06d", i);
+		sqlite3_bind_text(ins, 1, id, -1, SQLITE_TRANSIENT);
+		REQUIRE(sqlite3_step(ins) == SQLITE_DONE);
+		sqlite3_reset(ins);
+		for (int k = 0; k < i % 3; k++) {
+			sqlite3_bind_text(lab, 1, id, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(lab, 2, k ? "k1" : "k0", -1, SQLITE_STATIC);
+			REQUIRE(sqlite3_step(lab) == SQLITE_DONE);
+			sqlite3_reset(lab);
+		}
+	}
+	sqlite3_finalize(ins);
+	sqlite3_finalize(lab);
+	raw_exec(db, "COMMIT");
+	sqlite3_close(db);
+
+	s = open_store(0, false);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_EQ(list_all(s, &li), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	fprintf(stderr, "listed %zu secrets in %.3f s\n", li.total, secs);
+	CHECK_EQ(li.total, N + 4);
+	CHECK(li.sorted);
+	CHECK(secs < 1.0);
+
+	/* labels merged onto the right secrets, across batch boundaries */
+	{
+		struct secret_meta m = { 0 };
+
+		CHECK_EQ(ops->stat(s, "BULK_000512", &m), 0);
+		CHECK_EQ(m.labels.n, 512 % 3);
+		secret_meta_clear(&m);
+	}
+	ops->close(s);
+}
+
+struct label_count {
+	size_t secrets, labels, wrong;
+};
+
+static int count_labels(void *userdata, const struct secret_meta *m)
+{
+	struct label_count *c = userdata;
+	int i;
+
+	c->secrets++;
+	c->labels += m->labels.n;
+	if (strncmp(m->id, "BULK_", 5) == 0) {
+		i = (int)strtol(m->id + 5, NULL, 10);
+		if (m->labels.n != (size_t)(i % 3))
+			c->wrong++;
+	}
+	return 0;
+}
+
+static void test_list_labels_merge(void)
+{
+	struct store *s = open_store(0, false);
+	struct label_count c = { 0 };
+
+	CHECK_EQ(ops->list(s, count_labels, &c), 0);
+	CHECK_EQ(c.wrong, 0);
+	CHECK_EQ(c.secrets, 20004);
+	ops->close(s);
+}
+
+int main(void)
+{
+	char *tmp = harness_tmpdir();
+
+	REQUIRE(sodium_init() >= 0);
+	dir = harness_path(tmp, "store");
+
+	test_init_and_open(tmp);
+	test_basics();
+	test_cas_and_versions();
+	test_labels_scopes_exchange_delete();
+	test_no_plaintext_on_disk();
+	test_tampering();
+	test_threads();
+	/* the thread test leaves THREAD_* and SHARED; drop them */
+	{
+		struct store *s = open_store(0, false);
+		char id[32];
+
+		for (int i = 0; i < 8; i++) {
+			snprintf(id, sizeof(id), "THREAD_%d", i);
+			CHECK_EQ(ops->delete(s, id), 0);
+		}
+		CHECK_EQ(ops->delete(s, "SHARED"), 0);
+		ops->close(s);
+	}
+	test_list_many();
+	test_list_labels_merge();
+
+	key = key_free(key);
+	harness_rmrf(tmp);
+	free(dir);
+	free(tmp);
+	return harness_result("test_embedded");
+}
