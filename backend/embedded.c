@@ -31,6 +31,7 @@
 #include "embedded.h"
 #include "keyfile.h"
 #include "store.h"
+#include "log.h"
 
 #define STORE_ID_BYTES 16
 #define FORMAT_VERSION 1
@@ -193,8 +194,8 @@ static int open_value(const struct store *s, const char *id, uint64_t version,
 	r = crypto_open(s->key, ad, adlen, ct, ctlen, ret_value);
 	free(ad);
 	if (r == -EBADMSG) {
-		fprintf(stderr, "secretsfs: embedded store: value of %s version %" PRIu64
-		        " failed authentication (tampered or copied ciphertext)\n",
+		log_error("embedded store: value of %s version %" PRIu64
+		          " failed authentication (tampered or copied ciphertext)",
 		        id, version);
 		return -EIO;
 	}
@@ -239,7 +240,7 @@ static int sql_fail(struct store *s, int rc)
 	int r = sql_errno(rc);
 
 	if (r == -EIO)
-		fprintf(stderr, "secretsfs: embedded store: database error: %s\n",
+		log_error("embedded store: database error: %s",
 		        s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 	return r;
 }
@@ -696,7 +697,7 @@ static int check_key_locked(struct store *s)
 
 	r = meta_get_blob(s, "format", &blob, &n);
 	if (r == 0 && (n != 1 || blob[0] != FORMAT_VERSION)) {
-		fprintf(stderr, "secretsfs: embedded store: unknown store format\n");
+		log_error("embedded store: unknown store format");
 		r = -EIO;
 	}
 	free(blob);
@@ -1097,8 +1098,8 @@ static int embedded_get_value(struct store *s, const char *id, uint64_t version,
 	if (r < 0)
 		return r;
 	if (v->len != size) {
-		fprintf(stderr, "secretsfs: embedded store: value of %s version %" PRIu64
-		        " does not have its recorded size\n", id, ver);
+		log_error("embedded store: value of %s version %" PRIu64
+		          " does not have its recorded size", id, ver);
 		secret_value_free(v);
 		return -EIO;
 	}

@@ -27,6 +27,7 @@
 
 #include "store.h"
 #include "lockedbuf.h"
+#include "log.h"
 
 /* Fixed inode numbers; secrets and scratch files start at INO_FIRST_FREE. */
 enum {
@@ -174,12 +175,5 @@ void notifier_inval_inode(struct notifier *nt, fuse_ino_t ino);
 /* ops.c */
 extern const struct fuse_lowlevel_ops secretsfs_ops;
 int64_t now_ns(void);
-
-/* log.c */
-void log_setup(bool to_stderr, bool debug);
-void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -1,11 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* One line per event, to stderr in the foreground and to syslog (so the
- * journal picks it up) when backgrounded.  Never pass a value here. */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <syslog.h>
 
-#include "fs.h"
+#include "log.h"
 
 static bool use_stderr = true;
 static bool debug_on;
