@@ -82,3 +82,77 @@ log_has() {
 }
 
 # errno_of CMD...: runs CMD and prints the strerror text it reported.
+
+# --- helpers for rename.bats, tools.bats, events.bats, stress.bats ---
+
+# sfs_version FILE: the secret's current version (the secretsfs.version fact).
+sfs_version() {
+	getfattr --only-values -n secretsfs.version "$1"
+}
+
+# rename2 FROM TO FLAGS: renameat2(2) with FLAGS (1 NOREPLACE, 2 EXCHANGE,
+# 4 WHITEOUT); prints "ok" or the errno's name and strerror text
+# ("EINVAL Invalid argument"), and fails on an error.
+rename2() {
+	python3 - "$@" <<'PY'
+import ctypes, errno, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+r = libc.renameat2(-100, os.fsencode(sys.argv[1]), -100, os.fsencode(sys.argv[2]), int(sys.argv[3]))
+if r == 0:
+    print("ok")
+    sys.exit(0)
+e = ctypes.get_errno()
+print(errno.errorcode.get(e, str(e)), os.strerror(e))
+sys.exit(1)
+PY
+}
+
+# expect_value FILE VALUE: FILE's content is VALUE, byte for byte.
+expect_value() {
+	printf '%s' "$2" >"$T/expected.$$"
+	if ! cmp -s "$T/expected.$$" "$1"; then
+		echo "$1: expected $(od -An -c "$T/expected.$$" | tr -s ' ' | head -c 200)" >&2
+		echo "$1: actual   $(od -An -c "$1" 2>&1 | tr -s ' ' | head -c 200)" >&2
+		rm -f "$T/expected.$$"
+		return 1
+	fi
+	rm -f "$T/expected.$$"
+}
+
+# start_watch DIR: inotifywait -m -e close_write,moved_to on DIR, events
+# ("%e %f") into $T/events; returns once the watch is established.
+start_watch() {
+	WATCH_DIR=$1
+	inotifywait -m -e close_write,moved_to --format '%e %f' "$WATCH_DIR" \
+		>"$T/events" 2>"$T/events.err" </dev/null &
+	WATCH_PID=$!
+	for _ in $(seq 1 200); do
+		grep -q 'Watches established' "$T/events.err" && return 0
+		kill -0 "$WATCH_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "inotifywait did not start:" >&2
+	cat "$T/events.err" >&2
+	return 1
+}
+
+# stop_watch: makes a last event (a write to the scratch file .sentinel),
+# waits until inotifywait has printed it, stops inotifywait and removes the
+# sentinel line (and file), so $T/events holds every earlier event.
+stop_watch() {
+	[ -n "${WATCH_PID:-}" ] || return 0
+	local ok=1
+	printf s >"$WATCH_DIR/.sentinel" || ok=0
+	for _ in $(seq 1 200); do
+		[ $ok -eq 1 ] || break
+		grep -q ' \.sentinel$' "$T/events" && break
+		sleep 0.05
+	done
+	kill "$WATCH_PID" 2>/dev/null
+	wait "$WATCH_PID" 2>/dev/null
+	WATCH_PID=
+	rm -f "$WATCH_DIR/.sentinel"
+	grep -q ' \.sentinel$' "$T/events" || { echo "no sentinel event seen" >&2; return 1; }
+	sed -i '/ \.sentinel$/d' "$T/events"
+}
