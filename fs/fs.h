@@ -172,6 +172,10 @@ void notifier_stop(struct notifier *nt);
 void notifier_inval_entry(struct notifier *nt, fuse_ino_t parent, const char *name);
 void notifier_inval_inode(struct notifier *nt, fuse_ino_t ino);
 
+/* sdnotify.c: Type=notify under systemd. */
+int sd_notify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void sd_notify_ready_when_mounted(struct fs *fs);
+
 /* ops.c */
 extern const struct fuse_lowlevel_ops secretsfs_ops;
 int64_t now_ns(void);

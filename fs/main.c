@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -230,14 +231,46 @@ static char *key_path(const struct cmdline *c)
 	return p;
 }
 
+/* Is mnt a secretsfs mount (per /proc/self/mounts)? */
+static bool is_secretsfs_mount(const char *mnt)
+{
+	char *want = realpath(mnt, NULL);
+	FILE *f = fopen("/proc/self/mounts", "re");
+	bool found = false;
+	char *line = NULL;
+	size_t cap = 0;
+	/* realpath fails on a dead mount: compare the absolute path as given. */
+	if (!want && mnt[0] == '/')
+		want = strdup(mnt);
+	while (want && f && getline(&line, &cap, f) > 0) {
+		char *save = NULL;
+		strtok_r(line, " ", &save);
+		const char *dir = strtok_r(NULL, " ", &save);
+		const char *type = strtok_r(NULL, " ", &save);
+		if (dir && type && strcmp(dir, want) == 0 && strcmp(type, "fuse.secretsfs") == 0)
+			found = true;
+	}
+	free(line);
+	free(want);
+	if (f)
+		fclose(f);
+	return found;
+}
+
 static int check_mountpoint(const char *mnt)
 {
 	struct stat st, up;
 	char *parent = NULL;
+	if (stat(mnt, &st) < 0 && errno == ENOTCONN && is_secretsfs_mount(mnt)) {
+		/* A daemon that died (crash, SIGKILL) leaves its mount behind;
+		 * a restart must not be blocked by it. */
+		if (umount2(mnt, MNT_DETACH) == 0)
+			fprintf(stderr, "secretsfs: cleaned up the dead secretsfs mount on %s\n", mnt);
+	}
 	if (stat(mnt, &st) < 0) {
 		if (errno == ENOTCONN)
 			return fail("mountpoint %s is a dead FUSE mount (Transport endpoint is not "
-			            "connected); clean it up with: fusermount3 -u %s", mnt, mnt);
+			            "connected); clean it up with: fusermount3 -uz %s", mnt, mnt);
 		return fail("mountpoint %s: %s", mnt, strerrordesc_np(errno));
 	}
 	if (!S_ISDIR(st.st_mode))
@@ -435,12 +468,14 @@ int main(int argc, char **argv)
 	log_setup(true, fs.opt.debug);
 	if (fs_nodes_init(&fs) < 0)
 		return fail("out of memory");
+	sd_notify_send("STATUS=Opening the store in %s", fs.opt.store_dir);
 	if ((r = setup_store(&fs, &c)) || (r = serve(&fs, &c)))
 		return r;
 	if (!fs.opt.foreground) {
 		log_setup(false, fs.opt.debug);
 		detach_stdio(ready_fd);
 	}
+	sd_notify_ready_when_mounted(&fs);
 
 	if (c.single_thread) {
 		r = fuse_session_loop(fs.se);
@@ -450,7 +485,9 @@ int main(int argc, char **argv)
 		r = fuse_session_loop_mt(fs.se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
-	/* A signal (SIGTERM, SIGINT, SIGHUP) or fusermount3 -u: a clean stop. */
+	/* A signal (SIGTERM, SIGINT, SIGHUP) or fusermount3 -u: a clean stop.
+	 * fuse_session_loop returns the signal's number then. */
+	sd_notify_send("STOPPING=1");
 	notifier_stop(fs.notifier);
 	fuse_session_unmount(fs.se);
 	fuse_remove_signal_handlers(fs.se);
