@@ -28,6 +28,8 @@
 #include "store.h"
 #include "lockedbuf.h"
 #include "log.h"
+#include "policy.h"
+#include "audit.h"
 
 /* Fixed inode numbers; secrets and scratch files start at INO_FIRST_FREE. */
 enum {
@@ -87,6 +89,7 @@ struct node {
 	uid_t uid;
 	gid_t gid;
 	int64_t ctime_ns;           /* last chmod/chown/link count change */
+	bool owner_set;             /* chown'ed: uid/gid override the scope's owner */
 	/* After a rename onto a secret's name the kernel keeps the renamed
 	 * inode under that name until it looks the name up again: this node
 	 * then stands for the secret 'became' (see fs_node_resolve). */
@@ -119,6 +122,7 @@ struct fs {
 	const struct store_ops *ops;
 	struct store *store;
 	struct fs_options opt;
+	struct policy policy;       /* read-only once mounted */
 	struct fuse_session *se;
 
 	pthread_rwlock_t lock;

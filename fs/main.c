@@ -56,6 +56,15 @@ static void usage(FILE *out)
 "  -o uid=N,gid=N         owner of every directory and file (default: root)\n"
 "  -o dir_mode=OCTAL      mode of the scope directories (default 0700)\n"
 "  -o file_mode=OCTAL     mode of secret files (default 0600, 0400 with ro)\n"
+"  -o owner=SCOPE:USER[:GROUP]\n"
+"                         owner of a scope directory and of its files\n"
+"  -o unit=SCOPE:PATTERN  only processes of systemd units matching PATTERN\n"
+"                         (fnmatch) open files of SCOPE; repeatable\n"
+"  -o cgroup=SCOPE:PATH   only processes in cgroup PATH (or below) open\n"
+"                         files of SCOPE; repeatable\n"
+"  -o root_bypass         root is not held to unit= and cgroup= rules\n"
+"  -o audit=WHERE         the audit trail: log (default, with the daemon's\n"
+"                         log), syslog (authpriv), an absolute file path, off\n"
 "  -f                     stay in the foreground, log to stderr\n"
 "  -d                     debug: -f, and log every FUSE request\n"
 "  -s                     single-threaded\n"
@@ -97,6 +106,8 @@ static int cmd_init(const char *dir)
 
 struct cmdline {
 	struct fs_options opt;
+	struct policy policy;
+	char *audit;
 	struct fuse_args fuse_args;  /* what goes to fuse_session_new */
 	bool single_thread;
 	bool default_permissions;
@@ -142,6 +153,20 @@ static int parse_option(struct cmdline *c, const char *o)
 			return fail("file_mode must be octal, not '%s'", o + 10);
 		c->opt.file_mode = (mode_t)v;
 		c->file_mode_set = true;
+	} else if (strncmp(o, "owner=", 6) == 0 || strncmp(o, "unit=", 5) == 0 ||
+	           strncmp(o, "cgroup=", 7) == 0) {
+		const char *why = "out of memory";
+		const char *arg = strchr(o, '=') + 1;
+		int r = o[0] == 'o' ? policy_add_owner(&c->policy, arg, &why)
+		      : o[0] == 'u' ? policy_add_unit(&c->policy, arg, &why)
+		                    : policy_add_cgroup(&c->policy, arg, &why);
+		if (r < 0)
+			return fail("-o %s: %s", o, why);
+	} else if (strcmp(o, "root_bypass") == 0) {
+		c->policy.root_bypass = true;
+	} else if (strncmp(o, "audit=", 6) == 0) {
+		free(c->audit);
+		c->audit = strdup(o + 6);
 	} else if (strcmp(o, "ro") == 0) {
 		c->opt.read_only = true;
 	} else if (strcmp(o, "allow_other") == 0) {
@@ -453,7 +478,11 @@ int main(int argc, char **argv)
 	if (r)
 		return r;
 	fs.opt = c.opt;
+	fs.policy = c.policy;
 	fs.ops = &embedded_store_ops;
+	if (c.audit && strcmp(c.audit, "log") && strcmp(c.audit, "off") &&
+	    strcmp(c.audit, "syslog") && c.audit[0] != '/')
+		return fail("-o audit=%s: expected log, syslog, off or an absolute path", c.audit);
 	harden(fs.opt.debug);
 	if (crypto_init() < 0)
 		return fail("libsodium failed to initialise");
@@ -463,6 +492,8 @@ int main(int argc, char **argv)
 	int ready_fd = -1;
 	if (!fs.opt.foreground && (r = background(&ready_fd)))
 		return r;
+	if ((r = audit_setup(c.audit)) < 0)
+		return fail("audit file %s: %s", c.audit, strerrordesc_np(-r));
 	pthread_rwlock_init(&fs.lock, NULL);
 	pthread_mutex_init(&fs.ns_lock, NULL);
 	log_setup(true, fs.opt.debug);
@@ -494,6 +525,9 @@ int main(int argc, char **argv)
 	fuse_session_destroy(fs.se);
 	fs.ops->close(fs.store);
 	fs_nodes_free(&fs);
+	policy_clear(&fs.policy);
+	audit_close();
+	free(c.audit);
 	fuse_opt_free_args(&c.fuse_args);
 	log_info("unmounted %s", fs.opt.mountpoint);
 	return r < 0 ? 1 : 0;

@@ -39,6 +39,35 @@ int scope_of_dir(fuse_ino_t ino)
 	return -1;
 }
 
+void caller_of_req(fuse_req_t req, struct caller *ret)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	caller_init(ret, ctx->pid, ctx->uid, ctx->gid);
+}
+
+/* The owner a node shows: its own after chown, else the owner given to the
+ * first of its scopes that has one (-o owner=), else the mount's. */
+static void owner_of(struct fs *fs, const struct node *n, uid_t *uid, gid_t *gid)
+{
+	*uid = n->uid;
+	*gid = n->gid;
+	if (n->owner_set)
+		return;
+	scope_set scopes = 0;
+	if (n->kind == NODE_SCOPE)
+		scopes = 1u << (n->ino - INO_SCOPE_FIRST);
+	else if (n->kind == NODE_SECRET)
+		scopes = fs_secret_visible_scopes(n);
+	for (int sc = 0; sc < SCOPE_COUNT; sc++) {
+		const struct scope_rule *r = &fs->policy.scope[sc];
+		if ((scopes & (1u << sc)) && r->owner_set) {
+			*uid = r->uid;
+			*gid = r->gid;
+			return;
+		}
+	}
+}
+
 static struct timespec ts_of(int64_t ns)
 {
 	return (struct timespec){ .tv_sec = ns / 1000000000LL, .tv_nsec = ns % 1000000000LL };
@@ -79,8 +108,7 @@ void fill_attr(struct fs *fs, const struct node *n, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = n->ino;
-	st->st_uid = n->uid;
-	st->st_gid = n->gid;
+	owner_of(fs, n, &st->st_uid, &st->st_gid);
 	st->st_blksize = 4096;
 	int64_t mtime = n->ctime_ns, ctime = n->ctime_ns;
 	switch (n->kind) {

@@ -28,9 +28,11 @@ struct handle {
 	bool writable, append;
 	bool dirty;                 /* buf holds bytes not committed */
 	bool replaced;              /* buf was emptied first: a whole new value */
+	struct caller who;          /* who opened it (for the audit of commits) */
 };
 
-static struct handle *handle_new(fuse_ino_t ino, enum node_kind kind, const char *id)
+static struct handle *handle_new(fuse_ino_t ino, enum node_kind kind, const char *id,
+                                 const struct caller *who)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 	if (!h)
@@ -38,7 +40,8 @@ static struct handle *handle_new(fuse_ino_t ino, enum node_kind kind, const char
 	pthread_mutex_init(&h->lock, NULL);
 	h->ino = ino;
 	h->kind = kind;
-	if (id && !(h->id = strdup(id))) {
+	if ((id && !(h->id = strdup(id))) || caller_copy(&h->who, who) < 0) {
+		free(h->id);
 		free(h);
 		return NULL;
 	}
@@ -52,6 +55,7 @@ static void handle_free(struct handle *h)
 	secret_value_free(h->snap);
 	lockedbuf_clear(&h->buf);
 	free(h->id);
+	caller_clear(&h->who);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
@@ -112,13 +116,16 @@ static int commit(struct fs *fs, struct handle *h)
 		log_error("%s: write not stored: the secret changed since this file was opened "
 		          "(at version %" PRIu64 "); open it again and repeat the edit",
 		          h->id, h->base_version);
-		return -EIO;
-	}
-	if (r < 0) {
+		r = -EIO;
+	} else if (r < 0) {
 		log_error("%s: the store refused the new value (%s); the current value stays",
 		          h->id, strerrordesc_np(-r));
-		return user_errno(r);
+		r = user_errno(r);
 	}
+	audit_event(&h->who, in_store ? "write" : "create", h->id, r < 0 ? 0 : meta.version,
+	            r, NULL);
+	if (r < 0)
+		return r;
 	wrlock(fs);
 	n = fs_secret_by_id(fs, h->id);
 	if (n && meta.version >= n->u.secret.meta.version) {
@@ -140,7 +147,8 @@ static int commit(struct fs *fs, struct handle *h)
 /* --- open --- */
 
 /* Opens the node ino (already resolved) as flags asks. */
-static int open_node(struct fs *fs, fuse_ino_t ino, int flags, struct handle **ret)
+static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct caller *who,
+                     struct handle **ret)
 {
 	bool writable = (flags & O_ACCMODE) != O_RDONLY;
 	bool trunc = writable && (flags & O_TRUNC);
@@ -162,7 +170,7 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, struct handle **r
 		return -EROFS;
 	}
 	if (kind == NODE_SCRATCH) {
-		struct handle *h = handle_new(ino, kind, NULL);
+		struct handle *h = handle_new(ino, kind, NULL, who);
 		if (!h) {
 			unlock(fs);
 			return -ENOMEM;
@@ -185,7 +193,19 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, struct handle **r
 	const struct node *s = kind == NODE_SECRET ? n : fs_node(fs, n->u.vfile.secret_ino);
 	uint64_t version = kind == NODE_SECRET ? s->u.secret.meta.version : n->u.vfile.version;
 	bool pending = kind == NODE_SECRET && !version && s->u.secret.pending_scopes;
-	struct handle *h = handle_new(ino, kind, s->u.secret.meta.id);
+	const char *op = writable ? "open-write" : "read";
+	int r = policy_check(&fs->policy, fs_secret_visible_scopes(s), who);
+	if (r < 0) {
+		char where[128];
+		log_warn("%s: %s refused to uid %u pid %d (%s, unit %s): the policy of %s "
+		         "does not admit it", s->u.secret.meta.id, op, (unsigned)who->uid,
+		         (int)who->pid, who->exe, who->unit,
+		         scope_names(fs_secret_visible_scopes(s), where, sizeof(where)));
+		audit_event(who, op, s->u.secret.meta.id, version, r, NULL);
+		unlock(fs);
+		return r;
+	}
+	struct handle *h = handle_new(ino, kind, s->u.secret.meta.id, who);
 	unlock(fs);
 	if (!h)
 		return -ENOMEM;
@@ -197,7 +217,6 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, struct handle **r
 	h->append = flags & O_APPEND;
 	h->base_version = version;
 
-	int r = 0;
 	if (pending || trunc) {
 		/* Nothing to read: the writer starts from an empty value. */
 		if (writable)
@@ -220,6 +239,8 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, struct handle **r
 	}
 	if (r == 0 && !writable && !h->snap)
 		r = -ENOMEM;
+	if (!writable || r < 0)
+		audit_event(who, op, h->id, h->snap ? h->snap->version : version, r, NULL);
 	if (r < 0) {
 		handle_free(h);
 		return r;
@@ -252,7 +273,10 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_ino_t target = n ? n->ino : 0;
 	unlock(fs);
 	struct handle *h = NULL;
-	int r = target ? open_node(fs, target, fi->flags, &h) : -ENOENT;
+	struct caller who;
+	caller_of_req(req, &who);
+	int r = target ? open_node(fs, target, fi->flags, &who, &h) : -ENOENT;
+	caller_clear(&who);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -263,8 +287,15 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 /* Create: a scratch file, or a secret that is stored at its first commit.
  * fs->ns_lock and fs->lock (write) held; returns the node to open. */
 static int create_node(struct fs *fs, enum scope sc, const char *name, mode_t mode,
-                       int flags, struct node **ret)
+                       int flags, const struct caller *who, struct node **ret)
 {
+	int r = policy_check(&fs->policy, 1u << sc, who);
+	if (r < 0) {
+		log_warn("%s/%s: create refused to uid %u pid %d (%s, unit %s): the policy of %s "
+		         "does not admit it", scope_dir_name(sc), name, (unsigned)who->uid,
+		         (int)who->pid, who->exe, who->unit, scope_dir_name(sc));
+		return r;
+	}
 	char *id = name_secret_id(fs, name);
 	if (!id) {
 		struct node *n = fs_scratch_find(fs, sc, name);
@@ -280,6 +311,8 @@ static int create_node(struct fs *fs, enum scope sc, const char *name, mode_t mo
 			return -ENOMEM;
 		}
 		n->mode = mode;
+		n->uid = who->uid;
+		n->gid = who->gid;
 		n->u.scratch.scope = sc;
 		n->u.scratch.mtime_ns = now_ns();
 		fs_scratch_link(fs, n);
@@ -306,7 +339,7 @@ static int create_node(struct fs *fs, enum scope sc, const char *name, mode_t mo
 		if (!sid)
 			return -ENOMEM;
 		unlock(fs);
-		int r = fs->ops->set_scopes(fs->store, sid, scopes);
+		r = fs->ops->set_scopes(fs->store, sid, scopes);
 		wrlock(fs);
 		free(sid);
 		if (r < 0) {
@@ -365,17 +398,22 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	mode = (mode & ~ctx->umask) & 07777;
 
+	struct caller who;
+	caller_of_req(req, &who);
 	pthread_mutex_lock(&fs->ns_lock);
 	wrlock(fs);
 	struct node *n = NULL;
-	int r = create_node(fs, sc, name, mode, fi->flags, &n);
+	int r = create_node(fs, sc, name, mode, fi->flags, &who, &n);
 	fuse_ino_t ino = n ? n->ino : 0;
 	unlock(fs);
 	pthread_mutex_unlock(&fs->ns_lock);
 
 	struct handle *h = NULL;
 	if (r == 0)
-		r = open_node(fs, ino, fi->flags, &h);
+		r = open_node(fs, ino, fi->flags, &who, &h);
+	else if (r == -EACCES)
+		audit_event(&who, "create", name, 0, r, NULL);
+	caller_clear(&who);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -517,7 +555,8 @@ void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 /* A size change: through the open file, or (truncate(2) by path) through a
  * handle of its own that commits at once. */
-static int set_size(struct fs *fs, fuse_ino_t ino, off_t size, struct fuse_file_info *fi)
+static int set_size(struct fs *fs, fuse_ino_t ino, off_t size, struct fuse_file_info *fi,
+                    fuse_req_t req)
 {
 	if (size < 0 || size > SECRET_VALUE_MAX) {
 		log_warn("truncate refused: %lld bytes is over the %d-byte limit of a value",
@@ -528,7 +567,10 @@ static int set_size(struct fs *fs, fuse_ino_t ino, off_t size, struct fuse_file_
 	struct handle *own = NULL;
 	int r;
 	if (!h) {
-		r = open_node(fs, ino, O_WRONLY, &own);
+		struct caller who;
+		caller_of_req(req, &who);
+		r = open_node(fs, ino, O_WRONLY, &who, &own);
+		caller_clear(&who);
 		if (r < 0)
 			return r;
 		h = own;
@@ -590,7 +632,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			fuse_reply_err(req, EISDIR);
 			return;
 		}
-		int r = set_size(fs, fi ? ino : target, attr->st_size, fi);
+		int r = set_size(fs, fi ? ino : target, attr->st_size, fi, req);
 		if (r < 0) {
 			fuse_reply_err(req, -r);
 			return;
@@ -608,10 +650,16 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	 * mounted; the store has no notion of them. */
 	if (to_set & FUSE_SET_ATTR_MODE)
 		n->mode = attr->st_mode & 07777;
-	if (to_set & FUSE_SET_ATTR_UID)
-		n->uid = attr->st_uid;
-	if (to_set & FUSE_SET_ATTR_GID)
-		n->gid = attr->st_gid;
+	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		uid_t uid;
+		gid_t gid;
+		fill_attr(fs, n, &st);  /* the owner shown now */
+		uid = to_set & FUSE_SET_ATTR_UID ? attr->st_uid : st.st_uid;
+		gid = to_set & FUSE_SET_ATTR_GID ? attr->st_gid : st.st_gid;
+		n->uid = uid;
+		n->gid = gid;
+		n->owner_set = true;
+	}
 	if (kind == NODE_SCRATCH && (to_set & FUSE_SET_ATTR_MTIME))
 		n->u.scratch.mtime_ns = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? now_ns()
 		                        : (int64_t)attr->st_mtim.tv_sec * 1000000000LL +

@@ -17,6 +17,7 @@
 #define FACT_XATTR_PREFIX "secretsfs."
 
 struct fs *fs_of(fuse_req_t req);
+void caller_of_req(fuse_req_t req, struct caller *ret);  /* caller_clear() it */
 void rdlock(struct fs *fs);
 void wrlock(struct fs *fs);
 void unlock(struct fs *fs);

@@ -68,6 +68,8 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
+	struct caller who;
+	caller_of_req(req, &who);
 	pthread_mutex_lock(&fs->ns_lock);
 	wrlock(fs);
 	struct node *n = scope_child(fs, sc, name);
@@ -79,11 +81,19 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	} else if (!n->u.secret.meta.version) {
 		n->u.secret.pending_scopes &= ~(1u << sc);  /* never stored */
 	} else {
+		char extra[64];
+		bool last = n->u.secret.meta.scopes == (1u << sc);
+		uint64_t version = n->u.secret.meta.version;
+		char *id = strdup(n->u.secret.meta.id);
 		tombstone(n, sc);
 		r = remove_scope(fs, n, sc);
+		snprintf(extra, sizeof(extra), "scope=%s", scope_dir_name(sc));
+		audit_event(&who, last ? "delete" : "unscope", id, version, r, extra);
+		free(id);
 	}
 	unlock(fs);
 	pthread_mutex_unlock(&fs->ns_lock);
+	caller_clear(&who);
 	fuse_reply_err(req, -r);
 }
 
@@ -95,6 +105,8 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 		fuse_reply_err(req, EROFS);
 		return;
 	}
+	struct caller who;
+	caller_of_req(req, &who);
 	pthread_mutex_lock(&fs->ns_lock);
 	wrlock(fs);
 	struct node *n = fs_node_resolve(fs, ino);
@@ -130,9 +142,14 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 		}
 		free(id);
 	}
+	char extra[64];
+	snprintf(extra, sizeof(extra), "scope=%s", sc >= 0 ? scope_dir_name(sc) : "-");
+	audit_event(&who, "link", n && n->kind == NODE_SECRET ? n->u.secret.meta.id : newname,
+	            n && n->kind == NODE_SECRET ? n->u.secret.meta.version : 0, r, extra);
 	fuse_ino_t target = n ? n->ino : 0;
 	unlock(fs);
 	pthread_mutex_unlock(&fs->ns_lock);
+	caller_clear(&who);
 	free(name);
 	if (r < 0)
 		fuse_reply_err(req, -r);
@@ -149,6 +166,10 @@ struct rename_op {
 	unsigned flags;
 	struct node *src, *dst;   /* dst: NULL if newname is free in nsc */
 	char *dst_id;             /* newname's ID, NULL for a scratch name */
+	/* for the audit line */
+	const char *what;         /* rotate, create, move, rename, exchange */
+	uint64_t version;         /* the version a rename committed */
+	char extra[300];
 };
 
 /* The scope set a secret created under newname gets. */
@@ -179,6 +200,7 @@ static int store_under_newname(struct rename_op *op, bool exists, scope_set scop
 	if (n)
 		n->became = 0;
 	unlock(fs);
+	op->version = meta.version;
 	log_info("%s: version %" PRIu64 " committed by rename (%zu bytes)", op->dst_id,
 	         meta.version, len);
 	secret_meta_clear(&meta);
@@ -222,6 +244,8 @@ static int rename_scratch(struct rename_op *op)
 		return -EINVAL;
 	}
 	bool exists = dst_is_stored(op);
+	op->what = exists ? "rotate" : "create";
+	snprintf(op->extra, sizeof(op->extra), "from=%s", op->name);
 	scope_set scopes = new_secret_scopes(op, 0);
 	struct labels labels = { 0 };
 	struct lockedbuf value = { 0 };
@@ -270,6 +294,9 @@ static int rename_secret(struct rename_op *op)
 	int r;
 	if (strcmp(op->dst_id, src_id) == 0) {
 		/* mv a/X b/X: the secret leaves scope a and joins scope b. */
+		op->what = "move";
+		op->version = m->version;
+		snprintf(op->extra, sizeof(op->extra), "to=%s", scope_dir_name(op->nsc));
 		scope_set scopes = (m->scopes & ~(1u << op->sc)) | (1u << op->nsc);
 		unlock(fs);
 		r = fs->ops->set_scopes(fs->store, src_id, scopes);
@@ -298,6 +325,8 @@ static int rename_secret(struct rename_op *op)
 		return -EEXIST;
 	}
 	bool exists = dst_is_stored(op);
+	op->what = "rename";
+	snprintf(op->extra, sizeof(op->extra), "to=%s", op->dst_id);
 	if (!exists && !secret_id_valid_new(op->dst_id)) {
 		free(src_id);
 		return -EINVAL;
@@ -353,6 +382,8 @@ static int rename_exchange(struct rename_op *op)
 		return -EINVAL;
 	}
 	char *a = strdup(op->src->u.secret.meta.id), *b = strdup(op->dst->u.secret.meta.id);
+	op->what = "exchange";
+	snprintf(op->extra, sizeof(op->extra), "with=%s", b ? b : "?");
 	unlock(fs);
 	int r = a && b ? fs->ops->exchange_values(fs->store, a, b) : -ENOMEM;
 	struct secret_meta ma = { 0 }, mb = { 0 };
@@ -400,6 +431,8 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	op.sc = sc;
 	op.nsc = nsc;
 
+	struct caller who;
+	caller_of_req(req, &who);
 	pthread_mutex_lock(&fs->ns_lock);
 	wrlock(fs);
 	op.src = scope_child(fs, sc, name);
@@ -418,8 +451,20 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 		r = rename_scratch(&op);
 	else
 		r = rename_secret(&op);
+	/* Renames among scratch files are not about secrets. */
+	bool about_secret = op.what || (op.src && op.src->kind == NODE_SECRET) || op.dst_id;
+	if (about_secret && !(r == 0 && op.src == op.dst)) {
+		const char *id = op.src && op.src->kind == NODE_SECRET ? op.src->u.secret.meta.id
+		               : op.dst_id ? op.dst_id : name;
+		if (op.what && strcmp(op.what, "rotate") == 0)
+			id = op.dst_id;
+		if (!op.extra[0])
+			snprintf(op.extra, sizeof(op.extra), "to=%s", newname);
+		audit_event(&who, op.what ? op.what : "rename", id, op.version, r, op.extra);
+	}
 	unlock(fs);
 	pthread_mutex_unlock(&fs->ns_lock);
+	caller_clear(&who);
 	/* The kernel now maps newname to the renamed inode; a secret's own
 	 * inode is what it should find there: make it look again. */
 	if (r == 0 && op.dst_id && !(flags & RENAME_EXCHANGE))

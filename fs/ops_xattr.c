@@ -122,11 +122,16 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 }
 
 /* Sets (value != NULL) or removes a label. */
-static int change_label(struct fs *fs, fuse_ino_t ino, const char *key, const char *value,
+static int change_label(fuse_req_t req, fuse_ino_t ino, const char *key, const char *value,
                         int flags)
 {
+	struct fs *fs = fs_of(req);
 	if (fs->opt.read_only)
 		return -EROFS;
+	struct caller who;
+	caller_of_req(req, &who);
+	char extra[LABEL_KEY_MAX + 16];
+	snprintf(extra, sizeof(extra), "label=%s", key);
 	pthread_mutex_lock(&fs->ns_lock);
 	wrlock(fs);
 	struct node *n = fs_node_resolve(fs, ino);
@@ -152,6 +157,9 @@ static int change_label(struct fs *fs, fuse_ino_t ino, const char *key, const ch
 	else if (r == -ENOSPC)
 		log_warn("label %s refused: at most %d labels per secret", key, LABELS_MAX);
 	bool stored = r == 0 && n->kind == NODE_SECRET && n->u.secret.meta.version;
+	const char *op = value ? "label-set" : "label-remove";
+	if (r < 0 && n && n->kind == NODE_SECRET)
+		audit_event(&who, op, n->u.secret.meta.id, n->u.secret.meta.version, r, extra);
 	if (r == 0 && !stored) {
 		/* Scratch and pending files keep labels in memory; they go to
 		 * the store with the file's first value. */
@@ -167,6 +175,7 @@ static int change_label(struct fs *fs, fuse_ino_t ino, const char *key, const ch
 		} else {
 			r = -ENOMEM;
 		}
+		audit_event(&who, op, id ? id : "?", n->u.secret.meta.version, r, extra);
 		if (r == -ENOMEM) {
 			/* nothing to say beyond the errno */
 		} else if (r < 0) {
@@ -185,13 +194,13 @@ static int change_label(struct fs *fs, fuse_ino_t ino, const char *key, const ch
 	unlock(fs);
 	pthread_mutex_unlock(&fs->ns_lock);
 	labels_clear(&next);
+	caller_clear(&who);
 	return r;
 }
 
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                  size_t size, int flags)
 {
-	struct fs *fs = fs_of(req);
 	int r;
 	if (strncmp(name, FACT_XATTR_PREFIX, strlen(FACT_XATTR_PREFIX)) == 0) {
 		r = -EPERM;  /* read-only facts */
@@ -205,7 +214,7 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 		r = -EINVAL;
 	} else {
 		char *v = strndup(value, size);
-		r = v ? change_label(fs, ino, name + strlen(LABEL_XATTR_PREFIX), v, flags) : -ENOMEM;
+		r = v ? change_label(req, ino, name + strlen(LABEL_XATTR_PREFIX), v, flags) : -ENOMEM;
 		free(v);
 	}
 	fuse_reply_err(req, -r);
@@ -213,10 +222,9 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	struct fs *fs = fs_of(req);
 	int r;
 	if (strncmp(name, LABEL_XATTR_PREFIX, strlen(LABEL_XATTR_PREFIX)) == 0)
-		r = change_label(fs, ino, name + strlen(LABEL_XATTR_PREFIX), NULL, 0);
+		r = change_label(req, ino, name + strlen(LABEL_XATTR_PREFIX), NULL, 0);
 	else if (strncmp(name, FACT_XATTR_PREFIX, strlen(FACT_XATTR_PREFIX)) == 0)
 		r = -EPERM;
 	else

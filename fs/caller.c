@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdbool.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "caller.h"
+
+static bool ends_with(const char *s, size_t len, const char *suffix)
+{
+	size_t n = strlen(suffix);
+	return len >= n && memcmp(s + len - n, suffix, n) == 0;
+}
+
+char *cgroup_path_unit(const char *path)
+{
+	const char *best = NULL;
+	size_t best_len = 0;
+	for (const char *p = path; *p;) {
+		while (*p == '/')
+			p++;
+		size_t len = strcspn(p, "/");
+		if (len && (ends_with(p, len, ".service") || ends_with(p, len, ".scope"))) {
+			best = p;
+			best_len = len;
+		}
+		p += len;
+	}
+	return best ? strndup(best, best_len) : NULL;
+}
+
+char *cgroup_from_proc_text(const char *text)
+{
+	char *unified = NULL, *named = NULL;
+	const char *line = text;
+	while (line && *line) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+		/* hierarchy-ID:controllers:path */
+		const char *c1 = memchr(line, ':', len);
+		const char *c2 = c1 ? memchr(c1 + 1, ':', len - (size_t)(c1 + 1 - line)) : NULL;
+		if (c2) {
+			size_t plen = len - (size_t)(c2 + 1 - line);
+			if (c1 == line + 1 && line[0] == '0' && c2 == c1 + 1 && !unified)
+				unified = strndup(c2 + 1, plen);
+			else if ((size_t)(c2 - c1 - 1) == strlen("name=systemd") &&
+			         memcmp(c1 + 1, "name=systemd", strlen("name=systemd")) == 0 && !named)
+				named = strndup(c2 + 1, plen);
+		}
+		line = end ? end + 1 : NULL;
+	}
+	if (unified && (strcmp(unified, "/") != 0 || !named)) {
+		free(named);
+		return unified;
+	}
+	free(unified);
+	return named;
+}
+
+static char *read_small_file(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return NULL;
+	char *buf = malloc(8192);
+	size_t n = buf ? fread(buf, 1, 8191, f) : 0;
+	fclose(f);
+	if (buf)
+		buf[n] = '\0';
+	return buf;
+}
+
+void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid)
+{
+	char path[64], exe[PATH_MAX];
+	*c = (struct caller){ .uid = uid, .gid = gid, .pid = pid };
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	ssize_t n = readlink(path, exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		c->exe = strdup(exe);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	char *text = read_small_file(path);
+	if (text) {
+		c->cgroup = cgroup_from_proc_text(text);
+		free(text);
+	}
+	if (c->cgroup)
+		c->unit = cgroup_path_unit(c->cgroup);
+	if (!c->exe)
+		c->exe = strdup("?");
+	if (!c->cgroup)
+		c->cgroup = strdup("?");
+	if (!c->unit)
+		c->unit = strdup("-");
+}
+
+void caller_clear(struct caller *c)
+{
+	free(c->exe);
+	free(c->cgroup);
+	free(c->unit);
+	c->exe = c->cgroup = c->unit = NULL;
+}
+
+int caller_copy(struct caller *dst, const struct caller *src)
+{
+	*dst = *src;
+	dst->exe = strdup(src->exe ? src->exe : "?");
+	dst->cgroup = strdup(src->cgroup ? src->cgroup : "?");
+	dst->unit = strdup(src->unit ? src->unit : "-");
+	if (!dst->exe || !dst->cgroup || !dst->unit) {
+		caller_clear(dst);
+		return -ENOMEM;
+	}
+	return 0;
+}

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Who may open what, beyond mode bits.
+ *
+ *   -o owner=SCOPE:USER[:GROUP]   owner of a scope directory and its files
+ *   -o unit=SCOPE:PATTERN         only processes of matching systemd units
+ *                                 (fnmatch: ai-gateway.service, session-*.scope)
+ *   -o cgroup=SCOPE:PATH          only processes in cgroup PATH or below it
+ *   -o root_bypass                root skips the unit/cgroup rules
+ *
+ * A scope with unit or cgroup rules admits a process that matches any of
+ * them.  A secret in several scopes may be opened by a process that one of
+ * its scopes admits.
+ */
+#ifndef SECRETSFS_POLICY_H
+#define SECRETSFS_POLICY_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "store.h"
+#include "caller.h"
+
+struct scope_rule {
+	bool owner_set;
+	uid_t uid;
+	gid_t gid;
+	char **units;       /* fnmatch patterns */
+	size_t nunits;
+	char **cgroups;     /* paths */
+	size_t ncgroups;
+};
+
+struct policy {
+	struct scope_rule scope[SCOPE_COUNT];
+	bool root_bypass;
+};
+
+/* Parse one option value ("SCOPE:..."); 0 or -EINVAL with *ret_why set to
+ * a static explanation. */
+int policy_add_owner(struct policy *p, const char *arg, const char **ret_why);
+int policy_add_unit(struct policy *p, const char *arg, const char **ret_why);
+int policy_add_cgroup(struct policy *p, const char *arg, const char **ret_why);
+void policy_clear(struct policy *p);
+
+/* 0 if the caller may open a file in the scopes given, else -EACCES. */
+int policy_check(const struct policy *p, scope_set scopes, const struct caller *c);
+
+#endif
