@@ -24,68 +24,12 @@
 #include <unistd.h>
 #include <sodium.h>
 
-#include "fs.h"
+#include "cmdline.h"
 #include "crypto.h"
 #include "embedded.h"
 #include "keyfile.h"
 
 #define KEY_FILE_NAME "key"
-#define CREDENTIAL_NAME "secretsfs.key"
-
-static void usage(FILE *out)
-{
-	fprintf(out,
-"usage: secretsfs init DIR\n"
-"       secretsfs DIR MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d] [-s]\n"
-"\n"
-"Serves the Secrets Store in DIR as files: one directory per scope, one file\n"
-"per secret, labels as user.tag.* extended attributes.\n"
-"\n"
-"commands:\n"
-"  init DIR               create an empty store and a new key file DIR/key (0400)\n"
-"\n"
-"options:\n"
-"  -o key=FILE            the store key (default: $CREDENTIALS_DIRECTORY/%s\n"
-"                         when systemd passes it, else DIR/key); refused if\n"
-"                         group or others can read it\n"
-"  -o keep_versions=N     versions of each value the store keeps (default 5)\n"
-"  -o ro                  read-only: every change is refused with EROFS\n"
-"  -o allow_other         let users other than the mounter in (turns on\n"
-"                         default_permissions: the kernel checks modes)\n"
-"  -o default_permissions let the kernel check owner and mode bits\n"
-"  -o uid=N,gid=N         owner of every directory and file (default: root)\n"
-"  -o dir_mode=OCTAL      mode of the scope directories (default 0700)\n"
-"  -o file_mode=OCTAL     mode of secret files (default 0600, 0400 with ro)\n"
-"  -o owner=SCOPE:USER[:GROUP]\n"
-"                         owner of a scope directory and of its files\n"
-"  -o unit=SCOPE:PATTERN  only processes of systemd units matching PATTERN\n"
-"                         (fnmatch) open files of SCOPE; repeatable\n"
-"  -o cgroup=SCOPE:PATH   only processes in cgroup PATH (or below) open\n"
-"                         files of SCOPE; repeatable\n"
-"  -o root_bypass         root is not held to unit= and cgroup= rules\n"
-"  -o audit=WHERE         the audit trail: log (default, with the daemon's\n"
-"                         log), syslog (authpriv), an absolute file path, off\n"
-"  -f                     stay in the foreground, log to stderr\n"
-"  -d                     debug: -f, and log every FUSE request\n"
-"  -s                     single-threaded\n"
-"  -h, --help             this text\n"
-"  -V, --version          the version\n"
-"fstab options (_netdev, nofail, noauto, auto, defaults, rw, x-*) are accepted\n"
-"and ignored.\n",
-	        CREDENTIAL_NAME);
-}
-
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("secretsfs: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	return 1;
-}
 
 static int cmd_init(const char *dir)
 {
@@ -99,144 +43,6 @@ static int cmd_init(const char *dir)
 	printf("created an empty store in %s\n"
 	       "its key is %s/%s (mode 0400): without it no value can be read; keep a copy "
 	       "somewhere safe\n", dir, dir, KEY_FILE_NAME);
-	return 0;
-}
-
-/* --- options --- */
-
-struct cmdline {
-	struct fs_options opt;
-	struct policy policy;
-	char *audit;
-	struct fuse_args fuse_args;  /* what goes to fuse_session_new */
-	bool single_thread;
-	bool default_permissions;
-	bool file_mode_set;
-};
-
-static bool parse_uint(const char *s, int base, unsigned long max, unsigned long *ret)
-{
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, base);
-	if (errno || end == s || *end || v > max || *s == '-')
-		return false;
-	*ret = v;
-	return true;
-}
-
-/* One -o option: ours, ignored (fstab), or FUSE's. */
-static int parse_option(struct cmdline *c, const char *o)
-{
-	unsigned long v;
-	if (strncmp(o, "key=", 4) == 0) {
-		free(c->opt.key_file);
-		c->opt.key_file = strdup(o + 4);
-	} else if (strncmp(o, "keep_versions=", 14) == 0) {
-		if (!parse_uint(o + 14, 10, 1000, &v) || v == 0)
-			return fail("keep_versions must be 1 to 1000, not '%s'", o + 14);
-		c->opt.keep_versions = (unsigned)v;
-	} else if (strncmp(o, "uid=", 4) == 0) {
-		if (!parse_uint(o + 4, 10, UINT_MAX - 1, &v))
-			return fail("uid must be a number, not '%s'", o + 4);
-		c->opt.uid = (uid_t)v;
-	} else if (strncmp(o, "gid=", 4) == 0) {
-		if (!parse_uint(o + 4, 10, UINT_MAX - 1, &v))
-			return fail("gid must be a number, not '%s'", o + 4);
-		c->opt.gid = (gid_t)v;
-	} else if (strncmp(o, "dir_mode=", 9) == 0) {
-		if (!parse_uint(o + 9, 8, 07777, &v))
-			return fail("dir_mode must be octal, not '%s'", o + 9);
-		c->opt.dir_mode = (mode_t)v;
-	} else if (strncmp(o, "file_mode=", 10) == 0) {
-		if (!parse_uint(o + 10, 8, 07777, &v))
-			return fail("file_mode must be octal, not '%s'", o + 10);
-		c->opt.file_mode = (mode_t)v;
-		c->file_mode_set = true;
-	} else if (strncmp(o, "owner=", 6) == 0 || strncmp(o, "unit=", 5) == 0 ||
-	           strncmp(o, "cgroup=", 7) == 0) {
-		const char *why = "out of memory";
-		const char *arg = strchr(o, '=') + 1;
-		int r = o[0] == 'o' ? policy_add_owner(&c->policy, arg, &why)
-		      : o[0] == 'u' ? policy_add_unit(&c->policy, arg, &why)
-		                    : policy_add_cgroup(&c->policy, arg, &why);
-		if (r < 0)
-			return fail("-o %s: %s", o, why);
-	} else if (strcmp(o, "root_bypass") == 0) {
-		c->policy.root_bypass = true;
-	} else if (strncmp(o, "audit=", 6) == 0) {
-		free(c->audit);
-		c->audit = strdup(o + 6);
-	} else if (strcmp(o, "ro") == 0) {
-		c->opt.read_only = true;
-	} else if (strcmp(o, "allow_other") == 0) {
-		c->opt.allow_other = true;
-	} else if (strcmp(o, "default_permissions") == 0) {
-		c->default_permissions = true;
-	} else if (strcmp(o, "rw") == 0 || strcmp(o, "_netdev") == 0 ||
-	           strcmp(o, "nofail") == 0 || strcmp(o, "noauto") == 0 ||
-	           strcmp(o, "auto") == 0 || strcmp(o, "defaults") == 0 ||
-	           strcmp(o, "user") == 0 || strcmp(o, "users") == 0 ||
-	           strcmp(o, "nouser") == 0 || strncmp(o, "x-", 2) == 0 ||
-	           strncmp(o, "comment=", 8) == 0) {
-		/* for mount(8) and systemd, not for us */
-	} else {
-		if (fuse_opt_add_arg(&c->fuse_args, "-o") < 0 ||
-		    fuse_opt_add_arg(&c->fuse_args, o) < 0)
-			return fail("out of memory");
-	}
-	return 0;
-}
-
-static int parse_options(struct cmdline *c, const char *list)
-{
-	char *copy = strdup(list), *save = NULL;
-	if (!copy)
-		return fail("out of memory");
-	int r = 0;
-	for (char *o = strtok_r(copy, ",", &save); o && r == 0; o = strtok_r(NULL, ",", &save))
-		r = parse_option(c, o);
-	free(copy);
-	return r;
-}
-
-static int parse_cmdline(struct cmdline *c, int argc, char **argv)
-{
-	const char *positional[2] = { 0 };
-	int npos = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		int r = 0;
-		if (strcmp(a, "-o") == 0) {
-			if (++i == argc)
-				return fail("-o needs options");
-			r = parse_options(c, argv[i]);
-		} else if (strncmp(a, "-o", 2) == 0) {
-			r = parse_options(c, a + 2);
-		} else if (strcmp(a, "-f") == 0) {
-			c->opt.foreground = true;
-		} else if (strcmp(a, "-d") == 0) {
-			c->opt.foreground = c->opt.debug = true;
-		} else if (strcmp(a, "-s") == 0) {
-			c->single_thread = true;
-		} else if (a[0] == '-' && a[1]) {
-			return fail("unknown option %s (see secretsfs --help)", a);
-		} else if (npos < 2) {
-			positional[npos++] = a;
-		} else {
-			return fail("too many arguments: %s (see secretsfs --help)", a);
-		}
-		if (r)
-			return r;
-	}
-	if (npos < 2)
-		return fail("need a store directory and a mountpoint (see secretsfs --help)");
-	c->opt.store_dir = realpath(positional[0], NULL);
-	if (!c->opt.store_dir)
-		return fail("store %s: %s", positional[0], strerrordesc_np(errno));
-	c->opt.mountpoint = strdup(positional[1]);
-	if (c->opt.read_only && !c->file_mode_set)
-		c->opt.file_mode = 0400;
 	return 0;
 }
 
@@ -453,7 +259,7 @@ static int serve(struct fs *fs, struct cmdline *c)
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-		usage(stdout);
+		cmdline_usage(stdout);
 		return 0;
 	}
 	if (argc >= 2 && (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0)) {
@@ -474,7 +280,7 @@ int main(int argc, char **argv)
 	};
 	if (fuse_opt_add_arg(&c.fuse_args, argv[0]) < 0)
 		return fail("out of memory");
-	int r = parse_cmdline(&c, argc, argv);
+	int r = cmdline_parse(&c, argc, argv);
 	if (r)
 		return r;
 	fs.opt = c.opt;
@@ -525,10 +331,8 @@ int main(int argc, char **argv)
 	fuse_session_destroy(fs.se);
 	fs.ops->close(fs.store);
 	fs_nodes_free(&fs);
-	policy_clear(&fs.policy);
 	audit_close();
-	free(c.audit);
-	fuse_opt_free_args(&c.fuse_args);
 	log_info("unmounted %s", fs.opt.mountpoint);
+	cmdline_free(&c);  /* fs.opt and fs.policy share its strings */
 	return r < 0 ? 1 : 0;
 }

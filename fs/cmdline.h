@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/* The mount command line: options into struct cmdline. */
+#ifndef SECRETSFS_CMDLINE_H
+#define SECRETSFS_CMDLINE_H
+
+#include <stdio.h>
+
+#include "fs.h"
+
+#define CREDENTIAL_NAME "secretsfs.key"
+
+struct cmdline {
+	struct fs_options opt;
+	struct policy policy;
+	char *audit;
+	struct fuse_args fuse_args;  /* what goes to fuse_session_new */
+	bool single_thread;
+	bool default_permissions;
+	bool file_mode_set;
+};
+
+
+void cmdline_usage(FILE *out);
+/* Prints "secretsfs: MESSAGE" to stderr; returns 1 (the exit status). */
+int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* 0, or 1 after printing why. */
+int cmdline_parse(struct cmdline *c, int argc, char **argv);
+int cmdline_parse_options(struct cmdline *c, const char *list);
+void cmdline_free(struct cmdline *c);
+
+#endif
