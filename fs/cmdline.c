@@ -43,6 +43,12 @@ void cmdline_usage(FILE *out)
 "  -o root_bypass         root is not held to unit= and cgroup= rules\n"
 "  -o audit=WHERE         the audit trail: log (default, with the daemon's\n"
 "                         log), syslog (authpriv), an absolute file path, off\n"
+"  -o fast                reads from the kernel's page cache, with no round\n"
+"                         trip to the daemon per open: each version is an inode\n"
+"                         of its own.  Gives up: per-open audit, unit= and\n"
+"                         cgroup= rules, plaintext kept out of the page cache,\n"
+"                         and writes in place (values change by mv of a\n"
+"                         scratch file only)\n"
 "  -f                     stay in the foreground, log to stderr\n"
 "  -d                     debug: -f, and log every FUSE request\n"
 "  -s                     single-threaded\n"
@@ -112,6 +118,8 @@ static int parse_option(struct cmdline *c, const char *o)
 		                    : policy_add_cgroup(&c->policy, arg, &why);
 		if (r < 0)
 			return fail("-o %s: %s", o, why);
+	} else if (strcmp(o, "fast") == 0) {
+		c->opt.fast = true;
 	} else if (strcmp(o, "root_bypass") == 0) {
 		c->policy.root_bypass = true;
 	} else if (strncmp(o, "audit=", 6) == 0) {
@@ -187,6 +195,10 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 	c->opt.mountpoint = strdup(positional[1]);
 	if (c->opt.read_only && !c->file_mode_set)
 		c->opt.file_mode = 0400;
+	for (int sc = 0; sc < SCOPE_COUNT && c->opt.fast; sc++)
+		if (c->policy.scope[sc].nunits || c->policy.scope[sc].ncgroups)
+			return fail("-o fast cannot enforce unit= or cgroup= rules: the kernel "
+			            "no longer asks the daemon at open");
 	return 0;
 }
 

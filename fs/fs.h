@@ -52,6 +52,7 @@ enum node_kind {
 	NODE_SCRATCH,      /* a file whose name is not a secret ID */
 	NODE_VERSION_DIR,  /* /.versions/ID */
 	NODE_VERSION_FILE, /* /.versions/ID/N */
+	NODE_SECRET_VERSION, /* -o fast: a secret's version as an inode of its own */
 };
 
 struct node;
@@ -62,6 +63,7 @@ struct secret_node {
 	 * yet) or deleted. */
 	struct secret_meta meta;
 	scope_set pending_scopes;
+	unsigned pending_opens;     /* open handles of a pending secret */
 	/* Tombstone: what an unlink took away, so that a create of the same
 	 * name soon after (install, some editors) restores it. */
 	scope_set tomb_scopes;      /* scopes before the unlink */
@@ -69,6 +71,7 @@ struct secret_node {
 	int64_t tomb_time_ns;
 	struct labels tomb_labels;
 	fuse_ino_t vdir_ino;        /* its /.versions/ID directory, 0 if none yet */
+	struct node *versions;      /* -o fast: its NODE_SECRET_VERSION inodes */
 };
 
 struct scratch_node {
@@ -99,7 +102,14 @@ struct node {
 	union {
 		struct secret_node secret;
 		struct scratch_node scratch;
-		struct { fuse_ino_t secret_ino; uint64_t version; } vfile;
+		/* NODE_VERSION_FILE and NODE_SECRET_VERSION; size and time
+		 * are known for versions that were current when looked up. */
+		struct {
+			fuse_ino_t secret_ino;
+			uint64_t version;
+			uint32_t size;
+			int64_t mtime_ns;
+		} vfile;
 		struct { fuse_ino_t secret_ino; struct node *files; } vdir;
 	} u;
 };
@@ -113,6 +123,7 @@ struct fs_options {
 	bool foreground;
 	bool debug;
 	bool allow_other;
+	bool fast;          /* -o fast: zero-message open, page cache, an inode per version */
 	mode_t dir_mode, file_mode;
 	uid_t uid;
 	gid_t gid;
@@ -162,6 +173,10 @@ bool fs_node_in_scope(const struct node *n, enum scope sc);
 /* Replace the cached metadata of a secret by what the store returned. */
 int fs_secret_update_meta(struct fs *fs, struct node *n, const struct secret_meta *meta);
 void fs_secret_mark_deleted(struct node *n);
+/* -o fast: the inode of a secret's current version; and dropping one the
+ * kernel forgot (kept while it is the current one). */
+struct node *fs_secret_version_node(struct fs *fs, struct node *secret);
+void fs_secret_version_forget(struct fs *fs, struct node *v);
 
 /* names.c: the rule that separates secret names from scratch names. */
 /* Decodes a file name to a secret ID ("%2F" -> "/"); NULL if the name

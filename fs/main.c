@@ -130,7 +130,11 @@ static int setup_store(struct fs *fs, const struct cmdline *c)
 	if (!kp)
 		return fail("out of memory");
 	int r = key_load(kp, &key);
-	if (r == -ENOENT)
+	char *db = NULL;
+	if (r == -ENOENT && !c->opt.key_file &&
+	    asprintf(&db, "%s/%s", dir, EMBEDDED_DB_FILE) >= 0 && access(db, F_OK) < 0)
+		r = fail("%s is not a secretsfs store; create one with: secretsfs init %s", dir, dir);
+	else if (r == -ENOENT)
 		r = fail("key file %s not found (give the key with -o key=FILE)", kp);
 	else if (r == -EPERM)
 		r = fail("key file %s is open to group or others; make it private: chmod 0400 %s",
@@ -139,6 +143,7 @@ static int setup_store(struct fs *fs, const struct cmdline *c)
 		r = fail("key file %s is not a %d-byte key", kp, STORE_KEY_BYTES);
 	else if (r < 0)
 		r = fail("key file %s: %s", kp, strerrordesc_np(-r));
+	free(db);
 	if (r) {
 		free(kp);
 		return r;

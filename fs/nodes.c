@@ -51,6 +51,9 @@ struct node *fs_node(struct fs *fs, fuse_ino_t ino)
 struct node *fs_node_resolve(struct fs *fs, fuse_ino_t ino)
 {
 	struct node *n = fs_node(fs, ino);
+	/* -o fast: a version's inode stands for its secret. */
+	if (n && n->kind == NODE_SECRET_VERSION)
+		n = fs_node(fs, n->u.vfile.secret_ino);
 	/* Two quick renames can chain; a live node ends the chain. */
 	for (int hops = 0; n && n->became && hops < 8; hops++) {
 		bool live = n->kind == NODE_SCRATCH ? !n->u.scratch.unlinked
@@ -208,16 +211,63 @@ struct node *fs_secret_add(struct fs *fs, const struct secret_meta *meta)
 	return n;
 }
 
+/* -o fast: each version is an inode of its own, so a new version must
+ * make the kernel look the names up again. */
+static void forget_names(struct fs *fs, const struct node *n, scope_set scopes)
+{
+	char *name = id_to_name(n->u.secret.meta.id);
+	for (int sc = 0; name && sc < SCOPE_COUNT; sc++)
+		if (scopes & (1u << sc))
+			notifier_inval_entry(fs->notifier, INO_SCOPE_FIRST + sc, name);
+	free(name);
+}
+
 int fs_secret_update_meta(struct fs *fs, struct node *n, const struct secret_meta *meta)
 {
 	struct secret_meta copy;
 	int r = secret_meta_copy(&copy, meta);
 	if (r < 0)
 		return r;
+	uint64_t old_version = n->u.secret.meta.version;
+	scope_set old_scopes = n->u.secret.meta.scopes;
 	secret_meta_clear(&n->u.secret.meta);
 	n->u.secret.meta = copy;
 	n->u.secret.pending_scopes = 0;
+	if (fs->opt.fast && old_version && old_version != copy.version)
+		forget_names(fs, n, old_scopes | copy.scopes);
 	return 0;
+}
+
+struct node *fs_secret_version_node(struct fs *fs, struct node *secret)
+{
+	const struct secret_meta *m = &secret->u.secret.meta;
+	for (struct node *v = secret->u.secret.versions; v; v = v->next)
+		if (v->u.vfile.version == m->version)
+			return v;
+	struct node *v = fs_node_new(fs, NODE_SECRET_VERSION);
+	if (!v)
+		return NULL;
+	v->u.vfile.secret_ino = secret->ino;
+	v->u.vfile.version = m->version;
+	v->u.vfile.size = m->size;
+	v->u.vfile.mtime_ns = m->mtime_ns;
+	v->next = secret->u.secret.versions;
+	secret->u.secret.versions = v;
+	return v;
+}
+
+void fs_secret_version_forget(struct fs *fs, struct node *v)
+{
+	struct node *s = fs_node(fs, v->u.vfile.secret_ino);
+	if (s && v->u.vfile.version == s->u.secret.meta.version)
+		return;  /* the current version: looked up again soon */
+	for (struct node **pp = s ? &s->u.secret.versions : NULL; pp && *pp; pp = &(*pp)->next) {
+		if (*pp == v) {
+			*pp = v->next;
+			break;
+		}
+	}
+	fs_node_free(fs, v);
 }
 
 void fs_secret_mark_deleted(struct node *n)

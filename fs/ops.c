@@ -145,7 +145,19 @@ void fill_attr(struct fs *fs, const struct node *n, struct stat *st)
 		 * it; readers read to EOF (direct_io). */
 		st->st_mode = S_IFREG | (n->mode & 0444);
 		st->st_nlink = 1;
+		st->st_size = n->u.vfile.size;
 		break;
+	case NODE_SECRET_VERSION: {
+		/* The secret as it was at this version: its size and time stay
+		 * fixed, so the page cache of this inode is always right. */
+		const struct node *s = fs_node(fs, n->u.vfile.secret_ino);
+		if (s)
+			fill_attr(fs, s, st);
+		st->st_ino = n->ino;
+		st->st_size = n->u.vfile.size;
+		mtime = ctime = n->u.vfile.mtime_ns;
+		break;
+	}
 	}
 	st->st_blocks = (st->st_size + 511) / 512;
 	st->st_mtim = ts_of(mtime);
@@ -254,6 +266,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			found = INO_VERSIONS;
 	} else if (sc >= 0) {
 		struct node *n = scope_child(fs, sc, name);
+		if (n && fs->opt.fast && n->kind == NODE_SECRET && n->u.secret.meta.version)
+			n = fs_secret_version_node(fs, n);
 		if (n)
 			found = n->ino;
 	} else if (parent == INO_VERSIONS) {
@@ -308,9 +322,12 @@ static void op_forget_one(struct fs *fs, fuse_ino_t ino, uint64_t nlookup)
 	if (!n)
 		return;
 	n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
-	if (n->nlookup == 0 && n->kind == NODE_SCRATCH && n->u.scratch.unlinked &&
-	    n->u.scratch.open_count == 0)
+	if (n->nlookup)
+		return;
+	if (n->kind == NODE_SCRATCH && n->u.scratch.unlinked && n->u.scratch.open_count == 0)
 		fs_node_free(fs, n);
+	else if (n->kind == NODE_SECRET_VERSION)
+		fs_secret_version_forget(fs, n);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -337,7 +354,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs *fs = fs_of(req);
 	struct stat st;
 	rdlock(fs);
-	struct node *n = fs_node_resolve(fs, ino);
+	struct node *n = fs_node(fs, ino);
+	if (!n || n->kind != NODE_SECRET_VERSION)  /* its own size and time */
+		n = fs_node_resolve(fs, ino);
 	if (n)
 		fill_attr(fs, n, &st);
 	unlock(fs);
@@ -466,8 +485,12 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	/* O_TRUNC arrives with open, so "> f" never reads the old value. */
-	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+	struct fs *fs = userdata;
+	/* O_TRUNC arrives with open, so "> f" never reads the old value.
+	 * -o fast answers no open: truncation must come as a setattr. */
+	if (fs->opt.fast)
+		conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+	else if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* The kernel's page cache must not keep or merge values. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;

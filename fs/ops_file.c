@@ -28,6 +28,7 @@ struct handle {
 	bool writable, append;
 	bool dirty;                 /* buf holds bytes not committed */
 	bool replaced;              /* buf was emptied first: a whole new value */
+	bool pending;               /* opened before the secret had a value */
 	struct caller who;          /* who opened it (for the audit of commits) */
 };
 
@@ -146,6 +147,8 @@ static int commit(struct fs *fs, struct handle *h)
 
 /* --- open --- */
 
+static void release_handle(struct fs *fs, struct handle *h);
+
 /* Opens the node ino (already resolved) as flags asks. */
 static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct caller *who,
                      struct handle **ret)
@@ -190,6 +193,13 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 		unlock(fs);
 		return -EACCES;
 	}
+	if (writable && fs->opt.fast) {
+		unlock(fs);
+		log_warn("write to %s refused: with -o fast values change only by rename "
+		         "(write a scratch file such as .NAME.new, then mv it onto NAME)",
+		         n->u.secret.meta.id);
+		return -EPERM;
+	}
 	const struct node *s = kind == NODE_SECRET ? n : fs_node(fs, n->u.vfile.secret_ino);
 	uint64_t version = kind == NODE_SECRET ? s->u.secret.meta.version : n->u.vfile.version;
 	bool pending = kind == NODE_SECRET && !version && s->u.secret.pending_scopes;
@@ -206,6 +216,10 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 		return r;
 	}
 	struct handle *h = handle_new(ino, kind, s->u.secret.meta.id, who);
+	if (h && pending) {
+		h->pending = true;
+		n->u.secret.pending_opens++;
+	}
 	unlock(fs);
 	if (!h)
 		return -ENOMEM;
@@ -242,14 +256,12 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	if (!writable || r < 0)
 		audit_event(who, op, h->id, h->snap ? h->snap->version : version, r, NULL);
 	if (r < 0) {
-		handle_free(h);
+		release_handle(fs, h);
 		return r;
 	}
 	*ret = h;
 	return 0;
 }
-
-static void release_handle(struct fs *fs, struct handle *h);
 
 static void reply_open(fuse_req_t req, struct fs *fs, struct handle *h,
                        struct fuse_file_info *fi, const struct fuse_entry_param *e)
@@ -268,6 +280,13 @@ static void reply_open(fuse_req_t req, struct fs *fs, struct handle *h,
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
+	if (fs->opt.fast) {
+		/* Zero-message open: the kernel stops sending OPEN (and
+		 * RELEASE) for the whole mount; files are read through their
+		 * page cache and READ by inode (read_unopened). */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	rdlock(fs);
 	struct node *n = fs_node_resolve(fs, ino);
 	fuse_ino_t target = n ? n->ino : 0;
@@ -403,13 +422,22 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	pthread_mutex_lock(&fs->ns_lock);
 	wrlock(fs);
 	struct node *n = NULL;
-	int r = create_node(fs, sc, name, mode, fi->flags, &who, &n);
+	int r;
+	char *id = fs->opt.fast ? name_secret_id(fs, name) : NULL;
+	if (id) {
+		log_warn("%s/%s: not created: with -o fast a secret is created by rename "
+		         "(write .%s.new, then mv it onto %s)", scope_dir_name(sc), name, name, name);
+		free(id);
+		r = -EPERM;
+	} else {
+		r = create_node(fs, sc, name, mode, fi->flags, &who, &n);
+	}
 	fuse_ino_t ino = n ? n->ino : 0;
 	unlock(fs);
 	pthread_mutex_unlock(&fs->ns_lock);
 
 	struct handle *h = NULL;
-	if (r == 0)
+	if (r == 0 && !fs->opt.fast)
 		r = open_node(fs, ino, fi->flags, &who, &h);
 	else if (r == -EACCES)
 		audit_event(&who, "create", name, 0, r, NULL);
@@ -425,15 +453,77 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	e.ino = ino;
 	fill_attr(fs, n, &e.attr);
 	unlock(fs);
+	if (fs->opt.fast) {
+		fi->fh = 0;  /* a scratch file: its bytes are in its node */
+		fuse_reply_create(req, &e, fi);
+		return;
+	}
 	reply_open(req, fs, h, fi, &e);
 }
 
 /* --- data --- */
 
+static void reply_slice(fuse_req_t req, const uint8_t *data, size_t len, size_t size, off_t off)
+{
+	if ((size_t)off >= len)
+		size = 0;
+	else if (size > len - (size_t)off)
+		size = len - (size_t)off;
+	/* fuse_reply_buf copies before it returns: the plaintext stays in
+	 * locked memory on our side. */
+	fuse_reply_buf(req, size ? (const char *)data + off : NULL, size);
+}
+
+/* -o fast: a READ with no open behind it, for an inode (a scratch file,
+ * or a version of a secret, which is fetched for the page cache). */
+static void read_unopened(fuse_req_t req, struct fs *fs, fuse_ino_t ino, size_t size, off_t off)
+{
+	rdlock(fs);
+	struct node *n = fs_node(fs, ino);
+	if (n && n->kind == NODE_SCRATCH) {
+		reply_slice(req, n->u.scratch.data.p, n->u.scratch.data.len, size, off);
+		unlock(fs);
+		return;
+	}
+	char *id = NULL;
+	uint64_t version = 0;
+	if (n && (n->kind == NODE_SECRET_VERSION || n->kind == NODE_VERSION_FILE)) {
+		struct node *s = fs_node(fs, n->u.vfile.secret_ino);
+		id = s ? strdup(s->u.secret.meta.id) : NULL;
+		version = n->u.vfile.version;
+	} else if (n && n->kind == NODE_SECRET && n->u.secret.meta.version) {
+		id = strdup(n->u.secret.meta.id);
+	} else if (n && n->kind == NODE_SECRET) {
+		unlock(fs);
+		fuse_reply_buf(req, NULL, 0);  /* pending: no value yet */
+		return;
+	}
+	unlock(fs);
+	if (!id) {
+		fuse_reply_err(req, n ? ENOMEM : ENOENT);
+		return;
+	}
+	struct secret_value *v = NULL;
+	int r = fs->ops->get_value(fs->store, id, version, &v);
+	if (r < 0) {
+		log_error("%s: version %" PRIu64 " could not be read (%s)", id, version,
+		          strerrordesc_np(-r));
+		fuse_reply_err(req, -user_errno(r));
+	} else {
+		reply_slice(req, v->data, v->len, size, off);
+	}
+	secret_value_free(v);
+	free(id);
+}
+
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	if (!h) {
+		read_unopened(req, fs, ino, size, off);
+		return;
+	}
 	const uint8_t *data = NULL;
 	size_t len = 0;
 
@@ -453,16 +543,29 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 		data = h->buf.p;
 		len = h->buf.len;
 	}
-	if ((size_t)off >= len)
-		size = 0;
-	else if (size > len - (size_t)off)
-		size = len - (size_t)off;
-	/* fuse_reply_buf copies before it returns: the plaintext stays in
-	 * locked memory on our side. */
-	fuse_reply_buf(req, size ? (const char *)data + off : NULL, size);
+	reply_slice(req, data, len, size, off);
 	if (scratch)
 		unlock(fs);
 	pthread_mutex_unlock(&h->lock);
+}
+
+/* Stores a write into a scratch file's bytes; fs->lock held for writing. */
+static int write_scratch(struct node *n, const char *buf, size_t size, size_t at)
+{
+	if (!n || n->kind != NODE_SCRATCH) {
+		/* -o fast: there is no open file to commit from. */
+		log_warn("write refused: with -o fast values change only by rename "
+		         "(write a scratch file such as .NAME.new, then mv it onto NAME)");
+		return -EPERM;
+	}
+	if (at + size > SECRET_VALUE_MAX) {
+		log_warn("%s/%s: write refused: it would hold %zu bytes, over the %d-byte "
+		         "limit of a value", scope_dir_name(n->u.scratch.scope),
+		         n->u.scratch.name, at + size, SECRET_VALUE_MAX);
+		return -EFBIG;
+	}
+	n->u.scratch.mtime_ns = now_ns();
+	return lockedbuf_write(&n->u.scratch.data, buf, size, at);
 }
 
 void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -472,23 +575,18 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	int r;
 
-	pthread_mutex_lock(&h->lock);
-	if (h->kind == NODE_SCRATCH) {
+	if (!h || h->kind == NODE_SCRATCH) {
+		if (h)
+			pthread_mutex_lock(&h->lock);
 		wrlock(fs);
-		struct node *n = fs_node(fs, h->ino);
-		struct lockedbuf *b = &n->u.scratch.data;
-		size_t at = h->append ? b->len : (size_t)off;
-		if (at + size > SECRET_VALUE_MAX) {
-			log_warn("%s/%s: write refused: it would hold %zu bytes, over the %d-byte "
-			         "limit of a value", scope_dir_name(n->u.scratch.scope),
-			         n->u.scratch.name, at + size, SECRET_VALUE_MAX);
-			r = -EFBIG;
-		} else {
-			r = lockedbuf_write(b, buf, size, at);
-			n->u.scratch.mtime_ns = now_ns();
-		}
+		struct node *n = fs_node(fs, h ? h->ino : ino);
+		bool append = h ? h->append : false;
+		r = write_scratch(n, buf, size, append && n ? n->u.scratch.data.len : (size_t)off);
 		unlock(fs);
+		if (h)
+			pthread_mutex_unlock(&h->lock);
 	} else {
+		pthread_mutex_lock(&h->lock);
 		size_t at = h->append ? h->buf.len : (size_t)off;
 		if (at + size > SECRET_VALUE_MAX) {
 			log_warn("%s: write refused: the value would be %zu bytes, over the %d-byte "
@@ -499,8 +597,8 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 			if (r == 0 && size)
 				h->dirty = true;
 		}
+		pthread_mutex_unlock(&h->lock);
 	}
-	pthread_mutex_unlock(&h->lock);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -511,6 +609,11 @@ void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	if (fs->opt.fast || !h) {
+		/* -o fast: ENOSYS once, and the kernel stops sending FLUSH. */
+		fuse_reply_err(req, fs->opt.fast ? ENOSYS : 0);
+		return;
+	}
 	pthread_mutex_lock(&h->lock);
 	int r = commit(fs, h);
 	pthread_mutex_unlock(&h->lock);
@@ -519,7 +622,37 @@ void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	op_flush(req, ino, fi);
+	struct fs *fs = fs_of(req);
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int r = 0;
+	if (h) {
+		pthread_mutex_lock(&h->lock);
+		r = commit(fs, h);
+		pthread_mutex_unlock(&h->lock);
+	}
+	fuse_reply_err(req, -r);
+}
+
+/* The last handle of a secret that never got a value: the name goes (it
+ * was never stored: cp of an oversized file, touch). */
+static void drop_unwritten(struct fs *fs, struct handle *h)
+{
+	scope_set gone = 0;
+	wrlock(fs);
+	struct node *n = fs_secret_by_id(fs, h->id);
+	if (n && n->u.secret.pending_opens && --n->u.secret.pending_opens == 0 &&
+	    !n->u.secret.meta.version) {
+		gone = n->u.secret.pending_scopes;
+		n->u.secret.pending_scopes = 0;
+	}
+	unlock(fs);
+	if (!gone)
+		return;
+	log_warn("%s: closed without a value, so it was not created (a value is 1 to %d bytes)",
+	         h->id, SECRET_VALUE_MAX);
+	for (int sc = 0; sc < SCOPE_COUNT; sc++)
+		if (gone & (1u << sc))
+			notifier_inval_entry(fs->notifier, INO_SCOPE_FIRST + sc, h->id);
 }
 
 static void release_handle(struct fs *fs, struct handle *h)
@@ -542,12 +675,15 @@ static void release_handle(struct fs *fs, struct handle *h)
 			fs_node_free(fs, n);
 		unlock(fs);
 	}
+	if (h->pending)
+		drop_unwritten(fs, h);
 	handle_free(h);
 }
 
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	release_handle(fs_of(req), (struct handle *)(uintptr_t)fi->fh);
+	if (fi->fh)
+		release_handle(fs_of(req), (struct handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -563,7 +699,7 @@ static int set_size(struct fs *fs, fuse_ino_t ino, off_t size, struct fuse_file_
 		         (long long)size, SECRET_VALUE_MAX);
 		return -EFBIG;
 	}
-	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;  /* NULL: -o fast */
 	struct handle *own = NULL;
 	int r;
 	if (!h) {
@@ -632,7 +768,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			fuse_reply_err(req, EISDIR);
 			return;
 		}
-		int r = set_size(fs, fi ? ino : target, attr->st_size, fi, req);
+		int r = set_size(fs, fi && fi->fh ? ino : target, attr->st_size, fi, req);
 		if (r < 0) {
 			fuse_reply_err(req, -r);
 			return;

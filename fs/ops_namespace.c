@@ -21,7 +21,7 @@ static void tombstone(struct node *n, enum scope sc)
 	struct secret_node *s = &n->u.secret;
 	int64_t now = now_ns();
 	if (now - s->tomb_time_ns >= TOMBSTONE_NS)
-		s->tomb_unlinked = 0;
+		s->tomb_unlinked = s->tomb_scopes = 0;
 	s->tomb_unlinked |= 1u << sc;
 	s->tomb_scopes |= s->meta.scopes;
 	s->tomb_time_ns = now;
@@ -146,6 +146,8 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 	snprintf(extra, sizeof(extra), "scope=%s", sc >= 0 ? scope_dir_name(sc) : "-");
 	audit_event(&who, "link", n && n->kind == NODE_SECRET ? n->u.secret.meta.id : newname,
 	            n && n->kind == NODE_SECRET ? n->u.secret.meta.version : 0, r, extra);
+	if (r == 0 && fs->opt.fast)  /* the name leads to the version's inode */
+		n = fs_secret_version_node(fs, n);
 	fuse_ino_t target = n ? n->ino : 0;
 	unlock(fs);
 	pthread_mutex_unlock(&fs->ns_lock);

@@ -53,7 +53,8 @@ no_mount_left() {
 	[ -d "$MNT/mcp_server" ]
 	fails "Operation not permitted" ln -s /etc/passwd "$MNT/ai_gateway/LINK"
 	log_has 'symlink LINK refused'
-	[ ! -e "$MNT/ai_gateway/LINK" ] && [ ! -L "$MNT/ai_gateway/LINK" ]
+	[ ! -e "$MNT/ai_gateway/LINK" ]
+	[ ! -L "$MNT/ai_gateway/LINK" ]
 }
 
 # ---------------------------------------------------------------- secrets as files
@@ -187,14 +188,28 @@ no_mount_left() {
 	cmp "$T/src" "$F"
 	eq "$(stat -c %s "$F")" 14
 
+	# one open, three write(2)s, one close: one version
+	v0=$(ver "$F")
+	python3 -c 'import os,sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+for p in (b"one", b"two", b"three"):
+    os.write(fd, p)
+os.close(fd)' "$F"
+	eq "$(cat "$F")" onetwothree
+	eq "$(ver "$F")" $((v0 + 1))
+	# every close(2) of a descriptor that wrote commits (docs/design.md):
+	# bash's "printf >&7" writes through a dup of fd 7 and closes it, so
+	# each printf is a close and a version; each version is a whole value
 	v1=$(ver "$F")
-	exec 3>"$F"
-	printf part1 >&3
-	printf part2 >&3
-	printf part3 >&3
-	exec 3>&-
+	# (fd 3 is bats' own; use 7)
+	exec 7>"$F"
+	printf part1 >&7
+	eq "$(cat "$F")" part1
+	printf part2 >&7
+	printf part3 >&7
+	exec 7>&-
 	eq "$(cat "$F")" part1part2part3
-	eq "$(ver "$F")" $((v1 + 1))
+	eq "$(ver "$F")" $((v1 + 3))
 	v2=$(ver "$F")
 	printf z >> "$F"
 	eq "$(ver "$F")" $((v2 + 1))
@@ -205,17 +220,17 @@ no_mount_left() {
 	mount_store
 	F=$MNT/ai_gateway/SNAP
 	printf OLD-VALUE-1234 > "$F"
-	exec 4<"$F"
+	exec 8<"$F"
 	printf NEW > "$F"
-	old=$(cat <&4)
-	exec 4<&-
+	old=$(cat <&8)
+	exec 8<&-
 	eq "$old" OLD-VALUE-1234
 	eq "$(cat "$F")" NEW
 	# and a reader opened between two writes sees the middle one
-	exec 5<"$F"
+	exec 9<"$F"
 	printf THIRD > "$F"
-	eq "$(cat <&5)" NEW
-	exec 5<&-
+	eq "$(cat <&9)" NEW
+	exec 9<&-
 	eq "$(cat "$F")" THIRD
 }
 
@@ -266,7 +281,7 @@ no_mount_left() {
 	eq "$(getfattr -d "$F" | grep -c '^user\.')" 2
 	setfattr -x user.tag.managed-by "$F"
 	log_has 'LBL: label managed-by removed'
-	! getfattr -d "$F" | grep -q managed-by
+	! getfattr -d "$F" | grep -q managed-by || false
 	fails "No such attribute" getfattr -n user.tag.managed-by "$F"
 	fails "No such attribute" getfattr -n user.tag.nope "$F"
 	fails "No such attribute" setfattr -x user.tag.nope "$F"
@@ -358,7 +373,7 @@ no_mount_left() {
 	eq "$(stat -c %s "$MNT/ai_gateway/A")" 14
 	getfattr -d "$MNT/ai_gateway/A" | grep -qx 'user.tag.managed-by="aigateway"'
 	eq "$(getfattr --only-values -n secretsfs.version "$MNT/ai_gateway/A")" 1
-	! grep -q 'failed authentication' "$LOG"
+	! grep -q 'failed authentication' "$LOG" || false
 	fails "Input/output error" cat "$MNT/ai_gateway/A"
 	log_has 'value of A version 1 failed authentication'
 	eq "$(cat "$MNT/ai_gateway/B")" value-of-B-456
@@ -384,11 +399,16 @@ no_mount_left() {
 	cmp "$T/max" "$F"
 	fails "File too large" bash -c "printf x >> '$F'"
 	cmp "$T/max" "$F"
-	# a new secret over the limit is not created
+	# a new secret over the limit is not stored, and the name goes when
+	# the failed writer closes (docs/design.md)
 	fails "File too large" cp "$T/over" "$MNT/ai_gateway/NEW_BIG"
 	[ ! -e "$MNT/ai_gateway/NEW_BIG" ]
+	[ ! -e "$MNT/.versions/NEW_BIG" ]
+	log_has "NEW_BIG: closed without a value, so it was not created"
 	remount
 	cmp "$T/max" "$F"
+	[ ! -e "$MNT/ai_gateway/NEW_BIG" ]
+	eq "$(ls "$MNT/ai_gateway")" BIG
 }
 
 @test "an empty value is not stored: the old value stays, the log says so" {
@@ -453,13 +473,13 @@ no_mount_left() {
 	printf 'scratch-canary-Qx81' > "$MNT/mcp_server/notes.txt"
 	eq "$(cat "$MNT/ai_gateway/CANARY")" PLAINTEXT-CANARY-7f3a9-second
 	ls "$STORE" >&2
-	! grep -r -a -l -e PLAINTEXT-CANARY -e Zebra-Quartz -e scratch-canary "$STORE"
+	! grep -r -a -l -e PLAINTEXT-CANARY -e Zebra-Quartz -e scratch-canary "$STORE" || false
 	for f in "$STORE"/*; do
-		! grep -a -q -e PLAINTEXT-CANARY -e Zebra-Quartz "$f"
+		! grep -a -q -e PLAINTEXT-CANARY -e Zebra-Quartz "$f" || false
 	done
 	stop_daemon
-	! grep -r -a -l -e PLAINTEXT-CANARY -e Zebra-Quartz -e scratch-canary "$STORE"
-	! grep -a -e PLAINTEXT-CANARY -e Zebra-Quartz -e scratch-canary "$LOG"
+	! grep -r -a -l -e PLAINTEXT-CANARY -e Zebra-Quartz -e scratch-canary "$STORE" || false
+	! grep -a -e PLAINTEXT-CANARY -e Zebra-Quartz -e scratch-canary "$LOG" || false
 }
 
 # ---------------------------------------------------------------- scratch files
@@ -468,7 +488,7 @@ no_mount_left() {
 	mount_store
 	for n in .tmp foo.txt lower; do
 		printf "content of $n" > "$MNT/ai_gateway/$n"
-		log_has "ai_gateway/$n: scratch file"
+		log_has "ai_gateway/$n: scratch file: .*never stored"
 		eq "$(cat "$MNT/ai_gateway/$n")" "content of $n"
 		eq "$(stat -c %s "$MNT/ai_gateway/$n")" $(( ${#n} + 11 ))
 		fails "No such attribute" getfattr -n secretsfs.id "$MNT/ai_gateway/$n"
@@ -543,10 +563,19 @@ no_mount_left() {
 @test "cli: a directory that is not a store is refused" {
 	new_store
 	mkdir "$T/plain"
-	run timeout 10 "$SFS" "$T/plain" "$MNT" -f
-	[ "$status" -ne 0 ] && [ "$status" -ne 124 ]
+	# with a valid key given, the store itself is what is missing
+	run timeout 10 "$SFS" "$T/plain" "$MNT" -f -o key="$STORE/key"
+	[ "$status" -ne 0 ]
+	[ "$status" -ne 124 ]
 	eq "${#lines[@]}" 1
 	[[ "$output" == *"not a secretsfs store"* ]]
+	no_mount_left
+	# with the default key path (DIR/key, absent in a plain directory)
+	run timeout 10 "$SFS" "$T/plain" "$MNT" -f
+	[ "$status" -ne 0 ]
+	[ "$status" -ne 124 ]
+	eq "${#lines[@]}" 1
+	[[ "$output" == *"not a secretsfs store"* ]] || { echo "got: $output" >&2; false; }
 	no_mount_left
 }
 
@@ -555,7 +584,8 @@ no_mount_left() {
 	head -c 32 /dev/urandom > "$T/otherkey"
 	chmod 0400 "$T/otherkey"
 	run timeout 10 "$SFS" "$STORE" "$MNT" -f -o key="$T/otherkey"
-	[ "$status" -ne 0 ] && [ "$status" -ne 124 ]
+	[ "$status" -ne 0 ]
+	[ "$status" -ne 124 ]
 	eq "${#lines[@]}" 1
 	[[ "$output" == *"wrong key"* ]]
 	no_mount_left
@@ -564,14 +594,16 @@ no_mount_left() {
 @test "cli: a missing key file is refused" {
 	new_store
 	run timeout 10 "$SFS" "$STORE" "$MNT" -f -o key="$T/nokey"
-	[ "$status" -ne 0 ] && [ "$status" -ne 124 ]
+	[ "$status" -ne 0 ]
+	[ "$status" -ne 124 ]
 	eq "${#lines[@]}" 1
 	[[ "$output" == *"not found"* ]]
 	no_mount_left
 	# and the default key file missing
 	mv "$STORE/key" "$T/moved-key"
 	run timeout 10 "$SFS" "$STORE" "$MNT" -f
-	[ "$status" -ne 0 ] && [ "$status" -ne 124 ]
+	[ "$status" -ne 0 ]
+	[ "$status" -ne 124 ]
 	[[ "$output" == *"not found"* ]]
 	no_mount_left
 }
@@ -581,7 +613,8 @@ no_mount_left() {
 	cp "$STORE/key" "$T/key644"
 	chmod 0644 "$T/key644"
 	run timeout 10 "$SFS" "$STORE" "$MNT" -f -o key="$T/key644"
-	[ "$status" -ne 0 ] && [ "$status" -ne 124 ]
+	[ "$status" -ne 0 ]
+	[ "$status" -ne 124 ]
 	eq "${#lines[@]}" 1
 	[[ "$output" == *"group or others"* ]]
 	[[ "$output" == *chmod* ]]
@@ -594,11 +627,12 @@ no_mount_left() {
 @test "cli: a missing mountpoint is refused" {
 	new_store
 	run timeout 10 "$SFS" "$STORE" "$T/no-such-mnt" -f
-	[ "$status" -ne 0 ] && [ "$status" -ne 124 ]
+	[ "$status" -ne 0 ]
+	[ "$status" -ne 124 ]
 	eq "${#lines[@]}" 1
 	[[ "$output" == *"$T/no-such-mnt"* ]]
 	[[ "$output" == *"No such file or directory"* ]]
-	! grep -q " $T/no-such-mnt " /proc/mounts
+	! grep -q " $T/no-such-mnt " /proc/mounts || false
 }
 
 @test "cli: a busy mountpoint is refused" {
@@ -606,7 +640,8 @@ no_mount_left() {
 	OTHER=$T/other-store
 	"$SFS" init "$OTHER" >/dev/null
 	run timeout 10 "$SFS" "$OTHER" "$MNT" -f
-	[ "$status" -ne 0 ] && [ "$status" -ne 124 ]
+	[ "$status" -ne 0 ]
+	[ "$status" -ne 124 ]
 	eq "${#lines[@]}" 1
 	[[ "$output" == *busy* ]]
 	eq "$(grep -c " $MNT " /proc/mounts)" 1
@@ -618,10 +653,11 @@ no_mount_left() {
 	printf v > "$MNT/ai_gateway/X"
 	mkdir "$T/mnt2"
 	run timeout 10 "$SFS" "$STORE" "$T/mnt2" -f
-	[ "$status" -ne 0 ] && [ "$status" -ne 124 ]
+	[ "$status" -ne 0 ]
+	[ "$status" -ne 124 ]
 	eq "${#lines[@]}" 1
 	[[ "$output" == *"in use"* ]]
-	! grep -q " $T/mnt2 " /proc/mounts
+	! grep -q " $T/mnt2 " /proc/mounts || false
 	eq "$(cat "$MNT/ai_gateway/X")" v
 }
 
