@@ -94,12 +94,28 @@ const char *scope_names(scope_set set, char *buf, size_t size)
 int user_errno(int r)
 {
 	switch (r) {
+	case 0:
 	case -EINVAL: case -EFBIG: case -EEXIST: case -ENOENT: case -EROFS:
 	case -EACCES: case -EPERM: case -ENOMEM:
 		return r;
 	default:
 		return -EIO;
 	}
+}
+
+/* Changing a secret touches every scope it is in: the policy must admit
+ * the caller to all of them (reading needs any one).  Logs a refusal. */
+int admit_change(struct fs *fs, scope_set scopes, const struct caller *who,
+                 const char *what, const char *name)
+{
+	int r = policy_check_all(&fs->policy, scopes, who);
+	if (r < 0) {
+		char where[128];
+		log_warn("%s %s refused to uid %u pid %d (%s, unit %s): the policy of %s does not "
+		         "admit it to all of them", what, name, (unsigned)who->uid, (int)who->pid,
+		         who->exe, who->unit, scope_names(scopes, where, sizeof(where)));
+	}
+	return r;
 }
 
 /* --- attributes --- */

@@ -204,7 +204,8 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	uint64_t version = kind == NODE_SECRET ? s->u.secret.meta.version : n->u.vfile.version;
 	bool pending = kind == NODE_SECRET && !version && s->u.secret.pending_scopes;
 	const char *op = writable ? "open-write" : "read";
-	int r = policy_check(&fs->policy, fs_secret_visible_scopes(s), who);
+	int r = writable ? policy_check_all(&fs->policy, fs_secret_visible_scopes(s), who)
+	                 : policy_check(&fs->policy, fs_secret_visible_scopes(s), who);
 	if (r < 0) {
 		char where[128];
 		log_warn("%s: %s refused to uid %u pid %d (%s, unit %s): the policy of %s "
@@ -354,6 +355,8 @@ static int create_node(struct fs *fs, enum scope sc, const char *name, mode_t mo
 	} else if (s->meta.version && tomb) {
 		/* install(1): unlink, then create.  The scope comes back. */
 		scope_set scopes = s->meta.scopes | (1u << sc);
+		if ((r = admit_change(fs, scopes, who, "re-create of", s->meta.id)) < 0)
+			return r;
 		char *sid = strdup(s->meta.id);
 		if (!sid)
 			return -ENOMEM;

@@ -24,6 +24,8 @@ void unlock(struct fs *fs);
 int scope_of_dir(fuse_ino_t ino);
 const char *scope_names(scope_set set, char *buf, size_t size);
 int user_errno(int r);
+int admit_change(struct fs *fs, scope_set scopes, const struct caller *who,
+                 const char *what, const char *name);
 void fill_attr(struct fs *fs, const struct node *n, struct stat *st);
 void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino);
 struct node *scope_child(struct fs *fs, enum scope sc, const char *name);

@@ -85,8 +85,11 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		bool last = n->u.secret.meta.scopes == (1u << sc);
 		uint64_t version = n->u.secret.meta.version;
 		char *id = strdup(n->u.secret.meta.id);
-		tombstone(n, sc);
-		r = remove_scope(fs, n, sc);
+		r = admit_change(fs, n->u.secret.meta.scopes, &who, "unlink of", name);
+		if (r == 0) {
+			tombstone(n, sc);
+			r = remove_scope(fs, n, sc);
+		}
 		snprintf(extra, sizeof(extra), "scope=%s", scope_dir_name(sc));
 		audit_event(&who, last ? "delete" : "unscope", id, version, r, extra);
 		free(id);
@@ -125,6 +128,9 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 		r = -EPERM;
 	} else if (n->u.secret.meta.scopes & (1u << sc)) {
 		r = -EEXIST;
+	} else if ((r = admit_change(fs, n->u.secret.meta.scopes | (1u << sc), &who, "link of",
+	                             newname)) < 0) {
+		/* refused and logged */
 	} else {
 		char *id = strdup(n->u.secret.meta.id);
 		scope_set scopes = n->u.secret.meta.scopes | (1u << sc);
@@ -410,6 +416,23 @@ static int rename_exchange(struct rename_op *op)
 	return user_errno(r);
 }
 
+/* Every scope a rename changes: both directories, and every scope of a
+ * secret whose value or names it changes.  fs->lock held. */
+static scope_set rename_scopes(const struct rename_op *op)
+{
+	scope_set scopes = (1u << op->sc) | (1u << op->nsc);
+	const struct node *ends[2] = { op->src, op->dst };
+	for (int i = 0; i < 2; i++)
+		if (ends[i] && ends[i]->kind == NODE_SECRET)
+			scopes |= fs_secret_visible_scopes(ends[i]);
+	if (op->dst_id) {
+		struct node *target = fs_secret_by_id(op->fs, op->dst_id);
+		if (target)
+			scopes |= fs_secret_visible_scopes(target);
+	}
+	return scopes;
+}
+
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                const char *newname, unsigned int flags)
 {
@@ -443,6 +466,8 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	int r;
 	if (!op.src)
 		r = -ENOENT;
+	else if ((r = admit_change(fs, rename_scopes(&op), &who, "rename of", name)) < 0)
+		; /* refused and logged */
 	else if (flags & RENAME_EXCHANGE)
 		r = rename_exchange(&op);
 	else if (op.dst && (flags & RENAME_NOREPLACE))

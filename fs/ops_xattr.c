@@ -142,6 +142,10 @@ static int change_label(fuse_req_t req, fuse_ino_t ino, const char *key, const c
 		r = -ENOENT;
 	else if (!l)
 		r = -EPERM;
+	else if (n->kind == NODE_SECRET &&
+	         (r = admit_change(fs, fs_secret_visible_scopes(n), &who, "label change of",
+	                           n->u.secret.meta.id)) < 0)
+		; /* refused and logged */
 	else if (labels_get(l, key) ? (flags & XATTR_CREATE) : 0)
 		r = -EEXIST;
 	else if (!labels_get(l, key) && (!value || (flags & XATTR_REPLACE)))

@@ -165,3 +165,13 @@ int policy_check(const struct policy *p, scope_set scopes, const struct caller *
 			return 0;
 	return scopes ? -EACCES : 0;
 }
+
+int policy_check_all(const struct policy *p, scope_set scopes, const struct caller *c)
+{
+	if (c->uid == 0 && p->root_bypass)
+		return 0;
+	for (int sc = 0; sc < SCOPE_COUNT; sc++)
+		if ((scopes & (1u << sc)) && !admits(&p->scope[sc], c))
+			return -EACCES;
+	return 0;
+}

@@ -9,8 +9,9 @@
  *   -o root_bypass                root skips the unit/cgroup rules
  *
  * A scope with unit or cgroup rules admits a process that matches any of
- * them.  A secret in several scopes may be opened by a process that one of
- * its scopes admits.
+ * them.  A secret in several scopes may be read by a process that one of
+ * its scopes admits; changing it (write, rotate, link, move, unlink,
+ * labels) needs every scope it is in, and the target scope, to admit it.
  */
 #ifndef SECRETSFS_POLICY_H
 #define SECRETSFS_POLICY_H
@@ -43,7 +44,9 @@ int policy_add_unit(struct policy *p, const char *arg, const char **ret_why);
 int policy_add_cgroup(struct policy *p, const char *arg, const char **ret_why);
 void policy_clear(struct policy *p);
 
-/* 0 if the caller may open a file in the scopes given, else -EACCES. */
+/* 0 if one of the scopes admits the caller (to read), else -EACCES. */
 int policy_check(const struct policy *p, scope_set scopes, const struct caller *c);
+/* 0 if every one of the scopes admits the caller (to change), else -EACCES. */
+int policy_check_all(const struct policy *p, scope_set scopes, const struct caller *c);
 
 #endif

@@ -430,8 +430,13 @@ mount_with_values() {
 }
 
 @test "unit=/cgroup=: a secret in several scopes opens for a process any of its scopes admits" {
-	mount_with_values -o unit=ai_gateway:ai-gateway.service,cgroup=mcp_server:/$CGNAME/mcp
+	# the link is made before the policy: changing a secret needs every
+	# scope it touches to admit the caller, and no process is in both
+	mount_with_values
 	ln "$MNT/ai_gateway/OPENAI_API_KEY" "$MNT/mcp_server/OPENAI_API_KEY"
+	remount -o unit=ai_gateway:ai-gateway.service,cgroup=mcp_server:/$CGNAME/mcp
+	fails "Permission denied" unlink "$MNT/mcp_server/OPENAI_API_KEY"
+	log_has "unlink of OPENAI_API_KEY refused to uid 0 .* does not admit it to all of them"
 	gives "$MNT/ai_gateway/OPENAI_API_KEY" sk-openai-1 in_cg ai-gateway.service
 	gives "$MNT/mcp_server/OPENAI_API_KEY" sk-openai-1 in_cg mcp
 	gives "$MNT/ai_gateway/OPENAI_API_KEY" sk-openai-1 in_cg mcp
@@ -463,8 +468,11 @@ mount_with_values() {
 	as $AIGW sh -c "printf sk-evil > $MNT/ai_agent/.new"
 	run as $AIGW mv "$MNT/ai_agent/.new" "$f"
 	echo "mv by a refused caller: status $status: $output" >&2
+	local mv_status=$status
+	[[ "$output" == *"Permission denied"* ]]
 	gives "$f" sk-openai-1 in_cg ai-gateway.service
-	[ "$status" -ne 0 ]
+	[ "$mv_status" -ne 0 ]
+	expect_audit "$(audit_of rename OPENAI_API_KEY)" result=EACCES
 }
 
 # ------------------------------------------------------------------ audit
