@@ -1110,10 +1110,11 @@ static int embedded_get_value(struct store *s, const char *id, uint64_t version,
 }
 
 static int embedded_list_versions(struct store *s, const char *id,
-                                  uint64_t **ret_versions, size_t *ret_n)
+                                  struct secret_version **ret_versions, size_t *ret_n)
 {
 	sqlite3_stmt *st = NULL;
-	uint64_t *v = NULL, *nv, cur = 0;
+	struct secret_version *v = NULL, *nv;
+	uint64_t cur = 0;
 	size_t n = 0, cap = 0;
 	int r, rc;
 
@@ -1128,7 +1129,7 @@ static int embedded_list_versions(struct store *s, const char *id,
 		goto unlock;
 	r = current_version_locked(s, id, &cur);
 	if (r == 0)
-		r = sql_prepare(s, "SELECT version FROM versions WHERE id = ?1 "
+		r = sql_prepare(s, "SELECT version, size, mtime_ns FROM versions WHERE id = ?1 "
 		                   "ORDER BY version", &st);
 	if (r == 0) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -1142,7 +1143,10 @@ static int embedded_list_versions(struct store *s, const char *id,
 				}
 				v = nv;
 			}
-			v[n++] = (uint64_t)sqlite3_column_int64(st, 0);
+			v[n].version = (uint64_t)sqlite3_column_int64(st, 0);
+			v[n].size = (uint32_t)sqlite3_column_int64(st, 1);
+			v[n].mtime_ns = sqlite3_column_int64(st, 2);
+			n++;
 		}
 		if (r == 0 && rc != SQLITE_DONE)
 			r = sql_fail(s, rc);

@@ -83,6 +83,13 @@ struct secret_value {
 	int64_t mtime_ns;
 };
 
+/* One kept version of a value, without the value. */
+struct secret_version {
+	uint64_t version;
+	uint32_t size;
+	int64_t mtime_ns;
+};
+
 /* Capability bits (store_ops.caps). */
 enum {
 	STORE_CAP_WRITE_ONLY_VALUES = 1u << 0, /* get_value always -EACCES */
@@ -140,7 +147,7 @@ struct store_ops {
 	/* Optional (STORE_CAP_VERSIONS).  The versions kept, oldest first;
 	 * *ret_versions is malloc'ed. */
 	int (*list_versions)(struct store *s, const char *id,
-	                     uint64_t **ret_versions, size_t *ret_n);
+	                     struct secret_version **ret_versions, size_t *ret_n);
 
 	/* Mandatory.  Creates a secret with its first version (1).  The ID is
 	 * checked against the create rule (secret_id_valid_new). */

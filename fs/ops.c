@@ -157,11 +157,10 @@ void fill_attr(struct fs *fs, const struct node *n, struct stat *st)
 		mtime = n->u.scratch.mtime_ns;
 		break;
 	case NODE_VERSION_FILE:
-		/* The length of an old version is not known without decrypting
-		 * it; readers read to EOF (direct_io). */
 		st->st_mode = S_IFREG | (n->mode & 0444);
 		st->st_nlink = 1;
 		st->st_size = n->u.vfile.size;
+		mtime = ctime = n->u.vfile.mtime_ns;
 		break;
 	case NODE_SECRET_VERSION: {
 		/* The secret as it was at this version: its size and time stay
@@ -238,31 +237,40 @@ char *name_secret_id(struct fs *fs, const char *name)
 	return NULL;
 }
 
-static struct node *version_file_find(struct fs *fs, struct node *vdir, uint64_t version)
+static struct node *version_file_find(struct fs *fs, struct node *vdir,
+                                      const struct secret_version *version)
 {
 	for (struct node *f = vdir->u.vdir.files; f; f = f->next)
-		if (f->u.vfile.version == version)
+		if (f->u.vfile.version == version->version)
 			return f;
 	struct node *f = fs_node_new(fs, NODE_VERSION_FILE);
 	if (!f)
 		return NULL;
 	f->mode = 0400;
 	f->u.vfile.secret_ino = vdir->u.vdir.secret_ino;
-	f->u.vfile.version = version;
+	f->u.vfile.version = version->version;
+	f->u.vfile.size = version->size;
+	f->u.vfile.mtime_ns = version->mtime_ns;
 	f->next = vdir->u.vdir.files;
 	vdir->u.vdir.files = f;
 	return f;
 }
 
-static bool version_kept(struct fs *fs, const char *id, uint64_t version)
+/* Is version kept?  Its size and time into *ret. */
+static bool version_kept(struct fs *fs, const char *id, uint64_t version,
+                         struct secret_version *ret)
 {
-	uint64_t *v = NULL;
+	struct secret_version *v = NULL;
 	size_t n = 0;
 	bool kept = false;
 	if (!fs->ops->list_versions || fs->ops->list_versions(fs->store, id, &v, &n) < 0)
 		return false;
-	for (size_t i = 0; i < n; i++)
-		kept |= v[i] == version;
+	for (size_t i = 0; i < n && !kept; i++) {
+		if (v[i].version == version) {
+			*ret = v[i];
+			kept = true;
+		}
+	}
 	free(v);
 	return kept;
 }
@@ -309,13 +317,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			struct node *s = fs_node(fs, d->u.vdir.secret_ino);
 			char *id = s ? strdup(s->u.secret.meta.id) : NULL;
 			unlock(fs);
+			struct secret_version info;
 			bool kept = id && *name >= '1' && *name <= '9' && !*end &&
-			            version_kept(fs, id, version);
+			            version_kept(fs, id, version, &info);
 			free(id);
 			wrlock(fs);
 			d = fs_node(fs, parent);
 			if (kept && d) {
-				struct node *f = version_file_find(fs, d, version);
+				struct node *f = version_file_find(fs, d, &info);
 				if (f)
 					found = f->ino;
 			}
@@ -415,7 +424,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	int sc = scope_of_dir(ino);
-	uint64_t *versions = NULL;
+	struct secret_version *versions = NULL;
 	size_t nversions = 0;
 	char *vid = NULL;
 
@@ -444,7 +453,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (dir->kind == NODE_VERSION_DIR) {
 		for (size_t i = off >= 2 ? (size_t)off - 2 : 0; i < nversions; i++) {
 			char name[24];
-			snprintf(name, sizeof(name), "%" PRIu64, versions[i]);
+			snprintf(name, sizeof(name), "%" PRIu64, versions[i].version);
 			if (!dir_add(&b, name, 0xffffffff, S_IFREG, (off_t)i + 3))
 				goto done;
 		}

@@ -439,9 +439,11 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	unlock(fs);
 	pthread_mutex_unlock(&fs->ns_lock);
 
+	/* A created file starts empty, even one that takes a secret's name
+	 * back right after its unlink (install, cp --preserve=all). */
 	struct handle *h = NULL;
 	if (r == 0 && !fs->opt.fast)
-		r = open_node(fs, ino, fi->flags, &who, &h);
+		r = open_node(fs, ino, fi->flags | O_TRUNC, &who, &h);
 	else if (r == -EACCES)
 		audit_event(&who, "create", name, 0, r, NULL);
 	caller_clear(&who);

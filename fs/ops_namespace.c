@@ -405,6 +405,16 @@ static int rename_exchange(struct rename_op *op)
 		fs_secret_add(fs, &ma);
 		fs_secret_add(fs, &mb);
 		log_info("%s and %s: values exchanged", a, b);
+		/* The kernel swapped the two names' inodes; the secrets kept
+		 * theirs and swapped values: make it look both names up again
+		 * (this waits for the rename to finish: it needs the
+		 * directory's lock). */
+		for (int i = 0; i < SCOPE_COUNT; i++) {
+			if (ma.scopes & (1u << i))
+				notifier_inval_entry(fs->notifier, INO_SCOPE_FIRST + i, op->name);
+			if (mb.scopes & (1u << i))
+				notifier_inval_entry(fs->notifier, INO_SCOPE_FIRST + i, op->newname);
+		}
 	} else {
 		log_error("exchange of %s and %s failed (%s)", a ? a : "?", b ? b : "?",
 		          strerrordesc_np(-r));

@@ -87,7 +87,7 @@ log_has() {
 
 # sfs_version FILE: the secret's current version (the secretsfs.version fact).
 sfs_version() {
-	getfattr --only-values -n secretsfs.version "$1"
+	getfattr --absolute-names --only-values -n secretsfs.version "$1"
 }
 
 # rename2 FROM TO FLAGS: renameat2(2) with FLAGS (1 NOREPLACE, 2 EXCHANGE,
@@ -108,16 +108,17 @@ sys.exit(1)
 PY
 }
 
-# expect_value FILE VALUE: FILE's content is VALUE, byte for byte.
+# expect_value FILE VALUE: FILE's content is VALUE, byte for byte (read to
+# EOF, so it does not depend on st_size as cmp does).
 expect_value() {
-	printf '%s' "$2" >"$T/expected.$$"
-	if ! cmp -s "$T/expected.$$" "$1"; then
-		echo "$1: expected $(od -An -c "$T/expected.$$" | tr -s ' ' | head -c 200)" >&2
-		echo "$1: actual   $(od -An -c "$1" 2>&1 | tr -s ' ' | head -c 200)" >&2
-		rm -f "$T/expected.$$"
+	local want got
+	want=$(printf '%s' "$2" | od -An -v -tx1 | tr -d ' \n')
+	got=$(od -An -v -tx1 "$1" | tr -d ' \n') || { echo "$1: cannot read" >&2; return 1; }
+	if [ "$want" != "$got" ]; then
+		echo "$1: expected $(printf '%s' "$2" | od -An -c | tr -s ' ' | head -c 300)" >&2
+		echo "$1: actual   $(od -An -c "$1" 2>&1 | tr -s ' ' | head -c 300)" >&2
 		return 1
 	fi
-	rm -f "$T/expected.$$"
 }
 
 # start_watch DIR: inotifywait -m -e close_write,moved_to on DIR, events
@@ -150,7 +151,7 @@ stop_watch() {
 		sleep 0.05
 	done
 	kill "$WATCH_PID" 2>/dev/null
-	wait "$WATCH_PID" 2>/dev/null
+	wait "$WATCH_PID" 2>/dev/null || true
 	WATCH_PID=
 	rm -f "$WATCH_DIR/.sentinel"
 	grep -q ' \.sentinel$' "$T/events" || { echo "no sentinel event seen" >&2; return 1; }

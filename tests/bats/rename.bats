@@ -56,12 +56,17 @@ mk() {
 	ino_m=$(stat -c %i "$M/ROT_KEY")
 	[ "$ino_g" = "$ino_m" ]
 
-	exec 4<"$G/ROT_KEY"
+	# one fd opened and partly read before the rotation, one only opened
+	exec 4<"$G/ROT_KEY" 5<"$G/ROT_KEY"
+	head4=$(dd bs=4 count=1 status=none <&4)
 	printf 'new' >"$G/.ROT_KEY.new"
 	mv "$G/.ROT_KEY.new" "$G/ROT_KEY"
-	old_seen=$(cat <&4)
-	exec 4<&-
-	[ "$old_seen" = old-value-0123456789 ]
+	rest4=$(cat <&4)
+	all5=$(cat <&5)
+	exec 4<&- 5<&-
+	[ "$head4" = old- ]
+	[ "$rest4" = value-0123456789 ]
+	[ "$all5" = old-value-0123456789 ]
 
 	expect_value "$G/ROT_KEY" new
 	expect_value "$M/ROT_KEY" new
@@ -312,4 +317,18 @@ mk() {
 	expect_value "$G/VERSIONED" one
 	[ "$(sfs_version "$G/VERSIONED")" = 4 ]
 	expect_value "$MNT/.versions/VERSIONED/2" two-2
+}
+
+@test "version files report the value's length (st_size): cmp -s and rsync of a version work" {
+	printf 'first-value' >"$G/SIZED"
+	printf 'v2' >"$G/SIZED"
+	printf 'first-value' >"$T/copy"
+	[ "$(stat -c %s "$G/SIZED")" = 2 ]
+	expect_value "$MNT/.versions/SIZED/1" first-value
+	[ "$(stat -c %s "$MNT/.versions/SIZED/1")" = 11 ]
+	[ "$(stat -c %s "$MNT/.versions/SIZED/2")" = 2 ]
+	cmp -s "$T/copy" "$MNT/.versions/SIZED/1"
+	mkdir "$T/restore"
+	rsync "$MNT/.versions/SIZED/1" "$T/restore/"
+	[ "$(cat "$T/restore/1")" = first-value ]
 }

@@ -339,7 +339,7 @@ static void test_cas_and_versions(void)
 {
 	struct store *s = open_store(3, false);
 	struct secret_meta m = { 0 };
-	uint64_t *vers = NULL;
+	struct secret_version *vers = NULL;
 	size_t n = 0;
 	char buf[32];
 
@@ -367,9 +367,10 @@ static void test_cas_and_versions(void)
 	CHECK_EQ(ops->list_versions(s, "OPENAI_API_KEY", &vers, &n), 0);
 	CHECK_EQ(n, 3);
 	if (n == 3) {
-		CHECK_EQ(vers[0], 4);
-		CHECK_EQ(vers[1], 5);
-		CHECK_EQ(vers[2], 6);
+		CHECK_EQ(vers[0].version, 4);
+		CHECK_EQ(vers[1].version, 5);
+		CHECK_EQ(vers[2].version, 6);
+		CHECK_EQ(vers[2].size, 2);
 	}
 	free(vers);
 	CHECK_EQ(ops->list_versions(s, "MISSING", &vers, &n), -ENOENT);
@@ -388,7 +389,7 @@ static void test_cas_and_versions(void)
 		CHECK_EQ(put_str(s, "ANTHROPIC_API_KEY", 0, buf), 0);
 	}
 	CHECK_EQ(ops->list_versions(s, "ANTHROPIC_API_KEY", &vers, &n), 0);
-	CHECK(n == 5 && vers[0] == 4 && vers[4] == 8);
+	CHECK(n == 5 && vers[0].version == 4 && vers[4].version == 8);
 	free(vers);
 	ops->close(s);
 }
