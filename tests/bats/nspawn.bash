@@ -84,11 +84,12 @@ nspawn_boot() {
 		binds+=(--bind-ro="$w/bin":/usr/local/bin)
 	fi
 	# Hybrid cgroups (this machine kind): nspawn needs a subtree of its own
-	# in the unified and the name=systemd hierarchies.
+	# in the unified and the name=systemd hierarchies, under the same name
+	# (nspawn mirrors its unified cgroup's path into name=systemd).
+	local name=secretsfs-test-$$-$RANDOM
 	for c in /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do
 		[ -f "$c/cgroup.procs" ] || continue
-		c=$c/secretsfs-test-$$-$RANDOM
-		mkdir "$c" && cgroups+=("$c")
+		mkdir "$c/$name" && cgroups+=("$c/$name")
 	done
 	# shellcheck disable=SC2016
 	bash -c 'for c in "$@"; do [ "$c" = -- ] && break; echo $$ >"$c/cgroup.procs"; shift; done; shift
