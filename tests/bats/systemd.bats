@@ -334,3 +334,28 @@ EOF
 	nspawn_run "$W"
 	same_bytes "$W/value1" "$W/out/openai"
 }
+
+@test "with -o unit=ai_gateway:CONSUMER only the consumer's LoadCredential= reads the scope" {
+	need_nspawn
+	consumer_writes_back
+	cat >"$W/check.sh" <<'EOF'
+secretsfs init /var/lib/secretsfs
+systemctl start secretsfs.service
+cp /srv/t/value1 /run/secretsfs/ai_gateway/OPENAI_API_KEY
+systemctl stop secretsfs.service
+mkdir -p /run/systemd/system/secretsfs.service.d
+printf '[Service]\nExecStart=\nExecStart=/usr/local/bin/secretsfs /var/lib/secretsfs /run/secretsfs -f -o unit=ai_gateway:secretsfs-example-consumer.service\n' \
+	>/run/systemd/system/secretsfs.service.d/policy.conf
+systemctl daemon-reload
+systemctl start secretsfs.service
+# this script (check.service, root) is refused ...
+not cat /run/secretsfs/ai_gateway/OPENAI_API_KEY
+# ... systemd reading the credential for the consumer is not
+systemctl start secretsfs-example-consumer.service
+journalctl -u secretsfs.service -o cat >/srv/t-out/log
+EOF
+	nspawn_run "$W"
+	same_bytes "$W/value1" "$W/out/openai"
+	grep -q 'op=read id=OPENAI_API_KEY .*unit=check.service result=EACCES' "$W/out/log"
+	grep -q 'op=read id=OPENAI_API_KEY .*unit=secretsfs-example-consumer.service result=ok' "$W/out/log"
+}
