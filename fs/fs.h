@@ -173,6 +173,11 @@ bool fs_node_in_scope(const struct node *n, enum scope sc);
 /* Replace the cached metadata of a secret by what the store returned. */
 int fs_secret_update_meta(struct fs *fs, struct node *n, const struct secret_meta *meta);
 void fs_secret_mark_deleted(struct node *n);
+/* The inode of one version of a secret, found in or added to list: the
+ * files of /.versions/ID (NODE_VERSION_FILE), or a secret's own versions
+ * under -o fast (NODE_SECRET_VERSION). */
+struct node *fs_version_node(struct fs *fs, struct node **list, enum node_kind kind,
+                             fuse_ino_t secret_ino, const struct secret_version *version);
 /* -o fast: the inode of a secret's current version; and dropping one the
  * kernel forgot (kept while it is the current one). */
 struct node *fs_secret_version_node(struct fs *fs, struct node *secret);

@@ -84,7 +84,7 @@ static int place(struct fs *fs, struct node *n, fuse_ino_t ino)
 	return 0;
 }
 
-struct node *fs_node_new(struct fs *fs, enum node_kind kind)
+static struct node *node_new_at(struct fs *fs, enum node_kind kind, fuse_ino_t ino)
 {
 	struct node *n = calloc(1, sizeof(*n));
 	if (!n)
@@ -98,13 +98,6 @@ struct node *fs_node_new(struct fs *fs, enum node_kind kind)
 		n->mode = fs->opt.dir_mode;
 	else
 		n->mode = fs->opt.file_mode;
-	fuse_ino_t ino;
-	if (kind == NODE_ROOT)
-		ino = INO_ROOT;
-	else if (kind == NODE_VERSIONS)
-		ino = INO_VERSIONS;
-	else
-		ino = fs->next_ino++;
 	if (place(fs, n, ino) < 0) {
 		free(n);
 		return NULL;
@@ -112,22 +105,22 @@ struct node *fs_node_new(struct fs *fs, enum node_kind kind)
 	return n;
 }
 
+struct node *fs_node_new(struct fs *fs, enum node_kind kind)
+{
+	if (kind == NODE_ROOT)
+		return node_new_at(fs, kind, INO_ROOT);
+	if (kind == NODE_VERSIONS)
+		return node_new_at(fs, kind, INO_VERSIONS);
+	struct node *n = node_new_at(fs, kind, fs->next_ino);
+	if (n)
+		fs->next_ino++;
+	return n;
+}
+
 /* Scope directories get fixed numbers. */
 struct node *fs_scope_node_new(struct fs *fs, enum scope sc)
 {
-	struct node *n = calloc(1, sizeof(*n));
-	if (!n)
-		return NULL;
-	n->kind = NODE_SCOPE;
-	n->mode = fs->opt.dir_mode;
-	n->uid = fs->opt.uid;
-	n->gid = fs->opt.gid;
-	n->ctime_ns = now_ns();
-	if (place(fs, n, INO_SCOPE_FIRST + sc) < 0) {
-		free(n);
-		return NULL;
-	}
-	return n;
+	return node_new_at(fs, NODE_SCOPE, INO_SCOPE_FIRST + sc);
 }
 
 void fs_node_free(struct fs *fs, struct node *n)
@@ -238,22 +231,30 @@ int fs_secret_update_meta(struct fs *fs, struct node *n, const struct secret_met
 	return 0;
 }
 
+struct node *fs_version_node(struct fs *fs, struct node **list, enum node_kind kind,
+                             fuse_ino_t secret_ino, const struct secret_version *version)
+{
+	for (struct node *v = *list; v; v = v->next)
+		if (v->u.vfile.version == version->version)
+			return v;
+	struct node *v = fs_node_new(fs, kind);
+	if (!v)
+		return NULL;
+	v->u.vfile.secret_ino = secret_ino;
+	v->u.vfile.version = version->version;
+	v->u.vfile.size = version->size;
+	v->u.vfile.mtime_ns = version->mtime_ns;
+	v->next = *list;
+	*list = v;
+	return v;
+}
+
 struct node *fs_secret_version_node(struct fs *fs, struct node *secret)
 {
 	const struct secret_meta *m = &secret->u.secret.meta;
-	for (struct node *v = secret->u.secret.versions; v; v = v->next)
-		if (v->u.vfile.version == m->version)
-			return v;
-	struct node *v = fs_node_new(fs, NODE_SECRET_VERSION);
-	if (!v)
-		return NULL;
-	v->u.vfile.secret_ino = secret->ino;
-	v->u.vfile.version = m->version;
-	v->u.vfile.size = m->size;
-	v->u.vfile.mtime_ns = m->mtime_ns;
-	v->next = secret->u.secret.versions;
-	secret->u.secret.versions = v;
-	return v;
+	struct secret_version current = { m->version, m->size, m->mtime_ns };
+	return fs_version_node(fs, &secret->u.secret.versions, NODE_SECRET_VERSION, secret->ino,
+	                       &current);
 }
 
 void fs_secret_version_forget(struct fs *fs, struct node *v)

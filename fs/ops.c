@@ -237,25 +237,6 @@ char *name_secret_id(struct fs *fs, const char *name)
 	return NULL;
 }
 
-static struct node *version_file_find(struct fs *fs, struct node *vdir,
-                                      const struct secret_version *version)
-{
-	for (struct node *f = vdir->u.vdir.files; f; f = f->next)
-		if (f->u.vfile.version == version->version)
-			return f;
-	struct node *f = fs_node_new(fs, NODE_VERSION_FILE);
-	if (!f)
-		return NULL;
-	f->mode = 0400;
-	f->u.vfile.secret_ino = vdir->u.vdir.secret_ino;
-	f->u.vfile.version = version->version;
-	f->u.vfile.size = version->size;
-	f->u.vfile.mtime_ns = version->mtime_ns;
-	f->next = vdir->u.vdir.files;
-	vdir->u.vdir.files = f;
-	return f;
-}
-
 /* Is version kept?  Its size and time into *ret. */
 static bool version_kept(struct fs *fs, const char *id, uint64_t version,
                          struct secret_version *ret)
@@ -324,9 +305,12 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			wrlock(fs);
 			d = fs_node(fs, parent);
 			if (kept && d) {
-				struct node *f = version_file_find(fs, d, &info);
-				if (f)
+				struct node *f = fs_version_node(fs, &d->u.vdir.files, NODE_VERSION_FILE,
+				                                 d->u.vdir.secret_ino, &info);
+				if (f) {
+					f->mode = 0400;
 					found = f->ino;
+				}
 			}
 		}
 	}
