@@ -158,14 +158,28 @@ int cmdline_parse_options(struct cmdline *c, const char *list)
 	return r;
 }
 
+/* Called as mount.secretsfs or mount.fuse.secretsfs, mount(8) passes its
+ * own flags: -f fake (do nothing), -n no mtab, -s sloppy, -v verbose. */
+static bool called_by_mount(const char *argv0)
+{
+	const char *base = strrchr(argv0, '/');
+	return strncmp(base ? base + 1 : argv0, "mount.", 6) == 0;
+}
+
 int cmdline_parse(struct cmdline *c, int argc, char **argv)
 {
 	const char *positional[2] = { 0 };
 	int npos = 0;
+	bool helper = called_by_mount(argv[0]);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		int r = 0;
-		if (strcmp(a, "-o") == 0) {
+		if (helper && (strcmp(a, "-n") == 0 || strcmp(a, "-s") == 0 ||
+		               strcmp(a, "-v") == 0)) {
+			/* nothing for us */
+		} else if (helper && strcmp(a, "-f") == 0) {
+			c->fake = true;
+		} else if (strcmp(a, "-o") == 0) {
 			if (++i == argc)
 				return fail("-o needs options");
 			r = cmdline_parse_options(c, argv[i]);

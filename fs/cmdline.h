@@ -17,6 +17,7 @@ struct cmdline {
 	bool single_thread;
 	bool default_permissions;
 	bool file_mode_set;
+	bool fake;                   /* mount -f through the helper: check only */
 };
 
 

@@ -286,8 +286,10 @@ int main(int argc, char **argv)
 	if (fuse_opt_add_arg(&c.fuse_args, argv[0]) < 0)
 		return fail("out of memory");
 	int r = cmdline_parse(&c, argc, argv);
-	if (r)
+	if (r || c.fake) {
+		cmdline_free(&c);
 		return r;
+	}
 	fs.opt = c.opt;
 	fs.policy = c.policy;
 	fs.ops = &embedded_store_ops;

@@ -685,3 +685,18 @@ os.close(fd)' "$F"
 	eq "$rc" 0
 	no_mount_left
 }
+
+@test "cli: called as mount.fuse.secretsfs, mount(8)'s -v -n -s are accepted and -f (fake) mounts nothing" {
+	new_store
+	ln -s "$SFS" "$T/mount.fuse.secretsfs"
+	run "$T/mount.fuse.secretsfs" "$STORE" "$MNT" -f -v -o rw,_netdev
+	[ "$status" -eq 0 ]
+	! grep -q " $MNT " /proc/mounts || false
+	"$T/mount.fuse.secretsfs" "$STORE" "$MNT" -v -n -s -o rw,nofail
+	grep -q " $MNT fuse.secretsfs " /proc/mounts
+	printf helper-mounted > "$MNT/ai_gateway/VIA_HELPER"
+	[ "$(cat "$MNT/ai_gateway/VIA_HELPER")" = helper-mounted ]
+	fusermount3 -u "$MNT"
+	# the daemon was a background one: wait until it let the store go
+	for _ in $(seq 1 100); do fuser -s "$STORE/store.lock" 2>/dev/null || break; sleep 0.05; done
+}
