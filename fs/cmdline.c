@@ -27,6 +27,8 @@ void cmdline_usage(FILE *out)
 "                         when systemd passes it, else DIR/key); refused if\n"
 "                         group or others can read it\n"
 "  -o keep_versions=N     versions of each value the store keeps (default 5)\n"
+"  -o attrs=FILE          where chmod and chown of secrets and scopes are kept\n"
+"                         across remounts (default: DIR/host-attrs)\n"
 "  -o ro                  read-only: every change is refused with EROFS\n"
 "  -o allow_other         let users other than the mounter in (turns on\n"
 "                         default_permissions: the kernel checks modes)\n"
@@ -87,7 +89,11 @@ static int parse_option(struct cmdline *c, const char *o)
 	unsigned long v;
 	if (strncmp(o, "key=", 4) == 0) {
 		free(c->opt.key_file);
+	free(c->opt.attrs_file);
 		c->opt.key_file = strdup(o + 4);
+	} else if (strncmp(o, "attrs=", 6) == 0) {
+		free(c->opt.attrs_file);
+		c->opt.attrs_file = strdup(o + 6);
 	} else if (strncmp(o, "keep_versions=", 14) == 0) {
 		if (!parse_uint(o + 14, 10, 1000, &v) || v == 0)
 			return fail("keep_versions must be 1 to 1000, not '%s'", o + 14);
@@ -207,6 +213,8 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 	if (!c->opt.store_dir)
 		return fail("store %s: %s", positional[0], strerrordesc_np(errno));
 	c->opt.mountpoint = strdup(positional[1]);
+	if (!c->opt.attrs_file && asprintf(&c->opt.attrs_file, "%s/host-attrs", c->opt.store_dir) < 0)
+		return fail("out of memory");
 	if (c->opt.read_only && !c->file_mode_set)
 		c->opt.file_mode = 0400;
 	for (int sc = 0; sc < SCOPE_COUNT && c->opt.fast; sc++)

@@ -93,6 +93,7 @@ struct node {
 	gid_t gid;
 	int64_t ctime_ns;           /* last chmod/chown/link count change */
 	bool owner_set;             /* chown'ed: uid/gid override the scope's owner */
+	bool mode_set;              /* chmod'ed (both kept in hostattrs.c's file) */
 	/* After a rename onto a secret's name the kernel keeps the renamed
 	 * inode under that name until it looks the name up again: this node
 	 * then stands for the secret 'became' (see fs_node_resolve). */
@@ -118,6 +119,7 @@ struct fs_options {
 	char *store_dir;
 	char *mountpoint;
 	char *key_file;
+	char *attrs_file;   /* this host's chmod/chown (hostattrs.h) */
 	unsigned keep_versions;
 	bool read_only;
 	bool foreground;

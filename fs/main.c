@@ -25,6 +25,7 @@
 #include <sodium.h>
 
 #include "cmdline.h"
+#include "hostattrs.h"
 #include "crypto.h"
 #include "embedded.h"
 #include "keyfile.h"
@@ -177,9 +178,12 @@ static int setup_store(struct fs *fs, const struct cmdline *c)
 	for (int sc = 0; sc < SCOPE_COUNT && ok; sc++)
 		ok = fs_scope_node_new(fs, sc) != NULL;
 	r = ok ? fs->ops->list(fs->store, add_listed, fs) : -ENOMEM;
+	int ra = r == 0 ? hostattrs_load(fs) : 0;
 	pthread_rwlock_unlock(&fs->lock);
 	if (r < 0)
 		return fail("cannot list the store in %s: %s", dir, strerrordesc_np(-r));
+	if (ra < 0)
+		return fail("cannot read %s: %s", fs->opt.attrs_file, strerrordesc_np(-ra));
 	return 0;
 }
 

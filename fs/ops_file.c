@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "ops_i.h"
+#include "hostattrs.h"
 
 struct handle {
 	pthread_mutex_t lock;       /* guards everything below */
@@ -789,8 +790,10 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	}
 	/* Owner and mode are this host's view of the file, kept while
 	 * mounted; the store has no notion of them. */
-	if (to_set & FUSE_SET_ATTR_MODE)
+	if (to_set & FUSE_SET_ATTR_MODE) {
 		n->mode = attr->st_mode & 07777;
+		n->mode_set = true;
+	}
 	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		uid_t uid;
 		gid_t gid;
@@ -807,10 +810,14 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		                          attr->st_mtim.tv_nsec;
 	/* A secret's mtime is its current version's time: a set time is
 	 * accepted (cp -p, touch) and not kept. */
+	bool keep = (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
+	            (kind == NODE_SECRET || kind == NODE_SCOPE);
 	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
 		n->ctime_ns = now_ns();
 	fill_attr(fs, n, &st);
 	unlock(fs);
+	if (keep)
+		hostattrs_save(fs);  /* kept across remounts; a failure is logged */
 	st.st_ino = ino;
 	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
 }

@@ -296,7 +296,7 @@ mount_with_values() {
 		setpriv --bounding-set -dac_override,-dac_read_search --inh-caps -all
 }
 
-@test "modes: chmod and chown work while mounted and are not kept across a remount" {
+@test "modes: chmod and chown apply to this host's view and are kept across a remount (DIR/host-attrs)" {
 	mount_with_values -o allow_other,owner=ai_gateway:$AIGW
 	local f=$MNT/ai_gateway/OPENAI_API_KEY
 	chmod 0640 "$f"
@@ -312,12 +312,31 @@ mount_with_values() {
 	# the value and the other file are untouched
 	eq "$(mode_of "$MNT/ai_gateway/ANTHROPIC_API_KEY")" "600 $AIGW $AIGW"
 
+	# kept in a private file beside the store, which holds no value
+	eq "$(stat -c %a "$STORE/host-attrs")" 600
+	grep -qx "secret OPENAI_API_KEY 0640 $(id -u $MCP) $(id -g $MCP)" "$STORE/host-attrs"
+	grep -qx "scope mcp_server 0750 - -" "$STORE/host-attrs"
+	! grep -q 'sk-' "$STORE/host-attrs" || false
+
 	remount -o allow_other,owner=ai_gateway:$AIGW
-	eq "$(mode_of "$f")" "600 $AIGW $AIGW"
-	eq "$(mode_of "$MNT/mcp_server")" "700 root root"
-	eq "$(mode_of "$MNT/ai_gateway")" "700 $AIGW $AIGW"
-	gives "$f" sk-openai-1 as $AIGW
-	refused "$f" as $MCP
+	eq "$(mode_of "$f")" "640 $MCP $MCP"
+	eq "$(mode_of "$MNT/mcp_server")" "750 root root"
+	eq "$(mode_of "$MNT/ai_gateway")" "711 $AIGW $AIGW"
+	eq "$(mode_of "$MNT/ai_gateway/ANTHROPIC_API_KEY")" "600 $AIGW $AIGW"
+	gives "$f" sk-openai-1 as $MCP
+	refused "$f" as $AIGW
+
+	# a line the daemon cannot read is skipped with a log line, the rest applies
+	stop_daemon
+	printf 'secret OPENAI_API_KEY 9999 x y\nscope nosuch 0700 - -\n' >> "$STORE/host-attrs"
+	start_daemon -o allow_other,owner=ai_gateway:$AIGW
+	eq "$(mode_of "$f")" "640 $MCP $MCP"
+	log_has "host-attrs:[0-9]+: not a host attribute line; ignored"
+
+	# -o attrs=FILE puts it elsewhere
+	remount -o allow_other,attrs=$T/attrs-elsewhere
+	chmod 0604 "$MNT/ai_gateway/ANTHROPIC_API_KEY"
+	grep -qx "secret ANTHROPIC_API_KEY 0604 - -" "$T/attrs-elsewhere"
 }
 
 @test "modes: install -m 0400 and cp -p store the value and set the mode" {
@@ -342,11 +361,12 @@ mount_with_values() {
 	[ "$status" -eq 0 ] || { echo "cp -p over it: $output" >&2; false; }
 	expect_value "$MNT/ai_gateway/COPIED_KEY" sk-inst-1
 
-	# the values are stored: they survive a remount (modes go back)
+	# the values are stored and the modes kept: both survive a remount
 	remount
 	expect_value "$MNT/ai_gateway/INSTALLED_KEY" sk-inst-2
 	expect_value "$MNT/ai_gateway/COPIED_KEY" sk-inst-1
-	eq "$(stat -c %a "$MNT/ai_gateway/COPIED_KEY")" 600
+	eq "$(stat -c %a "$MNT/ai_gateway/INSTALLED_KEY")" 400
+	eq "$(stat -c %a "$MNT/ai_gateway/COPIED_KEY")" "$(stat -c %a "$T/src1")"
 }
 
 # ------------------------------------------------------ unit and cgroup

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "hostattrs.h"
+
+/* Splits off the next space-separated field of *p; NULL at the end. */
+static const char *field(char **p)
+{
+	while (**p == ' ' || **p == '\t')
+		(*p)++;
+	if (!**p)
+		return NULL;
+	const char *start = *p;
+	while (**p && **p != ' ' && **p != '\t')
+		(*p)++;
+	if (**p)
+		*(*p)++ = '\0';
+	return start;
+}
+
+static bool number(const char *s, int base, unsigned long max, unsigned long *ret)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, base);
+	if (errno || end == s || *end || v > max || *s == '-' || *s == '+')
+		return false;
+	*ret = v;
+	return true;
+}
+
+int hostattr_parse_line(const char *line, struct hostattr *ret)
+{
+	char buf[512];
+	size_t len = strcspn(line, "\n");
+	if (len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, line, len);
+	buf[len] = '\0';
+	char *p = buf;
+	const char *kind = field(&p);
+	if (!kind || kind[0] == '#')
+		return 0;
+	const char *name = field(&p), *mode = field(&p), *uid = field(&p), *gid = field(&p);
+	if (!name || !mode || !uid || !gid || field(&p))
+		return -EINVAL;
+	struct hostattr a = { 0 };
+	unsigned long v;
+	if (strcmp(kind, "scope") == 0) {
+		a.is_scope = true;
+		if (scope_from_dir_name(name) < 0)
+			return -EINVAL;
+	} else if (strcmp(kind, "secret") != 0 || !secret_id_valid_existing(name)) {
+		return -EINVAL;
+	}
+	if (strcmp(mode, "-") != 0) {
+		if (!number(mode, 8, 07777, &v))
+			return -EINVAL;
+		a.mode_set = true;
+		a.mode = (mode_t)v;
+	}
+	if (strcmp(uid, "-") != 0 || strcmp(gid, "-") != 0) {
+		if (!number(uid, 10, UINT_MAX - 1, &v))
+			return -EINVAL;
+		a.uid = (uid_t)v;
+		if (!number(gid, 10, UINT_MAX - 1, &v))
+			return -EINVAL;
+		a.gid = (gid_t)v;
+		a.owner_set = true;
+	}
+	if (!(a.name = strdup(name)))
+		return -ENOMEM;
+	*ret = a;
+	return 1;
+}
+
+int hostattrs_load(struct fs *fs)
+{
+	FILE *f = fopen(fs->opt.attrs_file, "re");
+	if (!f)
+		return errno == ENOENT ? 0 : -errno;
+	char *line = NULL;
+	size_t cap = 0;
+	unsigned lineno = 0;
+	while (getline(&line, &cap, f) > 0) {
+		struct hostattr a;
+		lineno++;
+		int r = hostattr_parse_line(line, &a);
+		if (r < 0) {
+			log_warn("%s:%u: not a host attribute line; ignored", fs->opt.attrs_file, lineno);
+			continue;
+		}
+		if (r == 0)
+			continue;
+		struct node *n = a.is_scope
+			? fs_node(fs, INO_SCOPE_FIRST + (fuse_ino_t)scope_from_dir_name(a.name))
+			: fs_secret_by_id(fs, a.name);
+		if (n) {
+			if (a.mode_set) {
+				n->mode = a.mode;
+				n->mode_set = true;
+			}
+			if (a.owner_set) {
+				n->uid = a.uid;
+				n->gid = a.gid;
+				n->owner_set = true;
+			}
+		}
+		free(a.name);
+	}
+	free(line);
+	fclose(f);
+	return 0;
+}
+
+static void put_entry(FILE *f, const char *kind, const char *name, const struct node *n)
+{
+	if (!n->mode_set && !n->owner_set)
+		return;
+	char mode[8] = "-";
+	if (n->mode_set)
+		snprintf(mode, sizeof(mode), "%04o", (unsigned)n->mode);
+	if (n->owner_set)
+		fprintf(f, "%s %s %s %u %u\n", kind, name, mode, (unsigned)n->uid, (unsigned)n->gid);
+	else
+		fprintf(f, "%s %s %s - -\n", kind, name, mode);
+}
+
+int hostattrs_save(struct fs *fs)
+{
+	static pthread_mutex_t save_lock = PTHREAD_MUTEX_INITIALIZER;
+	char *text = NULL, *tmp = NULL;
+	size_t len = 0;
+	int r = 0;
+
+	/* save_lock orders the writers: the last snapshot is written last. */
+	pthread_mutex_lock(&save_lock);
+	FILE *mem = open_memstream(&text, &len);
+	if (!mem) {
+		r = -errno;
+		goto out;
+	}
+	fprintf(mem, "# secretsfs: this host's chmod and chown (kind name mode uid gid)\n");
+	pthread_rwlock_rdlock(&fs->lock);
+	for (int sc = 0; sc < SCOPE_COUNT; sc++)
+		put_entry(mem, "scope", scope_dir_name(sc), fs_node(fs, INO_SCOPE_FIRST + sc));
+	for (fuse_ino_t i = INO_FIRST_FREE; i < fs->next_ino; i++) {
+		struct node *n = fs_node(fs, i);
+		if (n && n->kind == NODE_SECRET && fs_secret_visible_scopes(n))
+			put_entry(mem, "secret", n->u.secret.meta.id, n);
+	}
+	pthread_rwlock_unlock(&fs->lock);
+	if (fclose(mem) != 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+
+	if (asprintf(&tmp, "%s.tmp", fs->opt.attrs_file) < 0) {
+		tmp = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0)
+		r = errno ? -errno : -EIO;
+	close(fd);
+	if (r == 0 && rename(tmp, fs->opt.attrs_file) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
+out:
+	if (r < 0)
+		log_error("could not keep this host's modes and owners in %s (%s); they last until "
+		          "unmount", fs->opt.attrs_file, strerrordesc_np(-r));
+	pthread_mutex_unlock(&save_lock);
+	free(text);
+	free(tmp);
+	return r;
+}
