@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Bulk store generator for tests/bench/run, linked against the project's
+ * backend library: every value is sealed by the store itself.
+ *
+ *   mkstore DIR N     creates the store DIR if needed, then secrets S0000000 ..
+ *                     S(N-1) in ai_gateway (64-byte value, label k=v) that
+ *                     are not there yet; prints creates per second
+ *   mkstore -l DIR    opens DIR and lists it through the store interface,
+ *                     keeping nothing; prints "SECRETS SECONDS RSS_KB": the
+ *                     store's own cost of a listing, without the daemon
+ *
+ * Each create is one transaction; with synchronous=FULL that is one fsync
+ * each.  tests/bench/run runs this under eatmydata when it is installed
+ * (fsync becomes a no-op; the files are synced once at the end).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "crypto.h"
+#include "embedded.h"
+#include "keyfile.h"
+#include "store.h"
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static long rss_kb(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	long kb = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+static int open_store(const char *dir, uint8_t **ret_key, struct store **ret_store)
+{
+	char *kp = NULL;
+	int r = embedded_key_path(dir, &kp);
+	if (r == 0)
+		r = key_load(kp, ret_key);
+	free(kp);
+	if (r < 0)
+		return r;
+	struct store_config cfg = { .source = dir, .key = *ret_key, .keep_versions = 5 };
+	return embedded_store_ops.open(&cfg, ret_store);
+}
+
+static unsigned long listed;
+static int count_one(void *userdata, const struct secret_meta *meta)
+{
+	listed++;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	uint8_t *key = NULL;
+	struct store *s = NULL;
+	int r;
+
+	if (argc == 3 && strcmp(argv[1], "-l") == 0) {
+		double t0 = now();
+		r = open_store(argv[2], &key, &s);
+		if (r == 0)
+			r = embedded_store_ops.list(s, count_one, NULL);
+		if (r < 0) {
+			fprintf(stderr, "mkstore: %s: %s\n", argv[2], strerror(-r));
+			return 1;
+		}
+		printf("%lu %.3f %ld\n", listed, now() - t0, rss_kb());
+		embedded_store_ops.close(s);
+		key_free(key);
+		return 0;
+	}
+	if (argc != 3) {
+		fprintf(stderr, "usage: mkstore DIR N | mkstore -l DIR\n");
+		return 2;
+	}
+	const char *dir = argv[1];
+	unsigned long n = strtoul(argv[2], NULL, 10);
+	struct stat st;
+	char db[4096];
+	snprintf(db, sizeof(db), "%s/%s", dir, EMBEDDED_DB_FILE);
+	if (stat(db, &st) != 0 && (r = embedded_store_init(dir)) < 0) {
+		fprintf(stderr, "mkstore: init %s: %s\n", dir, strerror(-r));
+		return 1;
+	}
+	r = open_store(dir, &key, &s);
+	if (r < 0) {
+		fprintf(stderr, "mkstore: open %s: %s\n", dir, strerror(-r));
+		return 1;
+	}
+	struct label lab = { .key = "k", .value = "v" };
+	struct labels labels = { .n = 1, .v = &lab };
+	uint8_t value[64];
+	unsigned long made = 0;
+	double t0 = now(), last = t0;
+	for (unsigned long i = 0; i < n; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "S%07lu", i);
+		snprintf((char *)value, sizeof(value), "%063lu", i);
+		r = embedded_store_ops.create(s, id, 1u << SCOPE_AI_GATEWAY, &labels, value,
+		                              sizeof(value), NULL);
+		if (r == -EEXIST)
+			continue;
+		if (r < 0) {
+			fprintf(stderr, "mkstore: create %s: %s\n", id, strerror(-r));
+			return 1;
+		}
+		made++;
+		if (now() - last > 10) {
+			last = now();
+			fprintf(stderr, "mkstore: %lu/%lu (%.0f/s)\n", i + 1, n, made / (last - t0));
+		}
+	}
+	double dt = now() - t0;
+	printf("%lu created in %.1f s (%.0f creates/s)\n", made, dt, made ? made / dt : 0.0);
+	embedded_store_ops.close(s);
+	key_free(key);
+	return 0;
+}
