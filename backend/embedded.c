@@ -42,6 +42,8 @@ static const char value_ad_domain[] = "secretsfs embedded value v1";
 static const char keycheck_ad_domain[] = "secretsfs key check";
 static const char keycheck_plaintext[] = "secretsfs key check: the key is right";
 
+#define STMT_CACHE_SIZE 48
+
 struct store {
 	pthread_mutex_t mutex;
 	sqlite3 *db;                          /* protected by mutex */
@@ -50,6 +52,12 @@ struct store {
 	unsigned keep_versions;               /* immutable after open */
 	bool read_only;                       /* immutable after open */
 	int lock_fd;                          /* flock'ed DIR/store.lock */
+	/* Statements compiled once per connection (compiling one costs more
+	 * than a whole get_value otherwise).  Protected by mutex. */
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} stmts[STMT_CACHE_SIZE];
 };
 
 static const char schema_sql[] =
@@ -245,18 +253,77 @@ static int sql_fail(struct store *s, int rc)
 	return r;
 }
 
-static int sql_exec(struct store *s, const char *sql)
+/* A compiled statement for sql, from the cache or compiled now (and
+ * cached while there is room).  Give it back with sql_done(). */
+static int sql_prepare(struct store *s, const char *sql, sqlite3_stmt **ret)
+{
+	int free_slot = -1;
+	for (int i = 0; i < STMT_CACHE_SIZE; i++) {
+		if (!s->stmts[i].sql) {
+			if (free_slot < 0)
+				free_slot = i;
+		} else if (s->stmts[i].sql == sql || strcmp(s->stmts[i].sql, sql) == 0) {
+			*ret = s->stmts[i].st;
+			return 0;
+		}
+	}
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v3(s->db, sql, -1,
+	                            free_slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sql_fail(s, rc);
+	if (free_slot >= 0) {
+		s->stmts[free_slot].sql = sql;
+		s->stmts[free_slot].st = st;
+	}
+	*ret = st;
+	return 0;
+}
+
+/* Gives a statement back: a cached one is reset for its next use (its
+ * bindings cleared: they may point at caller memory), another finalized. */
+static void sql_done(struct store *s, sqlite3_stmt *st)
+{
+	if (!st)
+		return;
+	for (int i = 0; i < STMT_CACHE_SIZE; i++) {
+		if (s->stmts[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			return;
+		}
+	}
+	sqlite3_finalize(st);
+}
+
+static void sql_cache_clear(struct store *s)
+{
+	for (int i = 0; i < STMT_CACHE_SIZE; i++) {
+		sqlite3_finalize(s->stmts[i].st);
+		s->stmts[i].sql = NULL;
+		s->stmts[i].st = NULL;
+	}
+}
+
+/* Runs a script of several statements (set-up only: not cached). */
+static int sql_exec_script(struct store *s, const char *sql)
 {
 	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
 
 	return rc == SQLITE_OK ? 0 : sql_fail(s, rc);
 }
 
-static int sql_prepare(struct store *s, const char *sql, sqlite3_stmt **ret)
+/* Runs one statement through the cache. */
+static int sql_exec(struct store *s, const char *sql)
 {
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, ret, NULL);
-
-	return rc == SQLITE_OK ? 0 : sql_fail(s, rc);
+	sqlite3_stmt *st;
+	int r = sql_prepare(s, sql, &st);
+	if (r == 0) {
+		int rc = sqlite3_step(st);
+		r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sql_fail(s, rc);
+		sql_done(s, st);
+	}
+	return r;
 }
 
 /* Steps a statement that returns no row (INSERT, UPDATE, DELETE). */
@@ -382,7 +449,7 @@ static int load_meta_locked(struct store *s, const char *id, struct secret_meta 
 		goto out;
 	}
 	meta_from_row(st, 0, &m);
-	sqlite3_finalize(st);
+	sql_done(s, st);
 	st = NULL;
 
 	m.id = strdup(id);
@@ -407,7 +474,7 @@ static int load_meta_locked(struct store *s, const char *id, struct secret_meta 
 	memset(&m, 0, sizeof(m));
 	r = 0;
 out:
-	sqlite3_finalize(st);
+	sql_done(s, st);
 	secret_meta_clear(&m);
 	return r;
 }
@@ -431,7 +498,7 @@ static int current_version_locked(struct store *s, const char *id, uint64_t *ret
 	} else {
 		r = sql_fail(s, rc);
 	}
-	sqlite3_finalize(st);
+	sql_done(s, st);
 	return r;
 }
 
@@ -479,7 +546,7 @@ static int load_ct_locked(struct store *s, const char *id, uint64_t version,
 	*ret_ctlen = n;
 	r = 0;
 out:
-	sqlite3_finalize(st);
+	sql_done(s, st);
 	return r;
 }
 
@@ -508,7 +575,7 @@ static int write_version_locked(struct store *s, const char *id, uint64_t versio
 	sqlite3_bind_int64(st, 4, mtime);
 	sqlite3_bind_blob(st, 5, ct, (int)ctlen, SQLITE_STATIC);
 	r = sql_step_done(s, st);
-	sqlite3_finalize(st);
+	sql_done(s, st);
 	st = NULL;
 	if (r < 0)
 		goto out;
@@ -522,7 +589,7 @@ static int write_version_locked(struct store *s, const char *id, uint64_t versio
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)len);
 	sqlite3_bind_int64(st, 4, mtime);
 	r = sql_step_done(s, st);
-	sqlite3_finalize(st);
+	sql_done(s, st);
 	st = NULL;
 	if (r < 0)
 		goto out;
@@ -536,7 +603,7 @@ static int write_version_locked(struct store *s, const char *id, uint64_t versio
 		r = sql_step_done(s, st);
 	}
 out:
-	sqlite3_finalize(st);
+	sql_done(s, st);
 	free(ct);
 	return r;
 }
@@ -558,7 +625,7 @@ static int insert_labels_locked(struct store *s, const char *id, const struct la
 		r = sql_step_done(s, st);
 		sqlite3_reset(st);
 	}
-	sqlite3_finalize(st);
+	sql_done(s, st);
 	return r;
 }
 
@@ -592,7 +659,7 @@ static int meta_get_blob(struct store *s, const char *key, uint8_t **ret, size_t
 	*ret_len = n;
 	r = 0;
 out:
-	sqlite3_finalize(st);
+	sql_done(s, st);
 	return r;
 }
 
@@ -607,7 +674,7 @@ static int meta_put_blob(struct store *s, const char *key, const void *value, si
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_blob(st, 2, value, (int)len, SQLITE_STATIC);
 	r = sql_step_done(s, st);
-	sqlite3_finalize(st);
+	sql_done(s, st);
 	return r;
 }
 
@@ -626,7 +693,7 @@ static int open_db(struct store *s, const char *path)
 		return sql_fail(s, rc);
 	sqlite3_extended_result_codes(s->db, 1);
 	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-	return sql_exec(s, "PRAGMA foreign_keys = ON;"
+	return sql_exec_script(s, "PRAGMA foreign_keys = ON;"
 	                   "PRAGMA synchronous = FULL;"
 	                   "PRAGMA secure_delete = ON;"
 	                   "PRAGMA temp_store = MEMORY;");
@@ -663,6 +730,7 @@ static void store_free(struct store *s)
 {
 	if (!s)
 		return;
+	sql_cache_clear(s);
 	if (s->db)
 		sqlite3_close_v2(s->db);
 	if (s->lock_fd >= 0)
@@ -816,7 +884,7 @@ static int init_db(struct store *s, const char *dbpath)
 	r = open_db(s, dbpath);
 	if (r < 0)
 		return r;
-	r = sql_exec(s, "PRAGMA journal_mode = WAL");
+	r = sql_exec_script(s, "PRAGMA journal_mode = WAL");
 	if (r < 0)
 		return r;
 
@@ -831,7 +899,7 @@ static int init_db(struct store *s, const char *dbpath)
 	r = tx_begin(s, true);
 	if (r < 0)
 		goto out;
-	r = sql_exec(s, schema_sql);
+	r = sql_exec_script(s, schema_sql);
 	if (r == 0)
 		r = meta_put_blob(s, "format", &format, 1);
 	if (r == 0)
@@ -990,7 +1058,7 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 			}
 			if (r == 0 && rc != SQLITE_DONE)
 				r = sql_fail(s, rc);
-			sqlite3_finalize(st);
+			sql_done(s, st);
 			st = NULL;
 		}
 		if (r == 0 && n > 0)
@@ -1014,7 +1082,7 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 			}
 			if (r == 0 && rc != SQLITE_DONE)
 				r = sql_fail(s, rc);
-			sqlite3_finalize(st);
+			sql_done(s, st);
 			st = NULL;
 		}
 		r = tx_end(s, r);
@@ -1150,7 +1218,7 @@ static int embedded_list_versions(struct store *s, const char *id,
 		}
 		if (r == 0 && rc != SQLITE_DONE)
 			r = sql_fail(s, rc);
-		sqlite3_finalize(st);
+		sql_done(s, st);
 	}
 	r = tx_end(s, r);
 unlock:
@@ -1204,7 +1272,7 @@ static int embedded_create(struct store *s, const char *id, scope_set scopes,
 		sqlite3_bind_int64(st, 2, scopes);
 		sqlite3_bind_int64(st, 3, now);
 		r = sql_step_done(s, st);
-		sqlite3_finalize(st);
+		sql_done(s, st);
 	}
 	if (r == 0)
 		r = insert_labels_locked(s, id, labels);
@@ -1334,7 +1402,7 @@ static int embedded_delete(struct store *s, const char *id)
 		r = sql_step_done(s, st);
 		if (r == 0 && sqlite3_changes(s->db) == 0)
 			r = -ENOENT;
-		sqlite3_finalize(st);
+		sql_done(s, st);
 	}
 	r = tx_end(s, r);
 unlock:
@@ -1368,7 +1436,7 @@ static int embedded_set_labels(struct store *s, const char *id, const struct lab
 	if (r == 0) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		r = sql_step_done(s, st);
-		sqlite3_finalize(st);
+		sql_done(s, st);
 	}
 	if (r == 0)
 		r = insert_labels_locked(s, id, labels);
@@ -1403,7 +1471,7 @@ static int embedded_set_scopes(struct store *s, const char *id, scope_set scopes
 		r = sql_step_done(s, st);
 		if (r == 0 && sqlite3_changes(s->db) == 0)
 			r = -ENOENT;
-		sqlite3_finalize(st);
+		sql_done(s, st);
 	}
 	r = tx_end(s, r);
 unlock:
