@@ -4,6 +4,7 @@
  * metadata copies and values in locked memory.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -354,9 +355,38 @@ void secret_meta_clear(struct secret_meta *m)
 
 /* --- values --- */
 
+/*
+ * Values live in locked, guarded memory.  sodium_malloc costs about ten
+ * system calls (mmap, mprotect, mlock, ...) and sodium_free as many; at one
+ * of each per open that was the daemon's largest cost after SQLite.  So
+ * wiped buffers go back to a small pool per size class instead.
+ */
+static const size_t value_classes[] = { 1024, 8192, SECRET_VALUE_MAX };
+static const unsigned value_pool_max[] = { 64, 16, 4 };
+#define VALUE_CLASSES (sizeof(value_classes) / sizeof(value_classes[0]))
+
+static struct {
+	pthread_mutex_t lock;
+	uint8_t *free[64];
+	unsigned n;                /* protected by lock */
+} value_pool[VALUE_CLASSES] = {
+	{ PTHREAD_MUTEX_INITIALIZER, { 0 }, 0 },
+	{ PTHREAD_MUTEX_INITIALIZER, { 0 }, 0 },
+	{ PTHREAD_MUTEX_INITIALIZER, { 0 }, 0 },
+};
+
+static int value_class(size_t len)
+{
+	for (size_t c = 0; c < VALUE_CLASSES; c++)
+		if (len <= value_classes[c])
+			return (int)c;
+	return -1;  /* larger than any value: allocated as it is */
+}
+
 struct secret_value *secret_value_new(size_t len)
 {
 	struct secret_value *v;
+	int c = value_class(len ? len : 1);
 
 	/* sodium_malloc needs the page size sodium_init finds */
 	if (sodium_init() < 0)
@@ -364,7 +394,15 @@ struct secret_value *secret_value_new(size_t len)
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return NULL;
-	v->data = sodium_malloc(len ? len : 1);
+	v->cap = c >= 0 ? value_classes[c] : (len ? len : 1);
+	if (c >= 0) {
+		pthread_mutex_lock(&value_pool[c].lock);
+		if (value_pool[c].n)
+			v->data = value_pool[c].free[--value_pool[c].n];
+		pthread_mutex_unlock(&value_pool[c].lock);
+	}
+	if (!v->data)
+		v->data = sodium_malloc(v->cap);
 	if (!v->data) {
 		free(v);
 		return NULL;
@@ -377,7 +415,19 @@ struct secret_value *secret_value_free(struct secret_value *v)
 {
 	if (!v)
 		return NULL;
-	sodium_free(v->data);  /* wipes before freeing */
+	sodium_memzero(v->data, v->cap);
+	int c = value_class(v->cap);
+	bool pooled = false;
+	if (c >= 0 && value_classes[c] == v->cap) {
+		pthread_mutex_lock(&value_pool[c].lock);
+		if (value_pool[c].n < value_pool_max[c]) {
+			value_pool[c].free[value_pool[c].n++] = v->data;
+			pooled = true;
+		}
+		pthread_mutex_unlock(&value_pool[c].lock);
+	}
+	if (!pooled)
+		sodium_free(v->data);  /* wipes again, unmaps */
 	free(v);
 	return NULL;
 }

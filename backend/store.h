@@ -81,6 +81,7 @@ struct secret_value {
 	size_t len;
 	uint64_t version;
 	int64_t mtime_ns;
+	size_t cap;        /* bytes at data (secret.c's business) */
 };
 
 /* One kept version of a value, without the value. */

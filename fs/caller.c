@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <limits.h>
 #include <stdio.h>
@@ -60,17 +61,18 @@ char *cgroup_from_proc_text(const char *text)
 	return named;
 }
 
-static char *read_small_file(const char *path)
+/* Reads a small /proc file into buf (NUL-terminated); false if it can't. */
+static bool read_proc_file(const char *path, char *buf, size_t size)
 {
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return NULL;
-	char *buf = malloc(8192);
-	size_t n = buf ? fread(buf, 1, 8191, f) : 0;
-	fclose(f);
-	if (buf)
-		buf[n] = '\0';
-	return buf;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return false;
+	buf[n] = '\0';
+	return true;
 }
 
 void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid)
@@ -84,12 +86,10 @@ void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid)
 		exe[n] = '\0';
 		c->exe = strdup(exe);
 	}
+	char text[4096];  /* one line per hierarchy: a dozen lines */
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-	char *text = read_small_file(path);
-	if (text) {
+	if (read_proc_file(path, text, sizeof(text)))
 		c->cgroup = cgroup_from_proc_text(text);
-		free(text);
-	}
 	if (c->cgroup)
 		c->unit = cgroup_path_unit(c->cgroup);
 	if (!c->exe)

@@ -87,7 +87,8 @@ struct scratch_node {
 struct node {
 	fuse_ino_t ino;
 	enum node_kind kind;
-	uint64_t nlookup;           /* kernel's references */
+	uint64_t nlookup;           /* kernel's references; atomic increments
+	                               under fs->lock read, the rest under write */
 	mode_t mode;                /* permission bits, this host's view */
 	uid_t uid;
 	gid_t gid;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -189,6 +190,17 @@ static int setup_store(struct fs *fs, const struct cmdline *c)
 
 /* --- running --- */
 
+/* Nothing of the serving process is swapped out: besides the values' own
+ * locked buffers, libfuse's request buffers briefly hold what is written.
+ * Pages are locked as they are touched (MCL_ONFAULT).  Not inherited
+ * across fork: called in the process that serves. */
+static void lock_memory(void)
+{
+	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
+		fprintf(stderr, "secretsfs: warning: mlockall: %s; only value buffers are "
+		        "locked (raise LimitMEMLOCK= / ulimit -l)\n", strerrordesc_np(errno));
+}
+
 static void harden(bool debug)
 {
 	/* No core dumps and no ptrace by other users: plaintext lives in
@@ -309,6 +321,7 @@ int main(int argc, char **argv)
 	int ready_fd = -1;
 	if (!fs.opt.foreground && (r = background(&ready_fd)))
 		return r;
+	lock_memory();
 	if ((r = audit_setup(c.audit)) < 0)
 		return fail("audit file %s: %s", c.audit, strerrordesc_np(-r));
 	pthread_rwlock_init(&fs.lock, NULL);

@@ -186,14 +186,14 @@ void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino)
 {
 	struct fuse_entry_param e = { .attr_timeout = ATTR_TIMEOUT,
 	                              .entry_timeout = ENTRY_TIMEOUT };
-	wrlock(fs);
+	rdlock(fs);  /* many lookups at once: the count is atomic */
 	struct node *n = fs_node(fs, ino);
 	if (!n) {
 		unlock(fs);
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	n->nlookup++;
+	__atomic_add_fetch(&n->nlookup, 1, __ATOMIC_RELAXED);
 	e.ino = n->ino;
 	fill_attr(fs, n, &e.attr);
 	unlock(fs);
@@ -262,7 +262,12 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_ino_t found = 0;
 	int sc = scope_of_dir(parent);
 
-	wrlock(fs);  /* may create a /.versions node */
+	/* Only /.versions and -o fast add nodes on lookup. */
+	bool adds = fs->opt.fast || (parent != INO_ROOT && sc < 0);
+	if (adds)
+		wrlock(fs);
+	else
+		rdlock(fs);
 	if (parent == INO_ROOT) {
 		for (int i = 0; i < SCOPE_COUNT; i++)
 			if (strcmp(name, scope_dir_name(i)) == 0)

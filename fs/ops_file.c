@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "ops_i.h"
 #include "hostattrs.h"
 
@@ -157,7 +159,12 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	bool writable = (flags & O_ACCMODE) != O_RDONLY;
 	bool trunc = writable && (flags & O_TRUNC);
 
-	wrlock(fs);
+	/* Opens run in parallel (read lock, atomic counts); only truncating
+	 * a scratch file's bytes needs the write lock. */
+	if (trunc)
+		wrlock(fs);
+	else
+		rdlock(fs);
 	struct node *n = fs_node(fs, ino);
 	if (!n) {
 		unlock(fs);
@@ -185,7 +192,7 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 			lockedbuf_resize(&n->u.scratch.data, 0);
 			n->u.scratch.mtime_ns = now_ns();
 		}
-		n->u.scratch.open_count++;
+		__atomic_add_fetch(&n->u.scratch.open_count, 1, __ATOMIC_RELAXED);
 		unlock(fs);
 		*ret = h;
 		return 0;
@@ -220,7 +227,7 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	struct handle *h = handle_new(ino, kind, s->u.secret.meta.id, who);
 	if (h && pending) {
 		h->pending = true;
-		n->u.secret.pending_opens++;
+		__atomic_add_fetch(&n->u.secret.pending_opens, 1, __ATOMIC_RELAXED);
 	}
 	unlock(fs);
 	if (!h)
@@ -605,6 +612,9 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 		}
 		pthread_mutex_unlock(&h->lock);
 	}
+	/* The bytes arrived in libfuse's request buffer, which is ours and
+	 * not read again: wipe the plaintext there now. */
+	sodium_memzero((void *)buf, size);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
