@@ -420,7 +420,7 @@ static const char *col_text(sqlite3_stmt *st, int col)
  * mtime_ns starting at col. */
 static void meta_from_row(sqlite3_stmt *st, int col, struct secret_meta *m)
 {
-	m->scopes = (scope_set)sqlite3_column_int64(st, col);
+	m->scopes = (scope_set)sqlite3_column_int64(st, col) & SCOPE_ALL;  /* a damaged row cannot invent scopes */
 	m->version = (uint64_t)sqlite3_column_int64(st, col + 1);
 	m->size = (uint32_t)sqlite3_column_int64(st, col + 2);
 	m->ctime_ns = sqlite3_column_int64(st, col + 3);
@@ -561,6 +561,14 @@ static int write_version_locked(struct store *s, const char *id, uint64_t versio
 	size_t ctlen = 0;
 	int r;
 
+	/* Versions are SQLite integers: a counter at INT64_MAX (a damaged
+	 * or hostile database) would wrap, and pruning would then delete
+	 * the new version. */
+	if (version < 1 || version > INT64_MAX) {
+		log_error("embedded store: %s: version counter out of range; the store needs repair",
+		          id);
+		return -EIO;
+	}
 	r = seal_value(s, id, version, value, len, &ct, &ctlen);
 	if (r < 0)
 		return r;
@@ -680,15 +688,54 @@ static int meta_put_blob(struct store *s, const char *key, const void *value, si
 
 /* --- open, close, init --- */
 
+/* "file:PATH?immutable=1", with the characters a URI path reserves escaped. */
+static char *immutable_uri(const char *path)
+{
+	size_t n = strlen(path);
+	char *uri = malloc(5 + 3 * n + sizeof("?immutable=1"));
+	if (!uri)
+		return NULL;
+	char *p = uri;
+	memcpy(p, "file:", 5);
+	p += 5;
+	for (size_t i = 0; i < n; i++) {
+		if (path[i] == '?' || path[i] == '#' || path[i] == '%') {
+			static const char hex[] = "0123456789ABCDEF";
+			*p++ = '%';
+			*p++ = hex[(unsigned char)path[i] >> 4];
+			*p++ = hex[path[i] & 15];
+		} else {
+			*p++ = path[i];
+		}
+	}
+	memcpy(p, "?immutable=1", sizeof("?immutable=1"));
+	return uri;
+}
+
 static int open_db(struct store *s, const char *path)
 {
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+	int flags = (s->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
+	            SQLITE_OPEN_NOMUTEX;
 	int rc;
 
 #ifdef SQLITE_OPEN_NOFOLLOW
 	flags |= SQLITE_OPEN_NOFOLLOW;
 #endif
 	rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+	if (rc == SQLITE_OK && s->read_only &&
+	    sqlite3_exec(s->db, "SELECT count(*) FROM meta", NULL, NULL, NULL) != SQLITE_OK) {
+		/* A WAL database on a read-only filesystem opens only as
+		 * immutable (nothing can create its -shm file).  Changes still
+		 * in a -wal file left by a crash are then not seen. */
+		char *uri = immutable_uri(path);
+		sqlite3_close_v2(s->db);
+		s->db = NULL;
+		rc = uri ? sqlite3_open_v2(uri, &s->db, flags | SQLITE_OPEN_URI, NULL) : SQLITE_NOMEM;
+		free(uri);
+		if (rc == SQLITE_OK)
+			log_warn("embedded store: %s is on a read-only filesystem: opened as immutable; "
+			         "changes a crash left in its -wal file are not visible", path);
+	}
 	if (rc != SQLITE_OK)
 		return sql_fail(s, rc);
 	sqlite3_extended_result_codes(s->db, 1);

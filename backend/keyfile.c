@@ -27,7 +27,7 @@ int key_load(const char *path, uint8_t **ret_key)
 	if (r < 0)
 		return r;
 
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);  /* a FIFO must not hang us */
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {

@@ -277,6 +277,69 @@ static int serve(struct fs *fs, struct cmdline *c)
 	return 0;
 }
 
+/* Mounts, serves until unmounted or signalled, stops.  Returns the exit
+ * status; whatever was set up is taken down by stop(). */
+static int serve_store(struct fs *fs, struct cmdline *c)
+{
+	int r;
+	if (c->audit && strcmp(c->audit, "log") && strcmp(c->audit, "off") &&
+	    strcmp(c->audit, "syslog") && c->audit[0] != '/')
+		return fail("-o audit=%s: expected log, syslog, off or an absolute path", c->audit);
+	harden(fs->opt.debug);
+	if (crypto_init() < 0)
+		return fail("libsodium failed to initialise");
+	if ((r = check_mountpoint(fs->opt.mountpoint)))
+		return r;
+
+	int ready_fd = -1;
+	if (!fs->opt.foreground && (r = background(&ready_fd)))
+		return r;
+	lock_memory();
+	if ((r = audit_setup(c->audit)) < 0)
+		return fail("audit file %s: %s", c->audit, strerrordesc_np(-r));
+	log_setup(true, fs->opt.debug);
+	if (fs_nodes_init(fs) < 0)
+		return fail("out of memory");
+	sd_notify_send("STATUS=Opening the store in %s", fs->opt.store_dir);
+	if ((r = setup_store(fs, c)) || (r = serve(fs, c)))
+		return r;
+	if (!fs->opt.foreground) {
+		log_setup(false, fs->opt.debug);
+		detach_stdio(ready_fd);
+	}
+	sd_notify_ready_when_mounted(fs);
+
+	if (c->single_thread) {
+		r = fuse_session_loop(fs->se);
+	} else {
+		struct fuse_loop_config *lc = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_max_threads(lc, 16);
+		r = fuse_session_loop_mt(fs->se, lc);
+		fuse_loop_cfg_destroy(lc);
+	}
+	/* A signal (SIGTERM, SIGINT, SIGHUP) or fusermount3 -u: a clean stop.
+	 * fuse_session_loop returns the signal's number then. */
+	sd_notify_send("STOPPING=1");
+	log_info("unmounted %s", fs->opt.mountpoint);
+	return r < 0 ? 1 : 0;
+}
+
+/* Takes down what serve_store() set up, in reverse; each part may be
+ * missing (a refused start). */
+static void stop(struct fs *fs)
+{
+	notifier_stop(fs->notifier);
+	if (fs->se) {
+		fuse_session_unmount(fs->se);
+		fuse_remove_signal_handlers(fs->se);
+		fuse_session_destroy(fs->se);
+	}
+	if (fs->store)
+		fs->ops->close(fs->store);
+	fs_nodes_free(fs);
+	audit_close();
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
@@ -299,64 +362,17 @@ int main(int argc, char **argv)
 		.opt = { .keep_versions = 5, .dir_mode = 0700, .file_mode = 0600 },
 		.fuse_args = FUSE_ARGS_INIT(0, NULL),
 	};
-	if (fuse_opt_add_arg(&c.fuse_args, argv[0]) < 0)
-		return fail("out of memory");
-	int r = cmdline_parse(&c, argc, argv);
-	if (r || c.fake) {
-		cmdline_free(&c);
-		return r;
+	int r = fuse_opt_add_arg(&c.fuse_args, argv[0]) < 0 ? fail("out of memory")
+	                                                     : cmdline_parse(&c, argc, argv);
+	if (r == 0 && !c.fake) {
+		fs.opt = c.opt;
+		fs.policy = c.policy;
+		fs.ops = &embedded_store_ops;
+		pthread_rwlock_init(&fs.lock, NULL);
+		pthread_mutex_init(&fs.ns_lock, NULL);
+		r = serve_store(&fs, &c);
+		stop(&fs);
 	}
-	fs.opt = c.opt;
-	fs.policy = c.policy;
-	fs.ops = &embedded_store_ops;
-	if (c.audit && strcmp(c.audit, "log") && strcmp(c.audit, "off") &&
-	    strcmp(c.audit, "syslog") && c.audit[0] != '/')
-		return fail("-o audit=%s: expected log, syslog, off or an absolute path", c.audit);
-	harden(fs.opt.debug);
-	if (crypto_init() < 0)
-		return fail("libsodium failed to initialise");
-	if ((r = check_mountpoint(fs.opt.mountpoint)))
-		return r;
-
-	int ready_fd = -1;
-	if (!fs.opt.foreground && (r = background(&ready_fd)))
-		return r;
-	lock_memory();
-	if ((r = audit_setup(c.audit)) < 0)
-		return fail("audit file %s: %s", c.audit, strerrordesc_np(-r));
-	pthread_rwlock_init(&fs.lock, NULL);
-	pthread_mutex_init(&fs.ns_lock, NULL);
-	log_setup(true, fs.opt.debug);
-	if (fs_nodes_init(&fs) < 0)
-		return fail("out of memory");
-	sd_notify_send("STATUS=Opening the store in %s", fs.opt.store_dir);
-	if ((r = setup_store(&fs, &c)) || (r = serve(&fs, &c)))
-		return r;
-	if (!fs.opt.foreground) {
-		log_setup(false, fs.opt.debug);
-		detach_stdio(ready_fd);
-	}
-	sd_notify_ready_when_mounted(&fs);
-
-	if (c.single_thread) {
-		r = fuse_session_loop(fs.se);
-	} else {
-		struct fuse_loop_config *lc = fuse_loop_cfg_create();
-		fuse_loop_cfg_set_max_threads(lc, 16);
-		r = fuse_session_loop_mt(fs.se, lc);
-		fuse_loop_cfg_destroy(lc);
-	}
-	/* A signal (SIGTERM, SIGINT, SIGHUP) or fusermount3 -u: a clean stop.
-	 * fuse_session_loop returns the signal's number then. */
-	sd_notify_send("STOPPING=1");
-	notifier_stop(fs.notifier);
-	fuse_session_unmount(fs.se);
-	fuse_remove_signal_handlers(fs.se);
-	fuse_session_destroy(fs.se);
-	fs.ops->close(fs.store);
-	fs_nodes_free(&fs);
-	audit_close();
-	log_info("unmounted %s", fs.opt.mountpoint);
 	cmdline_free(&c);  /* fs.opt and fs.policy share its strings */
-	return r < 0 ? 1 : 0;
+	return r;
 }

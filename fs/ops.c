@@ -184,8 +184,7 @@ void fill_attr(struct fs *fs, const struct node *n, struct stat *st)
  * Takes fs->lock itself. */
 void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino)
 {
-	struct fuse_entry_param e = { .attr_timeout = ATTR_TIMEOUT,
-	                              .entry_timeout = ENTRY_TIMEOUT };
+	struct fuse_entry_param e = { .attr_timeout = ATTR_TIMEOUT };
 	rdlock(fs);  /* many lookups at once: the count is atomic */
 	struct node *n = fs_node(fs, ino);
 	if (!n) {
@@ -195,6 +194,7 @@ void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino)
 	}
 	__atomic_add_fetch(&n->nlookup, 1, __ATOMIC_RELAXED);
 	e.ino = n->ino;
+	e.entry_timeout = entry_timeout_of(n);
 	fill_attr(fs, n, &e.attr);
 	unlock(fs);
 	if (fuse_reply_entry(req, &e) != 0) {
@@ -205,6 +205,20 @@ void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino)
 			n->nlookup--;
 		unlock(fs);
 	}
+}
+
+/* How long the kernel may keep a name's entry.  Scratch files and
+ * secrets not stored yet get none: a rename onto a secret moves their
+ * entry to the secret's name, and a pending name can vanish at close;
+ * either way the kernel must look again rather than be told (telling it
+ * means a notification that can block on a directory lock). */
+double entry_timeout_of(const struct node *n)
+{
+	if (n->kind == NODE_SCRATCH)
+		return 0;
+	if (n->kind == NODE_SECRET && !n->u.secret.meta.version)
+		return 0;
+	return ENTRY_TIMEOUT;
 }
 
 /* The node a name in scope sc stands for; fs->lock held. */
@@ -256,11 +270,21 @@ static bool version_kept(struct fs *fs, const char *id, uint64_t version,
 	return kept;
 }
 
+bool name_too_long(const char *name)
+{
+	return strlen(name) > NAME_MAX_BYTES;
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
 	fuse_ino_t found = 0;
 	int sc = scope_of_dir(parent);
+
+	if (name_too_long(name)) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
 
 	/* Only /.versions and -o fast add nodes on lookup. */
 	bool adds = fs->opt.fast || (parent != INO_ROOT && sc < 0);

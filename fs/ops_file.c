@@ -425,6 +425,12 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		fuse_reply_err(req, EROFS);
 		return;
 	}
+	if (name_too_long(name)) {
+		log_warn("%s/<%zu-byte name>: not created: names are at most %d bytes",
+		         scope_dir_name(sc), strlen(name), NAME_MAX_BYTES);
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	mode = (mode & ~ctx->umask) & 07777;
 
@@ -459,11 +465,12 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		fuse_reply_err(req, -r);
 		return;
 	}
-	struct fuse_entry_param e = { .attr_timeout = ATTR_TIMEOUT, .entry_timeout = ENTRY_TIMEOUT };
+	struct fuse_entry_param e = { .attr_timeout = ATTR_TIMEOUT };
 	wrlock(fs);
 	n = fs_node(fs, ino);
 	n->nlookup++;
 	e.ino = ino;
+	e.entry_timeout = entry_timeout_of(n);
 	fill_attr(fs, n, &e.attr);
 	unlock(fs);
 	if (fs->opt.fast) {
@@ -664,11 +671,10 @@ static void drop_unwritten(struct fs *fs, struct handle *h)
 	unlock(fs);
 	if (!gone)
 		return;
+	/* Its entries had no timeout (entry_timeout_of): the kernel looks
+	 * again and finds nothing. */
 	log_warn("%s: closed without a value, so it was not created (a value is 1 to %d bytes)",
 	         h->id, SECRET_VALUE_MAX);
-	for (int sc = 0; sc < SCOPE_COUNT; sc++)
-		if (gone & (1u << sc))
-			notifier_inval_entry(fs->notifier, INO_SCOPE_FIRST + sc, h->id);
 }
 
 static void release_handle(struct fs *fs, struct handle *h)

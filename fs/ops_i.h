@@ -24,10 +24,15 @@ void unlock(struct fs *fs);
 int scope_of_dir(fuse_ino_t ino);
 const char *scope_names(scope_set set, char *buf, size_t size);
 int user_errno(int r);
+/* The kernel passes FUSE names up to 1024 bytes; ours are at most 255
+ * (statfs says so, and an ID is at most 255 characters). */
+#define NAME_MAX_BYTES 255
+bool name_too_long(const char *name);
 int admit_change(struct fs *fs, scope_set scopes, const struct caller *who,
                  const char *what, const char *name);
 void fill_attr(struct fs *fs, const struct node *n, struct stat *st);
 void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino);
+double entry_timeout_of(const struct node *n);
 struct node *scope_child(struct fs *fs, enum scope sc, const char *name);
 char *name_secret_id(struct fs *fs, const char *name);
 

@@ -104,8 +104,8 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 {
 	struct fs *fs = fs_of(req);
 	int sc = scope_of_dir(newparent);
-	if (fs->opt.read_only) {
-		fuse_reply_err(req, EROFS);
+	if (fs->opt.read_only || name_too_long(newname)) {
+		fuse_reply_err(req, fs->opt.read_only ? EROFS : ENAMETOOLONG);
 		return;
 	}
 	struct caller who;
@@ -459,6 +459,10 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 		fuse_reply_err(req, EPERM);
 		return;
 	}
+	if (name_too_long(newname)) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
 	if (fs->opt.read_only) {
 		fuse_reply_err(req, EROFS);
 		return;
@@ -502,10 +506,10 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	unlock(fs);
 	pthread_mutex_unlock(&fs->ns_lock);
 	caller_clear(&who);
-	/* The kernel now maps newname to the renamed inode; a secret's own
-	 * inode is what it should find there: make it look again. */
-	if (r == 0 && op.dst_id && !(flags & RENAME_EXCHANGE))
-		notifier_inval_entry(fs->notifier, newparent, newname);
+	/* The kernel now maps newname to the renamed inode.  A scratch
+	 * file's entry never outlives its lookup (entry_timeout 0), so the
+	 * next access looks newname up and finds the secret's own inode;
+	 * meanwhile the renamed inode stands for it ('became'). */
 	free(op.dst_id);
 	fuse_reply_err(req, -r);
 }
