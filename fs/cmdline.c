@@ -89,7 +89,6 @@ static int parse_option(struct cmdline *c, const char *o)
 	unsigned long v;
 	if (strncmp(o, "key=", 4) == 0) {
 		free(c->opt.key_file);
-	free(c->opt.attrs_file);
 		c->opt.key_file = strdup(o + 4);
 	} else if (strncmp(o, "attrs=", 6) == 0) {
 		free(c->opt.attrs_file);
@@ -229,6 +228,7 @@ void cmdline_free(struct cmdline *c)
 	free(c->opt.store_dir);
 	free(c->opt.mountpoint);
 	free(c->opt.key_file);
+	free(c->opt.attrs_file);
 	free(c->audit);
 	policy_clear(&c->policy);
 	fuse_opt_free_args(&c->fuse_args);
