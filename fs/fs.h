@@ -151,6 +151,11 @@ struct fs {
 	struct node **by_id;
 	size_t by_id_cap, by_id_count;
 
+	/* Open files (ops_file.c), so unmount can release what the kernel
+	 * did not.  Guarded by handles_lock. */
+	struct handle *handles;
+	pthread_mutex_t handles_lock;
+
 	/* Linked (not unlinked) scratch files.  fs->lock. */
 	struct node *scratch_head;
 

@@ -370,6 +370,7 @@ int main(int argc, char **argv)
 		fs.ops = &embedded_store_ops;
 		pthread_rwlock_init(&fs.lock, NULL);
 		pthread_mutex_init(&fs.ns_lock, NULL);
+		pthread_mutex_init(&fs.handles_lock, NULL);
 		r = serve_store(&fs, &c);
 		stop(&fs);
 	}

@@ -537,6 +537,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void op_destroy(void *userdata)
 {
 	struct fs *fs = userdata;
+	release_open_handles(fs);
 	wrlock(fs);
 	for (struct node *n = fs->scratch_head; n; n = n->next)
 		if (n->u.scratch.data.len)

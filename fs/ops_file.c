@@ -33,10 +33,11 @@ struct handle {
 	bool replaced;              /* buf was emptied first: a whole new value */
 	bool pending;               /* opened before the secret had a value */
 	struct caller who;          /* who opened it (for the audit of commits) */
+	struct handle *prev, *next; /* fs->handles, under fs->handles_lock */
 };
 
-static struct handle *handle_new(fuse_ino_t ino, enum node_kind kind, const char *id,
-                                 const struct caller *who)
+static struct handle *handle_new(struct fs *fs, fuse_ino_t ino, enum node_kind kind,
+                                 const char *id, const struct caller *who)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 	if (!h)
@@ -49,13 +50,27 @@ static struct handle *handle_new(fuse_ino_t ino, enum node_kind kind, const char
 		free(h);
 		return NULL;
 	}
+	pthread_mutex_lock(&fs->handles_lock);
+	h->next = fs->handles;
+	if (h->next)
+		h->next->prev = h;
+	fs->handles = h;
+	pthread_mutex_unlock(&fs->handles_lock);
 	return h;
 }
 
-static void handle_free(struct handle *h)
+static void handle_free(struct fs *fs, struct handle *h)
 {
 	if (!h)
 		return;
+	pthread_mutex_lock(&fs->handles_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		fs->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&fs->handles_lock);
 	secret_value_free(h->snap);
 	lockedbuf_clear(&h->buf);
 	free(h->id);
@@ -181,7 +196,7 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 		return -EROFS;
 	}
 	if (kind == NODE_SCRATCH) {
-		struct handle *h = handle_new(ino, kind, NULL, who);
+		struct handle *h = handle_new(fs, ino, kind, NULL, who);
 		if (!h) {
 			unlock(fs);
 			return -ENOMEM;
@@ -224,7 +239,7 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 		unlock(fs);
 		return r;
 	}
-	struct handle *h = handle_new(ino, kind, s->u.secret.meta.id, who);
+	struct handle *h = handle_new(fs, ino, kind, s->u.secret.meta.id, who);
 	if (h && pending) {
 		h->pending = true;
 		__atomic_add_fetch(&n->u.secret.pending_opens, 1, __ATOMIC_RELAXED);
@@ -233,7 +248,7 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	if (!h)
 		return -ENOMEM;
 	if (!version && !pending) {
-		handle_free(h);
+		handle_free(fs, h);
 		return -ENOENT;
 	}
 	h->writable = writable;
@@ -699,7 +714,22 @@ static void release_handle(struct fs *fs, struct handle *h)
 	}
 	if (h->pending)
 		drop_unwritten(fs, h);
-	handle_free(h);
+	handle_free(fs, h);
+}
+
+/* At unmount: the kernel sends no RELEASE for files still open (or whose
+ * RELEASE was still queued): release them here, committing what a writer
+ * left, wiping every buffer. */
+void release_open_handles(struct fs *fs)
+{
+	for (;;) {
+		pthread_mutex_lock(&fs->handles_lock);
+		struct handle *h = fs->handles;
+		pthread_mutex_unlock(&fs->handles_lock);
+		if (!h)
+			break;
+		release_handle(fs, h);
+	}
 }
 
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
