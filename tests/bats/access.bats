@@ -69,26 +69,6 @@ cg_cleanup() {
 	return 1
 }
 
-# fails PATTERN CMD...: CMD exits non-zero and its output contains PATTERN.
-fails() {
-	local pat=$1
-	shift
-	run "$@"
-	if [ "$status" -eq 0 ]; then
-		echo "expected failure ($pat), but it succeeded: $*; output: $output" >&2
-		return 1
-	fi
-	if [[ "$output" != *"$pat"* ]]; then
-		echo "expected '$pat' from: $*; got status $status: $output" >&2
-		return 1
-	fi
-}
-
-# eq ACTUAL EXPECTED [WHAT]
-eq() {
-	[ "$1" = "$2" ] || { echo "${3:+$3: }expected [$2], got [$1]" >&2; return 1; }
-}
-
 # gives FILE VALUE [CMD-PREFIX...]: reading FILE (with the prefix, e.g.
 # "as sfs-aigw") prints exactly VALUE.
 gives() {

@@ -9,26 +9,6 @@ load helper
 setup() { :; }
 teardown() { unmount_store; }
 
-# fails PATTERN CMD...: CMD exits non-zero and its output contains PATTERN.
-fails() {
-	local pat=$1
-	shift
-	run "$@"
-	if [ "$status" -eq 0 ]; then
-		echo "expected failure ($pat), but it succeeded: $*; output: $output" >&2
-		return 1
-	fi
-	if [[ "$output" != *"$pat"* ]]; then
-		echo "expected '$pat' from: $*; got status $status: $output" >&2
-		return 1
-	fi
-}
-
-# eq ACTUAL EXPECTED: shows both on mismatch.
-eq() {
-	[ "$1" = "$2" ] || { echo "expected [$2], got [$1]" >&2; return 1; }
-}
-
 ver() { getfattr --only-values -n secretsfs.version "$1"; }
 
 no_mount_left() {

@@ -157,3 +157,23 @@ stop_watch() {
 	grep -q ' \.sentinel$' "$T/events" || { echo "no sentinel event seen" >&2; return 1; }
 	sed -i '/ \.sentinel$/d' "$T/events"
 }
+
+# fails PATTERN CMD...: CMD exits non-zero and its output contains PATTERN.
+fails() {
+	local pat=$1
+	shift
+	run "$@"
+	if [ "$status" -eq 0 ]; then
+		echo "expected failure ($pat), but it succeeded: $*; output: $output" >&2
+		return 1
+	fi
+	if [[ "$output" != *"$pat"* ]]; then
+		echo "expected '$pat' from: $*; got status $status: $output" >&2
+		return 1
+	fi
+}
+
+# eq ACTUAL EXPECTED [WHAT]
+eq() {
+	[ "$1" = "$2" ] || { echo "${3:+$3: }expected [$2], got [$1]" >&2; return 1; }
+}
