@@ -339,6 +339,27 @@ static int tx_begin(struct store *s, bool write)
 	return sql_exec(s, write ? "BEGIN IMMEDIATE" : "BEGIN");
 }
 
+/* Takes the store's mutex and begins a transaction; on failure holds
+ * nothing.  Every operation runs between tx_lock and tx_unlock. */
+static int tx_lock(struct store *s, bool write)
+{
+	pthread_mutex_lock(&s->mutex);
+	int r = tx_begin(s, write);
+	if (r < 0)
+		pthread_mutex_unlock(&s->mutex);
+	return r;
+}
+
+static int tx_end(struct store *s, int r);
+
+/* Ends the transaction (commits if r == 0) and lets the mutex go. */
+static int tx_unlock(struct store *s, int r)
+{
+	r = tx_end(s, r);
+	pthread_mutex_unlock(&s->mutex);
+	return r;
+}
+
 /* Commits if r == 0, else rolls back; returns the outcome. */
 static int tx_end(struct store *s, int r)
 {
@@ -1059,6 +1080,16 @@ static int check_id(const char *id)
 	return secret_id_valid_existing(id) ? 0 : -EINVAL;
 }
 
+/* The checks every change starts with: a store, writable, a valid ID. */
+static int check_write(struct store *s, const char *id)
+{
+	if (!s)
+		return -EINVAL;
+	if (s->read_only)
+		return -EROFS;
+	return check_id(id);
+}
+
 static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 {
 	struct secret_meta *batch = NULL;
@@ -1238,10 +1269,9 @@ static int embedded_list_versions(struct store *s, const char *id,
 	r = check_id(id);
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&s->mutex);
-	r = tx_begin(s, false);
+	r = tx_lock(s, false);
 	if (r < 0)
-		goto unlock;
+		goto out;
 	r = current_version_locked(s, id, &cur);
 	if (r == 0)
 		r = sql_prepare(s, "SELECT version, size, mtime_ns FROM versions WHERE id = ?1 "
@@ -1267,9 +1297,8 @@ static int embedded_list_versions(struct store *s, const char *id,
 			r = sql_fail(s, rc);
 		sql_done(s, st);
 	}
-	r = tx_end(s, r);
-unlock:
-	pthread_mutex_unlock(&s->mutex);
+	r = tx_unlock(s, r);
+out:
 	if (r < 0) {
 		free(v);
 		return r;
@@ -1303,10 +1332,9 @@ static int embedded_create(struct store *s, const char *id, scope_set scopes,
 		return r;
 
 	now = now_ns();
-	pthread_mutex_lock(&s->mutex);
-	r = tx_begin(s, true);
+	r = tx_lock(s, true);
 	if (r < 0)
-		goto unlock;
+		goto out;
 	r = current_version_locked(s, id, &cur);
 	if (r == 0)
 		r = -EEXIST;
@@ -1327,9 +1355,8 @@ static int embedded_create(struct store *s, const char *id, scope_set scopes,
 		r = write_version_locked(s, id, 1, value, len, now);
 	if (r == 0 && ret_meta)
 		r = load_meta_locked(s, id, &m);
-	r = tx_end(s, r);
-unlock:
-	pthread_mutex_unlock(&s->mutex);
+	r = tx_unlock(s, r);
+out:
 	if (r < 0) {
 		secret_meta_clear(&m);
 		return r;
@@ -1347,21 +1374,16 @@ static int embedded_put_value(struct store *s, const char *id, uint64_t expected
 	uint64_t cur = 0;
 	int r;
 
-	if (!s)
-		return -EINVAL;
-	if (s->read_only)
-		return -EROFS;
-	r = check_id(id);
+	r = check_write(s, id);
 	if (r < 0)
 		return r;
 	r = value_len_valid(value, len);
 	if (r < 0)
 		return r;
 
-	pthread_mutex_lock(&s->mutex);
-	r = tx_begin(s, true);
+	r = tx_lock(s, true);
 	if (r < 0)
-		goto unlock;
+		goto out;
 	r = current_version_locked(s, id, &cur);
 	if (r == 0 && expected_version != 0 && expected_version != cur)
 		r = -ESTALE;
@@ -1369,9 +1391,8 @@ static int embedded_put_value(struct store *s, const char *id, uint64_t expected
 		r = write_version_locked(s, id, cur + 1, value, len, now_ns());
 	if (r == 0 && ret_meta)
 		r = load_meta_locked(s, id, &m);
-	r = tx_end(s, r);
-unlock:
-	pthread_mutex_unlock(&s->mutex);
+	r = tx_unlock(s, r);
+out:
 	if (r < 0) {
 		secret_meta_clear(&m);
 		return r;
@@ -1398,10 +1419,9 @@ static int embedded_exchange_values(struct store *s, const char *a, const char *
 	if (check_id(a) < 0 || check_id(b) < 0)
 		return -EINVAL;
 
-	pthread_mutex_lock(&s->mutex);
-	r = tx_begin(s, true);
+	r = tx_lock(s, true);
 	if (r < 0)
-		goto unlock;
+		goto out;
 	r = load_ct_locked(s, a, 0, &vera, &sa, &ma, &cta, &cta_len);
 	if (r == 0)
 		r = load_ct_locked(s, b, 0, &verb, &sb, &mb, &ctb, &ctb_len);
@@ -1417,9 +1437,8 @@ static int embedded_exchange_values(struct store *s, const char *a, const char *
 	if (r == 0)
 		r = write_version_locked(s, b, verb + 1, va->data, va->len, now);
 end:
-	r = tx_end(s, r);
-unlock:
-	pthread_mutex_unlock(&s->mutex);
+	r = tx_unlock(s, r);
+out:
 	secret_value_free(va);
 	secret_value_free(vb);
 	free(cta);
@@ -1432,17 +1451,12 @@ static int embedded_delete(struct store *s, const char *id)
 	sqlite3_stmt *st = NULL;
 	int r;
 
-	if (!s)
-		return -EINVAL;
-	if (s->read_only)
-		return -EROFS;
-	r = check_id(id);
+	r = check_write(s, id);
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&s->mutex);
-	r = tx_begin(s, true);
+	r = tx_lock(s, true);
 	if (r < 0)
-		goto unlock;
+		goto out;
 	r = sql_prepare(s, "DELETE FROM secrets WHERE id = ?1", &st);
 	if (r == 0) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -1451,9 +1465,8 @@ static int embedded_delete(struct store *s, const char *id)
 			r = -ENOENT;
 		sql_done(s, st);
 	}
-	r = tx_end(s, r);
-unlock:
-	pthread_mutex_unlock(&s->mutex);
+	r = tx_unlock(s, r);
+out:
 	return r;
 }
 
@@ -1463,20 +1476,15 @@ static int embedded_set_labels(struct store *s, const char *id, const struct lab
 	uint64_t cur;
 	int r;
 
-	if (!s)
-		return -EINVAL;
-	if (s->read_only)
-		return -EROFS;
-	r = check_id(id);
+	r = check_write(s, id);
 	if (r < 0)
 		return r;
 	r = labels_valid(labels);
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&s->mutex);
-	r = tx_begin(s, true);
+	r = tx_lock(s, true);
 	if (r < 0)
-		goto unlock;
+		goto out;
 	r = current_version_locked(s, id, &cur);
 	if (r == 0)
 		r = sql_prepare(s, "DELETE FROM labels WHERE id = ?1", &st);
@@ -1487,9 +1495,8 @@ static int embedded_set_labels(struct store *s, const char *id, const struct lab
 	}
 	if (r == 0)
 		r = insert_labels_locked(s, id, labels);
-	r = tx_end(s, r);
-unlock:
-	pthread_mutex_unlock(&s->mutex);
+	r = tx_unlock(s, r);
+out:
 	return r;
 }
 
@@ -1498,19 +1505,14 @@ static int embedded_set_scopes(struct store *s, const char *id, scope_set scopes
 	sqlite3_stmt *st = NULL;
 	int r;
 
-	if (!s)
-		return -EINVAL;
-	if (s->read_only)
-		return -EROFS;
-	r = check_id(id);
+	r = check_write(s, id);
 	if (r < 0)
 		return r;
 	if (!scopes_valid(scopes))
 		return -EINVAL;
-	pthread_mutex_lock(&s->mutex);
-	r = tx_begin(s, true);
+	r = tx_lock(s, true);
 	if (r < 0)
-		goto unlock;
+		goto out;
 	r = sql_prepare(s, "UPDATE secrets SET scopes = ?2 WHERE id = ?1", &st);
 	if (r == 0) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -1520,9 +1522,8 @@ static int embedded_set_scopes(struct store *s, const char *id, scope_set scopes
 			r = -ENOENT;
 		sql_done(s, st);
 	}
-	r = tx_end(s, r);
-unlock:
-	pthread_mutex_unlock(&s->mutex);
+	r = tx_unlock(s, r);
+out:
 	return r;
 }
 
