@@ -36,6 +36,11 @@ int audit_setup(const char *spec)
 	return 0;
 }
 
+bool audit_enabled(void)
+{
+	return sink != SINK_OFF;
+}
+
 void audit_close(void)
 {
 	if (audit_fd >= 0)

@@ -13,11 +13,13 @@
 #ifndef SECRETSFS_AUDIT_H
 #define SECRETSFS_AUDIT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "caller.h"
 
 int audit_setup(const char *spec);   /* 0 or -errno */
+bool audit_enabled(void);
 void audit_close(void);
 /* result: 0 or -errno.  extra: "key=value" detail, or NULL. */
 void audit_event(const struct caller *c, const char *op, const char *id, uint64_t version,

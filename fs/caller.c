@@ -75,10 +75,12 @@ static bool read_proc_file(const char *path, char *buf, size_t size)
 	return true;
 }
 
-void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid)
+void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid, bool details)
 {
 	char path[64], exe[PATH_MAX];
 	*c = (struct caller){ .uid = uid, .gid = gid, .pid = pid };
+	if (!details)
+		goto unknown;
 
 	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
 	ssize_t n = readlink(path, exe, sizeof(exe) - 1);
@@ -92,6 +94,7 @@ void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid)
 		c->cgroup = cgroup_from_proc_text(text);
 	if (c->cgroup)
 		c->unit = cgroup_path_unit(c->cgroup);
+unknown:
 	if (!c->exe)
 		c->exe = strdup("?");
 	if (!c->cgroup)

@@ -3,6 +3,7 @@
 #ifndef SECRETSFS_CALLER_H
 #define SECRETSFS_CALLER_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct caller {
@@ -14,8 +15,10 @@ struct caller {
 	char *unit;     /* the systemd unit in that path ("x.service"), or "-" */
 };
 
-/* Fills c from /proc/PID; never fails (unknown fields read "?"). */
-void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid);
+/* Fills c from /proc/PID; never fails (unknown fields read "?").  With
+ * details false (no audit, no unit/cgroup rules), /proc is not read: exe
+ * and cgroup read "?", unit "-". */
+void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid, bool details);
 void caller_clear(struct caller *c);
 int caller_copy(struct caller *dst, const struct caller *src);
 

@@ -42,7 +42,10 @@ int scope_of_dir(fuse_ino_t ino)
 void caller_of_req(fuse_req_t req, struct caller *ret)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	caller_init(ret, ctx->pid, ctx->uid, ctx->gid);
+	const struct fs *fs = fs_of(req);
+	/* /proc is read only for what needs it: the audit line, the rules. */
+	caller_init(ret, ctx->pid, ctx->uid, ctx->gid,
+	            audit_enabled() || policy_has_rules(&fs->policy));
 }
 
 /* The owner a node shows: its own after chown, else the owner given to the

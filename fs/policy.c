@@ -120,6 +120,14 @@ int policy_add_cgroup(struct policy *p, const char *arg, const char **ret_why)
 	return add_string(&p->scope[sc].cgroups, &p->scope[sc].ncgroups, rest);
 }
 
+bool policy_has_rules(const struct policy *p)
+{
+	for (int sc = 0; sc < SCOPE_COUNT; sc++)
+		if (p->scope[sc].nunits || p->scope[sc].ncgroups)
+			return true;
+	return false;
+}
+
 void policy_clear(struct policy *p)
 {
 	for (int sc = 0; sc < SCOPE_COUNT; sc++) {

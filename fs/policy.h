@@ -43,6 +43,8 @@ int policy_add_owner(struct policy *p, const char *arg, const char **ret_why);
 int policy_add_unit(struct policy *p, const char *arg, const char **ret_why);
 int policy_add_cgroup(struct policy *p, const char *arg, const char **ret_why);
 void policy_clear(struct policy *p);
+/* Does any scope have unit= or cgroup= rules? */
+bool policy_has_rules(const struct policy *p);
 
 /* 0 if one of the scopes admits the caller (to read), else -EACCES. */
 int policy_check(const struct policy *p, scope_set scopes, const struct caller *c);
