@@ -111,6 +111,14 @@ static char *path_join(const char *dir, const char *name)
 	return p;
 }
 
+bool embedded_store_present(const char *dir)
+{
+	char *p = path_join(dir, EMBEDDED_DB_FILE);
+	bool present = p && access(p, F_OK) == 0;
+	free(p);
+	return present;
+}
+
 int embedded_key_path(const char *dir, char **ret_path)
 {
 	char *p;

@@ -46,4 +46,7 @@ int embedded_store_init(const char *dir);
  * key, for key_load(). */
 int embedded_key_path(const char *dir, char **ret_path);
 
+/* Does DIR hold a store database?  (For error messages; open() decides.) */
+bool embedded_store_present(const char *dir);
+
 #endif

@@ -31,7 +31,6 @@
 #include "embedded.h"
 #include "keyfile.h"
 
-#define KEY_FILE_NAME "key"
 
 static int cmd_init(const char *dir)
 {
@@ -44,7 +43,7 @@ static int cmd_init(const char *dir)
 		return fail("cannot create a store in %s: %s", dir, strerrordesc_np(-r));
 	printf("created an empty store in %s\n"
 	       "its key is %s/%s (mode 0400): without it no value can be read; keep a copy "
-	       "somewhere safe\n", dir, dir, KEY_FILE_NAME);
+	       "somewhere safe\n", dir, dir, EMBEDDED_KEY_FILE);
 	return 0;
 }
 
@@ -56,10 +55,15 @@ static char *key_path(const struct cmdline *c)
 	if (c->opt.key_file)
 		return strdup(c->opt.key_file);
 	const char *creds = getenv("CREDENTIALS_DIRECTORY");
-	if (creds && asprintf(&p, "%s/%s", creds, CREDENTIAL_NAME) >= 0 && access(p, F_OK) == 0)
-		return p;
-	free(p);
-	if (asprintf(&p, "%s/%s", c->opt.store_dir, KEY_FILE_NAME) < 0)
+	if (creds) {
+		if (asprintf(&p, "%s/%s", creds, CREDENTIAL_NAME) < 0)
+			return NULL;
+		if (access(p, F_OK) == 0)
+			return p;
+		free(p);
+		p = NULL;
+	}
+	if (embedded_key_path(c->opt.store_dir, &p) < 0)
 		return NULL;
 	return p;
 }
@@ -132,9 +136,9 @@ static int setup_store(struct fs *fs, const struct cmdline *c)
 	if (!kp)
 		return fail("out of memory");
 	int r = key_load(kp, &key);
-	char *db = NULL;
-	if (r == -ENOENT && !c->opt.key_file &&
-	    asprintf(&db, "%s/%s", dir, EMBEDDED_DB_FILE) >= 0 && access(db, F_OK) < 0)
+	/* The default key sits in the store: missing with the store is
+	 * "not a store", which says more than "no key". */
+	if (r == -ENOENT && !c->opt.key_file && !embedded_store_present(dir))
 		r = fail("%s is not a secretsfs store; create one with: secretsfs init %s", dir, dir);
 	else if (r == -ENOENT)
 		r = fail("key file %s not found (give the key with -o key=FILE)", kp);
@@ -145,7 +149,6 @@ static int setup_store(struct fs *fs, const struct cmdline *c)
 		r = fail("key file %s is not a %d-byte key", kp, STORE_KEY_BYTES);
 	else if (r < 0)
 		r = fail("key file %s: %s", kp, strerrordesc_np(-r));
-	free(db);
 	if (r) {
 		free(kp);
 		return r;
