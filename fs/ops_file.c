@@ -696,7 +696,9 @@ static void release_handle(struct fs *fs, struct handle *h)
 {
 	pthread_mutex_lock(&h->lock);
 	if (h->kind == NODE_SECRET && h->writable && h->dirty) {
-		if (h->buf.len == 0)
+		/* A name never stored has nothing current: drop_unwritten
+		 * says what happened to it. */
+		if (h->buf.len == 0 && !h->pending)
 			log_warn("%s: closed with an empty value, which is not stored "
 			         "(a value is 1 to %d bytes); the current value stays",
 			         h->id, SECRET_VALUE_MAX);
