@@ -643,15 +643,20 @@ os.close(fd)' "$F"
 
 # ---------------------------------------------------------------- shutdown
 
-@test "SIGTERM unmounts and the daemon exits 0" {
-	mount_store
-	printf v > "$MNT/ai_gateway/X"
-	kill -TERM "$DAEMON_PID"
-	rc=0
+# exits_cleanly: the daemon ends with status 0 and leaves no mount.
+exits_cleanly() {
+	local rc=0
 	wait "$DAEMON_PID" || rc=$?
 	DAEMON_PID=
 	eq "$rc" 0
 	no_mount_left
+}
+
+@test "SIGTERM unmounts and the daemon exits 0" {
+	mount_store
+	printf v > "$MNT/ai_gateway/X"
+	kill -TERM "$DAEMON_PID"
+	exits_cleanly
 	log_has "unmounted"
 }
 
@@ -659,11 +664,7 @@ os.close(fd)' "$F"
 	mount_store
 	printf v > "$MNT/ai_gateway/X"
 	fusermount3 -u "$MNT"
-	rc=0
-	wait "$DAEMON_PID" || rc=$?
-	DAEMON_PID=
-	eq "$rc" 0
-	no_mount_left
+	exits_cleanly
 }
 
 @test "cli: called as mount.fuse.secretsfs, mount(8)'s -v -n -s are accepted and -f (fake) mounts nothing" {

@@ -38,10 +38,16 @@ PY
 	[ "$(sfs_version "$G/STRESSED")" = $(($2 + $1)) ]
 }
 
-@test "2 writers rotating by mv, 4 readers: every read is one whole version" {
+# stressed_secret: STRESSED with a first self-checking value, a label, and
+# a second scope, so the runs can check both are kept.
+stressed_secret() {
 	python3 "$STRESS" "$G" STRESSED --init --reads 0 --readers 1 --writers 0
 	setfattr -n user.tag.managed-by -v aigateway "$G/STRESSED"
 	ln "$G/STRESSED" "$M/STRESSED"
+}
+
+@test "2 writers rotating by mv, 4 readers: every read is one whole version" {
+	stressed_secret
 	v0=$(sfs_version "$G/STRESSED")
 	run python3 "$STRESS" "$G" STRESSED --mode mv --readers 4 --writers 2 \
 		--reads "${STRESS_READS:-20000}"
@@ -59,9 +65,7 @@ PY
 }
 
 @test "2 writers writing in place (O_TRUNC, split writes), 4 readers: every read is one whole version" {
-	python3 "$STRESS" "$G" STRESSED --init --reads 0 --readers 1 --writers 0
-	setfattr -n user.tag.managed-by -v aigateway "$G/STRESSED"
-	ln "$G/STRESSED" "$M/STRESSED"
+	stressed_secret
 	v0=$(sfs_version "$G/STRESSED")
 	run python3 "$STRESS" "$G" STRESSED --mode inplace --readers 4 --writers 2 \
 		--reads 8000
