@@ -8,6 +8,15 @@
  * the secret ID and the version number, so a ciphertext copied from one
  * row to another fails to open.
  *
+ * Revisions (store.h): meta.revision counts every write transaction; each
+ * secret row keeps its incarnation (the revision that created it), the
+ * revision of its last change and the revision that wrote its current
+ * value; each version row the revision that wrote it.
+ *
+ * Deleted ciphertext: secure_delete zeroes freed pages in store.db, and a
+ * transaction that deleted a version runs a TRUNCATE checkpoint before it
+ * returns, so no deleted value stays behind in store.db-wal either.
+ *
  * One connection, one mutex: every statement, and every transaction from
  * BEGIN to COMMIT, runs with s->mutex held, so transactions are never
  * interleaved.  Decryption happens after the mutex is released.
@@ -34,7 +43,7 @@
 #include "log.h"
 
 #define STORE_ID_BYTES 16
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 2   /* 1: no revisions (upgraded at a read-write open) */
 #define LIST_BATCH 512
 #define BUSY_TIMEOUT_MS 5000
 
@@ -52,6 +61,8 @@ struct store {
 	unsigned keep_versions;               /* immutable after open */
 	bool read_only;                       /* immutable after open */
 	int lock_fd;                          /* flock'ed DIR/store.lock */
+	bool dropped_values;                  /* this transaction deleted a
+	                                         version: checkpoint after it */
 	/* Statements compiled once per connection (compiling one costs more
 	 * than a whole get_value otherwise).  Protected by mutex. */
 	struct {
@@ -71,7 +82,10 @@ static const char schema_sql[] =
 	"  version INTEGER NOT NULL,"
 	"  size INTEGER NOT NULL,"
 	"  ctime_ns INTEGER NOT NULL,"
-	"  mtime_ns INTEGER NOT NULL"
+	"  mtime_ns INTEGER NOT NULL,"
+	"  incarnation INTEGER NOT NULL,"
+	"  revision INTEGER NOT NULL,"
+	"  value_revision INTEGER NOT NULL"
 	");"
 	"CREATE TABLE labels ("
 	"  id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,"
@@ -85,8 +99,27 @@ static const char schema_sql[] =
 	"  size INTEGER NOT NULL,"
 	"  mtime_ns INTEGER NOT NULL,"
 	"  ct BLOB NOT NULL,"
+	"  revision INTEGER NOT NULL,"
 	"  PRIMARY KEY (id, version)"
 	");";
+
+/* Format 1 -> 2: revisions.  Incarnations, value revisions and the store
+ * counter are made up once, in an order that keeps them unique. */
+static const char upgrade_1_sql[] =
+	"ALTER TABLE secrets ADD COLUMN incarnation INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE secrets ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE secrets ADD COLUMN value_revision INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE versions ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE secrets SET incarnation = rowid;"
+	"UPDATE versions SET revision = rowid + (SELECT coalesce(max(rowid), 0) FROM secrets);"
+	"UPDATE secrets SET value_revision = coalesce((SELECT v.revision FROM versions v "
+	"  WHERE v.id = secrets.id AND v.version = secrets.version), incarnation),"
+	"  revision = coalesce((SELECT v.revision FROM versions v "
+	"  WHERE v.id = secrets.id AND v.version = secrets.version), incarnation);"
+	"INSERT OR REPLACE INTO meta (key, value) VALUES ('revision', "
+	"  (SELECT coalesce(max(r), 0) FROM (SELECT max(revision) AS r FROM secrets "
+	"   UNION ALL SELECT max(revision) FROM versions)));"
+	"INSERT OR REPLACE INTO meta (key, value) VALUES ('format', x'02');";
 
 /* --- small helpers --- */
 
@@ -368,13 +401,28 @@ static int tx_unlock(struct store *s, int r)
 	return r;
 }
 
+/* After a transaction that deleted versions: the WAL still holds the
+ * pages they were in, so it is checkpointed and truncated now. */
+static void drop_wal(struct store *s)
+{
+	int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	if (rc != SQLITE_OK)
+		log_warn("embedded store: deleted values may stay in the -wal file until the next "
+		         "checkpoint: %s", sqlite3_errmsg(s->db));
+}
+
 /* Commits if r == 0, else rolls back; returns the outcome. */
 static int tx_end(struct store *s, int r)
 {
+	bool dropped = s->dropped_values;
+	s->dropped_values = false;
 	if (r == 0) {
 		r = sql_exec(s, "COMMIT");
-		if (r == 0)
+		if (r == 0) {
+			if (dropped)
+				drop_wal(s);
 			return 0;
+		}
 	}
 	/* some errors roll the transaction back by themselves */
 	if (!sqlite3_get_autocommit(s->db))
@@ -445,15 +493,22 @@ static const char *col_text(sqlite3_stmt *st, int col)
 	return t ? (const char *)t : "";
 }
 
-/* Fills m (id excluded) from columns scopes, version, size, ctime_ns,
- * mtime_ns starting at col. */
+/* The columns meta_from_row reads, in its order. */
+#define META_COLUMNS "scopes, version, size, ctime_ns, mtime_ns, incarnation, revision, " \
+                     "value_revision"
+
+/* Fills m (id excluded) from META_COLUMNS starting at col. */
 static void meta_from_row(sqlite3_stmt *st, int col, struct secret_meta *m)
 {
-	m->scopes = (scope_set)sqlite3_column_int64(st, col) & SCOPE_ALL;  /* a damaged row cannot invent scopes */
+	/* a damaged row cannot invent scopes */
+	m->scopes = (scope_set)sqlite3_column_int64(st, col) & SCOPE_ALL;
 	m->version = (uint64_t)sqlite3_column_int64(st, col + 1);
 	m->size = (uint32_t)sqlite3_column_int64(st, col + 2);
 	m->ctime_ns = sqlite3_column_int64(st, col + 3);
 	m->mtime_ns = sqlite3_column_int64(st, col + 4);
+	m->incarnation = (uint64_t)sqlite3_column_int64(st, col + 5);
+	m->revision = (uint64_t)sqlite3_column_int64(st, col + 6);
+	m->value_revision = (uint64_t)sqlite3_column_int64(st, col + 7);
 }
 
 /* Reads the metadata of id; mutex held.  -ENOENT if there is none. */
@@ -463,8 +518,7 @@ static int load_meta_locked(struct store *s, const char *id, struct secret_meta 
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = sql_prepare(s, "SELECT scopes, version, size, ctime_ns, mtime_ns "
-	                   "FROM secrets WHERE id = ?1", &st);
+	r = sql_prepare(s, "SELECT " META_COLUMNS " FROM secrets WHERE id = ?1", &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -480,6 +534,11 @@ static int load_meta_locked(struct store *s, const char *id, struct secret_meta 
 	meta_from_row(st, 0, &m);
 	sql_done(s, st);
 	st = NULL;
+	if (!m.incarnation) {
+		log_error("embedded store: the row of %s has no incarnation (damaged)", id);
+		r = -EIO;
+		goto out;
+	}
 
 	m.id = strdup(id);
 	if (!m.id) {
@@ -508,20 +567,32 @@ out:
 	return r;
 }
 
-/* Current version of id; mutex held.  -ENOENT if there is no such secret. */
-static int current_version_locked(struct store *s, const char *id, uint64_t *ret_version)
+/* What a change checks before it writes. */
+struct row {
+	uint64_t incarnation, revision, value_revision, version;
+	scope_set scopes;
+};
+
+/* The row of id, if it is incarnation (0: any); mutex held.  -ENOENT if
+ * there is no such secret, -ESTALE if it is another incarnation. */
+static int row_locked(struct store *s, const char *id, uint64_t incarnation, struct row *ret)
 {
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = sql_prepare(s, "SELECT version FROM secrets WHERE id = ?1", &st);
+	r = sql_prepare(s, "SELECT incarnation, revision, value_revision, version, scopes "
+	                   "FROM secrets WHERE id = ?1", &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		*ret_version = (uint64_t)sqlite3_column_int64(st, 0);
-		r = 0;
+		ret->incarnation = (uint64_t)sqlite3_column_int64(st, 0);
+		ret->revision = (uint64_t)sqlite3_column_int64(st, 1);
+		ret->value_revision = (uint64_t)sqlite3_column_int64(st, 2);
+		ret->version = (uint64_t)sqlite3_column_int64(st, 3);
+		ret->scopes = (scope_set)sqlite3_column_int64(st, 4) & SCOPE_ALL;
+		r = incarnation && incarnation != ret->incarnation ? -ESTALE : 0;
 	} else if (rc == SQLITE_DONE) {
 		r = -ENOENT;
 	} else {
@@ -531,10 +602,43 @@ static int current_version_locked(struct store *s, const char *id, uint64_t *ret
 	return r;
 }
 
-/* Ciphertext of a version (0: current) of id, copied out; mutex held. */
-static int load_ct_locked(struct store *s, const char *id, uint64_t version,
-                          uint64_t *ret_version, uint32_t *ret_size,
-                          int64_t *ret_mtime, uint8_t **ret_ct, size_t *ret_ctlen)
+/* The next store revision, taken by a write transaction for every row it
+ * writes; mutex held, inside the transaction. */
+static int next_revision_locked(struct store *s, uint64_t *ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r = sql_prepare(s, "UPDATE meta SET value = value + 1 WHERE key = 'revision' "
+	                       "RETURNING value", &st);
+	if (r < 0)
+		return r;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER &&
+	    sqlite3_column_int64(st, 0) > 0) {
+		*ret = (uint64_t)sqlite3_column_int64(st, 0);
+	} else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+		log_error("embedded store: the revision counter is missing or damaged; the store "
+		          "needs repair");
+		r = -EIO;
+	} else {
+		r = sql_fail(s, rc);
+	}
+	sql_done(s, st);
+	return r;
+}
+
+/* A version's ciphertext and what is known of it without the key. */
+struct sealed {
+	uint64_t version, revision;
+	uint32_t size;
+	int64_t mtime_ns;
+	uint8_t *ct;
+	size_t ctlen;
+};
+
+/* Ciphertext of a version (0: current) of id, if id is incarnation (0:
+ * any), copied out; mutex held.  -ENOENT if there is none. */
+static int load_ct_locked(struct store *s, const char *id, uint64_t incarnation,
+                          uint64_t version, struct sealed *ret)
 {
 	sqlite3_stmt *st = NULL;
 	const void *blob;
@@ -542,14 +646,16 @@ static int load_ct_locked(struct store *s, const char *id, uint64_t version,
 	size_t n;
 	int r, rc;
 
-	r = sql_prepare(s, "SELECT v.version, v.size, v.mtime_ns, v.ct "
+	r = sql_prepare(s, "SELECT v.version, v.size, v.mtime_ns, v.ct, v.revision "
 	                   "FROM versions v JOIN secrets s ON s.id = v.id "
 	                   "WHERE v.id = ?1 AND v.version = "
-	                   "CASE WHEN ?2 = 0 THEN s.version ELSE ?2 END", &st);
+	                   "CASE WHEN ?2 = 0 THEN s.version ELSE ?2 END "
+	                   "AND (?3 = 0 OR s.incarnation = ?3)", &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)version);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)incarnation);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
 		r = -ENOENT;
@@ -568,11 +674,12 @@ static int load_ct_locked(struct store *s, const char *id, uint64_t version,
 	}
 	if (n)
 		memcpy(ct, blob, n);
-	*ret_version = (uint64_t)sqlite3_column_int64(st, 0);
-	*ret_size = (uint32_t)sqlite3_column_int64(st, 1);
-	*ret_mtime = sqlite3_column_int64(st, 2);
-	*ret_ct = ct;
-	*ret_ctlen = n;
+	ret->version = (uint64_t)sqlite3_column_int64(st, 0);
+	ret->size = (uint32_t)sqlite3_column_int64(st, 1);
+	ret->mtime_ns = sqlite3_column_int64(st, 2);
+	ret->revision = (uint64_t)sqlite3_column_int64(st, 4);
+	ret->ct = ct;
+	ret->ctlen = n;
 	r = 0;
 out:
 	sql_done(s, st);
@@ -580,10 +687,10 @@ out:
 }
 
 /* Records value as version `version` of id (which must exist, with
- * current version version - 1), and drops versions beyond keep_versions.
- * Mutex held, inside a write transaction. */
+ * current version version - 1), written at store revision rev, and drops
+ * versions beyond keep_versions.  Mutex held, inside a write transaction. */
 static int write_version_locked(struct store *s, const char *id, uint64_t version,
-                                const uint8_t *value, size_t len, int64_t mtime)
+                                uint64_t rev, const uint8_t *value, size_t len, int64_t mtime)
 {
 	sqlite3_stmt *st = NULL;
 	uint8_t *ct = NULL;
@@ -602,8 +709,8 @@ static int write_version_locked(struct store *s, const char *id, uint64_t versio
 	if (r < 0)
 		return r;
 
-	r = sql_prepare(s, "INSERT INTO versions (id, version, size, mtime_ns, ct) "
-	                   "VALUES (?1, ?2, ?3, ?4, ?5)", &st);
+	r = sql_prepare(s, "INSERT INTO versions (id, version, size, mtime_ns, ct, revision) "
+	                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &st);
 	if (r < 0)
 		goto out;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -611,20 +718,22 @@ static int write_version_locked(struct store *s, const char *id, uint64_t versio
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)len);
 	sqlite3_bind_int64(st, 4, mtime);
 	sqlite3_bind_blob(st, 5, ct, (int)ctlen, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, (sqlite3_int64)rev);
 	r = sql_step_done(s, st);
 	sql_done(s, st);
 	st = NULL;
 	if (r < 0)
 		goto out;
 
-	r = sql_prepare(s, "UPDATE secrets SET version = ?2, size = ?3, mtime_ns = ?4 "
-	                   "WHERE id = ?1", &st);
+	r = sql_prepare(s, "UPDATE secrets SET version = ?2, size = ?3, mtime_ns = ?4, "
+	                   "revision = ?5, value_revision = ?5 WHERE id = ?1", &st);
 	if (r < 0)
 		goto out;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)version);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)len);
 	sqlite3_bind_int64(st, 4, mtime);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)rev);
 	r = sql_step_done(s, st);
 	sql_done(s, st);
 	st = NULL;
@@ -638,6 +747,8 @@ static int write_version_locked(struct store *s, const char *id, uint64_t versio
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)(version - s->keep_versions));
 		r = sql_step_done(s, st);
+		if (r == 0 && sqlite3_changes(s->db) > 0)
+			s->dropped_values = true;
 	}
 out:
 	sql_done(s, st);
@@ -831,6 +942,24 @@ static struct store *store_alloc(void)
 	return s;
 }
 
+/* A format 1 store (before revisions) becomes format 2, in one
+ * transaction; a read-only mount cannot do that and says so. */
+static int upgrade_locked(struct store *s)
+{
+	if (s->read_only) {
+		log_error("embedded store: the store is in format 1; mount it read-write once to "
+		          "upgrade it to format %d", FORMAT_VERSION);
+		return -EIO;
+	}
+	int r = tx_begin(s, true);
+	if (r == 0)
+		r = sql_exec_script(s, upgrade_1_sql);
+	r = tx_end(s, r);
+	if (r == 0)
+		log_info("embedded store: upgraded from format 1 to %d", FORMAT_VERSION);
+	return r;
+}
+
 static int check_key_locked(struct store *s)
 {
 	uint8_t ad[sizeof(keycheck_ad_domain) - 1 + STORE_ID_BYTES];
@@ -840,10 +969,11 @@ static int check_key_locked(struct store *s)
 	int r;
 
 	r = meta_get_blob(s, "format", &blob, &n);
-	if (r == 0 && (n != 1 || blob[0] != FORMAT_VERSION)) {
+	if (r == 0 && (n != 1 || (blob[0] != FORMAT_VERSION && blob[0] != 1))) {
 		log_error("embedded store: unknown store format");
 		r = -EIO;
 	}
+	bool old_format = r == 0 && blob[0] == 1;
 	free(blob);
 	blob = NULL;
 	if (r < 0)
@@ -874,6 +1004,8 @@ static int check_key_locked(struct store *s)
 	    memcmp(v->data, keycheck_plaintext, v->len) != 0)
 		r = -EKEYREJECTED;
 	secret_value_free(v);
+	if (r == 0 && old_format)
+		r = upgrade_locked(s);
 	return r;
 }
 
@@ -982,6 +1114,8 @@ static int init_db(struct store *s, const char *dbpath)
 		r = meta_put_blob(s, "store_id", s->store_id, STORE_ID_BYTES);
 	if (r == 0)
 		r = meta_put_blob(s, "keycheck", ct, ctlen);
+	if (r == 0)
+		r = sql_exec_script(s, "INSERT INTO meta (key, value) VALUES ('revision', 0)");
 	r = tx_end(s, r);
 out:
 	free(ct);
@@ -1102,7 +1236,7 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 {
 	struct secret_meta *batch = NULL;
 	sqlite3_stmt *st = NULL;
-	char *last = NULL;
+	char *last = NULL, *seen = NULL;
 	size_t n = 0;
 	int r = 0, rc;
 
@@ -1116,9 +1250,10 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 	}
 
 	/* Keyset pagination: one read transaction per batch, two ordered
-	 * range queries merged; fn runs without the mutex. */
+	 * range queries merged; fn runs without the mutex.  `seen` is the
+	 * last ID the batch read, `last` the one before the batch. */
 	for (;;) {
-		size_t j = 0;
+		size_t j = 0, rows = 0;
 
 		pthread_mutex_lock(&s->mutex);
 		r = tx_begin(s, false);
@@ -1126,21 +1261,32 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 			pthread_mutex_unlock(&s->mutex);
 			goto out;
 		}
-		r = sql_prepare(s, "SELECT id, scopes, version, size, ctime_ns, mtime_ns "
-		                   "FROM secrets WHERE id > ?1 ORDER BY id LIMIT ?2", &st);
+		r = sql_prepare(s, "SELECT id, " META_COLUMNS " FROM secrets "
+		                   "WHERE id > ?1 ORDER BY id LIMIT ?2", &st);
 		if (r == 0) {
 			sqlite3_bind_text(st, 1, last, -1, SQLITE_STATIC);
 			sqlite3_bind_int(st, 2, LIST_BATCH);
 			while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 				struct secret_meta *m = &batch[n];
 
-				meta_from_row(st, 1, m);
-				m->id = strdup(col_text(st, 0));
-				n++;
-				if (!m->id) {
+				rows++;
+				free(seen);
+				if (!(seen = strdup(col_text(st, 0)))) {
 					r = -ENOMEM;
 					break;
 				}
+				meta_from_row(st, 1, m);
+				if (!m->incarnation) {
+					log_warn("embedded store: the row of %s has no incarnation (damaged): "
+					         "left out", seen);
+					memset(m, 0, sizeof(*m));
+					continue;
+				}
+				if (!(m->id = strdup(seen))) {
+					r = -ENOMEM;
+					break;
+				}
+				n++;
 			}
 			if (r == 0 && rc != SQLITE_DONE)
 				r = sql_fail(s, rc);
@@ -1152,7 +1298,7 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 			                   "WHERE id > ?1 AND id <= ?2 ORDER BY id, key", &st);
 		if (r == 0 && n > 0) {
 			sqlite3_bind_text(st, 1, last, -1, SQLITE_STATIC);
-			sqlite3_bind_text(st, 2, batch[n - 1].id, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, seen, -1, SQLITE_STATIC);
 			while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 				const char *lid = col_text(st, 0);
 				int c = -1;
@@ -1173,7 +1319,7 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 		}
 		r = tx_end(s, r);
 		pthread_mutex_unlock(&s->mutex);
-		if (r < 0 || n == 0)
+		if (r < 0 || rows == 0)
 			goto out;
 
 		for (size_t i = 0; i < n; i++) {
@@ -1181,12 +1327,12 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 			if (r != 0)
 				goto out;
 		}
-		if (n < LIST_BATCH)
+		if (rows < LIST_BATCH)
 			goto out;
 
 		free(last);
-		last = batch[n - 1].id;
-		batch[n - 1].id = NULL;
+		last = seen;
+		seen = NULL;
 		for (size_t i = 0; i < n; i++)
 			secret_meta_clear(&batch[i]);
 		n = 0;
@@ -1197,6 +1343,7 @@ out:
 			secret_meta_clear(&batch[i]);
 	free(batch);
 	free(last);
+	free(seen);
 	return r;
 }
 
@@ -1225,15 +1372,33 @@ static int embedded_stat(struct store *s, const char *id, struct secret_meta *re
 	return 0;
 }
 
-static int embedded_get_value(struct store *s, const char *id, uint64_t version,
-                              struct secret_value **ret_value)
+/* Opens a sealed version of id into a value; frees what sealed held. */
+static int open_sealed(struct store *s, const char *id, struct sealed *sealed,
+                       struct secret_value **ret_value)
 {
 	struct secret_value *v = NULL;
-	uint64_t ver = 0;
-	uint32_t size = 0;
-	int64_t mtime = 0;
-	uint8_t *ct = NULL;
-	size_t ctlen = 0;
+	int r = open_value(s, id, sealed->version, sealed->ct, sealed->ctlen, &v);
+	free(sealed->ct);
+	sealed->ct = NULL;
+	if (r < 0)
+		return r;
+	if (v->len != sealed->size) {
+		log_error("embedded store: value of %s version %" PRIu64
+		          " does not have its recorded size", id, sealed->version);
+		secret_value_free(v);
+		return -EIO;
+	}
+	v->version = sealed->version;
+	v->revision = sealed->revision;
+	v->mtime_ns = sealed->mtime_ns;
+	*ret_value = v;
+	return 0;
+}
+
+static int embedded_get_value(struct store *s, const char *id, uint64_t incarnation,
+                              uint64_t version, struct secret_value **ret_value)
+{
+	struct sealed sealed = { 0 };
 	int r;
 
 	if (!s || !ret_value)
@@ -1242,33 +1407,20 @@ static int embedded_get_value(struct store *s, const char *id, uint64_t version,
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&s->mutex);
-	r = load_ct_locked(s, id, version, &ver, &size, &mtime, &ct, &ctlen);
+	r = load_ct_locked(s, id, incarnation, version, &sealed);
 	pthread_mutex_unlock(&s->mutex);
 	if (r < 0)
 		return r;
-
-	r = open_value(s, id, ver, ct, ctlen, &v);
-	free(ct);
-	if (r < 0)
-		return r;
-	if (v->len != size) {
-		log_error("embedded store: value of %s version %" PRIu64
-		          " does not have its recorded size", id, ver);
-		secret_value_free(v);
-		return -EIO;
-	}
-	v->version = ver;
-	v->mtime_ns = mtime;
-	*ret_value = v;
-	return 0;
+	/* decrypted without the mutex */
+	return open_sealed(s, id, &sealed, ret_value);
 }
 
-static int embedded_list_versions(struct store *s, const char *id,
+static int embedded_list_versions(struct store *s, const char *id, uint64_t incarnation,
                                   struct secret_version **ret_versions, size_t *ret_n)
 {
 	sqlite3_stmt *st = NULL;
 	struct secret_version *v = NULL, *nv;
-	uint64_t cur = 0;
+	struct row row;
 	size_t n = 0, cap = 0;
 	int r, rc;
 
@@ -1280,7 +1432,9 @@ static int embedded_list_versions(struct store *s, const char *id,
 	r = tx_lock(s, false);
 	if (r < 0)
 		goto out;
-	r = current_version_locked(s, id, &cur);
+	r = row_locked(s, id, incarnation, &row);
+	if (r == -ESTALE)
+		r = -ENOENT;
 	if (r == 0)
 		r = sql_prepare(s, "SELECT version, size, mtime_ns FROM versions WHERE id = ?1 "
 		                   "ORDER BY version", &st);
@@ -1316,14 +1470,107 @@ out:
 	return 0;
 }
 
+/* Inserts a new secret row with its labels and first version; mutex held,
+ * inside a write transaction at revision rev.  -EEXIST if id exists. */
+static int insert_secret_locked(struct store *s, const char *id, uint64_t rev, scope_set scopes,
+                                const struct labels *labels, const uint8_t *value, size_t len)
+{
+	sqlite3_stmt *st = NULL;
+	struct row row;
+	int64_t now = now_ns();
+	int r = row_locked(s, id, 0, &row);
+	if (r == 0)
+		return -EEXIST;
+	if (r != -ENOENT)
+		return r;
+	r = sql_prepare(s, "INSERT INTO secrets (id, scopes, version, size, ctime_ns, mtime_ns, "
+	                   "incarnation, revision, value_revision) "
+	                   "VALUES (?1, ?2, 0, 0, ?3, ?3, ?4, ?4, ?4)", &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, scopes);
+	sqlite3_bind_int64(st, 3, now);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)rev);
+	r = sql_step_done(s, st);
+	sql_done(s, st);
+	if (r == 0)
+		r = insert_labels_locked(s, id, labels);
+	if (r == 0)
+		r = write_version_locked(s, id, 1, rev, value, len, now);
+	return r;
+}
+
+/* Deletes the row of id (known to exist); mutex held, in a transaction. */
+static int delete_secret_locked(struct store *s, const char *id)
+{
+	sqlite3_stmt *st = NULL;
+	int r = sql_prepare(s, "DELETE FROM secrets WHERE id = ?1", &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	r = sql_step_done(s, st);
+	if (r == 0 && sqlite3_changes(s->db) == 0)
+		r = -ENOENT;
+	sql_done(s, st);
+	if (r == 0)
+		s->dropped_values = true;  /* its versions went with it (cascade) */
+	return r;
+}
+
+/* Sets a row's revision (a change that wrote no value); mutex held. */
+static int touch_locked(struct store *s, const char *id, uint64_t rev)
+{
+	sqlite3_stmt *st = NULL;
+	int r = sql_prepare(s, "UPDATE secrets SET revision = ?2 WHERE id = ?1", &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)rev);
+	r = sql_step_done(s, st);
+	sql_done(s, st);
+	return r;
+}
+
+/* The record a change returns: id's metadata as the transaction left it.
+ * Mutex held, inside it. */
+static int record_locked(struct store *s, const char *id, struct secret_meta *ret_meta)
+{
+	return ret_meta ? load_meta_locked(s, id, ret_meta) : 0;
+}
+
+/* A deletion record. */
+static int deletion_record(const char *id, uint64_t incarnation, uint64_t rev,
+                           struct store_change *ret)
+{
+	if (!ret)
+		return 0;
+	char *copy = strdup(id);
+	if (!copy)
+		return -ENOMEM;
+	*ret = (struct store_change){ .kind = STORE_DELETED,
+	                              .meta = { .id = copy, .incarnation = incarnation,
+	                                        .revision = rev } };
+	return 0;
+}
+
+/* Ends a change: commits if r == 0, hands the record over or drops it. */
+static int change_end(struct store *s, int r, struct secret_meta *m, struct secret_meta *ret_meta)
+{
+	r = tx_unlock(s, r);
+	if (r < 0 || !ret_meta)
+		secret_meta_clear(m);
+	else
+		*ret_meta = *m;
+	return r;
+}
+
 static int embedded_create(struct store *s, const char *id, scope_set scopes,
                            const struct labels *labels, const uint8_t *value,
                            size_t len, struct secret_meta *ret_meta)
 {
 	struct secret_meta m = { 0 };
-	sqlite3_stmt *st = NULL;
-	uint64_t cur;
-	int64_t now;
+	uint64_t rev = 0;
 	int r;
 
 	if (!s)
@@ -1333,167 +1580,212 @@ static int embedded_create(struct store *s, const char *id, scope_set scopes,
 	if (!secret_id_valid_new(id) || !scopes_valid(scopes))
 		return -EINVAL;
 	r = labels_valid(labels);
+	if (r == 0)
+		r = value_len_valid(value, len);
+	if (r == 0)
+		r = tx_lock(s, true);
 	if (r < 0)
 		return r;
-	r = value_len_valid(value, len);
-	if (r < 0)
-		return r;
-
-	now = now_ns();
-	r = tx_lock(s, true);
-	if (r < 0)
-		goto out;
-	r = current_version_locked(s, id, &cur);
+	r = next_revision_locked(s, &rev);
 	if (r == 0)
-		r = -EEXIST;
-	else if (r == -ENOENT)
-		r = sql_prepare(s, "INSERT INTO secrets "
-		                   "(id, scopes, version, size, ctime_ns, mtime_ns) "
-		                   "VALUES (?1, ?2, 0, 0, ?3, ?3)", &st);
-	if (r == 0) {
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, scopes);
-		sqlite3_bind_int64(st, 3, now);
-		r = sql_step_done(s, st);
-		sql_done(s, st);
-	}
+		r = insert_secret_locked(s, id, rev, scopes, labels, value, len);
 	if (r == 0)
-		r = insert_labels_locked(s, id, labels);
-	if (r == 0)
-		r = write_version_locked(s, id, 1, value, len, now);
-	if (r == 0 && ret_meta)
-		r = load_meta_locked(s, id, &m);
-	r = tx_unlock(s, r);
-out:
-	if (r < 0) {
-		secret_meta_clear(&m);
-		return r;
-	}
-	if (ret_meta)
-		*ret_meta = m;
-	return 0;
+		r = record_locked(s, id, &m);
+	return change_end(s, r, &m, ret_meta);
 }
 
-static int embedded_put_value(struct store *s, const char *id, uint64_t expected_version,
-                              const uint8_t *value, size_t len,
+static int embedded_put_value(struct store *s, const char *id, uint64_t incarnation,
+                              uint64_t base_revision, const uint8_t *value, size_t len,
                               struct secret_meta *ret_meta)
 {
 	struct secret_meta m = { 0 };
-	uint64_t cur = 0;
+	struct row row;
+	uint64_t rev = 0;
 	int r;
 
 	r = check_write(s, id);
+	if (r == 0)
+		r = value_len_valid(value, len);
+	if (r == 0)
+		r = tx_lock(s, true);
 	if (r < 0)
 		return r;
-	r = value_len_valid(value, len);
-	if (r < 0)
-		return r;
-
-	r = tx_lock(s, true);
-	if (r < 0)
-		goto out;
-	r = current_version_locked(s, id, &cur);
-	if (r == 0 && expected_version != 0 && expected_version != cur)
+	r = row_locked(s, id, incarnation, &row);
+	if (r == 0 && base_revision && base_revision != row.value_revision)
 		r = -ESTALE;
 	if (r == 0)
-		r = write_version_locked(s, id, cur + 1, value, len, now_ns());
-	if (r == 0 && ret_meta)
-		r = load_meta_locked(s, id, &m);
-	r = tx_unlock(s, r);
-out:
-	if (r < 0) {
-		secret_meta_clear(&m);
-		return r;
-	}
-	if (ret_meta)
-		*ret_meta = m;
-	return 0;
+		r = next_revision_locked(s, &rev);
+	if (r == 0)
+		r = write_version_locked(s, id, row.version + 1, rev, value, len, now_ns());
+	if (r == 0)
+		r = record_locked(s, id, &m);
+	return change_end(s, r, &m, ret_meta);
 }
 
-static int embedded_exchange_values(struct store *s, const char *a, const char *b)
+static int embedded_exchange_values(struct store *s, const char *a, uint64_t a_incarnation,
+                                    const char *b, uint64_t b_incarnation,
+                                    struct secret_meta *ret_a, struct secret_meta *ret_b)
 {
 	struct secret_value *va = NULL, *vb = NULL;
-	uint8_t *cta = NULL, *ctb = NULL;
-	size_t cta_len = 0, ctb_len = 0;
-	uint64_t vera = 0, verb = 0;
-	uint32_t sa = 0, sb = 0;
-	int64_t ma = 0, mb = 0, now;
+	struct sealed sa = { 0 }, sb = { 0 };
+	struct secret_meta ma = { 0 }, mb = { 0 };
+	uint64_t rev = 0;
+	int64_t now = now_ns();
 	int r;
 
 	if (!s)
 		return -EINVAL;
 	if (s->read_only)
 		return -EROFS;
-	if (check_id(a) < 0 || check_id(b) < 0)
+	if (check_id(a) < 0 || check_id(b) < 0 || strcmp(a, b) == 0)
 		return -EINVAL;
 
 	r = tx_lock(s, true);
 	if (r < 0)
-		goto out;
-	r = load_ct_locked(s, a, 0, &vera, &sa, &ma, &cta, &cta_len);
+		return r;
+	struct row ra, rb;
+	r = row_locked(s, a, a_incarnation, &ra);
 	if (r == 0)
-		r = load_ct_locked(s, b, 0, &verb, &sb, &mb, &ctb, &ctb_len);
-	if (r == 0 && strcmp(a, b) == 0)
-		goto end;  /* swapping a value with itself changes nothing */
+		r = row_locked(s, b, b_incarnation, &rb);
 	if (r == 0)
-		r = open_value(s, a, vera, cta, cta_len, &va);
+		r = load_ct_locked(s, a, 0, 0, &sa);
 	if (r == 0)
-		r = open_value(s, b, verb, ctb, ctb_len, &vb);
-	now = now_ns();
+		r = load_ct_locked(s, b, 0, 0, &sb);
 	if (r == 0)
-		r = write_version_locked(s, a, vera + 1, vb->data, vb->len, now);
+		r = open_sealed(s, a, &sa, &va);
 	if (r == 0)
-		r = write_version_locked(s, b, verb + 1, va->data, va->len, now);
-end:
+		r = open_sealed(s, b, &sb, &vb);
+	if (r == 0)
+		r = next_revision_locked(s, &rev);
+	if (r == 0)
+		r = write_version_locked(s, a, ra.version + 1, rev, vb->data, vb->len, now);
+	if (r == 0)
+		r = write_version_locked(s, b, rb.version + 1, rev, va->data, va->len, now);
+	if (r == 0)
+		r = record_locked(s, a, ret_a ? &ma : NULL);
+	if (r == 0)
+		r = record_locked(s, b, ret_b ? &mb : NULL);
 	r = tx_unlock(s, r);
-out:
 	secret_value_free(va);
 	secret_value_free(vb);
-	free(cta);
-	free(ctb);
-	return r;
-}
-
-static int embedded_delete(struct store *s, const char *id)
-{
-	sqlite3_stmt *st = NULL;
-	int r;
-
-	r = check_write(s, id);
-	if (r < 0)
+	free(sa.ct);
+	free(sb.ct);
+	if (r < 0) {
+		secret_meta_clear(&ma);
+		secret_meta_clear(&mb);
 		return r;
-	r = tx_lock(s, true);
-	if (r < 0)
-		goto out;
-	r = sql_prepare(s, "DELETE FROM secrets WHERE id = ?1", &st);
-	if (r == 0) {
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		r = sql_step_done(s, st);
-		if (r == 0 && sqlite3_changes(s->db) == 0)
-			r = -ENOENT;
-		sql_done(s, st);
 	}
-	r = tx_unlock(s, r);
-out:
+	if (ret_a)
+		*ret_a = ma;
+	if (ret_b)
+		*ret_b = mb;
+	return 0;
+}
+
+static int embedded_rename(struct store *s, const char *from, uint64_t from_incarnation,
+                           uint64_t from_revision, const char *to, uint64_t to_incarnation,
+                           scope_set to_scopes, const struct labels *to_labels,
+                           struct store_change *ret_from, struct secret_meta *ret_to)
+{
+	struct secret_value *v = NULL;
+	struct sealed sealed = { 0 };
+	struct secret_meta m = { 0 };
+	struct store_change gone = { 0 };
+	struct row rf, rt;
+	uint64_t rev = 0;
+	int r;
+
+	r = check_write(s, from);
+	if (r == 0)
+		r = check_id(to);
+	if (r == 0 && strcmp(from, to) == 0)
+		r = -EINVAL;
+	if (r == 0 && !to_incarnation && (!secret_id_valid_new(to) || !scopes_valid(to_scopes)))
+		r = -EINVAL;
+	if (r == 0 && !to_incarnation)
+		r = labels_valid(to_labels);
+	if (r == 0)
+		r = tx_lock(s, true);
+	if (r < 0)
+		return r;
+	r = row_locked(s, from, from_incarnation, &rf);
+	if (r == 0 && from_revision && from_revision != rf.revision)
+		r = -ESTALE;
+	if (r == 0 && to_incarnation)
+		r = row_locked(s, to, to_incarnation, &rt);
+	if (r == 0)
+		r = load_ct_locked(s, from, 0, 0, &sealed);
+	if (r == 0)
+		r = open_sealed(s, from, &sealed, &v);
+	if (r == 0)
+		r = next_revision_locked(s, &rev);
+	if (r == 0 && to_incarnation)
+		r = write_version_locked(s, to, rt.version + 1, rev, v->data, v->len, now_ns());
+	else if (r == 0)
+		r = insert_secret_locked(s, to, rev, to_scopes, to_labels, v->data, v->len);
+	if (r == 0)
+		r = delete_secret_locked(s, from);
+	if (r == 0)
+		r = record_locked(s, to, &m);
+	if (r == 0)
+		r = deletion_record(from, rf.incarnation, rev, ret_from ? &gone : NULL);
+	free(sealed.ct);
+	secret_value_free(v);
+	r = change_end(s, r, &m, ret_to);
+	if (r < 0)
+		store_change_clear(&gone);
+	else if (ret_from)
+		*ret_from = gone;
 	return r;
 }
 
-static int embedded_set_labels(struct store *s, const char *id, const struct labels *labels)
+static int embedded_delete(struct store *s, const char *id, uint64_t incarnation,
+                           struct store_change *ret_change)
 {
-	sqlite3_stmt *st = NULL;
-	uint64_t cur;
+	struct store_change gone = { 0 };
+	struct row row;
+	uint64_t rev = 0;
 	int r;
 
 	r = check_write(s, id);
+	if (r == 0)
+		r = tx_lock(s, true);
 	if (r < 0)
 		return r;
-	r = labels_valid(labels);
+	r = row_locked(s, id, incarnation, &row);
+	if (r == 0)
+		r = next_revision_locked(s, &rev);
+	if (r == 0)
+		r = delete_secret_locked(s, id);
+	if (r == 0)
+		r = deletion_record(id, row.incarnation, rev, ret_change ? &gone : NULL);
+	r = tx_unlock(s, r);
+	if (r < 0)
+		store_change_clear(&gone);
+	else if (ret_change)
+		*ret_change = gone;
+	return r;
+}
+
+static int embedded_set_labels(struct store *s, const char *id, uint64_t incarnation,
+                               const struct labels *labels, struct secret_meta *ret_meta)
+{
+	struct secret_meta m = { 0 };
+	sqlite3_stmt *st = NULL;
+	struct row row;
+	uint64_t rev = 0;
+	int r;
+
+	r = check_write(s, id);
+	if (r == 0)
+		r = labels_valid(labels);
+	if (r == 0)
+		r = tx_lock(s, true);
 	if (r < 0)
 		return r;
-	r = tx_lock(s, true);
-	if (r < 0)
-		goto out;
-	r = current_version_locked(s, id, &cur);
+	r = row_locked(s, id, incarnation, &row);
+	if (r == 0)
+		r = next_revision_locked(s, &rev);
 	if (r == 0)
 		r = sql_prepare(s, "DELETE FROM labels WHERE id = ?1", &st);
 	if (r == 0) {
@@ -1503,36 +1795,44 @@ static int embedded_set_labels(struct store *s, const char *id, const struct lab
 	}
 	if (r == 0)
 		r = insert_labels_locked(s, id, labels);
-	r = tx_unlock(s, r);
-out:
-	return r;
+	if (r == 0)
+		r = touch_locked(s, id, rev);
+	if (r == 0)
+		r = record_locked(s, id, &m);
+	return change_end(s, r, &m, ret_meta);
 }
 
-static int embedded_set_scopes(struct store *s, const char *id, scope_set scopes)
+static int embedded_set_scopes(struct store *s, const char *id, uint64_t incarnation,
+                               scope_set scopes, struct secret_meta *ret_meta)
 {
+	struct secret_meta m = { 0 };
 	sqlite3_stmt *st = NULL;
+	struct row row;
+	uint64_t rev = 0;
 	int r;
 
 	r = check_write(s, id);
+	if (r == 0 && !scopes_valid(scopes))
+		r = -EINVAL;
+	if (r == 0)
+		r = tx_lock(s, true);
 	if (r < 0)
 		return r;
-	if (!scopes_valid(scopes))
-		return -EINVAL;
-	r = tx_lock(s, true);
-	if (r < 0)
-		goto out;
-	r = sql_prepare(s, "UPDATE secrets SET scopes = ?2 WHERE id = ?1", &st);
+	r = row_locked(s, id, incarnation, &row);
+	if (r == 0)
+		r = next_revision_locked(s, &rev);
+	if (r == 0)
+		r = sql_prepare(s, "UPDATE secrets SET scopes = ?2, revision = ?3 WHERE id = ?1", &st);
 	if (r == 0) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, scopes);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)rev);
 		r = sql_step_done(s, st);
-		if (r == 0 && sqlite3_changes(s->db) == 0)
-			r = -ENOENT;
 		sql_done(s, st);
 	}
-	r = tx_unlock(s, r);
-out:
-	return r;
+	if (r == 0)
+		r = record_locked(s, id, &m);
+	return change_end(s, r, &m, ret_meta);
 }
 
 const struct store_ops embedded_store_ops = {
@@ -1547,6 +1847,7 @@ const struct store_ops embedded_store_ops = {
 	.create = embedded_create,
 	.put_value = embedded_put_value,
 	.exchange_values = embedded_exchange_values,
+	.rename = embedded_rename,
 	.delete = embedded_delete,
 	.set_labels = embedded_set_labels,
 	.set_scopes = embedded_set_scopes,

@@ -24,7 +24,11 @@
  *  - get_value: -EIO (one line on stderr) if a ciphertext fails
  *    authentication: a flipped byte, or one copied from another secret,
  *    version or store;
- *  - exchange_values(s, a, a) changes nothing and returns 0.
+ *  - exchange_values(s, a, a) is -EINVAL;
+ *  - the deadline of every call is SQLite's busy timeout (5 s) for the
+ *    database lock: -EBUSY when it passes, nothing changed;
+ *  - a store in format 1 (before revisions) is upgraded in place at a
+ *    read-write open; a read-only open of one fails (-EIO, logged).
  */
 #ifndef SECRETSFS_EMBEDDED_H
 #define SECRETSFS_EMBEDDED_H

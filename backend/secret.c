@@ -353,6 +353,12 @@ void secret_meta_clear(struct secret_meta *m)
 	memset(m, 0, sizeof(*m));
 }
 
+void store_change_clear(struct store_change *c)
+{
+	if (c)
+		secret_meta_clear(&c->meta);
+}
+
 /* --- values --- */
 
 /*

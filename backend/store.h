@@ -10,17 +10,36 @@
  *  - every call returns 0 or -errno; out-parameters (ret_*) are set only
  *    on success;
  *  - calls are thread-safe: fs/ calls them from many FUSE worker threads at
- *    once and never while holding one of its own locks, so a slow store
- *    blocks only the request that waits for it;
+ *    once and never while holding fs->lock, so a slow store blocks only the
+ *    requests that wait for the same secret (fs/ serialises changes per
+ *    secret, see fs/fs.h);
+ *  - every call has a deadline: a store that cannot answer in time returns
+ *    -ETIMEDOUT (or -EBUSY), having changed nothing;
  *  - values (plaintext) are only ever handed over in struct secret_value,
  *    whose buffer is locked memory (sodium_malloc) and wiped on free;
  *  - a store never logs a value.  It may log one line for an error that
  *    the errno alone cannot explain (a failed authentication tag, say).
  *
+ * Identity.  Every change a store records gets a store-wide revision that
+ * only ever grows (the embedded store's own counter; etcd's revision).  A
+ * secret's incarnation is the revision that created it: delete and
+ * re-create the same ID and the new secret has a new incarnation, so
+ * (id, incarnation) names one life of an ID and is never reused.  Every
+ * change returns what it made as metadata carrying its revision (a change
+ * record): fs/ applies records in revision order, whether they come from
+ * its own calls or, later, from other clients through watch.
+ *
+ * Compare-and-swap.  Changes take the incarnation they mean (0: whatever
+ * is there) and fail with -ESTALE when the ID now names another
+ * incarnation; put_value also takes the value revision its new value was
+ * based on (0: replace whatever is current) and fails with -ESTALE when
+ * another value was committed since.
+ *
  * Errors with a fixed meaning:
  *   -ENOENT   no such secret (or no such version)
  *   -EEXIST   create of an ID that exists
- *   -ESTALE   put_value: the current version is not the expected one
+ *   -ESTALE   the secret is another incarnation, or (put_value) its value
+ *             changed since the base revision
  *   -EINVAL   bad ID, label, scope set or value length
  *   -EIO      the store failed or a value failed authentication
  *   -ENOSPC   the store is full
@@ -66,9 +85,13 @@ struct labels {
 /* Everything about a secret except its value. */
 struct secret_meta {
 	char *id;
+	uint64_t incarnation;  /* revision that created it (>= 1); never reused */
+	uint64_t revision;     /* revision of its last change of any kind */
+	uint64_t value_revision; /* revision that wrote the current value */
 	scope_set scopes;      /* never 0 for a stored secret */
 	struct labels labels;
-	uint64_t version;      /* current version, >= 1 */
+	uint64_t version;      /* current version, >= 1: counts this
+	                          incarnation's values (secretsfs.version) */
 	uint32_t size;         /* length of the current value, in bytes */
 	int64_t ctime_ns;      /* creation of the secret */
 	int64_t mtime_ns;      /* commit of the current version */
@@ -80,6 +103,7 @@ struct secret_value {
 	uint8_t *data;
 	size_t len;
 	uint64_t version;
+	uint64_t revision; /* the value revision: put_value's base */
 	int64_t mtime_ns;
 	size_t cap;        /* bytes at data (secret.c's business) */
 };
@@ -108,16 +132,20 @@ struct store_config {
 	bool read_only;
 };
 
-enum store_change {
-	STORE_CHANGED,  /* created, new version, labels or scopes changed */
-	STORE_DELETED,
+/* A change record: what one change left behind. */
+enum store_change_kind {
+	STORE_CHANGED,  /* created, new value, labels or scopes changed */
+	STORE_DELETED,  /* meta.id, meta.incarnation, meta.revision only */
 };
 
-/* Called by a store (from its own thread) when a secret changed by
- * another client.  meta is valid only during the call; for STORE_DELETED
- * only meta->id is set. */
-typedef void (*store_change_fn)(void *userdata, enum store_change what,
-                                const struct secret_meta *meta);
+struct store_change {
+	enum store_change_kind kind;
+	struct secret_meta meta;
+};
+
+/* Called by a store (from its own thread) for a change made by another
+ * client; c is valid only during the call. */
+typedef void (*store_change_fn)(void *userdata, const struct store_change *c);
 
 /* Called by list() once per secret; meta is valid during the call only.
  * A non-zero return stops the listing and is returned by list(). */
@@ -142,33 +170,54 @@ struct store_ops {
 	int (*stat)(struct store *s, const char *id, struct secret_meta *ret_meta);
 
 	/* Mandatory (may answer -EACCES with STORE_CAP_WRITE_ONLY_VALUES).
-	 * version 0 means the current one. */
-	int (*get_value)(struct store *s, const char *id, uint64_t version,
-	                 struct secret_value **ret_value);
+	 * version 0 means the current one; incarnation 0 any (else -ENOENT
+	 * if id now names another incarnation, or none). */
+	int (*get_value)(struct store *s, const char *id, uint64_t incarnation,
+	                 uint64_t version, struct secret_value **ret_value);
 	/* Optional (STORE_CAP_VERSIONS).  The versions kept, oldest first;
-	 * *ret_versions is malloc'ed. */
-	int (*list_versions)(struct store *s, const char *id,
+	 * *ret_versions is malloc'ed.  incarnation as for get_value. */
+	int (*list_versions)(struct store *s, const char *id, uint64_t incarnation,
 	                     struct secret_version **ret_versions, size_t *ret_n);
 
-	/* Mandatory.  Creates a secret with its first version (1).  The ID is
-	 * checked against the create rule (secret_id_valid_new). */
+	/* Mandatory.  Creates a secret with its first version (1), if no
+	 * secret has the ID (else -EEXIST).  The ID is checked against the
+	 * create rule (secret_id_valid_new). */
 	int (*create)(struct store *s, const char *id, scope_set scopes,
 	              const struct labels *labels, const uint8_t *value,
 	              size_t len, struct secret_meta *ret_meta);
-	/* Mandatory.  Compare-and-swap: records a new version only if the
-	 * current one is expected_version (0: whatever is current), else
-	 * -ESTALE.  Labels and scopes are kept. */
-	int (*put_value)(struct store *s, const char *id, uint64_t expected_version,
-	                 const uint8_t *value, size_t len, struct secret_meta *ret_meta);
+	/* Mandatory.  Records a new version of incarnation's value, based on
+	 * the value written at base_revision (0: replaces whatever is
+	 * current); -ESTALE if either does not hold.  Labels and scopes are
+	 * kept. */
+	int (*put_value)(struct store *s, const char *id, uint64_t incarnation,
+	                 uint64_t base_revision, const uint8_t *value, size_t len,
+	                 struct secret_meta *ret_meta);
 	/* Optional (STORE_CAP_EXCHANGE).  Swaps the current values of a and b
 	 * atomically, as one new version of each. */
-	int (*exchange_values)(struct store *s, const char *a, const char *b);
+	int (*exchange_values)(struct store *s, const char *a, uint64_t a_incarnation,
+	                       const char *b, uint64_t b_incarnation,
+	                       struct secret_meta *ret_a, struct secret_meta *ret_b);
+	/* Optional (needs readable values).  In one transaction: the current
+	 * value of `from` (which must be from_incarnation, unchanged since
+	 * from_revision) becomes a new version of `to` (incarnation
+	 * to_incarnation, labels and scopes kept) or, with to_incarnation 0,
+	 * the first version of a new secret `to` with to_scopes and
+	 * to_labels; then `from` is deleted.  -ESTALE if a condition fails,
+	 * -EEXIST if `to` exists where it should not.  ret_from gets the
+	 * deletion record of from. */
+	int (*rename)(struct store *s, const char *from, uint64_t from_incarnation,
+	              uint64_t from_revision, const char *to, uint64_t to_incarnation,
+	              scope_set to_scopes, const struct labels *to_labels,
+	              struct store_change *ret_from, struct secret_meta *ret_to);
 	/* Mandatory.  Deletes a secret and all its versions. */
-	int (*delete)(struct store *s, const char *id);
+	int (*delete)(struct store *s, const char *id, uint64_t incarnation,
+	              struct store_change *ret_change);
 	/* Mandatory.  Replaces the whole label map. */
-	int (*set_labels)(struct store *s, const char *id, const struct labels *labels);
+	int (*set_labels)(struct store *s, const char *id, uint64_t incarnation,
+	                  const struct labels *labels, struct secret_meta *ret_meta);
 	/* Mandatory.  Replaces the scope set (non-empty). */
-	int (*set_scopes)(struct store *s, const char *id, scope_set scopes);
+	int (*set_scopes)(struct store *s, const char *id, uint64_t incarnation,
+	                  scope_set scopes, struct secret_meta *ret_meta);
 
 	/* Optional (STORE_CAP_WATCH).  Starts announcing changes made by other
 	 * clients; fn is called from a thread of the store's. */
@@ -203,6 +252,7 @@ void labels_clear(struct labels *l);
 
 int secret_meta_copy(struct secret_meta *dst, const struct secret_meta *src);
 void secret_meta_clear(struct secret_meta *m);
+void store_change_clear(struct store_change *c);
 
 /* Values: locked memory, wiped on free.  Accept NULL. */
 struct secret_value *secret_value_new(size_t len);

@@ -3,17 +3,32 @@
  * The filesystem's shared state: the inode table that mirrors the store's
  * metadata, scratch files, open handles.
  *
- * Locking (see also docs/design.md):
- *  - fs->lock (rwlock) guards the inode table, the ID index and every field
- *    of every node, including scratch data.  Metadata operations (lookup,
- *    getattr, readdir, getxattr) take it for reading and never call the
- *    store, so a slow store cannot stall them.
- *  - fs->ns_lock (mutex) serialises operations that change the namespace
- *    in the store (create, unlink, link, rename, label changes, first
- *    commit of a new secret).  It is held across the store call; fs->lock
- *    is never held across a store call.
- *  - struct handle has its own mutex for its buffers.
- *  Order: ns_lock, then fs->lock, then a handle's lock.
+ * Identity: a secret node stands for one incarnation of a secret (store.h)
+ * and its inode number for nothing else, ever.  When the incarnation is
+ * deleted the node is dead: it leaves the ID index, answers ESTALE to
+ * anything addressed to its inode (so the kernel looks the name up again)
+ * and is freed once the kernel forgot it and no handle or operation holds
+ * it.  A re-created ID gets a new node and a new inode number.  A secret
+ * created through the mount is pending (incarnation 0) until its first
+ * value is stored; the stored incarnation then adopts the pending node.
+ *
+ * Changes: the table changes in one place, fs_apply(), from change
+ * records (store.h) in revision order; the daemon's own store calls
+ * return them, and other clients' changes will arrive the same way.
+ *
+ * Locking, in the order they are taken:
+ *  1. struct handle's mutex, for its buffers (ops_file.c);
+ *  2. change sets (fs_change_begin/end): a change to a secret or scratch
+ *     file holds its node, and a rename both ends, from its checks to the
+ *     store's answer being applied; one operation takes its whole set at
+ *     once, so sets cannot deadlock.  Store calls are made holding only
+ *     these: a slow store stalls only the operations on the same secret;
+ *  3. fs->lock (rwlock): the inode table, the ID index, every field of
+ *     every node (scratch data too).  Never held across a store call.
+ *     Metadata operations (lookup, getattr, readdir, getxattr) take only
+ *     this one, for reading, and never wait on the store;
+ *  4. leaves: fs->change_mutex (the sets' busy bits), fs->handles_lock,
+ *     the notifier's queue.
  */
 #ifndef SECRETSFS_FS_H
 #define SECRETSFS_FS_H
@@ -48,7 +63,7 @@ enum node_kind {
 	NODE_ROOT,
 	NODE_SCOPE,        /* a scope directory */
 	NODE_VERSIONS,     /* /.versions */
-	NODE_SECRET,       /* a secret (in the store, pending or deleted) */
+	NODE_SECRET,       /* one incarnation of a secret, or a pending one */
 	NODE_SCRATCH,      /* a file whose name is not a secret ID */
 	NODE_VERSION_DIR,  /* /.versions/ID */
 	NODE_VERSION_FILE, /* /.versions/ID/N */
@@ -58,18 +73,10 @@ enum node_kind {
 struct node;
 
 struct secret_node {
-	/* Copy of the store's metadata.  meta.version == 0: not in the store:
-	 * either pending (pending_scopes != 0: created, no value committed
-	 * yet) or deleted. */
+	/* Copy of the store's metadata.  meta.incarnation == 0: pending
+	 * (created here, no value stored yet), in pending_scopes. */
 	struct secret_meta meta;
 	scope_set pending_scopes;
-	unsigned pending_opens;     /* open handles of a pending secret */
-	/* Tombstone: what an unlink took away, so that a create of the same
-	 * name soon after (install, some editors) restores it. */
-	scope_set tomb_scopes;      /* scopes before the unlink */
-	scope_set tomb_unlinked;    /* scopes unlinked */
-	int64_t tomb_time_ns;
-	struct labels tomb_labels;
 	fuse_ino_t vdir_ino;        /* its /.versions/ID directory, 0 if none yet */
 	struct node *versions;      /* -o fast: its NODE_SECRET_VERSION inodes */
 };
@@ -81,39 +88,56 @@ struct scratch_node {
 	struct labels labels;       /* user.tag.* set on the scratch file */
 	int64_t mtime_ns;
 	bool unlinked;
-	unsigned open_count;
+	char *stored_as;            /* renamed onto this secret: writes through
+	                               descriptors still open fail */
+	int refused;                /* -EFBIG: a write was refused, so the bytes
+	                               are no whole value (until truncated) */
 };
 
 struct node {
 	fuse_ino_t ino;
 	enum node_kind kind;
-	uint64_t nlookup;           /* kernel's references; atomic increments
-	                               under fs->lock read, the rest under write */
+	/* Counts that keep a node: the kernel's references, open handles,
+	 * operations and version inodes that hold it.  Atomic increments
+	 * under fs->lock read, the rest under write (fs_node_release). */
+	uint64_t nlookup;
+	unsigned open_count;
+	unsigned pins;
+	bool dead;                  /* secret: its incarnation is gone */
+	bool busy;                  /* in a change set (fs->change_mutex) */
 	mode_t mode;                /* permission bits, this host's view */
 	uid_t uid;
 	gid_t gid;
 	int64_t ctime_ns;           /* last chmod/chown/link count change */
 	bool owner_set;             /* chown'ed: uid/gid override the scope's owner */
 	bool mode_set;              /* chmod'ed (both kept in hostattrs.c's file) */
-	/* After a rename onto a secret's name the kernel keeps the renamed
-	 * inode under that name until it looks the name up again: this node
-	 * then stands for the secret 'became' (see fs_node_resolve). */
-	fuse_ino_t became;
-	struct node *next;          /* sibling list: live scratch files, or a
-	                               version directory's files */
+	struct node *next;          /* sibling list: live scratch files, a
+	                               version directory's files, or a
+	                               secret's version inodes */
 	union {
 		struct secret_node secret;
 		struct scratch_node scratch;
-		/* NODE_VERSION_FILE and NODE_SECRET_VERSION; size and time
-		 * are known for versions that were current when looked up. */
+		/* NODE_VERSION_FILE and NODE_SECRET_VERSION: one version of
+		 * the secret node they pin. */
 		struct {
-			fuse_ino_t secret_ino;
+			struct node *secret;
 			uint64_t version;
 			uint32_t size;
 			int64_t mtime_ns;
 		} vfile;
-		struct { fuse_ino_t secret_ino; struct node *files; } vdir;
+		struct { struct node *secret; struct node *files; } vdir;
 	} u;
+};
+
+/* What an unlink took away, so that a create of the same name soon after
+ * (install, some editors) restores it. */
+struct tombstone {
+	struct tombstone *next;
+	char *id;
+	scope_set scopes;           /* scopes before the unlinks */
+	scope_set unlinked;         /* scopes unlinked */
+	struct labels labels;
+	int64_t time_ns;
 };
 
 struct fs_options {
@@ -140,7 +164,8 @@ struct fs {
 	struct fuse_session *se;
 
 	pthread_rwlock_t lock;
-	pthread_mutex_t ns_lock;
+	pthread_mutex_t change_mutex;  /* guards every node's busy bit */
+	pthread_cond_t change_done;    /* a busy bit was cleared */
 
 	/* The inode table: nodes[ino] (NULL where free).  fs->lock. */
 	struct node **nodes;
@@ -158,6 +183,8 @@ struct fs {
 
 	/* Linked (not unlinked) scratch files.  fs->lock. */
 	struct node *scratch_head;
+	/* Recent unlinks (TOMBSTONE_NS).  fs->lock. */
+	struct tombstone *tombs;
 
 	struct notifier *notifier;
 };
@@ -166,30 +193,51 @@ struct fs {
 int fs_nodes_init(struct fs *fs);
 void fs_nodes_free(struct fs *fs);
 struct node *fs_node(struct fs *fs, fuse_ino_t ino);     /* NULL if none */
-struct node *fs_node_resolve(struct fs *fs, fuse_ino_t ino); /* follows 'became' */
+/* The node an inode stands for: a -o fast version's secret, else itself. */
+struct node *fs_node_target(struct fs *fs, fuse_ino_t ino);
+/* Does n still stand for what its inode was given for?  A dead secret or
+ * an unlinked scratch file does not (ESTALE). */
+bool fs_node_live(const struct node *n);
 struct node *fs_node_new(struct fs *fs, enum node_kind kind);
-void fs_node_free(struct fs *fs, struct node *n);
+struct node *fs_scope_node_new(struct fs *fs, enum scope sc);
+/* Holding a node without fs->lock: pin under the lock (read is enough),
+ * release under the write lock; the last count frees a node nothing
+ * stands for any more. */
+void fs_node_pin(struct node *n);
+void fs_node_unpin(struct fs *fs, struct node *n);
+void fs_node_release(struct fs *fs, struct node *n);
+/* The live or pending secret node of an ID, NULL if none. */
 struct node *fs_secret_by_id(struct fs *fs, const char *id);
-struct node *fs_secret_add(struct fs *fs, const struct secret_meta *meta);  /* meta copied */
-struct node *fs_secret_get_or_add(struct fs *fs, const char *id);
+/* A new pending secret node for id (which has none); NULL: -ENOMEM. */
+struct node *fs_secret_pending(struct fs *fs, const char *id);
+/* The one way in for changes: applies a change record (store.h) and
+ * returns the node now standing for its ID (NULL after a deletion, or
+ * out of memory).  Records older than what the table holds are ignored. */
+struct node *fs_apply(struct fs *fs, const struct store_change *c);
+struct node *fs_apply_meta(struct fs *fs, const struct secret_meta *meta);
+/* A pending name that never got a value goes: the node dies. */
+void fs_secret_drop_pending(struct fs *fs, struct node *n);
 struct node *fs_scratch_find(struct fs *fs, enum scope sc, const char *name);
 void fs_scratch_link(struct fs *fs, struct node *n);
 void fs_scratch_unlink(struct fs *fs, struct node *n);
-struct node *fs_scope_node_new(struct fs *fs, enum scope sc);
 scope_set fs_secret_visible_scopes(const struct node *n);
 bool fs_node_in_scope(const struct node *n, enum scope sc);
-/* Replace the cached metadata of a secret by what the store returned. */
-int fs_secret_update_meta(struct fs *fs, struct node *n, const struct secret_meta *meta);
-void fs_secret_mark_deleted(struct node *n);
 /* The inode of one version of a secret, found in or added to list: the
  * files of /.versions/ID (NODE_VERSION_FILE), or a secret's own versions
  * under -o fast (NODE_SECRET_VERSION). */
 struct node *fs_version_node(struct fs *fs, struct node **list, enum node_kind kind,
-                             fuse_ino_t secret_ino, const struct secret_version *version);
-/* -o fast: the inode of a secret's current version; and dropping one the
- * kernel forgot (kept while it is the current one). */
+                             struct node *secret, const struct secret_version *version);
+/* -o fast: the inode of a secret's current version. */
 struct node *fs_secret_version_node(struct fs *fs, struct node *secret);
-void fs_secret_version_forget(struct fs *fs, struct node *v);
+/* Tombstones: record an unlink of scope sc; find a recent one. */
+void fs_tomb_add(struct fs *fs, const struct node *n, enum scope sc);
+struct tombstone *fs_tomb_find(struct fs *fs, const char *id, enum scope sc);
+void fs_tomb_drop(struct fs *fs, struct tombstone *t);
+
+/* Change sets (see the lock order above).  The nodes (NULLs skipped,
+ * duplicates allowed) are pinned by the caller; fs->lock is not held. */
+void fs_change_begin(struct fs *fs, struct node *const *nodes, size_t n);
+void fs_change_end(struct fs *fs, struct node *const *nodes, size_t n);
 
 /* names.c: the rule that separates secret names from scratch names. */
 /* Decodes a file name to a secret ID ("%2F" -> "/"); NULL if the name
@@ -210,6 +258,8 @@ void sd_notify_ready_when_mounted(struct fs *fs);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops secretsfs_ops;
+
+/* common.c */
 int64_t now_ns(void);
 
 #endif

@@ -124,7 +124,7 @@ static int check_mountpoint(const char *mnt)
 static int add_listed(void *userdata, const struct secret_meta *meta)
 {
 	struct fs *fs = userdata;
-	return fs_secret_add(fs, meta) ? 0 : -ENOMEM;
+	return fs_apply_meta(fs, meta) ? 0 : -ENOMEM;
 }
 
 /* Opens the store and mirrors its metadata.  Returns 0 or prints why not. */
@@ -331,7 +331,11 @@ static int serve_store(struct fs *fs, struct cmdline *c)
  * missing (a refused start). */
 static void stop(struct fs *fs)
 {
+	/* Before the session goes: destroying it may still release open
+	 * handles (op_destroy), whose commits must find no notifier rather
+	 * than a freed one. */
 	notifier_stop(fs->notifier);
+	fs->notifier = NULL;
 	if (fs->se) {
 		fuse_session_unmount(fs->se);
 		fuse_remove_signal_handlers(fs->se);
@@ -372,7 +376,8 @@ int main(int argc, char **argv)
 		fs.policy = c.policy;
 		fs.ops = &embedded_store_ops;
 		pthread_rwlock_init(&fs.lock, NULL);
-		pthread_mutex_init(&fs.ns_lock, NULL);
+		pthread_mutex_init(&fs.change_mutex, NULL);
+		pthread_cond_init(&fs.change_done, NULL);
 		pthread_mutex_init(&fs.handles_lock, NULL);
 		r = serve_store(&fs, &c);
 		stop(&fs);

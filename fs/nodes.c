@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The inode table: an array indexed by inode number (numbers are handed
- * out in order and a secret keeps its number for the life of the mount),
- * and an index from secret ID to node.  The caller holds fs->lock.
+ * out in order and never reused while mounted), an index from secret ID
+ * to the node of its live or pending incarnation, and fs_apply(), the one
+ * place where change records enter the table.  The caller holds fs->lock
+ * (write for changes) unless a function says otherwise.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -12,7 +14,7 @@
 
 static uint64_t hash_id(const char *s)
 {
-	uint64_t h = 1469598103934665603ULL;  /* FNV-1a */
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
 	for (; *s; s++)
 		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
 	return h;
@@ -30,11 +32,15 @@ int fs_nodes_init(struct fs *fs)
 	return 0;
 }
 
+static void node_destroy(struct fs *fs, struct node *n);
+
 void fs_nodes_free(struct fs *fs)
 {
-	for (size_t i = 0; i < fs->nodes_cap; i++)
+	for (size_t i = 0; fs->nodes && i < fs->nodes_cap; i++)
 		if (fs->nodes[i])
-			fs_node_free(fs, fs->nodes[i]);
+			node_destroy(fs, fs->nodes[i]);
+	while (fs->tombs)
+		fs_tomb_drop(fs, fs->tombs);
 	free(fs->nodes);
 	free(fs->by_id);
 	fs->nodes = NULL;
@@ -48,22 +54,21 @@ struct node *fs_node(struct fs *fs, fuse_ino_t ino)
 	return fs->nodes[ino];
 }
 
-struct node *fs_node_resolve(struct fs *fs, fuse_ino_t ino)
+struct node *fs_node_target(struct fs *fs, fuse_ino_t ino)
 {
 	struct node *n = fs_node(fs, ino);
-	/* -o fast: a version's inode stands for its secret. */
 	if (n && n->kind == NODE_SECRET_VERSION)
-		n = fs_node(fs, n->u.vfile.secret_ino);
-	/* Two quick renames can chain; a live node ends the chain. */
-	for (int hops = 0; n && n->became && hops < 8; hops++) {
-		bool live = n->kind == NODE_SCRATCH ? !n->u.scratch.unlinked
-		          : n->kind == NODE_SECRET ? fs_secret_visible_scopes(n) != 0
-		          : true;
-		if (live)
-			break;
-		n = fs_node(fs, n->became);
-	}
+		n = n->u.vfile.secret;
 	return n;
+}
+
+bool fs_node_live(const struct node *n)
+{
+	if (n->kind == NODE_SECRET)
+		return !n->dead;
+	if (n->kind == NODE_SCRATCH)
+		return !n->u.scratch.unlinked;
+	return true;
 }
 
 static int place(struct fs *fs, struct node *n, fuse_ino_t ino)
@@ -123,16 +128,15 @@ struct node *fs_scope_node_new(struct fs *fs, enum scope sc)
 	return node_new_at(fs, NODE_SCOPE, INO_SCOPE_FIRST + sc);
 }
 
-void fs_node_free(struct fs *fs, struct node *n)
+/* Frees n and what it owns, unconditionally. */
+static void node_destroy(struct fs *fs, struct node *n)
 {
-	if (!n)
-		return;
 	if (n->kind == NODE_SECRET) {
 		secret_meta_clear(&n->u.secret.meta);
-		labels_clear(&n->u.secret.tomb_labels);
 	} else if (n->kind == NODE_SCRATCH) {
 		fs_scratch_unlink(fs, n);
 		free(n->u.scratch.name);
+		free(n->u.scratch.stored_as);
 		lockedbuf_clear(&n->u.scratch.data);
 		labels_clear(&n->u.scratch.labels);
 	}
@@ -141,15 +145,68 @@ void fs_node_free(struct fs *fs, struct node *n)
 	free(n);
 }
 
-/* --- the ID index --- */
+void fs_node_pin(struct node *n)
+{
+	__atomic_add_fetch(&n->pins, 1, __ATOMIC_RELAXED);
+}
 
-static struct node **id_slot(struct fs *fs, const char *id)
+/* Is a -o fast version inode its secret's current version? */
+static bool version_current(const struct node *v)
+{
+	const struct node *s = v->u.vfile.secret;
+	return !s->dead && s->u.secret.meta.incarnation &&
+	       s->u.secret.meta.version == v->u.vfile.version;
+}
+
+void fs_node_release(struct fs *fs, struct node *n)
+{
+	if (n->nlookup || n->open_count || n->pins)
+		return;
+	switch (n->kind) {
+	case NODE_SECRET:
+		if (n->dead)
+			node_destroy(fs, n);
+		break;
+	case NODE_SCRATCH:
+		if (n->u.scratch.unlinked)
+			node_destroy(fs, n);
+		break;
+	case NODE_SECRET_VERSION: {
+		/* The current version is looked up again soon: kept. */
+		struct node *s = n->u.vfile.secret;
+		if (version_current(n))
+			break;
+		for (struct node **pp = &s->u.secret.versions; *pp; pp = &(*pp)->next) {
+			if (*pp == n) {
+				*pp = n->next;
+				break;
+			}
+		}
+		node_destroy(fs, n);
+		fs_node_unpin(fs, s);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+void fs_node_unpin(struct fs *fs, struct node *n)
+{
+	if (n->pins)
+		n->pins--;
+	fs_node_release(fs, n);
+}
+
+/* --- the ID index: live and pending secrets only --- */
+
+static size_t id_slot(struct fs *fs, const char *id)
 {
 	size_t mask = fs->by_id_cap - 1;
 	for (size_t i = hash_id(id) & mask;; i = (i + 1) & mask) {
 		struct node *n = fs->by_id[i];
 		if (!n || strcmp(n->u.secret.meta.id, id) == 0)
-			return &fs->by_id[i];
+			return i;
 	}
 }
 
@@ -164,48 +221,67 @@ static int id_index_grow(struct fs *fs)
 	fs->by_id_cap = old_cap * 2;
 	for (size_t i = 0; i < old_cap; i++)
 		if (old[i])
-			*id_slot(fs, old[i]->u.secret.meta.id) = old[i];
+			fs->by_id[id_slot(fs, old[i]->u.secret.meta.id)] = old[i];
 	free(old);
 	return 0;
 }
 
 struct node *fs_secret_by_id(struct fs *fs, const char *id)
 {
-	return *id_slot(fs, id);
+	return fs->by_id[id_slot(fs, id)];
 }
 
-/* Secret nodes are never removed from the index: an ID keeps its inode
- * number for the life of the mount, even across delete and re-create. */
-struct node *fs_secret_get_or_add(struct fs *fs, const char *id)
+static int id_index_add(struct fs *fs, struct node *n)
 {
-	struct node *n = fs_secret_by_id(fs, id);
-	if (n)
-		return n;
 	if ((fs->by_id_count + 1) * 2 > fs->by_id_cap && id_index_grow(fs) < 0)
-		return NULL;
-	n = fs_node_new(fs, NODE_SECRET);
+		return -ENOMEM;
+	fs->by_id[id_slot(fs, n->u.secret.meta.id)] = n;
+	fs->by_id_count++;
+	return 0;
+}
+
+/* Removal from a linear-probing table: the entries after the hole that
+ * belong before it move back (no tombstone entries). */
+static void id_index_remove(struct fs *fs, struct node *n)
+{
+	size_t mask = fs->by_id_cap - 1;
+	size_t i = id_slot(fs, n->u.secret.meta.id);
+	if (fs->by_id[i] != n)
+		return;
+	fs->by_id[i] = NULL;
+	fs->by_id_count--;
+	for (size_t j = (i + 1) & mask; fs->by_id[j]; j = (j + 1) & mask) {
+		size_t home = hash_id(fs->by_id[j]->u.secret.meta.id) & mask;
+		/* Does j's home lie cyclically in (i, j]?  Then it stays. */
+		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+		if (!stays) {
+			fs->by_id[i] = fs->by_id[j];
+			fs->by_id[j] = NULL;
+			i = j;
+		}
+	}
+}
+
+static struct node *secret_node_new(struct fs *fs, const char *id)
+{
+	struct node *n = fs_node_new(fs, NODE_SECRET);
 	if (!n)
 		return NULL;
 	n->u.secret.meta.id = strdup(id);
-	if (!n->u.secret.meta.id) {
-		fs_node_free(fs, n);
+	if (!n->u.secret.meta.id || id_index_add(fs, n) < 0) {
+		node_destroy(fs, n);
 		return NULL;
 	}
-	*id_slot(fs, id) = n;
-	fs->by_id_count++;
 	return n;
 }
 
-struct node *fs_secret_add(struct fs *fs, const struct secret_meta *meta)
+struct node *fs_secret_pending(struct fs *fs, const char *id)
 {
-	struct node *n = fs_secret_get_or_add(fs, meta->id);
-	if (!n || fs_secret_update_meta(fs, n, meta) < 0)
-		return NULL;
-	return n;
+	return secret_node_new(fs, id);
 }
 
-/* -o fast: each version is an inode of its own, so a new version must
- * make the kernel look the names up again. */
+/* -o fast: each version is an inode of its own, so a new version, or the
+ * end of an incarnation, must make the kernel look the names up again. */
 static void forget_names(struct fs *fs, const struct node *n, scope_set scopes)
 {
 	char *name = id_to_name(n->u.secret.meta.id);
@@ -215,24 +291,83 @@ static void forget_names(struct fs *fs, const struct node *n, scope_set scopes)
 	free(name);
 }
 
-int fs_secret_update_meta(struct fs *fs, struct node *n, const struct secret_meta *meta)
+/* An incarnation ends: its node leaves the index and answers ESTALE. */
+static void node_kill(struct fs *fs, struct node *n)
+{
+	scope_set scopes = fs_secret_visible_scopes(n);
+	id_index_remove(fs, n);
+	n->dead = true;
+	n->ctime_ns = now_ns();
+	if (fs->opt.fast && scopes)
+		forget_names(fs, n, scopes);
+	fs_node_release(fs, n);
+}
+
+void fs_secret_drop_pending(struct fs *fs, struct node *n)
+{
+	if (!n->dead && !n->u.secret.meta.incarnation)
+		node_kill(fs, n);
+}
+
+static int set_meta(struct fs *fs, struct node *n, const struct secret_meta *meta)
 {
 	struct secret_meta copy;
 	int r = secret_meta_copy(&copy, meta);
 	if (r < 0)
 		return r;
-	uint64_t old_version = n->u.secret.meta.version;
-	scope_set old_scopes = n->u.secret.meta.scopes;
+	const struct secret_meta *old = &n->u.secret.meta;
+	bool new_value = old->incarnation && old->version != copy.version;
+	if (fs->opt.fast && new_value)
+		forget_names(fs, n, old->scopes | copy.scopes);
+	else if (new_value)
+		notifier_inval_inode(fs->notifier, n->ino); /* size and mtime */
+	if (old->incarnation && old->scopes != copy.scopes)
+		n->ctime_ns = now_ns();
 	secret_meta_clear(&n->u.secret.meta);
 	n->u.secret.meta = copy;
 	n->u.secret.pending_scopes = 0;
-	if (fs->opt.fast && old_version && old_version != copy.version)
-		forget_names(fs, n, old_scopes | copy.scopes);
 	return 0;
 }
 
+struct node *fs_apply(struct fs *fs, const struct store_change *c)
+{
+	const struct secret_meta *m = &c->meta;
+	struct node *n = fs_secret_by_id(fs, m->id);
+	uint64_t have = n ? n->u.secret.meta.incarnation : 0;
+
+	if (c->kind == STORE_DELETED) {
+		if (n && have == m->incarnation)
+			node_kill(fs, n);
+		return n && have != m->incarnation ? n : NULL;
+	}
+	if (n && have > m->incarnation)
+		return n;  /* about an incarnation that is gone */
+	if (n && have == m->incarnation) {
+		if (m->revision > n->u.secret.meta.revision && set_meta(fs, n, m) < 0)
+			return NULL;
+		return n;
+	}
+	if (n && have) {
+		/* A newer incarnation: the one we had was deleted. */
+		node_kill(fs, n);
+		n = NULL;
+	}
+	/* A pending node (created here) becomes the incarnation. */
+	if (!n && !(n = secret_node_new(fs, m->id)))
+		return NULL;
+	return set_meta(fs, n, m) < 0 ? NULL : n;
+}
+
+struct node *fs_apply_meta(struct fs *fs, const struct secret_meta *meta)
+{
+	struct store_change c = { .kind = STORE_CHANGED, .meta = *meta };
+	return fs_apply(fs, &c);
+}
+
+/* --- versions --- */
+
 struct node *fs_version_node(struct fs *fs, struct node **list, enum node_kind kind,
-                             fuse_ino_t secret_ino, const struct secret_version *version)
+                             struct node *secret, const struct secret_version *version)
 {
 	for (struct node *v = *list; v; v = v->next)
 		if (v->u.vfile.version == version->version)
@@ -240,12 +375,13 @@ struct node *fs_version_node(struct fs *fs, struct node **list, enum node_kind k
 	struct node *v = fs_node_new(fs, kind);
 	if (!v)
 		return NULL;
-	v->u.vfile.secret_ino = secret_ino;
+	v->u.vfile.secret = secret;
 	v->u.vfile.version = version->version;
 	v->u.vfile.size = version->size;
 	v->u.vfile.mtime_ns = version->mtime_ns;
 	v->next = *list;
 	*list = v;
+	fs_node_pin(secret);
 	return v;
 }
 
@@ -253,37 +389,16 @@ struct node *fs_secret_version_node(struct fs *fs, struct node *secret)
 {
 	const struct secret_meta *m = &secret->u.secret.meta;
 	struct secret_version current = { m->version, m->size, m->mtime_ns };
-	return fs_version_node(fs, &secret->u.secret.versions, NODE_SECRET_VERSION, secret->ino,
+	return fs_version_node(fs, &secret->u.secret.versions, NODE_SECRET_VERSION, secret,
 	                       &current);
-}
-
-void fs_secret_version_forget(struct fs *fs, struct node *v)
-{
-	struct node *s = fs_node(fs, v->u.vfile.secret_ino);
-	if (s && v->u.vfile.version == s->u.secret.meta.version)
-		return;  /* the current version: looked up again soon */
-	for (struct node **pp = s ? &s->u.secret.versions : NULL; pp && *pp; pp = &(*pp)->next) {
-		if (*pp == v) {
-			*pp = v->next;
-			break;
-		}
-	}
-	fs_node_free(fs, v);
-}
-
-void fs_secret_mark_deleted(struct node *n)
-{
-	struct secret_meta *m = &n->u.secret.meta;
-	m->version = 0;
-	m->scopes = 0;
-	m->size = 0;
-	labels_clear(&m->labels);
 }
 
 scope_set fs_secret_visible_scopes(const struct node *n)
 {
 	const struct secret_node *s = &n->u.secret;
-	return s->meta.version ? s->meta.scopes : s->pending_scopes;
+	if (n->dead)
+		return 0;
+	return s->meta.incarnation ? s->meta.scopes : s->pending_scopes;
 }
 
 bool fs_node_in_scope(const struct node *n, enum scope sc)
@@ -295,7 +410,8 @@ bool fs_node_in_scope(const struct node *n, enum scope sc)
 	return false;
 }
 
-/* Scratch files are few (editor and tool temporaries): a list is enough. */
+/* --- scratch files: few (editor and tool temporaries), a list is enough --- */
+
 struct node *fs_scratch_find(struct fs *fs, enum scope sc, const char *name)
 {
 	for (struct node *n = fs->scratch_head; n; n = n->next)
@@ -323,4 +439,93 @@ void fs_scratch_unlink(struct fs *fs, struct node *n)
 	}
 	n->next = NULL;
 	n->u.scratch.unlinked = true;
+}
+
+/* --- tombstones --- */
+
+void fs_tomb_drop(struct fs *fs, struct tombstone *t)
+{
+	for (struct tombstone **pp = &fs->tombs; *pp; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	}
+	free(t->id);
+	labels_clear(&t->labels);
+	free(t);
+}
+
+static void tombs_expire(struct fs *fs, int64_t now)
+{
+	struct tombstone *t = fs->tombs, *next;
+	for (; t; t = next) {
+		next = t->next;
+		if (now - t->time_ns >= TOMBSTONE_NS)
+			fs_tomb_drop(fs, t);
+	}
+}
+
+struct tombstone *fs_tomb_find(struct fs *fs, const char *id, enum scope sc)
+{
+	tombs_expire(fs, now_ns());
+	for (struct tombstone *t = fs->tombs; t; t = t->next)
+		if (strcmp(t->id, id) == 0 && (t->unlinked & (1u << sc)))
+			return t;
+	return NULL;
+}
+
+void fs_tomb_add(struct fs *fs, const struct node *n, enum scope sc)
+{
+	const struct secret_meta *m = &n->u.secret.meta;
+	int64_t now = now_ns();
+	tombs_expire(fs, now);
+	struct tombstone *t = fs->tombs;
+	while (t && strcmp(t->id, m->id) != 0)
+		t = t->next;
+	if (!t) {
+		t = calloc(1, sizeof(*t));
+		if (!t || !(t->id = strdup(m->id))) {
+			free(t);
+			return; /* only a convenience is lost */
+		}
+		t->next = fs->tombs;
+		fs->tombs = t;
+	}
+	t->unlinked |= 1u << sc;
+	t->scopes |= m->scopes;
+	t->time_ns = now;
+	labels_clear(&t->labels);
+	labels_copy(&t->labels, &m->labels);
+}
+
+/* --- change sets --- */
+
+static bool any_busy(struct node *const *nodes, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (nodes[i] && nodes[i]->busy)
+			return true;
+	return false;
+}
+
+void fs_change_begin(struct fs *fs, struct node *const *nodes, size_t n)
+{
+	pthread_mutex_lock(&fs->change_mutex);
+	while (any_busy(nodes, n))
+		pthread_cond_wait(&fs->change_done, &fs->change_mutex);
+	for (size_t i = 0; i < n; i++)
+		if (nodes[i])
+			nodes[i]->busy = true;
+	pthread_mutex_unlock(&fs->change_mutex);
+}
+
+void fs_change_end(struct fs *fs, struct node *const *nodes, size_t n)
+{
+	pthread_mutex_lock(&fs->change_mutex);
+	for (size_t i = 0; i < n; i++)
+		if (nodes[i])
+			nodes[i]->busy = false;
+	pthread_cond_broadcast(&fs->change_done);
+	pthread_mutex_unlock(&fs->change_mutex);
 }

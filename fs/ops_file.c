@@ -17,39 +17,44 @@
 
 #include <sodium.h>
 
-#include "ops_i.h"
+#include "ops.h"
 #include "hostattrs.h"
 
 struct handle {
 	pthread_mutex_t lock;       /* guards everything below */
-	fuse_ino_t ino;             /* the node opened */
+	struct node *node;          /* the node opened; its open_count holds it */
 	enum node_kind kind;        /* NODE_SECRET, NODE_SCRATCH, NODE_VERSION_FILE */
 	char *id;                   /* the secret's ID (not for scratch files) */
 	struct secret_value *snap;  /* read-only opens: what they read */
 	struct lockedbuf buf;       /* writable opens of a secret */
-	uint64_t base_version;      /* the version buf started from */
+	uint64_t base_revision;     /* the value revision buf started from */
 	bool writable, append;
 	bool dirty;                 /* buf holds bytes not committed */
 	bool replaced;              /* buf was emptied first: a whole new value */
-	bool pending;               /* opened before the secret had a value */
+	/* A write was refused or a commit failed (-errno): the bytes are not
+	 * what the writer meant, so nothing of this open is ever committed,
+	 * and every later write, flush and fsync says so again. */
+	int failed;
 	struct caller who;          /* who opened it (for the audit of commits) */
 	struct handle *prev, *next; /* fs->handles, under fs->handles_lock */
 };
 
-static struct handle *handle_new(struct fs *fs, fuse_ino_t ino, enum node_kind kind,
-                                 const char *id, const struct caller *who)
+/* A handle on node n; fs->lock held (read is enough). */
+static struct handle *handle_new(struct fs *fs, struct node *n, const char *id,
+                                 const struct caller *who)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
 	pthread_mutex_init(&h->lock, NULL);
-	h->ino = ino;
-	h->kind = kind;
+	h->node = n;
+	h->kind = n->kind;
 	if ((id && !(h->id = strdup(id))) || caller_copy(&h->who, who) < 0) {
 		free(h->id);
 		free(h);
 		return NULL;
 	}
+	__atomic_add_fetch(&n->open_count, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&fs->handles_lock);
 	h->next = fs->handles;
 	if (h->next)
@@ -59,10 +64,11 @@ static struct handle *handle_new(struct fs *fs, fuse_ino_t ino, enum node_kind k
 	return h;
 }
 
+/* Frees h and lets its node go; a pending secret that nobody holds open
+ * and that never got a value goes with its last handle (touch NEW, a cp
+ * refused with EFBIG).  fs->lock not held. */
 static void handle_free(struct fs *fs, struct handle *h)
 {
-	if (!h)
-		return;
 	pthread_mutex_lock(&fs->handles_lock);
 	if (h->prev)
 		h->prev->next = h->next;
@@ -71,6 +77,23 @@ static void handle_free(struct fs *fs, struct handle *h)
 	if (h->next)
 		h->next->prev = h->prev;
 	pthread_mutex_unlock(&fs->handles_lock);
+
+	struct node *n = h->node;
+	bool dropped = false;
+	wrlock(fs);
+	n->open_count--;
+	if (n->kind == NODE_SECRET && !n->open_count && !n->pins && !n->dead &&
+	    !n->u.secret.meta.incarnation) {
+		/* Its entries had no timeout (entry_timeout_of): the kernel
+		 * looks again and finds nothing. */
+		dropped = n->u.secret.pending_scopes != 0;
+		fs_secret_drop_pending(fs, n);
+	}
+	fs_node_release(fs, n);
+	unlock(fs);
+	if (dropped)
+		log_warn("%s: closed without a value, so it was not created (a value is 1 to %d "
+		         "bytes)", h->id, SECRET_VALUE_MAX);
 	secret_value_free(h->snap);
 	lockedbuf_clear(&h->buf);
 	free(h->id);
@@ -79,39 +102,23 @@ static void handle_free(struct fs *fs, struct handle *h)
 	free(h);
 }
 
-/* --- commit --- */
-
-/* The first value of a secret created through the mount: creates it in
- * the store with the scopes and labels its node has gathered. */
-static int create_pending(struct fs *fs, const char *id, const struct lockedbuf *b,
-                          struct secret_meta *ret_meta)
+static bool write_only(const struct fs *fs)
 {
-	struct labels labels = { 0 };
-	pthread_mutex_lock(&fs->ns_lock);
-	rdlock(fs);
-	struct node *n = fs_secret_by_id(fs, id);
-	scope_set scopes = n ? n->u.secret.pending_scopes : 0;
-	bool in_store = n && n->u.secret.meta.version;
-	int r = n ? labels_copy(&labels, &n->u.secret.meta.labels) : 0;
-	unlock(fs);
-	if (r == 0) {
-		if (in_store)  /* created by another writer meanwhile */
-			r = fs->ops->put_value(fs->store, id, 0, b->p, b->len, ret_meta);
-		else if (!scopes)
-			r = -ENOENT;  /* unlinked before its first value */
-		else
-			r = fs->ops->create(fs->store, id, scopes, &labels, b->p, b->len, ret_meta);
-	}
-	pthread_mutex_unlock(&fs->ns_lock);
-	labels_clear(&labels);
-	return r;
+	return fs->ops->caps & STORE_CAP_WRITE_ONLY_VALUES;
 }
 
-/* Makes the handle's buffer the secret's new version; h->lock held.
- * Errors are for close(2)/fsync(2): the old value stays. */
+/* --- commit --- */
+
+/* Makes the handle's buffer a new version of the incarnation it opened
+ * (or the first version of a pending secret); h->lock held.  Errors are
+ * for close(2)/fsync(2): the old value stays, and the handle is failed. */
 static int commit(struct fs *fs, struct handle *h)
 {
-	if (h->kind != NODE_SECRET || !h->writable || !h->dirty)
+	if (h->kind != NODE_SECRET || !h->writable)
+		return 0;
+	if (h->failed)
+		return h->failed;
+	if (!h->dirty)
 		return 0;
 	if (h->buf.len == 0) {
 		/* A writer may still come ("echo x >" flushes before it
@@ -119,46 +126,64 @@ static int commit(struct fs *fs, struct handle *h)
 		log_debug("%s: empty, nothing committed yet", h->id);
 		return 0;
 	}
-	rdlock(fs);
-	struct node *n = fs_secret_by_id(fs, h->id);
-	bool in_store = n && n->u.secret.meta.version;
-	unlock(fs);
-
+	struct node *n = h->node;
+	struct labels labels = { 0 };
 	struct secret_meta meta = { 0 };
-	int r;
-	if (in_store)
-		r = fs->ops->put_value(fs->store, h->id, h->replaced ? 0 : h->base_version,
-		                       h->buf.p, h->buf.len, &meta);
-	else
-		r = create_pending(fs, h->id, &h->buf, &meta);
-	if (r == -ESTALE) {
+	fs_change_begin(fs, &n, 1);
+	rdlock(fs);
+	bool dead = n->dead;
+	uint64_t incarnation = n->u.secret.meta.incarnation;
+	scope_set scopes = n->u.secret.pending_scopes;
+	int r = !dead && !incarnation ? labels_copy(&labels, &n->u.secret.meta.labels) : 0;
+	unlock(fs);
+	if (r == 0 && dead)
+		r = -ESTALE;
+	else if (r == 0 && incarnation)
+		r = fs->ops->put_value(fs->store, h->id, incarnation,
+		                       h->replaced ? 0 : h->base_revision, h->buf.p, h->buf.len,
+		                       &meta);
+	else if (r == 0)
+		r = fs->ops->create(fs->store, h->id, scopes, &labels, h->buf.p, h->buf.len, &meta);
+	if (r == 0) {
+		wrlock(fs);
+		fs_apply_meta(fs, &meta);
+		unlock(fs);
+	}
+	fs_change_end(fs, &n, 1);
+	labels_clear(&labels);
+
+	if (r == -ESTALE && (dead || h->replaced)) {
+		log_error("%s: write not stored: the secret was deleted (or deleted and created "
+		          "again) since this file was opened", h->id);
+		r = -EIO;
+	} else if (r == -ESTALE) {
 		log_error("%s: write not stored: the secret changed since this file was opened "
-		          "(at version %" PRIu64 "); open it again and repeat the edit",
-		          h->id, h->base_version);
+		          "(at version %" PRIu64 "); open it again and repeat the edit", h->id,
+		          n->u.secret.meta.version);
+		r = -EIO;
+	} else if (r == -ENOENT) {
+		log_error("%s: write not stored: the secret was deleted since this file was "
+		          "opened", h->id);
+		r = -EIO;
+	} else if (r == -EEXIST) {
+		log_error("%s: not created: another writer created it meanwhile; open it again",
+		          h->id);
 		r = -EIO;
 	} else if (r < 0) {
 		log_error("%s: the store refused the new value (%s); the current value stays",
 		          h->id, strerrordesc_np(-r));
 		r = user_errno(r);
 	}
-	audit_event(&h->who, in_store ? "write" : "create", h->id, r < 0 ? 0 : meta.version,
+	audit_event(&h->who, incarnation ? "write" : "create", h->id, r < 0 ? 0 : meta.version,
 	            r, NULL);
-	if (r < 0)
+	if (r < 0) {
+		h->failed = r;
 		return r;
-	wrlock(fs);
-	n = fs_secret_by_id(fs, h->id);
-	if (n && meta.version >= n->u.secret.meta.version) {
-		fs_secret_update_meta(fs, n, &meta);
-		n->became = 0;
 	}
-	fuse_ino_t ino = n ? n->ino : 0;
-	unlock(fs);
-	if (ino)
-		notifier_inval_inode(fs->notifier, ino);  /* new size and mtime */
 	log_info("%s: version %" PRIu64 " committed (%zu bytes)", h->id, meta.version, h->buf.len);
 	h->dirty = false;
 	h->replaced = false;
-	h->base_version = meta.version;
+	h->base_revision = meta.value_revision;
 	secret_meta_clear(&meta);
 	return 0;
 }
@@ -167,12 +192,45 @@ static int commit(struct fs *fs, struct handle *h)
 
 static void release_handle(struct fs *fs, struct handle *h);
 
-/* Opens the node ino (already resolved) as flags asks. */
+/* The scopes whose rules decide over n: a secret's, a scratch file's
+ * directory, a version's secret's.  fs->lock held. */
+static scope_set rule_scopes(const struct node *n)
+{
+	if (n->kind == NODE_SCRATCH)
+		return 1u << n->u.scratch.scope;
+	if (n->kind == NODE_VERSION_FILE)
+		n = n->u.vfile.secret;
+	return fs_secret_visible_scopes(n);
+}
+
+/* The policy decides over an open: reading needs one admitting scope,
+ * writing every one.  Refusals are logged and audited.  fs->lock held. */
+static int admit_open(struct fs *fs, const struct node *n, bool writable, const struct caller *who)
+{
+	scope_set scopes = rule_scopes(n);
+	const char *op = writable ? "open-write" : "read";
+	int r = writable ? policy_check_all(&fs->policy, scopes, who)
+	                 : policy_check(&fs->policy, scopes, who);
+	if (r < 0) {
+		char where[128], name[300];
+		const char *what = audit_name(n, name, sizeof(name));
+		log_warn("%s: %s refused to uid %u pid %d (%s, unit %s): the policy of %s "
+		         "does not admit it", what, op, (unsigned)who->uid, (int)who->pid, who->exe,
+		         who->unit, scope_names(scopes, where, sizeof(where)));
+		audit_event(who, op, what, n->kind == NODE_SCRATCH ? 0
+		            : n->kind == NODE_SECRET ? n->u.secret.meta.version : n->u.vfile.version,
+		            r, NULL);
+	}
+	return r;
+}
+
+/* Opens the node ino as flags asks. */
 static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct caller *who,
                      struct handle **ret)
 {
 	bool writable = (flags & O_ACCMODE) != O_RDONLY;
 	bool trunc = writable && (flags & O_TRUNC);
+	char name[300];
 
 	/* Opens run in parallel (read lock, atomic counts); only truncating
 	 * a scratch file's bytes needs the write lock. */
@@ -181,94 +239,88 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	else
 		rdlock(fs);
 	struct node *n = fs_node(fs, ino);
-	if (!n) {
-		unlock(fs);
-		return -ENOENT;
-	}
-	enum node_kind kind = n->kind;
-	if (kind != NODE_SECRET && kind != NODE_SCRATCH && kind != NODE_VERSION_FILE) {
-		unlock(fs);
-		return -EISDIR;
-	}
-	if (writable && fs->opt.read_only) {
-		unlock(fs);
+	int r = 0;
+	if (!n)
+		r = -ENOENT;
+	else if (n->kind != NODE_SECRET && n->kind != NODE_SCRATCH && n->kind != NODE_VERSION_FILE)
+		r = -EISDIR;
+	else if (!fs_node_live(n) || (n->kind == NODE_VERSION_FILE && n->u.vfile.secret->dead))
+		r = -ESTALE;  /* the kernel looks the name up again */
+	else if (writable && fs->opt.read_only)
+		r = -EROFS;
+	else if (writable && n->kind == NODE_VERSION_FILE)
+		r = -EACCES;
+	else
+		r = admit_open(fs, n, writable, who);
+	if (r == -EROFS)
 		log_warn("write refused: the mount is read-only");
-		return -EROFS;
-	}
-	if (kind == NODE_SCRATCH) {
-		struct handle *h = handle_new(fs, ino, kind, NULL, who);
-		if (!h) {
-			unlock(fs);
-			return -ENOMEM;
-		}
-		h->writable = writable;
-		h->append = flags & O_APPEND;
-		if (trunc) {
-			lockedbuf_resize(&n->u.scratch.data, 0);
-			n->u.scratch.mtime_ns = now_ns();
-		}
-		__atomic_add_fetch(&n->u.scratch.open_count, 1, __ATOMIC_RELAXED);
-		unlock(fs);
-		*ret = h;
-		return 0;
-	}
-	if (kind == NODE_VERSION_FILE && writable) {
-		unlock(fs);
-		return -EACCES;
-	}
-	if (writable && fs->opt.fast) {
-		unlock(fs);
-		log_warn("write to %s refused: with -o fast values change only by rename "
-		         "(write a scratch file such as .NAME.new, then mv it onto NAME)",
-		         n->u.secret.meta.id);
-		return -EPERM;
-	}
-	const struct node *s = kind == NODE_SECRET ? n : fs_node(fs, n->u.vfile.secret_ino);
-	uint64_t version = kind == NODE_SECRET ? s->u.secret.meta.version : n->u.vfile.version;
-	bool pending = kind == NODE_SECRET && !version && s->u.secret.pending_scopes;
-	const char *op = writable ? "open-write" : "read";
-	int r = writable ? policy_check_all(&fs->policy, fs_secret_visible_scopes(s), who)
-	                 : policy_check(&fs->policy, fs_secret_visible_scopes(s), who);
 	if (r < 0) {
-		char where[128];
-		log_warn("%s: %s refused to uid %u pid %d (%s, unit %s): the policy of %s "
-		         "does not admit it", s->u.secret.meta.id, op, (unsigned)who->uid,
-		         (int)who->pid, who->exe, who->unit,
-		         scope_names(fs_secret_visible_scopes(s), where, sizeof(where)));
-		audit_event(who, op, s->u.secret.meta.id, version, r, NULL);
 		unlock(fs);
 		return r;
 	}
-	struct handle *h = handle_new(fs, ino, kind, s->u.secret.meta.id, who);
-	if (h && pending) {
-		h->pending = true;
-		__atomic_add_fetch(&n->u.secret.pending_opens, 1, __ATOMIC_RELAXED);
+	if (n->kind == NODE_SCRATCH) {
+		/* As secret as the scope it sits in: admitted and audited
+		 * like the secret it may become. */
+		struct handle *h = handle_new(fs, n, NULL, who);
+		if (h && trunc) {
+			lockedbuf_resize(&n->u.scratch.data, 0);
+			n->u.scratch.refused = 0;
+			n->u.scratch.mtime_ns = now_ns();
+		}
+		if (h && !writable)
+			audit_event(who, "read", audit_name(n, name, sizeof(name)), 0, 0, NULL);
+		unlock(fs);
+		if (!h)
+			return -ENOMEM;
+		h->writable = writable;
+		h->append = flags & O_APPEND;
+		*ret = h;
+		return 0;
 	}
+	const struct node *s = n->kind == NODE_SECRET ? n : n->u.vfile.secret;
+	const char *id = s->u.secret.meta.id;
+	if (writable && fs->opt.fast)
+		r = -EPERM;
+	else if (write_only(fs) && (!writable || !trunc))
+		r = -EACCES;
+	if (r == -EPERM)
+		log_warn("write to %s refused: with -o fast values change only by rename "
+		         "(write a scratch file such as .NAME.new, then mv it onto NAME)", id);
+	else if (r == -EACCES)
+		log_warn("%s: %s refused: the %s store's values are write-only; write the whole "
+		         "value (printf v > FILE, or mv a scratch file onto it)", id,
+		         writable ? "a write that keeps the old value" : "reading", fs->ops->name);
+	if (r < 0) {
+		unlock(fs);
+		return r;
+	}
+	uint64_t incarnation = s->u.secret.meta.incarnation;
+	uint64_t version = n->kind == NODE_SECRET ? 0 : n->u.vfile.version;
+	bool pending = !incarnation;
+	struct handle *h = handle_new(fs, n, id, who);
 	unlock(fs);
 	if (!h)
 		return -ENOMEM;
-	if (!version && !pending) {
-		handle_free(fs, h);
-		return -ENOENT;
-	}
 	h->writable = writable;
 	h->append = flags & O_APPEND;
-	h->base_version = version;
 
 	if (pending || trunc) {
 		/* Nothing to read: the writer starts from an empty value. */
 		if (writable)
-			h->dirty = h->replaced = trunc;
-		else
+			h->replaced = true;
+		h->dirty = writable && trunc;
+		if (!writable)
 			h->snap = secret_value_new(0);
 	} else {
 		struct secret_value *v = NULL;
-		r = fs->ops->get_value(fs->store, h->id, kind == NODE_SECRET ? 0 : version, &v);
-		if (r < 0) {
+		r = fs->ops->get_value(fs->store, h->id, incarnation, version, &v);
+		if (r == -ENOENT && n->kind == NODE_SECRET) {
+			r = -ESTALE;  /* deleted meanwhile: the kernel looks again */
+		} else if (r < 0) {
 			log_error("%s: the value could not be read (%s)", h->id, strerrordesc_np(-r));
 			r = user_errno(r);
 		} else if (writable) {
-			h->base_version = v->version;
+			h->base_revision = v->revision;
 			r = lockedbuf_assign(&h->buf, v->data, v->len);
 			secret_value_free(v);
 		} else {
@@ -278,7 +330,8 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	if (r == 0 && !writable && !h->snap)
 		r = -ENOMEM;
 	if (!writable || r < 0)
-		audit_event(who, op, h->id, h->snap ? h->snap->version : version, r, NULL);
+		audit_event(who, writable ? "open-write" : "read", h->id,
+		            h->snap ? h->snap->version : 0, r, NULL);
 	if (r < 0) {
 		release_handle(fs, h);
 		return r;
@@ -311,14 +364,10 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	rdlock(fs);
-	struct node *n = fs_node_resolve(fs, ino);
-	fuse_ino_t target = n ? n->ino : 0;
-	unlock(fs);
 	struct handle *h = NULL;
 	struct caller who;
 	caller_of_req(req, &who);
-	int r = target ? open_node(fs, target, fi->flags, &who, &h) : -ENOENT;
+	int r = open_node(fs, ino, fi->flags, &who, &h);
 	caller_clear(&who);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -327,103 +376,185 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	reply_open(req, fs, h, fi, NULL);
 }
 
-/* Create: a scratch file, or a secret that is stored at its first commit.
- * fs->ns_lock and fs->lock (write) held; returns the node to open. */
-static int create_node(struct fs *fs, enum scope sc, const char *name, mode_t mode,
-                       int flags, const struct caller *who, struct node **ret)
+/* A new scratch file; fs->lock (write) held. */
+static int create_scratch(struct fs *fs, enum scope sc, const char *name, mode_t mode,
+                          int flags, const struct caller *who, struct node **ret)
 {
-	int r = policy_check(&fs->policy, 1u << sc, who);
-	if (r < 0) {
-		log_warn("%s/%s: create refused to uid %u pid %d (%s, unit %s): the policy of %s "
-		         "does not admit it", scope_dir_name(sc), name, (unsigned)who->uid,
-		         (int)who->pid, who->exe, who->unit, scope_dir_name(sc));
-		return r;
-	}
-	char *id = name_secret_id(fs, name);
-	if (!id) {
-		struct node *n = fs_scratch_find(fs, sc, name);
-		if (n) {
-			if (flags & O_EXCL)
-				return -EEXIST;
-			*ret = n;
-			return 0;
-		}
-		n = fs_node_new(fs, NODE_SCRATCH);
-		if (!n || !(n->u.scratch.name = strdup(name))) {
-			fs_node_free(fs, n);
-			return -ENOMEM;
-		}
-		n->mode = mode;
-		n->uid = who->uid;
-		n->gid = who->gid;
-		n->u.scratch.scope = sc;
-		n->u.scratch.mtime_ns = now_ns();
-		fs_scratch_link(fs, n);
-		log_info("%s/%s: scratch file: the name is not a secret ID (^[A-Z][A-Z0-9_]*$), "
-		         "so it is held in memory only and never stored unless renamed to an ID",
-		         scope_dir_name(sc), name);
+	struct node *n = fs_scratch_find(fs, sc, name);
+	if (n) {
+		if (flags & O_EXCL)
+			return -EEXIST;
 		*ret = n;
 		return 0;
 	}
-
-	struct node *n = fs_secret_get_or_add(fs, id);
-	free(id);
+	n = fs_node_new(fs, NODE_SCRATCH);
 	if (!n)
 		return -ENOMEM;
-	struct secret_node *s = &n->u.secret;
-	bool tomb = (s->tomb_unlinked & (1u << sc)) && now_ns() - s->tomb_time_ns < TOMBSTONE_NS;
-	if (fs_node_in_scope(n, sc)) {
-		if (flags & O_EXCL)
-			return -EEXIST;
-	} else if (s->meta.version && tomb) {
-		/* install(1): unlink, then create.  The scope comes back. */
-		scope_set scopes = s->meta.scopes | (1u << sc);
-		if ((r = admit_change(fs, scopes, who, "re-create of", s->meta.id)) < 0)
-			return r;
-		char *sid = strdup(s->meta.id);
-		if (!sid)
-			return -ENOMEM;
-		unlock(fs);
-		r = fs->ops->set_scopes(fs->store, sid, scopes);
-		wrlock(fs);
-		free(sid);
-		if (r < 0) {
-			log_error("%s: could not add scope %s back (%s)", s->meta.id,
-			          scope_dir_name(sc), strerrordesc_np(-r));
-			return user_errno(r);
-		}
-		s->meta.scopes = scopes;
-		s->tomb_unlinked &= ~(1u << sc);
-		log_info("%s: re-created in %s right after its unlink: labels and scopes kept",
-		         s->meta.id, scope_dir_name(sc));
-	} else if (s->meta.version) {
-		char where[128];
-		log_warn("%s/%s: not created: secret %s exists in %s; to add this scope run "
-		         "ln <mountpoint>/%s/%s <mountpoint>/%s/%s",
-		         scope_dir_name(sc), name, s->meta.id,
-		         scope_names(s->meta.scopes, where, sizeof(where)),
-		         scope_dir_name(__builtin_ctz(s->meta.scopes)), name,
-		         scope_dir_name(sc), name);
-		return -EEXIST;
-	} else {
-		/* Not in the store: pending until its first value is written. */
-		if (!s->pending_scopes)
-			labels_clear(&s->meta.labels);
-		s->pending_scopes |= 1u << sc;
-		if (tomb) {
-			s->pending_scopes |= s->tomb_scopes;
-			labels_clear(&s->meta.labels);
-			labels_copy(&s->meta.labels, &s->tomb_labels);
-			s->tomb_unlinked = 0;
-			log_info("%s: re-created right after its delete: its labels and scopes "
-			         "return with its next value", s->meta.id);
-		}
-		/* Never wider than the mount gives secrets (a umask of 022 would
-		 * otherwise make a new key world-readable under allow_other). */
-		n->mode = mode & fs->opt.file_mode;
+	n->u.scratch.scope = sc;
+	if (!(n->u.scratch.name = strdup(name))) {
+		n->u.scratch.unlinked = true;
+		fs_node_release(fs, n);
+		return -ENOMEM;
 	}
+	/* Never wider than the scope's files: it holds the next value. */
+	n->mode = mode & fs->opt.file_mode;
+	n->uid = who->uid;
+	n->gid = who->gid;
+	n->u.scratch.mtime_ns = now_ns();
+	fs_scratch_link(fs, n);
+	log_info("%s/%s: scratch file: the name is not a secret ID (^[A-Z][A-Z0-9_]*$), "
+	         "so it is held in memory only and never stored unless renamed to an ID",
+	         scope_dir_name(sc), name);
 	*ret = n;
 	return 0;
+}
+
+/* The name of secret node n (pending or stored) comes into scope sc.
+ * n's change set and fs->lock (write) are held; the lock is dropped
+ * around the store call that restores a scope an unlink just took
+ * (install(1): unlink, then create). */
+static int create_secret(struct fs *fs, struct node *n, enum scope sc, mode_t mode, int flags,
+                         const struct caller *who)
+{
+	struct secret_node *s = &n->u.secret;
+	struct tombstone *tomb = fs_tomb_find(fs, s->meta.id, sc);
+	if (fs_node_in_scope(n, sc))
+		return flags & O_EXCL ? -EEXIST : 0;
+	if (s->meta.incarnation && tomb) {
+		scope_set scopes = s->meta.scopes | (1u << sc);
+		int r = admit_change(fs, scopes, who, "re-create of", s->meta.id);
+		char *id = strdup(s->meta.id);
+		if (r == 0 && !id)
+			r = -ENOMEM;
+		if (r < 0) {
+			free(id);
+			return r;
+		}
+		uint64_t incarnation = s->meta.incarnation;
+		struct secret_meta meta = { 0 };
+		unlock(fs);
+		r = fs->ops->set_scopes(fs->store, id, incarnation, scopes, &meta);
+		wrlock(fs);
+		if (r == 0) {
+			fs_apply_meta(fs, &meta);
+			if ((tomb = fs_tomb_find(fs, id, sc)))
+				tomb->unlinked &= ~(1u << sc);
+			log_info("%s: re-created in %s right after its unlink: labels and scopes kept",
+			         id, scope_dir_name(sc));
+		} else {
+			log_error("%s: could not add scope %s back (%s)", id, scope_dir_name(sc),
+			          strerrordesc_np(-r));
+			r = store_gone(r) ? -ESTALE : user_errno(r);
+		}
+		secret_meta_clear(&meta);
+		free(id);
+		return r;
+	}
+	if (s->meta.incarnation) {
+		char where[128];
+		char *name = id_to_name(s->meta.id);
+		const char *nm = name ? name : s->meta.id;
+		log_warn("%s/%s: not created: secret %s exists in %s; to add this scope run "
+		         "ln <mountpoint>/%s/%s <mountpoint>/%s/%s",
+		         scope_dir_name(sc), nm, s->meta.id,
+		         scope_names(s->meta.scopes, where, sizeof(where)),
+		         scope_dir_name(__builtin_ctz(s->meta.scopes)), nm, scope_dir_name(sc), nm);
+		free(name);
+		return -EEXIST;
+	}
+	/* Not in the store: pending until its first value is written. */
+	if (!s->pending_scopes)
+		labels_clear(&s->meta.labels);
+	s->pending_scopes |= 1u << sc;
+	if (tomb) {
+		s->pending_scopes |= tomb->scopes;
+		labels_clear(&s->meta.labels);
+		labels_copy(&s->meta.labels, &tomb->labels);
+		fs_tomb_drop(fs, tomb);
+		log_info("%s: re-created right after its delete: its labels and scopes "
+		         "return with its next value", s->meta.id);
+	}
+	/* Never wider than the mount gives secrets (a umask of 022 would
+	 * otherwise make a new key world-readable under allow_other). */
+	n->mode = mode & fs->opt.file_mode;
+	return 0;
+}
+
+/* A pending node that got no scope (a refused create) goes again.
+ * fs->lock (write) held. */
+static void settle_pending(struct fs *fs, struct node *n)
+{
+	if (!n->dead && !n->u.secret.meta.incarnation && !n->u.secret.pending_scopes &&
+	    !n->open_count)
+		fs_secret_drop_pending(fs, n);
+}
+
+/* Create: a scratch file, or a secret that is stored at its first commit.
+ * Returns the node to open, pinned. */
+static int create_node(struct fs *fs, enum scope sc, const char *name, mode_t mode, int flags,
+                       const struct caller *who, struct node **ret)
+{
+	for (int attempt = 0; attempt < 4; attempt++) {
+		wrlock(fs);
+		int r = policy_check(&fs->policy, 1u << sc, who);
+		if (r < 0) {
+			unlock(fs);
+			log_warn("%s/%s: create refused to uid %u pid %d (%s, unit %s): the policy of "
+			         "%s does not admit it", scope_dir_name(sc), name, (unsigned)who->uid,
+			         (int)who->pid, who->exe, who->unit, scope_dir_name(sc));
+			return r;
+		}
+		char *id = name_secret_id(fs, name);
+		if (!id) {
+			struct node *n = NULL;
+			r = create_scratch(fs, sc, name, mode, flags, who, &n);
+			if (r == 0) {
+				fs_node_pin(n);
+				*ret = n;
+			}
+			unlock(fs);
+			return r;
+		}
+		if (fs->opt.fast) {
+			unlock(fs);
+			log_warn("%s/%s: not created: with -o fast a secret is created by rename "
+			         "(write .%s.new, then mv it onto %s)", scope_dir_name(sc), name, name,
+			         name);
+			free(id);
+			return -EPERM;
+		}
+		struct node *n = fs_secret_by_id(fs, id);
+		if (!n)
+			n = fs_secret_pending(fs, id);
+		free(id);
+		if (!n) {
+			unlock(fs);
+			return -ENOMEM;
+		}
+		fs_node_pin(n);
+		unlock(fs);
+
+		fs_change_begin(fs, &n, 1);
+		wrlock(fs);
+		bool gone = n->dead;
+		if (!gone)
+			r = create_secret(fs, n, sc, mode, flags, who);
+		if (!gone && r < 0)
+			settle_pending(fs, n);
+		unlock(fs);
+		fs_change_end(fs, &n, 1);
+		if (!gone && r == 0) {
+			*ret = n;
+			return 0;
+		}
+		wrlock(fs);
+		fs_node_unpin(fs, n);
+		unlock(fs);
+		if (!gone)
+			return r;
+		/* deleted while we waited: look at the name again */
+	}
+	return -EIO;
 }
 
 void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -451,43 +582,35 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 
 	struct caller who;
 	caller_of_req(req, &who);
-	pthread_mutex_lock(&fs->ns_lock);
-	wrlock(fs);
 	struct node *n = NULL;
-	int r;
-	char *id = fs->opt.fast ? name_secret_id(fs, name) : NULL;
-	if (id) {
-		log_warn("%s/%s: not created: with -o fast a secret is created by rename "
-		         "(write .%s.new, then mv it onto %s)", scope_dir_name(sc), name, name, name);
-		free(id);
-		r = -EPERM;
-	} else {
-		r = create_node(fs, sc, name, mode, fi->flags, &who, &n);
-	}
-	fuse_ino_t ino = n ? n->ino : 0;
-	unlock(fs);
-	pthread_mutex_unlock(&fs->ns_lock);
+	int r = create_node(fs, sc, name, mode, fi->flags, &who, &n);
 
 	/* A created file starts empty, even one that takes a secret's name
 	 * back right after its unlink (install, cp --preserve=all). */
 	struct handle *h = NULL;
 	if (r == 0 && !fs->opt.fast)
-		r = open_node(fs, ino, fi->flags | O_TRUNC, &who, &h);
+		r = open_node(fs, n->ino, fi->flags | O_TRUNC, &who, &h);
 	else if (r == -EACCES)
 		audit_event(&who, "create", name, 0, r, NULL);
 	caller_clear(&who);
+	struct fuse_entry_param e = { .attr_timeout = ATTR_TIMEOUT };
+	if (n) {
+		wrlock(fs);
+		if (r == 0) {
+			n->nlookup++;
+			e.ino = n->ino;
+			e.entry_timeout = entry_timeout_of(n);
+			fill_attr(fs, n, &e.attr);
+		} else if (n->kind == NODE_SECRET) {
+			settle_pending(fs, n);
+		}
+		fs_node_unpin(fs, n);
+		unlock(fs);
+	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
-	struct fuse_entry_param e = { .attr_timeout = ATTR_TIMEOUT };
-	wrlock(fs);
-	n = fs_node(fs, ino);
-	n->nlookup++;
-	e.ino = ino;
-	e.entry_timeout = entry_timeout_of(n);
-	fill_attr(fs, n, &e.attr);
-	unlock(fs);
 	if (fs->opt.fast) {
 		fi->fh = 0;  /* a scratch file: its bytes are in its node */
 		fuse_reply_create(req, &e, fi);
@@ -521,13 +644,15 @@ static void read_unopened(fuse_req_t req, struct fs *fs, fuse_ino_t ino, size_t 
 		return;
 	}
 	char *id = NULL;
-	uint64_t version = 0;
+	uint64_t incarnation = 0, version = 0;
 	if (n && (n->kind == NODE_SECRET_VERSION || n->kind == NODE_VERSION_FILE)) {
-		struct node *s = fs_node(fs, n->u.vfile.secret_ino);
-		id = s ? strdup(s->u.secret.meta.id) : NULL;
+		const struct node *s = n->u.vfile.secret;
+		id = strdup(s->u.secret.meta.id);
+		incarnation = s->u.secret.meta.incarnation;
 		version = n->u.vfile.version;
-	} else if (n && n->kind == NODE_SECRET && n->u.secret.meta.version) {
+	} else if (n && n->kind == NODE_SECRET && n->u.secret.meta.incarnation) {
 		id = strdup(n->u.secret.meta.id);
+		incarnation = n->u.secret.meta.incarnation;
 	} else if (n && n->kind == NODE_SECRET) {
 		unlock(fs);
 		fuse_reply_buf(req, NULL, 0);  /* pending: no value yet */
@@ -538,12 +663,13 @@ static void read_unopened(fuse_req_t req, struct fs *fs, fuse_ino_t ino, size_t 
 		fuse_reply_err(req, n ? ENOMEM : ENOENT);
 		return;
 	}
+	/* The version of this incarnation, never another one's. */
 	struct secret_value *v = NULL;
-	int r = fs->ops->get_value(fs->store, id, version, &v);
+	int r = fs->ops->get_value(fs->store, id, incarnation, version, &v);
 	if (r < 0) {
 		log_error("%s: version %" PRIu64 " could not be read (%s)", id, version,
-		          strerrordesc_np(-r));
-		fuse_reply_err(req, -user_errno(r));
+		          r == -ENOENT ? "it was deleted" : strerrordesc_np(-r));
+		fuse_reply_err(req, r == -ENOENT ? EIO : -user_errno(r));
 	} else {
 		reply_slice(req, v->data, v->len, size, off);
 	}
@@ -559,33 +685,22 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 		read_unopened(req, fs, ino, size, off);
 		return;
 	}
-	const uint8_t *data = NULL;
-	size_t len = 0;
-
 	pthread_mutex_lock(&h->lock);
-	bool scratch = h->kind == NODE_SCRATCH;
-	if (scratch) {
+	if (h->kind == NODE_SCRATCH) {
 		rdlock(fs);
-		struct node *n = fs_node(fs, h->ino);
-		if (n && n->kind == NODE_SCRATCH) {
-			data = n->u.scratch.data.p;
-			len = n->u.scratch.data.len;
-		}
-	} else if (h->snap) {
-		data = h->snap->data;
-		len = h->snap->len;
-	} else {
-		data = h->buf.p;
-		len = h->buf.len;
-	}
-	reply_slice(req, data, len, size, off);
-	if (scratch)
+		const struct lockedbuf *d = &h->node->u.scratch.data;
+		reply_slice(req, d->p, d->len, size, off);
 		unlock(fs);
+	} else if (h->snap) {
+		reply_slice(req, h->snap->data, h->snap->len, size, off);
+	} else {
+		reply_slice(req, h->buf.p, h->buf.len, size, off);
+	}
 	pthread_mutex_unlock(&h->lock);
 }
 
 /* Stores a write into a scratch file's bytes; fs->lock held for writing. */
-static int write_scratch(struct node *n, const char *buf, size_t size, size_t at)
+static int write_scratch(struct node *n, const char *buf, size_t size, off_t off, bool append)
 {
 	if (!n || n->kind != NODE_SCRATCH) {
 		/* -o fast: there is no open file to commit from. */
@@ -593,14 +708,47 @@ static int write_scratch(struct node *n, const char *buf, size_t size, size_t at
 		         "(write a scratch file such as .NAME.new, then mv it onto NAME)");
 		return -EPERM;
 	}
+	struct scratch_node *s = &n->u.scratch;
+	if (s->stored_as) {
+		/* Writes follow the file, and this one became a secret's
+		 * value: they cannot, so they fail rather than vanish. */
+		log_error("%s/%s: write refused: the file was renamed onto %s and stored; open "
+		          "%s to change it", scope_dir_name(s->scope), s->name, s->stored_as,
+		          s->stored_as);
+		return -EIO;
+	}
+	size_t at = append ? s->data.len : (size_t)off;
 	if (at + size > SECRET_VALUE_MAX) {
 		log_warn("%s/%s: write refused: it would hold %zu bytes, over the %d-byte "
-		         "limit of a value", scope_dir_name(n->u.scratch.scope),
-		         n->u.scratch.name, at + size, SECRET_VALUE_MAX);
+		         "limit of a value; it cannot become a value until it is truncated",
+		         scope_dir_name(s->scope), s->name, at + size, SECRET_VALUE_MAX);
+		s->refused = -EFBIG;
 		return -EFBIG;
 	}
-	n->u.scratch.mtime_ns = now_ns();
-	return lockedbuf_write(&n->u.scratch.data, buf, size, at);
+	s->mtime_ns = now_ns();
+	return lockedbuf_write(&s->data, buf, size, at);
+}
+
+/* Stores a write into a writer's buffer; h->lock held. */
+static int write_secret(struct handle *h, const char *buf, size_t size, off_t off)
+{
+	if (h->failed)
+		return h->failed;
+	size_t at = h->append ? h->buf.len : (size_t)off;
+	int r;
+	if (at + size > SECRET_VALUE_MAX) {
+		log_warn("%s: write refused: the value would be %zu bytes, over the %d-byte "
+		         "limit; nothing of this open will be stored, the current value stays",
+		         h->id, at + size, SECRET_VALUE_MAX);
+		r = -EFBIG;
+	} else {
+		r = lockedbuf_write(&h->buf, buf, size, at);
+		if (r == 0 && size)
+			h->dirty = true;
+	}
+	if (r < 0)
+		h->failed = r;
+	return r;
 }
 
 void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -610,30 +758,17 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	int r;
 
-	if (!h || h->kind == NODE_SCRATCH) {
-		if (h)
-			pthread_mutex_lock(&h->lock);
-		wrlock(fs);
-		struct node *n = fs_node(fs, h ? h->ino : ino);
-		bool append = h ? h->append : false;
-		r = write_scratch(n, buf, size, append && n ? n->u.scratch.data.len : (size_t)off);
-		unlock(fs);
-		if (h)
-			pthread_mutex_unlock(&h->lock);
-	} else {
+	if (h)
 		pthread_mutex_lock(&h->lock);
-		size_t at = h->append ? h->buf.len : (size_t)off;
-		if (at + size > SECRET_VALUE_MAX) {
-			log_warn("%s: write refused: the value would be %zu bytes, over the %d-byte "
-			         "limit; the current value stays", h->id, at + size, SECRET_VALUE_MAX);
-			r = -EFBIG;
-		} else {
-			r = lockedbuf_write(&h->buf, buf, size, at);
-			if (r == 0 && size)
-				h->dirty = true;
-		}
-		pthread_mutex_unlock(&h->lock);
+	if (!h || h->kind == NODE_SCRATCH) {
+		wrlock(fs);
+		r = write_scratch(h ? h->node : fs_node(fs, ino), buf, size, off, h && h->append);
+		unlock(fs);
+	} else {
+		r = write_secret(h, buf, size, off);
 	}
+	if (h)
+		pthread_mutex_unlock(&h->lock);
 	/* The bytes arrived in libfuse's request buffer, which is ours and
 	 * not read again: wipe the plaintext there now. */
 	sodium_memzero((void *)buf, size);
@@ -671,51 +806,21 @@ void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_inf
 	fuse_reply_err(req, -r);
 }
 
-/* The last handle of a secret that never got a value: the name goes (it
- * was never stored: cp of an oversized file, touch). */
-static void drop_unwritten(struct fs *fs, struct handle *h)
-{
-	scope_set gone = 0;
-	wrlock(fs);
-	struct node *n = fs_secret_by_id(fs, h->id);
-	if (n && n->u.secret.pending_opens && --n->u.secret.pending_opens == 0 &&
-	    !n->u.secret.meta.version) {
-		gone = n->u.secret.pending_scopes;
-		n->u.secret.pending_scopes = 0;
-	}
-	unlock(fs);
-	if (!gone)
-		return;
-	/* Its entries had no timeout (entry_timeout_of): the kernel looks
-	 * again and finds nothing. */
-	log_warn("%s: closed without a value, so it was not created (a value is 1 to %d bytes)",
-	         h->id, SECRET_VALUE_MAX);
-}
-
 static void release_handle(struct fs *fs, struct handle *h)
 {
 	pthread_mutex_lock(&h->lock);
-	if (h->kind == NODE_SECRET && h->writable && h->dirty) {
-		/* A name never stored has nothing current: drop_unwritten
-		 * says what happened to it. */
-		if (h->buf.len == 0 && !h->pending)
+	if (h->kind == NODE_SECRET && h->writable && h->dirty && !h->failed) {
+		/* What was written after the last flush (mmap).  A name never
+		 * stored has nothing current: handle_free says what happened
+		 * to it. */
+		if (h->buf.len == 0 && h->node->u.secret.meta.incarnation)
 			log_warn("%s: closed with an empty value, which is not stored "
 			         "(a value is 1 to %d bytes); the current value stays",
 			         h->id, SECRET_VALUE_MAX);
 		else
-			commit(fs, h);  /* written after the last flush (mmap) */
+			commit(fs, h);
 	}
 	pthread_mutex_unlock(&h->lock);
-	if (h->kind == NODE_SCRATCH) {
-		wrlock(fs);
-		struct node *n = fs_node(fs, h->ino);
-		if (n && n->kind == NODE_SCRATCH && --n->u.scratch.open_count == 0 &&
-		    n->u.scratch.unlinked && n->nlookup == 0)
-			fs_node_free(fs, n);
-		unlock(fs);
-	}
-	if (h->pending)
-		drop_unwritten(fs, h);
 	handle_free(fs, h);
 }
 
@@ -768,12 +873,22 @@ static int set_size(struct fs *fs, fuse_ino_t ino, off_t size, struct fuse_file_
 	pthread_mutex_lock(&h->lock);
 	if (h->kind == NODE_SCRATCH) {
 		wrlock(fs);
-		struct node *n = fs_node(fs, h->ino);
-		r = lockedbuf_resize(&n->u.scratch.data, (size_t)size);
-		n->u.scratch.mtime_ns = now_ns();
+		struct scratch_node *sn = &h->node->u.scratch;
+		if (sn->stored_as) {
+			log_error("%s/%s: truncate refused: the file was renamed onto %s and stored",
+			          scope_dir_name(sn->scope), sn->name, sn->stored_as);
+			r = -EIO;
+		} else {
+			r = lockedbuf_resize(&sn->data, (size_t)size);
+			if (r == 0 && size == 0)
+				sn->refused = 0;  /* a fresh start */
+			sn->mtime_ns = now_ns();
+		}
 		unlock(fs);
 	} else if (!h->writable) {
 		r = -EBADF;
+	} else if (h->failed) {
+		r = h->failed;
 	} else {
 		r = lockedbuf_resize(&h->buf, (size_t)size);
 		h->dirty = true;
@@ -801,12 +916,13 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 {
 	struct fs *fs = fs_of(req);
 	rdlock(fs);
-	struct node *n = fs_node_resolve(fs, ino);
+	struct node *n = fs_node_target(fs, ino);
 	fuse_ino_t target = n ? n->ino : 0;
 	enum node_kind kind = n ? n->kind : NODE_ROOT;
+	bool live = n && fs_node_live(n);
 	unlock(fs);
-	if (!target) {
-		fuse_reply_err(req, ENOENT);
+	if (!target || !live) {
+		fuse_reply_err(req, target ? ESTALE : ENOENT);
 		return;
 	}
 	if (fs->opt.read_only) {

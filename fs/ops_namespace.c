@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Names: unlink, link and rename, translated into store operations
- * (scope changes, rotation, delete).  Every operation here holds
- * fs->ns_lock from its check to its last store call, so two of them never
- * interleave; fs->lock is dropped around each store call.
+ * (scope changes, rotation, delete).  Each holds the change set of the
+ * nodes it changes from its checks to its last store call, so two changes
+ * of the same secret never interleave, and drops fs->lock around each
+ * store call.  What a store call returns is applied with fs_apply().
  * docs/design.md lists what each case means.
  */
 #include <errno.h>
@@ -12,48 +13,89 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops_i.h"
+#include "ops.h"
 
-/* fs->lock held.  Remembers what an unlink takes, so that a create of the
- * same name soon after restores it (see create_node). */
-static void tombstone(struct node *n, enum scope sc)
+/* Ends a change to a set of pinned nodes: lets the set go, then the pins. */
+static void change_done(struct fs *fs, struct node *const *nodes, size_t n)
 {
-	struct secret_node *s = &n->u.secret;
-	int64_t now = now_ns();
-	if (now - s->tomb_time_ns >= TOMBSTONE_NS)
-		s->tomb_unlinked = s->tomb_scopes = 0;
-	s->tomb_unlinked |= 1u << sc;
-	s->tomb_scopes |= s->meta.scopes;
-	s->tomb_time_ns = now;
-	labels_clear(&s->tomb_labels);
-	labels_copy(&s->tomb_labels, &s->meta.labels);
+	fs_change_end(fs, nodes, n);
+	wrlock(fs);
+	for (size_t i = 0; i < n; i++)
+		if (nodes[i] && (i == 0 || nodes[i] != nodes[i - 1]))
+			fs_node_unpin(fs, nodes[i]);
+	unlock(fs);
 }
 
-/* Removes scope sc from a stored secret, deleting it with its last scope.
- * ns_lock held, fs->lock held for writing (dropped around the store call). */
+/* Removes scope sc from stored secret n, deleting it with its last scope.
+ * n's change set and fs->lock (write) held; the lock is dropped around the
+ * store call. */
 static int remove_scope(struct fs *fs, struct node *n, enum scope sc)
 {
-	char *id = strdup(n->u.secret.meta.id);
-	scope_set left = n->u.secret.meta.scopes & ~(1u << sc);
+	const struct secret_meta *m = &n->u.secret.meta;
+	char *id = strdup(m->id);
+	scope_set left = m->scopes & ~(1u << sc);
+	uint64_t incarnation = m->incarnation;
+	struct store_change c = { .kind = STORE_CHANGED };
 	if (!id)
 		return -ENOMEM;
 	unlock(fs);
-	int r = left ? fs->ops->set_scopes(fs->store, id, left)
-	             : fs->ops->delete(fs->store, id);
+	int r = left ? fs->ops->set_scopes(fs->store, id, incarnation, left, &c.meta)
+	             : fs->ops->delete(fs->store, id, incarnation, &c);
 	wrlock(fs);
 	if (r < 0) {
 		log_error("%s: could not remove it from %s (%s); nothing changed", id,
 		          scope_dir_name(sc), strerrordesc_np(-r));
-	} else if (left) {
-		n->u.secret.meta.scopes = left;
-		n->ctime_ns = now_ns();
-		log_info("%s: removed from %s", id, scope_dir_name(sc));
 	} else {
-		fs_secret_mark_deleted(n);
-		log_info("%s: deleted (its last scope, %s, was removed)", id, scope_dir_name(sc));
+		fs_apply(fs, &c);
+		if (left)
+			log_info("%s: removed from %s", id, scope_dir_name(sc));
+		else
+			log_info("%s: deleted (its last scope, %s, was removed)", id,
+			         scope_dir_name(sc));
 	}
+	store_change_clear(&c);
 	free(id);
-	return r < 0 ? user_errno(r) : 0;
+	return r < 0 ? (store_gone(r) ? -ENOENT : user_errno(r)) : 0;
+}
+
+/* Unlinks what name in sc stands for; fs->lock (write) held, and the
+ * change set of n (a secret; scratch files need none). */
+static int unlink_node(struct fs *fs, struct node *n, enum scope sc, const char *name,
+                       const struct caller *who)
+{
+	char what[300], extra[64];
+	snprintf(extra, sizeof(extra), "scope=%s", scope_dir_name(sc));
+	if (n->kind == NODE_SCRATCH) {
+		int r = admit_change(fs, 1u << sc, who, "unlink of", name);
+		audit_event(who, "unlink", audit_name(n, what, sizeof(what)), 0, r, extra);
+		if (r == 0) {
+			fs_scratch_unlink(fs, n);
+			fs_node_release(fs, n);
+		}
+		return r;
+	}
+	if (!n->u.secret.meta.incarnation) {
+		/* Never stored: the name goes; writers still open on it get
+		 * EIO at close (nothing is stored for a removed name). */
+		int r = admit_change(fs, 1u << sc, who, "unlink of", name);
+		if (r == 0) {
+			n->u.secret.pending_scopes &= ~(1u << sc);
+			if (!n->u.secret.pending_scopes)
+				fs_secret_drop_pending(fs, n);
+		}
+		return r;
+	}
+	bool last = n->u.secret.meta.scopes == (1u << sc);
+	uint64_t version = n->u.secret.meta.version;
+	char *id = strdup(n->u.secret.meta.id);
+	int r = id ? admit_change(fs, n->u.secret.meta.scopes, who, "unlink of", name) : -ENOMEM;
+	if (r == 0) {
+		fs_tomb_add(fs, n, sc);
+		r = remove_scope(fs, n, sc);
+	}
+	audit_event(who, last ? "delete" : "unscope", id ? id : name, version, r, extra);
+	free(id);
+	return r;
 }
 
 void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -70,32 +112,26 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	struct caller who;
 	caller_of_req(req, &who);
-	pthread_mutex_lock(&fs->ns_lock);
-	wrlock(fs);
-	struct node *n = scope_child(fs, sc, name);
-	int r = 0;
-	if (!n) {
-		r = -ENOENT;
-	} else if (n->kind == NODE_SCRATCH) {
-		fs_scratch_unlink(fs, n);
-	} else if (!n->u.secret.meta.version) {
-		n->u.secret.pending_scopes &= ~(1u << sc);  /* never stored */
-	} else {
-		char extra[64];
-		bool last = n->u.secret.meta.scopes == (1u << sc);
-		uint64_t version = n->u.secret.meta.version;
-		char *id = strdup(n->u.secret.meta.id);
-		r = admit_change(fs, n->u.secret.meta.scopes, &who, "unlink of", name);
-		if (r == 0) {
-			tombstone(n, sc);
-			r = remove_scope(fs, n, sc);
+	int r = -EIO;
+	for (int attempt = 0; attempt < 4 && r == -EIO; attempt++) {
+		wrlock(fs);
+		struct node *n = scope_child(fs, sc, name);
+		if (!n || n->kind == NODE_SCRATCH) {
+			r = n ? unlink_node(fs, n, sc, name, &who) : -ENOENT;
+			unlock(fs);
+			break;
 		}
-		snprintf(extra, sizeof(extra), "scope=%s", scope_dir_name(sc));
-		audit_event(&who, last ? "delete" : "unscope", id, version, r, extra);
-		free(id);
+		fs_node_pin(n);
+		unlock(fs);
+		fs_change_begin(fs, &n, 1);
+		wrlock(fs);
+		/* Another change may have come first: only the node the name
+		 * still stands for is unlinked (else look again). */
+		if (scope_child(fs, sc, name) == n)
+			r = unlink_node(fs, n, sc, name, &who);
+		unlock(fs);
+		change_done(fs, &n, 1);
 	}
-	unlock(fs);
-	pthread_mutex_unlock(&fs->ns_lock);
 	caller_clear(&who);
 	fuse_reply_err(req, -r);
 }
@@ -110,16 +146,28 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 	}
 	struct caller who;
 	caller_of_req(req, &who);
-	pthread_mutex_lock(&fs->ns_lock);
 	wrlock(fs);
-	struct node *n = fs_node_resolve(fs, ino);
-	char *name = NULL;
+	struct node *n = fs_node_target(fs, ino);
+	if (n && n->kind == NODE_SECRET)
+		fs_node_pin(n);
+	else
+		n = NULL;
+	unlock(fs);
+	if (n)
+		fs_change_begin(fs, &n, 1);
+	wrlock(fs);
+	char *name = NULL, *id = NULL;
+	uint64_t version = 0;
+	struct secret_meta meta = { 0 };
 	int r = 0;
-	if (!n || n->kind != NODE_SECRET || !n->u.secret.meta.version || sc < 0) {
+	if (n && n->dead) {
+		r = -ESTALE;  /* deleted meanwhile: the kernel looks the name up again */
+	} else if (!n || !n->u.secret.meta.incarnation || sc < 0) {
 		log_warn("link %s refused: only a stored secret can be linked, into a scope "
 		         "directory", newname);
 		r = -EPERM;
-	} else if (!(name = id_to_name(n->u.secret.meta.id))) {
+	} else if (!(name = id_to_name(n->u.secret.meta.id)) ||
+	           !(id = strdup(n->u.secret.meta.id))) {
 		r = -ENOMEM;
 	} else if (strcmp(name, newname) != 0) {
 		log_warn("link %s refused: a secret keeps its ID in every scope (ln %s/%s %s/%s)",
@@ -132,37 +180,39 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 	                             newname)) < 0) {
 		/* refused and logged */
 	} else {
-		char *id = strdup(n->u.secret.meta.id);
 		scope_set scopes = n->u.secret.meta.scopes | (1u << sc);
+		uint64_t incarnation = n->u.secret.meta.incarnation;
+		version = n->u.secret.meta.version;
 		unlock(fs);
-		r = id ? fs->ops->set_scopes(fs->store, id, scopes) : -ENOMEM;
+		r = fs->ops->set_scopes(fs->store, id, incarnation, scopes, &meta);
 		wrlock(fs);
-		if (r < 0) {
+		if (r == 0) {
+			fs_apply_meta(fs, &meta);
+			log_info("%s: added to %s", id, scope_dir_name(sc));
+		} else {
 			log_error("%s: could not add scope %s (%s)", id, scope_dir_name(sc),
 			          strerrordesc_np(-r));
-			r = user_errno(r);
-		} else if (n->u.secret.meta.version) {
-			n->u.secret.meta.scopes = scopes;
-			n->ctime_ns = now_ns();
-			log_info("%s: added to %s", id, scope_dir_name(sc));
+			r = store_gone(r) ? -ESTALE : user_errno(r);
 		}
-		free(id);
 	}
 	char extra[64];
 	snprintf(extra, sizeof(extra), "scope=%s", sc >= 0 ? scope_dir_name(sc) : "-");
-	audit_event(&who, "link", n && n->kind == NODE_SECRET ? n->u.secret.meta.id : newname,
-	            n && n->kind == NODE_SECRET ? n->u.secret.meta.version : 0, r, extra);
+	audit_event(&who, "link", id ? id : newname, version, r, extra);
+	struct node *target = n;
 	if (r == 0 && fs->opt.fast)  /* the name leads to the version's inode */
-		n = fs_secret_version_node(fs, n);
-	fuse_ino_t target = n ? n->ino : 0;
+		target = fs_secret_version_node(fs, n);
+	fuse_ino_t target_ino = target ? target->ino : 0;
 	unlock(fs);
-	pthread_mutex_unlock(&fs->ns_lock);
+	if (n)
+		change_done(fs, &n, 1);
 	caller_clear(&who);
+	secret_meta_clear(&meta);
 	free(name);
+	free(id);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
-		reply_entry(req, fs, target);
+		reply_entry(req, fs, target_ino);
 }
 
 /* --- rename --- */
@@ -172,7 +222,10 @@ struct rename_op {
 	enum scope sc, nsc;
 	const char *name, *newname;
 	unsigned flags;
-	struct node *src, *dst;   /* dst: NULL if newname is free in nsc */
+	/* The nodes it changes, pinned and in its change set: the source,
+	 * what newname stands for in nsc (NULL: free), and the secret node
+	 * of newname's ID wherever it is (NULL: none). */
+	struct node *src, *dst, *target;
 	char *dst_id;             /* newname's ID, NULL for a scratch name */
 	/* for the audit line */
 	const char *what;         /* rotate, create, move, rename, exchange */
@@ -184,41 +237,38 @@ struct rename_op {
 static scope_set new_secret_scopes(const struct rename_op *op, scope_set from)
 {
 	scope_set scopes = from | (1u << op->nsc);
-	if (op->dst && op->dst->kind == NODE_SECRET && !op->dst->u.secret.meta.version)
-		scopes |= op->dst->u.secret.pending_scopes;
+	if (op->target && !op->target->u.secret.meta.incarnation)
+		scopes |= op->target->u.secret.pending_scopes;
 	return scopes;
 }
 
-/* Stores value under dst_id: a new version of the secret newname names in
- * nsc, or a new secret there.  ns_lock held, fs->lock not held. */
-static int store_under_newname(struct rename_op *op, bool exists, scope_set scopes,
-                               const struct labels *labels, const uint8_t *value, size_t len)
-{
-	struct fs *fs = op->fs;
-	struct secret_meta meta = { 0 };
-	int r = exists ? fs->ops->put_value(fs->store, op->dst_id, 0, value, len, &meta)
-	               : fs->ops->create(fs->store, op->dst_id, scopes, labels, value, len, &meta);
-	if (r < 0) {
-		log_error("rename onto %s/%s refused by the store (%s); nothing changed",
-		          scope_dir_name(op->nsc), op->newname, strerrordesc_np(-r));
-		return user_errno(r);
-	}
-	wrlock(fs);
-	struct node *n = fs_secret_add(fs, &meta);
-	if (n)
-		n->became = 0;
-	unlock(fs);
-	op->version = meta.version;
-	log_info("%s: version %" PRIu64 " committed by rename (%zu bytes)", op->dst_id,
-	         meta.version, len);
-	secret_meta_clear(&meta);
-	return n ? 0 : -ENOMEM;
-}
-
-/* Is dst a stored secret in nsc (a rotation target)?  fs->lock held. */
+/* Is newname a stored secret in nsc (a rotation target)?  fs->lock held. */
 static bool dst_is_stored(const struct rename_op *op)
 {
-	return op->dst && op->dst->kind == NODE_SECRET && op->dst->u.secret.meta.version;
+	return op->dst && op->dst->kind == NODE_SECRET && op->dst->u.secret.meta.incarnation;
+}
+
+/* newname's ID names a stored secret in other scopes only: refused (the
+ * name would take it from them).  fs->lock held. */
+static int refuse_elsewhere(const struct rename_op *op, const char *what)
+{
+	const struct node *t = op->target;
+	if (!t || !t->u.secret.meta.incarnation || dst_is_stored(op))
+		return 0;
+	char where[128];
+	log_warn("%s onto %s/%s refused: secret %s exists in %s only", what,
+	         scope_dir_name(op->nsc), op->newname, op->dst_id,
+	         scope_names(t->u.secret.meta.scopes, where, sizeof(where)));
+	return -EEXIST;
+}
+
+/* Logs a store's refusal of a rename and says what the caller gets. */
+static int store_refused(const struct rename_op *op, int r)
+{
+	log_error("rename of %s/%s onto %s/%s refused by the store (%s); nothing changed",
+	          scope_dir_name(op->sc), op->name, scope_dir_name(op->nsc), op->newname,
+	          r == -ESTALE ? "it changed meanwhile" : strerrordesc_np(-r));
+	return r == -ESTALE ? -EIO : user_errno(r);
 }
 
 /* A scratch file moves to newname: another scratch name, a rotation of
@@ -227,26 +277,30 @@ static int rename_scratch(struct rename_op *op)
 {
 	struct fs *fs = op->fs;
 	struct node *src = op->src;
+	struct scratch_node *sn = &src->u.scratch;
 	if (!op->dst_id) {
 		char *name = strdup(op->newname);
 		if (!name)
 			return -ENOMEM;
-		if (op->dst)
+		if (op->dst) {
 			fs_scratch_unlink(fs, op->dst);  /* replaced */
-		free(src->u.scratch.name);
-		src->u.scratch.name = name;
-		src->u.scratch.scope = op->nsc;
+			fs_node_release(fs, op->dst);
+		}
+		free(sn->name);
+		sn->name = name;
+		sn->scope = op->nsc;
 		return 0;
 	}
-	struct node *existing = fs_secret_by_id(fs, op->dst_id);
-	if (!dst_is_stored(op) && existing && existing->u.secret.meta.version) {
-		char where[128];
-		log_warn("rename onto %s/%s refused: secret %s exists in %s only",
-		         scope_dir_name(op->nsc), op->newname, op->dst_id,
-		         scope_names(existing->u.secret.meta.scopes, where, sizeof(where)));
-		return -EEXIST;
+	int r = refuse_elsewhere(op, "rename");
+	if (r < 0)
+		return r;
+	if (sn->refused) {
+		log_warn("rename of %s/%s onto %s refused: a write to it was refused (over the "
+		         "%d-byte limit), so it holds no whole value", scope_dir_name(op->sc),
+		         op->name, op->newname, SECRET_VALUE_MAX);
+		return sn->refused;
 	}
-	if (src->u.scratch.data.len == 0) {
+	if (sn->data.len == 0) {
 		log_warn("rename of %s/%s onto %s refused: it is empty, and a value is 1 to %d bytes",
 		         scope_dir_name(op->sc), op->name, op->newname, SECRET_VALUE_MAX);
 		return -EINVAL;
@@ -255,39 +309,82 @@ static int rename_scratch(struct rename_op *op)
 	op->what = exists ? "rotate" : "create";
 	snprintf(op->extra, sizeof(op->extra), "from=%s", op->name);
 	scope_set scopes = new_secret_scopes(op, 0);
+	uint64_t incarnation = exists ? op->dst->u.secret.meta.incarnation : 0;
 	struct labels labels = { 0 };
 	struct lockedbuf value = { 0 };
-	int r = labels_copy(&labels, &src->u.scratch.labels);
-	if (r == 0 && op->dst && !exists)  /* a pending secret's labels join */
-		for (size_t i = 0; i < op->dst->u.secret.meta.labels.n && r == 0; i++)
-			r = labels_set(&labels, op->dst->u.secret.meta.labels.v[i].key,
-			               op->dst->u.secret.meta.labels.v[i].value);
+	struct secret_meta meta = { 0 };
+	char *stored_as = strdup(op->dst_id);
+	r = stored_as ? labels_copy(&labels, &sn->labels) : -ENOMEM;
+	if (r == 0 && op->target && !exists) /* a pending secret's labels join */
+		for (size_t i = 0; i < op->target->u.secret.meta.labels.n && r == 0; i++)
+			r = labels_set(&labels, op->target->u.secret.meta.labels.v[i].key,
+			               op->target->u.secret.meta.labels.v[i].value);
 	if (r == 0)
-		r = lockedbuf_assign(&value, src->u.scratch.data.p, src->u.scratch.data.len);
-	fuse_ino_t src_ino = src->ino;
+		r = lockedbuf_assign(&value, sn->data.p, sn->data.len);
 	unlock(fs);
-	if (r == 0)
-		r = store_under_newname(op, exists, scopes, &labels, value.p, value.len);
+	if (r == 0 && exists)
+		r = fs->ops->put_value(fs->store, op->dst_id, incarnation, 0, value.p, value.len,
+		                       &meta);
+	else if (r == 0)
+		r = fs->ops->create(fs->store, op->dst_id, scopes, &labels, value.p, value.len, &meta);
 	lockedbuf_clear(&value);
 	labels_clear(&labels);
 	wrlock(fs);
-	src = fs_node(fs, src_ino);
-	if (r == 0 && src) {
-		struct node *n = fs_secret_by_id(fs, op->dst_id);
-		fs_scratch_unlink(fs, src);
-		src->became = n ? n->ino : 0;
+	if (r < 0) {
+		free(stored_as);
+		return r == -ENOMEM ? r : store_refused(op, r);
 	}
+	fs_apply_meta(fs, &meta);
+	op->version = meta.version;
+	log_info("%s: version %" PRIu64 " committed by rename (%zu bytes)", op->dst_id,
+	         meta.version, sn->data.len);
+	secret_meta_clear(&meta);
+	fs_scratch_unlink(fs, src);
+	free(sn->stored_as);
+	sn->stored_as = stored_as;
+	return 0;
+}
+
+/* mv a/X b/X: the secret leaves scope a and joins scope b.  fs->lock held. */
+static int move_scope(struct rename_op *op)
+{
+	struct fs *fs = op->fs;
+	struct secret_meta *m = &op->src->u.secret.meta;
+	struct secret_meta meta = { 0 };
+	op->what = "move";
+	op->version = m->version;
+	snprintf(op->extra, sizeof(op->extra), "to=%s", scope_dir_name(op->nsc));
+	scope_set scopes = (m->scopes & ~(1u << op->sc)) | (1u << op->nsc);
+	uint64_t incarnation = m->incarnation;
+	char *id = strdup(m->id);
+	if (!id)
+		return -ENOMEM;
+	unlock(fs);
+	int r = fs->ops->set_scopes(fs->store, id, incarnation, scopes, &meta);
+	wrlock(fs);
+	if (r < 0) {
+		log_error("%s: could not move from %s to %s (%s)", id, scope_dir_name(op->sc),
+		          scope_dir_name(op->nsc), strerrordesc_np(-r));
+		r = store_gone(r) ? -ENOENT : user_errno(r);
+	} else {
+		fs_apply_meta(fs, &meta);
+		log_info("%s: moved from %s to %s", id, scope_dir_name(op->sc),
+		         scope_dir_name(op->nsc));
+	}
+	secret_meta_clear(&meta);
+	free(id);
 	return r;
 }
 
 /* A secret's name moves: to another scope (same ID), or onto another ID
- * (the value moves, then the source secret is deleted).  fs->lock held. */
+ * (the value moves and the source secret is deleted, in one store
+ * transaction).  fs->lock held. */
 static int rename_secret(struct rename_op *op)
 {
 	struct fs *fs = op->fs;
 	struct node *src = op->src;
 	struct secret_meta *m = &src->u.secret.meta;
-	if (!m->version) {
+	if (!m->incarnation) {
 		log_warn("rename of %s refused: it has no value yet", m->id);
 		return -EBUSY;
 	}
@@ -296,115 +393,75 @@ static int rename_secret(struct rename_op *op)
 		         "instead (cp)", scope_dir_name(op->sc), op->name, op->newname, op->newname);
 		return -EPERM;
 	}
-	char *src_id = strdup(m->id);
-	if (!src_id)
-		return -ENOMEM;
-	int r;
-	if (strcmp(op->dst_id, src_id) == 0) {
-		/* mv a/X b/X: the secret leaves scope a and joins scope b. */
-		op->what = "move";
-		op->version = m->version;
-		snprintf(op->extra, sizeof(op->extra), "to=%s", scope_dir_name(op->nsc));
-		scope_set scopes = (m->scopes & ~(1u << op->sc)) | (1u << op->nsc);
-		unlock(fs);
-		r = fs->ops->set_scopes(fs->store, src_id, scopes);
-		wrlock(fs);
-		if (r < 0) {
-			log_error("%s: could not move from %s to %s (%s)", src_id,
-			          scope_dir_name(op->sc), scope_dir_name(op->nsc), strerrordesc_np(-r));
-			r = user_errno(r);
-		} else {
-			m->scopes = scopes;
-			src->ctime_ns = now_ns();
-			log_info("%s: moved from %s to %s", src_id, scope_dir_name(op->sc),
-			         scope_dir_name(op->nsc));
-		}
-		free(src_id);
+	if (strcmp(op->dst_id, m->id) == 0)
+		return move_scope(op);
+	int r = refuse_elsewhere(op, "rename");
+	if (r < 0)
 		return r;
-	}
-
-	struct node *existing = fs_secret_by_id(fs, op->dst_id);
-	if (!dst_is_stored(op) && existing && existing->u.secret.meta.version) {
-		char where[128];
-		log_warn("rename of %s onto %s/%s refused: secret %s exists in %s only", src_id,
-		         scope_dir_name(op->nsc), op->newname, op->dst_id,
-		         scope_names(existing->u.secret.meta.scopes, where, sizeof(where)));
-		free(src_id);
-		return -EEXIST;
-	}
 	bool exists = dst_is_stored(op);
 	op->what = "rename";
 	snprintf(op->extra, sizeof(op->extra), "to=%s", op->dst_id);
-	if (!exists && !secret_id_valid_new(op->dst_id)) {
-		free(src_id);
+	if (!exists && !secret_id_valid_new(op->dst_id))
 		return -EINVAL;
+	if (!fs->ops->rename || (fs->ops->caps & STORE_CAP_WRITE_ONLY_VALUES)) {
+		log_warn("rename of %s onto %s refused: the %s store's values are write-only, and "
+		         "this rename moves one; write the value to %s instead", m->id, op->dst_id,
+		         fs->ops->name, op->newname);
+		return -EACCES;
 	}
 	scope_set scopes = new_secret_scopes(op, m->scopes & ~(1u << op->sc));
 	struct labels labels = { 0 };
-	r = labels_copy(&labels, &m->labels);
-	fuse_ino_t src_ino = src->ino;
-	scope_set src_scopes = m->scopes;
+	struct store_change gone = { 0 };
+	struct secret_meta meta = { 0 };
+	char *src_id = strdup(m->id);
+	uint64_t src_incarnation = m->incarnation, src_revision = m->revision;
+	uint64_t dst_incarnation = exists ? op->dst->u.secret.meta.incarnation : 0;
+	r = src_id ? labels_copy(&labels, &m->labels) : -ENOMEM;
 	unlock(fs);
-
-	/* The value first, then the delete: a crash in between leaves both
-	 * secrets, never neither. */
-	struct secret_value *v = NULL;
 	if (r == 0)
-		r = fs->ops->get_value(fs->store, src_id, 0, &v);
-	if (r == 0)
-		r = store_under_newname(op, exists, scopes, &labels, v->data, v->len);
-	secret_value_free(v);
+		r = fs->ops->rename(fs->store, src_id, src_incarnation, src_revision, op->dst_id,
+		                    dst_incarnation, scopes, &labels, &gone, &meta);
 	labels_clear(&labels);
-	if (r == 0) {
-		r = fs->ops->delete(fs->store, src_id);
-		if (r < 0)
-			log_error("%s: its value now lives in %s, but deleting %s failed (%s): "
-			          "both exist; remove %s by hand", src_id, op->dst_id, src_id,
-			          strerrordesc_np(-r), src_id);
-		else
-			log_info("%s: deleted after its value moved to %s", src_id, op->dst_id);
-	}
 	wrlock(fs);
-	src = fs_node(fs, src_ino);
-	if (r == 0 && src) {
-		struct node *n = fs_secret_by_id(fs, op->dst_id);
-		fs_secret_mark_deleted(src);
-		src->became = n ? n->ino : 0;
-		/* The kernel may still hold the source in its other scopes. */
-		for (int i = 0; i < SCOPE_COUNT; i++)
-			if ((src_scopes & (1u << i)) && i != (int)op->sc)
-				notifier_inval_entry(fs->notifier, INO_SCOPE_FIRST + i, op->name);
+	if (r == 0) {
+		fs_apply(fs, &gone);
+		fs_apply_meta(fs, &meta);
+		op->version = meta.version;
+		log_info("%s: deleted after its value moved to %s (version %" PRIu64 ")", src_id,
+		         op->dst_id, meta.version);
+	} else if (r != -ENOMEM) {
+		r = store_refused(op, r);
 	}
+	store_change_clear(&gone);
+	secret_meta_clear(&meta);
 	free(src_id);
-	return user_errno(r);
+	return r;
 }
 
 static int rename_exchange(struct rename_op *op)
 {
 	struct fs *fs = op->fs;
-	if (!op->dst || op->src->kind != NODE_SECRET || op->dst->kind != NODE_SECRET ||
-	    !op->src->u.secret.meta.version || !op->dst->u.secret.meta.version ||
-	    !fs->ops->exchange_values) {
+	struct node *a = op->src, *b = op->dst;
+	if (!b || a->kind != NODE_SECRET || b->kind != NODE_SECRET ||
+	    !a->u.secret.meta.incarnation || !b->u.secret.meta.incarnation ||
+	    !fs->ops->exchange_values || a == b) {
 		log_warn("rename exchange of %s and %s refused: only two stored secrets can "
 		         "swap values", op->name, op->newname);
 		return -EINVAL;
 	}
-	char *a = strdup(op->src->u.secret.meta.id), *b = strdup(op->dst->u.secret.meta.id);
+	char *ida = strdup(a->u.secret.meta.id), *idb = strdup(b->u.secret.meta.id);
+	uint64_t inca = a->u.secret.meta.incarnation, incb = b->u.secret.meta.incarnation;
 	op->what = "exchange";
-	snprintf(op->extra, sizeof(op->extra), "with=%s", b ? b : "?");
-	unlock(fs);
-	int r = a && b ? fs->ops->exchange_values(fs->store, a, b) : -ENOMEM;
+	snprintf(op->extra, sizeof(op->extra), "with=%s", idb ? idb : "?");
 	struct secret_meta ma = { 0 }, mb = { 0 };
-	if (r == 0) {
-		r = fs->ops->stat(fs->store, a, &ma);
-		if (r == 0)
-			r = fs->ops->stat(fs->store, b, &mb);
-	}
+	unlock(fs);
+	int r = ida && idb ? fs->ops->exchange_values(fs->store, ida, inca, idb, incb, &ma, &mb)
+	                   : -ENOMEM;
 	wrlock(fs);
 	if (r == 0) {
-		fs_secret_add(fs, &ma);
-		fs_secret_add(fs, &mb);
-		log_info("%s and %s: values exchanged", a, b);
+		fs_apply_meta(fs, &ma);
+		fs_apply_meta(fs, &mb);
+		log_info("%s and %s: values exchanged", ida, idb);
 		/* The kernel swapped the two names' inodes; the secrets kept
 		 * theirs and swapped values: make it look both names up again
 		 * (this waits for the rename to finish: it needs the
@@ -416,14 +473,15 @@ static int rename_exchange(struct rename_op *op)
 				notifier_inval_entry(fs->notifier, INO_SCOPE_FIRST + i, op->newname);
 		}
 	} else {
-		log_error("exchange of %s and %s failed (%s)", a ? a : "?", b ? b : "?",
+		log_error("exchange of %s and %s failed (%s)", ida ? ida : "?", idb ? idb : "?",
 		          strerrordesc_np(-r));
+		r = store_gone(r) ? -ENOENT : user_errno(r);
 	}
 	secret_meta_clear(&ma);
 	secret_meta_clear(&mb);
-	free(a);
-	free(b);
-	return user_errno(r);
+	free(ida);
+	free(idb);
+	return r;
 }
 
 /* Every scope a rename changes: both directories, and every scope of a
@@ -431,16 +489,37 @@ static int rename_exchange(struct rename_op *op)
 static scope_set rename_scopes(const struct rename_op *op)
 {
 	scope_set scopes = (1u << op->sc) | (1u << op->nsc);
-	const struct node *ends[2] = { op->src, op->dst };
-	for (int i = 0; i < 2; i++)
+	const struct node *ends[3] = { op->src, op->dst, op->target };
+	for (int i = 0; i < 3; i++)
 		if (ends[i] && ends[i]->kind == NODE_SECRET)
 			scopes |= fs_secret_visible_scopes(ends[i]);
-	if (op->dst_id) {
-		struct node *target = fs_secret_by_id(op->fs, op->dst_id);
-		if (target)
-			scopes |= fs_secret_visible_scopes(target);
-	}
 	return scopes;
+}
+
+/* Finds what the rename's names stand for now; fs->lock held. */
+static void rename_resolve(struct rename_op *op, struct node **src, struct node **dst,
+                           struct node **target)
+{
+	*src = scope_child(op->fs, op->sc, op->name);
+	*dst = scope_child(op->fs, op->nsc, op->newname);
+	*target = op->dst_id ? fs_secret_by_id(op->fs, op->dst_id) : NULL;
+}
+
+/* The rename proper: its checks and store calls, with its nodes held. */
+static int rename_nodes(struct rename_op *op, const struct caller *who)
+{
+	int r = admit_change(op->fs, rename_scopes(op), who, "rename of", op->name);
+	if (r < 0)
+		return r;
+	if (op->flags & RENAME_EXCHANGE)
+		return rename_exchange(op);
+	if (op->dst && (op->flags & RENAME_NOREPLACE))
+		return -EEXIST;
+	if (op->src == op->dst)
+		return 0;
+	if (op->src->kind == NODE_SCRATCH)
+		return rename_scratch(op);
+	return rename_secret(op);
 }
 
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -472,44 +551,49 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 
 	struct caller who;
 	caller_of_req(req, &who);
-	pthread_mutex_lock(&fs->ns_lock);
-	wrlock(fs);
-	op.src = scope_child(fs, sc, name);
-	op.dst = scope_child(fs, nsc, newname);
-	op.dst_id = name_secret_id(fs, newname);
-	int r;
-	if (!op.src)
-		r = -ENOENT;
-	else if ((r = admit_change(fs, rename_scopes(&op), &who, "rename of", name)) < 0)
-		; /* refused and logged */
-	else if (flags & RENAME_EXCHANGE)
-		r = rename_exchange(&op);
-	else if (op.dst && (flags & RENAME_NOREPLACE))
-		r = -EEXIST;
-	else if (op.src == op.dst)
-		r = 0;
-	else if (op.src->kind == NODE_SCRATCH)
-		r = rename_scratch(&op);
-	else
-		r = rename_secret(&op);
-	/* Renames among scratch files are not about secrets. */
-	bool about_secret = op.what || (op.src && op.src->kind == NODE_SECRET) || op.dst_id;
-	if (about_secret && !(r == 0 && op.src == op.dst)) {
-		const char *id = op.src && op.src->kind == NODE_SECRET ? op.src->u.secret.meta.id
-		               : op.dst_id ? op.dst_id : name;
-		if (op.what && strcmp(op.what, "rotate") == 0)
-			id = op.dst_id;
-		if (!op.extra[0])
-			snprintf(op.extra, sizeof(op.extra), "to=%s", newname);
-		audit_event(&who, op.what ? op.what : "rename", id, op.version, r, op.extra);
+	int r = -EAGAIN;
+	for (int attempt = 0; attempt < 8 && r == -EAGAIN; attempt++) {
+		wrlock(fs);
+		free(op.dst_id);
+		op.dst_id = name_secret_id(fs, newname);
+		rename_resolve(&op, &op.src, &op.dst, &op.target);
+		if (!op.src) {
+			unlock(fs);
+			r = -ENOENT;
+			break;
+		}
+		struct node *set[3] = { op.src, op.dst, op.target };
+		for (int i = 0; i < 3; i++)
+			if (set[i] && (i == 0 || set[i] != set[i - 1]))
+				fs_node_pin(set[i]);
+		unlock(fs);
+		fs_change_begin(fs, set, 3);
+		wrlock(fs);
+		struct node *src, *dst, *target;
+		rename_resolve(&op, &src, &dst, &target);
+		if (src != op.src || dst != op.dst || target != op.target) {
+			unlock(fs);  /* changed while we waited: again */
+		} else {
+			r = rename_nodes(&op, &who);
+			/* Renames among scratch files are not about secrets. */
+			bool about_secret = op.what || op.src->kind == NODE_SECRET || op.dst_id;
+			if (about_secret && !(r == 0 && op.src == op.dst)) {
+				char buf[300];
+				const char *id = op.what && strcmp(op.what, "rotate") == 0 ? op.dst_id
+				               : op.src->kind == NODE_SECRET ? op.src->u.secret.meta.id
+				               : op.dst_id ? op.dst_id : audit_name(op.src, buf, sizeof(buf));
+				if (!op.extra[0])
+					snprintf(op.extra, sizeof(op.extra), "to=%s", newname);
+				audit_event(&who, op.what ? op.what : "rename", id, op.version, r,
+				            op.extra);
+			}
+			unlock(fs);
+		}
+		change_done(fs, set, 3);
 	}
-	unlock(fs);
-	pthread_mutex_unlock(&fs->ns_lock);
+	if (r == -EAGAIN)
+		r = -EIO;
 	caller_clear(&who);
-	/* The kernel now maps newname to the renamed inode.  A scratch
-	 * file's entry never outlives its lookup (entry_timeout 0), so the
-	 * next access looks newname up and finds the secret's own inode;
-	 * meanwhile the renamed inode stands for it ('became'). */
 	free(op.dst_id);
 	fuse_reply_err(req, -r);
 }

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/xattr.h>
 
-#include "ops_i.h"
+#include "ops.h"
 
 static void reply_xattr(fuse_req_t req, const char *value, size_t len, size_t size)
 {
@@ -38,7 +38,7 @@ static struct labels *labels_of(struct node *n)
 /* A fact about a node as text into buf; -ENODATA if it has none. */
 static int fact(struct fs *fs, const struct node *n, const char *name, char *buf, size_t size)
 {
-	bool stored = n->kind == NODE_SECRET && n->u.secret.meta.version;
+	bool stored = n->kind == NODE_SECRET && n->u.secret.meta.incarnation;
 	const struct secret_meta *m = &n->u.secret.meta;
 	if (strcmp(name, "store") == 0)
 		snprintf(buf, size, "%s", fs->ops->name);
@@ -67,12 +67,14 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 		return;
 	}
 	rdlock(fs);
-	struct node *n = fs_node_resolve(fs, ino);
+	struct node *n = fs_node_target(fs, ino);
 	int r = 0;
 	char text[512];
 	const char *value = NULL;
 	if (!n) {
 		r = -ENOENT;
+	} else if (!fs_node_live(n)) {
+		r = -ESTALE;
 	} else if (is_fact) {
 		r = fact(fs, n, name + strlen(FACT_XATTR_PREFIX), text, sizeof(text));
 		value = text;
@@ -93,10 +95,10 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct fs *fs = fs_of(req);
 	rdlock(fs);
-	struct node *n = fs_node_resolve(fs, ino);
-	if (!n) {
+	struct node *n = fs_node_target(fs, ino);
+	if (!n || !fs_node_live(n)) {
 		unlock(fs);
-		fuse_reply_err(req, ENOENT);
+		fuse_reply_err(req, n ? ESTALE : ENOENT);
 		return;
 	}
 	struct labels *l = labels_of(n);
@@ -121,30 +123,23 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	free(list);
 }
 
-/* Sets (value != NULL) or removes a label. */
-static int change_label(fuse_req_t req, fuse_ino_t ino, const char *key, const char *value,
-                        int flags)
+/* The label change proper: n's change set and fs->lock (write) held. */
+static int change_label_locked(struct fs *fs, struct node *n, const char *key, const char *value,
+                               int flags, const struct caller *who, const char *extra)
 {
-	struct fs *fs = fs_of(req);
-	if (fs->opt.read_only)
-		return -EROFS;
-	struct caller who;
-	caller_of_req(req, &who);
-	char extra[LABEL_KEY_MAX + 16];
-	snprintf(extra, sizeof(extra), "label=%s", key);
-	pthread_mutex_lock(&fs->ns_lock);
-	wrlock(fs);
-	struct node *n = fs_node_resolve(fs, ino);
 	struct labels *l = n ? labels_of(n) : NULL;
 	struct labels next = { 0 };
+	char name[300];
 	int r = 0;
 	if (!n)
 		r = -ENOENT;
+	else if (!fs_node_live(n))
+		r = -ESTALE;
 	else if (!l)
 		r = -EPERM;
-	else if (n->kind == NODE_SECRET &&
-	         (r = admit_change(fs, fs_secret_visible_scopes(n), &who, "label change of",
-	                           n->u.secret.meta.id)) < 0)
+	else if ((r = admit_change(fs, n->kind == NODE_SCRATCH ? 1u << n->u.scratch.scope
+	                                                         : fs_secret_visible_scopes(n),
+	                           who, "label change of", audit_name(n, name, sizeof(name)))) < 0)
 		; /* refused and logged */
 	else if (labels_get(l, key) ? (flags & XATTR_CREATE) : 0)
 		r = -EEXIST;
@@ -160,10 +155,8 @@ static int change_label(fuse_req_t req, fuse_ino_t ino, const char *key, const c
 		         key, LABEL_KEY_MAX, LABEL_VALUE_MAX);
 	else if (r == -ENOSPC)
 		log_warn("label %s refused: at most %d labels per secret", key, LABELS_MAX);
-	bool stored = r == 0 && n->kind == NODE_SECRET && n->u.secret.meta.version;
 	const char *op = value ? "label-set" : "label-remove";
-	if (r < 0 && n && n->kind == NODE_SECRET)
-		audit_event(&who, op, n->u.secret.meta.id, n->u.secret.meta.version, r, extra);
+	bool stored = r == 0 && n->kind == NODE_SECRET && n->u.secret.meta.incarnation;
 	if (r == 0 && !stored) {
 		/* Scratch and pending files keep labels in memory; they go to
 		 * the store with the file's first value. */
@@ -171,33 +164,57 @@ static int change_label(fuse_req_t req, fuse_ino_t ino, const char *key, const c
 		*l = next;
 		next = (struct labels){ 0 };
 	} else if (stored) {
+		struct secret_meta meta = { 0 };
 		char *id = strdup(n->u.secret.meta.id);
-		if (id) {
-			unlock(fs);
-			r = fs->ops->set_labels(fs->store, id, &next);
-			wrlock(fs);
-		} else {
-			r = -ENOMEM;
-		}
-		audit_event(&who, op, id ? id : "?", n->u.secret.meta.version, r, extra);
-		if (r == -ENOMEM) {
-			/* nothing to say beyond the errno */
-		} else if (r < 0) {
+		uint64_t incarnation = n->u.secret.meta.incarnation;
+		unlock(fs);
+		r = id ? fs->ops->set_labels(fs->store, id, incarnation, &next, &meta) : -ENOMEM;
+		wrlock(fs);
+		if (r == 0) {
+			fs_apply_meta(fs, &meta);
+			log_info("%s: label %s %s", id, key, value ? "set" : "removed");
+		} else if (r != -ENOMEM) {
 			log_error("%s: label %s not changed: the store refused (%s)", id, key,
 			          strerrordesc_np(-r));
-			r = r == -EINVAL ? r : user_errno(r);
-		} else if ((n = fs_secret_by_id(fs, id)) && n->u.secret.meta.version) {
-			labels_clear(&n->u.secret.meta.labels);
-			n->u.secret.meta.labels = next;
-			next = (struct labels){ 0 };
-			n->ctime_ns = now_ns();
-			log_info("%s: label %s %s", id, key, value ? "set" : "removed");
+			r = r == -EINVAL ? r : store_gone(r) ? -ESTALE : user_errno(r);
 		}
+		secret_meta_clear(&meta);
 		free(id);
 	}
-	unlock(fs);
-	pthread_mutex_unlock(&fs->ns_lock);
+	if (n && (n->kind == NODE_SECRET || n->kind == NODE_SCRATCH) && (r < 0 || stored || n->kind == NODE_SCRATCH))
+		audit_event(who, op, audit_name(n, name, sizeof(name)), n->u.secret.meta.version, r,
+		            extra);
 	labels_clear(&next);
+	return r;
+}
+
+/* Sets (value != NULL) or removes a label. */
+static int change_label(fuse_req_t req, fuse_ino_t ino, const char *key, const char *value,
+                        int flags)
+{
+	struct fs *fs = fs_of(req);
+	if (fs->opt.read_only)
+		return -EROFS;
+	struct caller who;
+	caller_of_req(req, &who);
+	char extra[LABEL_KEY_MAX + 16];
+	snprintf(extra, sizeof(extra), "label=%s", key);
+	wrlock(fs);
+	struct node *n = fs_node_target(fs, ino);
+	if (n)
+		fs_node_pin(n);
+	unlock(fs);
+	if (n)
+		fs_change_begin(fs, &n, 1);
+	wrlock(fs);
+	int r = change_label_locked(fs, n, key, value, flags, &who, extra);
+	unlock(fs);
+	if (n) {
+		fs_change_end(fs, &n, 1);
+		wrlock(fs);
+		fs_node_unpin(fs, n);
+		unlock(fs);
+	}
 	caller_clear(&who);
 	return r;
 }

@@ -322,15 +322,16 @@ PY
 	stop_daemon
 	long=$(head -c 300 /dev/zero | tr '\0' A)
 	sqlite3 "$STORE/store.db" "
-		INSERT INTO secrets VALUES ('', 1, 1, 4, 0, 0);
-		INSERT INTO secrets VALUES ('bad id', 1, 1, 4, 0, 0);
-		INSERT INTO secrets VALUES ('../x', 1, 1, 4, 0, 0);
-		INSERT INTO secrets VALUES ('A%2FB', 1, 1, 4, 0, 0);
-		INSERT INTO secrets VALUES ('$long', 1, 1, 4, 0, 0);
-		INSERT INTO secrets VALUES ('NO_SCOPE', 0, 1, 4, 0, 0);
-		INSERT INTO secrets VALUES ('ALL_BITS', -1, 1, 4, 0, 0);
-		INSERT INTO secrets VALUES ('NO_VERSION', 1, 0, 4, 0, 0);
-		INSERT INTO secrets VALUES ('HUGE_SIZE', 1, 1, 999999999999, 0, 0);
+		INSERT INTO secrets VALUES ('', 1, 1, 4, 0, 0, 9001, 9001, 9001);
+		INSERT INTO secrets VALUES ('bad id', 1, 1, 4, 0, 0, 9002, 9002, 9002);
+		INSERT INTO secrets VALUES ('../x', 1, 1, 4, 0, 0, 9003, 9003, 9003);
+		INSERT INTO secrets VALUES ('A%2FB', 1, 1, 4, 0, 0, 9004, 9004, 9004);
+		INSERT INTO secrets VALUES ('$long', 1, 1, 4, 0, 0, 9005, 9005, 9005);
+		INSERT INTO secrets VALUES ('NO_SCOPE', 0, 1, 4, 0, 0, 9006, 9006, 9006);
+		INSERT INTO secrets VALUES ('ALL_BITS', -1, 1, 4, 0, 0, 9007, 9007, 9007);
+		INSERT INTO secrets VALUES ('NO_VERSION', 1, 0, 4, 0, 0, 9008, 9008, 9008);
+		INSERT INTO secrets VALUES ('NO_INCARNATION', 1, 1, 4, 0, 0, 0, 0, 0);
+		INSERT INTO secrets VALUES ('HUGE_SIZE', 1, 1, 999999999999, 0, 0, 9009, 9009, 9009);
 		INSERT INTO labels VALUES ('GOOD', 'bad key', 'bad
 value');
 		UPDATE versions SET ct = zeroblob(50) WHERE id = 'TAMPERED';
@@ -347,6 +348,8 @@ value');
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"Input/output error"* ]]
 	log_has 'TAMPERED version 1 failed authentication'
+	log_has 'the row of NO_INCARNATION has no incarnation \(damaged\): left out'
+	[ ! -e "$MNT/ai_gateway/NO_INCARNATION" ]
 	kill -0 "$DAEMON_PID"
 	# the store still takes changes
 	printf 'good2' >"$MNT/ai_gateway/GOOD"

@@ -347,23 +347,23 @@ static void exercise(struct store *s, const struct store_ops *ops, uint8_t write
 		check_rc(r);
 		if (r == 0)
 			secret_meta_clear(&m);
-		r = ops->get_value(s, id, 0, &v);
+		r = ops->get_value(s, id, 0, 0, &v);
 		check_rc(r);
 		if (r == 0) {
 			assert(v->data && v->len >= 1 && v->len <= SECRET_VALUE_MAX);
 			v = secret_value_free(v);
 		}
-		r = ops->list_versions(s, id, &vers, &nv);
+		r = ops->list_versions(s, id, 0, &vers, &nv);
 		check_rc(r);
 		if (r == 0) {
 			for (size_t k = 0; k < nv && k < 8; k++) {
-				r = ops->get_value(s, id, vers[k].version, &v);
+				r = ops->get_value(s, id, 0, vers[k].version, &v);
 				check_rc(r);
 				v = secret_value_free(v);
 			}
 			free(vers);
 		}
-		r = ops->get_value(s, id, UINT64_MAX, &v);
+		r = ops->get_value(s, id, 0, UINT64_MAX, &v);
 		check_rc(r);
 		v = secret_value_free(v);
 
@@ -371,11 +371,11 @@ static void exercise(struct store *s, const struct store_ops *ops, uint8_t write
 			continue;
 		static const uint8_t newval[] = "rotated-value";
 		struct secret_meta pm = { 0 };
-		r = ops->put_value(s, id, 0, newval, sizeof(newval) - 1, &pm);
+		r = ops->put_value(s, id, 0, 0, newval, sizeof(newval) - 1, &pm);
 		check_rc(r);
 		if (r == 0) {
 			secret_meta_clear(&pm);
-			r = ops->get_value(s, id, 0, &v);
+			r = ops->get_value(s, id, 0, 0, &v);
 			/* what was just acknowledged reads back */
 			assert(r == 0 && v->len == sizeof(newval) - 1 &&
 			       memcmp(v->data, newval, v->len) == 0);
@@ -383,14 +383,14 @@ static void exercise(struct store *s, const struct store_ops *ops, uint8_t write
 		}
 		struct labels lb = { 0, NULL };
 		if (labels_set(&lb, "managed-by", "aigateway") == 0) {
-			check_rc(ops->set_labels(s, id, &lb));
+			check_rc(ops->set_labels(s, id, 0, &lb, NULL));
 			labels_clear(&lb);
 		}
-		check_rc(ops->set_scopes(s, id, (scope_set)((writes >> 1) & SCOPE_ALL) | 1));
+		check_rc(ops->set_scopes(s, id, 0, (scope_set)((writes >> 1) & SCOPE_ALL) | 1, NULL));
 		if (i + 1 < l.n)
-			check_rc(ops->exchange_values(s, id, l.ids[i + 1]));
+			check_rc(ops->exchange_values(s, id, 0, l.ids[i + 1], 0, NULL, NULL));
 		if (writes & 0x80)
-			check_rc(ops->delete(s, id));
+			check_rc(ops->delete(s, id, 0, NULL));
 	}
 	if (writes & 2) {
 		static const uint8_t val[] = "new";
@@ -470,7 +470,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	for (int i = 2; i <= 4; i++) {
 		int n = snprintf(v, sizeof(v), "sk-%d", i);
-		if (ops->put_value(s, "OPENAI_API_KEY", 0, (const uint8_t *)v, (size_t)n, NULL) < 0)
+		if (ops->put_value(s, "OPENAI_API_KEY", 0, 0, (const uint8_t *)v, (size_t)n, NULL) < 0)
 			abort();
 	}
 	if (ops->create(s, "B", (1u << SCOPE_AI_GATEWAY) | (1u << SCOPE_MCP_SERVER), NULL,

@@ -36,9 +36,10 @@ static struct store *open_store(unsigned keep, bool ro)
 	return s;
 }
 
-static int put_str(struct store *s, const char *id, uint64_t expect, const char *v)
+/* A new value based on base_revision (0: whatever is current). */
+static int put_str(struct store *s, const char *id, uint64_t base_revision, const char *v)
 {
-	return ops->put_value(s, id, expect, (const uint8_t *)v, strlen(v), NULL);
+	return ops->put_value(s, id, 0, base_revision, (const uint8_t *)v, strlen(v), NULL);
 }
 
 static int create_str(struct store *s, const char *id, scope_set sc,
@@ -51,7 +52,7 @@ static int create_str(struct store *s, const char *id, scope_set sc,
 static int value_is(struct store *s, const char *id, uint64_t version, const char *expect)
 {
 	struct secret_value *v = NULL;
-	int r = ops->get_value(s, id, version, &v), ok;
+	int r = ops->get_value(s, id, 0, version, &v), ok;
 
 	if (r != 0) {
 		fprintf(stderr, "get_value(%s, %llu): error %d\n", id,
@@ -66,7 +67,7 @@ static int value_is(struct store *s, const char *id, uint64_t version, const cha
 static int get_err(struct store *s, const char *id, uint64_t version)
 {
 	struct secret_value *v = NULL;
-	int r = ops->get_value(s, id, version, &v);
+	int r = ops->get_value(s, id, 0, version, &v);
 
 	secret_value_free(v);
 	return r;
@@ -268,9 +269,9 @@ static void test_basics(void)
 	REQUIRE(big != NULL);
 	CHECK_EQ(ops->create(s, "TOO_BIG", SA, NULL, big, SECRET_VALUE_MAX + 1, NULL), -EFBIG);
 	CHECK_EQ(ops->create(s, "MAX_SIZE", SA, NULL, big, SECRET_VALUE_MAX, NULL), 0);
-	CHECK_EQ(ops->put_value(s, "MAX_SIZE", 0, big, SECRET_VALUE_MAX + 1, NULL), -EFBIG);
-	CHECK_EQ(ops->put_value(s, "MAX_SIZE", 0, big, 0, NULL), -EINVAL);
-	CHECK_EQ(ops->get_value(s, "MAX_SIZE", 0, &v), 0);
+	CHECK_EQ(ops->put_value(s, "MAX_SIZE", 0, 0, big, SECRET_VALUE_MAX + 1, NULL), -EFBIG);
+	CHECK_EQ(ops->put_value(s, "MAX_SIZE", 0, 0, big, 0, NULL), -EINVAL);
+	CHECK_EQ(ops->get_value(s, "MAX_SIZE", 0, 0, &v), 0);
 	REQUIRE(v != NULL);
 	CHECK_EQ(v->len, SECRET_VALUE_MAX);
 	CHECK(memcmp(v->data, big, SECRET_VALUE_MAX) == 0);
@@ -318,7 +319,7 @@ static void test_basics(void)
 	CHECK(value_is(s, "ANTHROPIC_API_KEY", 0, "sk-ant"));
 	CHECK_EQ(get_err(s, "OPENAI_API_KEY", 2), -ENOENT);
 	CHECK_EQ(get_err(s, "MISSING", 0), -ENOENT);
-	CHECK_EQ(ops->get_value(s, "ANTHROPIC_API_KEY", 0, &v), 0);
+	CHECK_EQ(ops->get_value(s, "ANTHROPIC_API_KEY", 0, 0, &v), 0);
 	REQUIRE(v != NULL);
 	CHECK_EQ(v->version, 1);
 	CHECK(v->mtime_ns > 0);
@@ -343,8 +344,15 @@ static void test_cas_and_versions(void)
 	size_t n = 0;
 	char buf[32];
 
-	CHECK_EQ(ops->put_value(s, "OPENAI_API_KEY", 1, (const uint8_t *)"v2", 2, &m), 0);
+	struct secret_meta m1 = { 0 };
+	CHECK_EQ(ops->stat(s, "OPENAI_API_KEY", &m1), 0);
+	CHECK_EQ(m1.version, 1);
+	CHECK(m1.incarnation >= 1 && m1.value_revision >= m1.incarnation);
+	CHECK_EQ(ops->put_value(s, "OPENAI_API_KEY", m1.incarnation, m1.value_revision,
+	                        (const uint8_t *)"v2", 2, &m), 0);
 	CHECK_EQ(m.version, 2);
+	CHECK_EQ(m.incarnation, m1.incarnation);
+	CHECK(m.value_revision > m1.value_revision && m.revision == m.value_revision);
 	CHECK_EQ(m.size, 2);
 	CHECK_EQ(m.scopes, SA);              /* kept */
 	CHECK_EQ(m.labels.n, 2);             /* kept */
@@ -352,8 +360,11 @@ static void test_cas_and_versions(void)
 	secret_meta_clear(&m);
 
 	/* a stale writer loses and changes nothing */
-	CHECK_EQ(put_str(s, "OPENAI_API_KEY", 1, "stale"), -ESTALE);
-	CHECK_EQ(put_str(s, "OPENAI_API_KEY", 3, "future"), -ESTALE);
+	CHECK_EQ(put_str(s, "OPENAI_API_KEY", m1.value_revision, "stale"), -ESTALE);
+	CHECK_EQ(put_str(s, "OPENAI_API_KEY", m1.value_revision + 1000, "future"), -ESTALE);
+	CHECK_EQ(ops->put_value(s, "OPENAI_API_KEY", m1.incarnation + 1000, 0,
+	                        (const uint8_t *)"other", 5, NULL), -ESTALE);
+	secret_meta_clear(&m1);
 	CHECK(value_is(s, "OPENAI_API_KEY", 0, "v2"));
 	CHECK_EQ(ops->stat(s, "OPENAI_API_KEY", &m), 0);
 	CHECK_EQ(m.version, 2);
@@ -361,10 +372,13 @@ static void test_cas_and_versions(void)
 
 	/* up to version 6 with keep_versions = 3 */
 	for (int i = 3; i <= 6; i++) {
+		struct secret_meta cur = { 0 };
+		CHECK_EQ(ops->stat(s, "OPENAI_API_KEY", &cur), 0);
 		snprintf(buf, sizeof(buf), "v%d", i);
-		CHECK_EQ(put_str(s, "OPENAI_API_KEY", i == 5 ? 0 : (uint64_t)i - 1, buf), 0);
+		CHECK_EQ(put_str(s, "OPENAI_API_KEY", i == 5 ? 0 : cur.value_revision, buf), 0);
+		secret_meta_clear(&cur);
 	}
-	CHECK_EQ(ops->list_versions(s, "OPENAI_API_KEY", &vers, &n), 0);
+	CHECK_EQ(ops->list_versions(s, "OPENAI_API_KEY", 0, &vers, &n), 0);
 	CHECK_EQ(n, 3);
 	if (n == 3) {
 		CHECK_EQ(vers[0].version, 4);
@@ -373,7 +387,7 @@ static void test_cas_and_versions(void)
 		CHECK_EQ(vers[2].size, 2);
 	}
 	free(vers);
-	CHECK_EQ(ops->list_versions(s, "MISSING", &vers, &n), -ENOENT);
+	CHECK_EQ(ops->list_versions(s, "MISSING", 0, &vers, &n), -ENOENT);
 	CHECK(value_is(s, "OPENAI_API_KEY", 0, "v6"));
 	CHECK(value_is(s, "OPENAI_API_KEY", 6, "v6"));
 	CHECK(value_is(s, "OPENAI_API_KEY", 4, "v4"));
@@ -388,7 +402,7 @@ static void test_cas_and_versions(void)
 		snprintf(buf, sizeof(buf), "a%d", i);
 		CHECK_EQ(put_str(s, "ANTHROPIC_API_KEY", 0, buf), 0);
 	}
-	CHECK_EQ(ops->list_versions(s, "ANTHROPIC_API_KEY", &vers, &n), 0);
+	CHECK_EQ(ops->list_versions(s, "ANTHROPIC_API_KEY", 0, &vers, &n), 0);
 	CHECK(n == 5 && vers[0].version == 4 && vers[4].version == 8);
 	free(vers);
 	ops->close(s);
@@ -403,36 +417,36 @@ static void test_labels_scopes_exchange_delete(void)
 
 	CHECK_EQ(labels_set(&l, "env", "prod"), 0);
 	CHECK_EQ(labels_set(&l, "a.b/c", "x y:z=1+2@h"), 0);
-	CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", &l), 0);
+	CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", 0, &l, NULL), 0);
 	CHECK_EQ(ops->stat(s, "ANTHROPIC_API_KEY", &m), 0);
 	CHECK_EQ(m.labels.n, 2);
 	CHECK(strcmp(m.labels.v[0].key, "a.b/c") == 0);  /* sorted */
 	CHECK(strcmp(labels_get(&m.labels, "env"), "prod") == 0);
 	secret_meta_clear(&m);
 	CHECK_EQ(labels_remove(&l, "env"), 0);
-	CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", &l), 0);  /* replaces all */
+	CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", 0, &l, NULL), 0);  /* replaces all */
 	CHECK_EQ(ops->stat(s, "ANTHROPIC_API_KEY", &m), 0);
 	CHECK_EQ(m.labels.n, 1);
 	CHECK(labels_get(&m.labels, "env") == NULL);
 	secret_meta_clear(&m);
-	CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", NULL), 0);
+	CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", 0, NULL, NULL), 0);
 	CHECK_EQ(ops->stat(s, "ANTHROPIC_API_KEY", &m), 0);
 	CHECK_EQ(m.labels.n, 0);
 	secret_meta_clear(&m);
-	CHECK_EQ(ops->set_labels(s, "MISSING", &l), -ENOENT);
+	CHECK_EQ(ops->set_labels(s, "MISSING", 0, &l, NULL), -ENOENT);
 	{
 		struct label owner = { "owner", "x" };
 		struct labels bad = { 1, &owner };
 
-		CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", &bad), -EINVAL);
+		CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", 0, &bad, NULL), -EINVAL);
 	}
-	CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", &l), 0);
+	CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", 0, &l, NULL), 0);
 	labels_clear(&l);
 
-	CHECK_EQ(ops->set_scopes(s, "ANTHROPIC_API_KEY", SM | (1u << SCOPE_AI_AGENT)), 0);
-	CHECK_EQ(ops->set_scopes(s, "ANTHROPIC_API_KEY", 0), -EINVAL);
-	CHECK_EQ(ops->set_scopes(s, "ANTHROPIC_API_KEY", 1u << 9), -EINVAL);
-	CHECK_EQ(ops->set_scopes(s, "MISSING", SA), -ENOENT);
+	CHECK_EQ(ops->set_scopes(s, "ANTHROPIC_API_KEY", 0, SM | (1u << SCOPE_AI_AGENT), NULL), 0);
+	CHECK_EQ(ops->set_scopes(s, "ANTHROPIC_API_KEY", 0, 0, NULL), -EINVAL);
+	CHECK_EQ(ops->set_scopes(s, "ANTHROPIC_API_KEY", 0, 1u << 9, NULL), -EINVAL);
+	CHECK_EQ(ops->set_scopes(s, "MISSING", 0, SA, NULL), -ENOENT);
 	CHECK_EQ(list_all(s, &li), 0);
 	CHECK(strcmp(li.ids[0], "ANTHROPIC_API_KEY") == 0);
 	CHECK_EQ(li.scopes[0], SM | (1u << SCOPE_AI_AGENT));
@@ -443,7 +457,7 @@ static void test_labels_scopes_exchange_delete(void)
 	CHECK_EQ(ops->stat(s, "OPENAI_API_KEY", &mb), 0);
 	CHECK(value_is(s, "ANTHROPIC_API_KEY", 0, "a8"));
 	CHECK(value_is(s, "OPENAI_API_KEY", 0, "v6"));
-	CHECK_EQ(ops->exchange_values(s, "ANTHROPIC_API_KEY", "OPENAI_API_KEY"), 0);
+	CHECK_EQ(ops->exchange_values(s, "ANTHROPIC_API_KEY", 0, "OPENAI_API_KEY", 0, NULL, NULL), 0);
 	CHECK(value_is(s, "ANTHROPIC_API_KEY", 0, "v6"));
 	CHECK(value_is(s, "OPENAI_API_KEY", 0, "a8"));
 	CHECK(value_is(s, "ANTHROPIC_API_KEY", ma.version, "a8"));  /* old kept */
@@ -456,8 +470,8 @@ static void test_labels_scopes_exchange_delete(void)
 	CHECK_EQ(m.version, mb.version + 1);
 	CHECK_EQ(m.size, 2);
 	secret_meta_clear(&m);
-	CHECK_EQ(ops->exchange_values(s, "OPENAI_API_KEY", "MISSING"), -ENOENT);
-	CHECK_EQ(ops->exchange_values(s, "MISSING", "OPENAI_API_KEY"), -ENOENT);
+	CHECK_EQ(ops->exchange_values(s, "OPENAI_API_KEY", 0, "MISSING", 0, NULL, NULL), -ENOENT);
+	CHECK_EQ(ops->exchange_values(s, "MISSING", 0, "OPENAI_API_KEY", 0, NULL, NULL), -ENOENT);
 	CHECK(value_is(s, "OPENAI_API_KEY", 0, "a8"));
 	secret_meta_clear(&ma);
 	secret_meta_clear(&mb);
@@ -465,8 +479,8 @@ static void test_labels_scopes_exchange_delete(void)
 	/* delete */
 	CHECK_EQ(create_str(s, "DOOMED", SA, NULL, "bye"), 0);
 	CHECK_EQ(put_str(s, "DOOMED", 0, "bye2"), 0);
-	CHECK_EQ(ops->delete(s, "DOOMED"), 0);
-	CHECK_EQ(ops->delete(s, "DOOMED"), -ENOENT);
+	CHECK_EQ(ops->delete(s, "DOOMED", 0, NULL), 0);
+	CHECK_EQ(ops->delete(s, "DOOMED", 0, NULL), -ENOENT);
 	CHECK_EQ(ops->stat(s, "DOOMED", &m), -ENOENT);
 	CHECK_EQ(get_err(s, "DOOMED", 1), -ENOENT);
 	CHECK_EQ(list_all(s, &li), 0);
@@ -476,7 +490,7 @@ static void test_labels_scopes_exchange_delete(void)
 	CHECK_EQ(m.version, 1);
 	secret_meta_clear(&m);
 	CHECK(value_is(s, "DOOMED", 0, "new"));
-	CHECK_EQ(ops->delete(s, "DOOMED"), 0);
+	CHECK_EQ(ops->delete(s, "DOOMED", 0, NULL), 0);
 	ops->close(s);
 
 	/* read-only */
@@ -484,10 +498,10 @@ static void test_labels_scopes_exchange_delete(void)
 	CHECK(value_is(s, "OPENAI_API_KEY", 0, "a8"));
 	CHECK_EQ(put_str(s, "OPENAI_API_KEY", 0, "x"), -EROFS);
 	CHECK_EQ(create_str(s, "NEW_ONE", SA, NULL, "x"), -EROFS);
-	CHECK_EQ(ops->delete(s, "OPENAI_API_KEY"), -EROFS);
-	CHECK_EQ(ops->set_scopes(s, "OPENAI_API_KEY", SA), -EROFS);
-	CHECK_EQ(ops->set_labels(s, "OPENAI_API_KEY", NULL), -EROFS);
-	CHECK_EQ(ops->exchange_values(s, "OPENAI_API_KEY", "ANTHROPIC_API_KEY"), -EROFS);
+	CHECK_EQ(ops->delete(s, "OPENAI_API_KEY", 0, NULL), -EROFS);
+	CHECK_EQ(ops->set_scopes(s, "OPENAI_API_KEY", 0, SA, NULL), -EROFS);
+	CHECK_EQ(ops->set_labels(s, "OPENAI_API_KEY", 0, NULL, NULL), -EROFS);
+	CHECK_EQ(ops->exchange_values(s, "OPENAI_API_KEY", 0, "ANTHROPIC_API_KEY", 0, NULL, NULL), -EROFS);
 	ops->close(s);
 }
 
@@ -500,7 +514,7 @@ static void test_no_plaintext_on_disk(void)
 	CHECK_EQ(create_str(s, "MARKED", SA, NULL, marker), 0);
 	CHECK_EQ(put_str(s, "MARKED", 0, marker2), 0);
 	CHECK_EQ(put_str(s, "MARKED", 0, marker), 0);
-	CHECK_EQ(ops->exchange_values(s, "MARKED", "OPENAI_API_KEY"), 0);
+	CHECK_EQ(ops->exchange_values(s, "MARKED", 0, "OPENAI_API_KEY", 0, NULL, NULL), 0);
 	/* while open: WAL and shared memory files included */
 	CHECK(!found_in_dir(dir, marker, sizeof(marker) - 1));
 	CHECK(!found_in_dir(dir, marker2, sizeof(marker2) - 1));
@@ -597,7 +611,7 @@ static void test_tampering(void)
 	CHECK(value_is(s, "ROLLBACK", 1, "old-one"));
 	CHECK(value_is(s, "OPENAI_API_KEY", 0, "PLAINTEXT-MARKER-7f3a9c-sk-live-should-never-hit-disk"));
 	/* an exchange involving a broken value fails and changes nothing */
-	CHECK_EQ(ops->exchange_values(s, "SOURCE_A", "TAMPERED"), -EIO);
+	CHECK_EQ(ops->exchange_values(s, "SOURCE_A", 0, "TAMPERED", 0, NULL, NULL), -EIO);
 	CHECK(value_is(s, "SOURCE_A", 0, "value-of-a"));
 	/* a new version heals the secret */
 	CHECK_EQ(put_str(s, "TAMPERED", 0, "fresh"), 0);
@@ -609,10 +623,10 @@ static void test_tampering(void)
 		CHECK_EQ(list_all(s, &li), 0);
 		CHECK_EQ(li.total, 8);
 	}
-	ops->delete(s, "TAMPERED");
-	ops->delete(s, "VICTIM_B");
-	ops->delete(s, "SOURCE_A");
-	ops->delete(s, "ROLLBACK");
+	ops->delete(s, "TAMPERED", 0, NULL);
+	ops->delete(s, "VICTIM_B", 0, NULL);
+	ops->delete(s, "SOURCE_A", 0, NULL);
+	ops->delete(s, "ROLLBACK", 0, NULL);
 	ops->close(s);
 }
 
@@ -636,7 +650,7 @@ static void *worker_main(void *arg)
 		w->errors++;
 	for (int i = 2; i <= 40; i++) {
 		snprintf(val, sizeof(val), "t%d-v%d", w->idx, i);
-		if (put_str(w->s, id, (uint64_t)i - 1, val) != 0)
+		if (put_str(w->s, id, 0, val) != 0)
 			w->errors++;
 		if (!value_is(w->s, id, 0, val))
 			w->errors++;
@@ -648,7 +662,7 @@ static void *worker_main(void *arg)
 				w->errors++;
 				break;
 			}
-			r = put_str(w->s, "SHARED", m.version, val);
+			r = put_str(w->s, "SHARED", m.value_revision, val);
 			secret_meta_clear(&m);
 			if (r == 0)
 				break;
@@ -700,7 +714,7 @@ static void test_list_many(void)
 
 	/* metadata rows straight into the database: list never reads values */
 	raw_exec(db, "BEGIN");
-	REQUIRE(sqlite3_prepare_v2(db, "INSERT INTO secrets VALUES (?1, 1, 1, 10, 1, 1)",
+	REQUIRE(sqlite3_prepare_v2(db, "INSERT INTO secrets VALUES (?1, 1, 1, 10, 1, 1, ?2, ?2, ?2)",
 	                           -1, &ins, NULL) == SQLITE_OK);
 	REQUIRE(sqlite3_prepare_v2(db, "INSERT INTO labels VALUES (?1, ?2, 'v')",
 	                           -1, &lab, NULL) == SQLITE_OK);
@@ -709,6 +723,7 @@ static void test_list_many(void)
 
 		snprintf(id, sizeof(id), "BULK_%06d", i);
 		sqlite3_bind_text(ins, 1, id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(ins, 2, 1000000 + i);  /* incarnation and revisions */
 		REQUIRE(sqlite3_step(ins) == SQLITE_DONE);
 		sqlite3_reset(ins);
 		for (int k = 0; k < i % 3; k++) {
@@ -774,6 +789,163 @@ static void test_list_labels_merge(void)
 	ops->close(s);
 }
 
+/* Incarnations and revisions: a delete and re-create is another secret to
+ * every compare-and-swap, and every change returns its record. */
+static void test_incarnations(void)
+{
+	struct store *s = open_store(0, false);
+	struct secret_meta a = { 0 }, b = { 0 }, m = { 0 };
+	struct store_change gone = { 0 };
+
+	CHECK_EQ(ops->create(s, "REBORN", SA, NULL, (const uint8_t *)"first", 5, &a), 0);
+	CHECK_EQ(a.version, 1);
+	CHECK(a.incarnation >= 1 && a.revision == a.incarnation &&
+	      a.value_revision == a.incarnation);
+	CHECK_EQ(ops->delete(s, "REBORN", a.incarnation, &gone), 0);
+	CHECK_EQ(gone.kind, STORE_DELETED);
+	CHECK(gone.meta.incarnation == a.incarnation && gone.meta.revision > a.revision);
+	CHECK_EQ(ops->create(s, "REBORN", SA, NULL, (const uint8_t *)"second", 6, &b), 0);
+	CHECK_EQ(b.version, 1);                       /* the counter starts again */
+	CHECK(b.incarnation > gone.meta.revision);    /* the identity does not */
+	/* what was based on the first life fails against the second */
+	CHECK_EQ(ops->put_value(s, "REBORN", a.incarnation, 0, (const uint8_t *)"x", 1, NULL),
+	         -ESTALE);
+	CHECK_EQ(ops->put_value(s, "REBORN", 0, a.value_revision, (const uint8_t *)"x", 1, NULL),
+	         -ESTALE);
+	CHECK_EQ(ops->set_scopes(s, "REBORN", a.incarnation, SM, NULL), -ESTALE);
+	CHECK_EQ(ops->set_labels(s, "REBORN", a.incarnation, NULL, NULL), -ESTALE);
+	CHECK_EQ(ops->delete(s, "REBORN", a.incarnation, NULL), -ESTALE);
+	struct secret_value *v = NULL;
+	CHECK_EQ(ops->get_value(s, "REBORN", a.incarnation, 1, &v), -ENOENT);
+	CHECK(value_is(s, "REBORN", 1, "second"));
+	/* a label change is a new revision, not a new value */
+	CHECK_EQ(ops->set_labels(s, "REBORN", b.incarnation, NULL, &m), 0);
+	CHECK(m.revision > b.revision && m.value_revision == b.value_revision);
+	secret_meta_clear(&m);
+	CHECK_EQ(ops->put_value(s, "REBORN", b.incarnation, b.value_revision,
+	                        (const uint8_t *)"third", 5, &m), 0);
+	CHECK_EQ(m.version, 2);
+	secret_meta_clear(&m);
+
+	/* rename: the value moves, the source goes, in one transaction */
+	CHECK_EQ(ops->stat(s, "REBORN", &m), 0);
+	CHECK_EQ(ops->rename(s, "REBORN", m.incarnation, m.revision - 1, "MOVED", 0, SA, NULL,
+	                     NULL, NULL), -ESTALE);      /* it changed since */
+	CHECK(value_is(s, "REBORN", 0, "third"));
+	CHECK_EQ(ops->stat(s, "MOVED", &a), -ENOENT);
+	store_change_clear(&gone);
+	CHECK_EQ(ops->rename(s, "REBORN", m.incarnation, m.revision, "MOVED", 0, SM, NULL,
+	                     &gone, &a), 0);
+	CHECK_EQ(gone.kind, STORE_DELETED);
+	CHECK_EQ(a.scopes, SM);
+	CHECK(value_is(s, "MOVED", 0, "third"));
+	CHECK_EQ(ops->stat(s, "REBORN", &b), -ENOENT);
+	/* onto an existing secret: a new version of it */
+	CHECK_EQ(create_str(s, "SOURCE", SA, NULL, "src"), 0);
+	CHECK_EQ(ops->rename(s, "SOURCE", 0, 0, "MOVED", a.incarnation + 1, 0, NULL, NULL,
+	                     NULL), -ESTALE);
+	CHECK_EQ(ops->rename(s, "SOURCE", 0, 0, "MOVED", 0, SA, NULL, NULL, NULL), -EEXIST);
+	CHECK(value_is(s, "SOURCE", 0, "src"));
+	CHECK_EQ(ops->rename(s, "SOURCE", 0, 0, "MOVED", a.incarnation, 0, NULL, NULL, &b), 0);
+	CHECK_EQ(b.version, 2);
+	CHECK_EQ(b.scopes, SM);                       /* kept */
+	CHECK(value_is(s, "MOVED", 0, "src"));
+	CHECK_EQ(ops->delete(s, "MOVED", 0, NULL), 0);
+	secret_meta_clear(&a);
+	secret_meta_clear(&b);
+	secret_meta_clear(&m);
+	store_change_clear(&gone);
+	ops->close(s);
+}
+
+/* A deleted value's ciphertext is gone from every file of the store,
+ * the -wal file included, as soon as the delete returns. */
+static void test_deleted_ciphertext_gone(void)
+{
+	struct store *s = open_store(2, false);
+	uint8_t ct[64];
+	size_t ctlen = 0;
+	CHECK_EQ(create_str(s, "SHREDDED", SA, NULL, "value-that-goes-away"), 0);
+	{
+		sqlite3 *db = raw_db();
+		sqlite3_stmt *st = NULL;
+		REQUIRE(sqlite3_prepare_v2(db, "SELECT ct FROM versions WHERE id = 'SHREDDED'", -1,
+		                           &st, NULL) == SQLITE_OK);
+		REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+		ctlen = (size_t)sqlite3_column_bytes(st, 0);
+		REQUIRE(ctlen > 32);
+		ctlen = 32;  /* enough to be unique */
+		memcpy(ct, sqlite3_column_blob(st, 0), ctlen);
+		sqlite3_finalize(st);
+		sqlite3_close(db);
+	}
+	CHECK(found_in_dir(dir, ct, ctlen));
+	CHECK_EQ(ops->delete(s, "SHREDDED", 0, NULL), 0);
+	CHECK(!found_in_dir(dir, ct, ctlen));
+	/* a version pruned by keep_versions goes the same way */
+	CHECK_EQ(create_str(s, "PRUNED", SA, NULL, "one"), 0);
+	{
+		sqlite3 *db = raw_db();
+		sqlite3_stmt *st = NULL;
+		REQUIRE(sqlite3_prepare_v2(db, "SELECT ct FROM versions WHERE id = 'PRUNED'", -1,
+		                           &st, NULL) == SQLITE_OK);
+		REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+		memcpy(ct, sqlite3_column_blob(st, 0), ctlen);
+		sqlite3_finalize(st);
+		sqlite3_close(db);
+	}
+	CHECK_EQ(put_str(s, "PRUNED", 0, "two"), 0);
+	CHECK(found_in_dir(dir, ct, ctlen));           /* kept: 2 versions */
+	CHECK_EQ(put_str(s, "PRUNED", 0, "three"), 0);
+	CHECK(!found_in_dir(dir, ct, ctlen));          /* pruned */
+	CHECK_EQ(ops->delete(s, "PRUNED", 0, NULL), 0);
+	ops->close(s);
+}
+
+/* A store written before revisions (format 1) opens read-write as format
+ * 2 with its values; read-only, it is refused. */
+static void test_upgrade_from_format_1(void)
+{
+	struct store *s = open_store(0, false);
+	CHECK_EQ(create_str(s, "OLD_ONE", SA, NULL, "old-value"), 0);
+	CHECK_EQ(put_str(s, "OLD_ONE", 0, "old-value-2"), 0);
+	CHECK_EQ(create_str(s, "OLD_TWO", SM, NULL, "two"), 0);
+	ops->close(s);
+	sqlite3 *db = raw_db();
+	raw_exec(db, "ALTER TABLE secrets DROP COLUMN incarnation;"
+	             "ALTER TABLE secrets DROP COLUMN revision;"
+	             "ALTER TABLE secrets DROP COLUMN value_revision;"
+	             "ALTER TABLE versions DROP COLUMN revision;"
+	             "DELETE FROM meta WHERE key = 'revision';"
+	             "UPDATE meta SET value = x'01' WHERE key = 'format';");
+	sqlite3_close(db);
+
+	struct store_config cfg = { .source = dir, .key = key, .read_only = true };
+	s = NULL;
+	fprintf(stderr, "(an error about format 1 is expected below)\n");
+	CHECK_EQ(ops->open(&cfg, &s), -EIO);
+	s = open_store(0, false);
+	struct secret_meta m1 = { 0 }, m2 = { 0 };
+	CHECK_EQ(ops->stat(s, "OLD_ONE", &m1), 0);
+	CHECK_EQ(ops->stat(s, "OLD_TWO", &m2), 0);
+	CHECK(m1.incarnation && m2.incarnation && m1.incarnation != m2.incarnation);
+	CHECK_EQ(m1.version, 2);
+	CHECK(value_is(s, "OLD_ONE", 0, "old-value-2"));
+	CHECK(value_is(s, "OLD_ONE", 1, "old-value"));
+	CHECK_EQ(put_str(s, "OLD_ONE", m1.value_revision, "new"), 0);
+	struct secret_meta m3 = { 0 };
+	CHECK_EQ(create_str(s, "NEW_AFTER", SA, NULL, "n"), 0);
+	CHECK_EQ(ops->stat(s, "NEW_AFTER", &m3), 0);
+	CHECK(m3.incarnation > m1.value_revision && m3.incarnation > m2.value_revision);
+	CHECK_EQ(ops->delete(s, "OLD_ONE", 0, NULL), 0);
+	CHECK_EQ(ops->delete(s, "OLD_TWO", 0, NULL), 0);
+	CHECK_EQ(ops->delete(s, "NEW_AFTER", 0, NULL), 0);
+	secret_meta_clear(&m1);
+	secret_meta_clear(&m2);
+	secret_meta_clear(&m3);
+	ops->close(s);
+}
+
 int main(void)
 {
 	char *tmp = harness_tmpdir();
@@ -795,13 +967,16 @@ int main(void)
 
 		for (int i = 0; i < 8; i++) {
 			snprintf(id, sizeof(id), "THREAD_%d", i);
-			CHECK_EQ(ops->delete(s, id), 0);
+			CHECK_EQ(ops->delete(s, id, 0, NULL), 0);
 		}
-		CHECK_EQ(ops->delete(s, "SHARED"), 0);
+		CHECK_EQ(ops->delete(s, "SHARED", 0, NULL), 0);
 		ops->close(s);
 	}
 	test_list_many();
 	test_list_labels_merge();
+	test_incarnations();
+	test_deleted_ciphertext_gone();
+	test_upgrade_from_format_1();
 
 	key = key_free(key);
 	harness_rmrf(tmp);

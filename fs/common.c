@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the operations share: the request's fs and caller, lock wrappers,
+ * attributes and entries as replied, names to nodes, the policy check of a
+ * change, errnos as users see them.  Below every ops_*.c file; calls
+ * nothing of theirs.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common.h"
+
+int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+void rdlock(struct fs *fs) { pthread_rwlock_rdlock(&fs->lock); }
+void wrlock(struct fs *fs) { pthread_rwlock_wrlock(&fs->lock); }
+void unlock(struct fs *fs) { pthread_rwlock_unlock(&fs->lock); }
+
+int scope_of_dir(fuse_ino_t ino)
+{
+	if (ino >= INO_SCOPE_FIRST && ino < INO_SCOPE_FIRST + SCOPE_COUNT)
+		return (int)(ino - INO_SCOPE_FIRST);
+	return -1;
+}
+
+void caller_of_req(fuse_req_t req, struct caller *ret)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	const struct fs *fs = fs_of(req);
+	/* /proc is read only for what needs it: the audit line, the rules. */
+	caller_init(ret, ctx->pid, ctx->uid, ctx->gid,
+	            audit_enabled() || policy_has_rules(&fs->policy));
+}
+
+/* The owner a node shows: its own after chown, else the owner given to the
+ * first of its scopes that has one (-o owner=), else the mount's. */
+static void owner_of(struct fs *fs, const struct node *n, uid_t *uid, gid_t *gid)
+{
+	*uid = n->uid;
+	*gid = n->gid;
+	if (n->owner_set)
+		return;
+	scope_set scopes = 0;
+	if (n->kind == NODE_SCOPE)
+		scopes = 1u << (n->ino - INO_SCOPE_FIRST);
+	else if (n->kind == NODE_SECRET)
+		scopes = fs_secret_visible_scopes(n);
+	for (int sc = 0; sc < SCOPE_COUNT; sc++) {
+		const struct scope_rule *r = &fs->policy.scope[sc];
+		if ((scopes & (1u << sc)) && r->owner_set) {
+			*uid = r->uid;
+			*gid = r->gid;
+			return;
+		}
+	}
+}
+
+static struct timespec ts_of(int64_t ns)
+{
+	return (struct timespec){ .tv_sec = ns / 1000000000LL, .tv_nsec = ns % 1000000000LL };
+}
+
+const char *scope_names(scope_set set, char *buf, size_t size)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (int sc = 0; sc < SCOPE_COUNT; sc++) {
+		if (!(set & (1u << sc)))
+			continue;
+		int w = snprintf(buf + used, size - used, "%s%s", used ? "," : "",
+		                 scope_dir_name(sc));
+		if (w < 0 || (size_t)w >= size - used)
+			break;
+		used += (size_t)w;
+	}
+	return buf;
+}
+
+/* Store errors as the caller sees them: refusals keep their errno, every
+ * failure of the store itself is EIO (the old value stays). */
+int user_errno(int r)
+{
+	switch (r) {
+	case 0:
+	case -EINVAL: case -EFBIG: case -EEXIST: case -ENOENT: case -EROFS:
+	case -EACCES: case -EPERM: case -ENOMEM: case -ESTALE:
+		return r;
+	default:
+		return -EIO;
+	}
+}
+
+/* Changing a secret touches every scope it is in: the policy must admit
+ * the caller to all of them (reading needs any one).  Logs a refusal. */
+int admit_change(struct fs *fs, scope_set scopes, const struct caller *who,
+                 const char *what, const char *name)
+{
+	int r = policy_check_all(&fs->policy, scopes, who);
+	if (r < 0) {
+		char where[128];
+		log_warn("%s %s refused to uid %u pid %d (%s, unit %s): the policy of %s does not "
+		         "admit it to all of them", what, name, (unsigned)who->uid, (int)who->pid,
+		         who->exe, who->unit, scope_names(scopes, where, sizeof(where)));
+	}
+	return r;
+}
+
+/* --- attributes --- */
+
+void fill_attr(struct fs *fs, const struct node *n, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = n->ino;
+	owner_of(fs, n, &st->st_uid, &st->st_gid);
+	st->st_blksize = 4096;
+	int64_t mtime = n->ctime_ns, ctime = n->ctime_ns;
+	switch (n->kind) {
+	case NODE_ROOT:
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2 + SCOPE_COUNT + 1;
+		break;
+	case NODE_SCOPE:
+	case NODE_VERSIONS:
+	case NODE_VERSION_DIR:
+		st->st_mode = S_IFDIR | n->mode;
+		st->st_nlink = 2;
+		break;
+	case NODE_SECRET: {
+		const struct secret_meta *m = &n->u.secret.meta;
+		st->st_mode = S_IFREG | n->mode;
+		st->st_nlink = __builtin_popcount(fs_secret_visible_scopes(n));
+		st->st_size = m->size;
+		if (m->incarnation) {
+			mtime = m->mtime_ns;
+			if (ctime < mtime)
+				ctime = mtime;
+		}
+		break;
+	}
+	case NODE_SCRATCH:
+		st->st_mode = S_IFREG | n->mode;
+		st->st_nlink = n->u.scratch.unlinked ? 0 : 1;
+		st->st_size = n->u.scratch.data.len;
+		mtime = n->u.scratch.mtime_ns;
+		break;
+	case NODE_VERSION_FILE:
+		st->st_mode = S_IFREG | (n->mode & 0444);
+		st->st_nlink = 1;
+		st->st_size = n->u.vfile.size;
+		mtime = ctime = n->u.vfile.mtime_ns;
+		break;
+	case NODE_SECRET_VERSION: {
+		/* The secret as it was at this version: its size and time stay
+		 * fixed, so the page cache of this inode is always right. */
+		fill_attr(fs, n->u.vfile.secret, st);
+		st->st_ino = n->ino;
+		st->st_size = n->u.vfile.size;
+		mtime = ctime = n->u.vfile.mtime_ns;
+		break;
+	}
+	}
+	st->st_blocks = (st->st_size + 511) / 512;
+	st->st_mtim = ts_of(mtime);
+	st->st_atim = st->st_mtim;
+	st->st_ctim = ts_of(ctime);
+}
+
+/* Replies with an entry for n and counts the kernel's new reference.
+ * Takes fs->lock itself. */
+void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino)
+{
+	struct fuse_entry_param e = { .attr_timeout = ATTR_TIMEOUT };
+	rdlock(fs);  /* many lookups at once: the count is atomic */
+	struct node *n = fs_node(fs, ino);
+	if (!n) {
+		unlock(fs);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	__atomic_add_fetch(&n->nlookup, 1, __ATOMIC_RELAXED);
+	e.ino = n->ino;
+	e.entry_timeout = entry_timeout_of(n);
+	fill_attr(fs, n, &e.attr);
+	unlock(fs);
+	if (fuse_reply_entry(req, &e) != 0) {
+		/* The kernel did not take the reference. */
+		wrlock(fs);
+		n = fs_node(fs, ino);
+		if (n && n->nlookup) {
+			n->nlookup--;
+			fs_node_release(fs, n);
+		}
+		unlock(fs);
+	}
+}
+
+/* How long the kernel may keep a name's entry.  Scratch files and
+ * secrets not stored yet get none: a rename onto a secret moves their
+ * entry to the secret's name, and a pending name can vanish at close;
+ * either way the kernel must look again rather than be told (telling it
+ * means a notification that can block on a directory lock). */
+double entry_timeout_of(const struct node *n)
+{
+	if (n->kind == NODE_SCRATCH)
+		return 0;
+	if (n->kind == NODE_SECRET && !n->u.secret.meta.incarnation)
+		return 0;
+	return ENTRY_TIMEOUT;
+}
+
+/* The node a name in scope sc stands for; fs->lock held. */
+struct node *scope_child(struct fs *fs, enum scope sc, const char *name)
+{
+	char *id = name_to_id(name);
+	if (id) {
+		struct node *n = fs_secret_by_id(fs, id);
+		free(id);
+		if (n && fs_node_in_scope(n, sc))
+			return n;
+	}
+	return fs_scratch_find(fs, sc, name);
+}
+
+/* The secret ID a name stands for, or NULL for a scratch name: a name is a
+ * secret when it matches the create rule, or names a secret the store
+ * holds (older, looser IDs).  fs->lock held. */
+char *name_secret_id(struct fs *fs, const char *name)
+{
+	char *id = name_to_id(name);
+	if (!id)
+		return NULL;
+	if (secret_id_valid_new(id))
+		return id;
+	struct node *n = fs_secret_by_id(fs, id);
+	if (n && n->u.secret.meta.incarnation)
+		return id;
+	free(id);
+	return NULL;
+}
+
+bool store_gone(int r)
+{
+	return r == -ESTALE || r == -ENOENT;
+}
+
+const char *audit_name(const struct node *n, char *buf, size_t size)
+{
+	if (n->kind == NODE_SCRATCH) {
+		snprintf(buf, size, "%s/%s", scope_dir_name(n->u.scratch.scope),
+		         n->u.scratch.name);
+		return buf;
+	}
+	if (n->kind == NODE_SECRET)
+		return n->u.secret.meta.id;
+	return "-";
+}
+
+bool name_too_long(const char *name)
+{
+	return strlen(name) > NAME_MAX_BYTES;
+}
+
