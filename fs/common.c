@@ -212,12 +212,23 @@ void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino)
  * secrets not stored yet get none: a rename onto a secret moves their
  * entry to the secret's name, and a pending name can vanish at close;
  * either way the kernel must look again rather than be told (telling it
- * means a notification that can block on a directory lock). */
+ * means a notification that can block on a directory lock).
+ *
+ * Nor does a secret whose scopes or value changed in the last SETTLE_NS.
+ * The kernel keeps its own count of an inode's links: it drops one at an
+ * unlink and at a rename onto the name (a rotation, where we keep the
+ * inode), and takes ours from a lookup only when nothing else touched the
+ * inode while the lookup was in flight.  A lost correction, then an
+ * unlink, leaves a live secret at 0 links in the kernel, and link(2)
+ * refuses it with ENOENT before asking us (the crash trials' ln ENOENT).
+ * A name with no entry timeout is looked up at every path walk, so ln
+ * walks its source afresh and the count it checks is ours. */
 double entry_timeout_of(const struct node *n)
 {
 	if (n->kind == NODE_SCRATCH)
 		return 0;
-	if (n->kind == NODE_SECRET && !n->u.secret.meta.incarnation)
+	if (n->kind == NODE_SECRET &&
+	    (!n->u.secret.meta.incarnation || now_ns() < n->u.secret.settle_ns))
 		return 0;
 	return ENTRY_TIMEOUT;
 }

@@ -58,6 +58,9 @@ enum {
 /* How long after an unlink a create of the same name restores the secret's
  * labels and scopes (install(1) unlinks, then creates). */
 #define TOMBSTONE_NS (30LL * 1000000000LL)
+/* How long a secret's names get no entry timeout after its scopes or value
+ * changed (struct secret_node.settle_ns): twice the entry timeout. */
+#define SETTLE_NS (2LL * 1000000000LL)
 
 enum node_kind {
 	NODE_ROOT,
@@ -79,6 +82,10 @@ struct secret_node {
 	scope_set pending_scopes;
 	fuse_ino_t vdir_ino;        /* its /.versions/ID directory, 0 if none yet */
 	struct node *versions;      /* -o fast: its NODE_SECRET_VERSION inodes */
+	/* Until then its names get no entry timeout: after a change of its
+	 * scopes or value the kernel's own count of its links may be off
+	 * (see entry_timeout_of), and only a lookup sets it right. */
+	int64_t settle_ns;
 };
 
 struct scratch_node {
@@ -215,7 +222,8 @@ struct node *fs_secret_pending(struct fs *fs, const char *id);
  * out of memory).  Records older than what the table holds are ignored. */
 struct node *fs_apply(struct fs *fs, const struct store_change *c);
 struct node *fs_apply_meta(struct fs *fs, const struct secret_meta *meta);
-/* A pending name that never got a value goes: the node dies. */
+/* A pending name that never got a value goes: the node dies (the caller
+ * still holds it and lets it go with fs_node_release or an unpin). */
 void fs_secret_drop_pending(struct fs *fs, struct node *n);
 struct node *fs_scratch_find(struct fs *fs, enum scope sc, const char *name);
 void fs_scratch_link(struct fs *fs, struct node *n);

@@ -291,7 +291,9 @@ static void forget_names(struct fs *fs, const struct node *n, scope_set scopes)
 	free(name);
 }
 
-/* An incarnation ends: its node leaves the index and answers ESTALE. */
+/* An incarnation ends: its node leaves the index and answers ESTALE.  n
+ * stays allocated: the caller lets it go (fs_node_release) when it no
+ * longer uses it. */
 static void node_kill(struct fs *fs, struct node *n)
 {
 	scope_set scopes = fs_secret_visible_scopes(n);
@@ -300,7 +302,6 @@ static void node_kill(struct fs *fs, struct node *n)
 	n->ctime_ns = now_ns();
 	if (fs->opt.fast && scopes)
 		forget_names(fs, n, scopes);
-	fs_node_release(fs, n);
 }
 
 void fs_secret_drop_pending(struct fs *fs, struct node *n)
@@ -317,11 +318,17 @@ static int set_meta(struct fs *fs, struct node *n, const struct secret_meta *met
 		return r;
 	const struct secret_meta *old = &n->u.secret.meta;
 	bool new_value = old->incarnation && old->version != copy.version;
+	bool new_scopes = old->incarnation && old->scopes != copy.scopes;
+	/* Default mode: no invalidation for a new size and mtime; the kernel
+	 * learns them within ATTR_TIMEOUT (direct_io reads go to the end of
+	 * the value whatever size it has cached).  An invalidation here would
+	 * make the kernel drop a lookup's attributes that are in flight, the
+	 * link count among them (see entry_timeout_of). */
 	if (fs->opt.fast && new_value)
 		forget_names(fs, n, old->scopes | copy.scopes);
-	else if (new_value)
-		notifier_inval_inode(fs->notifier, n->ino); /* size and mtime */
-	if (old->incarnation && old->scopes != copy.scopes)
+	if (new_value || new_scopes)
+		n->u.secret.settle_ns = now_ns() + SETTLE_NS;
+	if (new_scopes)
 		n->ctime_ns = now_ns();
 	secret_meta_clear(&n->u.secret.meta);
 	n->u.secret.meta = copy;
@@ -336,9 +343,11 @@ struct node *fs_apply(struct fs *fs, const struct store_change *c)
 	uint64_t have = n ? n->u.secret.meta.incarnation : 0;
 
 	if (c->kind == STORE_DELETED) {
-		if (n && have == m->incarnation)
+		if (n && have == m->incarnation) {
 			node_kill(fs, n);
-		return n && have != m->incarnation ? n : NULL;
+			fs_node_release(fs, n);
+		}
+		return NULL;
 	}
 	if (n && have > m->incarnation)
 		return n;  /* about an incarnation that is gone */
@@ -350,6 +359,7 @@ struct node *fs_apply(struct fs *fs, const struct store_change *c)
 	if (n && have) {
 		/* A newer incarnation: the one we had was deleted. */
 		node_kill(fs, n);
+		fs_node_release(fs, n);
 		n = NULL;
 	}
 	/* A pending node (created here) becomes the incarnation. */

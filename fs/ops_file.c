@@ -980,6 +980,10 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		n->ctime_ns = now_ns();
 	fill_attr(fs, n, &st);
 	unlock(fs);
+	/* Through an open file the size set is the file's size as this
+	 * writer sees it, before its commit (the kernel keeps what we say). */
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		st.st_size = attr->st_size;
 	if (keep)
 		hostattrs_save(fs);  /* kept across remounts; a failure is logged */
 	st.st_ino = ino;
