@@ -177,9 +177,10 @@ int main(int argc, char **argv)
 		return run_hold(strtoul(argv[3], NULL, 10), strtoul(argv[4], NULL, 10));
 	else
 		return 2;
-	unsigned threads = (unsigned)atoi(argv[3]);
-	double seconds = atof(argv[4]);
-	if (threads < 1 || threads > 64 || seconds <= 0)
+	char *end_threads, *end_seconds;
+	unsigned long threads = strtoul(argv[3], &end_threads, 10);
+	double seconds = strtod(argv[4], &end_seconds);
+	if (*end_threads || *end_seconds || threads < 1 || threads > 64 || !(seconds > 0))
 		return 2;
 	if (mode == M_ROTATE) {
 		char *d = strdup(path), *b = strdup(path);
@@ -190,7 +191,7 @@ int main(int argc, char **argv)
 
 	pthread_t tid[64];
 	unsigned long counts[64] = { 0 };
-	pthread_barrier_init(&start_line, NULL, threads + 1);
+	pthread_barrier_init(&start_line, NULL, (unsigned)threads + 1);
 	for (unsigned t = 0; t < threads; t++)
 		pthread_create(&tid[t], NULL, worker, &counts[t]);
 	pthread_barrier_wait(&start_line);

@@ -179,7 +179,8 @@ int main(int argc, char **argv)
 	data[sizeof(data) - 1] = '\n';
 	if (fuse_parse_cmdline(&args, &co) != 0 || fuse_opt_parse(&args, &o, opt_spec, NULL) != 0)
 		return 1;
-	if (!co.mountpoint || !o.mode || (strcmp(o.mode, "dio") && strcmp(o.mode, "zero"))) {
+	if (!co.mountpoint || !o.mode ||
+	    (strcmp(o.mode, "dio") != 0 && strcmp(o.mode, "zero") != 0)) {
 		fprintf(stderr, "usage: noop MNT -f [-s] -o mode=dio|zero\n");
 		return 1;
 	}
