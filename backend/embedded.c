@@ -286,7 +286,9 @@ static int sql_errno(int rc)
  * Called with s->mutex held. */
 static int sql_fail(struct store *s, int rc)
 {
-	int r = sql_errno(rc);
+	/* Called for a result that should not have come (a row where none
+	 * was due, say): whatever it is, it is a failure. */
+	int r = sql_errno(rc) ? sql_errno(rc) : -EIO;
 
 	if (r == -EIO)
 		log_error("embedded store: database error: %s",

@@ -208,11 +208,15 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 	}
 	if (npos < 2)
 		return fail("need a store directory and a mountpoint (see secretsfs --help)");
-	c->opt.store_dir = realpath(positional[0], NULL);
+	/* A URL names a remote store (main.c chooses); anything else is the
+	 * embedded store's directory. */
+	bool url = strstr(positional[0], "://") || strncmp(positional[0], "redpanda:", 9) == 0;
+	c->opt.store_dir = url ? strdup(positional[0]) : realpath(positional[0], NULL);
 	if (!c->opt.store_dir)
 		return fail("store %s: %s", positional[0], strerrordesc_np(errno));
 	c->opt.mountpoint = strdup(positional[1]);
-	if (!c->opt.attrs_file && asprintf(&c->opt.attrs_file, "%s/host-attrs", c->opt.store_dir) < 0)
+	if (!url && !c->opt.attrs_file &&
+	    asprintf(&c->opt.attrs_file, "%s/host-attrs", c->opt.store_dir) < 0)
 		return fail("out of memory");
 	if (c->opt.read_only && !c->file_mode_set)
 		c->opt.file_mode = 0400;

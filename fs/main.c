@@ -49,6 +49,29 @@ static int cmd_init(const char *dir)
 
 /* --- checks before mounting --- */
 
+/* The store the source argument names.  A directory holds the embedded
+ * store; the remote stores have URLs of their own and are not in this
+ * build yet (they will not take a directory or a key beside it). */
+static int choose_store(const char *source, const struct store_ops **ret)
+{
+	static const struct {
+		const char *prefix, *name;
+	} remote[] = {
+		{ "etcd://", "etcd" },
+		{ "etcd+https://", "etcd" },
+		{ "redpanda:", "Redpanda Cloud" },
+	};
+	for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
+		if (strncmp(source, remote[i].prefix, strlen(remote[i].prefix)) == 0)
+			return fail("%s: this build of secretsfs has no %s store yet", source,
+			            remote[i].name);
+	if (strstr(source, "://"))
+		return fail("%s: not a store secretsfs knows (a directory, etcd://… or "
+		            "redpanda:https://…)", source);
+	*ret = &embedded_store_ops;
+	return 0;
+}
+
 static char *key_path(const struct cmdline *c)
 {
 	char *p = NULL;
@@ -63,6 +86,7 @@ static char *key_path(const struct cmdline *c)
 		free(p);
 		p = NULL;
 	}
+	/* The embedded store keeps its key beside it by default. */
 	if (embedded_key_path(c->opt.store_dir, &p) < 0)
 		return NULL;
 	return p;
@@ -285,8 +309,8 @@ static int serve(struct fs *fs, struct cmdline *c)
 static int serve_store(struct fs *fs, struct cmdline *c)
 {
 	int r;
-	if (c->audit && strcmp(c->audit, "log") && strcmp(c->audit, "off") &&
-	    strcmp(c->audit, "syslog") && c->audit[0] != '/')
+	if (c->audit && strcmp(c->audit, "log") != 0 && strcmp(c->audit, "off") != 0 &&
+	    strcmp(c->audit, "syslog") != 0 && c->audit[0] != '/')
 		return fail("-o audit=%s: expected log, syslog, off or an absolute path", c->audit);
 	harden(fs->opt.debug);
 	if (crypto_init() < 0)
@@ -374,7 +398,9 @@ int main(int argc, char **argv)
 	if (r == 0 && !c.fake) {
 		fs.opt = c.opt;
 		fs.policy = c.policy;
-		fs.ops = &embedded_store_ops;
+		r = choose_store(fs.opt.store_dir, &fs.ops);
+	}
+	if (r == 0 && !c.fake) {
 		pthread_rwlock_init(&fs.lock, NULL);
 		pthread_mutex_init(&fs.change_mutex, NULL);
 		pthread_cond_init(&fs.change_done, NULL);

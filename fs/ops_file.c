@@ -580,6 +580,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	mode = (mode & ~ctx->umask) & 07777;
 
+	bool fast = fs->opt.fast;
 	struct caller who;
 	caller_of_req(req, &who);
 	struct node *n = NULL;
@@ -588,7 +589,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	/* A created file starts empty, even one that takes a secret's name
 	 * back right after its unlink (install, cp --preserve=all). */
 	struct handle *h = NULL;
-	if (r == 0 && !fs->opt.fast)
+	if (r == 0 && !fast)
 		r = open_node(fs, n->ino, fi->flags | O_TRUNC, &who, &h);
 	else if (r == -EACCES)
 		audit_event(&who, "create", name, 0, r, NULL);
@@ -611,7 +612,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		fuse_reply_err(req, -r);
 		return;
 	}
-	if (fs->opt.fast) {
+	if (fast) {
 		fi->fh = 0;  /* a scratch file: its bytes are in its node */
 		fuse_reply_create(req, &e, fi);
 		return;

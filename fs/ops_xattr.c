@@ -44,13 +44,11 @@ static int fact(struct fs *fs, const struct node *n, const char *name, char *buf
 		snprintf(buf, size, "%s", fs->ops->name);
 	else if (strcmp(name, "scratch") == 0 && n->kind == NODE_SCRATCH)
 		snprintf(buf, size, "not stored: the name is not a secret ID");
-	else if (!stored)
-		return -ENODATA;
-	else if (strcmp(name, "id") == 0)
+	else if (stored && strcmp(name, "id") == 0)
 		snprintf(buf, size, "%s", m->id);
-	else if (strcmp(name, "version") == 0)
+	else if (stored && strcmp(name, "version") == 0)
 		snprintf(buf, size, "%" PRIu64, m->version);
-	else if (strcmp(name, "scopes") == 0)
+	else if (stored && strcmp(name, "scopes") == 0)
 		scope_names(m->scopes, buf, size);
 	else
 		return -ENODATA;

@@ -475,6 +475,38 @@ mount_with_values() {
 	expect_audit "$(audit_of rename OPENAI_API_KEY)" result=EACCES
 }
 
+@test "cgroup=: a scratch file is as secret as its scope: refused callers cannot read, append, truncate, label, unlink or rename it; all audited" {
+	mount_with_values -o cgroup=ai_gateway:/$CGNAME/gw
+	local d=$MNT/ai_gateway next=$MNT/ai_gateway/.OPENAI_API_KEY.new
+	# the admitted service writes the next value
+	in_cg gw sh -c "printf sk-next-value > $next"
+	# root outside the cgroup: refused everywhere, nothing changes
+	refused "$next"
+	fails "Permission denied" sh -c "printf sk-evil >> $next"
+	fails "Permission denied" truncate -s 2 "$next"
+	fails "Permission denied" setfattr -n user.tag.x -v y "$next"
+	fails "Permission denied" rm "$next"
+	fails "Permission denied" mv "$next" "$d/.elsewhere"
+	fails "Permission denied" mv "$next" "$d/OPENAI_API_KEY"
+	expect_audit "$(audit_of read ai_gateway/.OPENAI_API_KEY.new)" result=EACCES
+	expect_audit "$(audit_of unlink ai_gateway/.OPENAI_API_KEY.new)" result=EACCES
+	log_has 'ai_gateway/.OPENAI_API_KEY.new: read refused'
+	# the admitted service publishes exactly what it wrote
+	in_cg gw mv "$next" "$d/OPENAI_API_KEY"
+	gives "$d/OPENAI_API_KEY" sk-next-value in_cg gw
+	# and its reads of scratch files are audited like secrets'
+	in_cg gw sh -c "printf sk-other > $d/.tmp.new"
+	gives "$d/.tmp.new" sk-other in_cg gw
+	expect_audit "$(audit_of read ai_gateway/.tmp.new)" result=ok
+}
+
+@test "scratch files: at most the scope's file mode, whatever the umask (0644 would let others read the next value)" {
+	mount_store -o allow_other
+	(umask 022 && printf sk-next > "$MNT/ai_gateway/.KEY.new")
+	eq "$(stat -c %a "$MNT/ai_gateway/.KEY.new")" 600
+	fails "Permission denied" as $MCP "$CAT" "$MNT/ai_gateway/.KEY.new"
+}
+
 # ------------------------------------------------------------------ audit
 
 @test "audit: one line per read, create, write, rotate, label-set/-remove, link, move, unscope, rename, delete; field by field; never a value" {

@@ -39,9 +39,12 @@ static long rss_kb(void)
 	FILE *f = fopen("/proc/self/status", "re");
 	char line[256];
 	long kb = -1;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+	while (f && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "VmRSS:", 6) == 0) {
+			kb = strtol(line + 6, NULL, 10);
 			break;
+		}
+	}
 	if (f)
 		fclose(f);
 	return kb;

@@ -125,7 +125,7 @@ static void bind_value(sqlite3_stmt *st, struct input *in, const struct column *
 		break;
 	case 2:
 		b = take_bytes(in, &len);
-		sqlite3_bind_blob(st, 1, len ? b : "", (int)len, SQLITE_TRANSIENT);
+		sqlite3_bind_blob(st, 1, len ? (const void *)b : "", (int)len, SQLITE_TRANSIENT);
 		break;
 	case 3:
 		b = take_bytes(in, &len);
@@ -224,8 +224,8 @@ static void other_change(sqlite3 *db, struct input *in)
 {
 	static const char *const sql[] = {
 		/* ciphertexts moved to another secret or version */
-		"UPDATE versions SET ct = (SELECT ct FROM versions v2 WHERE v2.rowid != versions.rowid LIMIT 1) "
-		"WHERE rowid = (SELECT MIN(rowid) FROM versions)",
+		"UPDATE versions SET ct = (SELECT ct FROM versions v2 WHERE v2.rowid != versions.rowid "
+		"LIMIT 1) WHERE rowid = (SELECT MIN(rowid) FROM versions)", /* NOLINT(bugprone-suspicious-missing-comma): one statement */
 		"UPDATE versions SET version = version + 1 WHERE rowid = (SELECT MAX(rowid) FROM versions)",
 		"DELETE FROM versions WHERE rowid = (SELECT MIN(rowid) FROM versions)",
 		"DELETE FROM versions WHERE rowid = (SELECT MAX(rowid) FROM versions)",
@@ -334,7 +334,8 @@ static void exercise(struct store *s, const struct store_ops *ops, uint8_t write
 	check_rc(r);
 	const char *fixed[] = { "OPENAI_API_KEY", "NO_SUCH", "bad id", "" };
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) && l.n < MAX_IDS; i++)
-		l.ids[l.n++] = strdup(fixed[i]);
+		if ((l.ids[l.n] = strdup(fixed[i])))
+			l.n++;
 
 	for (size_t i = 0; i < l.n; i++) {
 		const char *id = l.ids[i];
