@@ -7,12 +7,9 @@
 
 #include "crypto.h"
 
-_Static_assert(CRYPTO_NONCE_BYTES == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
-               "nonce size");
-_Static_assert(CRYPTO_TAG_BYTES == crypto_aead_xchacha20poly1305_ietf_ABYTES,
-               "tag size");
-_Static_assert(STORE_KEY_BYTES == crypto_aead_xchacha20poly1305_ietf_KEYBYTES,
-               "key size");
+_Static_assert(CRYPTO_NONCE_BYTES == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, "nonce size");
+_Static_assert(CRYPTO_TAG_BYTES == crypto_aead_xchacha20poly1305_ietf_ABYTES, "tag size");
+_Static_assert(STORE_KEY_BYTES == crypto_aead_xchacha20poly1305_ietf_KEYBYTES, "key size");
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_result = -EIO;
@@ -29,18 +26,15 @@ int crypto_init(void)
 	return init_result;
 }
 
-int crypto_seal(const uint8_t key[STORE_KEY_BYTES],
-                const uint8_t *ad, size_t adlen,
-                const uint8_t *pt, size_t ptlen,
-                uint8_t **ret_ct, size_t *ret_ctlen)
+int crypto_seal(const uint8_t key[STORE_KEY_BYTES], const uint8_t *ad, size_t adlen,
+                const uint8_t *pt, size_t ptlen, uint8_t **ret_ct, size_t *ret_ctlen)
 {
 	unsigned long long clen = 0;
 	uint8_t *ct;
 	size_t n;
 	int r;
 
-	if (!key || !ret_ct || !ret_ctlen || (ptlen > 0 && !pt) ||
-	    (adlen > 0 && !ad))
+	if (!key || !ret_ct || !ret_ctlen || (ptlen > 0 && !pt) || (adlen > 0 && !ad))
 		return -EINVAL;
 	if (ptlen > SIZE_MAX - CRYPTO_OVERHEAD ||
 	    ptlen > crypto_aead_xchacha20poly1305_ietf_MESSAGEBYTES_MAX)
@@ -54,9 +48,8 @@ int crypto_seal(const uint8_t key[STORE_KEY_BYTES],
 	if (!ct)
 		return -ENOMEM;
 	randombytes_buf(ct, CRYPTO_NONCE_BYTES);
-	if (crypto_aead_xchacha20poly1305_ietf_encrypt(
-	            ct + CRYPTO_NONCE_BYTES, &clen, pt, ptlen, ad, adlen,
-	            NULL, ct, key) != 0 ||
+	if (crypto_aead_xchacha20poly1305_ietf_encrypt(ct + CRYPTO_NONCE_BYTES, &clen, pt, ptlen,
+	                                               ad, adlen, NULL, ct, key) != 0 ||
 	    clen != ptlen + CRYPTO_TAG_BYTES) {
 		free(ct);
 		return -EIO;
@@ -66,10 +59,8 @@ int crypto_seal(const uint8_t key[STORE_KEY_BYTES],
 	return 0;
 }
 
-int crypto_open(const uint8_t key[STORE_KEY_BYTES],
-                const uint8_t *ad, size_t adlen,
-                const uint8_t *ct, size_t ctlen,
-                struct secret_value **ret_value)
+int crypto_open(const uint8_t key[STORE_KEY_BYTES], const uint8_t *ad, size_t adlen,
+                const uint8_t *ct, size_t ctlen, struct secret_value **ret_value)
 {
 	struct secret_value *v;
 	unsigned long long mlen = 0;
@@ -87,8 +78,8 @@ int crypto_open(const uint8_t key[STORE_KEY_BYTES],
 	if (!v)
 		return -ENOMEM;
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-	            v->data, &mlen, NULL, ct + CRYPTO_NONCE_BYTES,
-	            ctlen - CRYPTO_NONCE_BYTES, ad, adlen, ct, key) != 0 ||
+	        v->data, &mlen, NULL, ct + CRYPTO_NONCE_BYTES, ctlen - CRYPTO_NONCE_BYTES, ad,
+	        adlen, ct, key) != 0 ||
 	    mlen != v->len) {
 		secret_value_free(v);
 		return -EBADMSG;

@@ -23,18 +23,14 @@ int crypto_init(void);
 
 /* Seals pt under key with associated data ad.  *ret_ct is malloc'ed and
  * holds nonce || ciphertext || tag (ptlen + CRYPTO_OVERHEAD bytes). */
-int crypto_seal(const uint8_t key[STORE_KEY_BYTES],
-                const uint8_t *ad, size_t adlen,
-                const uint8_t *pt, size_t ptlen,
-                uint8_t **ret_ct, size_t *ret_ctlen);
+int crypto_seal(const uint8_t key[STORE_KEY_BYTES], const uint8_t *ad, size_t adlen,
+                const uint8_t *pt, size_t ptlen, uint8_t **ret_ct, size_t *ret_ctlen);
 
 /* Opens what crypto_seal produced, decrypting straight into locked memory
  * (*ret_value; its version and mtime_ns are left 0 for the caller).
  * -EBADMSG if the input is short or fails authentication (wrong key,
  * wrong associated data, a flipped byte). */
-int crypto_open(const uint8_t key[STORE_KEY_BYTES],
-                const uint8_t *ad, size_t adlen,
-                const uint8_t *ct, size_t ctlen,
-                struct secret_value **ret_value);
+int crypto_open(const uint8_t key[STORE_KEY_BYTES], const uint8_t *ad, size_t adlen,
+                const uint8_t *ct, size_t ctlen, struct secret_value **ret_value);
 
 #endif

@@ -43,7 +43,7 @@
 #include "log.h"
 
 #define STORE_ID_BYTES 16
-#define FORMAT_VERSION 2   /* 1: no revisions (upgraded at a read-write open) */
+#define FORMAT_VERSION 2 /* 1: no revisions (upgraded at a read-write open) */
 #define LIST_BATCH 512
 #define BUSY_TIMEOUT_MS 5000
 
@@ -55,13 +55,13 @@ static const char keycheck_plaintext[] = "secretsfs key check: the key is right"
 
 struct store {
 	pthread_mutex_t mutex;
-	sqlite3 *db;                          /* protected by mutex */
-	uint8_t *key;                         /* sodium_malloc'ed, read-only */
-	uint8_t store_id[STORE_ID_BYTES];     /* immutable after open */
-	unsigned keep_versions;               /* immutable after open */
-	bool read_only;                       /* immutable after open */
-	int lock_fd;                          /* flock'ed DIR/store.lock */
-	bool dropped_values;                  /* this transaction deleted a
+	sqlite3 *db;                      /* protected by mutex */
+	uint8_t *key;                     /* sodium_malloc'ed, read-only */
+	uint8_t store_id[STORE_ID_BYTES]; /* immutable after open */
+	unsigned keep_versions;           /* immutable after open */
+	bool read_only;                   /* immutable after open */
+	int lock_fd;                      /* flock'ed DIR/store.lock */
+	bool dropped_values;              /* this transaction deleted a
 	                                         version: checkpoint after it */
 	/* Statements compiled once per connection (compiling one costs more
 	 * than a whole get_value otherwise).  Protected by mutex. */
@@ -71,55 +71,54 @@ struct store {
 	} stmts[STMT_CACHE_SIZE];
 };
 
-static const char schema_sql[] =
-	"CREATE TABLE meta ("
-	"  key TEXT PRIMARY KEY NOT NULL,"
-	"  value BLOB NOT NULL"
-	");"
-	"CREATE TABLE secrets ("
-	"  id TEXT PRIMARY KEY NOT NULL,"
-	"  scopes INTEGER NOT NULL,"
-	"  version INTEGER NOT NULL,"
-	"  size INTEGER NOT NULL,"
-	"  ctime_ns INTEGER NOT NULL,"
-	"  mtime_ns INTEGER NOT NULL,"
-	"  incarnation INTEGER NOT NULL,"
-	"  revision INTEGER NOT NULL,"
-	"  value_revision INTEGER NOT NULL"
-	");"
-	"CREATE TABLE labels ("
-	"  id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,"
-	"  key TEXT NOT NULL,"
-	"  value TEXT NOT NULL,"
-	"  PRIMARY KEY (id, key)"
-	") WITHOUT ROWID;"
-	"CREATE TABLE versions ("
-	"  id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,"
-	"  version INTEGER NOT NULL,"
-	"  size INTEGER NOT NULL,"
-	"  mtime_ns INTEGER NOT NULL,"
-	"  ct BLOB NOT NULL,"
-	"  revision INTEGER NOT NULL,"
-	"  PRIMARY KEY (id, version)"
-	");";
+static const char schema_sql[] = "CREATE TABLE meta ("
+                                 "  key TEXT PRIMARY KEY NOT NULL,"
+                                 "  value BLOB NOT NULL"
+                                 ");"
+                                 "CREATE TABLE secrets ("
+                                 "  id TEXT PRIMARY KEY NOT NULL,"
+                                 "  scopes INTEGER NOT NULL,"
+                                 "  version INTEGER NOT NULL,"
+                                 "  size INTEGER NOT NULL,"
+                                 "  ctime_ns INTEGER NOT NULL,"
+                                 "  mtime_ns INTEGER NOT NULL,"
+                                 "  incarnation INTEGER NOT NULL,"
+                                 "  revision INTEGER NOT NULL,"
+                                 "  value_revision INTEGER NOT NULL"
+                                 ");"
+                                 "CREATE TABLE labels ("
+                                 "  id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,"
+                                 "  key TEXT NOT NULL,"
+                                 "  value TEXT NOT NULL,"
+                                 "  PRIMARY KEY (id, key)"
+                                 ") WITHOUT ROWID;"
+                                 "CREATE TABLE versions ("
+                                 "  id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,"
+                                 "  version INTEGER NOT NULL,"
+                                 "  size INTEGER NOT NULL,"
+                                 "  mtime_ns INTEGER NOT NULL,"
+                                 "  ct BLOB NOT NULL,"
+                                 "  revision INTEGER NOT NULL,"
+                                 "  PRIMARY KEY (id, version)"
+                                 ");";
 
 /* Format 1 -> 2: revisions.  Incarnations, value revisions and the store
  * counter are made up once, in an order that keeps them unique. */
 static const char upgrade_1_sql[] =
-	"ALTER TABLE secrets ADD COLUMN incarnation INTEGER NOT NULL DEFAULT 0;"
-	"ALTER TABLE secrets ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;"
-	"ALTER TABLE secrets ADD COLUMN value_revision INTEGER NOT NULL DEFAULT 0;"
-	"ALTER TABLE versions ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;"
-	"UPDATE secrets SET incarnation = rowid;"
-	"UPDATE versions SET revision = rowid + (SELECT coalesce(max(rowid), 0) FROM secrets);"
-	"UPDATE secrets SET value_revision = coalesce((SELECT v.revision FROM versions v "
-	"  WHERE v.id = secrets.id AND v.version = secrets.version), incarnation),"
-	"  revision = coalesce((SELECT v.revision FROM versions v "
-	"  WHERE v.id = secrets.id AND v.version = secrets.version), incarnation);"
-	"INSERT OR REPLACE INTO meta (key, value) VALUES ('revision', "
-	"  (SELECT coalesce(max(r), 0) FROM (SELECT max(revision) AS r FROM secrets "
-	"   UNION ALL SELECT max(revision) FROM versions)));"
-	"INSERT OR REPLACE INTO meta (key, value) VALUES ('format', x'02');";
+    "ALTER TABLE secrets ADD COLUMN incarnation INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE secrets ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE secrets ADD COLUMN value_revision INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE versions ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE secrets SET incarnation = rowid;"
+    "UPDATE versions SET revision = rowid + (SELECT coalesce(max(rowid), 0) FROM secrets);"
+    "UPDATE secrets SET value_revision = coalesce((SELECT v.revision FROM versions v "
+    "  WHERE v.id = secrets.id AND v.version = secrets.version), incarnation),"
+    "  revision = coalesce((SELECT v.revision FROM versions v "
+    "  WHERE v.id = secrets.id AND v.version = secrets.version), incarnation);"
+    "INSERT OR REPLACE INTO meta (key, value) VALUES ('revision', "
+    "  (SELECT coalesce(max(r), 0) FROM (SELECT max(revision) AS r FROM secrets "
+    "   UNION ALL SELECT max(revision) FROM versions)));"
+    "INSERT OR REPLACE INTO meta (key, value) VALUES ('format', x'02');";
 
 /* --- small helpers --- */
 
@@ -178,8 +177,8 @@ static void put_le32(uint8_t *p, uint32_t v)
 }
 
 /* domain || store_id || u32le(len(id)) || id || u64le(version) */
-static int value_ad(const struct store *s, const char *id, uint64_t version,
-                    uint8_t **ret_ad, size_t *ret_len)
+static int value_ad(const struct store *s, const char *id, uint64_t version, uint8_t **ret_ad,
+                    size_t *ret_len)
 {
 	size_t dl = sizeof(value_ad_domain) - 1, il = strlen(id);
 	size_t n = dl + STORE_ID_BYTES + 4 + il + 8;
@@ -211,9 +210,8 @@ static void keycheck_ad(const uint8_t store_id[STORE_ID_BYTES],
 }
 
 /* Seals value as version `version` of `id`. */
-static int seal_value(const struct store *s, const char *id, uint64_t version,
-                      const uint8_t *value, size_t len,
-                      uint8_t **ret_ct, size_t *ret_ctlen)
+static int seal_value(const struct store *s, const char *id, uint64_t version, const uint8_t *value,
+                      size_t len, uint8_t **ret_ct, size_t *ret_ctlen)
 {
 	uint8_t *ad = NULL;
 	size_t adlen = 0;
@@ -229,9 +227,8 @@ static int seal_value(const struct store *s, const char *id, uint64_t version,
 
 /* Opens version `version` of `id`; an authentication failure is -EIO and
  * logged once (the errno cannot say "tampered"). */
-static int open_value(const struct store *s, const char *id, uint64_t version,
-                      const uint8_t *ct, size_t ctlen,
-                      struct secret_value **ret_value)
+static int open_value(const struct store *s, const char *id, uint64_t version, const uint8_t *ct,
+                      size_t ctlen, struct secret_value **ret_value)
 {
 	uint8_t *ad = NULL;
 	size_t adlen = 0;
@@ -245,7 +242,7 @@ static int open_value(const struct store *s, const char *id, uint64_t version,
 	if (r == -EBADMSG) {
 		log_error("embedded store: value of %s version %" PRIu64
 		          " failed authentication (tampered or copied ciphertext)",
-		        id, version);
+		          id, version);
 		return -EIO;
 	}
 	return r;
@@ -292,7 +289,7 @@ static int sql_fail(struct store *s, int rc)
 
 	if (r == -EIO)
 		log_error("embedded store: database error: %s",
-		        s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		          s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 	return r;
 }
 
@@ -311,8 +308,8 @@ static int sql_prepare(struct store *s, const char *sql, sqlite3_stmt **ret)
 		}
 	}
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v3(s->db, sql, -1,
-	                            free_slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0, &st, NULL);
+	int rc = sqlite3_prepare_v3(s->db, sql, -1, free_slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0,
+	                            &st, NULL);
 	if (rc != SQLITE_OK)
 		return sql_fail(s, rc);
 	if (free_slot >= 0) {
@@ -410,7 +407,8 @@ static void drop_wal(struct store *s)
 	int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	if (rc != SQLITE_OK)
 		log_warn("embedded store: deleted values may stay in the -wal file until the next "
-		         "checkpoint: %s", sqlite3_errmsg(s->db));
+		         "checkpoint: %s",
+		         sqlite3_errmsg(s->db));
 }
 
 /* Commits if r == 0, else rolls back; returns the outcome. */
@@ -496,8 +494,9 @@ static const char *col_text(sqlite3_stmt *st, int col)
 }
 
 /* The columns meta_from_row reads, in its order. */
-#define META_COLUMNS "scopes, version, size, ctime_ns, mtime_ns, incarnation, revision, " \
-                     "value_revision"
+#define META_COLUMNS                                                                               \
+	"scopes, version, size, ctime_ns, mtime_ns, incarnation, revision, "                       \
+	"value_revision"
 
 /* Fills m (id excluded) from META_COLUMNS starting at col. */
 static void meta_from_row(sqlite3_stmt *st, int col, struct secret_meta *m)
@@ -582,8 +581,10 @@ static int row_locked(struct store *s, const char *id, uint64_t incarnation, str
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = sql_prepare(s, "SELECT incarnation, revision, value_revision, version, scopes "
-	                   "FROM secrets WHERE id = ?1", &st);
+	r = sql_prepare(s,
+	                "SELECT incarnation, revision, value_revision, version, scopes "
+	                "FROM secrets WHERE id = ?1",
+	                &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -609,8 +610,10 @@ static int row_locked(struct store *s, const char *id, uint64_t incarnation, str
 static int next_revision_locked(struct store *s, uint64_t *ret)
 {
 	sqlite3_stmt *st = NULL;
-	int r = sql_prepare(s, "UPDATE meta SET value = value + 1 WHERE key = 'revision' "
-	                       "RETURNING value", &st);
+	int r = sql_prepare(s,
+	                    "UPDATE meta SET value = value + 1 WHERE key = 'revision' "
+	                    "RETURNING value",
+	                    &st);
 	if (r < 0)
 		return r;
 	int rc = sqlite3_step(st);
@@ -639,8 +642,8 @@ struct sealed {
 
 /* Ciphertext of a version (0: current) of id, if id is incarnation (0:
  * any), copied out; mutex held.  -ENOENT if there is none. */
-static int load_ct_locked(struct store *s, const char *id, uint64_t incarnation,
-                          uint64_t version, struct sealed *ret)
+static int load_ct_locked(struct store *s, const char *id, uint64_t incarnation, uint64_t version,
+                          struct sealed *ret)
 {
 	sqlite3_stmt *st = NULL;
 	const void *blob;
@@ -648,11 +651,13 @@ static int load_ct_locked(struct store *s, const char *id, uint64_t incarnation,
 	size_t n;
 	int r, rc;
 
-	r = sql_prepare(s, "SELECT v.version, v.size, v.mtime_ns, v.ct, v.revision "
-	                   "FROM versions v JOIN secrets s ON s.id = v.id "
-	                   "WHERE v.id = ?1 AND v.version = "
-	                   "CASE WHEN ?2 = 0 THEN s.version ELSE ?2 END "
-	                   "AND (?3 = 0 OR s.incarnation = ?3)", &st);
+	r = sql_prepare(s,
+	                "SELECT v.version, v.size, v.mtime_ns, v.ct, v.revision "
+	                "FROM versions v JOIN secrets s ON s.id = v.id "
+	                "WHERE v.id = ?1 AND v.version = "
+	                "CASE WHEN ?2 = 0 THEN s.version ELSE ?2 END "
+	                "AND (?3 = 0 OR s.incarnation = ?3)",
+	                &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -691,8 +696,8 @@ out:
 /* Records value as version `version` of id (which must exist, with
  * current version version - 1), written at store revision rev, and drops
  * versions beyond keep_versions.  Mutex held, inside a write transaction. */
-static int write_version_locked(struct store *s, const char *id, uint64_t version,
-                                uint64_t rev, const uint8_t *value, size_t len, int64_t mtime)
+static int write_version_locked(struct store *s, const char *id, uint64_t version, uint64_t rev,
+                                const uint8_t *value, size_t len, int64_t mtime)
 {
 	sqlite3_stmt *st = NULL;
 	uint8_t *ct = NULL;
@@ -703,16 +708,18 @@ static int write_version_locked(struct store *s, const char *id, uint64_t versio
 	 * or hostile database) would wrap, and pruning would then delete
 	 * the new version. */
 	if (version < 1 || version > INT64_MAX) {
-		log_error("embedded store: %s: version counter out of range; the store needs repair",
-		          id);
+		log_error(
+		    "embedded store: %s: version counter out of range; the store needs repair", id);
 		return -EIO;
 	}
 	r = seal_value(s, id, version, value, len, &ct, &ctlen);
 	if (r < 0)
 		return r;
 
-	r = sql_prepare(s, "INSERT INTO versions (id, version, size, mtime_ns, ct, revision) "
-	                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &st);
+	r = sql_prepare(s,
+	                "INSERT INTO versions (id, version, size, mtime_ns, ct, revision) "
+	                "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	                &st);
 	if (r < 0)
 		goto out;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -727,8 +734,10 @@ static int write_version_locked(struct store *s, const char *id, uint64_t versio
 	if (r < 0)
 		goto out;
 
-	r = sql_prepare(s, "UPDATE secrets SET version = ?2, size = ?3, mtime_ns = ?4, "
-	                   "revision = ?5, value_revision = ?5 WHERE id = ?1", &st);
+	r = sql_prepare(s,
+	                "UPDATE secrets SET version = ?2, size = ?3, mtime_ns = ?4, "
+	                "revision = ?5, value_revision = ?5 WHERE id = ?1",
+	                &st);
 	if (r < 0)
 		goto out;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -872,20 +881,23 @@ static int open_db(struct store *s, const char *path)
 		char *uri = immutable_uri(path);
 		sqlite3_close_v2(s->db);
 		s->db = NULL;
-		rc = uri ? sqlite3_open_v2(uri, &s->db, flags | SQLITE_OPEN_URI, NULL) : SQLITE_NOMEM;
+		rc = uri ? sqlite3_open_v2(uri, &s->db, flags | SQLITE_OPEN_URI, NULL)
+		         : SQLITE_NOMEM;
 		free(uri);
 		if (rc == SQLITE_OK)
-			log_warn("embedded store: %s is on a read-only filesystem: opened as immutable; "
-			         "changes a crash left in its -wal file are not visible", path);
+			log_warn(
+			    "embedded store: %s is on a read-only filesystem: opened as immutable; "
+			    "changes a crash left in its -wal file are not visible",
+			    path);
 	}
 	if (rc != SQLITE_OK)
 		return sql_fail(s, rc);
 	sqlite3_extended_result_codes(s->db, 1);
 	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
 	return sql_exec_script(s, "PRAGMA foreign_keys = ON;"
-	                   "PRAGMA synchronous = FULL;"
-	                   "PRAGMA secure_delete = ON;"
-	                   "PRAGMA temp_store = MEMORY;");
+	                          "PRAGMA synchronous = FULL;"
+	                          "PRAGMA secure_delete = ON;"
+	                          "PRAGMA temp_store = MEMORY;");
 }
 
 /* Opens and flocks DIR/store.lock; -EBUSY if another holder has it. */
@@ -924,7 +936,7 @@ static void store_free(struct store *s)
 		sqlite3_close_v2(s->db);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
-	sodium_free(s->key);  /* wipes */
+	sodium_free(s->key); /* wipes */
 	sodium_memzero(s->store_id, sizeof(s->store_id));
 	pthread_mutex_destroy(&s->mutex);
 	free(s);
@@ -950,7 +962,8 @@ static int upgrade_locked(struct store *s)
 {
 	if (s->read_only) {
 		log_error("embedded store: the store is in format 1; mount it read-write once to "
-		          "upgrade it to format %d", FORMAT_VERSION);
+		          "upgrade it to format %d",
+		          FORMAT_VERSION);
 		return -EIO;
 	}
 	int r = tx_begin(s, true);
@@ -982,9 +995,9 @@ static int check_key_locked(struct store *s)
 		return r == -ENOENT ? -EIO : r;
 
 	r = meta_get_blob(s, "store_id", &blob, &n);
-	if (r == 0 && n != STORE_ID_BYTES)
+	if (r == 0 && (n != STORE_ID_BYTES || !blob))
 		r = -EIO;
-	if (r < 0) {
+	if (r != 0) {
 		free(blob);
 		return r == -ENOENT ? -EIO : r;
 	}
@@ -1036,7 +1049,7 @@ static int embedded_open(const struct store_config *cfg, struct store **ret_stor
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		r = -ENOENT;  /* not a store */
+		r = -ENOENT; /* not a store */
 		goto fail;
 	}
 
@@ -1045,8 +1058,7 @@ static int embedded_open(const struct store_config *cfg, struct store **ret_stor
 		r = -ENOMEM;
 		goto fail;
 	}
-	s->keep_versions = cfg->keep_versions ? cfg->keep_versions
-	                                      : EMBEDDED_KEEP_VERSIONS_DEFAULT;
+	s->keep_versions = cfg->keep_versions ? cfg->keep_versions : EMBEDDED_KEEP_VERSIONS_DEFAULT;
 	s->read_only = cfg->read_only;
 	s->key = sodium_malloc(STORE_KEY_BYTES);
 	if (!s->key) {
@@ -1100,8 +1112,7 @@ static int init_db(struct store *s, const char *dbpath)
 
 	randombytes_buf(s->store_id, STORE_ID_BYTES);
 	keycheck_ad(s->store_id, ad);
-	r = crypto_seal(s->key, ad, sizeof(ad),
-	                (const uint8_t *)keycheck_plaintext,
+	r = crypto_seal(s->key, ad, sizeof(ad), (const uint8_t *)keycheck_plaintext,
 	                sizeof(keycheck_plaintext) - 1, &ct, &ctlen);
 	if (r < 0)
 		return r;
@@ -1205,7 +1216,7 @@ int embedded_store_init(const char *dir)
 
 	r = init_db(s, dbpath);
 out:
-	store_free(s);  /* closes the db before any unlink */
+	store_free(s); /* closes the db before any unlink */
 	if (r < 0) {
 		if (made_db)
 			unlink_db(dbpath);
@@ -1263,8 +1274,10 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 			pthread_mutex_unlock(&s->mutex);
 			goto out;
 		}
-		r = sql_prepare(s, "SELECT id, " META_COLUMNS " FROM secrets "
-		                   "WHERE id > ?1 ORDER BY id LIMIT ?2", &st);
+		r = sql_prepare(s,
+		                "SELECT id, " META_COLUMNS " FROM secrets "
+		                "WHERE id > ?1 ORDER BY id LIMIT ?2",
+		                &st);
 		if (r == 0) {
 			sqlite3_bind_text(st, 1, last, -1, SQLITE_STATIC);
 			sqlite3_bind_int(st, 2, LIST_BATCH);
@@ -1279,8 +1292,10 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 				}
 				meta_from_row(st, 1, m);
 				if (!m->incarnation) {
-					log_warn("embedded store: the row of %s has no incarnation (damaged): "
-					         "left out", seen);
+					log_warn(
+					    "embedded store: the row of %s has no incarnation (damaged): "
+					    "left out",
+					    seen);
 					memset(m, 0, sizeof(*m));
 					continue;
 				}
@@ -1296,8 +1311,10 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 			st = NULL;
 		}
 		if (r == 0 && n > 0)
-			r = sql_prepare(s, "SELECT id, key, value FROM labels "
-			                   "WHERE id > ?1 AND id <= ?2 ORDER BY id, key", &st);
+			r = sql_prepare(s,
+			                "SELECT id, key, value FROM labels "
+			                "WHERE id > ?1 AND id <= ?2 ORDER BY id, key",
+			                &st);
 		if (r == 0 && n > 0) {
 			sqlite3_bind_text(st, 1, last, -1, SQLITE_STATIC);
 			sqlite3_bind_text(st, 2, seen, -1, SQLITE_STATIC);
@@ -1308,8 +1325,8 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 				while (j < n && (c = strcmp(batch[j].id, lid)) < 0)
 					j++;
 				if (j < n && c == 0) {
-					r = labels_append(&batch[j].labels,
-					                  col_text(st, 1), col_text(st, 2));
+					r = labels_append(&batch[j].labels, col_text(st, 1),
+					                  col_text(st, 2));
 					if (r < 0)
 						break;
 				}
@@ -1386,7 +1403,8 @@ static int open_sealed(struct store *s, const char *id, struct sealed *sealed,
 		return r;
 	if (v->len != sealed->size) {
 		log_error("embedded store: value of %s version %" PRIu64
-		          " does not have its recorded size", id, sealed->version);
+		          " does not have its recorded size",
+		          id, sealed->version);
 		secret_value_free(v);
 		return -EIO;
 	}
@@ -1438,8 +1456,10 @@ static int embedded_list_versions(struct store *s, const char *id, uint64_t inca
 	if (r == -ESTALE)
 		r = -ENOENT;
 	if (r == 0)
-		r = sql_prepare(s, "SELECT version, size, mtime_ns FROM versions WHERE id = ?1 "
-		                   "ORDER BY version", &st);
+		r = sql_prepare(s,
+		                "SELECT version, size, mtime_ns FROM versions WHERE id = ?1 "
+		                "ORDER BY version",
+		                &st);
 	if (r == 0) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1485,9 +1505,11 @@ static int insert_secret_locked(struct store *s, const char *id, uint64_t rev, s
 		return -EEXIST;
 	if (r != -ENOENT)
 		return r;
-	r = sql_prepare(s, "INSERT INTO secrets (id, scopes, version, size, ctime_ns, mtime_ns, "
-	                   "incarnation, revision, value_revision) "
-	                   "VALUES (?1, ?2, 0, 0, ?3, ?3, ?4, ?4, ?4)", &st);
+	r = sql_prepare(s,
+	                "INSERT INTO secrets (id, scopes, version, size, ctime_ns, mtime_ns, "
+	                "incarnation, revision, value_revision) "
+	                "VALUES (?1, ?2, 0, 0, ?3, ?3, ?4, ?4, ?4)",
+	                &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -1516,7 +1538,7 @@ static int delete_secret_locked(struct store *s, const char *id)
 		r = -ENOENT;
 	sql_done(s, st);
 	if (r == 0)
-		s->dropped_values = true;  /* its versions went with it (cascade) */
+		s->dropped_values = true; /* its versions went with it (cascade) */
 	return r;
 }
 
@@ -1550,9 +1572,10 @@ static int deletion_record(const char *id, uint64_t incarnation, uint64_t rev,
 	char *copy = strdup(id);
 	if (!copy)
 		return -ENOMEM;
-	*ret = (struct store_change){ .kind = STORE_DELETED,
-	                              .meta = { .id = copy, .incarnation = incarnation,
-	                                        .revision = rev } };
+	*ret = (struct store_change){
+		.kind = STORE_DELETED,
+		.meta = { .id = copy, .incarnation = incarnation, .revision = rev }
+	};
 	return 0;
 }
 
@@ -1568,8 +1591,8 @@ static int change_end(struct store *s, int r, struct secret_meta *m, struct secr
 }
 
 static int embedded_create(struct store *s, const char *id, scope_set scopes,
-                           const struct labels *labels, const uint8_t *value,
-                           size_t len, struct secret_meta *ret_meta)
+                           const struct labels *labels, const uint8_t *value, size_t len,
+                           struct secret_meta *ret_meta)
 {
 	struct secret_meta m = { 0 };
 	uint64_t rev = 0;
@@ -1824,7 +1847,8 @@ static int embedded_set_scopes(struct store *s, const char *id, uint64_t incarna
 	if (r == 0)
 		r = next_revision_locked(s, &rev);
 	if (r == 0)
-		r = sql_prepare(s, "UPDATE secrets SET scopes = ?2, revision = ?3 WHERE id = ?1", &st);
+		r = sql_prepare(s, "UPDATE secrets SET scopes = ?2, revision = ?3 WHERE id = ?1",
+		                &st);
 	if (r == 0) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, scopes);

@@ -27,7 +27,8 @@ int key_load(const char *path, uint8_t **ret_key)
 	if (r < 0)
 		return r;
 
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);  /* a FIFO must not hang us */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
+	                    O_NONBLOCK); /* a FIFO must not hang us */
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
@@ -62,7 +63,7 @@ int key_load(const char *path, uint8_t **ret_key)
 			goto out;
 		}
 		if (n == 0) {
-			r = -EINVAL;  /* shrank under us */
+			r = -EINVAL; /* shrank under us */
 			goto out;
 		}
 		got += (size_t)n;
@@ -92,7 +93,7 @@ int key_load(const char *path, uint8_t **ret_key)
 	key = NULL;
 	r = 0;
 out:
-	sodium_free(key);  /* wipes; accepts NULL */
+	sodium_free(key); /* wipes; accepts NULL */
 	close(fd);
 	return r;
 }
@@ -140,8 +141,7 @@ int key_create(const char *path)
 	key = sodium_malloc(STORE_KEY_BYTES);
 	if (!key)
 		return -ENOMEM;
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC |
-	          O_NOCTTY, 0400);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0400);
 	if (fd < 0) {
 		r = -errno;
 		goto out_free;

@@ -43,8 +43,10 @@ static void vlog(int prio, const char *fmt, va_list ap)
 	escape_controls(line, sizeof(line));
 	if (use_stderr) {
 		static const char *const tag[] = {
-			[LOG_ERR] = "error", [LOG_WARNING] = "warning",
-			[LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+			[LOG_ERR] = "error",
+			[LOG_WARNING] = "warning",
+			[LOG_INFO] = "info",
+			[LOG_DEBUG] = "debug",
 		};
 		fprintf(stderr, "secretsfs: %s: %s\n", tag[prio], line);
 	} else {
@@ -52,15 +54,15 @@ static void vlog(int prio, const char *fmt, va_list ap)
 	}
 }
 
-#define DEFINE_LOG(fn, prio, cond)                 \
-	void fn(const char *fmt, ...)               \
-	{                                           \
-		if (!(cond))                        \
-			return;                     \
-		va_list ap;                         \
-		va_start(ap, fmt);                  \
-		vlog(prio, fmt, ap);                \
-		va_end(ap);                         \
+#define DEFINE_LOG(fn, prio, cond)                                                                 \
+	void fn(const char *fmt, ...)                                                              \
+	{                                                                                          \
+		if (!(cond))                                                                       \
+			return;                                                                    \
+		va_list ap;                                                                        \
+		va_start(ap, fmt);                                                                 \
+		vlog(prio, fmt, ap);                                                               \
+		va_end(ap);                                                                        \
 	}
 
 DEFINE_LOG(log_info, LOG_INFO, true)

@@ -14,9 +14,18 @@
 
 /* --- IDs --- */
 
-static bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
-static bool is_lower(char c) { return c >= 'a' && c <= 'z'; }
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static bool is_upper(char c)
+{
+	return c >= 'A' && c <= 'Z';
+}
+static bool is_lower(char c)
+{
+	return c >= 'a' && c <= 'z';
+}
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
 
 bool secret_id_valid_new(const char *id)
 {
@@ -44,8 +53,8 @@ bool secret_id_valid_existing(const char *id)
 
 		if (i >= SECRET_ID_MAX)
 			return false;
-		if (!is_upper(c) && !is_lower(c) && !is_digit(c) &&
-		    c != '/' && c != '_' && c != '-')
+		if (!is_upper(c) && !is_lower(c) && !is_digit(c) && c != '/' && c != '_' &&
+		    c != '-')
 			return false;
 	}
 	return true;
@@ -64,8 +73,8 @@ bool label_key_valid(const char *key)
 
 		if (i >= LABEL_KEY_MAX)
 			return false;
-		if (!is_upper(c) && !is_lower(c) && !is_digit(c) &&
-		    c != '_' && c != '.' && c != '/' && c != '-')
+		if (!is_upper(c) && !is_lower(c) && !is_digit(c) && c != '_' && c != '.' &&
+		    c != '/' && c != '-')
 			return false;
 	}
 	return strcmp(key, "owner") != 0;
@@ -217,8 +226,7 @@ int labels_set(struct labels *l, const char *key, const char *value)
 	size_t pos;
 	long i;
 
-	if (!l || !label_key_valid(key) || !value ||
-	    !label_value_valid(value, strlen(value)))
+	if (!l || !label_key_valid(key) || !value || !label_value_valid(value, strlen(value)))
 		return -EINVAL;
 
 	val = strdup(value);
@@ -374,7 +382,7 @@ static const unsigned value_pool_max[] = { 64, 16, 4 };
 static struct {
 	pthread_mutex_t lock;
 	uint8_t *free[64];
-	unsigned n;                /* protected by lock */
+	unsigned n; /* protected by lock */
 } value_pool[VALUE_CLASSES] = {
 	{ PTHREAD_MUTEX_INITIALIZER, { 0 }, 0 },
 	{ PTHREAD_MUTEX_INITIALIZER, { 0 }, 0 },
@@ -386,7 +394,7 @@ static int value_class(size_t len)
 	for (size_t c = 0; c < VALUE_CLASSES; c++)
 		if (len <= value_classes[c])
 			return (int)c;
-	return -1;  /* larger than any value: allocated as it is */
+	return -1; /* larger than any value: allocated as it is */
 }
 
 struct secret_value *secret_value_new(size_t len)
@@ -433,7 +441,7 @@ struct secret_value *secret_value_free(struct secret_value *v)
 		pthread_mutex_unlock(&value_pool[c].lock);
 	}
 	if (!pooled)
-		sodium_free(v->data);  /* wipes again, unmaps */
+		sodium_free(v->data); /* wipes again, unmaps */
 	free(v);
 	return NULL;
 }

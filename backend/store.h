@@ -53,11 +53,11 @@
 #include <stdint.h>
 #include <stdbool.h>
 
-#define SECRET_ID_MAX 255        /* characters */
-#define SECRET_VALUE_MAX 65536   /* bytes; values are 1..SECRET_VALUE_MAX */
-#define LABEL_KEY_MAX 128        /* bytes */
-#define LABEL_VALUE_MAX 256      /* bytes */
-#define LABELS_MAX 64            /* labels per secret */
+#define SECRET_ID_MAX 255      /* characters */
+#define SECRET_VALUE_MAX 65536 /* bytes; values are 1..SECRET_VALUE_MAX */
+#define LABEL_KEY_MAX 128      /* bytes */
+#define LABEL_VALUE_MAX 256    /* bytes */
+#define LABELS_MAX 64          /* labels per secret */
 #define STORE_KEY_BYTES 32
 
 /* Scopes, in the order of their directories.  Bit (1u << scope). */
@@ -85,16 +85,16 @@ struct labels {
 /* Everything about a secret except its value. */
 struct secret_meta {
 	char *id;
-	uint64_t incarnation;  /* revision that created it (>= 1); never reused */
-	uint64_t revision;     /* revision of its last change of any kind */
+	uint64_t incarnation;    /* revision that created it (>= 1); never reused */
+	uint64_t revision;       /* revision of its last change of any kind */
 	uint64_t value_revision; /* revision that wrote the current value */
-	scope_set scopes;      /* never 0 for a stored secret */
+	scope_set scopes;        /* never 0 for a stored secret */
 	struct labels labels;
-	uint64_t version;      /* current version, >= 1: counts this
+	uint64_t version; /* current version, >= 1: counts this
 	                          incarnation's values (secretsfs.version) */
-	uint32_t size;         /* length of the current value, in bytes */
-	int64_t ctime_ns;      /* creation of the secret */
-	int64_t mtime_ns;      /* commit of the current version */
+	uint32_t size;    /* length of the current value, in bytes */
+	int64_t ctime_ns; /* creation of the secret */
+	int64_t mtime_ns; /* commit of the current version */
 };
 
 /* A decrypted value: data lives in locked memory and is wiped by
@@ -105,7 +105,7 @@ struct secret_value {
 	uint64_t version;
 	uint64_t revision; /* the value revision: put_value's base */
 	int64_t mtime_ns;
-	size_t cap;        /* bytes at data (secret.c's business) */
+	size_t cap; /* bytes at data (secret.c's business) */
 };
 
 /* One kept version of a value, without the value. */
@@ -118,24 +118,24 @@ struct secret_version {
 /* Capability bits (store_ops.caps). */
 enum {
 	STORE_CAP_WRITE_ONLY_VALUES = 1u << 0, /* get_value always -EACCES */
-	STORE_CAP_VERSIONS          = 1u << 1, /* old versions can be read */
-	STORE_CAP_WATCH             = 1u << 2, /* changes by others announced */
-	STORE_CAP_EXCHANGE          = 1u << 3, /* exchange_values exists */
+	STORE_CAP_VERSIONS = 1u << 1,          /* old versions can be read */
+	STORE_CAP_WATCH = 1u << 2,             /* changes by others announced */
+	STORE_CAP_EXCHANGE = 1u << 3,          /* exchange_values exists */
 };
 
 /* What a store was opened with (from the command line). */
 struct store_config {
-	const char *source;         /* the store's location: a directory, URL… */
-	const uint8_t *key;         /* STORE_KEY_BYTES of key material, locked;
+	const char *source;     /* the store's location: a directory, URL… */
+	const uint8_t *key;     /* STORE_KEY_BYTES of key material, locked;
 	                               the store copies what it needs */
-	unsigned keep_versions;     /* how many versions to keep, >= 1 */
+	unsigned keep_versions; /* how many versions to keep, >= 1 */
 	bool read_only;
 };
 
 /* A change record: what one change left behind. */
 enum store_change_kind {
-	STORE_CHANGED,  /* created, new value, labels or scopes changed */
-	STORE_DELETED,  /* meta.id, meta.incarnation, meta.revision only */
+	STORE_CHANGED, /* created, new value, labels or scopes changed */
+	STORE_DELETED, /* meta.id, meta.incarnation, meta.revision only */
 };
 
 struct store_change {
@@ -154,8 +154,8 @@ typedef int (*store_list_fn)(void *userdata, const struct secret_meta *meta);
 struct store;
 
 struct store_ops {
-	const char *name;  /* "embedded", "etcd", "redpanda-cloud" */
-	unsigned caps;     /* STORE_CAP_* */
+	const char *name; /* "embedded", "etcd", "redpanda-cloud" */
+	unsigned caps;    /* STORE_CAP_* */
 
 	/* Mandatory.  Opens the store; checks the key when the store has
 	 * values encrypted under it (wrong key: -EKEYREJECTED). */
@@ -172,8 +172,8 @@ struct store_ops {
 	/* Mandatory (may answer -EACCES with STORE_CAP_WRITE_ONLY_VALUES).
 	 * version 0 means the current one; incarnation 0 any (else -ENOENT
 	 * if id now names another incarnation, or none). */
-	int (*get_value)(struct store *s, const char *id, uint64_t incarnation,
-	                 uint64_t version, struct secret_value **ret_value);
+	int (*get_value)(struct store *s, const char *id, uint64_t incarnation, uint64_t version,
+	                 struct secret_value **ret_value);
 	/* Optional (STORE_CAP_VERSIONS).  The versions kept, oldest first;
 	 * *ret_versions is malloc'ed.  incarnation as for get_value. */
 	int (*list_versions)(struct store *s, const char *id, uint64_t incarnation,
@@ -183,8 +183,8 @@ struct store_ops {
 	 * secret has the ID (else -EEXIST).  The ID is checked against the
 	 * create rule (secret_id_valid_new). */
 	int (*create)(struct store *s, const char *id, scope_set scopes,
-	              const struct labels *labels, const uint8_t *value,
-	              size_t len, struct secret_meta *ret_meta);
+	              const struct labels *labels, const uint8_t *value, size_t len,
+	              struct secret_meta *ret_meta);
 	/* Mandatory.  Records a new version of incarnation's value, based on
 	 * the value written at base_revision (0: replaces whatever is
 	 * current); -ESTALE if either does not hold.  Labels and scopes are
@@ -195,8 +195,8 @@ struct store_ops {
 	/* Optional (STORE_CAP_EXCHANGE).  Swaps the current values of a and b
 	 * atomically, as one new version of each. */
 	int (*exchange_values)(struct store *s, const char *a, uint64_t a_incarnation,
-	                       const char *b, uint64_t b_incarnation,
-	                       struct secret_meta *ret_a, struct secret_meta *ret_b);
+	                       const char *b, uint64_t b_incarnation, struct secret_meta *ret_a,
+	                       struct secret_meta *ret_b);
 	/* Optional (needs readable values).  In one transaction: the current
 	 * value of `from` (which must be from_incarnation, unchanged since
 	 * from_revision) becomes a new version of `to` (incarnation
@@ -216,8 +216,8 @@ struct store_ops {
 	int (*set_labels)(struct store *s, const char *id, uint64_t incarnation,
 	                  const struct labels *labels, struct secret_meta *ret_meta);
 	/* Mandatory.  Replaces the scope set (non-empty). */
-	int (*set_scopes)(struct store *s, const char *id, uint64_t incarnation,
-	                  scope_set scopes, struct secret_meta *ret_meta);
+	int (*set_scopes)(struct store *s, const char *id, uint64_t incarnation, scope_set scopes,
+	                  struct secret_meta *ret_meta);
 
 	/* Optional (STORE_CAP_WATCH).  Starts announcing changes made by other
 	 * clients; fn is called from a thread of the store's. */
@@ -239,14 +239,14 @@ bool secret_id_valid_existing(const char *id);
 bool label_key_valid(const char *key);
 bool label_value_valid(const char *value, size_t len);
 
-const char *scope_dir_name(enum scope sc);      /* "ai_gateway" */
-const char *scope_api_name(enum scope sc);      /* "SCOPE_AI_GATEWAY" */
-int scope_from_dir_name(const char *name);      /* enum scope or -1 */
+const char *scope_dir_name(enum scope sc); /* "ai_gateway" */
+const char *scope_api_name(enum scope sc); /* "SCOPE_AI_GATEWAY" */
+int scope_from_dir_name(const char *name); /* enum scope or -1 */
 
 /* Label maps (sorted by key). */
 const char *labels_get(const struct labels *l, const char *key);
-int labels_set(struct labels *l, const char *key, const char *value);  /* 0/-errno */
-int labels_remove(struct labels *l, const char *key);                  /* 0/-ENODATA */
+int labels_set(struct labels *l, const char *key, const char *value); /* 0/-errno */
+int labels_remove(struct labels *l, const char *key);                 /* 0/-ENODATA */
 int labels_copy(struct labels *dst, const struct labels *src);
 void labels_clear(struct labels *l);
 

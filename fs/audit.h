@@ -18,7 +18,7 @@
 
 #include "caller.h"
 
-int audit_setup(const char *spec);   /* 0 or -errno */
+int audit_setup(const char *spec); /* 0 or -errno */
 bool audit_enabled(void);
 void audit_close(void);
 /* result: 0 or -errno.  extra: "key=value" detail, or NULL. */

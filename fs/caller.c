@@ -48,7 +48,8 @@ char *cgroup_from_proc_text(const char *text)
 			if (c1 == line + 1 && line[0] == '0' && c2 == c1 + 1 && !unified)
 				unified = strndup(c2 + 1, plen);
 			else if ((size_t)(c2 - c1 - 1) == strlen("name=systemd") &&
-			         memcmp(c1 + 1, "name=systemd", strlen("name=systemd")) == 0 && !named)
+			         memcmp(c1 + 1, "name=systemd", strlen("name=systemd")) == 0 &&
+			         !named)
 				named = strndup(c2 + 1, plen);
 		}
 		line = end ? end + 1 : NULL;
@@ -88,7 +89,7 @@ void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid, bool details
 		exe[n] = '\0';
 		c->exe = strdup(exe);
 	}
-	char text[4096];  /* one line per hierarchy: a dozen lines */
+	char text[4096]; /* one line per hierarchy: a dozen lines */
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
 	if (read_proc_file(path, text, sizeof(text)))
 		c->cgroup = cgroup_from_proc_text(text);

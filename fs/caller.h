@@ -10,9 +10,9 @@ struct caller {
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
-	char *exe;      /* /proc/PID/exe, or "?" */
-	char *cgroup;   /* the process's cgroup path ("/system.slice/x.service"), or "?" */
-	char *unit;     /* the systemd unit in that path ("x.service"), or "-" */
+	char *exe;    /* /proc/PID/exe, or "?" */
+	char *cgroup; /* the process's cgroup path ("/system.slice/x.service"), or "?" */
+	char *unit;   /* the systemd unit in that path ("x.service"), or "-" */
 };
 
 /* Fills c from /proc/PID; never fails (unknown fields read "?").  With

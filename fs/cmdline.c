@@ -13,51 +13,51 @@
 void cmdline_usage(FILE *out)
 {
 	fprintf(out,
-"usage: secretsfs init DIR\n"
-"       secretsfs DIR MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d] [-s]\n"
-"\n"
-"Serves the Secrets Store in DIR as files: one directory per scope, one file\n"
-"per secret, labels as user.tag.* extended attributes.\n"
-"\n"
-"commands:\n"
-"  init DIR               create an empty store and a new key file DIR/key (0400)\n"
-"\n"
-"options:\n"
-"  -o key=FILE            the store key (default: $CREDENTIALS_DIRECTORY/%s\n"
-"                         when systemd passes it, else DIR/key); refused if\n"
-"                         group or others can read it\n"
-"  -o keep_versions=N     versions of each value the store keeps (default 5)\n"
-"  -o attrs=FILE          where chmod and chown of secrets and scopes are kept\n"
-"                         across remounts (default: DIR/host-attrs)\n"
-"  -o ro                  read-only: every change is refused with EROFS\n"
-"  -o allow_other         let users other than the mounter in (turns on\n"
-"                         default_permissions: the kernel checks modes)\n"
-"  -o default_permissions let the kernel check owner and mode bits\n"
-"  -o uid=N,gid=N         owner of every directory and file (default: root)\n"
-"  -o dir_mode=OCTAL      mode of the scope directories (default 0700)\n"
-"  -o file_mode=OCTAL     mode of secret files (default 0600, 0400 with ro)\n"
-"  -o owner=SCOPE:USER[:GROUP]\n"
-"                         owner of a scope directory and of its files\n"
-"  -o unit=SCOPE:PATTERN  only processes of systemd units matching PATTERN\n"
-"                         (fnmatch) open files of SCOPE; repeatable\n"
-"  -o cgroup=SCOPE:PATH   only processes in cgroup PATH (or below) open\n"
-"                         files of SCOPE; repeatable\n"
-"  -o root_bypass         root is not held to unit= and cgroup= rules\n"
-"  -o audit=WHERE         the audit trail: log (default, with the daemon's\n"
-"                         log), syslog (authpriv), an absolute file path, off\n"
-"  -o fast                reads from the kernel's page cache, with no round\n"
-"                         trip to the daemon per open: each version is an inode\n"
-"                         of its own.  Gives up: per-open audit, unit= and\n"
-"                         cgroup= rules, plaintext kept out of the page cache,\n"
-"                         and writes in place (values change by mv of a\n"
-"                         scratch file only)\n"
-"  -f                     stay in the foreground, log to stderr\n"
-"  -d                     debug: -f, and log every FUSE request\n"
-"  -s                     single-threaded\n"
-"  -h, --help             this text\n"
-"  -V, --version          the version\n"
-"fstab options (_netdev, nofail, noauto, auto, defaults, rw, x-*) are accepted\n"
-"and ignored.\n",
+	        "usage: secretsfs init DIR\n"
+	        "       secretsfs DIR MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d] [-s]\n"
+	        "\n"
+	        "Serves the Secrets Store in DIR as files: one directory per scope, one file\n"
+	        "per secret, labels as user.tag.* extended attributes.\n"
+	        "\n"
+	        "commands:\n"
+	        "  init DIR               create an empty store and a new key file DIR/key (0400)\n"
+	        "\n"
+	        "options:\n"
+	        "  -o key=FILE            the store key (default: $CREDENTIALS_DIRECTORY/%s\n"
+	        "                         when systemd passes it, else DIR/key); refused if\n"
+	        "                         group or others can read it\n"
+	        "  -o keep_versions=N     versions of each value the store keeps (default 5)\n"
+	        "  -o attrs=FILE          where chmod and chown of secrets and scopes are kept\n"
+	        "                         across remounts (default: DIR/host-attrs)\n"
+	        "  -o ro                  read-only: every change is refused with EROFS\n"
+	        "  -o allow_other         let users other than the mounter in (turns on\n"
+	        "                         default_permissions: the kernel checks modes)\n"
+	        "  -o default_permissions let the kernel check owner and mode bits\n"
+	        "  -o uid=N,gid=N         owner of every directory and file (default: root)\n"
+	        "  -o dir_mode=OCTAL      mode of the scope directories (default 0700)\n"
+	        "  -o file_mode=OCTAL     mode of secret files (default 0600, 0400 with ro)\n"
+	        "  -o owner=SCOPE:USER[:GROUP]\n"
+	        "                         owner of a scope directory and of its files\n"
+	        "  -o unit=SCOPE:PATTERN  only processes of systemd units matching PATTERN\n"
+	        "                         (fnmatch) open files of SCOPE; repeatable\n"
+	        "  -o cgroup=SCOPE:PATH   only processes in cgroup PATH (or below) open\n"
+	        "                         files of SCOPE; repeatable\n"
+	        "  -o root_bypass         root is not held to unit= and cgroup= rules\n"
+	        "  -o audit=WHERE         the audit trail: log (default, with the daemon's\n"
+	        "                         log), syslog (authpriv), an absolute file path, off\n"
+	        "  -o fast                reads from the kernel's page cache, with no round\n"
+	        "                         trip to the daemon per open: each version is an inode\n"
+	        "                         of its own.  Gives up: per-open audit, unit= and\n"
+	        "                         cgroup= rules, plaintext kept out of the page cache,\n"
+	        "                         and writes in place (values change by mv of a\n"
+	        "                         scratch file only)\n"
+	        "  -f                     stay in the foreground, log to stderr\n"
+	        "  -d                     debug: -f, and log every FUSE request\n"
+	        "  -s                     single-threaded\n"
+	        "  -h, --help             this text\n"
+	        "  -V, --version          the version\n"
+	        "fstab options (_netdev, nofail, noauto, auto, defaults, rw, x-*) are accepted\n"
+	        "and ignored.\n",
 	        CREDENTIAL_NAME);
 }
 
@@ -136,12 +136,11 @@ static int parse_option(struct cmdline *c, const char *o)
 		c->opt.allow_other = true;
 	} else if (strcmp(o, "default_permissions") == 0) {
 		c->default_permissions = true;
-	} else if (strcmp(o, "rw") == 0 || strcmp(o, "_netdev") == 0 ||
-	           strcmp(o, "nofail") == 0 || strcmp(o, "noauto") == 0 ||
-	           strcmp(o, "auto") == 0 || strcmp(o, "defaults") == 0 ||
-	           strcmp(o, "user") == 0 || strcmp(o, "users") == 0 ||
-	           strcmp(o, "nouser") == 0 || strncmp(o, "x-", 2) == 0 ||
-	           strncmp(o, "comment=", 8) == 0) {
+	} else if (strcmp(o, "rw") == 0 || strcmp(o, "_netdev") == 0 || strcmp(o, "nofail") == 0 ||
+	           strcmp(o, "noauto") == 0 || strcmp(o, "auto") == 0 ||
+	           strcmp(o, "defaults") == 0 || strcmp(o, "user") == 0 ||
+	           strcmp(o, "users") == 0 || strcmp(o, "nouser") == 0 ||
+	           strncmp(o, "x-", 2) == 0 || strncmp(o, "comment=", 8) == 0) {
 		/* for mount(8) and systemd, not for us */
 	} else {
 		if (fuse_opt_add_arg(&c->fuse_args, "-o") < 0 ||
@@ -179,8 +178,8 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		int r = 0;
-		if (helper && (strcmp(a, "-n") == 0 || strcmp(a, "-s") == 0 ||
-		               strcmp(a, "-v") == 0)) {
+		if (helper &&
+		    (strcmp(a, "-n") == 0 || strcmp(a, "-s") == 0 || strcmp(a, "-v") == 0)) {
 			/* nothing for us */
 		} else if (helper && strcmp(a, "-f") == 0) {
 			c->fake = true;

@@ -13,11 +13,11 @@ struct cmdline {
 	struct fs_options opt;
 	struct policy policy;
 	char *audit;
-	struct fuse_args fuse_args;  /* what goes to fuse_session_new */
+	struct fuse_args fuse_args; /* what goes to fuse_session_new */
 	bool single_thread;
 	bool default_permissions;
 	bool file_mode_set;
-	bool fake;                   /* mount -f through the helper: check only */
+	bool fake; /* mount -f through the helper: check only */
 };
 
 

@@ -26,9 +26,18 @@ struct fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-void rdlock(struct fs *fs) { pthread_rwlock_rdlock(&fs->lock); }
-void wrlock(struct fs *fs) { pthread_rwlock_wrlock(&fs->lock); }
-void unlock(struct fs *fs) { pthread_rwlock_unlock(&fs->lock); }
+void rdlock(struct fs *fs)
+{
+	pthread_rwlock_rdlock(&fs->lock);
+}
+void wrlock(struct fs *fs)
+{
+	pthread_rwlock_wrlock(&fs->lock);
+}
+void unlock(struct fs *fs)
+{
+	pthread_rwlock_unlock(&fs->lock);
+}
 
 int scope_of_dir(fuse_ino_t ino)
 {
@@ -96,8 +105,15 @@ int user_errno(int r)
 {
 	switch (r) {
 	case 0:
-	case -EINVAL: case -EFBIG: case -EEXIST: case -ENOENT: case -EROFS:
-	case -EACCES: case -EPERM: case -ENOMEM: case -ESTALE:
+	case -EINVAL:
+	case -EFBIG:
+	case -EEXIST:
+	case -ENOENT:
+	case -EROFS:
+	case -EACCES:
+	case -EPERM:
+	case -ENOMEM:
+	case -ESTALE:
 		return r;
 	default:
 		return -EIO;
@@ -106,15 +122,16 @@ int user_errno(int r)
 
 /* Changing a secret touches every scope it is in: the policy must admit
  * the caller to all of them (reading needs any one).  Logs a refusal. */
-int admit_change(struct fs *fs, scope_set scopes, const struct caller *who,
-                 const char *what, const char *name)
+int admit_change(struct fs *fs, scope_set scopes, const struct caller *who, const char *what,
+                 const char *name)
 {
 	int r = policy_check_all(&fs->policy, scopes, who);
 	if (r < 0) {
 		char where[128];
 		log_warn("%s %s refused to uid %u pid %d (%s, unit %s): the policy of %s does not "
-		         "admit it to all of them", what, name, (unsigned)who->uid, (int)who->pid,
-		         who->exe, who->unit, scope_names(scopes, where, sizeof(where)));
+		         "admit it to all of them",
+		         what, name, (unsigned)who->uid, (int)who->pid, who->exe, who->unit,
+		         scope_names(scopes, where, sizeof(where)));
 	}
 	return r;
 }
@@ -184,7 +201,7 @@ void fill_attr(struct fs *fs, const struct node *n, struct stat *st)
 void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino)
 {
 	struct fuse_entry_param e = { .attr_timeout = ATTR_TIMEOUT };
-	rdlock(fs);  /* many lookups at once: the count is atomic */
+	rdlock(fs); /* many lookups at once: the count is atomic */
 	struct node *n = fs_node(fs, ino);
 	if (!n) {
 		unlock(fs);
@@ -271,8 +288,7 @@ bool store_gone(int r)
 const char *audit_name(const struct node *n, char *buf, size_t size)
 {
 	if (n->kind == NODE_SCRATCH) {
-		snprintf(buf, size, "%s/%s", scope_dir_name(n->u.scratch.scope),
-		         n->u.scratch.name);
+		snprintf(buf, size, "%s/%s", scope_dir_name(n->u.scratch.scope), n->u.scratch.name);
 		return buf;
 	}
 	if (n->kind == NODE_SECRET)
@@ -284,4 +300,3 @@ bool name_too_long(const char *name)
 {
 	return strlen(name) > NAME_MAX_BYTES;
 }
-

@@ -16,7 +16,7 @@
 #define FACT_XATTR_PREFIX "secretsfs."
 
 struct fs *fs_of(fuse_req_t req);
-void caller_of_req(fuse_req_t req, struct caller *ret);  /* caller_clear() it */
+void caller_of_req(fuse_req_t req, struct caller *ret); /* caller_clear() it */
 void rdlock(struct fs *fs);
 void wrlock(struct fs *fs);
 void unlock(struct fs *fs);
@@ -27,8 +27,8 @@ int user_errno(int r);
  * (statfs says so, and an ID is at most 255 characters). */
 #define NAME_MAX_BYTES 255
 bool name_too_long(const char *name);
-int admit_change(struct fs *fs, scope_set scopes, const struct caller *who,
-                 const char *what, const char *name);
+int admit_change(struct fs *fs, scope_set scopes, const struct caller *who, const char *what,
+                 const char *name);
 /* The audit line's name for a node: its ID, or SCOPE/NAME of a scratch
  * file (into buf). */
 const char *audit_name(const struct node *n, char *buf, size_t size);
@@ -42,4 +42,3 @@ char *name_secret_id(struct fs *fs, const char *name);
 bool store_gone(int r);
 
 #endif
-

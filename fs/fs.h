@@ -48,8 +48,8 @@
 
 /* Fixed inode numbers; secrets and scratch files start at INO_FIRST_FREE. */
 enum {
-	INO_ROOT = FUSE_ROOT_ID,               /* 1 */
-	INO_SCOPE_FIRST = 2,                   /* 2..6, one per enum scope */
+	INO_ROOT = FUSE_ROOT_ID, /* 1 */
+	INO_SCOPE_FIRST = 2,     /* 2..6, one per enum scope */
 	INO_VERSIONS = INO_SCOPE_FIRST + SCOPE_COUNT,
 	INO_FIRST_FREE = 16,
 };
@@ -64,12 +64,12 @@ enum {
 
 enum node_kind {
 	NODE_ROOT,
-	NODE_SCOPE,        /* a scope directory */
-	NODE_VERSIONS,     /* /.versions */
-	NODE_SECRET,       /* one incarnation of a secret, or a pending one */
-	NODE_SCRATCH,      /* a file whose name is not a secret ID */
-	NODE_VERSION_DIR,  /* /.versions/ID */
-	NODE_VERSION_FILE, /* /.versions/ID/N */
+	NODE_SCOPE,          /* a scope directory */
+	NODE_VERSIONS,       /* /.versions */
+	NODE_SECRET,         /* one incarnation of a secret, or a pending one */
+	NODE_SCRATCH,        /* a file whose name is not a secret ID */
+	NODE_VERSION_DIR,    /* /.versions/ID */
+	NODE_VERSION_FILE,   /* /.versions/ID/N */
 	NODE_SECRET_VERSION, /* -o fast: a secret's version as an inode of its own */
 };
 
@@ -80,8 +80,8 @@ struct secret_node {
 	 * (created here, no value stored yet), in pending_scopes. */
 	struct secret_meta meta;
 	scope_set pending_scopes;
-	fuse_ino_t vdir_ino;        /* its /.versions/ID directory, 0 if none yet */
-	struct node *versions;      /* -o fast: its NODE_SECRET_VERSION inodes */
+	fuse_ino_t vdir_ino;   /* its /.versions/ID directory, 0 if none yet */
+	struct node *versions; /* -o fast: its NODE_SECRET_VERSION inodes */
 	/* Until then its names get no entry timeout: after a change of its
 	 * scopes or value the kernel's own count of its links may be off
 	 * (see entry_timeout_of), and only a lookup sets it right. */
@@ -92,12 +92,12 @@ struct scratch_node {
 	enum scope scope;
 	char *name;
 	struct lockedbuf data;
-	struct labels labels;       /* user.tag.* set on the scratch file */
+	struct labels labels; /* user.tag.* set on the scratch file */
 	int64_t mtime_ns;
 	bool unlinked;
-	char *stored_as;            /* renamed onto this secret: writes through
+	char *stored_as; /* renamed onto this secret: writes through
 	                               descriptors still open fail */
-	int refused;                /* -EFBIG: a write was refused, so the bytes
+	int refused;     /* -EFBIG: a write was refused, so the bytes
 	                               are no whole value (until truncated) */
 };
 
@@ -110,15 +110,15 @@ struct node {
 	uint64_t nlookup;
 	unsigned open_count;
 	unsigned pins;
-	bool dead;                  /* secret: its incarnation is gone */
-	bool busy;                  /* in a change set (fs->change_mutex) */
-	mode_t mode;                /* permission bits, this host's view */
+	bool dead;   /* secret: its incarnation is gone */
+	bool busy;   /* in a change set (fs->change_mutex) */
+	mode_t mode; /* permission bits, this host's view */
 	uid_t uid;
 	gid_t gid;
-	int64_t ctime_ns;           /* last chmod/chown/link count change */
-	bool owner_set;             /* chown'ed: uid/gid override the scope's owner */
-	bool mode_set;              /* chmod'ed (both kept in hostattrs.c's file) */
-	struct node *next;          /* sibling list: live scratch files, a
+	int64_t ctime_ns;  /* last chmod/chown/link count change */
+	bool owner_set;    /* chown'ed: uid/gid override the scope's owner */
+	bool mode_set;     /* chmod'ed (both kept in hostattrs.c's file) */
+	struct node *next; /* sibling list: live scratch files, a
 	                               version directory's files, or a
 	                               secret's version inodes */
 	union {
@@ -132,7 +132,10 @@ struct node {
 			uint32_t size;
 			int64_t mtime_ns;
 		} vfile;
-		struct { struct node *secret; struct node *files; } vdir;
+		struct {
+			struct node *secret;
+			struct node *files;
+		} vdir;
 	} u;
 };
 
@@ -141,8 +144,8 @@ struct node {
 struct tombstone {
 	struct tombstone *next;
 	char *id;
-	scope_set scopes;           /* scopes before the unlinks */
-	scope_set unlinked;         /* scopes unlinked */
+	scope_set scopes;   /* scopes before the unlinks */
+	scope_set unlinked; /* scopes unlinked */
 	struct labels labels;
 	int64_t time_ns;
 };
@@ -151,13 +154,13 @@ struct fs_options {
 	char *store_dir;
 	char *mountpoint;
 	char *key_file;
-	char *attrs_file;   /* this host's chmod/chown (hostattrs.h) */
+	char *attrs_file; /* this host's chmod/chown (hostattrs.h) */
 	unsigned keep_versions;
 	bool read_only;
 	bool foreground;
 	bool debug;
 	bool allow_other;
-	bool fast;          /* -o fast: zero-message open, page cache, an inode per version */
+	bool fast; /* -o fast: zero-message open, page cache, an inode per version */
 	mode_t dir_mode, file_mode;
 	uid_t uid;
 	gid_t gid;
@@ -167,17 +170,17 @@ struct fs {
 	const struct store_ops *ops;
 	struct store *store;
 	struct fs_options opt;
-	struct policy policy;       /* read-only once mounted */
+	struct policy policy; /* read-only once mounted */
 	struct fuse_session *se;
 
 	pthread_rwlock_t lock;
-	pthread_mutex_t change_mutex;  /* guards every node's busy bit */
-	pthread_cond_t change_done;    /* a busy bit was cleared */
+	pthread_mutex_t change_mutex; /* guards every node's busy bit */
+	pthread_cond_t change_done;   /* a busy bit was cleared */
 
 	/* The inode table: nodes[ino] (NULL where free).  fs->lock. */
 	struct node **nodes;
 	size_t nodes_cap;
-	fuse_ino_t next_ino;        /* fs->lock */
+	fuse_ino_t next_ino; /* fs->lock */
 
 	/* ID -> secret node (open addressing, linear probing).  fs->lock. */
 	struct node **by_id;
@@ -199,7 +202,7 @@ struct fs {
 /* nodes.c: the inode table.  Callers hold fs->lock (write for changes). */
 int fs_nodes_init(struct fs *fs);
 void fs_nodes_free(struct fs *fs);
-struct node *fs_node(struct fs *fs, fuse_ino_t ino);     /* NULL if none */
+struct node *fs_node(struct fs *fs, fuse_ino_t ino); /* NULL if none */
 /* The node an inode stands for: a -o fast version's secret, else itself. */
 struct node *fs_node_target(struct fs *fs, fuse_ino_t ino);
 /* Does n still stand for what its inode was given for?  A dead secret or

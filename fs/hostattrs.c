@@ -23,14 +23,16 @@ int hostattrs_load(struct fs *fs)
 		lineno++;
 		int r = hostattr_parse_line(line, &a);
 		if (r < 0) {
-			log_warn("%s:%u: not a host attribute line; ignored", fs->opt.attrs_file, lineno);
+			log_warn("%s:%u: not a host attribute line; ignored", fs->opt.attrs_file,
+			         lineno);
 			continue;
 		}
 		if (r == 0)
 			continue;
 		struct node *n = a.is_scope
-			? fs_node(fs, INO_SCOPE_FIRST + (fuse_ino_t)scope_from_dir_name(a.name))
-			: fs_secret_by_id(fs, a.name);
+		                   ? fs_node(fs, INO_SCOPE_FIRST +
+		                                     (fuse_ino_t)scope_from_dir_name(a.name))
+		                   : fs_secret_by_id(fs, a.name);
 		if (n) {
 			if (a.mode_set) {
 				n->mode = a.mode;
@@ -57,7 +59,8 @@ static void put_entry(FILE *f, const char *kind, const char *name, const struct 
 	if (n->mode_set)
 		snprintf(mode, sizeof(mode), "%04o", (unsigned)n->mode);
 	if (n->owner_set)
-		fprintf(f, "%s %s %s %u %u\n", kind, name, mode, (unsigned)n->uid, (unsigned)n->gid);
+		fprintf(f, "%s %s %s %u %u\n", kind, name, mode, (unsigned)n->uid,
+		        (unsigned)n->gid);
 	else
 		fprintf(f, "%s %s %s - -\n", kind, name, mode);
 }
@@ -111,7 +114,8 @@ int hostattrs_save(struct fs *fs)
 out:
 	if (r < 0)
 		log_error("could not keep this host's modes and owners in %s (%s); they last until "
-		          "unmount", fs->opt.attrs_file, strerrordesc_np(-r));
+		          "unmount",
+		          fs->opt.attrs_file, strerrordesc_np(-r));
 	pthread_mutex_unlock(&save_lock);
 	free(text);
 	free(tmp);

@@ -79,4 +79,3 @@ int hostattr_parse_line(const char *line, struct hostattr *ret)
 	*ret = a;
 	return 1;
 }
-

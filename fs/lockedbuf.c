@@ -18,7 +18,7 @@ static int reserve(struct lockedbuf *b, size_t need)
 		return -ENOMEM;
 	if (b->len)
 		memcpy(p, b->p, b->len);
-	sodium_free(b->p);  /* wipes */
+	sodium_free(b->p); /* wipes */
 	b->p = p;
 	b->cap = cap;
 	return 0;

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 struct lockedbuf {
-	uint8_t *p;   /* NULL until the first byte is stored */
+	uint8_t *p; /* NULL until the first byte is stored */
 	size_t len;
 	size_t cap;
 };

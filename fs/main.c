@@ -43,7 +43,8 @@ static int cmd_init(const char *dir)
 		return fail("cannot create a store in %s: %s", dir, strerrordesc_np(-r));
 	printf("created an empty store in %s\n"
 	       "its key is %s/%s (mode 0400): without it no value can be read; keep a copy "
-	       "somewhere safe\n", dir, dir, EMBEDDED_KEY_FILE);
+	       "somewhere safe\n",
+	       dir, dir, EMBEDDED_KEY_FILE);
 	return 0;
 }
 
@@ -67,7 +68,8 @@ static int choose_store(const char *source, const struct store_ops **ret)
 			            remote[i].name);
 	if (strstr(source, "://"))
 		return fail("%s: not a store secretsfs knows (a directory, etcd://… or "
-		            "redpanda:https://…)", source);
+		            "redpanda:https://…)",
+		            source);
 	*ret = &embedded_store_ops;
 	return 0;
 }
@@ -126,12 +128,14 @@ static int check_mountpoint(const char *mnt)
 		/* A daemon that died (crash, SIGKILL) leaves its mount behind;
 		 * a restart must not be blocked by it. */
 		if (umount2(mnt, MNT_DETACH) == 0)
-			fprintf(stderr, "secretsfs: cleaned up the dead secretsfs mount on %s\n", mnt);
+			fprintf(stderr, "secretsfs: cleaned up the dead secretsfs mount on %s\n",
+			        mnt);
 	}
 	if (stat(mnt, &st) < 0) {
 		if (errno == ENOTCONN)
 			return fail("mountpoint %s is a dead FUSE mount (Transport endpoint is not "
-			            "connected); clean it up with: fusermount3 -uz %s", mnt, mnt);
+			            "connected); clean it up with: fusermount3 -uz %s",
+			            mnt, mnt);
 		return fail("mountpoint %s: %s", mnt, strerrordesc_np(errno));
 	}
 	if (!S_ISDIR(st.st_mode))
@@ -163,7 +167,8 @@ static int setup_store(struct fs *fs, const struct cmdline *c)
 	/* The default key sits in the store: missing with the store is
 	 * "not a store", which says more than "no key". */
 	if (r == -ENOENT && !c->opt.key_file && !embedded_store_present(dir))
-		r = fail("%s is not a secretsfs store; create one with: secretsfs init %s", dir, dir);
+		r = fail("%s is not a secretsfs store; create one with: secretsfs init %s", dir,
+		         dir);
 	else if (r == -ENOENT)
 		r = fail("key file %s not found (give the key with -o key=FILE)", kp);
 	else if (r == -EPERM)
@@ -178,13 +183,16 @@ static int setup_store(struct fs *fs, const struct cmdline *c)
 		return r;
 	}
 	struct store_config cfg = {
-		.source = dir, .key = key,
-		.keep_versions = fs->opt.keep_versions, .read_only = fs->opt.read_only,
+		.source = dir,
+		.key = key,
+		.keep_versions = fs->opt.keep_versions,
+		.read_only = fs->opt.read_only,
 	};
 	r = fs->ops->open(&cfg, &fs->store);
 	key_free(key);
 	if (r == -ENOENT)
-		r = fail("%s is not a secretsfs store; create one with: secretsfs init %s", dir, dir);
+		r = fail("%s is not a secretsfs store; create one with: secretsfs init %s", dir,
+		         dir);
 	else if (r == -ENOTDIR)
 		r = fail("%s is not a directory", dir);
 	else if (r == -EKEYREJECTED)
@@ -202,7 +210,7 @@ static int setup_store(struct fs *fs, const struct cmdline *c)
 	struct node *versions = fs_node_new(fs, NODE_VERSIONS);
 	bool ok = root && versions;
 	if (versions)
-		versions->mode = 0500;  /* history: the mount's owner only */
+		versions->mode = 0500; /* history: the mount's owner only */
 	for (int sc = 0; sc < SCOPE_COUNT && ok; sc++)
 		ok = fs_scope_node_new(fs, sc) != NULL;
 	r = ok ? fs->ops->list(fs->store, add_listed, fs) : -ENOMEM;
@@ -224,8 +232,10 @@ static int setup_store(struct fs *fs, const struct cmdline *c)
 static void lock_memory(void)
 {
 	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
-		fprintf(stderr, "secretsfs: warning: mlockall: %s; only value buffers are "
-		        "locked (raise LimitMEMLOCK= / ulimit -l)\n", strerrordesc_np(errno));
+		fprintf(stderr,
+		        "secretsfs: warning: mlockall: %s; only value buffers are "
+		        "locked (raise LimitMEMLOCK= / ulimit -l)\n",
+		        strerrordesc_np(errno));
 }
 
 static void harden(bool debug)
@@ -271,8 +281,10 @@ static void detach_stdio(int ready_fd)
 		if (null > 2)
 			close(null);
 	}
-	if (chdir("/") < 0) { /* nothing depends on the cwd */ }
-	if (write(ready_fd, "", 1) != 1) { /* the parent is gone: fine */ }
+	if (chdir("/") < 0) { /* nothing depends on the cwd */
+	}
+	if (write(ready_fd, "", 1) != 1) { /* the parent is gone: fine */
+	}
 	close(ready_fd);
 }
 
@@ -280,14 +292,13 @@ static int serve(struct fs *fs, struct cmdline *c)
 {
 	struct fuse_args *args = &c->fuse_args;
 	char fsopts[PATH_MAX + 64];
-	snprintf(fsopts, sizeof(fsopts), "fsname=%s,subtype=secretsfs%s",
-	         fs->opt.store_dir, fs->opt.allow_other || c->default_permissions
-	                            ? ",default_permissions" : "");
+	snprintf(fsopts, sizeof(fsopts), "fsname=%s,subtype=secretsfs%s", fs->opt.store_dir,
+	         fs->opt.allow_other || c->default_permissions ? ",default_permissions" : "");
 	if (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, fsopts) < 0 ||
-	    (fs->opt.allow_other && (fuse_opt_add_arg(args, "-o") < 0 ||
-	                             fuse_opt_add_arg(args, "allow_other") < 0)) ||
-	    (fs->opt.read_only && (fuse_opt_add_arg(args, "-o") < 0 ||
-	                           fuse_opt_add_arg(args, "ro") < 0)) ||
+	    (fs->opt.allow_other &&
+	     (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, "allow_other") < 0)) ||
+	    (fs->opt.read_only &&
+	     (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, "ro") < 0)) ||
 	    (fs->opt.debug && fuse_opt_add_arg(args, "-d") < 0))
 		return fail("out of memory");
 
@@ -394,7 +405,7 @@ int main(int argc, char **argv)
 		.fuse_args = FUSE_ARGS_INIT(0, NULL),
 	};
 	int r = fuse_opt_add_arg(&c.fuse_args, argv[0]) < 0 ? fail("out of memory")
-	                                                     : cmdline_parse(&c, argc, argv);
+	                                                    : cmdline_parse(&c, argc, argv);
 	if (r == 0 && !c.fake) {
 		fs.opt = c.opt;
 		fs.policy = c.policy;
@@ -408,6 +419,6 @@ int main(int argc, char **argv)
 		r = serve_store(&fs, &c);
 		stop(&fs);
 	}
-	cmdline_free(&c);  /* fs.opt and fs.policy share its strings */
+	cmdline_free(&c); /* fs.opt and fs.policy share its strings */
 	return r;
 }

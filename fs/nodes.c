@@ -350,7 +350,7 @@ struct node *fs_apply(struct fs *fs, const struct store_change *c)
 		return NULL;
 	}
 	if (n && have > m->incarnation)
-		return n;  /* about an incarnation that is gone */
+		return n; /* about an incarnation that is gone */
 	if (n && have == m->incarnation) {
 		if (m->revision > n->u.secret.meta.revision && set_meta(fs, n, m) < 0)
 			return NULL;

@@ -13,8 +13,8 @@
 
 struct notice {
 	struct notice *next;
-	fuse_ino_t ino;       /* parent for an entry, the inode otherwise */
-	char *name;           /* NULL: invalidate the inode */
+	fuse_ino_t ino; /* parent for an entry, the inode otherwise */
+	char *name;     /* NULL: invalidate the inode */
 };
 
 struct notifier {
@@ -22,8 +22,8 @@ struct notifier {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct notice *head, *tail;  /* lock */
-	bool stop;                   /* lock */
+	struct notice *head, *tail; /* lock */
+	bool stop;                  /* lock */
 };
 
 static void *notifier_main(void *arg)
@@ -42,7 +42,8 @@ static void *notifier_main(void *arg)
 		pthread_mutex_unlock(&nt->lock);
 		int r;
 		if (n->name)
-			r = fuse_lowlevel_notify_inval_entry(nt->se, n->ino, n->name, strlen(n->name));
+			r = fuse_lowlevel_notify_inval_entry(nt->se, n->ino, n->name,
+			                                     strlen(n->name));
 		else
 			r = fuse_lowlevel_notify_inval_inode(nt->se, n->ino, 0, 0);
 		/* -ENOENT: the kernel did not have it cached; nothing to do. */

@@ -21,16 +21,16 @@
 #include "hostattrs.h"
 
 struct handle {
-	pthread_mutex_t lock;       /* guards everything below */
-	struct node *node;          /* the node opened; its open_count holds it */
-	enum node_kind kind;        /* NODE_SECRET, NODE_SCRATCH, NODE_VERSION_FILE */
-	char *id;                   /* the secret's ID (not for scratch files) */
-	struct secret_value *snap;  /* read-only opens: what they read */
-	struct lockedbuf buf;       /* writable opens of a secret */
-	uint64_t base_revision;     /* the value revision buf started from */
+	pthread_mutex_t lock;      /* guards everything below */
+	struct node *node;         /* the node opened; its open_count holds it */
+	enum node_kind kind;       /* NODE_SECRET, NODE_SCRATCH, NODE_VERSION_FILE */
+	char *id;                  /* the secret's ID (not for scratch files) */
+	struct secret_value *snap; /* read-only opens: what they read */
+	struct lockedbuf buf;      /* writable opens of a secret */
+	uint64_t base_revision;    /* the value revision buf started from */
 	bool writable, append;
-	bool dirty;                 /* buf holds bytes not committed */
-	bool replaced;              /* buf was emptied first: a whole new value */
+	bool dirty;    /* buf holds bytes not committed */
+	bool replaced; /* buf was emptied first: a whole new value */
 	/* A write was refused or a commit failed (-errno): the bytes are not
 	 * what the writer meant, so nothing of this open is ever committed,
 	 * and every later write, flush and fsync says so again. */
@@ -93,7 +93,8 @@ static void handle_free(struct fs *fs, struct handle *h)
 	unlock(fs);
 	if (dropped)
 		log_warn("%s: closed without a value, so it was not created (a value is 1 to %d "
-		         "bytes)", h->id, SECRET_VALUE_MAX);
+		         "bytes)",
+		         h->id, SECRET_VALUE_MAX);
 	secret_value_free(h->snap);
 	lockedbuf_clear(&h->buf);
 	free(h->id);
@@ -154,16 +155,18 @@ static int commit(struct fs *fs, struct handle *h)
 
 	if (r == -ESTALE && (dead || h->replaced)) {
 		log_error("%s: write not stored: the secret was deleted (or deleted and created "
-		          "again) since this file was opened", h->id);
+		          "again) since this file was opened",
+		          h->id);
 		r = -EIO;
 	} else if (r == -ESTALE) {
 		log_error("%s: write not stored: the secret changed since this file was opened "
-		          "(at version %" PRIu64 "); open it again and repeat the edit", h->id,
-		          n->u.secret.meta.version);
+		          "(at version %" PRIu64 "); open it again and repeat the edit",
+		          h->id, n->u.secret.meta.version);
 		r = -EIO;
 	} else if (r == -ENOENT) {
 		log_error("%s: write not stored: the secret was deleted since this file was "
-		          "opened", h->id);
+		          "opened",
+		          h->id);
 		r = -EIO;
 	} else if (r == -EEXIST) {
 		log_error("%s: not created: another writer created it meanwhile; open it again",
@@ -174,8 +177,8 @@ static int commit(struct fs *fs, struct handle *h)
 		          h->id, strerrordesc_np(-r));
 		r = user_errno(r);
 	}
-	audit_event(&h->who, incarnation ? "write" : "create", h->id, r < 0 ? 0 : meta.version,
-	            r, NULL);
+	audit_event(&h->who, incarnation ? "write" : "create", h->id, r < 0 ? 0 : meta.version, r,
+	            NULL);
 	if (r < 0) {
 		h->failed = r;
 		return r;
@@ -215,10 +218,13 @@ static int admit_open(struct fs *fs, const struct node *n, bool writable, const 
 		char where[128], name[300];
 		const char *what = audit_name(n, name, sizeof(name));
 		log_warn("%s: %s refused to uid %u pid %d (%s, unit %s): the policy of %s "
-		         "does not admit it", what, op, (unsigned)who->uid, (int)who->pid, who->exe,
-		         who->unit, scope_names(scopes, where, sizeof(where)));
-		audit_event(who, op, what, n->kind == NODE_SCRATCH ? 0
-		            : n->kind == NODE_SECRET ? n->u.secret.meta.version : n->u.vfile.version,
+		         "does not admit it",
+		         what, op, (unsigned)who->uid, (int)who->pid, who->exe, who->unit,
+		         scope_names(scopes, where, sizeof(where)));
+		audit_event(who, op, what,
+		            n->kind == NODE_SCRATCH  ? 0
+		            : n->kind == NODE_SECRET ? n->u.secret.meta.version
+		                                     : n->u.vfile.version,
 		            r, NULL);
 	}
 	return r;
@@ -245,7 +251,7 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	else if (n->kind != NODE_SECRET && n->kind != NODE_SCRATCH && n->kind != NODE_VERSION_FILE)
 		r = -EISDIR;
 	else if (!fs_node_live(n) || (n->kind == NODE_VERSION_FILE && n->u.vfile.secret->dead))
-		r = -ESTALE;  /* the kernel looks the name up again */
+		r = -ESTALE; /* the kernel looks the name up again */
 	else if (writable && fs->opt.read_only)
 		r = -EROFS;
 	else if (writable && n->kind == NODE_VERSION_FILE)
@@ -285,11 +291,13 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 		r = -EACCES;
 	if (r == -EPERM)
 		log_warn("write to %s refused: with -o fast values change only by rename "
-		         "(write a scratch file such as .NAME.new, then mv it onto NAME)", id);
+		         "(write a scratch file such as .NAME.new, then mv it onto NAME)",
+		         id);
 	else if (r == -EACCES)
 		log_warn("%s: %s refused: the %s store's values are write-only; write the whole "
-		         "value (printf v > FILE, or mv a scratch file onto it)", id,
-		         writable ? "a write that keeps the old value" : "reading", fs->ops->name);
+		         "value (printf v > FILE, or mv a scratch file onto it)",
+		         id, writable ? "a write that keeps the old value" : "reading",
+		         fs->ops->name);
 	if (r < 0) {
 		unlock(fs);
 		return r;
@@ -315,9 +323,10 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 		struct secret_value *v = NULL;
 		r = fs->ops->get_value(fs->store, h->id, incarnation, version, &v);
 		if (r == -ENOENT && n->kind == NODE_SECRET) {
-			r = -ESTALE;  /* deleted meanwhile: the kernel looks again */
+			r = -ESTALE; /* deleted meanwhile: the kernel looks again */
 		} else if (r < 0) {
-			log_error("%s: the value could not be read (%s)", h->id, strerrordesc_np(-r));
+			log_error("%s: the value could not be read (%s)", h->id,
+			          strerrordesc_np(-r));
 			r = user_errno(r);
 		} else if (writable) {
 			h->base_revision = v->revision;
@@ -340,8 +349,8 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	return 0;
 }
 
-static void reply_open(fuse_req_t req, struct fs *fs, struct handle *h,
-                       struct fuse_file_info *fi, const struct fuse_entry_param *e)
+static void reply_open(fuse_req_t req, struct fs *fs, struct handle *h, struct fuse_file_info *fi,
+                       const struct fuse_entry_param *e)
 {
 	fi->fh = (uintptr_t)h;
 	/* No page cache: each open reads its own snapshot and no plaintext
@@ -377,8 +386,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /* A new scratch file; fs->lock (write) held. */
-static int create_scratch(struct fs *fs, enum scope sc, const char *name, mode_t mode,
-                          int flags, const struct caller *who, struct node **ret)
+static int create_scratch(struct fs *fs, enum scope sc, const char *name, mode_t mode, int flags,
+                          const struct caller *who, struct node **ret)
 {
 	struct node *n = fs_scratch_find(fs, sc, name);
 	if (n) {
@@ -439,8 +448,9 @@ static int create_secret(struct fs *fs, struct node *n, enum scope sc, mode_t mo
 			fs_apply_meta(fs, &meta);
 			if ((tomb = fs_tomb_find(fs, id, sc)))
 				tomb->unlinked &= ~(1u << sc);
-			log_info("%s: re-created in %s right after its unlink: labels and scopes kept",
-			         id, scope_dir_name(sc));
+			log_info(
+			    "%s: re-created in %s right after its unlink: labels and scopes kept",
+			    id, scope_dir_name(sc));
 		} else {
 			log_error("%s: could not add scope %s back (%s)", id, scope_dir_name(sc),
 			          strerrordesc_np(-r));
@@ -472,7 +482,8 @@ static int create_secret(struct fs *fs, struct node *n, enum scope sc, mode_t mo
 		labels_copy(&s->meta.labels, &tomb->labels);
 		fs_tomb_drop(fs, tomb);
 		log_info("%s: re-created right after its delete: its labels and scopes "
-		         "return with its next value", s->meta.id);
+		         "return with its next value",
+		         s->meta.id);
 	}
 	/* Never wider than the mount gives secrets (a umask of 022 would
 	 * otherwise make a new key world-readable under allow_other). */
@@ -499,9 +510,11 @@ static int create_node(struct fs *fs, enum scope sc, const char *name, mode_t mo
 		int r = policy_check(&fs->policy, 1u << sc, who);
 		if (r < 0) {
 			unlock(fs);
-			log_warn("%s/%s: create refused to uid %u pid %d (%s, unit %s): the policy of "
-			         "%s does not admit it", scope_dir_name(sc), name, (unsigned)who->uid,
-			         (int)who->pid, who->exe, who->unit, scope_dir_name(sc));
+			log_warn(
+			    "%s/%s: create refused to uid %u pid %d (%s, unit %s): the policy of "
+			    "%s does not admit it",
+			    scope_dir_name(sc), name, (unsigned)who->uid, (int)who->pid, who->exe,
+			    who->unit, scope_dir_name(sc));
 			return r;
 		}
 		char *id = name_secret_id(fs, name);
@@ -518,8 +531,8 @@ static int create_node(struct fs *fs, enum scope sc, const char *name, mode_t mo
 		if (fs->opt.fast) {
 			unlock(fs);
 			log_warn("%s/%s: not created: with -o fast a secret is created by rename "
-			         "(write .%s.new, then mv it onto %s)", scope_dir_name(sc), name, name,
-			         name);
+			         "(write .%s.new, then mv it onto %s)",
+			         scope_dir_name(sc), name, name, name);
 			free(id);
 			return -EPERM;
 		}
@@ -608,12 +621,12 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		fs_node_unpin(fs, n);
 		unlock(fs);
 	}
-	if (r < 0) {
+	if (r != 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
 	if (fast) {
-		fi->fh = 0;  /* a scratch file: its bytes are in its node */
+		fi->fh = 0; /* a scratch file: its bytes are in its node */
 		fuse_reply_create(req, &e, fi);
 		return;
 	}
@@ -656,7 +669,7 @@ static void read_unopened(fuse_req_t req, struct fs *fs, fuse_ino_t ino, size_t 
 		incarnation = n->u.secret.meta.incarnation;
 	} else if (n && n->kind == NODE_SECRET) {
 		unlock(fs);
-		fuse_reply_buf(req, NULL, 0);  /* pending: no value yet */
+		fuse_reply_buf(req, NULL, 0); /* pending: no value yet */
 		return;
 	}
 	unlock(fs);
@@ -714,8 +727,8 @@ static int write_scratch(struct node *n, const char *buf, size_t size, off_t off
 		/* Writes follow the file, and this one became a secret's
 		 * value: they cannot, so they fail rather than vanish. */
 		log_error("%s/%s: write refused: the file was renamed onto %s and stored; open "
-		          "%s to change it", scope_dir_name(s->scope), s->name, s->stored_as,
-		          s->stored_as);
+		          "%s to change it",
+		          scope_dir_name(s->scope), s->name, s->stored_as, s->stored_as);
 		return -EIO;
 	}
 	size_t at = append ? s->data.len : (size_t)off;
@@ -859,7 +872,7 @@ static int set_size(struct fs *fs, fuse_ino_t ino, off_t size, struct fuse_file_
 		         (long long)size, SECRET_VALUE_MAX);
 		return -EFBIG;
 	}
-	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;  /* NULL: -o fast */
+	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL; /* NULL: -o fast */
 	struct handle *own = NULL;
 	int r;
 	if (!h) {
@@ -876,13 +889,14 @@ static int set_size(struct fs *fs, fuse_ino_t ino, off_t size, struct fuse_file_
 		wrlock(fs);
 		struct scratch_node *sn = &h->node->u.scratch;
 		if (sn->stored_as) {
-			log_error("%s/%s: truncate refused: the file was renamed onto %s and stored",
-			          scope_dir_name(sn->scope), sn->name, sn->stored_as);
+			log_error(
+			    "%s/%s: truncate refused: the file was renamed onto %s and stored",
+			    scope_dir_name(sn->scope), sn->name, sn->stored_as);
 			r = -EIO;
 		} else {
 			r = lockedbuf_resize(&sn->data, (size_t)size);
 			if (r == 0 && size == 0)
-				sn->refused = 0;  /* a fresh start */
+				sn->refused = 0; /* a fresh start */
 			sn->mtime_ns = now_ns();
 		}
 		unlock(fs);
@@ -962,7 +976,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		uid_t uid;
 		gid_t gid;
-		fill_attr(fs, n, &st);  /* the owner shown now */
+		fill_attr(fs, n, &st); /* the owner shown now */
 		uid = to_set & FUSE_SET_ATTR_UID ? attr->st_uid : st.st_uid;
 		gid = to_set & FUSE_SET_ATTR_GID ? attr->st_gid : st.st_gid;
 		n->uid = uid;
@@ -970,9 +984,10 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		n->owner_set = true;
 	}
 	if (kind == NODE_SCRATCH && (to_set & FUSE_SET_ATTR_MTIME))
-		n->u.scratch.mtime_ns = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? now_ns()
-		                        : (int64_t)attr->st_mtim.tv_sec * 1000000000LL +
-		                          attr->st_mtim.tv_nsec;
+		n->u.scratch.mtime_ns = (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		                          ? now_ns()
+		                          : (int64_t)attr->st_mtim.tv_sec * 1000000000LL +
+		                                attr->st_mtim.tv_nsec;
 	/* A secret's mtime is its current version's time: a set time is
 	 * accepted (cp -p, touch) and not kept. */
 	bool keep = (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) &&
@@ -986,7 +1001,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	if (to_set & FUSE_SET_ATTR_SIZE)
 		st.st_size = attr->st_size;
 	if (keep)
-		hostattrs_save(fs);  /* kept across remounts; a failure is logged */
+		hostattrs_save(fs); /* kept across remounts; a failure is logged */
 	st.st_ino = ino;
 	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
 }

@@ -95,7 +95,8 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			wrlock(fs);
 			d = fs_node(fs, parent);
 			if (kept && d) {
-				struct node *f = fs_version_node(fs, &d->u.vdir.files, NODE_VERSION_FILE,
+				struct node *f = fs_version_node(fs, &d->u.vdir.files,
+				                                 NODE_VERSION_FILE,
 				                                 d->u.vdir.secret, &info);
 				if (f) {
 					f->mode = 0400;
@@ -184,8 +185,7 @@ static bool dir_add(struct dirbuf *b, const char *name, fuse_ino_t ino, mode_t t
 
 /* Offsets: 1 after ".", 2 after "..", ino + 3 after a node's entry: a
  * listing survives entries coming and going between calls. */
-void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                       struct fuse_file_info *fi)
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	struct dirbuf b = { .p = malloc(size), .size = size, .req = req };
@@ -279,4 +279,3 @@ void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	unlock(fs);
 	fuse_reply_statfs(req, &sv);
 }
-

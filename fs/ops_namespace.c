@@ -40,7 +40,7 @@ static int remove_scope(struct fs *fs, struct node *n, enum scope sc)
 		return -ENOMEM;
 	unlock(fs);
 	int r = left ? fs->ops->set_scopes(fs->store, id, incarnation, left, &c.meta)
-	             : fs->ops->delete(fs->store, id, incarnation, &c);
+	             : fs->ops->delete (fs->store, id, incarnation, &c);
 	wrlock(fs);
 	if (r < 0) {
 		log_error("%s: could not remove it from %s (%s); nothing changed", id,
@@ -161,10 +161,11 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 	struct secret_meta meta = { 0 };
 	int r = 0;
 	if (n && n->dead) {
-		r = -ESTALE;  /* deleted meanwhile: the kernel looks the name up again */
+		r = -ESTALE; /* deleted meanwhile: the kernel looks the name up again */
 	} else if (!n || !n->u.secret.meta.incarnation || sc < 0) {
 		log_warn("link %s refused: only a stored secret can be linked, into a scope "
-		         "directory", newname);
+		         "directory",
+		         newname);
 		r = -EPERM;
 	} else if (!(name = id_to_name(n->u.secret.meta.id)) ||
 	           !(id = strdup(n->u.secret.meta.id))) {
@@ -199,7 +200,7 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 	snprintf(extra, sizeof(extra), "scope=%s", sc >= 0 ? scope_dir_name(sc) : "-");
 	audit_event(&who, "link", id ? id : newname, version, r, extra);
 	struct node *target = n;
-	if (r == 0 && fs->opt.fast)  /* the name leads to the version's inode */
+	if (r == 0 && fs->opt.fast) /* the name leads to the version's inode */
 		target = fs_secret_version_node(fs, n);
 	fuse_ino_t target_ino = target ? target->ino : 0;
 	unlock(fs);
@@ -226,10 +227,10 @@ struct rename_op {
 	 * what newname stands for in nsc (NULL: free), and the secret node
 	 * of newname's ID wherever it is (NULL: none). */
 	struct node *src, *dst, *target;
-	char *dst_id;             /* newname's ID, NULL for a scratch name */
+	char *dst_id; /* newname's ID, NULL for a scratch name */
 	/* for the audit line */
-	const char *what;         /* rotate, create, move, rename, exchange */
-	uint64_t version;         /* the version a rename committed */
+	const char *what; /* rotate, create, move, rename, exchange */
+	uint64_t version; /* the version a rename committed */
 	char extra[300];
 };
 
@@ -283,7 +284,7 @@ static int rename_scratch(struct rename_op *op)
 		if (!name)
 			return -ENOMEM;
 		if (op->dst) {
-			fs_scratch_unlink(fs, op->dst);  /* replaced */
+			fs_scratch_unlink(fs, op->dst); /* replaced */
 			fs_node_release(fs, op->dst);
 		}
 		free(sn->name);
@@ -296,13 +297,14 @@ static int rename_scratch(struct rename_op *op)
 		return r;
 	if (sn->refused) {
 		log_warn("rename of %s/%s onto %s refused: a write to it was refused (over the "
-		         "%d-byte limit), so it holds no whole value", scope_dir_name(op->sc),
-		         op->name, op->newname, SECRET_VALUE_MAX);
+		         "%d-byte limit), so it holds no whole value",
+		         scope_dir_name(op->sc), op->name, op->newname, SECRET_VALUE_MAX);
 		return sn->refused;
 	}
 	if (sn->data.len == 0) {
-		log_warn("rename of %s/%s onto %s refused: it is empty, and a value is 1 to %d bytes",
-		         scope_dir_name(op->sc), op->name, op->newname, SECRET_VALUE_MAX);
+		log_warn(
+		    "rename of %s/%s onto %s refused: it is empty, and a value is 1 to %d bytes",
+		    scope_dir_name(op->sc), op->name, op->newname, SECRET_VALUE_MAX);
 		return -EINVAL;
 	}
 	bool exists = dst_is_stored(op);
@@ -326,7 +328,8 @@ static int rename_scratch(struct rename_op *op)
 		r = fs->ops->put_value(fs->store, op->dst_id, incarnation, 0, value.p, value.len,
 		                       &meta);
 	else if (r == 0)
-		r = fs->ops->create(fs->store, op->dst_id, scopes, &labels, value.p, value.len, &meta);
+		r = fs->ops->create(fs->store, op->dst_id, scopes, &labels, value.p, value.len,
+		                    &meta);
 	lockedbuf_clear(&value);
 	labels_clear(&labels);
 	wrlock(fs);
@@ -390,7 +393,8 @@ static int rename_secret(struct rename_op *op)
 	}
 	if (!op->dst_id) {
 		log_warn("rename of %s/%s to %s refused: %s is not a secret ID; copy the value "
-		         "instead (cp)", scope_dir_name(op->sc), op->name, op->newname, op->newname);
+		         "instead (cp)",
+		         scope_dir_name(op->sc), op->name, op->newname, op->newname);
 		return -EPERM;
 	}
 	if (strcmp(op->dst_id, m->id) == 0)
@@ -405,8 +409,8 @@ static int rename_secret(struct rename_op *op)
 		return -EINVAL;
 	if (!fs->ops->rename || (fs->ops->caps & STORE_CAP_WRITE_ONLY_VALUES)) {
 		log_warn("rename of %s onto %s refused: the %s store's values are write-only, and "
-		         "this rename moves one; write the value to %s instead", m->id, op->dst_id,
-		         fs->ops->name, op->newname);
+		         "this rename moves one; write the value to %s instead",
+		         m->id, op->dst_id, fs->ops->name, op->newname);
 		return -EACCES;
 	}
 	scope_set scopes = new_secret_scopes(op, m->scopes & ~(1u << op->sc));
@@ -446,7 +450,8 @@ static int rename_exchange(struct rename_op *op)
 	    !a->u.secret.meta.incarnation || !b->u.secret.meta.incarnation ||
 	    !fs->ops->exchange_values || a == b) {
 		log_warn("rename exchange of %s and %s refused: only two stored secrets can "
-		         "swap values", op->name, op->newname);
+		         "swap values",
+		         op->name, op->newname);
 		return -EINVAL;
 	}
 	char *ida = strdup(a->u.secret.meta.id), *idb = strdup(b->u.secret.meta.id);
@@ -470,7 +475,8 @@ static int rename_exchange(struct rename_op *op)
 			if (ma.scopes & (1u << i))
 				notifier_inval_entry(fs->notifier, INO_SCOPE_FIRST + i, op->name);
 			if (mb.scopes & (1u << i))
-				notifier_inval_entry(fs->notifier, INO_SCOPE_FIRST + i, op->newname);
+				notifier_inval_entry(fs->notifier, INO_SCOPE_FIRST + i,
+				                     op->newname);
 		}
 	} else {
 		log_error("exchange of %s and %s failed (%s)", ida ? ida : "?", idb ? idb : "?",
@@ -572,16 +578,19 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 		struct node *src, *dst, *target;
 		rename_resolve(&op, &src, &dst, &target);
 		if (src != op.src || dst != op.dst || target != op.target) {
-			unlock(fs);  /* changed while we waited: again */
+			unlock(fs); /* changed while we waited: again */
 		} else {
 			r = rename_nodes(&op, &who);
 			/* Renames among scratch files are not about secrets. */
 			bool about_secret = op.what || op.src->kind == NODE_SECRET || op.dst_id;
 			if (about_secret && !(r == 0 && op.src == op.dst)) {
 				char buf[300];
-				const char *id = op.what && strcmp(op.what, "rotate") == 0 ? op.dst_id
-				               : op.src->kind == NODE_SECRET ? op.src->u.secret.meta.id
-				               : op.dst_id ? op.dst_id : audit_name(op.src, buf, sizeof(buf));
+				const char *id = op.what && strcmp(op.what, "rotate") == 0
+				                   ? op.dst_id
+				               : op.src->kind == NODE_SECRET
+				                   ? op.src->u.secret.meta.id
+				               : op.dst_id ? op.dst_id
+				                           : audit_name(op.src, buf, sizeof(buf));
 				if (!op.extra[0])
 					snprintf(op.extra, sizeof(op.extra), "to=%s", newname);
 				audit_event(&who, op.what ? op.what : "rename", id, op.version, r,
@@ -602,8 +611,8 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 
 static void refuse(fuse_req_t req, const char *what, const char *name)
 {
-	log_warn("%s %s refused: the tree is fixed (one directory per scope, files only)",
-	         what, name);
+	log_warn("%s %s refused: the tree is fixed (one directory per scope, files only)", what,
+	         name);
 	fuse_reply_err(req, EPERM);
 }
 

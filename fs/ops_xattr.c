@@ -29,7 +29,7 @@ static void reply_xattr(fuse_req_t req, const char *value, size_t len, size_t si
 static struct labels *labels_of(struct node *n)
 {
 	if (n->kind == NODE_SECRET)
-		return &n->u.secret.meta.labels;  /* pending ones too */
+		return &n->u.secret.meta.labels; /* pending ones too */
 	if (n->kind == NODE_SCRATCH)
 		return &n->u.scratch.labels;
 	return NULL;
@@ -135,8 +135,9 @@ static int change_label_locked(struct fs *fs, struct node *n, const char *key, c
 		r = -ESTALE;
 	else if (!l)
 		r = -EPERM;
-	else if ((r = admit_change(fs, n->kind == NODE_SCRATCH ? 1u << n->u.scratch.scope
-	                                                         : fs_secret_visible_scopes(n),
+	else if ((r = admit_change(fs,
+	                           n->kind == NODE_SCRATCH ? 1u << n->u.scratch.scope
+	                                                   : fs_secret_visible_scopes(n),
 	                           who, "label change of", audit_name(n, name, sizeof(name)))) < 0)
 		; /* refused and logged */
 	else if (labels_get(l, key) ? (flags & XATTR_CREATE) : 0)
@@ -179,7 +180,8 @@ static int change_label_locked(struct fs *fs, struct node *n, const char *key, c
 		secret_meta_clear(&meta);
 		free(id);
 	}
-	if (n && (n->kind == NODE_SECRET || n->kind == NODE_SCRATCH) && (r < 0 || stored || n->kind == NODE_SCRATCH))
+	if (n && (n->kind == NODE_SECRET || n->kind == NODE_SCRATCH) &&
+	    (r < 0 || stored || n->kind == NODE_SCRATCH))
 		audit_event(who, op, audit_name(n, name, sizeof(name)), n->u.secret.meta.version, r,
 		            extra);
 	labels_clear(&next);
@@ -217,23 +219,24 @@ static int change_label(fuse_req_t req, fuse_ino_t ino, const char *key, const c
 	return r;
 }
 
-void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-                 size_t size, int flags)
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
+                 int flags)
 {
 	int r;
 	if (strncmp(name, FACT_XATTR_PREFIX, strlen(FACT_XATTR_PREFIX)) == 0) {
-		r = -EPERM;  /* read-only facts */
+		r = -EPERM; /* read-only facts */
 	} else if (strncmp(name, LABEL_XATTR_PREFIX, strlen(LABEL_XATTR_PREFIX)) != 0) {
 		if (strncmp(name, "user.", 5) == 0)
 			log_warn("xattr %s refused: only labels (user.tag.KEY) are stored", name);
 		r = -EOPNOTSUPP;
 	} else if (memchr(value, '\0', size) || size > LABEL_VALUE_MAX) {
-		log_warn("label %s refused: the value has a NUL byte or is over %d bytes",
-		         name, LABEL_VALUE_MAX);
+		log_warn("label %s refused: the value has a NUL byte or is over %d bytes", name,
+		         LABEL_VALUE_MAX);
 		r = -EINVAL;
 	} else {
 		char *v = strndup(value, size);
-		r = v ? change_label(req, ino, name + strlen(LABEL_XATTR_PREFIX), v, flags) : -ENOMEM;
+		r = v ? change_label(req, ino, name + strlen(LABEL_XATTR_PREFIX), v, flags)
+		      : -ENOMEM;
 		free(v);
 	}
 	fuse_reply_err(req, -r);

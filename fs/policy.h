@@ -26,9 +26,9 @@ struct scope_rule {
 	bool owner_set;
 	uid_t uid;
 	gid_t gid;
-	char **units;       /* fnmatch patterns */
+	char **units; /* fnmatch patterns */
 	size_t nunits;
-	char **cgroups;     /* paths */
+	char **cgroups; /* paths */
 	size_t ncgroups;
 };
 

@@ -29,7 +29,7 @@ int sd_notify_send(const char *fmt, ...)
 		return -EINVAL;
 	memcpy(sa.sun_path, path, len);
 	if (path[0] == '@')
-		sa.sun_path[0] = '\0';  /* abstract namespace */
+		sa.sun_path[0] = '\0'; /* abstract namespace */
 	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
@@ -52,8 +52,8 @@ static void *ready_main(void *arg)
 	struct fs *fs = arg;
 	struct stat st;
 	if (stat(fs->opt.mountpoint, &st) == 0) {
-		sd_notify_send("READY=1\nSTATUS=Serving %zu secrets from %s on %s",
-		               fs->by_id_count, fs->opt.store_dir, fs->opt.mountpoint);
+		sd_notify_send("READY=1\nSTATUS=Serving %zu secrets from %s on %s", fs->by_id_count,
+		               fs->opt.store_dir, fs->opt.mountpoint);
 	} else {
 		log_error("the mount on %s does not answer: %s", fs->opt.mountpoint,
 		          strerrordesc_np(errno));

@@ -128,7 +128,8 @@ int main(int argc, char **argv)
 		made++;
 		if (now() - last > 10) {
 			last = now();
-			fprintf(stderr, "mkstore: %lu/%lu (%.0f/s)\n", i + 1, n, made / (last - t0));
+			fprintf(stderr, "mkstore: %lu/%lu (%.0f/s)\n", i + 1, n,
+			        made / (last - t0));
 		}
 	}
 	double dt = now() - t0;

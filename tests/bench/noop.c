@@ -33,14 +33,14 @@ enum { INO_ROOT = 1, INO_DIR = 2, INO_FILE = 3 };
 #define TIMEOUT 1.0
 
 static char data[64];
-static int zero_mode;   /* immutable after start */
+static int zero_mode; /* immutable after start */
 
 struct opts {
 	char *mode;
 };
 static const struct fuse_opt opt_spec[] = {
 	{ "mode=%s", offsetof(struct opts, mode), 0 },
-	FUSE_OPT_END
+	FUSE_OPT_END,
 };
 
 static void fill(fuse_ino_t ino, struct stat *st)

@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			int r = policy_check(&pol, s, &c);
 			assert(r == 0 || r == -EACCES);
 		}
-		caller_clear(&c);  /* frees cg */
+		caller_clear(&c); /* frees cg */
 	}
 	free(text);
 	return 0;

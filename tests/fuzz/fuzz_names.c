@@ -104,7 +104,8 @@ static void run_label_program(const uint8_t *data, size_t size)
 			const uint8_t *nul = memchr(body, 0, blen);
 			size_t klen = nul ? (size_t)(nul - body) : blen;
 			char *key = cstr(body, klen);
-			char *val = nul ? cstr(nul + 1, blen - klen - 1) : cstr((const uint8_t *)"", 0);
+			char *val = nul ? cstr(nul + 1, blen - klen - 1)
+			                : cstr((const uint8_t *)"", 0);
 			size_t before = l.n;
 			int r;
 
@@ -145,7 +146,7 @@ static void run_label_program(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *s = cstr(data, size);  /* stops at the first NUL, like a path */
+	char *s = cstr(data, size); /* stops at the first NUL, like a path */
 
 	check_id_rules(s);
 	check_names(s);

@@ -26,12 +26,12 @@ int fuse_reply_entry(fuse_req_t req, const struct fuse_entry_param *e)
 {
 	static int (*real)(fuse_req_t, const struct fuse_entry_param *);
 	if (!real)
-		real = (int (*)(fuse_req_t, const struct fuse_entry_param *))dlsym(RTLD_NEXT,
-		                                                                   "fuse_reply_entry");
+		real = (int (*)(fuse_req_t, const struct fuse_entry_param *))dlsym(
+		    RTLD_NEXT, "fuse_reply_entry");
 	const char *trigger = getenv("REPLY_HOLD_TRIGGER");
 	if (trigger && access(trigger, F_OK) == 0) {
-		if (e->ino && __atomic_add_fetch(&seen, 1, __ATOMIC_SEQ_CST) ==
-		                  env_long("REPLY_HOLD_NTH", 2))
+		if (e->ino &&
+		    __atomic_add_fetch(&seen, 1, __ATOMIC_SEQ_CST) == env_long("REPLY_HOLD_NTH", 2))
 			usleep((useconds_t)env_long("REPLY_HOLD_MS", 300) * 1000);
 	} else {
 		__atomic_store_n(&seen, 0, __ATOMIC_SEQ_CST);

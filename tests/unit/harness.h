@@ -14,33 +14,36 @@
 static int harness_failures;
 static int harness_checks;
 
-#define CHECK(cond) do { \
-	harness_checks++; \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-		harness_failures++; \
-	} \
-} while (0)
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		harness_checks++;                                                                  \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
+			harness_failures++;                                                        \
+		}                                                                                  \
+	} while (0)
 
 /* integer equality, both sides printed on failure */
-#define CHECK_EQ(a, b) do { \
-	long long _a = (long long)(a), _b = (long long)(b); \
-	harness_checks++; \
-	if (_a != _b) { \
-		fprintf(stderr, "%s:%d: CHECK failed: %s == %s (%lld != %lld)\n", \
-		        __FILE__, __LINE__, #a, #b, _a, _b); \
-		harness_failures++; \
-	} \
-} while (0)
+#define CHECK_EQ(a, b)                                                                             \
+	do {                                                                                       \
+		long long _a = (long long)(a), _b = (long long)(b);                                \
+		harness_checks++;                                                                  \
+		if (_a != _b) {                                                                    \
+			fprintf(stderr, "%s:%d: CHECK failed: %s == %s (%lld != %lld)\n",          \
+			        __FILE__, __LINE__, #a, #b, _a, _b);                               \
+			harness_failures++;                                                        \
+		}                                                                                  \
+	} while (0)
 
 /* fatal: later checks make no sense */
-#define REQUIRE(cond) do { \
-	harness_checks++; \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond); \
-		exit(1); \
-	} \
-} while (0)
+#define REQUIRE(cond)                                                                              \
+	do {                                                                                       \
+		harness_checks++;                                                                  \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond); \
+			exit(1);                                                                   \
+		}                                                                                  \
+	} while (0)
 
 static inline int harness_result(const char *name)
 {
@@ -59,10 +62,11 @@ static inline char *harness_tmpdir(void)
 	return d;
 }
 
-static inline int harness_rm_one(const char *path, const struct stat *st, int type,
-                                 struct FTW *ftw)
+static inline int harness_rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
-	(void)st; (void)type; (void)ftw;
+	(void)st;
+	(void)type;
+	(void)ftw;
 	return remove(path);
 }
 

@@ -16,7 +16,7 @@ int main(void)
 	size_t ptlen = sizeof(pt) - 1;
 
 	REQUIRE(crypto_init() == 0);
-	CHECK_EQ(crypto_init(), 0);  /* idempotent */
+	CHECK_EQ(crypto_init(), 0); /* idempotent */
 	randombytes_buf(key, sizeof(key));
 	randombytes_buf(key2, sizeof(key2));
 
@@ -38,12 +38,12 @@ int main(void)
 
 	/* a flipped byte anywhere: nonce, body, tag */
 	size_t positions[] = { 0, CRYPTO_NONCE_BYTES - 1, CRYPTO_NONCE_BYTES,
-	                       CRYPTO_NONCE_BYTES + ptlen / 2, ctlen - 1 };
+		               CRYPTO_NONCE_BYTES + ptlen / 2, ctlen - 1 };
 	for (size_t i = 0; i < sizeof(positions) / sizeof(positions[0]); i++) {
 		ct[positions[i]] ^= 0x01;
 		v = NULL;
 		CHECK_EQ(crypto_open(key, ad, sizeof(ad), ct, ctlen, &v), -EBADMSG);
-		CHECK(v == NULL);  /* untouched on failure */
+		CHECK(v == NULL); /* untouched on failure */
 		ct[positions[i]] ^= 0x01;
 	}
 	/* wrong associated data, none, wrong key */

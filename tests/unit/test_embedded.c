@@ -17,16 +17,17 @@
 
 static const struct store_ops *ops = &embedded_store_ops;
 
-static char *dir;       /* the store directory */
-static uint8_t *key;    /* its key */
+static char *dir;    /* the store directory */
+static uint8_t *key; /* its key */
 
 #define SA (1u << SCOPE_AI_GATEWAY)
 #define SM (1u << SCOPE_MCP_SERVER)
 
 static struct store *open_store(unsigned keep, bool ro)
 {
-	struct store_config cfg = { .source = dir, .key = key,
-	                            .keep_versions = keep, .read_only = ro };
+	struct store_config cfg = {
+		.source = dir, .key = key, .keep_versions = keep, .read_only = ro
+	};
 	struct store *s = NULL;
 	int r = ops->open(&cfg, &s);
 
@@ -42,8 +43,8 @@ static int put_str(struct store *s, const char *id, uint64_t base_revision, cons
 	return ops->put_value(s, id, 0, base_revision, (const uint8_t *)v, strlen(v), NULL);
 }
 
-static int create_str(struct store *s, const char *id, scope_set sc,
-                      const struct labels *l, const char *v)
+static int create_str(struct store *s, const char *id, scope_set sc, const struct labels *l,
+                      const char *v)
 {
 	return ops->create(s, id, sc, l, (const uint8_t *)v, strlen(v), NULL);
 }
@@ -55,8 +56,8 @@ static int value_is(struct store *s, const char *id, uint64_t version, const cha
 	int r = ops->get_value(s, id, 0, version, &v), ok;
 
 	if (r != 0) {
-		fprintf(stderr, "get_value(%s, %llu): error %d\n", id,
-		        (unsigned long long)version, r);
+		fprintf(stderr, "get_value(%s, %llu): error %d\n", id, (unsigned long long)version,
+		        r);
 		return 0;
 	}
 	ok = v->len == strlen(expect) && memcmp(v->data, expect, v->len) == 0;
@@ -243,8 +244,7 @@ static void test_basics(void)
 
 	CHECK_EQ(labels_set(&l, "managed-by", "aigateway"), 0);
 	CHECK_EQ(labels_set(&l, "team", "Grüße"), 0);
-	CHECK_EQ(ops->create(s, "OPENAI_API_KEY", SA, &l,
-	                     (const uint8_t *)"sk-openai", 9, &m), 0);
+	CHECK_EQ(ops->create(s, "OPENAI_API_KEY", SA, &l, (const uint8_t *)"sk-openai", 9, &m), 0);
 	CHECK(m.id && strcmp(m.id, "OPENAI_API_KEY") == 0);
 	CHECK_EQ(m.version, 1);
 	CHECK_EQ(m.size, 9);
@@ -349,13 +349,14 @@ static void test_cas_and_versions(void)
 	CHECK_EQ(m1.version, 1);
 	CHECK(m1.incarnation >= 1 && m1.value_revision >= m1.incarnation);
 	CHECK_EQ(ops->put_value(s, "OPENAI_API_KEY", m1.incarnation, m1.value_revision,
-	                        (const uint8_t *)"v2", 2, &m), 0);
+	                        (const uint8_t *)"v2", 2, &m),
+	         0);
 	CHECK_EQ(m.version, 2);
 	CHECK_EQ(m.incarnation, m1.incarnation);
 	CHECK(m.value_revision > m1.value_revision && m.revision == m.value_revision);
 	CHECK_EQ(m.size, 2);
-	CHECK_EQ(m.scopes, SA);              /* kept */
-	CHECK_EQ(m.labels.n, 2);             /* kept */
+	CHECK_EQ(m.scopes, SA);  /* kept */
+	CHECK_EQ(m.labels.n, 2); /* kept */
 	CHECK(m.mtime_ns >= m.ctime_ns);
 	secret_meta_clear(&m);
 
@@ -363,7 +364,8 @@ static void test_cas_and_versions(void)
 	CHECK_EQ(put_str(s, "OPENAI_API_KEY", m1.value_revision, "stale"), -ESTALE);
 	CHECK_EQ(put_str(s, "OPENAI_API_KEY", m1.value_revision + 1000, "future"), -ESTALE);
 	CHECK_EQ(ops->put_value(s, "OPENAI_API_KEY", m1.incarnation + 1000, 0,
-	                        (const uint8_t *)"other", 5, NULL), -ESTALE);
+	                        (const uint8_t *)"other", 5, NULL),
+	         -ESTALE);
 	secret_meta_clear(&m1);
 	CHECK(value_is(s, "OPENAI_API_KEY", 0, "v2"));
 	CHECK_EQ(ops->stat(s, "OPENAI_API_KEY", &m), 0);
@@ -420,11 +422,11 @@ static void test_labels_scopes_exchange_delete(void)
 	CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", 0, &l, NULL), 0);
 	CHECK_EQ(ops->stat(s, "ANTHROPIC_API_KEY", &m), 0);
 	CHECK_EQ(m.labels.n, 2);
-	CHECK(strcmp(m.labels.v[0].key, "a.b/c") == 0);  /* sorted */
+	CHECK(strcmp(m.labels.v[0].key, "a.b/c") == 0); /* sorted */
 	CHECK(strcmp(labels_get(&m.labels, "env"), "prod") == 0);
 	secret_meta_clear(&m);
 	CHECK_EQ(labels_remove(&l, "env"), 0);
-	CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", 0, &l, NULL), 0);  /* replaces all */
+	CHECK_EQ(ops->set_labels(s, "ANTHROPIC_API_KEY", 0, &l, NULL), 0); /* replaces all */
 	CHECK_EQ(ops->stat(s, "ANTHROPIC_API_KEY", &m), 0);
 	CHECK_EQ(m.labels.n, 1);
 	CHECK(labels_get(&m.labels, "env") == NULL);
@@ -457,10 +459,11 @@ static void test_labels_scopes_exchange_delete(void)
 	CHECK_EQ(ops->stat(s, "OPENAI_API_KEY", &mb), 0);
 	CHECK(value_is(s, "ANTHROPIC_API_KEY", 0, "a8"));
 	CHECK(value_is(s, "OPENAI_API_KEY", 0, "v6"));
-	CHECK_EQ(ops->exchange_values(s, "ANTHROPIC_API_KEY", 0, "OPENAI_API_KEY", 0, NULL, NULL), 0);
+	CHECK_EQ(ops->exchange_values(s, "ANTHROPIC_API_KEY", 0, "OPENAI_API_KEY", 0, NULL, NULL),
+	         0);
 	CHECK(value_is(s, "ANTHROPIC_API_KEY", 0, "v6"));
 	CHECK(value_is(s, "OPENAI_API_KEY", 0, "a8"));
-	CHECK(value_is(s, "ANTHROPIC_API_KEY", ma.version, "a8"));  /* old kept */
+	CHECK(value_is(s, "ANTHROPIC_API_KEY", ma.version, "a8")); /* old kept */
 	CHECK_EQ(ops->stat(s, "ANTHROPIC_API_KEY", &m), 0);
 	CHECK_EQ(m.version, ma.version + 1);
 	CHECK_EQ(m.scopes, ma.scopes);
@@ -479,8 +482,8 @@ static void test_labels_scopes_exchange_delete(void)
 	/* delete */
 	CHECK_EQ(create_str(s, "DOOMED", SA, NULL, "bye"), 0);
 	CHECK_EQ(put_str(s, "DOOMED", 0, "bye2"), 0);
-	CHECK_EQ(ops->delete(s, "DOOMED", 0, NULL), 0);
-	CHECK_EQ(ops->delete(s, "DOOMED", 0, NULL), -ENOENT);
+	CHECK_EQ(ops->delete (s, "DOOMED", 0, NULL), 0);
+	CHECK_EQ(ops->delete (s, "DOOMED", 0, NULL), -ENOENT);
 	CHECK_EQ(ops->stat(s, "DOOMED", &m), -ENOENT);
 	CHECK_EQ(get_err(s, "DOOMED", 1), -ENOENT);
 	CHECK_EQ(list_all(s, &li), 0);
@@ -490,7 +493,7 @@ static void test_labels_scopes_exchange_delete(void)
 	CHECK_EQ(m.version, 1);
 	secret_meta_clear(&m);
 	CHECK(value_is(s, "DOOMED", 0, "new"));
-	CHECK_EQ(ops->delete(s, "DOOMED", 0, NULL), 0);
+	CHECK_EQ(ops->delete (s, "DOOMED", 0, NULL), 0);
 	ops->close(s);
 
 	/* read-only */
@@ -498,10 +501,11 @@ static void test_labels_scopes_exchange_delete(void)
 	CHECK(value_is(s, "OPENAI_API_KEY", 0, "a8"));
 	CHECK_EQ(put_str(s, "OPENAI_API_KEY", 0, "x"), -EROFS);
 	CHECK_EQ(create_str(s, "NEW_ONE", SA, NULL, "x"), -EROFS);
-	CHECK_EQ(ops->delete(s, "OPENAI_API_KEY", 0, NULL), -EROFS);
+	CHECK_EQ(ops->delete (s, "OPENAI_API_KEY", 0, NULL), -EROFS);
 	CHECK_EQ(ops->set_scopes(s, "OPENAI_API_KEY", 0, SA, NULL), -EROFS);
 	CHECK_EQ(ops->set_labels(s, "OPENAI_API_KEY", 0, NULL, NULL), -EROFS);
-	CHECK_EQ(ops->exchange_values(s, "OPENAI_API_KEY", 0, "ANTHROPIC_API_KEY", 0, NULL, NULL), -EROFS);
+	CHECK_EQ(ops->exchange_values(s, "OPENAI_API_KEY", 0, "ANTHROPIC_API_KEY", 0, NULL, NULL),
+	         -EROFS);
 	ops->close(s);
 }
 
@@ -518,7 +522,7 @@ static void test_no_plaintext_on_disk(void)
 	/* while open: WAL and shared memory files included */
 	CHECK(!found_in_dir(dir, marker, sizeof(marker) - 1));
 	CHECK(!found_in_dir(dir, marker2, sizeof(marker2) - 1));
-	CHECK(found_in_dir(dir, "MARKED", 6));  /* metadata is plaintext: the grep works */
+	CHECK(found_in_dir(dir, "MARKED", 6)); /* metadata is plaintext: the grep works */
 	/* every file of the store (db, WAL, shm, lock, key) is the owner's only */
 	{
 		DIR *dh = opendir(dir);
@@ -541,7 +545,7 @@ static void test_no_plaintext_on_disk(void)
 			free(p);
 		}
 		closedir(dh);
-		CHECK(files >= 4);  /* key, store.db, store.db-wal, store.lock */
+		CHECK(files >= 4); /* key, store.db, store.db-wal, store.lock */
 	}
 	ops->close(s);
 	CHECK(!found_in_dir(dir, marker, sizeof(marker) - 1));
@@ -568,8 +572,8 @@ static void test_tampering(void)
 
 	db = raw_db();
 	/* flip one byte of TAMPERED's ciphertext */
-	REQUIRE(sqlite3_prepare_v2(db, "SELECT ct, version FROM versions WHERE id = 'TAMPERED'",
-	                           -1, &st, NULL) == SQLITE_OK);
+	REQUIRE(sqlite3_prepare_v2(db, "SELECT ct, version FROM versions WHERE id = 'TAMPERED'", -1,
+	                           &st, NULL) == SQLITE_OK);
 	REQUIRE(sqlite3_step(st) == SQLITE_ROW);
 	{
 		int n = sqlite3_column_bytes(st, 0);
@@ -609,7 +613,8 @@ static void test_tampering(void)
 	/* everything else still reads */
 	CHECK(value_is(s, "SOURCE_A", 0, "value-of-a"));
 	CHECK(value_is(s, "ROLLBACK", 1, "old-one"));
-	CHECK(value_is(s, "OPENAI_API_KEY", 0, "PLAINTEXT-MARKER-7f3a9c-sk-live-should-never-hit-disk"));
+	CHECK(value_is(s, "OPENAI_API_KEY", 0,
+	               "PLAINTEXT-MARKER-7f3a9c-sk-live-should-never-hit-disk"));
 	/* an exchange involving a broken value fails and changes nothing */
 	CHECK_EQ(ops->exchange_values(s, "SOURCE_A", 0, "TAMPERED", 0, NULL, NULL), -EIO);
 	CHECK(value_is(s, "SOURCE_A", 0, "value-of-a"));
@@ -623,10 +628,10 @@ static void test_tampering(void)
 		CHECK_EQ(list_all(s, &li), 0);
 		CHECK_EQ(li.total, 8);
 	}
-	ops->delete(s, "TAMPERED", 0, NULL);
-	ops->delete(s, "VICTIM_B", 0, NULL);
-	ops->delete(s, "SOURCE_A", 0, NULL);
-	ops->delete(s, "ROLLBACK", 0, NULL);
+	ops->delete (s, "TAMPERED", 0, NULL);
+	ops->delete (s, "VICTIM_B", 0, NULL);
+	ops->delete (s, "SOURCE_A", 0, NULL);
+	ops->delete (s, "ROLLBACK", 0, NULL);
 	ops->close(s);
 }
 
@@ -695,7 +700,7 @@ static void test_threads(void)
 		CHECK_EQ(w[i].errors, 0);
 	}
 	CHECK_EQ(ops->stat(s, "SHARED", &m), 0);
-	CHECK_EQ(m.version, 1 + N * 39);  /* no lost update */
+	CHECK_EQ(m.version, 1 + N * 39); /* no lost update */
 	secret_meta_clear(&m);
 	ops->close(s);
 }
@@ -714,16 +719,17 @@ static void test_list_many(void)
 
 	/* metadata rows straight into the database: list never reads values */
 	raw_exec(db, "BEGIN");
-	REQUIRE(sqlite3_prepare_v2(db, "INSERT INTO secrets VALUES (?1, 1, 1, 10, 1, 1, ?2, ?2, ?2)",
+	REQUIRE(sqlite3_prepare_v2(db,
+	                           "INSERT INTO secrets VALUES (?1, 1, 1, 10, 1, 1, ?2, ?2, ?2)",
 	                           -1, &ins, NULL) == SQLITE_OK);
-	REQUIRE(sqlite3_prepare_v2(db, "INSERT INTO labels VALUES (?1, ?2, 'v')",
-	                           -1, &lab, NULL) == SQLITE_OK);
+	REQUIRE(sqlite3_prepare_v2(db, "INSERT INTO labels VALUES (?1, ?2, 'v')", -1, &lab, NULL) ==
+	        SQLITE_OK);
 	for (int i = 0; i < N; i++) {
 		char id[32];
 
 		snprintf(id, sizeof(id), "BULK_%06d", i);
 		sqlite3_bind_text(ins, 1, id, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(ins, 2, 1000000 + i);  /* incarnation and revisions */
+		sqlite3_bind_int64(ins, 2, 1000000 + i); /* incarnation and revisions */
 		REQUIRE(sqlite3_step(ins) == SQLITE_DONE);
 		sqlite3_reset(ins);
 		for (int k = 0; k < i % 3; k++) {
@@ -801,12 +807,12 @@ static void test_incarnations(void)
 	CHECK_EQ(a.version, 1);
 	CHECK(a.incarnation >= 1 && a.revision == a.incarnation &&
 	      a.value_revision == a.incarnation);
-	CHECK_EQ(ops->delete(s, "REBORN", a.incarnation, &gone), 0);
+	CHECK_EQ(ops->delete (s, "REBORN", a.incarnation, &gone), 0);
 	CHECK_EQ(gone.kind, STORE_DELETED);
 	CHECK(gone.meta.incarnation == a.incarnation && gone.meta.revision > a.revision);
 	CHECK_EQ(ops->create(s, "REBORN", SA, NULL, (const uint8_t *)"second", 6, &b), 0);
-	CHECK_EQ(b.version, 1);                       /* the counter starts again */
-	CHECK(b.incarnation > gone.meta.revision);    /* the identity does not */
+	CHECK_EQ(b.version, 1);                    /* the counter starts again */
+	CHECK(b.incarnation > gone.meta.revision); /* the identity does not */
 	/* what was based on the first life fails against the second */
 	CHECK_EQ(ops->put_value(s, "REBORN", a.incarnation, 0, (const uint8_t *)"x", 1, NULL),
 	         -ESTALE);
@@ -814,7 +820,7 @@ static void test_incarnations(void)
 	         -ESTALE);
 	CHECK_EQ(ops->set_scopes(s, "REBORN", a.incarnation, SM, NULL), -ESTALE);
 	CHECK_EQ(ops->set_labels(s, "REBORN", a.incarnation, NULL, NULL), -ESTALE);
-	CHECK_EQ(ops->delete(s, "REBORN", a.incarnation, NULL), -ESTALE);
+	CHECK_EQ(ops->delete (s, "REBORN", a.incarnation, NULL), -ESTALE);
 	struct secret_value *v = NULL;
 	CHECK_EQ(ops->get_value(s, "REBORN", a.incarnation, 1, &v), -ENOENT);
 	CHECK(value_is(s, "REBORN", 1, "second"));
@@ -823,34 +829,37 @@ static void test_incarnations(void)
 	CHECK(m.revision > b.revision && m.value_revision == b.value_revision);
 	secret_meta_clear(&m);
 	CHECK_EQ(ops->put_value(s, "REBORN", b.incarnation, b.value_revision,
-	                        (const uint8_t *)"third", 5, &m), 0);
+	                        (const uint8_t *)"third", 5, &m),
+	         0);
 	CHECK_EQ(m.version, 2);
 	secret_meta_clear(&m);
 
 	/* rename: the value moves, the source goes, in one transaction */
 	CHECK_EQ(ops->stat(s, "REBORN", &m), 0);
-	CHECK_EQ(ops->rename(s, "REBORN", m.incarnation, m.revision - 1, "MOVED", 0, SA, NULL,
-	                     NULL, NULL), -ESTALE);      /* it changed since */
+	CHECK_EQ(ops->rename(s, "REBORN", m.incarnation, m.revision - 1, "MOVED", 0, SA, NULL, NULL,
+	                     NULL),
+	         -ESTALE); /* it changed since */
 	CHECK(value_is(s, "REBORN", 0, "third"));
 	CHECK_EQ(ops->stat(s, "MOVED", &a), -ENOENT);
 	store_change_clear(&gone);
-	CHECK_EQ(ops->rename(s, "REBORN", m.incarnation, m.revision, "MOVED", 0, SM, NULL,
-	                     &gone, &a), 0);
+	CHECK_EQ(
+	    ops->rename(s, "REBORN", m.incarnation, m.revision, "MOVED", 0, SM, NULL, &gone, &a),
+	    0);
 	CHECK_EQ(gone.kind, STORE_DELETED);
 	CHECK_EQ(a.scopes, SM);
 	CHECK(value_is(s, "MOVED", 0, "third"));
 	CHECK_EQ(ops->stat(s, "REBORN", &b), -ENOENT);
 	/* onto an existing secret: a new version of it */
 	CHECK_EQ(create_str(s, "SOURCE", SA, NULL, "src"), 0);
-	CHECK_EQ(ops->rename(s, "SOURCE", 0, 0, "MOVED", a.incarnation + 1, 0, NULL, NULL,
-	                     NULL), -ESTALE);
+	CHECK_EQ(ops->rename(s, "SOURCE", 0, 0, "MOVED", a.incarnation + 1, 0, NULL, NULL, NULL),
+	         -ESTALE);
 	CHECK_EQ(ops->rename(s, "SOURCE", 0, 0, "MOVED", 0, SA, NULL, NULL, NULL), -EEXIST);
 	CHECK(value_is(s, "SOURCE", 0, "src"));
 	CHECK_EQ(ops->rename(s, "SOURCE", 0, 0, "MOVED", a.incarnation, 0, NULL, NULL, &b), 0);
 	CHECK_EQ(b.version, 2);
-	CHECK_EQ(b.scopes, SM);                       /* kept */
+	CHECK_EQ(b.scopes, SM); /* kept */
 	CHECK(value_is(s, "MOVED", 0, "src"));
-	CHECK_EQ(ops->delete(s, "MOVED", 0, NULL), 0);
+	CHECK_EQ(ops->delete (s, "MOVED", 0, NULL), 0);
 	secret_meta_clear(&a);
 	secret_meta_clear(&b);
 	secret_meta_clear(&m);
@@ -874,13 +883,13 @@ static void test_deleted_ciphertext_gone(void)
 		REQUIRE(sqlite3_step(st) == SQLITE_ROW);
 		ctlen = (size_t)sqlite3_column_bytes(st, 0);
 		REQUIRE(ctlen > 32);
-		ctlen = 32;  /* enough to be unique */
+		ctlen = 32; /* enough to be unique */
 		memcpy(ct, sqlite3_column_blob(st, 0), ctlen);
 		sqlite3_finalize(st);
 		sqlite3_close(db);
 	}
 	CHECK(found_in_dir(dir, ct, ctlen));
-	CHECK_EQ(ops->delete(s, "SHREDDED", 0, NULL), 0);
+	CHECK_EQ(ops->delete (s, "SHREDDED", 0, NULL), 0);
 	CHECK(!found_in_dir(dir, ct, ctlen));
 	/* a version pruned by keep_versions goes the same way */
 	CHECK_EQ(create_str(s, "PRUNED", SA, NULL, "one"), 0);
@@ -895,10 +904,10 @@ static void test_deleted_ciphertext_gone(void)
 		sqlite3_close(db);
 	}
 	CHECK_EQ(put_str(s, "PRUNED", 0, "two"), 0);
-	CHECK(found_in_dir(dir, ct, ctlen));           /* kept: 2 versions */
+	CHECK(found_in_dir(dir, ct, ctlen)); /* kept: 2 versions */
 	CHECK_EQ(put_str(s, "PRUNED", 0, "three"), 0);
-	CHECK(!found_in_dir(dir, ct, ctlen));          /* pruned */
-	CHECK_EQ(ops->delete(s, "PRUNED", 0, NULL), 0);
+	CHECK(!found_in_dir(dir, ct, ctlen)); /* pruned */
+	CHECK_EQ(ops->delete (s, "PRUNED", 0, NULL), 0);
 	ops->close(s);
 }
 
@@ -937,9 +946,9 @@ static void test_upgrade_from_format_1(void)
 	CHECK_EQ(create_str(s, "NEW_AFTER", SA, NULL, "n"), 0);
 	CHECK_EQ(ops->stat(s, "NEW_AFTER", &m3), 0);
 	CHECK(m3.incarnation > m1.value_revision && m3.incarnation > m2.value_revision);
-	CHECK_EQ(ops->delete(s, "OLD_ONE", 0, NULL), 0);
-	CHECK_EQ(ops->delete(s, "OLD_TWO", 0, NULL), 0);
-	CHECK_EQ(ops->delete(s, "NEW_AFTER", 0, NULL), 0);
+	CHECK_EQ(ops->delete (s, "OLD_ONE", 0, NULL), 0);
+	CHECK_EQ(ops->delete (s, "OLD_TWO", 0, NULL), 0);
+	CHECK_EQ(ops->delete (s, "NEW_AFTER", 0, NULL), 0);
 	secret_meta_clear(&m1);
 	secret_meta_clear(&m2);
 	secret_meta_clear(&m3);
@@ -967,9 +976,9 @@ int main(void)
 
 		for (int i = 0; i < 8; i++) {
 			snprintf(id, sizeof(id), "THREAD_%d", i);
-			CHECK_EQ(ops->delete(s, id, 0, NULL), 0);
+			CHECK_EQ(ops->delete (s, id, 0, NULL), 0);
 		}
-		CHECK_EQ(ops->delete(s, "SHARED", 0, NULL), 0);
+		CHECK_EQ(ops->delete (s, "SHARED", 0, NULL), 0);
 		ops->close(s);
 	}
 	test_list_many();

@@ -70,8 +70,8 @@ static void test_label_rules(void)
 	CHECK(V("Grüße"));
 	CHECK(V("日本語 テキスト"));
 	CHECK(V("a b_c.d:e/f=g+h-i@j 42"));
-	CHECK(V("\xc2\xa0"));          /* U+00A0 no-break space */
-	CHECK(V("\xf0\x9f\x98\x80"));  /* U+1F600, 4 bytes */
+	CHECK(V("\xc2\xa0"));         /* U+00A0 no-break space */
+	CHECK(V("\xf0\x9f\x98\x80")); /* U+1F600, 4 bytes */
 	CHECK(!V("a\nb"));
 	CHECK(!V("a\tb"));
 	CHECK(!V("\x7f"));
@@ -79,14 +79,14 @@ static void test_label_rules(void)
 	CHECK(!V("a;b"));
 	CHECK(!V("\"quoted\""));
 	CHECK(!V("a$b"));
-	CHECK(!V("\xff"));              /* never valid */
-	CHECK(!V("\xc3"));              /* truncated */
-	CHECK(!V("\xc3(")); /* bad continuation */
-	CHECK(!V("\xc0\xaf"));          /* overlong '/' */
-	CHECK(!V("\xe0\x80\xaf"));      /* overlong */
-	CHECK(!V("\xed\xa0\x80"));      /* surrogate */
-	CHECK(!V("\xf4\x90\x80\x80"));  /* > U+10FFFF */
-	CHECK(!V("\xc2\x85"));          /* C1 control NEL */
+	CHECK(!V("\xff"));             /* never valid */
+	CHECK(!V("\xc3"));             /* truncated */
+	CHECK(!V("\xc3("));            /* bad continuation */
+	CHECK(!V("\xc0\xaf"));         /* overlong '/' */
+	CHECK(!V("\xe0\x80\xaf"));     /* overlong */
+	CHECK(!V("\xed\xa0\x80"));     /* surrogate */
+	CHECK(!V("\xf4\x90\x80\x80")); /* > U+10FFFF */
+	CHECK(!V("\xc2\x85"));         /* C1 control NEL */
 #undef V
 	CHECK(!label_value_valid("a\0b", 3));
 	CHECK(label_value_valid(NULL, 0));
@@ -127,7 +127,7 @@ static void test_label_maps(void)
 	CHECK(strcmp(l.v[0].key, "alpha") == 0);
 	CHECK(strcmp(l.v[1].key, "mid") == 0);
 	CHECK(strcmp(l.v[2].key, "zeta") == 0);
-	CHECK_EQ(labels_set(&l, "mid", "three"), 0);   /* replace */
+	CHECK_EQ(labels_set(&l, "mid", "three"), 0); /* replace */
 	CHECK_EQ(l.n, 3);
 	CHECK(strcmp(labels_get(&l, "mid"), "three") == 0);
 	CHECK_EQ(labels_set(&l, "owner", "me"), -EINVAL);
@@ -157,7 +157,7 @@ static void test_label_maps(void)
 		CHECK_EQ(labels_set(&l, key, "v"), 0);
 	}
 	CHECK_EQ(labels_set(&l, "extra", "v"), -ENOSPC);
-	CHECK_EQ(labels_set(&l, "k001", "replaced"), 0);  /* replacing is fine */
+	CHECK_EQ(labels_set(&l, "k001", "replaced"), 0); /* replacing is fine */
 	for (size_t i = 1; i < l.n; i++)
 		CHECK(strcmp(l.v[i - 1].key, l.v[i].key) < 0);
 	labels_clear(&l);
