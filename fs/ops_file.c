@@ -78,19 +78,31 @@ static void handle_free(struct fs *fs, struct handle *h)
 		h->next->prev = h->prev;
 	pthread_mutex_unlock(&fs->handles_lock);
 
+	/* The common case (a stored secret's last reader) needs no write
+	 * lock: only a node that may have to go is pinned and settled under
+	 * it (nothing is freed while the read lock is held). */
 	struct node *n = h->node;
 	bool dropped = false;
-	wrlock(fs);
-	n->open_count--;
-	if (n->kind == NODE_SECRET && !n->open_count && !n->pins && !n->dead &&
-	    !n->u.secret.meta.incarnation) {
-		/* Its entries had no timeout (entry_timeout_of): the kernel
-		 * looks again and finds nothing. */
-		dropped = n->u.secret.pending_scopes != 0;
-		fs_secret_drop_pending(fs, n);
-	}
-	fs_node_release(fs, n);
+	rdlock(fs);
+	bool last = __atomic_sub_fetch(&n->open_count, 1, __ATOMIC_RELAXED) == 0;
+	bool settle = last && !fs_node_live(n);
+	if (last && n->kind == NODE_SECRET && !n->u.secret.meta.incarnation)
+		settle = true; /* pending: goes if nobody holds it */
+	if (settle)
+		fs_node_pin(n);
 	unlock(fs);
+	if (settle) {
+		wrlock(fs);
+		if (n->kind == NODE_SECRET && !n->open_count && n->pins == 1 && !n->dead &&
+		    !n->u.secret.meta.incarnation) {
+			/* Its entries had no timeout (entry_timeout_of): the
+			 * kernel looks again and finds nothing. */
+			dropped = n->u.secret.pending_scopes != 0;
+			fs_secret_drop_pending(fs, n);
+		}
+		fs_node_unpin(fs, n);
+		unlock(fs);
+	}
 	if (dropped)
 		log_warn("%s: closed without a value, so it was not created (a value is 1 to %d "
 		         "bytes)",
