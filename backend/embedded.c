@@ -19,7 +19,9 @@
  *
  * One connection, one mutex: every statement, and every transaction from
  * BEGIN to COMMIT, runs with s->mutex held, so transactions are never
- * interleaved.  Decryption happens after the mutex is released.
+ * interleaved.  get_value decrypts after the mutex is released;
+ * exchange_values and rename decrypt inside their transaction (they
+ * re-seal what they read for its new place).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1874,7 +1876,7 @@ const struct store_ops embedded_store_ops = {
 	.put_value = embedded_put_value,
 	.exchange_values = embedded_exchange_values,
 	.rename = embedded_rename,
-	.delete = embedded_delete,
+	.delete_secret = embedded_delete,
 	.set_labels = embedded_set_labels,
 	.set_scopes = embedded_set_scopes,
 	.watch = NULL,

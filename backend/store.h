@@ -210,8 +210,8 @@ struct store_ops {
 	              scope_set to_scopes, const struct labels *to_labels,
 	              struct store_change *ret_from, struct secret_meta *ret_to);
 	/* Mandatory.  Deletes a secret and all its versions. */
-	int (*delete)(struct store *s, const char *id, uint64_t incarnation,
-	              struct store_change *ret_change);
+	int (*delete_secret)(struct store *s, const char *id, uint64_t incarnation,
+	                     struct store_change *ret_change);
 	/* Mandatory.  Replaces the whole label map. */
 	int (*set_labels)(struct store *s, const char *id, uint64_t incarnation,
 	                  const struct labels *labels, struct secret_meta *ret_meta);

@@ -249,6 +249,9 @@ void fs_tomb_drop(struct fs *fs, struct tombstone *t);
  * duplicates allowed) are pinned by the caller; fs->lock is not held. */
 void fs_change_begin(struct fs *fs, struct node *const *nodes, size_t n);
 void fs_change_end(struct fs *fs, struct node *const *nodes, size_t n);
+/* fs_change_end, then the pins go (one per distinct neighbour, as the
+ * caller pinned them); takes fs->lock itself. */
+void fs_change_done(struct fs *fs, struct node *const *nodes, size_t n);
 
 /* names.c: the rule that separates secret names from scratch names. */
 /* Decodes a file name to a secret ID ("%2F" -> "/"); NULL if the name

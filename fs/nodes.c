@@ -158,10 +158,36 @@ static bool version_current(const struct node *v)
 	       s->u.secret.meta.version == v->u.vfile.version;
 }
 
+static void node_kill(struct fs *fs, struct node *n);
+
+/* Takes n out of the sibling list at *pp. */
+static void list_remove(struct node **pp, struct node *n)
+{
+	for (; *pp; pp = &(*pp)->next) {
+		if (*pp == n) {
+			*pp = n->next;
+			return;
+		}
+	}
+}
+
 void fs_node_release(struct fs *fs, struct node *n)
 {
-	if (n->nlookup || n->open_count || n->pins)
+	if (n->open_count || n->pins)
 		return;
+	if (n->kind == NODE_SECRET && !n->dead && !n->u.secret.meta.incarnation) {
+		/* Pending, and nothing holds it open: it was never stored, and
+		 * its name goes (it had no entry timeout: the kernel looks
+		 * again and finds nothing). */
+		if (n->u.secret.pending_scopes)
+			log_warn("%s: closed without a value, so it was not created (a value is 1 "
+			         "to %d bytes)",
+			         n->u.secret.meta.id, SECRET_VALUE_MAX);
+		node_kill(fs, n);
+	}
+	if (n->nlookup)
+		return;
+	struct node *s = NULL;
 	switch (n->kind) {
 	case NODE_SECRET:
 		if (n->dead)
@@ -171,21 +197,35 @@ void fs_node_release(struct fs *fs, struct node *n)
 		if (n->u.scratch.unlinked)
 			node_destroy(fs, n);
 		break;
-	case NODE_SECRET_VERSION: {
+	case NODE_SECRET_VERSION:
 		/* The current version is looked up again soon: kept. */
-		struct node *s = n->u.vfile.secret;
+		s = n->u.vfile.secret;
 		if (version_current(n))
 			break;
-		for (struct node **pp = &s->u.secret.versions; *pp; pp = &(*pp)->next) {
-			if (*pp == n) {
-				*pp = n->next;
-				break;
-			}
-		}
+		list_remove(&s->u.secret.versions, n);
 		node_destroy(fs, n);
 		fs_node_unpin(fs, s);
 		break;
+	case NODE_VERSION_FILE: {
+		s = n->u.vfile.secret;
+		struct node *d = fs_node(fs, s->u.secret.vdir_ino);
+		if (d && d->kind == NODE_VERSION_DIR)
+			list_remove(&d->u.vdir.files, n);
+		node_destroy(fs, n);
+		fs_node_unpin(fs, s);
+		if (d && d->kind == NODE_VERSION_DIR)
+			fs_node_release(fs, d);
+		break;
 	}
+	case NODE_VERSION_DIR:
+		if (n->u.vdir.files)
+			break; /* its files go first */
+		s = n->u.vdir.secret;
+		if (s->u.secret.vdir_ino == n->ino)
+			s->u.secret.vdir_ino = 0;
+		node_destroy(fs, n);
+		fs_node_unpin(fs, s);
+		break;
 	default:
 		break;
 	}
@@ -310,6 +350,16 @@ void fs_secret_drop_pending(struct fs *fs, struct node *n)
 		node_kill(fs, n);
 }
 
+void fs_change_done(struct fs *fs, struct node *const *nodes, size_t n)
+{
+	fs_change_end(fs, nodes, n);
+	pthread_rwlock_wrlock(&fs->lock);
+	for (size_t i = 0; i < n; i++)
+		if (nodes[i] && (i == 0 || nodes[i] != nodes[i - 1]))
+			fs_node_unpin(fs, nodes[i]);
+	pthread_rwlock_unlock(&fs->lock);
+}
+
 static int set_meta(struct fs *fs, struct node *n, const struct secret_meta *meta)
 {
 	struct secret_meta copy;
@@ -333,6 +383,12 @@ static int set_meta(struct fs *fs, struct node *n, const struct secret_meta *met
 	secret_meta_clear(&n->u.secret.meta);
 	n->u.secret.meta = copy;
 	n->u.secret.pending_scopes = 0;
+	/* -o fast: version inodes the kernel has forgotten go once they are
+	 * not current (n is held by the caller: it stays). */
+	for (struct node *v = n->u.secret.versions, *next; v; v = next) {
+		next = v->next;
+		fs_node_release(fs, v);
+	}
 	return 0;
 }
 
@@ -343,7 +399,8 @@ struct node *fs_apply(struct fs *fs, const struct store_change *c)
 	uint64_t have = n ? n->u.secret.meta.incarnation : 0;
 
 	if (c->kind == STORE_DELETED) {
-		if (n && have == m->incarnation) {
+		/* A deleted incarnation newer than ours means ours is gone too. */
+		if (n && have && have <= m->incarnation) {
 			node_kill(fs, n);
 			fs_node_release(fs, n);
 		}

@@ -27,6 +27,7 @@ struct handle {
 	char *id;                  /* the secret's ID (not for scratch files) */
 	struct secret_value *snap; /* read-only opens: what they read */
 	struct lockedbuf buf;      /* writable opens of a secret */
+	uint64_t incarnation;      /* the secret's at open (0: pending then) */
 	uint64_t base_revision;    /* the value revision buf started from */
 	bool writable, append;
 	bool dirty;    /* buf holds bytes not committed */
@@ -82,31 +83,19 @@ static void handle_free(struct fs *fs, struct handle *h)
 	 * lock: only a node that may have to go is pinned and settled under
 	 * it (nothing is freed while the read lock is held). */
 	struct node *n = h->node;
-	bool dropped = false;
 	rdlock(fs);
 	bool last = __atomic_sub_fetch(&n->open_count, 1, __ATOMIC_RELAXED) == 0;
-	bool settle = last && !fs_node_live(n);
-	if (last && n->kind == NODE_SECRET && !n->u.secret.meta.incarnation)
-		settle = true; /* pending: goes if nobody holds it */
+	/* pending: goes if nothing else holds it (fs_node_release) */
+	bool settle = last && (!fs_node_live(n) ||
+	                       (n->kind == NODE_SECRET && !n->u.secret.meta.incarnation));
 	if (settle)
 		fs_node_pin(n);
 	unlock(fs);
 	if (settle) {
 		wrlock(fs);
-		if (n->kind == NODE_SECRET && !n->open_count && n->pins == 1 && !n->dead &&
-		    !n->u.secret.meta.incarnation) {
-			/* Its entries had no timeout (entry_timeout_of): the
-			 * kernel looks again and finds nothing. */
-			dropped = n->u.secret.pending_scopes != 0;
-			fs_secret_drop_pending(fs, n);
-		}
 		fs_node_unpin(fs, n);
 		unlock(fs);
 	}
-	if (dropped)
-		log_warn("%s: closed without a value, so it was not created (a value is 1 to %d "
-		         "bytes)",
-		         h->id, SECRET_VALUE_MAX);
 	secret_value_free(h->snap);
 	lockedbuf_clear(&h->buf);
 	free(h->id);
@@ -144,14 +133,22 @@ static int commit(struct fs *fs, struct handle *h)
 	struct secret_meta meta = { 0 };
 	fs_change_begin(fs, &n, 1);
 	rdlock(fs);
-	bool dead = n->dead;
-	uint64_t incarnation = n->u.secret.meta.incarnation;
+	/* Stored since this open (another writer's create, a rename onto
+	 * the name): a life that began after the open, never written into. */
+	bool dead = n->dead || n->u.secret.meta.incarnation != h->incarnation;
+	uint64_t incarnation = h->incarnation;
 	scope_set scopes = n->u.secret.pending_scopes;
 	int r = !dead && !incarnation ? labels_copy(&labels, &n->u.secret.meta.labels) : 0;
+	/* The first value goes to every scope the name gathered meanwhile:
+	 * the writer must be admitted to all of them. */
+	if (r == 0 && !dead && !incarnation)
+		r = admit_change(fs, scopes, &h->who, "first commit of", h->id);
 	unlock(fs);
-	if (r == 0 && dead)
+	if (r < 0)
+		; /* refused (logged) or out of memory */
+	else if (dead)
 		r = -ESTALE;
-	else if (r == 0 && incarnation)
+	else if (incarnation)
 		r = fs->ops->put_value(fs->store, h->id, incarnation,
 		                       h->replaced ? 0 : h->base_revision, h->buf.p, h->buf.len,
 		                       &meta);
@@ -165,7 +162,9 @@ static int commit(struct fs *fs, struct handle *h)
 	fs_change_end(fs, &n, 1);
 	labels_clear(&labels);
 
-	if (r == -ESTALE && (dead || h->replaced)) {
+	if (r == -EACCES || r == -ENOMEM) {
+		/* said */
+	} else if (r == -ESTALE && (dead || h->replaced)) {
 		log_error("%s: write not stored: the secret was deleted (or deleted and created "
 		          "again) since this file was opened",
 		          h->id);
@@ -196,6 +195,7 @@ static int commit(struct fs *fs, struct handle *h)
 		return r;
 	}
 	log_info("%s: version %" PRIu64 " committed (%zu bytes)", h->id, meta.version, h->buf.len);
+	h->incarnation = meta.incarnation;
 	h->dirty = false;
 	h->replaced = false;
 	h->base_revision = meta.value_revision;
@@ -240,6 +240,20 @@ static int admit_open(struct fs *fs, const struct node *n, bool writable, const 
 		            r, NULL);
 	}
 	return r;
+}
+
+/* get_value found no value of n's incarnation: a change of it is in
+ * flight (a delete, a rename away) or done.  Once nothing is changing it:
+ * ESTALE if it is gone (the kernel looks the name up again, and finds
+ * what is there now), else ENOENT.  n is held by a handle. */
+static int value_gone(struct fs *fs, struct node *n)
+{
+	fs_change_begin(fs, &n, 1);
+	fs_change_end(fs, &n, 1);
+	rdlock(fs);
+	bool gone = n->dead;
+	unlock(fs);
+	return gone ? -ESTALE : -ENOENT;
 }
 
 /* Opens the node ino as flags asks. */
@@ -323,6 +337,7 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 		return -ENOMEM;
 	h->writable = writable;
 	h->append = flags & O_APPEND;
+	h->incarnation = incarnation;
 
 	if (pending || trunc) {
 		/* Nothing to read: the writer starts from an empty value. */
@@ -334,8 +349,10 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	} else {
 		struct secret_value *v = NULL;
 		r = fs->ops->get_value(fs->store, h->id, incarnation, version, &v);
-		if (r == -ENOENT && n->kind == NODE_SECRET) {
-			r = -ESTALE; /* deleted meanwhile: the kernel looks again */
+		if (r == -ENOENT && n->kind == NODE_SECRET)
+			r = value_gone(fs, n);
+		if (r == -ESTALE || r == -ENOENT) {
+			/* said */
 		} else if (r < 0) {
 			log_error("%s: the value could not be read (%s)", h->id,
 			          strerrordesc_np(-r));
@@ -361,6 +378,15 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	return 0;
 }
 
+/* Undoes the reference an entry reply counted; n is held otherwise. */
+static void forget_entry(struct fs *fs, struct node *n)
+{
+	wrlock(fs);
+	if (n->nlookup)
+		n->nlookup--;
+	unlock(fs);
+}
+
 static void reply_open(fuse_req_t req, struct fs *fs, struct handle *h, struct fuse_file_info *fi,
                        const struct fuse_entry_param *e)
 {
@@ -371,8 +397,12 @@ static void reply_open(fuse_req_t req, struct fs *fs, struct handle *h, struct f
 	fi->keep_cache = 0;
 	fi->noflush = !h->writable;
 	int r = e ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi);
-	if (r != 0)
+	if (r != 0) {
+		/* the kernel took neither the entry nor the open */
+		if (e)
+			forget_entry(fs, h->node);
 		release_handle(fs, h);
+	}
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -484,7 +514,15 @@ static int create_secret(struct fs *fs, struct node *n, enum scope sc, mode_t mo
 		free(name);
 		return -EEXIST;
 	}
-	/* Not in the store: pending until its first value is written. */
+	/* Not in the store: pending until its first value is written.  A
+	 * name others are creating elsewhere carries their value to their
+	 * scopes too: joining it needs their admission as well. */
+	if (s->pending_scopes) {
+		int r = admit_change(fs, s->pending_scopes | (1u << sc), who, "create of",
+		                     s->meta.id);
+		if (r < 0)
+			return r;
+	}
 	if (!s->pending_scopes)
 		labels_clear(&s->meta.labels);
 	s->pending_scopes |= 1u << sc;
@@ -501,15 +539,6 @@ static int create_secret(struct fs *fs, struct node *n, enum scope sc, mode_t mo
 	 * otherwise make a new key world-readable under allow_other). */
 	n->mode = mode & fs->opt.file_mode;
 	return 0;
-}
-
-/* A pending node that got no scope (a refused create) goes again.
- * fs->lock (write) held. */
-static void settle_pending(struct fs *fs, struct node *n)
-{
-	if (!n->dead && !n->u.secret.meta.incarnation && !n->u.secret.pending_scopes &&
-	    !n->open_count)
-		fs_secret_drop_pending(fs, n);
 }
 
 /* Create: a scratch file, or a secret that is stored at its first commit.
@@ -564,8 +593,6 @@ static int create_node(struct fs *fs, enum scope sc, const char *name, mode_t mo
 		bool gone = n->dead;
 		if (!gone)
 			r = create_secret(fs, n, sc, mode, flags, who);
-		if (!gone && r < 0)
-			settle_pending(fs, n);
 		unlock(fs);
 		fs_change_end(fs, &n, 1);
 		if (!gone && r == 0) {
@@ -627,10 +654,8 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 			e.ino = n->ino;
 			e.entry_timeout = entry_timeout_of(n);
 			fill_attr(fs, n, &e.attr);
-		} else if (n->kind == NODE_SECRET) {
-			settle_pending(fs, n);
 		}
-		fs_node_unpin(fs, n);
+		fs_node_unpin(fs, n); /* a pending name nobody opened goes */
 		unlock(fs);
 	}
 	if (r != 0) {
@@ -639,7 +664,15 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	}
 	if (fast) {
 		fi->fh = 0; /* a scratch file: its bytes are in its node */
-		fuse_reply_create(req, &e, fi);
+		if (fuse_reply_create(req, &e, fi) != 0) {
+			wrlock(fs);
+			struct node *m = fs_node(fs, e.ino);
+			if (m && m->nlookup) {
+				m->nlookup--;
+				fs_node_release(fs, m);
+			}
+			unlock(fs);
+		}
 		return;
 	}
 	reply_open(req, fs, h, fi, &e);
@@ -946,7 +979,10 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	struct node *n = fs_node_target(fs, ino);
 	fuse_ino_t target = n ? n->ino : 0;
 	enum node_kind kind = n ? n->kind : NODE_ROOT;
-	bool live = n && fs_node_live(n);
+	/* Through an open file (ftruncate; fchmod comes without it, so any
+	 * open one counts) a removed file is still the file; by name alone
+	 * it is stale (the kernel looks again). */
+	bool live = n && (fs_node_live(n) || (fi && fi->fh) || n->open_count);
 	unlock(fs);
 	if (!target || !live) {
 		fuse_reply_err(req, target ? ESTALE : ENOENT);

@@ -144,6 +144,17 @@ void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forg
 	fuse_reply_none(req);
 }
 
+/* Is getattr of n about a name that stands for something else now?  An
+ * open file keeps its attributes (fstat), and so does a -o fast version
+ * (no opens to tell fstat from stat; its names are invalidated when its
+ * secret goes). */
+static bool stale(struct fs *fs, const struct node *n)
+{
+	if (n->open_count || n->kind == NODE_SECRET_VERSION)
+		return false;
+	return !fs_node_live(n);
+}
+
 void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
@@ -152,7 +163,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct node *n = fs_node(fs, ino);
 	/* A name that led here stands for something else now: the kernel
 	 * looks it up again.  An open file keeps its attributes. */
-	int r = !n ? ENOENT : !fs_node_live(fs_node_target(fs, ino)) && !n->open_count ? ESTALE : 0;
+	int r = !n ? ENOENT : stale(fs, n) ? ESTALE : 0;
 	if (!r)
 		fill_attr(fs, n, &st);
 	unlock(fs);

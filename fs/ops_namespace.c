@@ -13,18 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hostattrs.h"
 #include "ops.h"
-
-/* Ends a change to a set of pinned nodes: lets the set go, then the pins. */
-static void change_done(struct fs *fs, struct node *const *nodes, size_t n)
-{
-	fs_change_end(fs, nodes, n);
-	wrlock(fs);
-	for (size_t i = 0; i < n; i++)
-		if (nodes[i] && (i == 0 || nodes[i] != nodes[i - 1]))
-			fs_node_unpin(fs, nodes[i]);
-	unlock(fs);
-}
 
 /* Removes scope sc from stored secret n, deleting it with its last scope.
  * n's change set and fs->lock (write) held; the lock is dropped around the
@@ -40,7 +30,7 @@ static int remove_scope(struct fs *fs, struct node *n, enum scope sc)
 		return -ENOMEM;
 	unlock(fs);
 	int r = left ? fs->ops->set_scopes(fs->store, id, incarnation, left, &c.meta)
-	             : fs->ops->delete (fs->store, id, incarnation, &c);
+	             : fs->ops->delete_secret(fs->store, id, incarnation, &c);
 	wrlock(fs);
 	if (r < 0) {
 		log_error("%s: could not remove it from %s (%s); nothing changed", id,
@@ -112,8 +102,9 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	struct caller who;
 	caller_of_req(req, &who);
-	int r = -EIO;
-	for (int attempt = 0; attempt < 4 && r == -EIO; attempt++) {
+	int r = -EAGAIN; /* look again: another change came first */
+	bool attrs = false;
+	for (int attempt = 0; attempt < 8 && r == -EAGAIN; attempt++) {
 		wrlock(fs);
 		struct node *n = scope_child(fs, sc, name);
 		if (!n || n->kind == NODE_SCRATCH) {
@@ -127,11 +118,19 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		wrlock(fs);
 		/* Another change may have come first: only the node the name
 		 * still stands for is unlinked (else look again). */
-		if (scope_child(fs, sc, name) == n)
+		if (scope_child(fs, sc, name) == n) {
+			attrs = n->mode_set || n->owner_set;
 			r = unlink_node(fs, n, sc, name, &who);
+		}
 		unlock(fs);
-		change_done(fs, &n, 1);
+		fs_change_done(fs, &n, 1);
 	}
+	if (r == -EAGAIN)
+		r = -EIO;
+	/* chmod/chown of a deleted secret must not come back with a later
+	 * secret of the same ID at the next mount */
+	if (r == 0 && attrs)
+		hostattrs_save(fs);
 	caller_clear(&who);
 	fuse_reply_err(req, -r);
 }
@@ -205,7 +204,7 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 	fuse_ino_t target_ino = target ? target->ino : 0;
 	unlock(fs);
 	if (n)
-		change_done(fs, &n, 1);
+		fs_change_done(fs, &n, 1);
 	caller_clear(&who);
 	secret_meta_clear(&meta);
 	free(name);
@@ -323,6 +322,10 @@ static int rename_scratch(struct rename_op *op)
 			               op->target->u.secret.meta.labels.v[i].value);
 	if (r == 0)
 		r = lockedbuf_assign(&value, sn->data.p, sn->data.len);
+	/* From here its bytes are on their way: a write through another
+	 * descriptor meanwhile fails (EIO) rather than being lost. */
+	if (r == 0)
+		sn->stored_as = stored_as;
 	unlock(fs);
 	if (r == 0 && exists)
 		r = fs->ops->put_value(fs->store, op->dst_id, incarnation, 0, value.p, value.len,
@@ -334,6 +337,8 @@ static int rename_scratch(struct rename_op *op)
 	labels_clear(&labels);
 	wrlock(fs);
 	if (r < 0) {
+		if (sn->stored_as == stored_as)
+			sn->stored_as = NULL; /* not stored: writes go on */
 		free(stored_as);
 		return r == -ENOMEM ? r : store_refused(op, r);
 	}
@@ -343,8 +348,6 @@ static int rename_scratch(struct rename_op *op)
 	         meta.version, sn->data.len);
 	secret_meta_clear(&meta);
 	fs_scratch_unlink(fs, src);
-	free(sn->stored_as);
-	sn->stored_as = stored_as;
 	return 0;
 }
 
@@ -598,7 +601,7 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 			}
 			unlock(fs);
 		}
-		change_done(fs, set, 3);
+		fs_change_done(fs, set, 3);
 	}
 	if (r == -EAGAIN)
 		r = -EIO;

@@ -71,8 +71,8 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 	const char *value = NULL;
 	if (!n) {
 		r = -ENOENT;
-	} else if (!fs_node_live(n)) {
-		r = -ESTALE;
+	} else if (!fs_node_live(n) && !n->open_count) {
+		r = -ESTALE; /* by a name that stands for something else now */
 	} else if (is_fact) {
 		r = fact(fs, n, name + strlen(FACT_XATTR_PREFIX), text, sizeof(text));
 		value = text;
@@ -94,7 +94,7 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	struct fs *fs = fs_of(req);
 	rdlock(fs);
 	struct node *n = fs_node_target(fs, ino);
-	if (!n || !fs_node_live(n)) {
+	if (!n || (!fs_node_live(n) && !n->open_count)) {
 		unlock(fs);
 		fuse_reply_err(req, n ? ESTALE : ENOENT);
 		return;
@@ -132,7 +132,7 @@ static int change_label_locked(struct fs *fs, struct node *n, const char *key, c
 	if (!n)
 		r = -ENOENT;
 	else if (!fs_node_live(n))
-		r = -ESTALE;
+		r = n->open_count ? -ENOENT : -ESTALE; /* through an fd: it was removed */
 	else if (!l)
 		r = -EPERM;
 	else if ((r = admit_change(fs,
@@ -209,12 +209,7 @@ static int change_label(fuse_req_t req, fuse_ino_t ino, const char *key, const c
 	wrlock(fs);
 	int r = change_label_locked(fs, n, key, value, flags, &who, extra);
 	unlock(fs);
-	if (n) {
-		fs_change_end(fs, &n, 1);
-		wrlock(fs);
-		fs_node_unpin(fs, n);
-		unlock(fs);
-	}
+	fs_change_done(fs, &n, 1);
 	caller_clear(&who);
 	return r;
 }

@@ -500,6 +500,43 @@ mount_with_values() {
 	expect_audit "$(audit_of read ai_gateway/.tmp.new)" result=ok
 }
 
+@test "cgroup=: a refused caller cannot join a name an admitted writer is creating, and so never reads its value" {
+	mount_store -o cgroup=mcp_server:/$CGNAME/mcp
+	local go=$T/go ready=$T/ready
+	# an admitted writer creates mcp_server/LEAK and holds it open
+	in_cg mcp python3 -c '
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+open(sys.argv[2], "w").close()
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.02)
+os.write(fd, b"sk-topsecret")
+os.close(fd)' "$MNT/mcp_server/LEAK" "$ready" "$go" &
+	local writer=$!
+	for _ in $(seq 1 200); do [ -e "$ready" ] && break; sleep 0.02; done
+	# root outside the cgroup: the same name in a scope without rules
+	run python3 -c 'import os, sys; os.close(os.open(sys.argv[1], os.O_RDONLY | os.O_CREAT, 0o600))' \
+		"$MNT/ai_gateway/LEAK"
+	local joined=$output
+	touch "$go"
+	wait "$writer"
+	echo "join: $joined"
+	[[ "$joined" == *"Permission denied"* ]]
+	eq "$(getfattr --only-values -n secretsfs.scopes "$MNT/mcp_server/LEAK")" mcp_server
+	not_readable "$MNT/ai_gateway/LEAK"
+	gives "$MNT/mcp_server/LEAK" sk-topsecret in_cg mcp
+}
+
+@test "cgroup=: a refused create of a name just unlinked leaves no empty name behind in any scope" {
+	mount_store -o cgroup=ai_gateway:/$CGNAME/gw
+	in_cg gw sh -c "printf sk-v > $MNT/ai_gateway/TOMBX && ln $MNT/ai_gateway/TOMBX $MNT/mcp_server/TOMBX"
+	in_cg gw rm "$MNT/ai_gateway/TOMBX" "$MNT/mcp_server/TOMBX"
+	run touch "$MNT/ai_gateway/TOMBX"   # refused; touch may still say 0 (utimensat)
+	echo "touch: status $status: $output"
+	run ls -a "$MNT/ai_gateway" "$MNT/mcp_server"
+	[[ "$output" != *TOMBX* ]]
+}
+
 @test "scratch files: at most the scope's file mode, whatever the umask (0644 would let others read the next value)" {
 	mount_store -o allow_other
 	(umask 022 && printf sk-next > "$MNT/ai_gateway/.KEY.new")

@@ -377,3 +377,66 @@ print("failed:", bad)
 	eq "$(stat -c %h "$MNT/ai_agent/X")" 2
 	expect_value "$MNT/ai_agent/X" v3
 }
+
+@test "a writer opened on a new name never writes into a secret another change created under it meanwhile" {
+	mount_store
+	cd "$MNT/ai_gateway"
+	exec 7>NEWX                        # pending: not stored yet
+	printf fromrename >.newx.tmp
+	mv .newx.tmp NEWX                  # stored by the rename
+	printf stale >&7                   # (bash's >&7 is a dup: it commits)
+	closed=$(python3 -c 'import os
+try:
+    os.close(7); print("ok")
+except OSError as e:
+    print("failed")' 7>&7)
+	exec 7>&-
+	cd /
+	eq "$closed" failed
+	expect_value "$MNT/ai_gateway/NEWX" fromrename
+	eq "$(sfs_version "$MNT/ai_gateway/NEWX")" 1
+}
+
+@test "a removed secret's open file: fstat, fgetxattr, fchmod and ftruncate answer, never ESTALE; its commit fails" {
+	mount_store
+	printf 'value' >"$MNT/ai_gateway/GONE"
+	setfattr -n user.tag.k -v v "$MNT/ai_gateway/GONE"
+	run py '
+import os, sys
+p = os.path.join(sys.argv[1], "ai_gateway", "GONE")
+fd = os.open(p, os.O_RDWR)
+os.unlink(p)
+out = []
+for name, f in [("fstat", lambda: os.fstat(fd).st_nlink),
+                ("fgetxattr", lambda: os.getxattr(fd, "user.tag.k")),
+                ("flistxattr", lambda: os.listxattr(fd)),
+                ("fchmod", lambda: os.fchmod(fd, 0o600)),
+                ("ftruncate", lambda: os.ftruncate(fd, 2))]:
+    try:
+        out.append("%s=%r" % (name, f()))
+    except OSError as e:
+        out.append("%s:%s" % (name, e.strerror))
+try:
+    os.close(fd); out.append("close=ok")
+except OSError as e:
+    out.append("close:" + e.strerror)
+print(" ".join(out))
+'
+	echo "$output"
+	[[ "$output" != *"Stale"* ]]
+	[[ "$output" == *"fstat=0"* ]]
+	[[ "$output" == *"fgetxattr=b'v'"* ]]
+	[[ "$output" == *"close:Input/output error"* ]]
+	[ ! -e "$MNT/ai_gateway/GONE" ]
+}
+
+@test "chmod of a deleted secret does not come back with a new secret of the same ID at the next mount" {
+	mount_store -o allow_other
+	printf a >"$MNT/ai_gateway/MODEX"
+	chmod 0644 "$MNT/ai_gateway/MODEX"
+	rm "$MNT/ai_gateway/MODEX"
+	printf b >"$MNT/ai_gateway/MODEX"
+	eq "$(stat -c %a "$MNT/ai_gateway/MODEX")" 600
+	remount -o allow_other
+	eq "$(stat -c %a "$MNT/ai_gateway/MODEX")" 600
+}

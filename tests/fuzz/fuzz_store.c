@@ -403,7 +403,7 @@ static void exercise(struct store *s, const struct store_ops *ops, uint8_t write
 		if (i + 1 < l.n)
 			check_rc(ops->exchange_values(s, id, 0, l.ids[i + 1], 0, NULL, NULL));
 		if (writes & 0x80)
-			check_rc(ops->delete (s, id, 0, NULL));
+			check_rc(ops->delete_secret(s, id, 0, NULL));
 	}
 	if (writes & 2) {
 		static const uint8_t val[] = "new";

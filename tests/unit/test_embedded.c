@@ -482,8 +482,8 @@ static void test_labels_scopes_exchange_delete(void)
 	/* delete */
 	CHECK_EQ(create_str(s, "DOOMED", SA, NULL, "bye"), 0);
 	CHECK_EQ(put_str(s, "DOOMED", 0, "bye2"), 0);
-	CHECK_EQ(ops->delete (s, "DOOMED", 0, NULL), 0);
-	CHECK_EQ(ops->delete (s, "DOOMED", 0, NULL), -ENOENT);
+	CHECK_EQ(ops->delete_secret(s, "DOOMED", 0, NULL), 0);
+	CHECK_EQ(ops->delete_secret(s, "DOOMED", 0, NULL), -ENOENT);
 	CHECK_EQ(ops->stat(s, "DOOMED", &m), -ENOENT);
 	CHECK_EQ(get_err(s, "DOOMED", 1), -ENOENT);
 	CHECK_EQ(list_all(s, &li), 0);
@@ -493,7 +493,7 @@ static void test_labels_scopes_exchange_delete(void)
 	CHECK_EQ(m.version, 1);
 	secret_meta_clear(&m);
 	CHECK(value_is(s, "DOOMED", 0, "new"));
-	CHECK_EQ(ops->delete (s, "DOOMED", 0, NULL), 0);
+	CHECK_EQ(ops->delete_secret(s, "DOOMED", 0, NULL), 0);
 	ops->close(s);
 
 	/* read-only */
@@ -501,7 +501,7 @@ static void test_labels_scopes_exchange_delete(void)
 	CHECK(value_is(s, "OPENAI_API_KEY", 0, "a8"));
 	CHECK_EQ(put_str(s, "OPENAI_API_KEY", 0, "x"), -EROFS);
 	CHECK_EQ(create_str(s, "NEW_ONE", SA, NULL, "x"), -EROFS);
-	CHECK_EQ(ops->delete (s, "OPENAI_API_KEY", 0, NULL), -EROFS);
+	CHECK_EQ(ops->delete_secret(s, "OPENAI_API_KEY", 0, NULL), -EROFS);
 	CHECK_EQ(ops->set_scopes(s, "OPENAI_API_KEY", 0, SA, NULL), -EROFS);
 	CHECK_EQ(ops->set_labels(s, "OPENAI_API_KEY", 0, NULL, NULL), -EROFS);
 	CHECK_EQ(ops->exchange_values(s, "OPENAI_API_KEY", 0, "ANTHROPIC_API_KEY", 0, NULL, NULL),
@@ -628,10 +628,10 @@ static void test_tampering(void)
 		CHECK_EQ(list_all(s, &li), 0);
 		CHECK_EQ(li.total, 8);
 	}
-	ops->delete (s, "TAMPERED", 0, NULL);
-	ops->delete (s, "VICTIM_B", 0, NULL);
-	ops->delete (s, "SOURCE_A", 0, NULL);
-	ops->delete (s, "ROLLBACK", 0, NULL);
+	ops->delete_secret(s, "TAMPERED", 0, NULL);
+	ops->delete_secret(s, "VICTIM_B", 0, NULL);
+	ops->delete_secret(s, "SOURCE_A", 0, NULL);
+	ops->delete_secret(s, "ROLLBACK", 0, NULL);
 	ops->close(s);
 }
 
@@ -807,7 +807,7 @@ static void test_incarnations(void)
 	CHECK_EQ(a.version, 1);
 	CHECK(a.incarnation >= 1 && a.revision == a.incarnation &&
 	      a.value_revision == a.incarnation);
-	CHECK_EQ(ops->delete (s, "REBORN", a.incarnation, &gone), 0);
+	CHECK_EQ(ops->delete_secret(s, "REBORN", a.incarnation, &gone), 0);
 	CHECK_EQ(gone.kind, STORE_DELETED);
 	CHECK(gone.meta.incarnation == a.incarnation && gone.meta.revision > a.revision);
 	CHECK_EQ(ops->create(s, "REBORN", SA, NULL, (const uint8_t *)"second", 6, &b), 0);
@@ -820,7 +820,7 @@ static void test_incarnations(void)
 	         -ESTALE);
 	CHECK_EQ(ops->set_scopes(s, "REBORN", a.incarnation, SM, NULL), -ESTALE);
 	CHECK_EQ(ops->set_labels(s, "REBORN", a.incarnation, NULL, NULL), -ESTALE);
-	CHECK_EQ(ops->delete (s, "REBORN", a.incarnation, NULL), -ESTALE);
+	CHECK_EQ(ops->delete_secret(s, "REBORN", a.incarnation, NULL), -ESTALE);
 	struct secret_value *v = NULL;
 	CHECK_EQ(ops->get_value(s, "REBORN", a.incarnation, 1, &v), -ENOENT);
 	CHECK(value_is(s, "REBORN", 1, "second"));
@@ -842,6 +842,7 @@ static void test_incarnations(void)
 	CHECK(value_is(s, "REBORN", 0, "third"));
 	CHECK_EQ(ops->stat(s, "MOVED", &a), -ENOENT);
 	store_change_clear(&gone);
+	secret_meta_clear(&a);
 	CHECK_EQ(
 	    ops->rename(s, "REBORN", m.incarnation, m.revision, "MOVED", 0, SM, NULL, &gone, &a),
 	    0);
@@ -855,11 +856,12 @@ static void test_incarnations(void)
 	         -ESTALE);
 	CHECK_EQ(ops->rename(s, "SOURCE", 0, 0, "MOVED", 0, SA, NULL, NULL, NULL), -EEXIST);
 	CHECK(value_is(s, "SOURCE", 0, "src"));
+	secret_meta_clear(&b);
 	CHECK_EQ(ops->rename(s, "SOURCE", 0, 0, "MOVED", a.incarnation, 0, NULL, NULL, &b), 0);
 	CHECK_EQ(b.version, 2);
 	CHECK_EQ(b.scopes, SM); /* kept */
 	CHECK(value_is(s, "MOVED", 0, "src"));
-	CHECK_EQ(ops->delete (s, "MOVED", 0, NULL), 0);
+	CHECK_EQ(ops->delete_secret(s, "MOVED", 0, NULL), 0);
 	secret_meta_clear(&a);
 	secret_meta_clear(&b);
 	secret_meta_clear(&m);
@@ -889,7 +891,7 @@ static void test_deleted_ciphertext_gone(void)
 		sqlite3_close(db);
 	}
 	CHECK(found_in_dir(dir, ct, ctlen));
-	CHECK_EQ(ops->delete (s, "SHREDDED", 0, NULL), 0);
+	CHECK_EQ(ops->delete_secret(s, "SHREDDED", 0, NULL), 0);
 	CHECK(!found_in_dir(dir, ct, ctlen));
 	/* a version pruned by keep_versions goes the same way */
 	CHECK_EQ(create_str(s, "PRUNED", SA, NULL, "one"), 0);
@@ -907,7 +909,7 @@ static void test_deleted_ciphertext_gone(void)
 	CHECK(found_in_dir(dir, ct, ctlen)); /* kept: 2 versions */
 	CHECK_EQ(put_str(s, "PRUNED", 0, "three"), 0);
 	CHECK(!found_in_dir(dir, ct, ctlen)); /* pruned */
-	CHECK_EQ(ops->delete (s, "PRUNED", 0, NULL), 0);
+	CHECK_EQ(ops->delete_secret(s, "PRUNED", 0, NULL), 0);
 	ops->close(s);
 }
 
@@ -946,9 +948,9 @@ static void test_upgrade_from_format_1(void)
 	CHECK_EQ(create_str(s, "NEW_AFTER", SA, NULL, "n"), 0);
 	CHECK_EQ(ops->stat(s, "NEW_AFTER", &m3), 0);
 	CHECK(m3.incarnation > m1.value_revision && m3.incarnation > m2.value_revision);
-	CHECK_EQ(ops->delete (s, "OLD_ONE", 0, NULL), 0);
-	CHECK_EQ(ops->delete (s, "OLD_TWO", 0, NULL), 0);
-	CHECK_EQ(ops->delete (s, "NEW_AFTER", 0, NULL), 0);
+	CHECK_EQ(ops->delete_secret(s, "OLD_ONE", 0, NULL), 0);
+	CHECK_EQ(ops->delete_secret(s, "OLD_TWO", 0, NULL), 0);
+	CHECK_EQ(ops->delete_secret(s, "NEW_AFTER", 0, NULL), 0);
 	secret_meta_clear(&m1);
 	secret_meta_clear(&m2);
 	secret_meta_clear(&m3);
@@ -976,9 +978,9 @@ int main(void)
 
 		for (int i = 0; i < 8; i++) {
 			snprintf(id, sizeof(id), "THREAD_%d", i);
-			CHECK_EQ(ops->delete (s, id, 0, NULL), 0);
+			CHECK_EQ(ops->delete_secret(s, id, 0, NULL), 0);
 		}
-		CHECK_EQ(ops->delete (s, "SHARED", 0, NULL), 0);
+		CHECK_EQ(ops->delete_secret(s, "SHARED", 0, NULL), 0);
 		ops->close(s);
 	}
 	test_list_many();
