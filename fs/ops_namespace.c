@@ -336,7 +336,7 @@ static int rename_scratch(struct rename_op *op)
 	lockedbuf_clear(&value);
 	labels_clear(&labels);
 	wrlock(fs);
-	if (r < 0) {
+	if (r != 0) {
 		if (sn->stored_as == stored_as)
 			sn->stored_as = NULL; /* not stored: writes go on */
 		free(stored_as);
