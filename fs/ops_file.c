@@ -134,13 +134,13 @@ static int commit(struct fs *fs, struct handle *h)
 	fs_change_begin(fs, &n, 1);
 	rdlock(fs);
 	/* Stored since this open (another writer's create, a rename onto
-	 * the name): a life that began after the open, never written into. */
+	 * the name): a life that began after the open, never written into.
+	 * And a first value goes only where the name was created (the
+	 * policy of every scope it has, checked again). */
 	bool dead = n->dead || n->u.secret.meta.incarnation != h->incarnation;
 	uint64_t incarnation = h->incarnation;
 	scope_set scopes = n->u.secret.pending_scopes;
 	int r = !dead && !incarnation ? labels_copy(&labels, &n->u.secret.meta.labels) : 0;
-	/* The first value goes to every scope the name gathered meanwhile:
-	 * the writer must be admitted to all of them. */
 	if (r == 0 && !dead && !incarnation)
 		r = admit_change(fs, scopes, &h->who, "first commit of", h->id);
 	unlock(fs);
@@ -515,16 +515,19 @@ static int create_secret(struct fs *fs, struct node *n, enum scope sc, mode_t mo
 		return -EEXIST;
 	}
 	/* Not in the store: pending until its first value is written.  A
-	 * name others are creating elsewhere carries their value to their
-	 * scopes too: joining it needs their admission as well. */
+	 * pending name belongs to the scope it is being created in: the same
+	 * ID created in another scope meanwhile would carry one creator's
+	 * value to the other's scope (a caller holding NEW_KEY open in its
+	 * scope would read the key an administrator creates in another). */
 	if (s->pending_scopes) {
-		int r = admit_change(fs, s->pending_scopes | (1u << sc), who, "create of",
-		                     s->meta.id);
-		if (r < 0)
-			return r;
+		char where[128];
+		log_warn("%s/%s: not created: %s is being created in %s (not stored yet); create "
+		         "it after that, or ln it from there",
+		         scope_dir_name(sc), s->meta.id, s->meta.id,
+		         scope_names(s->pending_scopes, where, sizeof(where)));
+		return -EEXIST;
 	}
-	if (!s->pending_scopes)
-		labels_clear(&s->meta.labels);
+	labels_clear(&s->meta.labels);
 	s->pending_scopes |= 1u << sc;
 	if (tomb) {
 		s->pending_scopes |= tomb->scopes;

@@ -236,8 +236,10 @@ struct rename_op {
 /* The scope set a secret created under newname gets. */
 static scope_set new_secret_scopes(const struct rename_op *op, scope_set from)
 {
+	/* A name pending in nsc joins; one pending elsewhere does not (it
+	 * belongs to its own scope, and its writers' commits will fail). */
 	scope_set scopes = from | (1u << op->nsc);
-	if (op->target && !op->target->u.secret.meta.incarnation)
+	if (op->dst && op->dst == op->target && !op->target->u.secret.meta.incarnation)
 		scopes |= op->target->u.secret.pending_scopes;
 	return scopes;
 }
@@ -316,7 +318,8 @@ static int rename_scratch(struct rename_op *op)
 	struct secret_meta meta = { 0 };
 	char *stored_as = strdup(op->dst_id);
 	r = stored_as ? labels_copy(&labels, &sn->labels) : -ENOMEM;
-	if (r == 0 && op->target && !exists) /* a pending secret's labels join */
+	if (r == 0 && op->target && op->target == op->dst &&
+	    !exists) /* pending here: labels join */
 		for (size_t i = 0; i < op->target->u.secret.meta.labels.n && r == 0; i++)
 			r = labels_set(&labels, op->target->u.secret.meta.labels.v[i].key,
 			               op->target->u.secret.meta.labels.v[i].value);

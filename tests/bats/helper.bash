@@ -77,8 +77,17 @@ unmount_store() {
 }
 
 # log_has PATTERN: the daemon logged a line matching PATTERN (grep -E).
+# Some lines are written when the kernel releases a file, which it does
+# after close(2) has returned: up to 5 s are given for the line to come.
 log_has() {
-	grep -qE "$1" "$LOG" || { echo "log lacks /$1/:" >&2; cat "$LOG" >&2; return 1; }
+	local i
+	for i in $(seq 1 100); do
+		grep -qE "$1" "$LOG" && return 0
+		sleep 0.05
+	done
+	echo "log lacks /$1/:" >&2
+	cat "$LOG" >&2
+	return 1
 }
 
 # errno_of CMD...: runs CMD and prints the strerror text it reported.

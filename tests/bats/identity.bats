@@ -9,7 +9,11 @@
 load helper
 
 setup() { :; }
-teardown() { unmount_store; }
+teardown() {
+	# descriptors a failed test left open would keep the mount busy
+	exec 7>&- 8>&-
+	unmount_store
+}
 
 # py SCRIPT ARGS...: runs python3 with the mount as sys.argv[1].
 py() {
@@ -439,4 +443,22 @@ print(" ".join(out))
 	eq "$(stat -c %a "$MNT/ai_gateway/MODEX")" 600
 	remount -o allow_other
 	eq "$(stat -c %a "$MNT/ai_gateway/MODEX")" 600
+}
+
+@test "a name pending in one scope is not joined by the same ID created in another (squatting a future ID)" {
+	mount_store
+	exec 8>"$MNT/ai_gateway/NEW_KEY"   # held open, nothing written: pending in ai_gateway
+	run sh -c "printf sk-admin > '$MNT/mcp_server/NEW_KEY'"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"File exists"* ]]
+	log_has 'not created: NEW_KEY is being created in ai_gateway'
+	# created by mv in the other scope: stored there only, and the pending
+	# descriptor never commits into it
+	printf sk-admin >"$MNT/mcp_server/.NEW_KEY.new"
+	mv "$MNT/mcp_server/.NEW_KEY.new" "$MNT/mcp_server/NEW_KEY"
+	printf sk-squatter >&8 || true
+	exec 8>&-
+	eq "$(getfattr --only-values -n secretsfs.scopes "$MNT/mcp_server/NEW_KEY")" mcp_server
+	expect_value "$MNT/mcp_server/NEW_KEY" sk-admin
+	[ ! -e "$MNT/ai_gateway/NEW_KEY" ]
 }
