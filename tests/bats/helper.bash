@@ -10,7 +10,7 @@
 SFS=${SECRETSFS:-$BATS_TEST_DIRNAME/../../build/fs/secretsfs}
 
 new_store() {
-	T=$(mktemp -d /tmp/secretsfs-test.XXXXXX)
+	T=$(mktemp -d "${SECRETSFS_TEST_TMP:-/tmp}/secretsfs-test.XXXXXX")
 	STORE=$T/store
 	MNT=$T/mnt
 	LOG=$T/log

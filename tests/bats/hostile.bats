@@ -26,7 +26,7 @@ teardown() {
 # store_on_tmpfs SIZE: like new_store, with the store on a tmpfs of SIZE
 # mounted for this test ($DISK).
 store_on_tmpfs() {
-	T=$(mktemp -d /tmp/secretsfs-test.XXXXXX)
+	T=$(mktemp -d "${SECRETSFS_TEST_TMP:-/tmp}/secretsfs-test.XXXXXX")
 	MNT=$T/mnt
 	LOG=$T/log
 	DISK=$T/disk

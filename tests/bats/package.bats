@@ -232,7 +232,7 @@ EOF
 
 @test "apt-get purge leaves nothing behind but the store" {
 	ensure_installed
-	T=$(mktemp -d /tmp/secretsfs-test.XXXXXX)
+	T=$(mktemp -d "${SECRETSFS_TEST_TMP:-/tmp}/secretsfs-test.XXXXXX")
 	STORE=$T/store
 	secretsfs init "$STORE" >/dev/null
 	files=$(cat "$PKG/files")
