@@ -14,8 +14,13 @@
  * value; each version row the revision that wrote it.
  *
  * Deleted ciphertext: secure_delete zeroes freed pages in store.db, and a
- * transaction that deleted a version runs a TRUNCATE checkpoint before it
- * returns, so no deleted value stays behind in store.db-wal either.
+ * transaction that deleted a secret runs a TRUNCATE checkpoint before it
+ * returns, so no value of a deleted secret stays behind in store.db-wal
+ * either.  A version pruned by keep_versions is zeroed in store.db but may
+ * stay in the -wal file until SQLite's next automatic checkpoint (every
+ * 1000 pages written): a checkpoint per rotation halved rotations per
+ * second, and the keep_versions versions before it are in the store
+ * anyway.
  *
  * One connection, one mutex: every statement, and every transaction from
  * BEGIN to COMMIT, runs with s->mutex held, so transactions are never
@@ -64,7 +69,7 @@ struct store {
 	bool read_only;                   /* immutable after open */
 	int lock_fd;                      /* flock'ed DIR/store.lock */
 	bool dropped_values;              /* this transaction deleted a
-	                                         version: checkpoint after it */
+	                                     secret: checkpoint after it */
 	/* Statements compiled once per connection (compiling one costs more
 	 * than a whole get_value otherwise).  Protected by mutex. */
 	struct {
@@ -759,9 +764,8 @@ static int write_version_locked(struct store *s, const char *id, uint64_t versio
 			goto out;
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)(version - s->keep_versions));
+		/* (no checkpoint for a pruned version: see the top) */
 		r = sql_step_done(s, st);
-		if (r == 0 && sqlite3_changes(s->db) > 0)
-			s->dropped_values = true;
 	}
 out:
 	sql_done(s, st);
