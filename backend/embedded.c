@@ -16,11 +16,11 @@
  * Deleted ciphertext: secure_delete zeroes freed pages in store.db, and a
  * transaction that deleted a secret runs a TRUNCATE checkpoint before it
  * returns, so no value of a deleted secret stays behind in store.db-wal
- * either.  A version pruned by keep_versions is zeroed in store.db but may
- * stay in the -wal file until SQLite's next automatic checkpoint (every
- * 1000 pages written): a checkpoint per rotation halved rotations per
+ * either.  A version pruned by keep_versions is zeroed in store.db at
+ * its pages' next checkpoint and may stay in the -wal file until those
+ * frames are overwritten: a checkpoint per rotation halved rotations per
  * second, and the keep_versions versions before it are in the store
- * anyway.
+ * anyway (as ciphertext, like everything here).
  *
  * One connection, one mutex: every statement, and every transaction from
  * BEGIN to COMMIT, runs with s->mutex held, so transactions are never

@@ -197,6 +197,10 @@ struct fs {
 	struct tombstone *tombs;
 
 	struct notifier *notifier;
+
+	/* A node with this host's chmod/chown died: host-attrs is to be
+	 * rewritten (hostattrs_save_if_dirty, with no lock held). */
+	bool attrs_dirty;
 };
 
 /* nodes.c: the inode table.  Callers hold fs->lock (write for changes). */
@@ -225,6 +229,10 @@ struct node *fs_secret_pending(struct fs *fs, const char *id);
  * out of memory).  Records older than what the table holds are ignored. */
 struct node *fs_apply(struct fs *fs, const struct store_change *c);
 struct node *fs_apply_meta(struct fs *fs, const struct secret_meta *meta);
+/* The same for the record of pending node own's first commit, which own
+ * becomes (every other record about a pending name makes a node of its
+ * own). */
+struct node *fs_apply_for(struct fs *fs, const struct store_change *c, struct node *own);
 /* A pending name that never got a value goes: the node dies (the caller
  * still holds it and lets it go with fs_node_release or an unpin). */
 void fs_secret_drop_pending(struct fs *fs, struct node *n);

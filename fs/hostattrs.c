@@ -121,3 +121,9 @@ out:
 	free(tmp);
 	return r;
 }
+
+void hostattrs_save_if_dirty(struct fs *fs)
+{
+	if (__atomic_exchange_n(&fs->attrs_dirty, false, __ATOMIC_RELAXED))
+		hostattrs_save(fs);
+}

@@ -39,5 +39,8 @@ int hostattrs_load(struct fs *fs);
 /* Writes the file anew, atomically, from the inode table.  Takes fs->lock
  * itself; logs a failure. */
 int hostattrs_save(struct fs *fs);
+/* Saves if a node with chmod/chown died since (fs->attrs_dirty); takes
+ * fs->lock itself. */
+void hostattrs_save_if_dirty(struct fs *fs);
 
 #endif

@@ -342,6 +342,18 @@ static void node_kill(struct fs *fs, struct node *n)
 	n->ctime_ns = now_ns();
 	if (fs->opt.fast && scopes)
 		forget_names(fs, n, scopes);
+	/* -o fast: its version inodes the kernel forgot go now (they pin n:
+	 * held meanwhile, so that n stays for the caller) */
+	n->pins++;
+	for (struct node *v = n->u.secret.versions, *next; v; v = next) {
+		next = v->next;
+		fs_node_release(fs, v);
+	}
+	n->pins--;
+	/* chmod/chown of this host must not come back for a later secret of
+	 * the same ID: host-attrs is rewritten (hostattrs_save_if_dirty) */
+	if (n->mode_set || n->owner_set)
+		__atomic_store_n(&fs->attrs_dirty, true, __ATOMIC_RELAXED);
 }
 
 void fs_secret_drop_pending(struct fs *fs, struct node *n)
@@ -392,7 +404,7 @@ static int set_meta(struct fs *fs, struct node *n, const struct secret_meta *met
 	return 0;
 }
 
-struct node *fs_apply(struct fs *fs, const struct store_change *c)
+struct node *fs_apply_for(struct fs *fs, const struct store_change *c, struct node *own)
 {
 	const struct secret_meta *m = &c->meta;
 	struct node *n = fs_secret_by_id(fs, m->id);
@@ -419,16 +431,29 @@ struct node *fs_apply(struct fs *fs, const struct store_change *c)
 		fs_node_release(fs, n);
 		n = NULL;
 	}
-	/* A pending node (created here) becomes the incarnation. */
+	/* A pending node becomes the incarnation its own first commit made.
+	 * Any other creator's (a rename onto the name, another host) gets a
+	 * node of its own: the pending one dies with whatever its creator
+	 * set on it (mode, owner, open files), and their commits fail. */
+	if (n && n != own) {
+		node_kill(fs, n);
+		fs_node_release(fs, n);
+		n = NULL;
+	}
 	if (!n && !(n = secret_node_new(fs, m->id)))
 		return NULL;
 	return set_meta(fs, n, m) < 0 ? NULL : n;
 }
 
+struct node *fs_apply(struct fs *fs, const struct store_change *c)
+{
+	return fs_apply_for(fs, c, NULL);
+}
+
 struct node *fs_apply_meta(struct fs *fs, const struct secret_meta *meta)
 {
 	struct store_change c = { .kind = STORE_CHANGED, .meta = *meta };
-	return fs_apply(fs, &c);
+	return fs_apply_for(fs, &c, NULL);
 }
 
 /* --- versions --- */

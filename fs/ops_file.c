@@ -133,16 +133,18 @@ static int commit(struct fs *fs, struct handle *h)
 	struct secret_meta meta = { 0 };
 	fs_change_begin(fs, &n, 1);
 	rdlock(fs);
-	/* Stored since this open (another writer's create, a rename onto
-	 * the name): a life that began after the open, never written into.
-	 * And a first value goes only where the name was created (the
-	 * policy of every scope it has, checked again). */
-	bool dead = n->dead || n->u.secret.meta.incarnation != h->incarnation;
-	uint64_t incarnation = h->incarnation;
+	/* A node stands for one incarnation; a pending one becomes the
+	 * incarnation of its own first commit (this handle's or another's on
+	 * the same file), and dies if any other change creates the ID. */
+	uint64_t incarnation = n->u.secret.meta.incarnation;
+	bool dead = n->dead || (h->incarnation && incarnation != h->incarnation);
 	scope_set scopes = n->u.secret.pending_scopes;
 	int r = !dead && !incarnation ? labels_copy(&labels, &n->u.secret.meta.labels) : 0;
+	/* a first value goes only where the name was created: the policy
+	 * of every scope it has, checked again */
+	bool refused = false;
 	if (r == 0 && !dead && !incarnation)
-		r = admit_change(fs, scopes, &h->who, "first commit of", h->id);
+		refused = (r = admit_change(fs, scopes, &h->who, "first commit of", h->id)) < 0;
 	unlock(fs);
 	if (r < 0)
 		; /* refused (logged) or out of memory */
@@ -156,13 +158,14 @@ static int commit(struct fs *fs, struct handle *h)
 		r = fs->ops->create(fs->store, h->id, scopes, &labels, h->buf.p, h->buf.len, &meta);
 	if (r == 0) {
 		wrlock(fs);
-		fs_apply_meta(fs, &meta);
+		struct store_change c = { .kind = STORE_CHANGED, .meta = meta };
+		fs_apply_for(fs, &c, n);
 		unlock(fs);
 	}
 	fs_change_end(fs, &n, 1);
 	labels_clear(&labels);
 
-	if (r == -EACCES || r == -ENOMEM) {
+	if (refused || r == -ENOMEM) {
 		/* said */
 	} else if (r == -ESTALE && (dead || h->replaced)) {
 		log_error("%s: write not stored: the secret was deleted (or deleted and created "
@@ -522,7 +525,8 @@ static int create_secret(struct fs *fs, struct node *n, enum scope sc, mode_t mo
 	if (s->pending_scopes) {
 		char where[128];
 		log_warn("%s/%s: not created: %s is being created in %s (not stored yet); create "
-		         "it after that, or ln it from there",
+		         "it when that is done (then ln adds this scope), or mv a scratch file "
+		         "onto it",
 		         scope_dir_name(sc), s->meta.id, s->meta.id,
 		         scope_names(s->pending_scopes, where, sizeof(where)));
 		return -EEXIST;
@@ -884,6 +888,7 @@ static void release_handle(struct fs *fs, struct handle *h)
 	}
 	pthread_mutex_unlock(&h->lock);
 	handle_free(fs, h);
+	hostattrs_save_if_dirty(fs); /* a pending name with a chmod went */
 }
 
 /* At unmount: the kernel sends no RELEASE for files still open (or whose
@@ -982,10 +987,11 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	struct node *n = fs_node_target(fs, ino);
 	fuse_ino_t target = n ? n->ino : 0;
 	enum node_kind kind = n ? n->kind : NODE_ROOT;
-	/* Through an open file (ftruncate; fchmod comes without it, so any
-	 * open one counts) a removed file is still the file; by name alone
-	 * it is stale (the kernel looks again). */
-	bool live = n && (fs_node_live(n) || (fi && fi->fh) || n->open_count);
+	/* Through an open file (ftruncate) a removed file is still the
+	 * file; by name it is stale, and the kernel looks again (chmod after
+	 * mv: the old name's inode).  fchmod comes without the file, so on a
+	 * removed file it is ESTALE too. */
+	bool live = n && (fs_node_live(n) || (fi && fi->fh));
 	unlock(fs);
 	if (!target || !live) {
 		fuse_reply_err(req, target ? ESTALE : ENOENT);

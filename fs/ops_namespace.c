@@ -103,7 +103,6 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct caller who;
 	caller_of_req(req, &who);
 	int r = -EAGAIN; /* look again: another change came first */
-	bool attrs = false;
 	for (int attempt = 0; attempt < 8 && r == -EAGAIN; attempt++) {
 		wrlock(fs);
 		struct node *n = scope_child(fs, sc, name);
@@ -118,19 +117,14 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		wrlock(fs);
 		/* Another change may have come first: only the node the name
 		 * still stands for is unlinked (else look again). */
-		if (scope_child(fs, sc, name) == n) {
-			attrs = n->mode_set || n->owner_set;
+		if (scope_child(fs, sc, name) == n)
 			r = unlink_node(fs, n, sc, name, &who);
-		}
 		unlock(fs);
 		fs_change_done(fs, &n, 1);
 	}
 	if (r == -EAGAIN)
 		r = -EIO;
-	/* chmod/chown of a deleted secret must not come back with a later
-	 * secret of the same ID at the next mount */
-	if (r == 0 && attrs)
-		hostattrs_save(fs);
+	hostattrs_save_if_dirty(fs);
 	caller_clear(&who);
 	fuse_reply_err(req, -r);
 }
@@ -608,6 +602,7 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	}
 	if (r == -EAGAIN)
 		r = -EIO;
+	hostattrs_save_if_dirty(fs);
 	caller_clear(&who);
 	free(op.dst_id);
 	fuse_reply_err(req, -r);

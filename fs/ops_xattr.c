@@ -132,7 +132,7 @@ static int change_label_locked(struct fs *fs, struct node *n, const char *key, c
 	if (!n)
 		r = -ENOENT;
 	else if (!fs_node_live(n))
-		r = n->open_count ? -ENOENT : -ESTALE; /* through an fd: it was removed */
+		r = -ESTALE; /* by a stale name: the kernel looks again */
 	else if (!l)
 		r = -EPERM;
 	else if ((r = admit_change(fs,

@@ -401,7 +401,7 @@ except OSError as e:
 	eq "$(sfs_version "$MNT/ai_gateway/NEWX")" 1
 }
 
-@test "a removed secret's open file: fstat, fgetxattr, fchmod and ftruncate answer, never ESTALE; its commit fails" {
+@test "a removed secret's open file: fstat, fgetxattr and ftruncate answer, never ESTALE; its commit fails" {
 	mount_store
 	printf 'value' >"$MNT/ai_gateway/GONE"
 	setfattr -n user.tag.k -v v "$MNT/ai_gateway/GONE"
@@ -414,7 +414,6 @@ out = []
 for name, f in [("fstat", lambda: os.fstat(fd).st_nlink),
                 ("fgetxattr", lambda: os.getxattr(fd, "user.tag.k")),
                 ("flistxattr", lambda: os.listxattr(fd)),
-                ("fchmod", lambda: os.fchmod(fd, 0o600)),
                 ("ftruncate", lambda: os.ftruncate(fd, 2))]:
     try:
         out.append("%s=%r" % (name, f()))
@@ -461,4 +460,55 @@ print(" ".join(out))
 	eq "$(getfattr --only-values -n secretsfs.scopes "$MNT/mcp_server/NEW_KEY")" mcp_server
 	expect_value "$MNT/mcp_server/NEW_KEY" sk-admin
 	[ ! -e "$MNT/ai_gateway/NEW_KEY" ]
+}
+
+@test "a squatter's pending name is not taken over by the secret another scope creates: no inode, mode or open file passes" {
+	mount_store
+	exec 8>"$MNT/ai_gateway/FUTURE_KEY"   # pending in ai_gateway, held open
+	chmod 0644 "$MNT/ai_gateway/FUTURE_KEY"
+	sq_ino=$(stat -c %i "$MNT/ai_gateway/FUTURE_KEY")
+	printf sk-admin-secret >"$MNT/mcp_server/.FUTURE_KEY.new"
+	mv "$MNT/mcp_server/.FUTURE_KEY.new" "$MNT/mcp_server/FUTURE_KEY"
+	[ "$(stat -c %i "$MNT/mcp_server/FUTURE_KEY")" != "$sq_ino" ]
+	eq "$(stat -c %a "$MNT/mcp_server/FUTURE_KEY")" 600
+	# the squatter's descriptor reaches nothing: reading through it
+	# (/proc/self/fd) is refused, its commit fails
+	run python3 -c 'import os; print(open("/proc/self/fd/8", "rb").read())' 8>&8
+	[[ "$output" != *"sk-admin-secret"* ]]
+	printf squat >&8 || true
+	exec 8>&-
+	expect_value "$MNT/mcp_server/FUTURE_KEY" sk-admin-secret
+	eq "$(getfattr --only-values -n secretsfs.scopes "$MNT/mcp_server/FUTURE_KEY")" mcp_server
+}
+
+@test "two descriptors on one new file: the later commit is its next version (last writer wins, as on a stored secret)" {
+	mount_store
+	exec 7>"$MNT/ai_gateway/NEW2"
+	exec 8>"$MNT/ai_gateway/NEW2"
+	printf first >&8
+	printf second >&7
+	exec 7>&- 8>&-
+	expect_value "$MNT/ai_gateway/NEW2" second
+}
+
+@test "chmod of a secret renamed away does not come back with a new secret of its old ID at the next mount" {
+	mount_store -o allow_other
+	printf a >"$MNT/ai_gateway/MODEX"
+	chmod 0644 "$MNT/ai_gateway/MODEX"
+	mv "$MNT/ai_gateway/MODEX" "$MNT/ai_gateway/MODEY"
+	printf b >"$MNT/ai_gateway/MODEX"
+	remount -o allow_other
+	eq "$(stat -c %a "$MNT/ai_gateway/MODEX")" 600
+}
+
+@test "chmod by the new name right after mv reaches the renamed secret, even while its old inode is open" {
+	mount_store
+	printf a >"$MNT/ai_gateway/CHX"
+	exec 8<"$MNT/ai_gateway/CHX"
+	mv "$MNT/ai_gateway/CHX" "$MNT/ai_gateway/CHY"
+	chmod 0640 "$MNT/ai_gateway/CHY"
+	setfattr -n user.tag.k -v v "$MNT/ai_gateway/CHY"
+	exec 8<&-
+	eq "$(stat -c %a "$MNT/ai_gateway/CHY")" 640
+	eq "$(getfattr --only-values -n user.tag.k "$MNT/ai_gateway/CHY")" v
 }
