@@ -10,7 +10,10 @@
  * and is freed once the kernel forgot it and no handle or operation holds
  * it.  A re-created ID gets a new node and a new inode number.  A secret
  * created through the mount is pending (incarnation 0) until its first
- * value is stored; the stored incarnation then adopts the pending node.
+ * value is stored, and belongs to the scope it is created in; the
+ * incarnation its own first commit stores takes the pending node over.
+ * Any other creation of the ID (a rename onto the name, another host)
+ * gets a node of its own, and the pending one dies.
  *
  * Changes: the table changes in one place, fs_apply(), from change
  * records (store.h) in revision order; the daemon's own store calls
