@@ -208,7 +208,9 @@ ExecStart=/bin/cat ${CREDENTIALS_DIRECTORY}/openai
 StandardOutput=truncate:/srv/t-out/service-consumer
 EOF
 	cat >"$W/check.sh" <<'EOF'
-# mounted at boot from /etc/fstab
+# mounted at boot from /etc/fstab; with nofail nothing at boot waits for
+# the mount (check.service may start first): wait for it, up to 20 s
+for i in $(seq 1 200); do systemctl is-active -q run-secretsfs.mount && break; sleep 0.1; done
 systemctl is-active -q run-secretsfs.mount
 grep -q ' /run/secretsfs fuse.secretsfs .*allow_other' /proc/self/mounts
 systemctl start gateway.service
