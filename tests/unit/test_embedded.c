@@ -869,42 +869,37 @@ static void test_incarnations(void)
 	ops->close(s);
 }
 
+/* The first 32 bytes (enough to be unique) of the ciphertext of id's
+ * version 1, read from the database file behind the store's back. */
+static void first_ct(const char *id, uint8_t ct[32])
+{
+	sqlite3 *db = raw_db();
+	sqlite3_stmt *st = NULL;
+	REQUIRE(sqlite3_prepare_v2(db, "SELECT ct FROM versions WHERE id = ?1 AND version = 1", -1,
+	                           &st, NULL) == SQLITE_OK);
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+	REQUIRE(sqlite3_column_bytes(st, 0) > 32);
+	memcpy(ct, sqlite3_column_blob(st, 0), 32);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
 /* A deleted value's ciphertext is gone from every file of the store,
  * the -wal file included, as soon as the delete returns. */
 static void test_deleted_ciphertext_gone(void)
 {
 	struct store *s = open_store(2, false);
-	uint8_t ct[64];
-	size_t ctlen = 0;
+	uint8_t ct[32];
+	size_t ctlen = sizeof(ct);
 	CHECK_EQ(create_str(s, "SHREDDED", SA, NULL, "value-that-goes-away"), 0);
-	{
-		sqlite3 *db = raw_db();
-		sqlite3_stmt *st = NULL;
-		REQUIRE(sqlite3_prepare_v2(db, "SELECT ct FROM versions WHERE id = 'SHREDDED'", -1,
-		                           &st, NULL) == SQLITE_OK);
-		REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-		ctlen = (size_t)sqlite3_column_bytes(st, 0);
-		REQUIRE(ctlen > 32);
-		ctlen = 32; /* enough to be unique */
-		memcpy(ct, sqlite3_column_blob(st, 0), ctlen);
-		sqlite3_finalize(st);
-		sqlite3_close(db);
-	}
+	first_ct("SHREDDED", ct);
 	CHECK(found_in_dir(dir, ct, ctlen));
 	CHECK_EQ(ops->delete_secret(s, "SHREDDED", 0, NULL), 0);
 	CHECK(!found_in_dir(dir, ct, ctlen));
 	/* a version pruned by keep_versions, then its secret deleted */
 	CHECK_EQ(create_str(s, "PRUNED", SA, NULL, "one"), 0);
-	{
-		sqlite3 *db = raw_db();
-		sqlite3_stmt *st = NULL;
-		REQUIRE(sqlite3_prepare_v2(db, "SELECT ct FROM versions WHERE id = 'PRUNED'", -1,
-		                           &st, NULL) == SQLITE_OK);
-		REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-		memcpy(ct, sqlite3_column_blob(st, 0), ctlen);
-		sqlite3_finalize(st);
-		sqlite3_close(db);
-	}
+	first_ct("PRUNED", ct);
 	CHECK_EQ(put_str(s, "PRUNED", 0, "two"), 0);
 	CHECK(found_in_dir(dir, ct, ctlen)); /* kept: 2 versions */
 	CHECK_EQ(put_str(s, "PRUNED", 0, "three"), 0);
