@@ -5,11 +5,14 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
+#include "log.h"
 #include "store.h"
 
 /* --- IDs --- */
@@ -389,6 +392,30 @@ static struct {
 	{ PTHREAD_MUTEX_INITIALIZER, { 0 }, 0 },
 };
 
+static atomic_bool allow_unlocked;
+
+void secret_allow_unlocked(bool allow)
+{
+	atomic_store(&allow_unlocked, allow);
+}
+
+void *secret_locked_alloc(size_t n)
+{
+	void *p = sodium_malloc(n);
+	if (p && (atomic_load(&allow_unlocked) || sodium_mlock(p, n) == 0))
+		return p;
+	/* Under mlockall(MCL_FUTURE) a mapping past RLIMIT_MEMLOCK fails
+	 * outright: sodium_malloc returns NULL. */
+	int e = errno;
+	sodium_free(p);
+	log_error("cannot lock %zu bytes of memory for a value (%s): refused; raise "
+	          "LimitMEMLOCK= (ulimit -l) or grant CAP_IPC_LOCK, or mount with "
+	          "-o allow_unlocked to accept swappable plaintext",
+	          n, strerrordesc_np(e));
+	errno = ENOMEM;
+	return NULL;
+}
+
 static int value_class(size_t len)
 {
 	for (size_t c = 0; c < VALUE_CLASSES; c++)
@@ -416,7 +443,7 @@ struct secret_value *secret_value_new(size_t len)
 		pthread_mutex_unlock(&value_pool[c].lock);
 	}
 	if (!v->data)
-		v->data = sodium_malloc(v->cap);
+		v->data = secret_locked_alloc(v->cap);
 	if (!v->data) {
 		free(v);
 		return NULL;

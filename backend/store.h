@@ -256,6 +256,14 @@ void store_change_clear(struct store_change *c);
 
 /* Values: locked memory, wiped on free.  Accept NULL. */
 struct secret_value *secret_value_new(size_t len);
+/* n bytes of guarded memory (sodium_malloc) that is verified locked:
+ * sodium_malloc itself goes on when mlock fails, so this checks and, when
+ * the memory cannot be locked, logs, frees and returns NULL (ENOMEM) --
+ * plaintext is never handed out in swappable memory -- unless
+ * secret_allow_unlocked(true) was called (-o allow_unlocked).  Free with
+ * sodium_free(). */
+void *secret_locked_alloc(size_t n);
+void secret_allow_unlocked(bool allow);
 struct secret_value *secret_value_free(struct secret_value *v);
 
 #endif

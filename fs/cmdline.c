@@ -45,6 +45,10 @@ void cmdline_usage(FILE *out)
 	        "  -o root_bypass         root is not held to unit= and cgroup= rules\n"
 	        "  -o audit=WHERE         the audit trail: log (default, with the daemon's\n"
 	        "                         log), syslog (authpriv), an absolute file path, off\n"
+	        "  -o allow_unlocked      serve even when memory cannot be locked (no\n"
+	        "                         CAP_IPC_LOCK, low LimitMEMLOCK=): plaintext may\n"
+	        "                         then be swapped out.  Without it the mount is\n"
+	        "                         refused, and so is an open that finds no locked memory\n"
 	        "  -o fast                reads from the kernel's page cache, with no round\n"
 	        "                         trip to the daemon per open: each version is an inode\n"
 	        "                         of its own.  Gives up: per-open audit, unit= and\n"
@@ -125,6 +129,8 @@ static int parse_option(struct cmdline *c, const char *o)
 			return fail("-o %s: %s", o, why);
 	} else if (strcmp(o, "fast") == 0) {
 		c->opt.fast = true;
+	} else if (strcmp(o, "allow_unlocked") == 0) {
+		c->opt.allow_unlocked = true;
 	} else if (strcmp(o, "root_bypass") == 0) {
 		c->policy.root_bypass = true;
 	} else if (strncmp(o, "audit=", 6) == 0) {

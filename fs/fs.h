@@ -163,7 +163,8 @@ struct fs_options {
 	bool foreground;
 	bool debug;
 	bool allow_other;
-	bool fast; /* -o fast: zero-message open, page cache, an inode per version */
+	bool allow_unlocked; /* serve with swappable plaintext if memory cannot be locked */
+	bool fast;           /* -o fast: zero-message open, page cache, an inode per version */
 	mode_t dir_mode, file_mode;
 	uid_t uid;
 	gid_t gid;

@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include "lockedbuf.h"
+#include "store.h"
 
 static int reserve(struct lockedbuf *b, size_t need)
 {
@@ -13,7 +14,7 @@ static int reserve(struct lockedbuf *b, size_t need)
 	size_t cap = b->cap ? b->cap : 256;
 	while (cap < need)
 		cap *= 2;
-	uint8_t *p = sodium_malloc(cap);
+	uint8_t *p = secret_locked_alloc(cap);
 	if (!p)
 		return -ENOMEM;
 	if (b->len)

@@ -228,14 +228,24 @@ static int setup_store(struct fs *fs, const struct cmdline *c)
 /* Nothing of the serving process is swapped out: besides the values' own
  * locked buffers, libfuse's request buffers briefly hold what is written.
  * Pages are locked as they are touched (MCL_ONFAULT).  Not inherited
- * across fork: called in the process that serves. */
-static void lock_memory(void)
+ * across fork: called in the process that serves.  Without locked memory
+ * the daemon does not serve unless -o allow_unlocked says it may; then it
+ * warns, and values' buffers are locked where the limit allows. */
+static int lock_memory(bool allow_unlocked)
 {
-	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
-		fprintf(stderr,
-		        "secretsfs: warning: mlockall: %s; only value buffers are "
-		        "locked (raise LimitMEMLOCK= / ulimit -l)\n",
-		        strerrordesc_np(errno));
+	secret_allow_unlocked(allow_unlocked);
+	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0)
+		return 0;
+	if (!allow_unlocked)
+		return fail("cannot lock memory (mlockall: %s): values could be swapped out; "
+		            "grant CAP_IPC_LOCK or raise LimitMEMLOCK= (ulimit -l), or mount "
+		            "with -o allow_unlocked to accept that",
+		            strerrordesc_np(errno));
+	fprintf(stderr,
+	        "secretsfs: warning: mlockall: %s; -o allow_unlocked: serving with "
+	        "swappable memory\n",
+	        strerrordesc_np(errno));
+	return 0;
 }
 
 static void harden(bool debug)
@@ -288,19 +298,44 @@ static void detach_stdio(int ready_fd)
 	close(ready_fd);
 }
 
+/* The mount options libfuse gets from us.  fsname= is the store's path,
+ * which may hold commas and backslashes: escaped, or "/x/st,allow_other"
+ * would add a mount option of its own choosing. */
+static int mount_options(const struct fs *fs, const struct cmdline *c, char **ret)
+{
+	char *opts = NULL, *fsname = NULL;
+	int r = -1;
+	if (asprintf(&fsname, "fsname=%s", fs->opt.store_dir) >= 0) {
+		r = fuse_opt_add_opt_escaped(&opts, fsname);
+		free(fsname);
+	}
+	if (r == 0)
+		r = fuse_opt_add_opt(&opts, "subtype=secretsfs");
+	if (r == 0 && (fs->opt.allow_other || c->default_permissions))
+		r = fuse_opt_add_opt(&opts, "default_permissions");
+	if (r == 0 && fs->opt.allow_other)
+		r = fuse_opt_add_opt(&opts, "allow_other");
+	if (r == 0 && fs->opt.read_only)
+		r = fuse_opt_add_opt(&opts, "ro");
+	if (r < 0) {
+		free(opts);
+		return -1;
+	}
+	*ret = opts;
+	return 0;
+}
+
 static int serve(struct fs *fs, struct cmdline *c)
 {
 	struct fuse_args *args = &c->fuse_args;
-	char fsopts[PATH_MAX + 64];
-	snprintf(fsopts, sizeof(fsopts), "fsname=%s,subtype=secretsfs%s", fs->opt.store_dir,
-	         fs->opt.allow_other || c->default_permissions ? ",default_permissions" : "");
-	if (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, fsopts) < 0 ||
-	    (fs->opt.allow_other &&
-	     (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, "allow_other") < 0)) ||
-	    (fs->opt.read_only &&
-	     (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, "ro") < 0)) ||
-	    (fs->opt.debug && fuse_opt_add_arg(args, "-d") < 0))
+	char *opts = NULL;
+	if (mount_options(fs, c, &opts) < 0 || fuse_opt_add_arg(args, "-o") < 0 ||
+	    fuse_opt_add_arg(args, opts) < 0 ||
+	    (fs->opt.debug && fuse_opt_add_arg(args, "-d") < 0)) {
+		free(opts);
 		return fail("out of memory");
+	}
+	free(opts);
 
 	fs->se = fuse_session_new(args, &secretsfs_ops, sizeof(secretsfs_ops), fs);
 	if (!fs->se)
@@ -332,7 +367,8 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	int ready_fd = -1;
 	if (!fs->opt.foreground && (r = background(&ready_fd)))
 		return r;
-	lock_memory();
+	if ((r = lock_memory(fs->opt.allow_unlocked)))
+		return r;
 	if ((r = audit_setup(c->audit)) < 0)
 		return fail("audit file %s: %s", c->audit, strerrordesc_np(-r));
 	log_setup(true, fs->opt.debug);

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* ID, label and scope rules; label maps; metadata copies; values. */
+#include <linux/capability.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sodium.h>
 
 #include "harness.h"
@@ -203,6 +206,58 @@ static void test_meta_and_values(void)
 	CHECK(secret_value_free(NULL) == NULL);
 }
 
+/* Drops CAP_IPC_LOCK from the effective set, so RLIMIT_MEMLOCK holds. */
+static void drop_ipc_lock(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+	REQUIRE(syscall(SYS_capget, &h, d) == 0);
+	d[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
+	REQUIRE(syscall(SYS_capset, &h, d) == 0);
+}
+
+/* Bytes this process has locked now (earlier tests' pooled buffers). */
+static size_t locked_now(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	size_t kb = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmLck: %zu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb * 1024;
+}
+
+/* Past RLIMIT_MEMLOCK a value gets no memory rather than swappable
+ * memory (sodium_malloc alone would hand it out unlocked), unless
+ * unlocked memory is allowed.  Last: it drops a capability. */
+static void test_values_only_locked(void)
+{
+	struct rlimit old, lim = { 64 * 1024 + locked_now(), 0 };
+	struct secret_value *v[64] = { 0 };
+	int got = 0;
+
+	drop_ipc_lock();
+	REQUIRE(getrlimit(RLIMIT_MEMLOCK, &old) == 0);
+	lim.rlim_max = old.rlim_max;
+	REQUIRE(setrlimit(RLIMIT_MEMLOCK, &lim) == 0);
+	for (int i = 0; i < 64; i++)
+		if ((v[i] = secret_value_new(8192)))
+			got++;
+	CHECK(got > 0);
+	CHECK(got < 64); /* 64 × 8 KiB is eight times what is left */
+	secret_allow_unlocked(true);
+	struct secret_value *extra = secret_value_new(8192);
+	CHECK(extra != NULL);
+	secret_value_free(extra);
+	secret_allow_unlocked(false);
+	for (int i = 0; i < 64; i++)
+		secret_value_free(v[i]);
+	setrlimit(RLIMIT_MEMLOCK, &old);
+}
+
 int main(void)
 {
 	test_ids();
@@ -210,5 +265,6 @@ int main(void)
 	test_scopes();
 	test_label_maps();
 	test_meta_and_values();
+	test_values_only_locked();
 	return harness_result("test_secret");
 }
