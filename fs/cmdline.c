@@ -140,8 +140,9 @@ static int parse_option(struct cmdline *c, const char *o)
 		c->opt.read_only = true;
 	} else if (strcmp(o, "allow_other") == 0) {
 		c->opt.allow_other = true;
+		c->opt.default_permissions = true; /* else every user could read all */
 	} else if (strcmp(o, "default_permissions") == 0) {
-		c->default_permissions = true;
+		c->opt.default_permissions = true;
 	} else if (strcmp(o, "rw") == 0 || strcmp(o, "_netdev") == 0 || strcmp(o, "nofail") == 0 ||
 	           strcmp(o, "noauto") == 0 || strcmp(o, "auto") == 0 ||
 	           strcmp(o, "defaults") == 0 || strcmp(o, "user") == 0 ||

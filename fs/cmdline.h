@@ -15,7 +15,6 @@ struct cmdline {
 	char *audit;
 	struct fuse_args fuse_args; /* what goes to fuse_session_new */
 	bool single_thread;
-	bool default_permissions;
 	bool file_mode_set;
 	bool fake; /* mount -f through the helper: check only */
 };

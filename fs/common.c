@@ -5,7 +5,9 @@
  * change, errnos as users see them.  Below every ops_*.c file; calls
  * nothing of theirs.
  */
+#include <endian.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,19 +57,25 @@ void caller_of_req(fuse_req_t req, struct caller *ret)
 	            audit_enabled() || policy_has_rules(&fs->policy));
 }
 
+/* The scopes whose owner (-o owner=) a node takes. */
+static scope_set owning_scopes(const struct node *n)
+{
+	if (n->owner_set)
+		return 0; /* chown'ed: its own */
+	if (n->kind == NODE_SCOPE)
+		return 1u << (n->ino - INO_SCOPE_FIRST);
+	if (n->kind == NODE_SECRET)
+		return fs_secret_visible_scopes(n);
+	return 0;
+}
+
 /* The owner a node shows: its own after chown, else the owner given to the
  * first of its scopes that has one (-o owner=), else the mount's. */
 static void owner_of(struct fs *fs, const struct node *n, uid_t *uid, gid_t *gid)
 {
 	*uid = n->uid;
 	*gid = n->gid;
-	if (n->owner_set)
-		return;
-	scope_set scopes = 0;
-	if (n->kind == NODE_SCOPE)
-		scopes = 1u << (n->ino - INO_SCOPE_FIRST);
-	else if (n->kind == NODE_SECRET)
-		scopes = fs_secret_visible_scopes(n);
+	scope_set scopes = owning_scopes(n);
 	for (int sc = 0; sc < SCOPE_COUNT; sc++) {
 		const struct scope_rule *r = &fs->policy.scope[sc];
 		if ((scopes & (1u << sc)) && r->owner_set) {
@@ -76,6 +84,94 @@ static void owner_of(struct fs *fs, const struct node *n, uid_t *uid, gid_t *gid
 			return;
 		}
 	}
+}
+
+enum {
+	ACL_USER_OBJ = 0x01,
+	ACL_USER = 0x02,
+	ACL_GROUP_OBJ = 0x04,
+	ACL_GROUP = 0x08,
+	ACL_MASK = 0x10,
+	ACL_OTHER = 0x20,
+};
+#define ACL_NO_ID UINT32_MAX /* the entries that name no one */
+
+/* Adds a named entry, kept sorted by id without duplicates (the kernel
+ * refuses anything else); the owner's own id is left out. */
+static void acl_add(struct acl *acl, uint16_t tag, uint32_t id, uint32_t owner, uint16_t perm)
+{
+	if (id == owner || perm == 0)
+		return;
+	size_t i = 0;
+	while (i < acl->n && (acl->e[i].tag < tag || (acl->e[i].tag == tag && acl->e[i].id < id)))
+		i++;
+	if (i < acl->n && acl->e[i].tag == tag && acl->e[i].id == id)
+		return;
+	memmove(&acl->e[i + 1], &acl->e[i], (acl->n - i) * sizeof(acl->e[0]));
+	acl->e[i] = (struct acl_entry){ tag, perm, id };
+	acl->n++;
+}
+
+/*
+ * A secret in scopes of different owners (-o owner=ai_gateway:A,
+ * owner=mcp_server:B, then ln) is owned by the first, and each other
+ * scope's owner gets the same rights by a named ACL entry (user:B:rw-, and
+ * group:G with the group bits), so that every scope's owner reads its own
+ * scope's file -- and only through that scope, whose directory keeps the
+ * others out.  The kernel checks it under default_permissions; getfacl
+ * shows it.  false: no ACL (one owner, chown'ed, or no kernel checks).
+ */
+bool fill_acl(struct fs *fs, const struct node *n, struct acl *acl)
+{
+	if (!fs->acl || n->kind != NODE_SECRET)
+		return false;
+	uid_t uid;
+	gid_t gid;
+	owner_of(fs, n, &uid, &gid);
+	uint16_t user = (n->mode >> 6) & 7, group = (n->mode >> 3) & 7, mask = group;
+	struct acl named = { 0 };
+	scope_set scopes = owning_scopes(n);
+	for (int sc = 0; sc < SCOPE_COUNT; sc++) {
+		const struct scope_rule *r = &fs->policy.scope[sc];
+		if (!(scopes & (1u << sc)))
+			continue;
+		acl_add(&named, ACL_USER, r->owner_set ? r->uid : fs->opt.uid, uid, user);
+		acl_add(&named, ACL_GROUP, r->owner_set ? r->gid : fs->opt.gid, gid, group);
+	}
+	if (named.n == 0)
+		return false;
+	acl->n = 0;
+	acl->e[acl->n++] = (struct acl_entry){ ACL_USER_OBJ, user, ACL_NO_ID };
+	for (size_t i = 0; i < named.n; i++) {
+		if (named.e[i].tag == ACL_GROUP && acl->e[acl->n - 1].tag != ACL_GROUP)
+			acl->e[acl->n++] = (struct acl_entry){ ACL_GROUP_OBJ, group, ACL_NO_ID };
+		acl->e[acl->n++] = named.e[i];
+		mask |= named.e[i].perm;
+	}
+	if (acl->e[acl->n - 1].tag != ACL_GROUP)
+		acl->e[acl->n++] = (struct acl_entry){ ACL_GROUP_OBJ, group, ACL_NO_ID };
+	acl->e[acl->n++] = (struct acl_entry){ ACL_MASK, mask, ACL_NO_ID };
+	acl->e[acl->n++] = (struct acl_entry){ ACL_OTHER, n->mode & 7, ACL_NO_ID };
+	return true;
+}
+
+/* The xattr form (little-endian: version 2, then tag, perm, id per entry)
+ * into buf (4 + 8 * ACL_ENTRIES_MAX bytes); returns its length. */
+size_t acl_to_xattr(const struct acl *acl, uint8_t *buf)
+{
+	uint8_t *p = buf;
+	uint32_t version = htole32(2);
+	memcpy(p, &version, 4);
+	p += 4;
+	for (size_t i = 0; i < acl->n; i++) {
+		uint16_t tag = htole16(acl->e[i].tag), perm = htole16(acl->e[i].perm);
+		uint32_t id = htole32(acl->e[i].id);
+		memcpy(p, &tag, 2);
+		memcpy(p + 2, &perm, 2);
+		memcpy(p + 4, &id, 4);
+		p += 8;
+	}
+	return (size_t)(p - buf);
 }
 
 static struct timespec ts_of(int64_t ns)
@@ -158,7 +254,13 @@ void fill_attr(struct fs *fs, const struct node *n, struct stat *st)
 		break;
 	case NODE_SECRET: {
 		const struct secret_meta *m = &n->u.secret.meta;
+		struct acl acl;
 		st->st_mode = S_IFREG | n->mode;
+		/* With an ACL the group bits are its mask (POSIX), and the
+		 * kernel reads the ACL only when they are not 0. */
+		if (fill_acl(fs, n, &acl))
+			st->st_mode = (st->st_mode & ~(mode_t)S_IRWXG) |
+			              ((mode_t)acl.e[acl.n - 2].perm << 3);
 		st->st_nlink = __builtin_popcount(fs_secret_visible_scopes(n));
 		st->st_size = m->size;
 		if (m->incarnation) {

@@ -3,6 +3,8 @@
 #ifndef SECRETSFS_COMMON_H
 #define SECRETSFS_COMMON_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <sys/stat.h>
 
 #include "fs.h"
@@ -33,6 +35,18 @@ int admit_change(struct fs *fs, scope_set scopes, const struct caller *who, cons
  * file (into buf). */
 const char *audit_name(const struct node *n, char *buf, size_t size);
 void fill_attr(struct fs *fs, const struct node *n, struct stat *st);
+
+/* A POSIX ACL as the kernel's system.posix_acl_access xattr holds it. */
+#define ACL_ENTRIES_MAX (3 + 2 * SCOPE_COUNT)
+struct acl {
+	size_t n;
+	struct acl_entry {
+		uint16_t tag, perm;
+		uint32_t id;
+	} e[ACL_ENTRIES_MAX];
+};
+bool fill_acl(struct fs *fs, const struct node *n, struct acl *acl);
+size_t acl_to_xattr(const struct acl *acl, uint8_t *buf);
 void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino);
 double entry_timeout_of(const struct node *n);
 struct node *scope_child(struct fs *fs, enum scope sc, const char *name);

@@ -163,8 +163,9 @@ struct fs_options {
 	bool foreground;
 	bool debug;
 	bool allow_other;
-	bool allow_unlocked; /* serve with swappable plaintext if memory cannot be locked */
-	bool fast;           /* -o fast: zero-message open, page cache, an inode per version */
+	bool default_permissions; /* the kernel checks modes (on with allow_other) */
+	bool allow_unlocked;      /* serve with swappable plaintext if memory cannot be locked */
+	bool fast;                /* -o fast: zero-message open, page cache, an inode per version */
 	mode_t dir_mode, file_mode;
 	uid_t uid;
 	gid_t gid;
@@ -174,6 +175,7 @@ struct fs {
 	const struct store_ops *ops;
 	struct store *store;
 	struct fs_options opt;
+	bool acl;             /* the kernel checks the POSIX ACLs fill_acl() makes */
 	struct policy policy; /* read-only once mounted */
 	struct fuse_session *se;
 

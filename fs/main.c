@@ -311,7 +311,7 @@ static int mount_options(const struct fs *fs, const struct cmdline *c, char **re
 	}
 	if (r == 0)
 		r = fuse_opt_add_opt(&opts, "subtype=secretsfs");
-	if (r == 0 && (fs->opt.allow_other || c->default_permissions))
+	if (r == 0 && fs->opt.default_permissions)
 		r = fuse_opt_add_opt(&opts, "default_permissions");
 	if (r == 0 && fs->opt.allow_other)
 		r = fuse_opt_add_opt(&opts, "allow_other");

@@ -98,11 +98,17 @@ static struct node *node_new_at(struct fs *fs, enum node_kind kind, fuse_ino_t i
 	n->uid = fs->opt.uid;
 	n->gid = fs->opt.gid;
 	n->ctime_ns = now_ns();
-	if (kind == NODE_ROOT || kind == NODE_SCOPE || kind == NODE_VERSIONS ||
-	    kind == NODE_VERSION_DIR)
+	if (kind == NODE_ROOT || kind == NODE_SCOPE)
 		n->mode = fs->opt.dir_mode;
 	else
 		n->mode = fs->opt.file_mode;
+	if (kind == NODE_VERSIONS || kind == NODE_VERSION_DIR || kind == NODE_VERSION_FILE) {
+		/* Every secret's old values, whatever scope and owner it has:
+		 * root's only, not uid='s or owner='s (chmod/chown: EPERM). */
+		n->uid = 0;
+		n->gid = 0;
+		n->mode = kind == NODE_VERSION_FILE ? 0400 : 0500;
+	}
 	if (place(fs, n, ino) < 0) {
 		free(n);
 		return NULL;

@@ -28,6 +28,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* The kernel's page cache must not keep or merge values. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* A secret in scopes of different owners lets each of them in by a
+	 * POSIX ACL (common.c, fill_acl); only the kernel's mode checks
+	 * (default_permissions) read it. */
+	fs->acl = fs->opt.default_permissions && (conn->capable & FUSE_CAP_POSIX_ACL);
+	if (fs->acl)
+		conn->want |= FUSE_CAP_POSIX_ACL;
 }
 
 static void op_destroy(void *userdata)

@@ -71,7 +71,6 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			if (!s->u.secret.vdir_ino) {
 				struct node *d = fs_node_new(fs, NODE_VERSION_DIR);
 				if (d) {
-					d->mode = 0500;
 					d->u.vdir.secret = s;
 					fs_node_pin(s);
 					s->u.secret.vdir_ino = d->ino;
@@ -98,10 +97,8 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 				struct node *f = fs_version_node(fs, &d->u.vdir.files,
 				                                 NODE_VERSION_FILE,
 				                                 d->u.vdir.secret, &info);
-				if (f) {
-					f->mode = 0400;
+				if (f)
 					found = f->ino;
-				}
 			}
 		}
 	}

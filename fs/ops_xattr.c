@@ -55,11 +55,39 @@ static int fact(struct fs *fs, const struct node *n, const char *name, char *buf
 	return 0;
 }
 
+#define ACL_XATTR "system.posix_acl_access"
+
+/* The ACL fill_acl() makes for a secret in scopes of different owners;
+ * ENODATA for every other node (its mode says it all). */
+static void get_acl(fuse_req_t req, struct fs *fs, fuse_ino_t ino, size_t size)
+{
+	uint8_t buf[4 + 8 * ACL_ENTRIES_MAX];
+	struct acl acl;
+	size_t len = 0;
+	rdlock(fs);
+	struct node *n = fs_node_target(fs, ino);
+	int r = !n                                 ? -ENOENT
+	      : !fs_node_live(n) && !n->open_count ? -ESTALE
+	      : fill_acl(fs, n, &acl)              ? 0
+	                                           : -ENODATA;
+	if (r == 0)
+		len = acl_to_xattr(&acl, buf);
+	unlock(fs);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		reply_xattr(req, (const char *)buf, len, size);
+}
+
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct fs *fs = fs_of(req);
 	bool is_label = strncmp(name, LABEL_XATTR_PREFIX, strlen(LABEL_XATTR_PREFIX)) == 0;
 	bool is_fact = strncmp(name, FACT_XATTR_PREFIX, strlen(FACT_XATTR_PREFIX)) == 0;
+	if (strcmp(name, ACL_XATTR) == 0) {
+		get_acl(req, fs, ino, size);
+		return;
+	}
 	if (!is_label && !is_fact) {
 		fuse_reply_err(req, strncmp(name, "user.", 5) == 0 ? ENODATA : EOPNOTSUPP);
 		return;
@@ -100,7 +128,9 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		return;
 	}
 	struct labels *l = labels_of(n);
-	size_t len = 0, prefix = strlen(LABEL_XATTR_PREFIX);
+	struct acl acl;
+	bool has_acl = fill_acl(fs, n, &acl);
+	size_t len = has_acl ? sizeof(ACL_XATTR) : 0, prefix = strlen(LABEL_XATTR_PREFIX);
 	for (size_t i = 0; l && i < l->n; i++)
 		len += prefix + strlen(l->v[i].key) + 1;
 	char *list = malloc(len ? len : 1);
@@ -110,6 +140,10 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		return;
 	}
 	char *p = list;
+	if (has_acl) {
+		memcpy(p, ACL_XATTR, sizeof(ACL_XATTR));
+		p += sizeof(ACL_XATTR);
+	}
 	for (size_t i = 0; l && i < l->n; i++) {
 		memcpy(p, LABEL_XATTR_PREFIX, prefix);
 		size_t k = strlen(l->v[i].key) + 1;

@@ -545,6 +545,48 @@ os.close(fd)' "$MNT/mcp_server/LEAK" "$ready" "$go" &
 	fails "Permission denied" as $MCP "$CAT" "$MNT/ai_gateway/.KEY.new"
 }
 
+@test ".versions: root's only, whatever uid= and owner= say: the mount's user and the scope's owner cannot read old values" {
+	mount_with_values -o allow_other,uid=$(id -u $AIGW),owner=mcp_server:$MCP
+	put "$MNT/mcp_server/MCP_TOKEN" sk-mcp-2
+	eq "$(mode_of "$MNT/.versions")" "500 root root"
+	eq "$(mode_of "$MNT/.versions/MCP_TOKEN")" "500 root root"
+	eq "$(mode_of "$MNT/.versions/MCP_TOKEN/1")" "400 root root"
+	refused "$MNT/mcp_server/MCP_TOKEN" as $AIGW
+	refused "$MNT/.versions/MCP_TOKEN/1" as $AIGW
+	refused "$MNT/.versions/MCP_TOKEN/1" as $MCP
+	fails "Permission denied" as $AIGW ls "$MNT/.versions"
+	gives "$MNT/mcp_server/MCP_TOKEN" sk-mcp-2 as $MCP
+	gives "$MNT/.versions/MCP_TOKEN/1" sk-mcp-1
+	fails "Operation not permitted" chmod 0555 "$MNT/.versions/MCP_TOKEN"
+}
+
+@test "a secret in two scopes of different owners: each owner reads it through its own scope (a POSIX ACL getfacl shows), not through the other's" {
+	mount_with_values -o allow_other,owner=ai_gateway:$AIGW,owner=mcp_server:$MCP
+	ln "$MNT/ai_gateway/OPENAI_API_KEY" "$MNT/mcp_server/OPENAI_API_KEY"
+	# straight after the ln, with nothing looked at in between
+	gives "$MNT/mcp_server/OPENAI_API_KEY" sk-openai-1 as $MCP
+	gives "$MNT/ai_gateway/OPENAI_API_KEY" sk-openai-1 as $AIGW
+	refused "$MNT/mcp_server/OPENAI_API_KEY" as $AIGW
+	getfacl -cp "$MNT/mcp_server/OPENAI_API_KEY" >"$T/acl"
+	grep -qx "user::rw-" "$T/acl"
+	grep -qx "user:$MCP:rw-" "$T/acl"
+	grep -qx "group::---" "$T/acl"
+	grep -qx "other::---" "$T/acl"
+	! grep -q "$AIGW" "$T/acl"
+	# the mcp_server owner may also write its scope's file
+	printf 'sk-openai-2' | as $MCP tee "$MNT/mcp_server/OPENAI_API_KEY" >/dev/null
+	gives "$MNT/ai_gateway/OPENAI_API_KEY" sk-openai-2 as $AIGW
+	# a secret of one scope has no ACL; after unlinking the second name the ACL goes
+	run getfattr -n system.posix_acl_access "$MNT/mcp_server/MCP_TOKEN"
+	[[ "$output" == *"No such attribute"* ]]
+	rm "$MNT/mcp_server/OPENAI_API_KEY"
+	run getfattr -n system.posix_acl_access "$MNT/ai_gateway/OPENAI_API_KEY"
+	[[ "$output" == *"No such attribute"* ]]
+	eq "$(mode_of "$MNT/ai_gateway/OPENAI_API_KEY")" "600 $AIGW $AIGW"
+	# ACLs are the daemon's: setfacl is refused
+	fails "Operation not supported" setfacl -m u:$MCP:r "$MNT/ai_gateway/OPENAI_API_KEY"
+}
+
 # ------------------------------------------------------------------ audit
 
 @test "audit: one line per read, create, write, rotate, label-set/-remove, link, move, unscope, rename, delete; field by field; never a value" {
