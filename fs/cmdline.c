@@ -45,6 +45,9 @@ void cmdline_usage(FILE *out)
 	        "  -o root_bypass         root is not held to unit= and cgroup= rules\n"
 	        "  -o audit=WHERE         the audit trail: log (default, with the daemon's\n"
 	        "                         log), syslog (authpriv), an absolute file path, off\n"
+	        "  -o run_as=USER         mount as root, then serve as USER (with no other\n"
+	        "                         privilege than locked memory); the mounting process\n"
+	        "                         stays to unmount when the server stops or dies\n"
 	        "  -o allow_unlocked      serve even when memory cannot be locked (no\n"
 	        "                         CAP_IPC_LOCK, low LimitMEMLOCK=): plaintext may\n"
 	        "                         then be swapped out.  Without it the mount is\n"
@@ -129,6 +132,11 @@ static int parse_option(struct cmdline *c, const char *o)
 			return fail("-o %s: %s", o, why);
 	} else if (strcmp(o, "fast") == 0) {
 		c->opt.fast = true;
+	} else if (strncmp(o, "run_as=", 7) == 0) {
+		free(c->opt.run_as);
+		c->opt.run_as = strdup(o + 7);
+		if (!c->opt.run_as)
+			return fail("out of memory");
 	} else if (strcmp(o, "allow_unlocked") == 0) {
 		c->opt.allow_unlocked = true;
 	} else if (strcmp(o, "root_bypass") == 0) {
@@ -239,6 +247,7 @@ void cmdline_free(struct cmdline *c)
 	free(c->opt.mountpoint);
 	free(c->opt.key_file);
 	free(c->opt.attrs_file);
+	free(c->opt.run_as);
 	free(c->audit);
 	policy_clear(&c->policy);
 	fuse_opt_free_args(&c->fuse_args);

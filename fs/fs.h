@@ -165,7 +165,11 @@ struct fs_options {
 	bool allow_other;
 	bool default_permissions; /* the kernel checks modes (on with allow_other) */
 	bool allow_unlocked;      /* serve with swappable plaintext if memory cannot be locked */
-	bool fast;                /* -o fast: zero-message open, page cache, an inode per version */
+	char *run_as;             /* serve as this user; the mounting process keeps the mount */
+	uid_t run_uid;
+	gid_t run_gid;
+	char *run_mountpoint; /* run_as: the mountpoint's absolute path */
+	bool fast;            /* -o fast: zero-message open, page cache, an inode per version */
 	mode_t dir_mode, file_mode;
 	uid_t uid;
 	gid_t gid;

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@
 #include "hostattrs.h"
 #include "crypto.h"
 #include "embedded.h"
+#include "keeper.h"
 #include "keyfile.h"
 
 
@@ -155,8 +157,9 @@ static int add_listed(void *userdata, const struct secret_meta *meta)
 	return fs_apply_meta(fs, meta) ? 0 : -ENOMEM;
 }
 
-/* Opens the store and mirrors its metadata.  Returns 0 or prints why not. */
-static int setup_store(struct fs *fs, const struct cmdline *c)
+/* Reads the store key (into locked memory) and where it came from.
+ * Returns 0 or prints why not. */
+static int load_key(const struct fs *fs, const struct cmdline *c, uint8_t **ret_key, char **ret_kp)
 {
 	const char *dir = fs->opt.store_dir;
 	char *kp = key_path(c);
@@ -182,6 +185,17 @@ static int setup_store(struct fs *fs, const struct cmdline *c)
 		free(kp);
 		return r;
 	}
+	*ret_key = key;
+	*ret_kp = kp;
+	return 0;
+}
+
+/* Opens the store with the key from kp and mirrors its metadata; frees
+ * both.  Returns 0 or prints why not. */
+static int setup_store(struct fs *fs, uint8_t *key, char *kp)
+{
+	const char *dir = fs->opt.store_dir;
+	int r;
 	struct store_config cfg = {
 		.source = dir,
 		.key = key,
@@ -344,9 +358,53 @@ static int serve(struct fs *fs, struct cmdline *c)
 		return fail("could not set signal handlers");
 	if (fuse_session_mount(fs->se, fs->opt.mountpoint) < 0)
 		return fail("could not mount on %s", fs->opt.mountpoint);
-	fs->notifier = notifier_start(fs->se);
-	log_info("mounted the %s store %s on %s", fs->ops->name, fs->opt.store_dir,
-	         fs->opt.mountpoint);
+	return 0;
+}
+
+/* -o run_as=USER: from here on this process serves as USER and the
+ * mounting one keeps the mount (keeper.c).  Then the server locks its
+ * memory and opens the store as USER. */
+static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
+{
+	/* What the server may write: the store, and host-attrs' directory. */
+	char *attrs = strdup(fs->opt.attrs_file);
+	char *attrs_dir = attrs ? realpath(dirname(attrs), NULL) : NULL;
+	const char *writable[] = { fs->opt.store_dir, attrs_dir, NULL };
+	int r = attrs_dir ? keeper_split(fs->opt.run_mountpoint, fuse_session_fd(fs->se),
+	                                 fs->opt.run_uid, fs->opt.run_gid, writable, ready_fd)
+	                  : -errno;
+	free(attrs);
+	free(attrs_dir);
+	if (r < 0) {
+		key_free(key);
+		free(kp);
+		return fail("-o run_as=%s: cannot drop privileges: %s", fs->opt.run_as,
+		            strerrordesc_np(-r));
+	}
+	if ((r = lock_memory(fs->opt.allow_unlocked))) {
+		key_free(key);
+		free(kp);
+		return r;
+	}
+	return setup_store(fs, key, kp);
+}
+
+/* The server's user, checked before anything is mounted. */
+static int check_run_as(struct fs *fs)
+{
+	int r = keeper_user(fs->opt.run_as, &fs->opt.run_uid, &fs->opt.run_gid);
+	if (r == -ENOENT)
+		return fail("-o run_as=%s: no such user", fs->opt.run_as);
+	if (r == -EPERM)
+		return fail("-o run_as=%s: that is root; name the user the server runs as",
+		            fs->opt.run_as);
+	if (geteuid() != 0)
+		return fail("-o run_as=%s: only root mounts and then drops to another user",
+		            fs->opt.run_as);
+	/* The keeper finds its mount in /proc/self/mountinfo by this path;
+	 * resolved now, as once mounted it leads into the mount itself. */
+	if (!(fs->opt.run_mountpoint = realpath(fs->opt.mountpoint, NULL)))
+		return fail("%s: %s", fs->opt.mountpoint, strerrordesc_np(errno));
 	return 0;
 }
 
@@ -363,20 +421,37 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		return fail("libsodium failed to initialise");
 	if ((r = check_mountpoint(fs->opt.mountpoint)))
 		return r;
+	if (fs->opt.run_as && (r = check_run_as(fs)))
+		return r;
 
 	int ready_fd = -1;
 	if (!fs->opt.foreground && (r = background(&ready_fd)))
 		return r;
-	if ((r = lock_memory(fs->opt.allow_unlocked)))
-		return r;
+	if (!fs->opt.run_as && (r = lock_memory(fs->opt.allow_unlocked)))
+		return r; /* else in the server (mlockall is not inherited) */
 	if ((r = audit_setup(c->audit)) < 0)
 		return fail("audit file %s: %s", c->audit, strerrordesc_np(-r));
 	log_setup(true, fs->opt.debug);
 	if (fs_nodes_init(fs) < 0)
 		return fail("out of memory");
 	sd_notify_send("STATUS=Opening the store in %s", fs->opt.store_dir);
-	if ((r = setup_store(fs, c)) || (r = serve(fs, c)))
+	uint8_t *key = NULL;
+	char *kp = NULL;
+	if ((r = load_key(fs, c, &key, &kp)))
 		return r;
+	/* As root, the store is opened first: its errors come before a
+	 * mount.  Under run_as it is opened by the server, as USER. */
+	if (fs->opt.run_as ? (r = serve(fs, c)) || (r = serve_as(fs, key, kp, &ready_fd))
+	                   : (r = setup_store(fs, key, kp)) || (r = serve(fs, c)))
+		return r;
+	fs->notifier = notifier_start(fs->se);
+	if (fs->opt.run_as)
+		log_info("mounted the %s store %s on %s; serving as %s (uid %u)", fs->ops->name,
+		         fs->opt.store_dir, fs->opt.mountpoint, fs->opt.run_as,
+		         (unsigned)fs->opt.run_uid);
+	else
+		log_info("mounted the %s store %s on %s", fs->ops->name, fs->opt.store_dir,
+		         fs->opt.mountpoint);
 	if (!fs->opt.foreground) {
 		log_setup(false, fs->opt.debug);
 		detach_stdio(ready_fd);
@@ -408,6 +483,9 @@ static void stop(struct fs *fs)
 	notifier_stop(fs->notifier);
 	fs->notifier = NULL;
 	if (fs->se) {
+		/* Under run_as the server may not unmount: this finds the
+		 * mount gone, or fails quietly (fusermount3 -q) and the keeper
+		 * unmounts; it frees the session's mountpoint either way. */
 		fuse_session_unmount(fs->se);
 		fuse_remove_signal_handlers(fs->se);
 		fuse_session_destroy(fs->se);
@@ -416,6 +494,7 @@ static void stop(struct fs *fs)
 		fs->ops->close(fs->store);
 	fs_nodes_free(fs);
 	audit_close();
+	free(fs->opt.run_mountpoint);
 }
 
 int main(int argc, char **argv)

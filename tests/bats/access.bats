@@ -790,13 +790,6 @@ print(hits, in_locked)
 PY
 }
 
-# ASan keeps its own shadow copies and quarantine, ignores mlock and
-# handles SIGSEGV itself: memory layout and core dumps are not ours there.
-skip_if_sanitized() {
-	if ldd "$SFS" 2>/dev/null | grep -qE 'lib(a|ub)san'; then
-		skip "the daemon is built with a sanitizer (it owns memory and SIGSEGV)"
-	fi
-}
 
 @test "memory: a reader's value is only in locked memory, and wiped after; the daemon has RLIMIT_CORE 0" {
 	skip_if_sanitized

@@ -90,6 +90,16 @@ log_has() {
 	return 1
 }
 
+# skip_if_sanitized [WHY]: skips the test when the daemon is built with a
+# sanitizer.  ASan keeps its own shadow copies and quarantine, makes mlock
+# and mlockall do nothing and handles SIGSEGV itself: memory layout,
+# locking and core dumps are not ours there.
+skip_if_sanitized() {
+	if ldd "$SFS" 2>/dev/null | grep -qE 'lib(a|ub)san'; then
+		skip "the daemon is built with a sanitizer (${1:-it owns memory and SIGSEGV})"
+	fi
+}
+
 # errno_of CMD...: runs CMD and prints the strerror text it reported.
 
 # --- helpers for rename.bats, tools.bats, events.bats, stress.bats ---
