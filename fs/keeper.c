@@ -60,11 +60,15 @@ static long mount_id_of(const char *mnt)
 	size_t cap = 0;
 	long id = -1;
 	while (f && getline(&line, &cap, f) > 0) {
-		long this_id;
-		char point[4096], *sep = strstr(line, " - fuse.secretsfs ");
-		if (sep && sscanf(line, "%ld %*d %*s %*s %4095s", &this_id, point) == 2 &&
-		    strcmp(point, mnt) == 0) /* mountinfo escapes spaces; mnt has none here */
-			id = this_id;
+		/* "ID PARENT MAJ:MIN ROOT POINT ... - fuse.secretsfs ..." */
+		char *end, *save = NULL, *point = NULL;
+		bool ours = strstr(line, " - fuse.secretsfs ") != NULL;
+		long this_id = strtol(line, &end, 10);
+		for (int field = 1; field <= 4 && ours; field++)
+			point = strtok_r(field == 1 ? end : NULL, " ", &save);
+		if (ours && point && strcmp(point, mnt) == 0)
+			id =
+			    this_id; /* mountinfo escapes spaces as \040: such a mnt never matches */
 	}
 	free(line);
 	if (f)

@@ -441,9 +441,17 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		return r;
 	/* As root, the store is opened first: its errors come before a
 	 * mount.  Under run_as it is opened by the server, as USER. */
-	if (fs->opt.run_as ? (r = serve(fs, c)) || (r = serve_as(fs, key, kp, &ready_fd))
-	                   : (r = setup_store(fs, key, kp)) || (r = serve(fs, c)))
+	if (fs->opt.run_as) {
+		if ((r = serve(fs, c))) {
+			key_free(key);
+			free(kp);
+			return r;
+		}
+		if ((r = serve_as(fs, key, kp, &ready_fd)))
+			return r;
+	} else if ((r = setup_store(fs, key, kp)) || (r = serve(fs, c))) {
 		return r;
+	}
 	fs->notifier = notifier_start(fs->se);
 	if (fs->opt.run_as)
 		log_info("mounted the %s store %s on %s; serving as %s (uid %u)", fs->ops->name,
