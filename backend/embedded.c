@@ -1159,14 +1159,62 @@ static void unlink_db(const char *dbpath)
 	}
 }
 
-int embedded_store_init(const char *dir)
+/* The directory init writes into: opened without following a symlink,
+ * ours and not writable by anyone else (who could otherwise swap the key
+ * or the database under us).  Returns the fd or -errno, with why. */
+static int open_store_dir(const char *dir, char *why, size_t why_size)
 {
-	char *dbpath = NULL, *keypath = NULL;
+	struct stat st;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		if ((e == ELOOP || e == ENOTDIR) && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode)) {
+			snprintf(
+			    why, why_size,
+			    "store directory %s is a symlink (not followed): give the directory "
+			    "itself",
+			    dir);
+			return -ELOOP;
+		}
+		return -e;
+	}
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(why, why_size,
+		         "store directory %s is owned by uid %u, not by this process (uid %u): "
+		         "chown %u %s",
+		         dir, (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), dir);
+		close(fd);
+		return -EPERM;
+	}
+	if (st.st_mode & 022) {
+		snprintf(why, why_size,
+		         "store directory %s is writable by group or others: chmod go-w %s", dir,
+		         dir);
+		close(fd);
+		return -EPERM;
+	}
+	return fd;
+}
+
+int embedded_store_init_why(const char *dir, char *why, size_t why_size)
+{
+	char *dbpath = NULL;
 	bool made_db = false, made_key = false;
 	struct store *s = NULL;
 	struct stat st;
-	int fd, r;
+	int fd, dirfd = -1, r;
+	char spare[8];
 
+	if (!why || !why_size) {
+		why = spare;
+		why_size = sizeof(spare);
+	}
+	why[0] = '\0';
 	if (!dir || !dir[0])
 		return -EINVAL;
 	r = crypto_init();
@@ -1175,15 +1223,13 @@ int embedded_store_init(const char *dir)
 
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
-	if (stat(dir, &st) < 0)
-		return -errno;
-	if (!S_ISDIR(st.st_mode))
-		return -ENOTDIR;
+	dirfd = open_store_dir(dir, why, why_size);
+	if (dirfd < 0)
+		return dirfd;
 
 	dbpath = path_join(dir, EMBEDDED_DB_FILE);
-	keypath = path_join(dir, EMBEDDED_KEY_FILE);
 	s = store_alloc();
-	if (!dbpath || !keypath || !s) {
+	if (!dbpath || !s) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -1191,28 +1237,37 @@ int embedded_store_init(const char *dir)
 
 	/* before and after taking the lock: an open store says -EEXIST, not
 	 * -EBUSY, and a racing init loses cleanly */
-	if (lstat(dbpath, &st) == 0) {
+	if (fstatat(dirfd, EMBEDDED_DB_FILE, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		r = -EEXIST;
 		goto out;
 	}
 	r = take_lock(dir, false, &s->lock_fd);
 	if (r < 0)
 		goto out;
-	if (lstat(dbpath, &st) == 0) {
+	if (fstatat(dirfd, EMBEDDED_DB_FILE, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		r = -EEXIST;
 		goto out;
 	}
 
-	r = key_create(keypath);
+	/* The key: made new in the directory we hold, and the bytes made are
+	 * the ones used (never read back by name). */
+	r = key_create_at(dirfd, EMBEDDED_KEY_FILE, &s->key);
+	if (r == -EEXIST)
+		snprintf(why, why_size,
+		         "%s/%s already exists (a key from elsewhere is never adopted): remove it "
+		         "or init another directory",
+		         dir, EMBEDDED_KEY_FILE);
+	else if (r == -ESTALE)
+		snprintf(why, why_size,
+		         "%s/%s was replaced while init wrote it: someone else writes to %s", dir,
+		         EMBEDDED_KEY_FILE, dir);
 	if (r < 0)
 		goto out;
 	made_key = true;
-	r = key_load(keypath, &s->key);
-	if (r < 0)
-		goto out;
 
 	/* claim the name with our mode before SQLite creates anything */
-	fd = open(dbpath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	fd = openat(dirfd, EMBEDDED_DB_FILE, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	            0600);
 	if (fd < 0) {
 		r = -errno;
 		goto out;
@@ -1227,11 +1282,17 @@ out:
 		if (made_db)
 			unlink_db(dbpath);
 		if (made_key)
-			unlink(keypath);
+			unlinkat(dirfd, EMBEDDED_KEY_FILE, 0);
 	}
+	if (dirfd >= 0)
+		close(dirfd);
 	free(dbpath);
-	free(keypath);
 	return r;
+}
+
+int embedded_store_init(const char *dir)
+{
+	return embedded_store_init_why(dir, NULL, 0);
 }
 
 /* --- operations --- */

@@ -33,6 +33,8 @@
 #ifndef SECRETSFS_EMBEDDED_H
 #define SECRETSFS_EMBEDDED_H
 
+#include <stddef.h>
+
 #include "store.h"
 
 #define EMBEDDED_KEY_FILE "key"
@@ -45,6 +47,12 @@
  * record.  -EEXIST if dir already holds a store (or a key), -EBUSY if
  * another process holds the store's lock. */
 int embedded_store_init(const char *dir);
+/* The same, with a one-line reason in why (empty if none) for a refusal:
+ * DIR a symlink (-ELOOP), owned by another uid or writable by group or
+ * others (-EPERM), DIR/key already there (-EEXIST) or replaced while it
+ * was written (-ESTALE).  The key is created through a directory fd with
+ * O_EXCL | O_NOFOLLOW and never read back by name. */
+int embedded_store_init_why(const char *dir, char *why, size_t why_size);
 
 /* *ret_path = "dir/key" (malloc'ed): where embedded_store_init() put the
  * key, for key_load(). */

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -11,9 +10,10 @@
 
 #include "crypto.h"
 #include "keyfile.h"
+#include "ownedfile.h"
 #include "store.h"
 
-int key_load(const char *path, uint8_t **ret_key)
+int key_load_why(const char *path, uint8_t **ret_key, char *why, size_t why_size)
 {
 	uint8_t *key = NULL;
 	struct stat st;
@@ -21,6 +21,8 @@ int key_load(const char *path, uint8_t **ret_key)
 	uint8_t extra;
 	int fd, r;
 
+	if (why && why_size)
+		why[0] = '\0';
 	if (!path || !ret_key)
 		return -EINVAL;
 	r = crypto_init();
@@ -35,16 +37,16 @@ int key_load(const char *path, uint8_t **ret_key)
 		r = -errno;
 		goto out;
 	}
-	if (!S_ISREG(st.st_mode)) {
+	enum owned_problem p = owned_check(&st, 077);
+	if (p == OWNED_NOT_REGULAR || (p == OWNED_OK && st.st_size != STORE_KEY_BYTES)) {
 		r = -EINVAL;
 		goto out;
 	}
-	if (st.st_mode & 077) {
-		r = -EPERM;
-		goto out;
-	}
-	if (st.st_size != STORE_KEY_BYTES) {
-		r = -EINVAL;
+	if (p != OWNED_OK) {
+		/* another user's key (they chose it), or one others may read */
+		if (why && why_size)
+			owned_reason(p, &st, 077, "key file", path, why, why_size);
+		r = p == OWNED_MODE ? -EPERM : -EACCES;
 		goto out;
 	}
 
@@ -98,41 +100,25 @@ out:
 	return r;
 }
 
+int key_load(const char *path, uint8_t **ret_key)
+{
+	return key_load_why(path, ret_key, NULL, 0);
+}
+
 uint8_t *key_free(uint8_t *key)
 {
 	sodium_free(key);
 	return NULL;
 }
 
-static int fsync_parent(const char *path)
+int key_create_at(int dirfd, const char *name, uint8_t **ret_key)
 {
-	char *copy, *dir;
-	int fd, r = 0;
-
-	copy = strdup(path);
-	if (!copy)
-		return -ENOMEM;
-	dir = dirname(copy);
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-out:
-	free(copy);
-	return r;
-}
-
-int key_create(const char *path)
-{
+	struct stat mine, now;
 	uint8_t *key = NULL;
 	size_t done = 0;
 	int fd, r;
 
-	if (!path)
+	if (dirfd < 0 || !name || !ret_key)
 		return -EINVAL;
 	r = crypto_init();
 	if (r < 0)
@@ -141,9 +127,16 @@ int key_create(const char *path)
 	key = sodium_malloc(STORE_KEY_BYTES);
 	if (!key)
 		return -ENOMEM;
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0400);
+	/* new, ours, and not through a symlink: nothing planted is used */
+	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+	            0400);
 	if (fd < 0) {
 		r = -errno;
+		goto out_free;
+	}
+	if (fstat(fd, &mine) < 0) {
+		r = -errno;
+		close(fd);
 		goto out_free;
 	}
 	/* the umask could only take bits away; make the mode exact */
@@ -173,16 +166,63 @@ int key_create(const char *path)
 		goto out_unlink;
 	}
 	fd = -1;
-	r = fsync_parent(path);
-	if (r < 0)
+	if (fsync(dirfd) < 0) {
+		r = -errno;
 		goto out_unlink;
-	goto out_free;
+	}
+	/* The bytes are ours, whatever the name holds now; but a key that
+	 * someone replaced under us would not open the store: say so. */
+	if (fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) < 0 || now.st_dev != mine.st_dev ||
+	    now.st_ino != mine.st_ino) {
+		r = -ESTALE;
+		goto out_free;
+	}
+	if (sodium_mprotect_readonly(key) != 0) {
+		r = -errno;
+		goto out_unlink;
+	}
+	*ret_key = key;
+	return 0;
 
 out_unlink:
 	if (fd >= 0)
 		close(fd);
-	unlink(path);
+	/* only the file we made */
+	if (fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_dev == mine.st_dev &&
+	    now.st_ino == mine.st_ino)
+		unlinkat(dirfd, name, 0);
 out_free:
 	sodium_free(key);
+	return r;
+}
+
+int key_create(const char *path)
+{
+	char *copy, *base;
+	uint8_t *key = NULL;
+	int dirfd, r;
+
+	if (!path)
+		return -EINVAL;
+	copy = strdup(path);
+	if (!copy)
+		return -ENOMEM;
+	base = strrchr(copy, '/');
+	if (base) {
+		*base++ = '\0';
+		dirfd = open(copy[0] ? copy : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	} else {
+		base = copy;
+		dirfd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
+	if (dirfd < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = key_create_at(dirfd, base, &key);
+	close(dirfd);
+	key_free(key);
+out:
+	free(copy);
 	return r;
 }

@@ -5,20 +5,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "audit.h"
 #include "log.h"
+#include "ownedfile.h"
 
 enum sink { SINK_LOG, SINK_SYSLOG, SINK_FILE, SINK_OFF };
 
 static enum sink sink = SINK_LOG;
 static int audit_fd = -1;
 
-int audit_setup(const char *spec)
+int audit_setup(const char *spec, char *why, size_t why_size)
 {
+	if (why && why_size)
+		why[0] = '\0';
 	if (!spec || strcmp(spec, "log") == 0) {
 		sink = SINK_LOG;
 	} else if (strcmp(spec, "off") == 0) {
@@ -26,9 +30,39 @@ int audit_setup(const char *spec)
 	} else if (strcmp(spec, "syslog") == 0) {
 		sink = SINK_SYSLOG;
 	} else if (spec[0] == '/') {
-		audit_fd = open(spec, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-		if (audit_fd < 0)
-			return -errno;
+		/* O_NONBLOCK: a FIFO must not hang the mount (no reader: ENXIO);
+		 * then the rule of ownedfile.h: a regular file of ours that
+		 * nobody else may write, or a new one made 0600. */
+		int fd = open(spec,
+		              O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
+		                  O_NONBLOCK,
+		              0600);
+		if (fd < 0) {
+			int e = errno;
+			if (why && why_size)
+				owned_open_reason(e, "audit file", spec, why, why_size);
+			return -e;
+		}
+		struct stat st;
+		if (fstat(fd, &st) < 0) {
+			int e = errno;
+			close(fd);
+			return -e;
+		}
+		enum owned_problem p = owned_check(&st, 022);
+		if (p != OWNED_OK) {
+			if (why && why_size)
+				owned_reason(p, &st, 022, "audit file", spec, why, why_size);
+			close(fd);
+			return -EPERM;
+		}
+		int fl = fcntl(fd, F_GETFL);
+		if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+			int e = errno;
+			close(fd);
+			return -e;
+		}
+		audit_fd = fd;
 		sink = SINK_FILE;
 	} else {
 		return -EINVAL;
@@ -48,26 +82,79 @@ void audit_close(void)
 	audit_fd = -1;
 }
 
-/* Appends s to the line, %-escaping what would split a field.  (Plain
- * appends: this runs on every open, and snprintf per field was most of
- * the daemon's own cost of a cat.) */
-static void put_escaped(char *line, size_t size, size_t *used, const char *s)
+/* Whether ch is written %XX: what would split a field or a line, or
+ * fool a reader (quotes, backslash), and every byte that is not ASCII. */
+static bool needs_escape(unsigned char ch)
 {
-	static const char hex[] = "0123456789ABCDEF";
-	for (; s && *s && *used + 4 < size; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch <= ' ' || ch == '%' || ch == '=' || ch >= 0x7f) {
-			line[(*used)++] = '%';
-			line[(*used)++] = hex[ch >> 4];
-			line[(*used)++] = hex[ch & 15];
-		} else {
-			line[(*used)++] = (char)ch;
-		}
-	}
-	line[*used] = '\0';
+	return ch <= ' ' || ch == '%' || ch == '=' || ch == '"' || ch == '\'' || ch == '\\' ||
+	       ch >= 0x7f;
 }
 
-static void put(char *line, size_t size, size_t *used, const char *key, const char *value)
+/* Appends s to out (at *used, of size bytes, NUL kept), %-escaped, at most
+ * cap bytes of it: a value that does not fit in cap (or in what is left
+ * of out) is cut at a whole character and ends in TRUNC_MARK ("…", whose
+ * bytes never occur unescaped in a value).  (Plain appends: this runs on
+ * every open, and snprintf per field was most of the daemon's own cost of
+ * a cat.) */
+static void put_escaped(char *out, size_t size, size_t *used, const char *s, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	static const char mark[] = TRUNC_MARK;
+	const size_t mlen = sizeof(mark) - 1;
+	if (*used >= size)
+		return;
+	size_t room = size - 1 - *used; /* bytes left before the NUL */
+	if (cap > room)
+		cap = room;
+	size_t start = *used, keep = start; /* keep: the end that leaves room for the mark */
+	for (; s && *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		size_t w = needs_escape(ch) ? 3 : 1;
+		if (*used - start + w > cap) {
+			/* cut: back to the last end that leaves room for the mark */
+			*used = keep;
+			if (*used - start + mlen <= cap) {
+				memcpy(out + *used, mark, mlen);
+				*used += mlen;
+			}
+			break;
+		}
+		if (w == 3) {
+			out[(*used)++] = '%';
+			out[(*used)++] = hex[ch >> 4];
+			out[(*used)++] = hex[ch & 15];
+		} else {
+			out[(*used)++] = (char)ch;
+		}
+		if (*used - start + mlen <= cap)
+			keep = *used;
+	}
+	out[*used] = '\0';
+}
+
+size_t audit_escape(char *out, size_t size, const char *s, size_t cap)
+{
+	size_t used = 0;
+	if (!size)
+		return 0;
+	out[0] = '\0';
+	put_escaped(out, size, &used, s, cap);
+	return used;
+}
+
+const char *audit_exe(const struct caller *c, char *out, size_t size)
+{
+	size_t used = audit_escape(out, size, c->exe ? c->exe : "?", AUDIT_CAP_EXE);
+	if (c->comm && used + 7 < size) {
+		memcpy(out + used, " comm=", 6);
+		used += 6;
+		put_escaped(out, size, &used, c->comm, AUDIT_CAP_COMM);
+	}
+	return out;
+}
+
+static void put(char *line, size_t size, size_t *used, const char *key, const char *value,
+                size_t cap)
 {
 	size_t k = strlen(key);
 	if (*used + k + 2 >= size)
@@ -76,7 +163,7 @@ static void put(char *line, size_t size, size_t *used, const char *key, const ch
 	memcpy(line + *used, key, k);
 	*used += k;
 	line[(*used)++] = '=';
-	put_escaped(line, size, used, value);
+	put_escaped(line, size, used, value, cap);
 }
 
 /* Decimal digits of v into buf (at least 21 bytes). */
@@ -95,33 +182,39 @@ void audit_event(const struct caller *c, const char *op, const char *id, uint64_
 {
 	if (sink == SINK_OFF)
 		return;
-	char line[2048], num[32], stamp[40];
+	/* AUDIT_LINE_MAX with the '\n' of the file sink; what is searched
+	 * for (op, id, unit, result) first, the caller's own strings last, and
+	 * every field capped, so a line is whole in the log's 1,024 bytes. */
+	char line[AUDIT_LINE_MAX + 1], num[32], stamp[40];
+	const size_t size = AUDIT_LINE_MAX;
 	size_t used = 0;
 	struct timespec ts;
 	struct tm tm;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-	used = (size_t)snprintf(line, sizeof(line), "audit: time=%s.%03ldZ op=%s", stamp,
-	                        ts.tv_nsec / 1000000, op);
-	put(line, sizeof(line), &used, "id", id ? id : "-");
-	put(line, sizeof(line), &used, "version", version ? decimal(version, num) : "-");
-	put(line, sizeof(line), &used, "uid", decimal(c->uid, num));
-	put(line, sizeof(line), &used, "pid", decimal((uint64_t)c->pid, num));
-	put(line, sizeof(line), &used, "exe", c->exe);
-	put(line, sizeof(line), &used, "unit", c->unit);
+	used = (size_t)snprintf(line, size, "audit: time=%s.%03ldZ", stamp, ts.tv_nsec / 1000000);
+	const char *res = result == 0 ? "ok" : strerrorname_np(-result);
+	put(line, size, &used, "op", op, AUDIT_CAP_OP);
+	put(line, size, &used, "id", id ? id : "-", AUDIT_CAP_ID);
+	put(line, size, &used, "unit", c->unit ? c->unit : "-", AUDIT_CAP_UNIT);
+	put(line, size, &used, "result", res ? res : "error", AUDIT_CAP_OP);
+	put(line, size, &used, "uid", decimal(c->uid, num), 20);
+	put(line, size, &used, "pid", decimal((uint64_t)c->pid, num), 20);
+	put(line, size, &used, "version", version ? decimal(version, num) : "-", 20);
 	if (extra) {
 		const char *eq = strchr(extra, '=');
-		char key[32];
+		char key[8]; /* scope, label, from, with, to */
 		size_t klen = eq ? (size_t)(eq - extra) : 0;
 		if (eq && klen < sizeof(key)) {
 			memcpy(key, extra, klen);
 			key[klen] = '\0';
-			put(line, sizeof(line), &used, key, eq + 1);
+			put(line, size, &used, key, eq + 1, AUDIT_CAP_EXTRA);
 		}
 	}
-	const char *res = result == 0 ? "ok" : strerrorname_np(-result);
-	put(line, sizeof(line), &used, "result", res ? res : "error");
+	put(line, size, &used, "exe", c->exe ? c->exe : "?", AUDIT_CAP_EXE);
+	if (c->comm)
+		put(line, size, &used, "comm", c->comm, AUDIT_CAP_COMM);
 
 	switch (sink) {
 	case SINK_LOG:
@@ -131,12 +224,10 @@ void audit_event(const struct caller *c, const char *op, const char *id, uint64_
 		syslog(LOG_AUTHPRIV | LOG_NOTICE, "%s", line);
 		break;
 	case SINK_FILE:
-		if (used + 1 < sizeof(line)) {
-			line[used++] = '\n';
-			/* One write per line: O_APPEND keeps lines whole. */
-			if (write(audit_fd, line, used) < 0)
-				log_error("audit file write failed: %s", strerrordesc_np(errno));
-		}
+		line[used++] = '\n';
+		/* One write per line: O_APPEND keeps lines whole. */
+		if (write(audit_fd, line, used) < 0)
+			log_error("audit file write failed: %s", strerrordesc_np(errno));
 		break;
 	case SINK_OFF:
 		break;

@@ -88,6 +88,21 @@ void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid, bool details
 	if (n > 0) {
 		exe[n] = '\0';
 		c->exe = strdup(exe);
+	} else {
+		/* /proc/PID/exe needs ptrace access (PTRACE_MODE_READ): without
+		 * CAP_SYS_PTRACE, as under secretsfs.service, every caller of
+		 * another uid or with capabilities the daemon lacks is EACCES.
+		 * comm is readable by anyone, and set by the process itself:
+		 * logged beside exe=?, as a name it gave, not a verified path. */
+		char comm[64];
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+		if (read_proc_file(path, comm, sizeof(comm))) {
+			size_t l = strlen(comm);
+			if (l && comm[l - 1] == '\n') /* the kernel's; any other is the name's */
+				comm[l - 1] = '\0';
+			if (comm[0])
+				c->comm = strdup(comm);
+		}
 	}
 	char text[4096]; /* one line per hierarchy: a dozen lines */
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
@@ -109,7 +124,8 @@ void caller_clear(struct caller *c)
 	free(c->exe);
 	free(c->cgroup);
 	free(c->unit);
-	c->exe = c->cgroup = c->unit = NULL;
+	free(c->comm);
+	c->exe = c->cgroup = c->unit = c->comm = NULL;
 }
 
 int caller_copy(struct caller *dst, const struct caller *src)
@@ -118,7 +134,8 @@ int caller_copy(struct caller *dst, const struct caller *src)
 	dst->exe = strdup(src->exe ? src->exe : "?");
 	dst->cgroup = strdup(src->cgroup ? src->cgroup : "?");
 	dst->unit = strdup(src->unit ? src->unit : "-");
-	if (!dst->exe || !dst->cgroup || !dst->unit) {
+	dst->comm = src->comm ? strdup(src->comm) : NULL;
+	if (!dst->exe || !dst->cgroup || !dst->unit || (src->comm && !dst->comm)) {
 		caller_clear(dst);
 		return -ENOMEM;
 	}

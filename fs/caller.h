@@ -11,6 +11,8 @@ struct caller {
 	gid_t gid;
 	pid_t pid;
 	char *exe;    /* /proc/PID/exe, or "?" */
+	char *comm;   /* /proc/PID/comm when exe is "?" (unverified: the process
+	               * names itself), else NULL */
 	char *cgroup; /* the process's cgroup path ("/system.slice/x.service"), or "?" */
 	char *unit;   /* the systemd unit in that path ("x.service"), or "-" */
 };

@@ -223,10 +223,14 @@ int admit_change(struct fs *fs, scope_set scopes, const struct caller *who, cons
 {
 	int r = policy_check_all(&fs->policy, scopes, who);
 	if (r < 0) {
-		char where[128];
+		char where[128], ename[AUDIT_CAP_ID + 1], exe[AUDIT_CAP_EXE + 64],
+		    unit[AUDIT_CAP_UNIT + 1];
+		audit_escape(ename, sizeof(ename), name, AUDIT_CAP_ID);
+		audit_escape(unit, sizeof(unit), who->unit, AUDIT_CAP_UNIT);
 		log_warn("%s %s refused to uid %u pid %d (%s, unit %s): the policy of %s does not "
 		         "admit it to all of them",
-		         what, name, (unsigned)who->uid, (int)who->pid, who->exe, who->unit,
+		         what, ename, (unsigned)who->uid, (int)who->pid,
+		         audit_exe(who, exe, sizeof(exe)), unit,
 		         scope_names(scopes, where, sizeof(where)));
 	}
 	return r;

@@ -5,16 +5,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fs.h"
 #include "hostattrs.h"
+#include "ownedfile.h"
 
-int hostattrs_load(struct fs *fs)
+int hostattrs_load(struct fs *fs, char *why, size_t why_size)
 {
-	FILE *f = fopen(fs->opt.attrs_file, "re");
-	if (!f)
-		return errno == ENOENT ? 0 : -errno;
+	const char *path = fs->opt.attrs_file;
+	struct stat st;
+	if (why && why_size)
+		why[0] = '\0';
+	/* Whoever can write this file widens modes at the next mount: it
+	 * must be ours, a regular file (no FIFO to hang on: O_NONBLOCK), and
+	 * writable by nobody else (ownedfile.h). */
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		int e = errno;
+		if (e == ENOENT)
+			return 0;
+		if (why && why_size)
+			owned_open_reason(e, "host-attrs file", path, why, why_size);
+		return -e;
+	}
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	enum owned_problem p = owned_check(&st, 022);
+	if (p != OWNED_OK) {
+		if (why && why_size)
+			owned_reason(p, &st, 022, "host-attrs file", path, why, why_size);
+		close(fd);
+		return -EPERM;
+	}
+	FILE *f = fdopen(fd, "re");
+	if (!f) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
 	char *line = NULL;
 	size_t cap = 0;
 	unsigned lineno = 0;
@@ -65,10 +98,68 @@ static void put_entry(FILE *f, const char *kind, const char *name, const struct 
 		fprintf(f, "%s %s %s - -\n", kind, name, mode);
 }
 
+/* Replaces path with text: a temporary made new (O_CREAT | O_EXCL |
+ * O_NOFOLLOW, 0600) through the directory's fd, after removing whatever
+ * was at its name (a stale one of ours, or anything planted there: never
+ * written into, never adopted), synced, renamed over path, the directory
+ * synced.  0 or -errno. */
+static int write_new(const char *path, const char *text, size_t len)
+{
+	char *copy = strdup(path), *tmp = NULL;
+	int dirfd = -1, fd = -1, r = 0;
+	if (!copy)
+		return -ENOMEM;
+	char *base = strrchr(copy, '/');
+	const char *dir = ".";
+	if (base) {
+		*base++ = '\0';
+		dir = copy[0] ? copy : "/";
+	} else {
+		base = copy;
+	}
+	if (asprintf(&tmp, "%s.tmp", base) < 0) {
+		tmp = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT) {
+		r = -errno;
+		goto out;
+	}
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+	            0600);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	errno = 0;
+	if (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0)
+		r = errno ? -errno : -EIO;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && renameat(dirfd, tmp, dirfd, base) < 0)
+		r = -errno;
+	if (r < 0)
+		unlinkat(dirfd, tmp, 0);
+	else if (fsync(dirfd) < 0)
+		r = -errno;
+out:
+	if (dirfd >= 0)
+		close(dirfd);
+	free(tmp);
+	free(copy);
+	return r;
+}
+
 int hostattrs_save(struct fs *fs)
 {
 	static pthread_mutex_t save_lock = PTHREAD_MUTEX_INITIALIZER;
-	char *text = NULL, *tmp = NULL;
+	char *text = NULL;
 	size_t len = 0;
 	int r = 0;
 
@@ -94,23 +185,7 @@ int hostattrs_save(struct fs *fs)
 		goto out;
 	}
 
-	if (asprintf(&tmp, "%s.tmp", fs->opt.attrs_file) < 0) {
-		tmp = NULL;
-		r = -ENOMEM;
-		goto out;
-	}
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0)
-		r = errno ? -errno : -EIO;
-	close(fd);
-	if (r == 0 && rename(tmp, fs->opt.attrs_file) < 0)
-		r = -errno;
-	if (r < 0)
-		unlink(tmp);
+	r = write_new(fs->opt.attrs_file, text, len);
 out:
 	if (r < 0)
 		log_error("could not keep this host's modes and owners in %s (%s); they last until "
@@ -118,7 +193,6 @@ out:
 		          fs->opt.attrs_file, strerrordesc_np(-r));
 	pthread_mutex_unlock(&save_lock);
 	free(text);
-	free(tmp);
 	return r;
 }
 

@@ -16,6 +16,7 @@
 #define SECRETSFS_HOSTATTRS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 struct fs;
@@ -34,8 +35,10 @@ struct hostattr {
 int hostattr_parse_line(const char *line, struct hostattr *ret);
 
 /* Applies the file to the inode table (fs->lock held for writing).  A
- * missing file is no error; bad lines are logged and skipped. */
-int hostattrs_load(struct fs *fs);
+ * missing file is no error; bad lines are logged and skipped.  A file
+ * that is a symlink, not a regular file, another uid's, or writable by
+ * group or others is refused (-errno, a one-line reason in why). */
+int hostattrs_load(struct fs *fs, char *why, size_t why_size);
 /* Writes the file anew, atomically, from the inode table.  Takes fs->lock
  * itself; logs a failure. */
 int hostattrs_save(struct fs *fs);

@@ -38,7 +38,10 @@ static int cmd_init(const char *dir)
 {
 	if (crypto_init() < 0)
 		return fail("libsodium failed to initialise");
-	int r = embedded_store_init(dir);
+	char why[2 * PATH_MAX + 160];
+	int r = embedded_store_init_why(dir, why, sizeof(why));
+	if (r < 0 && why[0])
+		return fail("%s", why);
 	if (r == -EEXIST)
 		return fail("%s already holds a store", dir);
 	if (r < 0)
@@ -164,9 +167,10 @@ static int load_key(const struct fs *fs, const struct cmdline *c, uint8_t **ret_
 	const char *dir = fs->opt.store_dir;
 	char *kp = key_path(c);
 	uint8_t *key = NULL;
+	char why[2 * PATH_MAX + 160];
 	if (!kp)
 		return fail("out of memory");
-	int r = key_load(kp, &key);
+	int r = key_load_why(kp, &key, why, sizeof(why));
 	/* The default key sits in the store: missing with the store is
 	 * "not a store", which says more than "no key". */
 	if (r == -ENOENT && !c->opt.key_file && !embedded_store_present(dir))
@@ -174,9 +178,8 @@ static int load_key(const struct fs *fs, const struct cmdline *c, uint8_t **ret_
 		         dir);
 	else if (r == -ENOENT)
 		r = fail("key file %s not found (give the key with -o key=FILE)", kp);
-	else if (r == -EPERM)
-		r = fail("key file %s is open to group or others; make it private: chmod 0400 %s",
-		         kp, kp);
+	else if ((r == -EPERM || r == -EACCES) && why[0])
+		r = fail("%s", why); /* another user's, or open to group or others */
 	else if (r == -EINVAL)
 		r = fail("key file %s is not a %d-byte key", kp, STORE_KEY_BYTES);
 	else if (r < 0)
@@ -228,10 +231,12 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 	for (int sc = 0; sc < SCOPE_COUNT && ok; sc++)
 		ok = fs_scope_node_new(fs, sc) != NULL;
 	r = ok ? fs->ops->list(fs->store, add_listed, fs) : -ENOMEM;
-	int ra = r == 0 ? hostattrs_load(fs) : 0;
+	int ra = r == 0 ? hostattrs_load(fs, why, sizeof(why)) : 0;
 	pthread_rwlock_unlock(&fs->lock);
 	if (r < 0)
 		return fail("cannot list the store in %s: %s", dir, strerrordesc_np(-r));
+	if (ra < 0 && why[0])
+		return fail("%s", why);
 	if (ra < 0)
 		return fail("cannot read %s: %s", fs->opt.attrs_file, strerrordesc_np(-ra));
 	return 0;
@@ -429,8 +434,10 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		return r;
 	if (!fs->opt.run_as && (r = lock_memory(fs->opt.allow_unlocked)))
 		return r; /* else in the server (mlockall is not inherited) */
-	if ((r = audit_setup(c->audit)) < 0)
-		return fail("audit file %s: %s", c->audit, strerrordesc_np(-r));
+	char why[PATH_MAX + 160];
+	if ((r = audit_setup(c->audit, why, sizeof(why))) < 0)
+		return why[0] ? fail("%s", why)
+		              : fail("audit file %s: %s", c->audit, strerrordesc_np(-r));
 	log_setup(true, fs->opt.debug);
 	if (fs_nodes_init(fs) < 0)
 		return fail("out of memory");

@@ -230,11 +230,16 @@ static int admit_open(struct fs *fs, const struct node *n, bool writable, const 
 	int r = writable ? policy_check_all(&fs->policy, scopes, who)
 	                 : policy_check(&fs->policy, scopes, who);
 	if (r < 0) {
-		char where[128], name[300];
+		char where[128], name[300], ename[AUDIT_CAP_ID + 1], exe[AUDIT_CAP_EXE + 64],
+		    unit[AUDIT_CAP_UNIT + 1];
 		const char *what = audit_name(n, name, sizeof(name));
+		/* escaped and capped as in the audit line: the line stays whole */
+		audit_escape(ename, sizeof(ename), what, AUDIT_CAP_ID);
+		audit_escape(unit, sizeof(unit), who->unit, AUDIT_CAP_UNIT);
 		log_warn("%s: %s refused to uid %u pid %d (%s, unit %s): the policy of %s "
 		         "does not admit it",
-		         what, op, (unsigned)who->uid, (int)who->pid, who->exe, who->unit,
+		         ename, op, (unsigned)who->uid, (int)who->pid,
+		         audit_exe(who, exe, sizeof(exe)), unit,
 		         scope_names(scopes, where, sizeof(where)));
 		audit_event(who, op, what,
 		            n->kind == NODE_SCRATCH  ? 0
@@ -558,11 +563,15 @@ static int create_node(struct fs *fs, enum scope sc, const char *name, mode_t mo
 		int r = policy_check(&fs->policy, 1u << sc, who);
 		if (r < 0) {
 			unlock(fs);
+			char ename[AUDIT_CAP_ID + 1], exe[AUDIT_CAP_EXE + 64],
+			    unit[AUDIT_CAP_UNIT + 1];
+			audit_escape(ename, sizeof(ename), name, AUDIT_CAP_ID);
+			audit_escape(unit, sizeof(unit), who->unit, AUDIT_CAP_UNIT);
 			log_warn(
 			    "%s/%s: create refused to uid %u pid %d (%s, unit %s): the policy of "
 			    "%s does not admit it",
-			    scope_dir_name(sc), name, (unsigned)who->uid, (int)who->pid, who->exe,
-			    who->unit, scope_dir_name(sc));
+			    scope_dir_name(sc), ename, (unsigned)who->uid, (int)who->pid,
+			    audit_exe(who, exe, sizeof(exe)), unit, scope_dir_name(sc));
 			return r;
 		}
 		char *id = name_secret_id(fs, name);

@@ -80,6 +80,41 @@ int main(void)
 	CHECK_EQ(key_load(dir, &kx) < 0, 1);
 	CHECK(kx == untouched);
 
+	/* key_create_at hands back the bytes it wrote (never re-read by name) */
+	{
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		uint8_t *made = NULL, *read_back = NULL;
+		REQUIRE(dfd >= 0);
+		CHECK_EQ(key_create_at(dfd, "made", &made), 0);
+		REQUIRE(made != NULL);
+		char *mp = harness_path(dir, "made");
+		CHECK_EQ(key_load(mp, &read_back), 0);
+		REQUIRE(read_back != NULL);
+		CHECK(memcmp(made, read_back, STORE_KEY_BYTES) == 0);
+		key_free(read_back);
+		key_free(made);
+		made = untouched;
+		/* an existing name or a symlink there is never adopted */
+		CHECK_EQ(key_create_at(dfd, "made", &made), -EEXIST);
+		CHECK_EQ(key_create_at(dfd, "link", &made), -EEXIST);
+		CHECK(made == untouched);
+		/* another uid's key is refused, with the reason */
+		if (geteuid() == 0) {
+			char why[512];
+			REQUIRE(chown(mp, 65534, 65534) == 0);
+			CHECK_EQ(key_load_why(mp, &kx, why, sizeof(why)), -EACCES);
+			CHECK(strstr(why, "is owned by uid 65534, not by this daemon (uid 0)") !=
+			      NULL);
+			CHECK(kx == untouched);
+			REQUIRE(chown(mp, 0, 0) == 0);
+			REQUIRE(chmod(mp, 0440) == 0);
+			CHECK_EQ(key_load_why(mp, &kx, why, sizeof(why)), -EPERM);
+			CHECK(strstr(why, "is open to group or others") != NULL);
+		}
+		free(mp);
+		close(dfd);
+	}
+
 	harness_rmrf(dir);
 	free(kp);
 	free(other);
