@@ -226,11 +226,10 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 	struct node *root = fs_node_new(fs, NODE_ROOT);
 	struct node *versions = fs_node_new(fs, NODE_VERSIONS);
 	bool ok = root && versions;
-	if (versions)
-		versions->mode = 0500; /* history: the mount's owner only */
 	for (int sc = 0; sc < SCOPE_COUNT && ok; sc++)
 		ok = fs_scope_node_new(fs, sc) != NULL;
 	r = ok ? fs->ops->list(fs->store, add_listed, fs) : -ENOMEM;
+	char why[2 * PATH_MAX + 160] = "";
 	int ra = r == 0 ? hostattrs_load(fs, why, sizeof(why)) : 0;
 	pthread_rwlock_unlock(&fs->lock);
 	if (r < 0)
