@@ -1161,7 +1161,7 @@ static void write_old_store(int format)
 		         "size = excluded.size, mtime_ns = excluded.mtime_ns, "
 		         "revision = excluded.revision, value_revision = excluded.revision",
 		         vs[i].id, vs[i].scopes, (unsigned long long)vs[i].version,
-		         strlen(vs[i].value), (unsigned long long)rev, (unsigned long long)(10 + i),
+		         strlen(vs[i].value), (unsigned long long)rev, (unsigned long long)rev,
 		         (unsigned long long)rev, (unsigned long long)rev);
 		raw_exec(db, sql);
 		old_seal(db, store_id, "secretsfs embedded value v1", vs[i].id, vs[i].version,
