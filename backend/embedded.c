@@ -4,9 +4,17 @@
  * XChaCha20-Poly1305 (crypto.c), metadata in plaintext columns so that
  * list and stat never need the key.
  *
- * Every ciphertext is bound by its associated data to the store identity,
- * the secret ID and the version number, so a ciphertext copied from one
- * row to another fails to open.
+ * Sealing is seal.c's (shared by every store): every ciphertext is bound
+ * by its associated data to the store identity, the secret's life (ID,
+ * incarnation, per-incarnation nonce) and the version, and every secret
+ * row with its labels carries a MAC under a key derived from the store
+ * key.  Every read that serves metadata or a value verifies that MAC
+ * first, and every change verifies the row it starts from (a tampered
+ * row is never re-authenticated by a later change).
+ *
+ * The database is not trusted to run SQL: it is opened with
+ * SQLITE_DBCONFIG_DEFENSIVE, without trusted schema, triggers or views,
+ * and its schema must be exactly the one init_db() creates.
  *
  * Revisions (store.h): meta.revision counts every write transaction; each
  * secret row keeps its incarnation (the revision that created it), the
@@ -46,16 +54,22 @@
 #include "crypto.h"
 #include "embedded.h"
 #include "keyfile.h"
-#include "store.h"
 #include "log.h"
+#include "seal.h"
+#include "store.h"
 
-#define STORE_ID_BYTES 16
-#define FORMAT_VERSION 2 /* 1: no revisions (upgraded at a read-write open) */
+#define STORE_ID_BYTES SEAL_STORE_ID_BYTES
+/* 1: no revisions; 2: no metadata MACs, values sealed under the store key
+ * itself (both upgraded at a read-write open) */
+#define FORMAT_VERSION 3
 #define LIST_BATCH 512
 #define BUSY_TIMEOUT_MS 5000
 
-static const char value_ad_domain[] = "secretsfs embedded value v1";
-static const char keycheck_ad_domain[] = "secretsfs key check";
+/* formats 1 and 2: read by the upgrade only */
+static const char old_value_ad_domain[] = "secretsfs embedded value v1";
+static const char old_keycheck_ad_domain[] = "secretsfs key check";
+/* format 3 */
+static const char keycheck_ad_domain[] = "secretsfs key check v3";
 static const char keycheck_plaintext[] = "secretsfs key check: the key is right";
 
 #define STMT_CACHE_SIZE 48
@@ -64,6 +78,7 @@ struct store {
 	pthread_mutex_t mutex;
 	sqlite3 *db;                      /* protected by mutex */
 	uint8_t *key;                     /* sodium_malloc'ed, read-only */
+	struct seal_keys *keys;           /* derived from key; after open */
 	uint8_t store_id[STORE_ID_BYTES]; /* immutable after open */
 	unsigned keep_versions;           /* immutable after open */
 	bool read_only;                   /* immutable after open */
@@ -91,7 +106,9 @@ static const char schema_sql[] = "CREATE TABLE meta ("
                                  "  mtime_ns INTEGER NOT NULL,"
                                  "  incarnation INTEGER NOT NULL,"
                                  "  revision INTEGER NOT NULL,"
-                                 "  value_revision INTEGER NOT NULL"
+                                 "  value_revision INTEGER NOT NULL,"
+                                 "  nonce BLOB NOT NULL,"
+                                 "  mac BLOB NOT NULL"
                                  ");"
                                  "CREATE TABLE labels ("
                                  "  id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,"
@@ -183,11 +200,12 @@ static void put_le32(uint8_t *p, uint32_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-/* domain || store_id || u32le(len(id)) || id || u64le(version) */
-static int value_ad(const struct store *s, const char *id, uint64_t version, uint8_t **ret_ad,
-                    size_t *ret_len)
+/* Formats 1 and 2 (the upgrade only): under the store key itself,
+ * domain || store_id || u32le(len(id)) || id || u64le(version). */
+static int old_value_ad(const struct store *s, const char *id, uint64_t version, uint8_t **ret_ad,
+                        size_t *ret_len)
 {
-	size_t dl = sizeof(value_ad_domain) - 1, il = strlen(id);
+	size_t dl = sizeof(old_value_ad_domain) - 1, il = strlen(id);
 	size_t n = dl + STORE_ID_BYTES + 4 + il + 8;
 	uint8_t *ad, *p;
 
@@ -195,7 +213,7 @@ static int value_ad(const struct store *s, const char *id, uint64_t version, uin
 	if (!ad)
 		return -ENOMEM;
 	p = ad;
-	memcpy(p, value_ad_domain, dl);
+	memcpy(p, old_value_ad_domain, dl);
 	p += dl;
 	memcpy(p, s->store_id, STORE_ID_BYTES);
 	p += STORE_ID_BYTES;
@@ -209,50 +227,39 @@ static int value_ad(const struct store *s, const char *id, uint64_t version, uin
 	return 0;
 }
 
-static void keycheck_ad(const uint8_t store_id[STORE_ID_BYTES],
-                        uint8_t ad[sizeof(keycheck_ad_domain) - 1 + STORE_ID_BYTES])
+/* The key-check record's associated data: domain || store_id.  Format 3
+ * has its own domain, so a format 3 store holds nothing that opens as an
+ * older one (whose rows the upgrade would take on trust). */
+#define KEYCHECK_AD_MAX (sizeof(keycheck_ad_domain) - 1 + STORE_ID_BYTES)
+static size_t keycheck_ad(const uint8_t store_id[STORE_ID_BYTES], bool old,
+                          uint8_t ad[KEYCHECK_AD_MAX])
 {
-	memcpy(ad, keycheck_ad_domain, sizeof(keycheck_ad_domain) - 1);
-	memcpy(ad + sizeof(keycheck_ad_domain) - 1, store_id, STORE_ID_BYTES);
+	const char *d = old ? old_keycheck_ad_domain : keycheck_ad_domain;
+	size_t dl = strlen(d);
+	memcpy(ad, d, dl);
+	memcpy(ad + dl, store_id, STORE_ID_BYTES);
+	return dl + STORE_ID_BYTES;
 }
 
-/* Seals value as version `version` of `id`. */
-static int seal_value(const struct store *s, const char *id, uint64_t version, const uint8_t *value,
-                      size_t len, uint8_t **ret_ct, size_t *ret_ctlen)
+/* One life of a secret, as a change or a read found it. */
+struct life {
+	uint64_t incarnation;
+	uint8_t nonce[SEAL_NONCE_BYTES];
+};
+
+/* Seals value as version `version` (written at revision rev, mtime) of
+ * the life l of id. */
+static int seal_version(const struct store *s, const char *id, const struct life *l,
+                        uint64_t version, uint64_t rev, int64_t mtime, const uint8_t *value,
+                        size_t len, uint8_t **ret_ct, size_t *ret_ctlen)
 {
-	uint8_t *ad = NULL;
-	size_t adlen = 0;
-	int r;
-
-	r = value_ad(s, id, version, &ad, &adlen);
-	if (r < 0)
-		return r;
-	r = crypto_seal(s->key, ad, adlen, value, len, ret_ct, ret_ctlen);
-	free(ad);
-	return r;
-}
-
-/* Opens version `version` of `id`; an authentication failure is -EIO and
- * logged once (the errno cannot say "tampered"). */
-static int open_value(const struct store *s, const char *id, uint64_t version, const uint8_t *ct,
-                      size_t ctlen, struct secret_value **ret_value)
-{
-	uint8_t *ad = NULL;
-	size_t adlen = 0;
-	int r;
-
-	r = value_ad(s, id, version, &ad, &adlen);
-	if (r < 0)
-		return r;
-	r = crypto_open(s->key, ad, adlen, ct, ctlen, ret_value);
-	free(ad);
-	if (r == -EBADMSG) {
-		log_error("embedded store: value of %s version %" PRIu64
-		          " failed authentication (tampered or copied ciphertext)",
-		          id, version);
-		return -EIO;
-	}
-	return r;
+	struct seal_place p = { .id = id,
+		                .incarnation = l->incarnation,
+		                .nonce = l->nonce,
+		                .version = version,
+		                .revision = rev,
+		                .mtime_ns = mtime };
+	return seal_value(s->keys, &p, value, len, ret_ct, ret_ctlen);
 }
 
 /* SQLite result code -> -errno. */
@@ -503,30 +510,117 @@ static const char *col_text(sqlite3_stmt *st, int col)
 /* The columns meta_from_row reads, in its order. */
 #define META_COLUMNS                                                                               \
 	"scopes, version, size, ctime_ns, mtime_ns, incarnation, revision, "                       \
-	"value_revision"
+	"value_revision, nonce, mac"
 
-/* Fills m (id excluded) from META_COLUMNS starting at col. */
-static void meta_from_row(sqlite3_stmt *st, int col, struct secret_meta *m)
+/* What authenticates a row, as read from it. */
+struct row_auth {
+	uint8_t nonce[SEAL_NONCE_BYTES];
+	uint8_t mac[SEAL_MAC_BYTES];
+	bool fits;     /* every integer fits its field (nothing was cut) */
+	bool shaped;   /* fits, and nonce and MAC have their sizes */
+	bool too_many; /* more than LABELS_MAX label rows */
+};
+
+/* Copies a blob column of exactly n bytes; false if it is not one. */
+static bool col_blob(sqlite3_stmt *st, int col, void *dst, size_t n)
 {
+	if (sqlite3_column_type(st, col) != SQLITE_BLOB ||
+	    (size_t)sqlite3_column_bytes(st, col) != n)
+		return false;
+	memcpy(dst, sqlite3_column_blob(st, col), n);
+	return true;
+}
+
+/* Fills m (id and labels excluded) and a from META_COLUMNS starting at
+ * col. */
+static void meta_from_row(sqlite3_stmt *st, int col, struct secret_meta *m, struct row_auth *a)
+{
+	int64_t scopes = sqlite3_column_int64(st, col);
+	int64_t size = sqlite3_column_int64(st, col + 2);
+
 	/* a damaged row cannot invent scopes */
-	m->scopes = (scope_set)sqlite3_column_int64(st, col) & SCOPE_ALL;
+	m->scopes = (scope_set)scopes & SCOPE_ALL;
 	m->version = (uint64_t)sqlite3_column_int64(st, col + 1);
-	m->size = (uint32_t)sqlite3_column_int64(st, col + 2);
+	m->size = (uint32_t)size;
 	m->ctime_ns = sqlite3_column_int64(st, col + 3);
 	m->mtime_ns = sqlite3_column_int64(st, col + 4);
 	m->incarnation = (uint64_t)sqlite3_column_int64(st, col + 5);
 	m->revision = (uint64_t)sqlite3_column_int64(st, col + 6);
 	m->value_revision = (uint64_t)sqlite3_column_int64(st, col + 7);
+	memset(a, 0, sizeof(*a));
+	a->fits = scopes == (int64_t)m->scopes && size == (int64_t)m->size;
+	a->shaped = a->fits && col_blob(st, col + 8, a->nonce, sizeof(a->nonce)) &&
+	            col_blob(st, col + 9, a->mac, sizeof(a->mac));
 }
 
-/* Reads the metadata of id; mutex held.  -ENOENT if there is none. */
-static int load_meta_locked(struct store *s, const char *id, struct secret_meta *ret_meta)
+/* What is wrong with a row read back, if anything. */
+enum row_problem {
+	ROW_OK,
+	ROW_NO_INCARNATION,
+	ROW_BAD_ID,
+	ROW_BAD_SCOPES,
+	ROW_BAD_LABELS,
+	ROW_NOT_AUTHENTIC,
+};
+
+/* What can be checked without the key. */
+static enum row_problem row_check_shape(const struct secret_meta *m, const struct row_auth *a)
+{
+	if (!m->incarnation)
+		return ROW_NO_INCARNATION;
+	if (!m->id || !secret_id_valid_existing(m->id))
+		return ROW_BAD_ID;
+	if (!scopes_valid(m->scopes) || !a->fits)
+		return ROW_BAD_SCOPES;
+	if (a->too_many || labels_valid(&m->labels) < 0)
+		return ROW_BAD_LABELS;
+	return ROW_OK;
+}
+
+static enum row_problem row_check(const struct store *s, const struct secret_meta *m,
+                                  const struct row_auth *a)
+{
+	enum row_problem p = row_check_shape(m, a);
+	if (p != ROW_OK)
+		return p;
+	if (!a->shaped || seal_meta_verify(s->keys, m, a->nonce, a->mac, sizeof(a->mac)) != 0)
+		return ROW_NOT_AUTHENTIC;
+	return ROW_OK;
+}
+
+/* One line for a refused row, naming it (the log escapes what an ID
+ * read back may hold). */
+static void row_log(enum row_problem p, const char *id, bool left_out)
+{
+	static const char *const what[] = {
+		[ROW_OK] = "",
+		[ROW_NO_INCARNATION] = "has no incarnation (damaged)",
+		[ROW_BAD_ID] = "is not a valid ID (changed outside secretsfs)",
+		[ROW_BAD_SCOPES] = "has an invalid scope set or size (changed outside secretsfs)",
+		[ROW_BAD_LABELS] = "has invalid labels (changed outside secretsfs)",
+		[ROW_NOT_AUTHENTIC] = "metadata failed authentication (changed outside secretsfs)",
+	};
+	if (p == ROW_NO_INCARNATION)
+		log_warn("embedded store: the row of %.300s %s%s", id, what[p],
+		         left_out ? ": left out" : "");
+	else if (left_out)
+		log_warn("embedded store: %.300s: %s: left out", id, what[p]);
+	else
+		log_error("embedded store: %.300s: %s", id, what[p]);
+}
+
+/* Reads the metadata of id and what authenticates it; mutex held.
+ * -ENOENT if there is none.  With verify, a row that does not verify is
+ * -EIO (logged). */
+static int load_meta_locked(struct store *s, const char *id, bool verify,
+                            struct secret_meta *ret_meta, struct row_auth *ret_auth)
 {
 	struct secret_meta m = { 0 };
+	struct row_auth a;
 	sqlite3_stmt *st = NULL;
 	int r, rc;
 
-	r = sql_prepare(s, "SELECT " META_COLUMNS " FROM secrets WHERE id = ?1", &st);
+	r = sql_prepare(s, "SELECT id, " META_COLUMNS " FROM secrets WHERE id = ?1", &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -539,25 +633,25 @@ static int load_meta_locked(struct store *s, const char *id, struct secret_meta 
 		r = sql_fail(s, rc);
 		goto out;
 	}
-	meta_from_row(st, 0, &m);
+	meta_from_row(st, 1, &m, &a);
+	/* the row's own ID, which the MAC covers */
+	m.id = strdup(col_text(st, 0));
 	sql_done(s, st);
 	st = NULL;
-	if (!m.incarnation) {
-		log_error("embedded store: the row of %s has no incarnation (damaged)", id);
-		r = -EIO;
-		goto out;
-	}
-
-	m.id = strdup(id);
 	if (!m.id) {
 		r = -ENOMEM;
 		goto out;
 	}
+
 	r = sql_prepare(s, "SELECT key, value FROM labels WHERE id = ?1 ORDER BY key", &st);
 	if (r < 0)
 		goto out;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (m.labels.n == LABELS_MAX) {
+			a.too_many = true;
+			continue;
+		}
 		r = labels_append(&m.labels, col_text(st, 0), col_text(st, 1));
 		if (r < 0)
 			goto out;
@@ -566,8 +660,19 @@ static int load_meta_locked(struct store *s, const char *id, struct secret_meta 
 		r = sql_fail(s, rc);
 		goto out;
 	}
+	if (verify) {
+		enum row_problem p = strcmp(m.id, id) != 0 ? ROW_NOT_AUTHENTIC
+		                                           : row_check(s, &m, &a);
+		if (p != ROW_OK) {
+			row_log(p, id, false);
+			r = -EIO;
+			goto out;
+		}
+	}
 	*ret_meta = m;
 	memset(&m, 0, sizeof(m));
+	if (ret_auth)
+		*ret_auth = a;
 	r = 0;
 out:
 	sql_done(s, st);
@@ -575,41 +680,37 @@ out:
 	return r;
 }
 
-/* What a change checks before it writes. */
+/* What a change checks before it writes, and a read before it decrypts:
+ * the verified row. */
 struct row {
-	uint64_t incarnation, revision, value_revision, version;
+	struct life life;
+	uint64_t revision, value_revision, version;
 	scope_set scopes;
+	uint32_t size;
+	int64_t mtime_ns;
 };
 
-/* The row of id, if it is incarnation (0: any); mutex held.  -ENOENT if
- * there is no such secret, -ESTALE if it is another incarnation. */
+/* The row of id, verified, if it is incarnation (0: any); mutex held.
+ * -ENOENT if there is no such secret, -ESTALE if it is another
+ * incarnation, -EIO (logged) if it does not verify. */
 static int row_locked(struct store *s, const char *id, uint64_t incarnation, struct row *ret)
 {
-	sqlite3_stmt *st = NULL;
-	int r, rc;
-
-	r = sql_prepare(s,
-	                "SELECT incarnation, revision, value_revision, version, scopes "
-	                "FROM secrets WHERE id = ?1",
-	                &st);
+	struct secret_meta m = { 0 };
+	struct row_auth a;
+	int r = load_meta_locked(s, id, true, &m, &a);
 	if (r < 0)
 		return r;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		ret->incarnation = (uint64_t)sqlite3_column_int64(st, 0);
-		ret->revision = (uint64_t)sqlite3_column_int64(st, 1);
-		ret->value_revision = (uint64_t)sqlite3_column_int64(st, 2);
-		ret->version = (uint64_t)sqlite3_column_int64(st, 3);
-		ret->scopes = (scope_set)sqlite3_column_int64(st, 4) & SCOPE_ALL;
-		r = incarnation && incarnation != ret->incarnation ? -ESTALE : 0;
-	} else if (rc == SQLITE_DONE) {
-		r = -ENOENT;
-	} else {
-		r = sql_fail(s, rc);
-	}
-	sql_done(s, st);
-	return r;
+	ret->life.incarnation = m.incarnation;
+	memcpy(ret->life.nonce, a.nonce, sizeof(a.nonce));
+	ret->revision = m.revision;
+	ret->value_revision = m.value_revision;
+	ret->version = m.version;
+	ret->scopes = m.scopes;
+	ret->size = m.size;
+	ret->mtime_ns = m.mtime_ns;
+	secret_meta_clear(&m);
+	sodium_memzero(&a, sizeof(a));
+	return incarnation && incarnation != ret->life.incarnation ? -ESTALE : 0;
 }
 
 /* The next store revision, taken by a write transaction for every row it
@@ -647,10 +748,9 @@ struct sealed {
 	size_t ctlen;
 };
 
-/* Ciphertext of a version (0: current) of id, if id is incarnation (0:
- * any), copied out; mutex held.  -ENOENT if there is none. */
-static int load_ct_locked(struct store *s, const char *id, uint64_t incarnation, uint64_t version,
-                          struct sealed *ret)
+/* Ciphertext of version `version` of id, copied out; mutex held.
+ * -ENOENT if there is none. */
+static int load_ct_locked(struct store *s, const char *id, uint64_t version, struct sealed *ret)
 {
 	sqlite3_stmt *st = NULL;
 	const void *blob;
@@ -659,17 +759,13 @@ static int load_ct_locked(struct store *s, const char *id, uint64_t incarnation,
 	int r, rc;
 
 	r = sql_prepare(s,
-	                "SELECT v.version, v.size, v.mtime_ns, v.ct, v.revision "
-	                "FROM versions v JOIN secrets s ON s.id = v.id "
-	                "WHERE v.id = ?1 AND v.version = "
-	                "CASE WHEN ?2 = 0 THEN s.version ELSE ?2 END "
-	                "AND (?3 = 0 OR s.incarnation = ?3)",
+	                "SELECT size, mtime_ns, ct, revision FROM versions "
+	                "WHERE id = ?1 AND version = ?2",
 	                &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)version);
-	sqlite3_bind_int64(st, 3, (sqlite3_int64)incarnation);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
 		r = -ENOENT;
@@ -679,8 +775,8 @@ static int load_ct_locked(struct store *s, const char *id, uint64_t incarnation,
 		r = sql_fail(s, rc);
 		goto out;
 	}
-	blob = sqlite3_column_blob(st, 3);
-	n = (size_t)sqlite3_column_bytes(st, 3);
+	blob = sqlite3_column_blob(st, 2);
+	n = (size_t)sqlite3_column_bytes(st, 2);
 	ct = malloc(n ? n : 1);
 	if (!ct) {
 		r = -ENOMEM;
@@ -688,10 +784,10 @@ static int load_ct_locked(struct store *s, const char *id, uint64_t incarnation,
 	}
 	if (n)
 		memcpy(ct, blob, n);
-	ret->version = (uint64_t)sqlite3_column_int64(st, 0);
-	ret->size = (uint32_t)sqlite3_column_int64(st, 1);
-	ret->mtime_ns = sqlite3_column_int64(st, 2);
-	ret->revision = (uint64_t)sqlite3_column_int64(st, 4);
+	ret->version = version;
+	ret->size = (uint32_t)sqlite3_column_int64(st, 0);
+	ret->mtime_ns = sqlite3_column_int64(st, 1);
+	ret->revision = (uint64_t)sqlite3_column_int64(st, 3);
 	ret->ct = ct;
 	ret->ctlen = n;
 	r = 0;
@@ -700,11 +796,20 @@ out:
 	return r;
 }
 
-/* Records value as version `version` of id (which must exist, with
- * current version version - 1), written at store revision rev, and drops
- * versions beyond keep_versions.  Mutex held, inside a write transaction. */
-static int write_version_locked(struct store *s, const char *id, uint64_t version, uint64_t rev,
-                                const uint8_t *value, size_t len, int64_t mtime)
+/* The current value's ciphertext of a verified row; mutex held. */
+static int load_current_ct_locked(struct store *s, const char *id, const struct row *row,
+                                  struct sealed *ret)
+{
+	return load_ct_locked(s, id, row->version, ret);
+}
+
+/* Records value as version `version` of the life l of id (which must
+ * exist, with current version version - 1), written at store revision
+ * rev, and drops versions beyond keep_versions.  Mutex held, inside a
+ * write transaction; the change ends with seal_row_locked(). */
+static int write_version_locked(struct store *s, const char *id, const struct life *l,
+                                uint64_t version, uint64_t rev, const uint8_t *value, size_t len,
+                                int64_t mtime)
 {
 	sqlite3_stmt *st = NULL;
 	uint8_t *ct = NULL;
@@ -719,7 +824,7 @@ static int write_version_locked(struct store *s, const char *id, uint64_t versio
 		    "embedded store: %s: version counter out of range; the store needs repair", id);
 		return -EIO;
 	}
-	r = seal_value(s, id, version, value, len, &ct, &ctlen);
+	r = seal_version(s, id, l, version, rev, mtime, value, len, &ct, &ctlen);
 	if (r < 0)
 		return r;
 
@@ -791,6 +896,36 @@ static int insert_labels_locked(struct store *s, const char *id, const struct la
 		sqlite3_reset(st);
 	}
 	sql_done(s, st);
+	return r;
+}
+
+/* Ends every change to id's row: authenticates the row as the
+ * transaction left it (its MAC over what is read back) and hands that
+ * over as the change record if ret_meta.  Mutex held, inside the write
+ * transaction, after the row it started from was verified. */
+static int seal_row_locked(struct store *s, const char *id, struct secret_meta *ret_meta)
+{
+	struct secret_meta m = { 0 };
+	struct row_auth a;
+	uint8_t mac[SEAL_MAC_BYTES];
+	sqlite3_stmt *st = NULL;
+	int r = load_meta_locked(s, id, false, &m, &a);
+	if (r == 0 && !a.fits)
+		r = -EIO;
+	if (r == 0)
+		r = seal_meta_mac(s->keys, &m, a.nonce, mac);
+	if (r == 0)
+		r = sql_prepare(s, "UPDATE secrets SET mac = ?2 WHERE id = ?1", &st);
+	if (r == 0) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 2, mac, sizeof(mac), SQLITE_STATIC);
+		r = sql_step_done(s, st);
+		sql_done(s, st);
+	}
+	if (r == 0 && ret_meta)
+		*ret_meta = m;
+	else
+		secret_meta_clear(&m);
 	return r;
 }
 
@@ -869,6 +1004,31 @@ static char *immutable_uri(const char *path)
 	return uri;
 }
 
+/* The database is data, not code: no trigger or view runs, no function
+ * the schema names is trusted, and SQL cannot corrupt the file on
+ * purpose (SQLITE_DBCONFIG_DEFENSIVE: no writable_schema, no direct
+ * writes to shadow tables).  Set on the connection before its first
+ * statement parses the schema. */
+static int harden_db(sqlite3 *db)
+{
+	static const int off[] = {
+		SQLITE_DBCONFIG_TRUSTED_SCHEMA,
+		SQLITE_DBCONFIG_ENABLE_TRIGGER,
+		SQLITE_DBCONFIG_ENABLE_VIEW,
+		SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION,
+	};
+	int set = -1;
+
+	if (sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, &set) != SQLITE_OK || set != 1)
+		return SQLITE_ERROR;
+	for (size_t i = 0; i < sizeof(off) / sizeof(off[0]); i++) {
+		set = -1;
+		if (sqlite3_db_config(db, off[i], 0, &set) != SQLITE_OK || set != 0)
+			return SQLITE_ERROR;
+	}
+	return SQLITE_OK;
+}
+
 static int open_db(struct store *s, const char *path)
 {
 	int flags = (s->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
@@ -879,8 +1039,11 @@ static int open_db(struct store *s, const char *path)
 	flags |= SQLITE_OPEN_NOFOLLOW;
 #endif
 	rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+	if (rc == SQLITE_OK)
+		rc = harden_db(s->db);
 	if (rc == SQLITE_OK && s->read_only &&
-	    sqlite3_exec(s->db, "SELECT count(*) FROM meta", NULL, NULL, NULL) != SQLITE_OK) {
+	    sqlite3_exec(s->db, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL) !=
+	        SQLITE_OK) {
 		/* A WAL database on a read-only filesystem opens only as
 		 * immutable (nothing can create its -shm file).  Changes still
 		 * in a -wal file left by a crash are then not seen. */
@@ -890,6 +1053,8 @@ static int open_db(struct store *s, const char *path)
 		rc = uri ? sqlite3_open_v2(uri, &s->db, flags | SQLITE_OPEN_URI, NULL)
 		         : SQLITE_NOMEM;
 		free(uri);
+		if (rc == SQLITE_OK)
+			rc = harden_db(s->db);
 		if (rc == SQLITE_OK)
 			log_warn(
 			    "embedded store: %s is on a read-only filesystem: opened as immutable; "
@@ -903,6 +1068,7 @@ static int open_db(struct store *s, const char *path)
 	return sql_exec_script(s, "PRAGMA foreign_keys = ON;"
 	                          "PRAGMA synchronous = FULL;"
 	                          "PRAGMA secure_delete = ON;"
+	                          "PRAGMA cell_size_check = ON;"
 	                          "PRAGMA temp_store = MEMORY;");
 }
 
@@ -943,6 +1109,7 @@ static void store_free(struct store *s)
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	sodium_free(s->key); /* wipes */
+	seal_keys_free(s->keys);
 	sodium_memzero(s->store_id, sizeof(s->store_id));
 	pthread_mutex_destroy(&s->mutex);
 	free(s);
@@ -962,43 +1129,396 @@ static struct store *store_alloc(void)
 	return s;
 }
 
-/* A format 1 store (before revisions) becomes format 2, in one
- * transaction; a read-only mount cannot do that and says so. */
-static int upgrade_locked(struct store *s)
+/* --- the schema: exactly what init_db() creates --- */
+
+/* One object of sqlite_schema. */
+struct schema_obj {
+	char *type, *name, *tbl, *sql; /* sql NULL for an automatic index */
+	bool seen;
+};
+
+#define SCHEMA_OBJS_MAX 16
+
+struct schema {
+	size_t n;
+	struct schema_obj v[SCHEMA_OBJS_MAX];
+};
+
+static void schema_clear(struct schema *sc)
 {
-	if (s->read_only) {
-		log_error("embedded store: the store is in format 1; mount it read-write once to "
-		          "upgrade it to format %d",
-		          FORMAT_VERSION);
-		return -EIO;
+	for (size_t i = 0; i < sc->n; i++) {
+		free(sc->v[i].type);
+		free(sc->v[i].name);
+		free(sc->v[i].tbl);
+		free(sc->v[i].sql);
 	}
-	int r = tx_begin(s, true);
-	if (r == 0)
-		r = sql_exec_script(s, upgrade_1_sql);
-	r = tx_end(s, r);
-	if (r == 0)
-		log_info("embedded store: upgraded from format 1 to %d", FORMAT_VERSION);
+	sc->n = 0;
+}
+
+static char *dup_col(sqlite3_stmt *st, int col)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+	return t ? strdup((const char *)t) : NULL;
+}
+
+/* The schema schema_sql makes, read back from a scratch database. */
+static int expected_schema(struct schema *sc)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int r = -EIO;
+
+	sc->n = 0;
+	if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+	        SQLITE_OK ||
+	    harden_db(db) != SQLITE_OK ||
+	    sqlite3_exec(db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT type, name, tbl_name, sql FROM sqlite_schema", -1, &st,
+	                       NULL) != SQLITE_OK)
+		goto out;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		struct schema_obj *o = &sc->v[sc->n];
+		if (sc->n == SCHEMA_OBJS_MAX)
+			goto out;
+		*o = (struct schema_obj){ .type = dup_col(st, 0),
+			                  .name = dup_col(st, 1),
+			                  .tbl = dup_col(st, 2),
+			                  .sql = dup_col(st, 3) };
+		sc->n++;
+		if (!o->type || !o->name || !o->tbl)
+			goto out;
+	}
+	r = 0;
+out:
+	sqlite3_finalize(st);
+	sqlite3_close_v2(db);
+	if (r < 0) {
+		log_error("embedded store: cannot build the expected schema: out of memory");
+		schema_clear(sc);
+	}
 	return r;
 }
 
+static bool str_eq(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Compares store.db's schema with the one secretsfs creates.  Anything
+ * there that secretsfs does not create (a trigger, a view, another table
+ * or index) is refused, whatever the format; with exact (format 3) every
+ * object must also be the very one (same SQL).  -EIO with one line naming
+ * what was found.  Mutex held (or the store not yet shared). */
+static int schema_check_locked(struct store *s, bool exact)
+{
+	struct schema want;
+	sqlite3_stmt *st = NULL;
+	int r = expected_schema(&want), rc;
+	if (r < 0)
+		return r;
+	r = sql_prepare(s, "SELECT type, name, tbl_name, sql FROM sqlite_schema", &st);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *type = col_text(st, 0), *name = col_text(st, 1), *tbl = col_text(st, 2);
+		const char *sql = (const char *)sqlite3_column_text(st, 3);
+		struct schema_obj *o = NULL;
+		for (size_t i = 0; i < want.n && !o; i++)
+			if (strcmp(want.v[i].type, type) == 0 && strcmp(want.v[i].name, name) == 0)
+				o = &want.v[i];
+		if (!o || strcmp(o->tbl, tbl) != 0) {
+			log_error(
+			    "embedded store: store.db holds %.20s \"%.100s\" on %.100s, which "
+			    "secretsfs did not create: refusing to open the store (SQL in it "
+			    "must never run); drop it with sqlite3 only if you trust the rest "
+			    "of the store, or restore a backup",
+			    type, name, tbl);
+			r = -EIO;
+		} else if (exact && !str_eq(o->sql, sql)) {
+			log_error("embedded store: store.db: %.20s \"%.100s\" is not the one "
+			          "secretsfs creates (altered outside secretsfs): refusing to open "
+			          "the store; restore a backup",
+			          type, name);
+			r = -EIO;
+		} else {
+			o->seen = true;
+		}
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sql_fail(s, rc);
+	sql_done(s, st);
+	for (size_t i = 0; r == 0 && i < want.n; i++) {
+		if (!want.v[i].seen) {
+			log_error("embedded store: store.db lacks %s \"%s\" (damaged, or not a "
+			          "secretsfs store): refusing to open it",
+			          want.v[i].type, want.v[i].name);
+			r = -EIO;
+		}
+	}
+	schema_clear(&want);
+	return r;
+}
+
+/* --- upgrades --- */
+
+/* Format 2 -> 3, first half: the tables are made again exactly as
+ * schema_sql makes them (so that format 3 has one schema to compare
+ * with, however the store began), their rows copied over.  Children
+ * are dropped before their parent, so nothing cascades. */
+static const char upgrade_2_copy_sql[] =
+    "CREATE TEMP TABLE old_meta AS SELECT key, value FROM main.meta;"
+    "CREATE TEMP TABLE old_secrets AS SELECT id, scopes, version, size, ctime_ns, mtime_ns, "
+    "  incarnation, revision, value_revision FROM main.secrets;"
+    "CREATE TEMP TABLE old_labels AS SELECT id, key, value FROM main.labels;"
+    "CREATE TEMP TABLE old_versions AS SELECT id, version, size, mtime_ns, ct, revision "
+    "  FROM main.versions;"
+    "DROP TABLE main.labels;"
+    "DROP TABLE main.versions;"
+    "DROP TABLE main.secrets;"
+    "DROP TABLE main.meta;";
+static const char upgrade_2_fill_sql[] =
+    "INSERT INTO main.meta (key, value) SELECT key, value FROM old_meta;"
+    "INSERT INTO main.secrets (id, scopes, version, size, ctime_ns, mtime_ns, incarnation, "
+    "  revision, value_revision, nonce, mac) SELECT id, scopes, version, size, ctime_ns, "
+    "  mtime_ns, incarnation, revision, value_revision, x'', x'' FROM old_secrets;"
+    "INSERT INTO main.labels (id, key, value) SELECT id, key, value FROM old_labels "
+    "  WHERE id IN (SELECT id FROM main.secrets);"
+    "INSERT INTO main.versions (id, version, size, mtime_ns, ct, revision) "
+    "  SELECT id, version, size, mtime_ns, ct, revision FROM old_versions "
+    "  WHERE id IN (SELECT id FROM main.secrets);"
+    "DROP TABLE temp.old_meta;"
+    "DROP TABLE temp.old_secrets;"
+    "DROP TABLE temp.old_labels;"
+    "DROP TABLE temp.old_versions;";
+
+/* The IDs of every row of secrets; mutex held. */
+static int all_ids_locked(struct store *s, char ***ret_ids, size_t *ret_n)
+{
+	sqlite3_stmt *st = NULL;
+	char **ids = NULL;
+	size_t n = 0, cap = 0;
+	int rc, r = sql_prepare(s, "SELECT id FROM secrets ORDER BY id", &st);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? 2 * cap : 64;
+			char **nids = realloc(ids, cap * sizeof(*ids));
+			if (!nids) {
+				r = -ENOMEM;
+				break;
+			}
+			ids = nids;
+		}
+		if (!(ids[n] = strdup(col_text(st, 0)))) {
+			r = -ENOMEM;
+			break;
+		}
+		n++;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sql_fail(s, rc);
+	sql_done(s, st);
+	if (r < 0) {
+		for (size_t i = 0; i < n; i++)
+			free(ids[i]);
+		free(ids);
+		return r;
+	}
+	*ret_ids = ids;
+	*ret_n = n;
+	return 0;
+}
+
+/* Re-seals every version of id, a format 2 row, for its new life l;
+ * counts the versions that do not open as they are (left as they are:
+ * they stay unreadable, as they were).  Mutex held. */
+static int reseal_versions_locked(struct store *s, const char *id, const struct life *l,
+                                  size_t *broken)
+{
+	sqlite3_stmt *st = NULL;
+	uint64_t vers[256];
+	size_t nv = 0;
+	int rc,
+	    r = sql_prepare(s, "SELECT version FROM versions WHERE id = ?1 ORDER BY version", &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && nv < sizeof(vers) / sizeof(vers[0]))
+		vers[nv++] = (uint64_t)sqlite3_column_int64(st, 0);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		r = sql_fail(s, rc);
+	sql_done(s, st);
+
+	for (size_t i = 0; r == 0 && i < nv; i++) {
+		struct sealed old = { 0 };
+		struct secret_value *v = NULL;
+		uint8_t *ad = NULL, *ct = NULL;
+		size_t adlen = 0, ctlen = 0;
+
+		r = load_ct_locked(s, id, vers[i], &old);
+		if (r == 0)
+			r = old_value_ad(s, id, vers[i], &ad, &adlen);
+		if (r == 0 && crypto_open(s->key, ad, adlen, old.ct, old.ctlen, &v) != 0) {
+			(*broken)++;
+		} else if (r == 0) {
+			r = seal_version(s, id, l, vers[i], old.revision, old.mtime_ns, v->data,
+			                 v->len, &ct, &ctlen);
+			if (r == 0)
+				r = sql_prepare(s,
+				                "UPDATE versions SET ct = ?3 WHERE id = ?1 AND "
+				                "version = ?2",
+				                &st);
+			if (r == 0) {
+				sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+				sqlite3_bind_int64(st, 2, (sqlite3_int64)vers[i]);
+				sqlite3_bind_blob(st, 3, ct, (int)ctlen, SQLITE_STATIC);
+				r = sql_step_done(s, st);
+				sql_done(s, st);
+			}
+		}
+		secret_value_free(v);
+		free(ad);
+		free(ct);
+		free(old.ct);
+	}
+	return r;
+}
+
+/* Format 2 -> 3, second half, row by row: a nonce for each secret's
+ * life, its values re-sealed for it under the value key, its metadata
+ * authenticated.  The rows are taken as they are found (format 2 has
+ * nothing to check them by); rows that are not even well formed are
+ * left unauthenticated, and so refused from now on. */
+static int upgrade_rows_locked(struct store *s)
+{
+	char **ids = NULL;
+	size_t n = 0, broken = 0, refused = 0;
+	int r = all_ids_locked(s, &ids, &n);
+
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		struct secret_meta m = { 0 };
+		struct row_auth a;
+		struct life l;
+		sqlite3_stmt *st = NULL;
+
+		r = load_meta_locked(s, ids[i], false, &m, &a);
+		if (r == 0 && row_check_shape(&m, &a) != ROW_OK) {
+			refused++;
+			secret_meta_clear(&m);
+			continue;
+		}
+		l.incarnation = m.incarnation;
+		seal_nonce_new(l.nonce);
+		secret_meta_clear(&m);
+		if (r == 0)
+			r = sql_prepare(s, "UPDATE secrets SET nonce = ?2 WHERE id = ?1", &st);
+		if (r == 0) {
+			sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
+			sqlite3_bind_blob(st, 2, l.nonce, sizeof(l.nonce), SQLITE_STATIC);
+			r = sql_step_done(s, st);
+			sql_done(s, st);
+		}
+		if (r == 0)
+			r = reseal_versions_locked(s, ids[i], &l, &broken);
+		if (r == 0)
+			r = seal_row_locked(s, ids[i], NULL);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	if (r == 0 && broken)
+		log_warn("embedded store: upgrade: %zu value versions failed authentication "
+		         "already and stay unreadable",
+		         broken);
+	if (r == 0 && refused)
+		log_warn("embedded store: upgrade: %zu damaged secret rows were not "
+		         "authenticated; they are left out from now on",
+		         refused);
+	return r;
+}
+
+static int write_keycheck_locked(struct store *s)
+{
+	uint8_t ad[KEYCHECK_AD_MAX];
+	uint8_t *ct = NULL;
+	size_t ctlen = 0;
+	size_t adlen = keycheck_ad(s->store_id, false, ad);
+	int r = crypto_seal(s->key, ad, adlen, (const uint8_t *)keycheck_plaintext,
+	                    sizeof(keycheck_plaintext) - 1, &ct, &ctlen);
+	if (r == 0)
+		r = meta_put_blob(s, "keycheck", ct, ctlen);
+	free(ct);
+	return r;
+}
+
+/* A store in format 1 or 2 becomes format 3, in one transaction; a
+ * read-only mount cannot do that and says so. */
+static int upgrade_locked(struct store *s, int format)
+{
+	static const uint8_t format3 = FORMAT_VERSION;
+
+	if (s->read_only) {
+		log_error("embedded store: the store is in format %d; mount it read-write once to "
+		          "upgrade it to format %d",
+		          format, FORMAT_VERSION);
+		return -EIO;
+	}
+	int r = tx_begin(s, true);
+	if (r == 0 && format == 1)
+		r = sql_exec_script(s, upgrade_1_sql);
+	if (r == 0)
+		r = sql_exec_script(s, upgrade_2_copy_sql);
+	if (r == 0)
+		r = sql_exec_script(s, schema_sql);
+	if (r == 0)
+		r = sql_exec_script(s, upgrade_2_fill_sql);
+	if (r == 0)
+		r = upgrade_rows_locked(s);
+	if (r == 0)
+		r = write_keycheck_locked(s);
+	if (r == 0)
+		r = meta_put_blob(s, "format", &format3, 1);
+	if (r == 0)
+		s->dropped_values = true; /* the old ciphertexts: out of the WAL too */
+	r = tx_end(s, r);
+	/* the statements cached against the old tables */
+	sql_cache_clear(s);
+	if (r == 0)
+		r = schema_check_locked(s, true);
+	if (r == 0)
+		log_info("embedded store: upgraded from format %d to %d (metadata authenticated "
+		         "from now on; the rows were taken as found)",
+		         format, FORMAT_VERSION);
+	return r;
+}
+
+/* Checks the schema, the format and the key; derives the sub-keys;
+ * upgrades an older format.  Before the store is shared. */
 static int check_key_locked(struct store *s)
 {
-	uint8_t ad[sizeof(keycheck_ad_domain) - 1 + STORE_ID_BYTES];
+	uint8_t ad[KEYCHECK_AD_MAX];
 	struct secret_value *v = NULL;
 	uint8_t *blob = NULL;
 	size_t n = 0;
-	int r;
+	int r, format = 0;
 
+	/* before anything reads a table: nothing the database holds runs */
+	r = schema_check_locked(s, false);
+	if (r < 0)
+		return r;
 	r = meta_get_blob(s, "format", &blob, &n);
-	if (r == 0 && (n != 1 || (blob[0] != FORMAT_VERSION && blob[0] != 1))) {
+	if (r == 0 && (n != 1 || blob[0] < 1 || blob[0] > FORMAT_VERSION)) {
 		log_error("embedded store: unknown store format");
 		r = -EIO;
 	}
-	bool old_format = r == 0 && blob[0] == 1;
+	if (r == 0)
+		format = blob[0];
 	free(blob);
 	blob = NULL;
 	if (r < 0)
 		return r == -ENOENT ? -EIO : r;
+	if (format == FORMAT_VERSION) {
+		r = schema_check_locked(s, true);
+		if (r < 0)
+			return r;
+	}
 
 	r = meta_get_blob(s, "store_id", &blob, &n);
 	if (r == 0 && (n != STORE_ID_BYTES || !blob))
@@ -1014,19 +1534,32 @@ static int check_key_locked(struct store *s)
 	r = meta_get_blob(s, "keycheck", &blob, &n);
 	if (r < 0)
 		return r == -ENOENT ? -EIO : r;
-	keycheck_ad(s->store_id, ad);
-	r = crypto_open(s->key, ad, sizeof(ad), blob, n, &v);
+	size_t adlen = keycheck_ad(s->store_id, format < FORMAT_VERSION, ad);
+	r = crypto_open(s->key, ad, adlen, blob, n, &v);
+	if (r == -EBADMSG && format < FORMAT_VERSION) {
+		/* a format 3 store made to look older (whose rows an upgrade
+		 * would take on trust)? */
+		adlen = keycheck_ad(s->store_id, false, ad);
+		if (crypto_open(s->key, ad, adlen, blob, n, &v) == 0) {
+			log_error("embedded store: the store says format %d but was written in "
+			          "format %d (its format record was changed outside secretsfs): "
+			          "refusing to open it; restore a backup",
+			          format, FORMAT_VERSION);
+			r = -EIO;
+		}
+	}
 	free(blob);
 	if (r == -EBADMSG)
 		return -EKEYREJECTED;
-	if (r < 0)
-		return r;
-	if (v->len != sizeof(keycheck_plaintext) - 1 ||
-	    memcmp(v->data, keycheck_plaintext, v->len) != 0)
+	if (r == 0 && (v->len != sizeof(keycheck_plaintext) - 1 ||
+	               memcmp(v->data, keycheck_plaintext, v->len) != 0))
 		r = -EKEYREJECTED;
 	secret_value_free(v);
-	if (r == 0 && old_format)
-		r = upgrade_locked(s);
+	if (r < 0)
+		return r;
+	r = seal_keys_new(s->key, s->store_id, &s->keys);
+	if (r == 0 && format < FORMAT_VERSION)
+		r = upgrade_locked(s, format);
 	return r;
 }
 
@@ -1103,10 +1636,7 @@ static void embedded_close(struct store *s)
 
 static int init_db(struct store *s, const char *dbpath)
 {
-	uint8_t ad[sizeof(keycheck_ad_domain) - 1 + STORE_ID_BYTES];
 	uint8_t format = FORMAT_VERSION;
-	uint8_t *ct = NULL;
-	size_t ctlen = 0;
 	int r;
 
 	r = open_db(s, dbpath);
@@ -1117,28 +1647,19 @@ static int init_db(struct store *s, const char *dbpath)
 		return r;
 
 	randombytes_buf(s->store_id, STORE_ID_BYTES);
-	keycheck_ad(s->store_id, ad);
-	r = crypto_seal(s->key, ad, sizeof(ad), (const uint8_t *)keycheck_plaintext,
-	                sizeof(keycheck_plaintext) - 1, &ct, &ctlen);
-	if (r < 0)
-		return r;
-
 	r = tx_begin(s, true);
 	if (r < 0)
-		goto out;
+		return r;
 	r = sql_exec_script(s, schema_sql);
 	if (r == 0)
 		r = meta_put_blob(s, "format", &format, 1);
 	if (r == 0)
 		r = meta_put_blob(s, "store_id", s->store_id, STORE_ID_BYTES);
 	if (r == 0)
-		r = meta_put_blob(s, "keycheck", ct, ctlen);
+		r = write_keycheck_locked(s);
 	if (r == 0)
 		r = sql_exec_script(s, "INSERT INTO meta (key, value) VALUES ('revision', 0)");
-	r = tx_end(s, r);
-out:
-	free(ct);
-	return r;
+	return tx_end(s, r);
 }
 
 static void unlink_db(const char *dbpath)
@@ -1315,6 +1836,7 @@ static int check_write(struct store *s, const char *id)
 static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 {
 	struct secret_meta *batch = NULL;
+	struct row_auth *auth = NULL;
 	sqlite3_stmt *st = NULL;
 	char *last = NULL, *seen = NULL;
 	size_t n = 0;
@@ -1323,15 +1845,18 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 	if (!s || !fn)
 		return -EINVAL;
 	batch = calloc(LIST_BATCH, sizeof(*batch));
+	auth = calloc(LIST_BATCH, sizeof(*auth));
 	last = strdup("");
-	if (!batch || !last) {
+	if (!batch || !auth || !last) {
 		r = -ENOMEM;
 		goto out;
 	}
 
 	/* Keyset pagination: one read transaction per batch, two ordered
 	 * range queries merged; fn runs without the mutex.  `seen` is the
-	 * last ID the batch read, `last` the one before the batch. */
+	 * last ID the batch read, `last` the one before the batch.  A row
+	 * that does not verify is left out with a line: one tampered secret
+	 * hides no other. */
 	for (;;) {
 		size_t j = 0, rows = 0;
 
@@ -1357,15 +1882,7 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 					r = -ENOMEM;
 					break;
 				}
-				meta_from_row(st, 1, m);
-				if (!m->incarnation) {
-					log_warn(
-					    "embedded store: the row of %s has no incarnation (damaged): "
-					    "left out",
-					    seen);
-					memset(m, 0, sizeof(*m));
-					continue;
-				}
+				meta_from_row(st, 1, m, &auth[n]);
 				if (!(m->id = strdup(seen))) {
 					r = -ENOMEM;
 					break;
@@ -1392,6 +1909,10 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 				while (j < n && (c = strcmp(batch[j].id, lid)) < 0)
 					j++;
 				if (j < n && c == 0) {
+					if (batch[j].labels.n == LABELS_MAX) {
+						auth[j].too_many = true;
+						continue;
+					}
 					r = labels_append(&batch[j].labels, col_text(st, 1),
 					                  col_text(st, 2));
 					if (r < 0)
@@ -1409,6 +1930,11 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 			goto out;
 
 		for (size_t i = 0; i < n; i++) {
+			enum row_problem p = row_check(s, &batch[i], &auth[i]);
+			if (p != ROW_OK) {
+				row_log(p, batch[i].id, true);
+				continue;
+			}
 			r = fn(userdata, &batch[i]);
 			if (r != 0)
 				goto out;
@@ -1428,6 +1954,9 @@ out:
 		for (size_t i = 0; i < n; i++)
 			secret_meta_clear(&batch[i]);
 	free(batch);
+	if (auth)
+		sodium_memzero(auth, LIST_BATCH * sizeof(*auth));
+	free(auth);
 	free(last);
 	free(seen);
 	return r;
@@ -1446,7 +1975,7 @@ static int embedded_stat(struct store *s, const char *id, struct secret_meta *re
 	pthread_mutex_lock(&s->mutex);
 	r = tx_begin(s, false);
 	if (r == 0) {
-		r = load_meta_locked(s, id, &m);
+		r = load_meta_locked(s, id, true, &m, NULL);
 		r = tx_end(s, r);
 	}
 	pthread_mutex_unlock(&s->mutex);
@@ -1458,12 +1987,37 @@ static int embedded_stat(struct store *s, const char *id, struct secret_meta *re
 	return 0;
 }
 
-/* Opens a sealed version of id into a value; frees what sealed held. */
-static int open_sealed(struct store *s, const char *id, struct sealed *sealed,
-                       struct secret_value **ret_value)
+/* Opens a sealed version of the life l of id into a value; frees what
+ * sealed held.  With cur (the verified row), the version must be its
+ * current one, exactly as the row says. */
+static int open_sealed(struct store *s, const char *id, const struct life *l, struct sealed *sealed,
+                       const struct row *cur, struct secret_value **ret_value)
 {
 	struct secret_value *v = NULL;
-	int r = open_value(s, id, sealed->version, sealed->ct, sealed->ctlen, &v);
+	struct seal_place p = { .id = id,
+		                .incarnation = l->incarnation,
+		                .nonce = l->nonce,
+		                .version = sealed->version,
+		                .revision = sealed->revision,
+		                .mtime_ns = sealed->mtime_ns };
+	int r = 0;
+
+	if (cur && (sealed->version != cur->version || sealed->revision != cur->value_revision ||
+	            sealed->mtime_ns != cur->mtime_ns || sealed->size != cur->size)) {
+		log_error("embedded store: %s: version %" PRIu64
+		          " does not match the authenticated metadata (changed outside secretsfs)",
+		          id, sealed->version);
+		r = -EIO;
+	}
+	if (r == 0) {
+		r = seal_value_open(s->keys, &p, sealed->ct, sealed->ctlen, &v);
+		if (r == -EBADMSG) {
+			log_error("embedded store: value of %s version %" PRIu64
+			          " failed authentication (tampered or copied ciphertext)",
+			          id, sealed->version);
+			r = -EIO;
+		}
+	}
 	free(sealed->ct);
 	sealed->ct = NULL;
 	if (r < 0)
@@ -1482,10 +2036,22 @@ static int open_sealed(struct store *s, const char *id, struct sealed *sealed,
 	return 0;
 }
 
+/* The current value of a verified row (a change's source); mutex held. */
+static int current_value_locked(struct store *s, const char *id, const struct row *row,
+                                struct secret_value **ret_value)
+{
+	struct sealed sealed = { 0 };
+	int r = load_current_ct_locked(s, id, row, &sealed);
+	if (r == 0)
+		r = open_sealed(s, id, &row->life, &sealed, row, ret_value);
+	return r;
+}
+
 static int embedded_get_value(struct store *s, const char *id, uint64_t incarnation,
                               uint64_t version, struct secret_value **ret_value)
 {
 	struct sealed sealed = { 0 };
+	struct row row;
 	int r;
 
 	if (!s || !ret_value)
@@ -1493,13 +2059,22 @@ static int embedded_get_value(struct store *s, const char *id, uint64_t incarnat
 	r = check_id(id);
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&s->mutex);
-	r = load_ct_locked(s, id, incarnation, version, &sealed);
-	pthread_mutex_unlock(&s->mutex);
+	r = tx_lock(s, false);
 	if (r < 0)
 		return r;
+	/* the verified row says which version is current, and which exist */
+	r = row_locked(s, id, incarnation, &row);
+	if (r == -ESTALE || (r == 0 && version > row.version))
+		r = -ENOENT;
+	if (r == 0)
+		r = load_ct_locked(s, id, version ? version : row.version, &sealed);
+	r = tx_unlock(s, r);
+	if (r < 0) {
+		free(sealed.ct);
+		return r;
+	}
 	/* decrypted without the mutex */
-	return open_sealed(s, id, &sealed, ret_value);
+	return open_sealed(s, id, &row.life, &sealed, version ? NULL : &row, ret_value);
 }
 
 static int embedded_list_versions(struct store *s, const char *id, uint64_t incarnation,
@@ -1525,10 +2100,11 @@ static int embedded_list_versions(struct store *s, const char *id, uint64_t inca
 	if (r == 0)
 		r = sql_prepare(s,
 		                "SELECT version, size, mtime_ns FROM versions WHERE id = ?1 "
-		                "ORDER BY version",
+		                "AND version <= ?2 ORDER BY version",
 		                &st);
 	if (r == 0) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)row.version);
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 			if (n == cap) {
 				cap = cap ? cap * 2 : 8;
@@ -1566,16 +2142,18 @@ static int insert_secret_locked(struct store *s, const char *id, uint64_t rev, s
 {
 	sqlite3_stmt *st = NULL;
 	struct row row;
+	struct life l = { .incarnation = rev };
 	int64_t now = now_ns();
 	int r = row_locked(s, id, 0, &row);
 	if (r == 0)
 		return -EEXIST;
 	if (r != -ENOENT)
 		return r;
+	seal_nonce_new(l.nonce); /* this life's, never another's */
 	r = sql_prepare(s,
 	                "INSERT INTO secrets (id, scopes, version, size, ctime_ns, mtime_ns, "
-	                "incarnation, revision, value_revision) "
-	                "VALUES (?1, ?2, 0, 0, ?3, ?3, ?4, ?4, ?4)",
+	                "incarnation, revision, value_revision, nonce, mac) "
+	                "VALUES (?1, ?2, 0, 0, ?3, ?3, ?4, ?4, ?4, ?5, x'')",
 	                &st);
 	if (r < 0)
 		return r;
@@ -1583,12 +2161,13 @@ static int insert_secret_locked(struct store *s, const char *id, uint64_t rev, s
 	sqlite3_bind_int64(st, 2, scopes);
 	sqlite3_bind_int64(st, 3, now);
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)rev);
+	sqlite3_bind_blob(st, 5, l.nonce, sizeof(l.nonce), SQLITE_STATIC);
 	r = sql_step_done(s, st);
 	sql_done(s, st);
 	if (r == 0)
 		r = insert_labels_locked(s, id, labels);
 	if (r == 0)
-		r = write_version_locked(s, id, 1, rev, value, len, now);
+		r = write_version_locked(s, id, &l, 1, rev, value, len, now);
 	return r;
 }
 
@@ -1623,11 +2202,11 @@ static int touch_locked(struct store *s, const char *id, uint64_t rev)
 	return r;
 }
 
-/* The record a change returns: id's metadata as the transaction left it.
- * Mutex held, inside it. */
+/* The record a change returns: id's metadata as the transaction left it,
+ * authenticated.  Mutex held, inside it. */
 static int record_locked(struct store *s, const char *id, struct secret_meta *ret_meta)
 {
-	return ret_meta ? load_meta_locked(s, id, ret_meta) : 0;
+	return seal_row_locked(s, id, ret_meta);
 }
 
 /* A deletion record. */
@@ -1708,7 +2287,8 @@ static int embedded_put_value(struct store *s, const char *id, uint64_t incarnat
 	if (r == 0)
 		r = next_revision_locked(s, &rev);
 	if (r == 0)
-		r = write_version_locked(s, id, row.version + 1, rev, value, len, now_ns());
+		r = write_version_locked(s, id, &row.life, row.version + 1, rev, value, len,
+		                         now_ns());
 	if (r == 0)
 		r = record_locked(s, id, &m);
 	return change_end(s, r, &m, ret_meta);
@@ -1719,7 +2299,6 @@ static int embedded_exchange_values(struct store *s, const char *a, uint64_t a_i
                                     struct secret_meta *ret_a, struct secret_meta *ret_b)
 {
 	struct secret_value *va = NULL, *vb = NULL;
-	struct sealed sa = { 0 }, sb = { 0 };
 	struct secret_meta ma = { 0 }, mb = { 0 };
 	uint64_t rev = 0;
 	int64_t now = now_ns();
@@ -1740,19 +2319,17 @@ static int embedded_exchange_values(struct store *s, const char *a, uint64_t a_i
 	if (r == 0)
 		r = row_locked(s, b, b_incarnation, &rb);
 	if (r == 0)
-		r = load_ct_locked(s, a, 0, 0, &sa);
+		r = current_value_locked(s, a, &ra, &va);
 	if (r == 0)
-		r = load_ct_locked(s, b, 0, 0, &sb);
-	if (r == 0)
-		r = open_sealed(s, a, &sa, &va);
-	if (r == 0)
-		r = open_sealed(s, b, &sb, &vb);
+		r = current_value_locked(s, b, &rb, &vb);
 	if (r == 0)
 		r = next_revision_locked(s, &rev);
 	if (r == 0)
-		r = write_version_locked(s, a, ra.version + 1, rev, vb->data, vb->len, now);
+		r = write_version_locked(s, a, &ra.life, ra.version + 1, rev, vb->data, vb->len,
+		                         now);
 	if (r == 0)
-		r = write_version_locked(s, b, rb.version + 1, rev, va->data, va->len, now);
+		r = write_version_locked(s, b, &rb.life, rb.version + 1, rev, va->data, va->len,
+		                         now);
 	if (r == 0)
 		r = record_locked(s, a, ret_a ? &ma : NULL);
 	if (r == 0)
@@ -1760,8 +2337,6 @@ static int embedded_exchange_values(struct store *s, const char *a, uint64_t a_i
 	r = tx_unlock(s, r);
 	secret_value_free(va);
 	secret_value_free(vb);
-	free(sa.ct);
-	free(sb.ct);
 	if (r < 0) {
 		secret_meta_clear(&ma);
 		secret_meta_clear(&mb);
@@ -1780,7 +2355,6 @@ static int embedded_rename(struct store *s, const char *from, uint64_t from_inca
                            struct store_change *ret_from, struct secret_meta *ret_to)
 {
 	struct secret_value *v = NULL;
-	struct sealed sealed = { 0 };
 	struct secret_meta m = { 0 };
 	struct store_change gone = { 0 };
 	struct row rf, rt;
@@ -1806,13 +2380,12 @@ static int embedded_rename(struct store *s, const char *from, uint64_t from_inca
 	if (r == 0 && to_incarnation)
 		r = row_locked(s, to, to_incarnation, &rt);
 	if (r == 0)
-		r = load_ct_locked(s, from, 0, 0, &sealed);
-	if (r == 0)
-		r = open_sealed(s, from, &sealed, &v);
+		r = current_value_locked(s, from, &rf, &v);
 	if (r == 0)
 		r = next_revision_locked(s, &rev);
 	if (r == 0 && to_incarnation)
-		r = write_version_locked(s, to, rt.version + 1, rev, v->data, v->len, now_ns());
+		r = write_version_locked(s, to, &rt.life, rt.version + 1, rev, v->data, v->len,
+		                         now_ns());
 	else if (r == 0)
 		r = insert_secret_locked(s, to, rev, to_scopes, to_labels, v->data, v->len);
 	if (r == 0)
@@ -1820,8 +2393,7 @@ static int embedded_rename(struct store *s, const char *from, uint64_t from_inca
 	if (r == 0)
 		r = record_locked(s, to, &m);
 	if (r == 0)
-		r = deletion_record(from, rf.incarnation, rev, ret_from ? &gone : NULL);
-	free(sealed.ct);
+		r = deletion_record(from, rf.life.incarnation, rev, ret_from ? &gone : NULL);
 	secret_value_free(v);
 	r = change_end(s, r, &m, ret_to);
 	if (r < 0)
@@ -1850,7 +2422,7 @@ static int embedded_delete(struct store *s, const char *id, uint64_t incarnation
 	if (r == 0)
 		r = delete_secret_locked(s, id);
 	if (r == 0)
-		r = deletion_record(id, row.incarnation, rev, ret_change ? &gone : NULL);
+		r = deletion_record(id, row.life.incarnation, rev, ret_change ? &gone : NULL);
 	r = tx_unlock(s, r);
 	if (r < 0)
 		store_change_clear(&gone);

@@ -27,8 +27,13 @@
  *  - exchange_values(s, a, a) is -EINVAL;
  *  - the deadline of every call is SQLite's busy timeout (5 s) for the
  *    database lock: -EBUSY when it passes, nothing changed;
- *  - a store in format 1 (before revisions) is upgraded in place at a
- *    read-write open; a read-only open of one fails (-EIO, logged).
+ *  - a store in format 1 (before revisions) or 2 (before metadata MACs)
+ *    is upgraded in place to format 3 at a read-write open; a read-only
+ *    open of one fails (-EIO, logged);
+ *  - open fails (-EIO, logged, naming it) if store.db's schema is not
+ *    exactly what the store creates (a trigger, a view, another index);
+ *  - a row whose metadata does not verify (seal.h) is left out of list
+ *    (logged) and is -EIO (logged) to stat, get_value and every change.
  */
 #ifndef SECRETSFS_EMBEDDED_H
 #define SECRETSFS_EMBEDDED_H

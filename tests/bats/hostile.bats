@@ -319,20 +319,21 @@ PY
 	printf 'good' >"$MNT/ai_gateway/GOOD"
 	printf 'tampered' >"$MNT/mcp_server/TAMPERED"
 	printf 'moved' >"$MNT/ai_agent/MOVED"
+	printf 'labelled' >"$MNT/ai_gateway/LABELLED"
 	stop_daemon
 	long=$(head -c 300 /dev/zero | tr '\0' A)
 	sqlite3 "$STORE/store.db" "
-		INSERT INTO secrets VALUES ('', 1, 1, 4, 0, 0, 9001, 9001, 9001);
-		INSERT INTO secrets VALUES ('bad id', 1, 1, 4, 0, 0, 9002, 9002, 9002);
-		INSERT INTO secrets VALUES ('../x', 1, 1, 4, 0, 0, 9003, 9003, 9003);
-		INSERT INTO secrets VALUES ('A%2FB', 1, 1, 4, 0, 0, 9004, 9004, 9004);
-		INSERT INTO secrets VALUES ('$long', 1, 1, 4, 0, 0, 9005, 9005, 9005);
-		INSERT INTO secrets VALUES ('NO_SCOPE', 0, 1, 4, 0, 0, 9006, 9006, 9006);
-		INSERT INTO secrets VALUES ('ALL_BITS', -1, 1, 4, 0, 0, 9007, 9007, 9007);
-		INSERT INTO secrets VALUES ('NO_VERSION', 1, 0, 4, 0, 0, 9008, 9008, 9008);
-		INSERT INTO secrets VALUES ('NO_INCARNATION', 1, 1, 4, 0, 0, 0, 0, 0);
-		INSERT INTO secrets VALUES ('HUGE_SIZE', 1, 1, 999999999999, 0, 0, 9009, 9009, 9009);
-		INSERT INTO labels VALUES ('GOOD', 'bad key', 'bad
+		INSERT INTO secrets VALUES ('', 1, 1, 4, 0, 0, 9001, 9001, 9001, x'', x'');
+		INSERT INTO secrets VALUES ('bad id', 1, 1, 4, 0, 0, 9002, 9002, 9002, x'', x'');
+		INSERT INTO secrets VALUES ('../x', 1, 1, 4, 0, 0, 9003, 9003, 9003, x'', x'');
+		INSERT INTO secrets VALUES ('A%2FB', 1, 1, 4, 0, 0, 9004, 9004, 9004, x'', x'');
+		INSERT INTO secrets VALUES ('$long', 1, 1, 4, 0, 0, 9005, 9005, 9005, x'', x'');
+		INSERT INTO secrets VALUES ('NO_SCOPE', 0, 1, 4, 0, 0, 9006, 9006, 9006, x'', x'');
+		INSERT INTO secrets VALUES ('ALL_BITS', -1, 1, 4, 0, 0, 9007, 9007, 9007, x'', x'');
+		INSERT INTO secrets VALUES ('NO_VERSION', 1, 0, 4, 0, 0, 9008, 9008, 9008, x'', x'');
+		INSERT INTO secrets VALUES ('NO_INCARNATION', 1, 1, 4, 0, 0, 0, 0, 0, x'', x'');
+		INSERT INTO secrets VALUES ('HUGE_SIZE', 1, 1, 999999999999, 0, 0, 9009, 9009, 9009, x'', x'');
+		INSERT INTO labels VALUES ('LABELLED', 'bad key', 'bad
 value');
 		UPDATE versions SET ct = zeroblob(50) WHERE id = 'TAMPERED';
 		UPDATE versions SET id = 'GOOD', version = 7 WHERE id = 'MOVED';"
@@ -350,6 +351,13 @@ value');
 	log_has 'TAMPERED version 1 failed authentication'
 	log_has 'the row of NO_INCARNATION has no incarnation \(damaged\): left out'
 	[ ! -e "$MNT/ai_gateway/NO_INCARNATION" ]
+	# rows not written by secretsfs (no MAC), a label added: left out
+	log_has 'NO_SCOPE: has an invalid scope set or size'
+	log_has 'HUGE_SIZE: .*: left out'
+	log_has 'NO_VERSION: metadata failed authentication'
+	log_has 'LABELLED: has invalid labels'
+	[ ! -e "$MNT/ai_gateway/NO_VERSION" ]
+	[ ! -e "$MNT/ai_gateway/LABELLED" ]
 	kill -0 "$DAEMON_PID"
 	# the store still takes changes
 	printf 'good2' >"$MNT/ai_gateway/GOOD"

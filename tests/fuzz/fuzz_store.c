@@ -13,6 +13,13 @@
  * operation is run over every secret it lists.  Every call must return 0
  * or a negative errno, never crash or leak; a put_value that succeeded
  * must read back as the value put.
+ *
+ * And nothing the rows were changed to is ever served as truth (format 3's
+ * metadata MACs and value binding): before the first write, every
+ * secret listed or stat'ed has exactly the metadata the store wrote, and
+ * every value read is the one the store wrote for that secret and
+ * version (the current one for version 0): an unchanged secret, or an
+ * error.
  */
 #include <assert.h>
 #include <errno.h>
@@ -34,6 +41,11 @@ static char dir[64], dbpath[128], walpath[128], shmpath[128];
 static uint8_t *key;
 static uint8_t *pristine;
 static size_t pristine_len;
+
+static void check_rc(int r)
+{
+	assert(r <= 0 && r > -4096);
+}
 
 /* --- reading the input --- */
 
@@ -91,6 +103,8 @@ static const struct column columns[] = {
 	{ "secrets", "id", "incarnation", false },
 	{ "secrets", "id", "revision", false },
 	{ "secrets", "id", "value_revision", false },
+	{ "secrets", "id", "nonce", false },
+	{ "secrets", "id", "mac", false },
 	{ "versions", "rowid", "id", true },
 	{ "versions", "rowid", "version", false },
 	{ "versions", "rowid", "size", false },
@@ -251,6 +265,28 @@ static void other_change(sqlite3 *db, struct input *in)
 		"INSERT INTO secrets VALUES ('lower/case-id', 3, 1, 5, 0, 0)",
 		"INSERT INTO secrets SELECT id || '_COPY', scopes, version, size, ctime_ns, mtime_ns FROM secrets",
 		"INSERT INTO versions SELECT id || '_COPY', version, size, mtime_ns, ct FROM versions",
+		/* format 3: one row's authentication, or whole rows, moved */
+		"INSERT INTO secrets SELECT id || '_COPY', scopes, version, size, ctime_ns, mtime_ns, "
+		"incarnation, revision, value_revision, nonce, mac FROM secrets",
+		"INSERT INTO versions SELECT id || '_COPY', version, size, mtime_ns, ct, revision FROM versions",
+		"UPDATE secrets SET mac = (SELECT mac FROM secrets s2 WHERE s2.id != secrets.id LIMIT 1)",
+		"UPDATE secrets SET nonce = (SELECT nonce FROM secrets s2 WHERE s2.id != secrets.id LIMIT 1)",
+		"UPDATE secrets SET version = version - 1",
+		"UPDATE secrets SET version = version - 1, size = (SELECT size FROM versions v "
+		"WHERE v.id = secrets.id AND v.version = secrets.version - 1), value_revision = "
+		"(SELECT revision FROM versions v WHERE v.id = secrets.id AND v.version = "
+		"secrets.version - 1)",
+		"UPDATE secrets SET scopes = 31",
+		"UPDATE secrets SET scopes = scopes | 2 WHERE id = 'OPENAI_API_KEY'",
+		"UPDATE labels SET value = 'dev'",
+		"DELETE FROM labels WHERE key = 'env'",
+		"UPDATE versions SET revision = revision + 1",
+		"UPDATE versions SET mtime_ns = mtime_ns + 1",
+		"UPDATE versions SET version = 1 WHERE id = 'OPENAI_API_KEY' AND version = 4",
+		"CREATE TRIGGER t AFTER UPDATE ON secrets BEGIN UPDATE secrets SET scopes = 31; END",
+		"CREATE VIEW v AS SELECT * FROM secrets",
+		"CREATE INDEX i ON secrets(scopes)",
+		"UPDATE meta SET value = x'02' WHERE key = 'format'",
 		"INSERT INTO labels VALUES ('OPENAI_API_KEY', 'owner', 'x')",
 		"INSERT INTO labels VALUES ('OPENAI_API_KEY', 'bad key', 'bad\nvalue')",
 		"INSERT INTO labels VALUES ('NO_SUCH_SECRET', 'k', 'v')",
@@ -305,6 +341,91 @@ static void insert_row(sqlite3 *db, struct input *in)
 	sqlite3_finalize(st);
 }
 
+/* --- what the store wrote (the authenticated truth) --- */
+
+#define NPRISTINE 3
+static struct secret_meta pristine_meta[NPRISTINE];
+
+static const struct secret_meta *pristine_of(const char *id)
+{
+	for (int i = 0; i < NPRISTINE; i++)
+		if (pristine_meta[i].id && strcmp(pristine_meta[i].id, id) == 0)
+			return &pristine_meta[i];
+	return NULL;
+}
+
+/* Exactly the metadata the store wrote for m->id. */
+static void assert_pristine_meta(const struct secret_meta *m)
+{
+	const struct secret_meta *p = pristine_of(m->id);
+	assert(p);
+	assert(m->incarnation == p->incarnation && m->revision == p->revision &&
+	       m->value_revision == p->value_revision && m->scopes == p->scopes &&
+	       m->version == p->version && m->size == p->size && m->ctime_ns == p->ctime_ns &&
+	       m->mtime_ns == p->mtime_ns && m->labels.n == p->labels.n);
+	for (size_t i = 0; i < m->labels.n; i++)
+		assert(strcmp(m->labels.v[i].key, p->labels.v[i].key) == 0 &&
+		       strcmp(m->labels.v[i].value, p->labels.v[i].value) == 0);
+}
+
+/* Exactly the value the store wrote as version `version` (0: current) of
+ * id. */
+static void assert_pristine_value(const char *id, uint64_t version, const struct secret_value *v)
+{
+	const struct secret_meta *p = pristine_of(id);
+	char want[16];
+	assert(p);
+	if (!version)
+		version = p->version;
+	assert(v->version == version);
+	if (strcmp(id, "OPENAI_API_KEY") == 0) {
+		int n = snprintf(want, sizeof(want), "sk-%llu", (unsigned long long)version);
+		assert(v->len == (size_t)n && memcmp(v->data, want, v->len) == 0);
+	} else if (strcmp(id, "B") == 0) {
+		assert(version == 1 && v->len == 1 && v->data[0] == 'b');
+	} else {
+		assert(version == 1 && v->len == SECRET_VALUE_MAX);
+		for (size_t i = 0; i < v->len; i++)
+			assert(v->data[i] == 'x');
+	}
+	if (version == p->version)
+		assert(v->revision == p->value_revision && v->mtime_ns == p->mtime_ns);
+}
+
+static int check_listed(void *userdata, const struct secret_meta *m)
+{
+	(void)userdata;
+	assert_pristine_meta(m);
+	return 0;
+}
+
+/* Before any write: nothing but what the store wrote, or errors. */
+static void check_truth(struct store *s, const struct store_ops *ops)
+{
+	static const char *const ids[] = { "OPENAI_API_KEY",      "B",      "C_1",
+		                           "OPENAI_API_KEY_COPY", "B_COPY", "bad id",
+		                           "lower/case-id" };
+	check_rc(ops->list(s, check_listed, NULL));
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		struct secret_meta m = { 0 };
+		struct secret_value *v = NULL;
+		int r = ops->stat(s, ids[i], &m);
+		check_rc(r);
+		if (r == 0) {
+			assert_pristine_meta(&m);
+			secret_meta_clear(&m);
+		}
+		for (uint64_t ver = 0; ver <= 5; ver++) {
+			r = ops->get_value(s, ids[i], 0, ver, &v);
+			check_rc(r);
+			if (r == 0) {
+				assert_pristine_value(ids[i], ver, v);
+				v = secret_value_free(v);
+			}
+		}
+	}
+}
+
 /* --- the store under test --- */
 
 #define MAX_IDS 32
@@ -334,14 +455,11 @@ static int count_one(void *userdata, const struct secret_meta *m)
 	return 0;
 }
 
-static void check_rc(int r)
-{
-	assert(r <= 0 && r > -4096);
-}
 
 static void exercise(struct store *s, const struct store_ops *ops, uint8_t writes)
 {
 	struct listing l = { .n = 0 };
+	check_truth(s, ops);
 	int r = ops->list(s, collect, &l);
 	check_rc(r);
 	const char *fixed[] = { "OPENAI_API_KEY", "NO_SUCH", "bad id", "" };
@@ -496,6 +614,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	free(big);
 	labels_clear(&lb);
+	static const char *const ids[NPRISTINE] = { "OPENAI_API_KEY", "B", "C_1" };
+	for (int i = 0; i < NPRISTINE; i++)
+		if (ops->stat(s, ids[i], &pristine_meta[i]) < 0)
+			abort();
 	ops->close(s);
 
 	/* one self-contained file: checkpointed, no WAL left */

@@ -10,9 +10,11 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "crypto.h"
 #include "embedded.h"
 #include "harness.h"
 #include "keyfile.h"
+#include "seal.h"
 #include "store.h"
 
 static const struct store_ops *ops = &embedded_store_ops;
@@ -169,6 +171,20 @@ static void raw_exec(sqlite3 *db, const char *sql)
 		fprintf(stderr, "sql: %s: %s\n", sql, err);
 		REQUIRE(0);
 	}
+}
+
+/* The store's sub-keys, from its key and the identity in its database. */
+static struct seal_keys *raw_seal_keys(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	struct seal_keys *k = NULL;
+	REQUIRE(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'store_id'", -1, &st,
+	                           NULL) == SQLITE_OK);
+	REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+	REQUIRE(sqlite3_column_bytes(st, 0) == SEAL_STORE_ID_BYTES);
+	REQUIRE(seal_keys_new(key, sqlite3_column_blob(st, 0), &k) == 0);
+	sqlite3_finalize(st);
+	return k;
 }
 
 /* --- tests --- */
@@ -635,6 +651,125 @@ static void test_tampering(void)
 	ops->close(s);
 }
 
+/* Metadata changed behind the store's back (security item 7) and SQL
+ * planted in the database (item 8): refused, never served. */
+static void test_metadata_tampering(void)
+{
+	struct store *s = open_store(0, false);
+	struct secret_meta m = { 0 };
+	struct listing li;
+	sqlite3 *db;
+
+	CHECK_EQ(create_str(s, "MOVE_ME", SA, NULL, "gateway-only"), 0);
+	CHECK_EQ(create_str(s, "ROLL_ME", SA, NULL, "revoked-1"), 0);
+	CHECK_EQ(put_str(s, "ROLL_ME", 0, "current-2"), 0);
+	CHECK_EQ(create_str(s, "REBORN_T", SA, NULL, "old-life"), 0);
+	CHECK_EQ(create_str(s, "LABELLED_T", SA, NULL, "l"), 0);
+	{
+		struct labels lb = { 0, NULL };
+		REQUIRE(labels_set(&lb, "env", "prod") == 0);
+		CHECK_EQ(ops->set_labels(s, "LABELLED_T", 0, &lb, NULL), 0);
+		labels_clear(&lb);
+	}
+	ops->close(s);
+	/* a backup of the first life of REBORN_T (its one ciphertext) */
+	char *bak = harness_path(dir, "backup.db");
+	db = raw_db();
+	{
+		char sql[600];
+		snprintf(sql, sizeof(sql),
+		         "ATTACH '%s' AS b; CREATE TABLE b.backup AS SELECT * FROM "
+		         "versions WHERE id = 'REBORN_T'; DETACH b",
+		         bak);
+		raw_exec(db, sql);
+	}
+	sqlite3_close(db);
+	s = open_store(0, false);
+	CHECK_EQ(ops->delete_secret(s, "REBORN_T", 0, NULL), 0);
+	CHECK_EQ(create_str(s, "REBORN_T", SA, NULL, "new-life"), 0);
+	ops->close(s);
+
+	db = raw_db();
+	{
+		char sql[600];
+		snprintf(sql, sizeof(sql), "ATTACH '%s' AS b", bak);
+		raw_exec(db, sql);
+	}
+	raw_exec(db, "UPDATE secrets SET scopes = 31 WHERE id = 'MOVE_ME';"
+	             "UPDATE secrets SET version = 1 WHERE id = 'ROLL_ME';"
+	             "UPDATE versions SET ct = (SELECT ct FROM b.backup) WHERE id = 'REBORN_T';"
+	             "DETACH b;"
+	             "UPDATE labels SET value = 'dev' WHERE id = 'LABELLED_T'");
+	sqlite3_close(db);
+	unlink(bak);
+	free(bak);
+
+	s = open_store(0, false);
+	fprintf(stderr, "(authentication failures are expected below)\n");
+	CHECK_EQ(list_all(s, &li), 0);
+	for (size_t i = 0; i < li.n; i++) {
+		CHECK(strcmp(li.ids[i], "MOVE_ME") != 0);
+		CHECK(strcmp(li.ids[i], "ROLL_ME") != 0);
+		CHECK(strcmp(li.ids[i], "LABELLED_T") != 0);
+	}
+	CHECK_EQ(ops->stat(s, "MOVE_ME", &m), -EIO);
+	CHECK_EQ(get_err(s, "MOVE_ME", 0), -EIO);
+	CHECK_EQ(get_err(s, "ROLL_ME", 0), -EIO); /* never "revoked-1" */
+	CHECK_EQ(get_err(s, "ROLL_ME", 1), -EIO);
+	CHECK_EQ(ops->stat(s, "LABELLED_T", &m), -EIO);
+	CHECK_EQ(ops->stat(s, "REBORN_T", &m), 0); /* its row is its own */
+	secret_meta_clear(&m);
+	CHECK_EQ(get_err(s, "REBORN_T", 0), -EIO); /* the old life's ciphertext */
+	/* a change never re-authenticates a tampered row */
+	CHECK_EQ(put_str(s, "ROLL_ME", 0, "x"), -EIO);
+	CHECK_EQ(ops->set_scopes(s, "MOVE_ME", 0, SA, NULL), -EIO);
+	CHECK_EQ(ops->set_labels(s, "LABELLED_T", 0, NULL, NULL), -EIO);
+	CHECK_EQ(ops->rename(s, "MOVE_ME", 0, 0, "MOVED_T", 0, SA, NULL, NULL, NULL), -EIO);
+	CHECK_EQ(create_str(s, "MOVE_ME", SA, NULL, "x"), -EIO);
+	CHECK_EQ(ops->stat(s, "MOVED_T", &m), -ENOENT);
+	/* a new version heals a value, not metadata */
+	CHECK_EQ(put_str(s, "REBORN_T", 0, "healed"), 0);
+	CHECK(value_is(s, "REBORN_T", 0, "healed"));
+	CHECK(value_is(s, "OPENAI_API_KEY", 0,
+	               "PLAINTEXT-MARKER-7f3a9c-sk-live-should-never-hit-disk"));
+	CHECK_EQ(ops->delete_secret(s, "REBORN_T", 0, NULL), 0);
+	ops->close(s);
+	db = raw_db();
+	raw_exec(db, "DELETE FROM secrets WHERE id IN ('MOVE_ME', 'ROLL_ME', 'LABELLED_T')");
+	sqlite3_close(db);
+
+	/* SQL planted in the database: refused at open, whatever it is */
+	static const char *const planted[][2] = {
+		{ "CREATE TRIGGER all_scopes AFTER UPDATE ON secrets BEGIN "
+		  "UPDATE secrets SET scopes = 31 WHERE id = NEW.id; END",
+		  "DROP TRIGGER all_scopes" },
+		{ "CREATE VIEW v AS SELECT * FROM secrets", "DROP VIEW v" },
+		{ "CREATE INDEX by_scope ON secrets(scopes)", "DROP INDEX by_scope" },
+		{ "CREATE TABLE extra (x)", "DROP TABLE extra" },
+		{ "ALTER TABLE labels ADD COLUMN note TEXT",
+		  "ALTER TABLE labels DROP COLUMN note" },
+	};
+	for (size_t i = 0; i < sizeof(planted) / sizeof(planted[0]); i++) {
+		struct store_config cfg = { .source = dir, .key = key };
+		db = raw_db();
+		raw_exec(db, planted[i][0]);
+		sqlite3_close(db);
+		s = NULL;
+		fprintf(stderr, "(a refusal is expected below)\n");
+		CHECK_EQ(ops->open(&cfg, &s), -EIO);
+		CHECK(s == NULL);
+		cfg.read_only = true;
+		CHECK_EQ(ops->open(&cfg, &s), -EIO);
+		db = raw_db();
+		raw_exec(db, planted[i][1]);
+		sqlite3_close(db);
+	}
+	s = open_store(0, false);
+	CHECK(value_is(s, "OPENAI_API_KEY", 0,
+	               "PLAINTEXT-MARKER-7f3a9c-sk-live-should-never-hit-disk"));
+	ops->close(s);
+}
+
 /* --- concurrency --- */
 
 struct worker {
@@ -717,19 +852,39 @@ static void test_list_many(void)
 	sqlite3_stmt *ins, *lab;
 	double secs;
 
-	/* metadata rows straight into the database: list never reads values */
+	/* metadata rows straight into the database (list never reads values),
+	 * authenticated as the store would (seal.h) */
+	struct seal_keys *keys = raw_seal_keys(db);
 	raw_exec(db, "BEGIN");
-	REQUIRE(sqlite3_prepare_v2(db,
-	                           "INSERT INTO secrets VALUES (?1, 1, 1, 10, 1, 1, ?2, ?2, ?2)",
-	                           -1, &ins, NULL) == SQLITE_OK);
+	REQUIRE(
+	    sqlite3_prepare_v2(db,
+	                       "INSERT INTO secrets VALUES (?1, 1, 1, 10, 1, 1, ?2, ?2, ?2, ?3, "
+	                       "?4)",
+	                       -1, &ins, NULL) == SQLITE_OK);
 	REQUIRE(sqlite3_prepare_v2(db, "INSERT INTO labels VALUES (?1, ?2, 'v')", -1, &lab, NULL) ==
 	        SQLITE_OK);
 	for (int i = 0; i < N; i++) {
 		char id[32];
+		struct label lv[2] = { { "k0", "v" }, { "k1", "v" } };
+		struct secret_meta m = { .id = id,
+			                 .incarnation = 1000000 + (uint64_t)i,
+			                 .revision = 1000000 + (uint64_t)i,
+			                 .value_revision = 1000000 + (uint64_t)i,
+			                 .scopes = 1,
+			                 .labels = { (size_t)(i % 3), lv },
+			                 .version = 1,
+			                 .size = 10,
+			                 .ctime_ns = 1,
+			                 .mtime_ns = 1 };
+		uint8_t nonce[SEAL_NONCE_BYTES], mac[SEAL_MAC_BYTES];
 
 		snprintf(id, sizeof(id), "BULK_%06d", i);
+		seal_nonce_new(nonce);
+		REQUIRE(seal_meta_mac(keys, &m, nonce, mac) == 0);
 		sqlite3_bind_text(ins, 1, id, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(ins, 2, 1000000 + i); /* incarnation and revisions */
+		sqlite3_bind_blob(ins, 3, nonce, sizeof(nonce), SQLITE_TRANSIENT);
+		sqlite3_bind_blob(ins, 4, mac, sizeof(mac), SQLITE_TRANSIENT);
 		REQUIRE(sqlite3_step(ins) == SQLITE_DONE);
 		sqlite3_reset(ins);
 		for (int k = 0; k < i % 3; k++) {
@@ -743,6 +898,7 @@ static void test_list_many(void)
 	sqlite3_finalize(lab);
 	raw_exec(db, "COMMIT");
 	sqlite3_close(db);
+	seal_keys_free(keys);
 
 	s = open_store(0, false);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -910,48 +1066,194 @@ static void test_deleted_ciphertext_gone(void)
 	ops->close(s);
 }
 
-/* A store written before revisions (format 1) opens read-write as format
- * 2 with its values; read-only, it is refused. */
-static void test_upgrade_from_format_1(void)
-{
-	struct store *s = open_store(0, false);
-	CHECK_EQ(create_str(s, "OLD_ONE", SA, NULL, "old-value"), 0);
-	CHECK_EQ(put_str(s, "OLD_ONE", 0, "old-value-2"), 0);
-	CHECK_EQ(create_str(s, "OLD_TWO", SM, NULL, "two"), 0);
-	ops->close(s);
-	sqlite3 *db = raw_db();
-	raw_exec(db, "ALTER TABLE secrets DROP COLUMN incarnation;"
-	             "ALTER TABLE secrets DROP COLUMN revision;"
-	             "ALTER TABLE secrets DROP COLUMN value_revision;"
-	             "ALTER TABLE versions DROP COLUMN revision;"
-	             "DELETE FROM meta WHERE key = 'revision';"
-	             "UPDATE meta SET value = x'01' WHERE key = 'format';");
-	sqlite3_close(db);
+/* --- older formats, written here as the code before them wrote them --- */
 
-	struct store_config cfg = { .source = dir, .key = key, .read_only = true };
-	s = NULL;
-	fprintf(stderr, "(an error about format 1 is expected below)\n");
+/* Format 2's schema (format 1: without the revision columns). */
+static const char old_schema_sql[] =
+    "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);"
+    "CREATE TABLE secrets (id TEXT PRIMARY KEY NOT NULL, scopes INTEGER NOT NULL,"
+    "  version INTEGER NOT NULL, size INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,"
+    "  mtime_ns INTEGER NOT NULL, incarnation INTEGER NOT NULL, revision INTEGER NOT NULL,"
+    "  value_revision INTEGER NOT NULL);"
+    "CREATE TABLE labels (id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,"
+    "  key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (id, key)) WITHOUT ROWID;"
+    "CREATE TABLE versions (id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,"
+    "  version INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
+    "  ct BLOB NOT NULL, revision INTEGER NOT NULL, PRIMARY KEY (id, version));";
+
+/* crypto_seal under the store key itself with formats 1-2's associated
+ * data: "secretsfs embedded value v1" || store_id || u32le(len(id)) || id
+ * || u64le(version); the key check: "secretsfs key check" || store_id. */
+static void old_seal(sqlite3 *db, const uint8_t *store_id, const char *what, const char *id,
+                     uint64_t version, const char *pt, uint8_t **ct, size_t *ctlen)
+{
+	uint8_t ad[512];
+	size_t n = 0, il = id ? strlen(id) : 0;
+
+	(void)db;
+	memcpy(ad, what, strlen(what));
+	n += strlen(what);
+	memcpy(ad + n, store_id, SEAL_STORE_ID_BYTES);
+	n += SEAL_STORE_ID_BYTES;
+	if (id) {
+		for (int i = 0; i < 4; i++)
+			ad[n++] = (uint8_t)(il >> (8 * i));
+		memcpy(ad + n, id, il);
+		n += il;
+		for (int i = 0; i < 8; i++)
+			ad[n++] = (uint8_t)(version >> (8 * i));
+	}
+	REQUIRE(crypto_seal(key, ad, n, (const uint8_t *)pt, strlen(pt), ct, ctlen) == 0);
+}
+
+/* Replaces the store's database by a format `format` (1 or 2) one with
+ * the same identity: OLD_ONE (two versions, a label), OLD_TWO, BROKEN_CT
+ * (a ciphertext that never opened) and NO_SCOPE (a damaged row). */
+static void write_old_store(int format)
+{
+	sqlite3 *db = raw_db();
+	sqlite3_stmt *st = NULL;
+	uint8_t store_id[SEAL_STORE_ID_BYTES], *ct = NULL;
+	size_t ctlen = 0;
+	char sql[512];
+	static const struct {
+		const char *id;
+		int scopes;
+		uint64_t version;
+		const char *value;
+	} vs[] = {
+		{ "OLD_ONE", SA, 1, "old-value" }, { "OLD_ONE", SA, 2, "old-value-2" },
+		{ "OLD_TWO", SM, 1, "two" },       { "BROKEN_CT", SA, 1, "broken" },
+		{ "NO_SCOPE", 0, 1, "no-scope" },
+	};
+
+	REQUIRE(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'store_id'", -1, &st,
+	                           NULL) == SQLITE_OK);
+	REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+	memcpy(store_id, sqlite3_column_blob(st, 0), sizeof(store_id));
+	sqlite3_finalize(st);
+	raw_exec(db, "DROP TABLE labels; DROP TABLE versions; DROP TABLE secrets; DROP TABLE meta");
+	raw_exec(db, old_schema_sql);
+	REQUIRE(sqlite3_prepare_v2(db, "INSERT INTO meta VALUES (?1, ?2)", -1, &st, NULL) ==
+	        SQLITE_OK);
+	sqlite3_bind_text(st, 1, "store_id", -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, store_id, sizeof(store_id), SQLITE_STATIC);
+	REQUIRE(sqlite3_step(st) == SQLITE_DONE);
+	sqlite3_reset(st);
+	old_seal(db, store_id, "secretsfs key check", NULL, 0,
+	         "secretsfs key check: the key is right", &ct, &ctlen);
+	sqlite3_bind_text(st, 1, "keycheck", -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, ct, (int)ctlen, SQLITE_TRANSIENT);
+	REQUIRE(sqlite3_step(st) == SQLITE_DONE);
+	sqlite3_finalize(st);
+	free(ct);
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO meta VALUES ('format', x'0%d'); INSERT INTO meta VALUES "
+	         "('revision', 20)",
+	         format);
+	raw_exec(db, sql);
+
+	for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); i++) {
+		uint64_t rev = 10 + i;
+		snprintf(sql, sizeof(sql),
+		         "INSERT INTO secrets VALUES ('%s', %d, %llu, %zu, 5, %llu, %llu, %llu, "
+		         "%llu) ON CONFLICT (id) DO UPDATE SET version = excluded.version, "
+		         "size = excluded.size, mtime_ns = excluded.mtime_ns, "
+		         "revision = excluded.revision, value_revision = excluded.revision",
+		         vs[i].id, vs[i].scopes, (unsigned long long)vs[i].version,
+		         strlen(vs[i].value), (unsigned long long)rev, (unsigned long long)rev,
+		         (unsigned long long)rev, (unsigned long long)rev);
+		raw_exec(db, sql);
+		old_seal(db, store_id, "secretsfs embedded value v1", vs[i].id, vs[i].version,
+		         vs[i].value, &ct, &ctlen);
+		if (strcmp(vs[i].id, "BROKEN_CT") == 0)
+			ct[ctlen / 2] ^= 1;
+		REQUIRE(sqlite3_prepare_v2(db,
+		                           "INSERT INTO versions VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
+		                           -1, &st, NULL) == SQLITE_OK);
+		sqlite3_bind_text(st, 1, vs[i].id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)vs[i].version);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)strlen(vs[i].value));
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)rev);
+		sqlite3_bind_blob(st, 5, ct, (int)ctlen, SQLITE_TRANSIENT);
+		REQUIRE(sqlite3_step(st) == SQLITE_DONE);
+		sqlite3_finalize(st);
+		free(ct);
+	}
+	/* an incarnation is made up at 1 -> 2 from the rowid */
+	raw_exec(db, "UPDATE secrets SET incarnation = rowid + 100");
+	raw_exec(db, "INSERT INTO labels VALUES ('OLD_ONE', 'env', 'prod')");
+	if (format == 1)
+		raw_exec(db, "ALTER TABLE secrets DROP COLUMN incarnation;"
+		             "ALTER TABLE secrets DROP COLUMN revision;"
+		             "ALTER TABLE secrets DROP COLUMN value_revision;"
+		             "ALTER TABLE versions DROP COLUMN revision;"
+		             "DELETE FROM meta WHERE key = 'revision';");
+	sqlite3_close(db);
+}
+
+/* A store in format 1 or 2 opens read-write as format 3 with its values
+ * (re-sealed, metadata authenticated); read-only, it is refused.  A
+ * format 3 store whose format record says 2 is refused, never upgraded. */
+static void test_upgrade_from_old_formats(void)
+{
+	for (int format = 1; format <= 2; format++) {
+		write_old_store(format);
+		struct store_config cfg = { .source = dir, .key = key, .read_only = true };
+		struct store *s = NULL;
+		fprintf(stderr, "(an error about format %d is expected below)\n", format);
+		CHECK_EQ(ops->open(&cfg, &s), -EIO);
+		s = open_store(0, false);
+		struct secret_meta m1 = { 0 }, m2 = { 0 }, m3 = { 0 };
+		struct listing li;
+		CHECK_EQ(ops->stat(s, "OLD_ONE", &m1), 0);
+		CHECK_EQ(ops->stat(s, "OLD_TWO", &m2), 0);
+		CHECK(m1.incarnation && m2.incarnation && m1.incarnation != m2.incarnation);
+		CHECK_EQ(m1.version, 2);
+		CHECK_EQ(m1.labels.n, 1);
+		CHECK_EQ(m2.scopes, SM);
+		CHECK(value_is(s, "OLD_ONE", 0, "old-value-2"));
+		CHECK(value_is(s, "OLD_ONE", 1, "old-value"));
+		CHECK(value_is(s, "OLD_TWO", 0, "two"));
+		CHECK_EQ(get_err(s, "BROKEN_CT", 0), -EIO);    /* as before */
+		CHECK_EQ(ops->stat(s, "NO_SCOPE", &m3), -EIO); /* never authenticated */
+		CHECK_EQ(list_all(s, &li), 0);
+		CHECK_EQ(li.total, 3); /* OLD_ONE, OLD_TWO, BROKEN_CT */
+		CHECK_EQ(put_str(s, "OLD_ONE", m1.value_revision, "new"), 0);
+		CHECK_EQ(create_str(s, "NEW_AFTER", SA, NULL, "n"), 0);
+		CHECK_EQ(ops->stat(s, "NEW_AFTER", &m3), 0);
+		CHECK(m3.incarnation > m1.value_revision && m3.incarnation > m2.value_revision);
+		secret_meta_clear(&m1);
+		secret_meta_clear(&m2);
+		secret_meta_clear(&m3);
+		ops->close(s);
+		/* again: format 3 now, nothing to upgrade, everything still there */
+		s = open_store(0, false);
+		CHECK(value_is(s, "OLD_ONE", 0, "new"));
+		CHECK(value_is(s, "OLD_TWO", 0, "two"));
+		ops->close(s);
+	}
+
+	/* a format 3 store made to look like format 2 */
+	sqlite3 *db = raw_db();
+	raw_exec(db, "UPDATE meta SET value = x'02' WHERE key = 'format'");
+	sqlite3_close(db);
+	struct store_config cfg = { .source = dir, .key = key };
+	struct store *s = NULL;
+	fprintf(stderr, "(an error about a changed format record is expected below)\n");
 	CHECK_EQ(ops->open(&cfg, &s), -EIO);
+	db = raw_db();
+	raw_exec(db, "UPDATE meta SET value = x'03' WHERE key = 'format'");
+	sqlite3_close(db);
 	s = open_store(0, false);
-	struct secret_meta m1 = { 0 }, m2 = { 0 };
-	CHECK_EQ(ops->stat(s, "OLD_ONE", &m1), 0);
-	CHECK_EQ(ops->stat(s, "OLD_TWO", &m2), 0);
-	CHECK(m1.incarnation && m2.incarnation && m1.incarnation != m2.incarnation);
-	CHECK_EQ(m1.version, 2);
-	CHECK(value_is(s, "OLD_ONE", 0, "old-value-2"));
-	CHECK(value_is(s, "OLD_ONE", 1, "old-value"));
-	CHECK_EQ(put_str(s, "OLD_ONE", m1.value_revision, "new"), 0);
-	struct secret_meta m3 = { 0 };
-	CHECK_EQ(create_str(s, "NEW_AFTER", SA, NULL, "n"), 0);
-	CHECK_EQ(ops->stat(s, "NEW_AFTER", &m3), 0);
-	CHECK(m3.incarnation > m1.value_revision && m3.incarnation > m2.value_revision);
-	CHECK_EQ(ops->delete_secret(s, "OLD_ONE", 0, NULL), 0);
-	CHECK_EQ(ops->delete_secret(s, "OLD_TWO", 0, NULL), 0);
-	CHECK_EQ(ops->delete_secret(s, "NEW_AFTER", 0, NULL), 0);
-	secret_meta_clear(&m1);
-	secret_meta_clear(&m2);
-	secret_meta_clear(&m3);
+	CHECK(value_is(s, "OLD_ONE", 0, "new"));
+	const char *ids[] = { "OLD_ONE", "OLD_TWO", "BROKEN_CT", "NEW_AFTER" };
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+		CHECK_EQ(ops->delete_secret(s, ids[i], 0, NULL), 0);
 	ops->close(s);
+	db = raw_db();
+	raw_exec(db, "DELETE FROM secrets WHERE id = 'NO_SCOPE'");
+	sqlite3_close(db);
 }
 
 int main(void)
@@ -967,6 +1269,7 @@ int main(void)
 	test_labels_scopes_exchange_delete();
 	test_no_plaintext_on_disk();
 	test_tampering();
+	test_metadata_tampering();
 	test_threads();
 	/* the thread test leaves THREAD_* and SHARED; drop them */
 	{
@@ -984,7 +1287,7 @@ int main(void)
 	test_list_labels_merge();
 	test_incarnations();
 	test_deleted_ciphertext_gone();
-	test_upgrade_from_format_1();
+	test_upgrade_from_old_formats();
 
 	key = key_free(key);
 	harness_rmrf(tmp);

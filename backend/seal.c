@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "crypto.h"
+#include "seal.h"
+
+_Static_assert(SEAL_MAC_BYTES == crypto_auth_hmacsha512256_BYTES, "MAC size");
+_Static_assert(crypto_auth_hmacsha512256_KEYBYTES == 32, "MAC key size");
+_Static_assert(crypto_kdf_KEYBYTES == STORE_KEY_BYTES, "KDF key size");
+
+/* Sub-key contexts (crypto_kdf: 8 bytes each) and domain strings: a new
+ * scheme gets new ones, never reuses these. */
+static const char kdf_context_value[crypto_kdf_CONTEXTBYTES + 1] = "sfsvalue";
+static const char kdf_context_meta[crypto_kdf_CONTEXTBYTES + 1] = "sfs-meta";
+static const char value_domain[] = "secretsfs value v2";
+static const char meta_domain[] = "secretsfs metadata v1";
+
+struct seal_keys {
+	uint8_t value_key[STORE_KEY_BYTES];
+	uint8_t mac_key[crypto_auth_hmacsha512256_KEYBYTES];
+	uint8_t store_id[SEAL_STORE_ID_BYTES];
+};
+
+int seal_keys_new(const uint8_t store_key[STORE_KEY_BYTES],
+                  const uint8_t store_id[SEAL_STORE_ID_BYTES], struct seal_keys **ret_keys)
+{
+	if (!store_key || !store_id || !ret_keys)
+		return -EINVAL;
+	int r = crypto_init();
+	if (r < 0)
+		return r;
+	struct seal_keys *k = sodium_malloc(sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	if (crypto_kdf_derive_from_key(k->value_key, sizeof(k->value_key), 1, kdf_context_value,
+	                               store_key) != 0 ||
+	    crypto_kdf_derive_from_key(k->mac_key, sizeof(k->mac_key), 1, kdf_context_meta,
+	                               store_key) != 0) {
+		sodium_free(k);
+		return -EIO;
+	}
+	memcpy(k->store_id, store_id, SEAL_STORE_ID_BYTES);
+	if (sodium_mprotect_readonly(k) != 0) {
+		sodium_free(k);
+		return -ENOMEM;
+	}
+	*ret_keys = k;
+	return 0;
+}
+
+void seal_keys_free(struct seal_keys *k)
+{
+	sodium_free(k); /* wipes */
+}
+
+void seal_nonce_new(uint8_t nonce[SEAL_NONCE_BYTES])
+{
+	randombytes_buf(nonce, SEAL_NONCE_BYTES);
+}
+
+/* --- encoding: fixed-width little-endian integers, strings as u32 length
+ * then bytes --- */
+
+struct buf {
+	uint8_t *p;
+	size_t n, cap;
+};
+
+static void put(struct buf *b, const void *p, size_t n)
+{
+	if (b->n + n <= b->cap)
+		memcpy(b->p + b->n, p, n);
+	b->n += n;
+}
+
+static void put_u64(struct buf *b, uint64_t v)
+{
+	uint8_t x[8];
+	for (int i = 0; i < 8; i++)
+		x[i] = (uint8_t)(v >> (8 * i));
+	put(b, x, sizeof(x));
+}
+
+static void put_u32(struct buf *b, uint32_t v)
+{
+	uint8_t x[4];
+	for (int i = 0; i < 4; i++)
+		x[i] = (uint8_t)(v >> (8 * i));
+	put(b, x, sizeof(x));
+}
+
+static void put_str(struct buf *b, const char *s)
+{
+	size_t n = strlen(s);
+	put_u32(b, (uint32_t)n);
+	put(b, s, n);
+}
+
+/* domain || store_id || str(id) || u64(incarnation) || nonce || u64(version)
+ * || u64(revision) || i64(mtime_ns) */
+static void value_ad(struct buf *b, const struct seal_keys *k, const struct seal_place *p)
+{
+	put(b, value_domain, sizeof(value_domain) - 1);
+	put(b, k->store_id, SEAL_STORE_ID_BYTES);
+	put_str(b, p->id);
+	put_u64(b, p->incarnation);
+	put(b, p->nonce, SEAL_NONCE_BYTES);
+	put_u64(b, p->version);
+	put_u64(b, p->revision);
+	put_u64(b, (uint64_t)p->mtime_ns);
+}
+
+/* Runs value_ad twice: once to size the buffer, once to fill it. */
+static int value_ad_new(const struct seal_keys *k, const struct seal_place *p, struct buf *b)
+{
+	if (!k || !p || !p->id || !p->nonce)
+		return -EINVAL;
+	*b = (struct buf){ 0 };
+	value_ad(b, k, p);
+	b->cap = b->n;
+	b->n = 0;
+	b->p = malloc(b->cap);
+	if (!b->p)
+		return -ENOMEM;
+	value_ad(b, k, p);
+	return 0;
+}
+
+int seal_value(const struct seal_keys *k, const struct seal_place *p, const uint8_t *value,
+               size_t len, uint8_t **ret_ct, size_t *ret_ctlen)
+{
+	struct buf ad;
+	int r = value_ad_new(k, p, &ad);
+	if (r < 0)
+		return r;
+	r = crypto_seal(k->value_key, ad.p, ad.n, value, len, ret_ct, ret_ctlen);
+	free(ad.p);
+	return r;
+}
+
+int seal_value_open(const struct seal_keys *k, const struct seal_place *p, const uint8_t *ct,
+                    size_t ctlen, struct secret_value **ret_value)
+{
+	struct buf ad;
+	int r = value_ad_new(k, p, &ad);
+	if (r < 0)
+		return r;
+	r = crypto_open(k->value_key, ad.p, ad.n, ct, ctlen, ret_value);
+	free(ad.p);
+	return r;
+}
+
+/* --- metadata --- */
+
+static void mac_put(crypto_auth_hmacsha512256_state *st, const void *p, size_t n)
+{
+	crypto_auth_hmacsha512256_update(st, p, n);
+}
+
+static void mac_u64(crypto_auth_hmacsha512256_state *st, uint64_t v)
+{
+	uint8_t x[8];
+	for (int i = 0; i < 8; i++)
+		x[i] = (uint8_t)(v >> (8 * i));
+	mac_put(st, x, sizeof(x));
+}
+
+static void mac_str(crypto_auth_hmacsha512256_state *st, const char *s)
+{
+	size_t n = strlen(s);
+	uint8_t x[4];
+	for (int i = 0; i < 4; i++)
+		x[i] = (uint8_t)(n >> (8 * i));
+	mac_put(st, x, sizeof(x));
+	mac_put(st, s, n);
+}
+
+static int label_cmp(const void *a, const void *b)
+{
+	const struct label *const *x = a, *const *y = b;
+	return strcmp((*x)->key, (*y)->key);
+}
+
+int seal_meta_mac(const struct seal_keys *k, const struct secret_meta *m,
+                  const uint8_t nonce[SEAL_NONCE_BYTES], uint8_t mac[SEAL_MAC_BYTES])
+{
+	const struct label *sorted[LABELS_MAX];
+	crypto_auth_hmacsha512256_state st;
+
+	if (!k || !m || !m->id || !nonce || !mac || m->labels.n > LABELS_MAX ||
+	    (m->labels.n && !m->labels.v))
+		return -EINVAL;
+	for (size_t i = 0; i < m->labels.n; i++) {
+		if (!m->labels.v[i].key || !m->labels.v[i].value)
+			return -EINVAL;
+		sorted[i] = &m->labels.v[i];
+	}
+	if (m->labels.n > 1)
+		qsort(sorted, m->labels.n, sizeof(sorted[0]), label_cmp);
+
+	crypto_auth_hmacsha512256_init(&st, k->mac_key, sizeof(k->mac_key));
+	mac_str(&st, meta_domain);
+	mac_put(&st, k->store_id, SEAL_STORE_ID_BYTES);
+	mac_str(&st, m->id);
+	mac_u64(&st, m->incarnation);
+	mac_put(&st, nonce, SEAL_NONCE_BYTES);
+	mac_u64(&st, m->scopes);
+	mac_u64(&st, m->labels.n);
+	for (size_t i = 0; i < m->labels.n; i++) {
+		mac_str(&st, sorted[i]->key);
+		mac_str(&st, sorted[i]->value);
+	}
+	mac_u64(&st, m->version);
+	mac_u64(&st, m->value_revision);
+	mac_u64(&st, m->revision);
+	mac_u64(&st, m->size);
+	mac_u64(&st, (uint64_t)m->ctime_ns);
+	mac_u64(&st, (uint64_t)m->mtime_ns);
+	crypto_auth_hmacsha512256_final(&st, mac);
+	sodium_memzero(&st, sizeof(st));
+	return 0;
+}
+
+int seal_meta_verify(const struct seal_keys *k, const struct secret_meta *m,
+                     const uint8_t nonce[SEAL_NONCE_BYTES], const uint8_t *mac, size_t maclen)
+{
+	uint8_t want[SEAL_MAC_BYTES];
+	int r = seal_meta_mac(k, m, nonce, want);
+	if (r < 0)
+		return r;
+	r = maclen == SEAL_MAC_BYTES && mac && sodium_memcmp(want, mac, SEAL_MAC_BYTES) == 0
+	      ? 0
+	      : -EBADMSG;
+	sodium_memzero(want, sizeof(want));
+	return r;
+}
