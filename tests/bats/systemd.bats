@@ -359,3 +359,56 @@ EOF
 	grep -q 'op=read id=OPENAI_API_KEY .*unit=check.service result=EACCES' "$W/out/log"
 	grep -q 'op=read id=OPENAI_API_KEY .*unit=secretsfs-example-consumer.service result=ok' "$W/out/log"
 }
+
+@test "secretsfs-run-as.conf: served as the user secretsfs in its own read-only namespace, only the keeper keeps CAP_SYS_ADMIN; a consumer gets its key; stop and a killed server leave no mount" {
+	need_nspawn
+	consumer_writes_back
+	mkdir -p "$W/units/secretsfs.service.d"
+	sed 's|@bindir@|/usr/local/bin|g' "$TOP/systemd/secretsfs-run-as.conf.in" \
+		>"$W/units/secretsfs.service.d/run-as.conf"
+	cat >"$W/check.sh" <<'EOF'
+useradd --system --no-create-home --shell /usr/sbin/nologin secretsfs
+secretsfs init /var/lib/secretsfs
+install -d -m 0700 /etc/secretsfs
+mv /var/lib/secretsfs/key /etc/secretsfs/key
+chown -R secretsfs: /var/lib/secretsfs
+systemctl start secretsfs.service
+cp /srv/t/value1 /run/secretsfs/ai_gateway/OPENAI_API_KEY
+systemctl start secretsfs-example-consumer.service
+cp /srv/t-out/openai /srv/t-out/openai.1
+keeper=$(systemctl show -P MainPID secretsfs.service)
+server=$(pgrep -P "$keeper")
+grep -E '^(Uid|CapEff|NoNewPrivs):' /proc/$keeper/status >/srv/t-out/keeper
+grep -E '^(Uid|CapEff|NoNewPrivs):' /proc/$server/status >/srv/t-out/server
+test "$(readlink /proc/$keeper/ns/mnt)" = "$(readlink /proc/1/ns/mnt)"
+test "$(readlink /proc/$server/ns/mnt)" != "$(readlink /proc/1/ns/mnt)"
+grep -E '^[0-9]+ [0-9]+ [^ ]+ [^ ]+ / ' /proc/$server/mountinfo | cut -d' ' -f6 >/srv/t-out/server-root
+stat -c %U /var/lib/secretsfs/store.db >/srv/t-out/store-owner
+# a server killed outright: the keeper unmounts, systemd restarts it
+kill -KILL "$server"
+for i in $(seq 1 100); do
+	[ "$(systemctl show -P NRestarts secretsfs.service)" = 1 ] &&
+		[ "$(systemctl show -P ActiveState secretsfs.service)" = active ] && break
+	sleep 0.1
+done
+test "$(systemctl show -P NRestarts secretsfs.service)" = 1
+cmp /srv/t/value1 /run/secretsfs/ai_gateway/OPENAI_API_KEY
+test "$(grep -c ' /run/secretsfs fuse.secretsfs ' /proc/self/mounts)" = 1
+systemctl stop secretsfs.service
+not grep -q ' /run/secretsfs ' /proc/self/mounts
+systemctl show -p Result secretsfs.service >/srv/t-out/show
+journalctl -u secretsfs.service -o cat >/srv/t-out/log
+EOF
+	nspawn_run "$W"
+	same_bytes "$W/value1" "$W/out/openai.1"
+	grep -qx 'Uid:[[:space:]]*0[[:space:]]*0[[:space:]]*0[[:space:]]*0' "$W/out/keeper"
+	grep -qx 'CapEff:[[:space:]]*0000000000200000' "$W/out/keeper"
+	! grep -qx 'Uid:[[:space:]]*0.*' "$W/out/server"
+	grep -qx 'CapEff:[[:space:]]*0000000000004000' "$W/out/server"
+	grep -qx 'NoNewPrivs:[[:space:]]*1' "$W/out/server"
+	grep -q '^ro,nosuid' "$W/out/server-root"
+	[ "$(cat "$W/out/store-owner")" = secretsfs ]
+	grep -qx 'Result=success' "$W/out/show"
+	grep -q 'serving as secretsfs' "$W/out/log"
+	grep -q 'killed by signal 9' "$W/out/log"
+}
