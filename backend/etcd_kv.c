@@ -216,7 +216,7 @@ void etcd_kv_pair_clear(struct etcd_kv_pair *p)
 		sodium_memzero(p->value, p->value_len);
 		free(p->value);
 	}
-	memset(p, 0, sizeof(*p));
+	*p = (struct etcd_kv_pair){ 0 };
 }
 
 void etcd_range_result_clear(struct etcd_range_result *r)
@@ -838,10 +838,10 @@ static int parse_event(const json_t *o, struct etcd_event *e)
 	r = parse_pair(json_object_get(o, "kv"), &e->kv);
 	if (r == 0 && prev) {
 		r = parse_pair(prev, &e->prev_kv);
+		if (r < 0)
+			etcd_kv_pair_clear(&e->kv);
 		e->has_prev_kv = r == 0;
 	}
-	if (r < 0)
-		etcd_kv_pair_clear(&e->kv);
 	return r;
 }
 

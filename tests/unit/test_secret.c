@@ -223,8 +223,10 @@ static size_t locked_now(void)
 	char line[256];
 	size_t kb = 0;
 	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmLck: %zu kB", &kb) == 1)
+		if (strncmp(line, "VmLck:", 6) == 0) {
+			kb = strtoul(line + 6, NULL, 10);
 			break;
+		}
 	if (f)
 		fclose(f);
 	return kb * 1024;
