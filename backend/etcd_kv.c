@@ -343,6 +343,17 @@ static bool put_put(json_t *o, const void *key, size_t key_len, const void *valu
 
 static int reauthenticate(struct etcd_kv *kv, int64_t deadline);
 
+/* etcd refuses a bad password, or a request without a token when auth is
+ * on, as InvalidArgument (400): that is -EACCES here. */
+static int auth_errno(int r, const struct http_status *st)
+{
+	if (r == -EINVAL && st->code == 400 &&
+	    (strstr(st->reason, "etcdserver: authentication failed") ||
+	     strstr(st->reason, "etcdserver: user name is empty")))
+		return -EACCES;
+	return r;
+}
+
 /* One call: body (taken) to path.  A 401 with credentials at hand logs in
  * again and sends once more (etcd did nothing with the first). */
 static int call(struct etcd_kv *kv, const char *path, json_t *body, bool idempotent,
@@ -367,12 +378,14 @@ static int call(struct etcd_kv *kv, const char *path, json_t *body, bool idempot
 	if (r == -EACCES && st->code == 401 && kv->user && reauthenticate(kv, deadline) == 0)
 		r = http_call(kv->http, &req, ret, st);
 	json_decref(body);
-	return r;
+	return auth_errno(r, st);
 }
 
 static int login(struct etcd_kv *kv, const char *user, const char *password, int64_t deadline,
                  struct http_status *status)
 {
+	struct http_status local;
+	struct http_status *st = status ? status : &local;
 	json_t *body = json_object(), *ans = NULL;
 	struct http_request req = {
 		.method = "POST",
@@ -381,6 +394,7 @@ static int login(struct etcd_kv *kv, const char *user, const char *password, int
 		.headers = headers,
 		.deadline = deadline,
 		.idempotent = true,
+		.no_auth = true, /* not the token that may have lapsed */
 	};
 	const char *token;
 	int r;
@@ -390,16 +404,14 @@ static int login(struct etcd_kv *kv, const char *user, const char *password, int
 		json_decref(body);
 		return -ENOMEM;
 	}
-	r = http_client_set_auth(kv->http, NULL); /* no stale token on the login */
-	if (r == 0)
-		r = http_call(kv->http, &req, &ans, status);
+	r = http_call(kv->http, &req, &ans, st);
 	json_decref(body); /* jansson wipes what it frees (http.h) */
 	if (r < 0)
-		return r;
+		return auth_errno(r, st);
 	token = json_string_value(json_object_get(ans, "token"));
 	r = token ? http_client_set_auth(kv->http, token) : -EIO;
 	if (!token)
-		bad_answer(status, "a login");
+		bad_answer(st, "a login");
 	json_decref(ans);
 	return r;
 }

@@ -20,6 +20,7 @@
  *
  * Errors: those of http.h (etcd's 400 InvalidArgument/FailedPrecondition
  * → -EINVAL, 401 → -EACCES after one re-authentication, 503 → -EIO, …),
+ * -EACCES for a bad password or a missing login (etcd says 400),
  * -EIO for an answer that does not parse, and for watches the ends listed
  * at etcd_kv_watch().  Every call fills the struct http_status it is
  * given (may be NULL) with a reason line; nothing here logs it.

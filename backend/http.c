@@ -470,7 +470,7 @@ static int headers_new(struct http_client *c, const struct http_request *req,
 		h = n ? n : h;
 	}
 	pthread_mutex_lock(&c->lock);
-	if (c->auth && !failed) {
+	if (c->auth && !req->no_auth && !failed) {
 		n = curl_slist_append(h, c->auth);
 		failed = !n;
 		h = n ? n : h;

@@ -100,6 +100,7 @@ struct http_request {
 	int64_t deadline;           /* http_deadline(); 0: 10 s for http_call,
 	                               none for http_stream */
 	bool idempotent;            /* sending it twice does no harm */
+	bool no_auth;               /* without the Authorization header (a login) */
 	struct http_cancel *cancel; /* NULL: cannot be cancelled */
 };
 

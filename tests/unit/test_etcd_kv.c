@@ -7,6 +7,7 @@
  * stopped at exit; if this process dies, the harness's watchdog stops it.
  * No timing assertions but generous deadlines (and the median delay of
  * watch events, the one figure the store depends on). */
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -681,6 +682,46 @@ static void test_quorum_loss(struct etcd_kv *kv)
 	CHECK(strcmp(get(kv, "u/x", NULL), "9") == 0);
 }
 
+/* etcd auth: a login, its token in every request, a lapsed token
+ * replaced by logging in again, a bad password refused.  Last: it turns
+ * auth on for the cluster. */
+static void test_auth(void)
+{
+	struct etcd_kv *kv = open_kv(eps, 3);
+	struct http_status st;
+	pid_t pid;
+	int status;
+
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		/* etcdctl's own output is noise here */
+		int fd = open("/dev/null", O_WRONLY);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execlp("sh", "sh", "-c",
+		       "etcdctl --endpoints \"$0\" user add root --new-user-password=s3cret-pw "
+		       "--interactive=false && etcdctl --endpoints \"$0\" auth enable",
+		       urls[0], (char *)NULL);
+		_exit(127);
+	}
+	REQUIRE(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	CHECK(strcmp(get(kv, "u/x", NULL), "?") == 0); /* no login: refused */
+	CHECK_EQ(put(kv, "a/x", "1", NULL), -EACCES);
+	CHECK_EQ(etcd_kv_authenticate(kv, "root", "wrong", http_deadline(10000), &st), -EACCES);
+	CHECK(strstr(st.reason, "wrong") == NULL);
+	CHECK_EQ(etcd_kv_authenticate(kv, "root", "s3cret-pw", http_deadline(10000), &st), 0);
+	CHECK_EQ(put(kv, "a/x", "1", NULL), 0);
+	CHECK(strcmp(get(kv, "a/x", NULL), "1") == 0);
+	/* a token etcd no longer knows: one new login, then the call */
+	CHECK_EQ(http_client_set_auth(etcd_kv_http(kv), "lapsed-token"), 0);
+	CHECK(strcmp(get(kv, "u/x", NULL), "9") == 0);
+	CHECK_EQ(put(kv, "a/x", "2", NULL), 0);
+	etcd_kv_free(kv);
+}
+
 static bool in_path(const char *name)
 {
 	const char *path = getenv("PATH");
@@ -725,6 +766,7 @@ int main(void)
 	test_failover(kv);
 	test_quorum_loss(kv);
 	etcd_kv_free(kv);
+	test_auth();
 	cluster_stop_all();
 	for (int i = 0; i < 3; i++)
 		free(urls[i]);
