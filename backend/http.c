@@ -36,6 +36,7 @@
 #define DEFAULT_MAX_RESPONSE (16u << 20)
 #define MESSAGE_MAX 160 /* bytes of a server's error message kept */
 #define URL_MAX 512
+#define WHAT_MAX 224        /* an attempt's outcome, within a reason */
 #define STREAM_POLL_MS 1000 /* a stream's loop wakes at least this often */
 
 struct http_client {
@@ -70,30 +71,41 @@ struct buf {
 	bool overflow;
 };
 
-/* One attempt's state, shared with curl's callbacks. */
-struct xfer {
-	CURL *h;
-	struct buf body;
-	char errbuf[CURL_ERROR_SIZE];
-	struct http_cancel *cancel;
-	bool cancelled;
-	/* streams only */
-	bool is_stream;
-	http_object_fn fn;
-	void *arg;
-	unsigned idle_ms;
-	int64_t last_data;
-	long code;        /* status, once known */
-	size_t delivered; /* objects handed to fn */
-	bool stopped;     /* fn (or a bad line) ended the stream */
-	bool idle;        /* ended by the idle timeout */
-	int stop_result;  /* http_stream's result when stopped */
-};
-
 enum verdict {
 	V_DONE,            /* success, or a final error */
 	V_NEXT_ANY,        /* nothing was done: any call may go on */
 	V_NEXT_IDEMPOTENT, /* may have been done: only idempotent calls go on */
+};
+
+/* One call and its current attempt, shared with curl's callbacks (one
+ * thread only). */
+struct xfer {
+	/* the call: the same for every attempt */
+	const struct http_request *req;
+	const char *body; /* the request's, JSON */
+	size_t body_len;
+	struct curl_slist *headers;
+	json_t **ret_body;
+	bool is_stream;
+	http_object_fn fn; /* streams */
+	void *arg;
+	unsigned idle_ms;
+	size_t delivered; /* objects handed to fn */
+
+	/* the attempt */
+	CURL *h;
+	struct buf answer;
+	char errbuf[CURL_ERROR_SIZE];
+	long code; /* HTTP status, once known */
+	int64_t last_data;
+	bool cancelled;  /* by http_cancel() */
+	bool stopped;    /* fn (or a bad line) ended the stream */
+	bool idle;       /* ended by the idle timeout */
+	int stop_result; /* http_stream's result when stopped */
+	/* its outcome */
+	enum verdict verdict;
+	int64_t retry_after_ms;
+	char what[WHAT_MAX];
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -417,15 +429,14 @@ static CURL *handle_get(struct http_client *c)
 	if (c->n_idle)
 		h = c->idle[--c->n_idle];
 	pthread_mutex_unlock(&c->lock);
-	if (h)
-		curl_easy_reset(h); /* options only: connections stay */
-	else
-		h = curl_easy_init();
-	return h;
+	return h ? h : curl_easy_init();
 }
 
 static void handle_put(struct http_client *c, CURL *h)
 {
+	/* forget the options (they point into the call's stack and header
+	 * list); connections stay */
+	curl_easy_reset(h);
 	pthread_mutex_lock(&c->lock);
 	if (c->n_idle < POOL_MAX) {
 		c->idle[c->n_idle++] = h;
@@ -559,21 +570,21 @@ int http_cancel_sleep(struct http_cancel *k, unsigned ms)
  * is left) to fn.  false once the stream is to stop. */
 static bool deliver(struct xfer *x, bool final)
 {
-	while (x->body.len) {
-		char *nl = memchr(x->body.p, '\n', x->body.len);
-		size_t n = nl ? (size_t)(nl - x->body.p) : x->body.len;
-		size_t blank = strspn(x->body.p, " \t\r");
+	while (x->answer.len) {
+		char *nl = memchr(x->answer.p, '\n', x->answer.len);
+		size_t n = nl ? (size_t)(nl - x->answer.p) : x->answer.len;
+		size_t blank = strspn(x->answer.p, " \t\r");
 		json_t *o;
 		int r;
 
 		if (!nl && !final)
 			break;
 		if (blank >= n) {
-			buf_consume(&x->body, nl ? n + 1 : n);
+			buf_consume(&x->answer, nl ? n + 1 : n);
 			continue;
 		}
-		o = json_loadb(x->body.p, n, 0, NULL);
-		buf_consume(&x->body, nl ? n + 1 : n);
+		o = json_loadb(x->answer.p, n, 0, NULL);
+		buf_consume(&x->answer, nl ? n + 1 : n);
 		if (!json_is_object(o)) {
 			json_decref(o);
 			x->stopped = true;
@@ -599,7 +610,7 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
 	struct xfer *x = arg;
 
 	x->last_data = http_now_ms();
-	if (buf_add(&x->body, p, size * n) < 0)
+	if (buf_add(&x->answer, p, size * n) < 0)
 		return 0; /* ends the transfer: CURLE_WRITE_ERROR */
 	if (x->is_stream) {
 		if (!x->code)
@@ -614,17 +625,16 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
 {
 	struct xfer *x = arg;
 
-	if (http_cancelled(x->cancel)) {
+	if (http_cancelled(x->req->cancel)) {
 		x->cancelled = true;
 		return 1;
 	}
 	return 0;
 }
 
-static bool set_options(struct http_client *c, const struct http_request *req, struct xfer *x,
-                        const char *url, const char *body, size_t body_len,
-                        struct curl_slist *headers, int64_t timeout_ms)
+static bool set_options(struct http_client *c, struct xfer *x, const char *url, int64_t timeout_ms)
 {
+	const struct http_request *req = x->req;
 	CURL *h = x->h;
 	bool ok = true;
 
@@ -637,7 +647,7 @@ static bool set_options(struct http_client *c, const struct http_request *req, s
 	SET(CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)(timeout_ms && timeout_ms < c->connect_timeout_ms ? timeout_ms
 	                                                            : c->connect_timeout_ms));
-	SET(CURLOPT_HTTPHEADER, headers);
+	SET(CURLOPT_HTTPHEADER, x->headers);
 	SET(CURLOPT_WRITEFUNCTION, on_data);
 	SET(CURLOPT_WRITEDATA, x);
 	SET(CURLOPT_ERRORBUFFER, x->errbuf);
@@ -659,9 +669,9 @@ static bool set_options(struct http_client *c, const struct http_request *req, s
 	} else {
 		if (strcmp(req->method, "POST") != 0)
 			SET(CURLOPT_CUSTOMREQUEST, req->method);
-		if (body || strcmp(req->method, "POST") == 0) {
-			SET(CURLOPT_POSTFIELDSIZE, (long)body_len);
-			SET(CURLOPT_POSTFIELDS, body ? body : "");
+		if (x->body || strcmp(req->method, "POST") == 0) {
+			SET(CURLOPT_POSTFIELDSIZE, (long)x->body_len);
+			SET(CURLOPT_POSTFIELDS, x->body ? x->body : "");
 		}
 	}
 #undef SET
@@ -680,10 +690,10 @@ static CURLcode perform_stream(struct xfer *x)
 		curl_multi_cleanup(m);
 		return CURLE_OUT_OF_MEMORY;
 	}
-	if (x->cancel) {
-		pthread_mutex_lock(&x->cancel->lock);
-		x->cancel->multi = m;
-		pthread_mutex_unlock(&x->cancel->lock);
+	if (x->req->cancel) {
+		pthread_mutex_lock(&x->req->cancel->lock);
+		x->req->cancel->multi = m;
+		pthread_mutex_unlock(&x->req->cancel->lock);
 	}
 	x->last_data = http_now_ms();
 	for (;;) {
@@ -699,7 +709,7 @@ static CURLcode perform_stream(struct xfer *x)
 			cc = msg && msg->msg == CURLMSG_DONE ? msg->data.result : CURLE_RECV_ERROR;
 			break;
 		}
-		if (http_cancelled(x->cancel)) {
+		if (http_cancelled(x->req->cancel)) {
 			x->cancelled = true;
 			cc = CURLE_ABORTED_BY_CALLBACK;
 			break;
@@ -717,103 +727,99 @@ static CURLcode perform_stream(struct xfer *x)
 		}
 		curl_multi_poll(m, NULL, 0, (int)wait, NULL);
 	}
-	if (x->cancel) {
-		pthread_mutex_lock(&x->cancel->lock);
-		x->cancel->multi = NULL;
-		pthread_mutex_unlock(&x->cancel->lock);
+	if (x->req->cancel) {
+		pthread_mutex_lock(&x->req->cancel->lock);
+		x->req->cancel->multi = NULL;
+		pthread_mutex_unlock(&x->req->cancel->lock);
 	}
 	curl_multi_remove_handle(m, x->h);
 	curl_multi_cleanup(m);
 	return cc;
 }
 
-/* One transfer to endpoint ep.  Returns 0 or -errno, sets *verdict and
- * describes the outcome in what (for the reason line). */
-static int attempt(struct http_client *c, const struct http_request *req, struct xfer *x, size_t ep,
-                   const char *body, size_t body_len, struct curl_slist *headers,
-                   int64_t timeout_ms, json_t **ret_body, enum verdict *verdict,
-                   int64_t *retry_after_ms, char *what, size_t what_size)
+#define WHAT(...) snprintf(x->what, sizeof(x->what), __VA_ARGS__)
+
+/* One transfer to endpoint ep: 0 or -errno, with x->verdict (may the call
+ * go on?) and x->what (for the reason line) set. */
+static int attempt(struct http_client *c, struct xfer *x, size_t ep, int64_t timeout_ms)
 {
-	char url[URL_MAX * 2];
-	long code = 0, sent = 0;
+	char url[URL_MAX * 2], msg[MESSAGE_MAX + 1];
+	long sent = 0;
 	curl_off_t retry_after = -1;
-	char msg[MESSAGE_MAX + 1];
 	CURLcode cc;
 	int r;
 
-	*verdict = V_DONE;
-	*retry_after_ms = 0;
-	snprintf(url, sizeof(url), "%s%s", c->endpoints[ep], req->path);
-	x->body.len = 0;
-	x->body.overflow = false;
+	x->verdict = V_DONE;
+	x->retry_after_ms = 0;
+	x->answer.len = 0;
+	x->answer.overflow = false;
 	x->errbuf[0] = '\0';
 	x->code = 0;
 	x->stopped = x->idle = x->cancelled = false;
-	if (!set_options(c, req, x, url, body, body_len, headers, timeout_ms)) {
-		snprintf(what, what_size, "curl refused an option");
+	snprintf(url, sizeof(url), "%s%s", c->endpoints[ep], x->req->path);
+	if (!set_options(c, x, url, timeout_ms)) {
+		WHAT("curl refused an option");
 		return -EIO;
 	}
 	cc = x->is_stream ? perform_stream(x) : curl_easy_perform(x->h);
-	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &x->code);
 	curl_easy_getinfo(x->h, CURLINFO_REQUEST_SIZE, &sent);
 	curl_easy_getinfo(x->h, CURLINFO_RETRY_AFTER, &retry_after);
-	x->code = code;
 
 	if (x->cancelled) {
-		snprintf(what, what_size, "cancelled");
+		WHAT("cancelled");
 		return -ECANCELED;
 	}
 	if (x->stopped) {
-		snprintf(what, what_size, "%s",
-		         x->stop_result ? x->errbuf : "stream ended by the caller");
+		WHAT("%.200s", x->stop_result ? x->errbuf : "stream ended by the caller");
 		return x->stop_result;
 	}
-	if (x->body.overflow) {
-		snprintf(what, what_size, "answer larger than %zu bytes", c->max_response);
+	if (x->answer.overflow) {
+		WHAT("answer larger than %zu bytes", c->max_response);
 		return -EMSGSIZE;
 	}
 	if (x->idle) {
-		snprintf(what, what_size, "stream idle for %u ms", x->idle_ms);
-		*verdict = x->delivered ? V_DONE : V_NEXT_IDEMPOTENT;
+		WHAT("stream idle for %u ms", x->idle_ms);
+		x->verdict = x->delivered ? V_DONE : V_NEXT_IDEMPOTENT;
 		return -ETIMEDOUT;
 	}
 	if (cc != CURLE_OK) {
-		snprintf(what, what_size, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc));
-		*verdict = unsent(cc, sent) ? V_NEXT_ANY : V_NEXT_IDEMPOTENT;
+		WHAT("%.200s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc));
+		x->verdict = unsent(cc, sent) ? V_NEXT_ANY : V_NEXT_IDEMPOTENT;
 		if (x->delivered)
-			*verdict = V_DONE;
+			x->verdict = V_DONE; /* the caller has seen part of it */
 		return curl_errno(cc);
 	}
-	r = status_errno(code);
+	r = status_errno(x->code);
 	if (r < 0) {
-		server_message(x->body.p, x->body.len, msg, sizeof(msg));
-		snprintf(what, what_size, "HTTP %ld%s%s", code, msg[0] ? ": " : "", msg);
-		if (code == 429 || (c->not_applied && c->not_applied(code, msg)))
-			*verdict = V_NEXT_ANY;
-		else if (code >= 500 || code == 408)
-			*verdict = V_NEXT_IDEMPOTENT;
+		server_message(x->answer.p, x->answer.len, msg, sizeof(msg));
+		WHAT("HTTP %ld%s%s", x->code, msg[0] ? ": " : "", msg);
+		if (x->code == 429 || (c->not_applied && c->not_applied(x->code, msg)))
+			x->verdict = V_NEXT_ANY;
+		else if (x->code >= 500 || x->code == 408)
+			x->verdict = V_NEXT_IDEMPOTENT;
 		if (retry_after > 0)
-			*retry_after_ms = (int64_t)retry_after * 1000;
+			x->retry_after_ms = (int64_t)retry_after * 1000;
 		return r;
 	}
-	snprintf(what, what_size, "HTTP %ld", code);
+	WHAT("HTTP %ld", x->code);
 	if (x->is_stream) {
 		/* the last object may lack its newline (etcd's error chunk) */
 		if (!deliver(x, true))
 			return x->stop_result;
-		snprintf(what, what_size, "stream ended by the server");
+		WHAT("stream ended by the server");
 		return -ECONNRESET;
 	}
-	if (ret_body) {
-		json_t *j = x->body.len ? json_loadb(x->body.p, x->body.len, 0, NULL)
-		                        : json_object();
+	if (x->ret_body) {
+		json_t *j = x->answer.len ? json_loadb(x->answer.p, x->answer.len, 0, NULL)
+		                          : json_object();
 
 		if (!j) {
-			snprintf(what, what_size, "HTTP %ld with an answer that is not JSON", code);
-			*verdict = V_NEXT_IDEMPOTENT;
+			WHAT("HTTP %ld with an answer that is not JSON", x->code);
+			x->verdict = V_NEXT_IDEMPOTENT;
 			return -EIO;
 		}
-		*ret_body = j;
+		*x->ret_body = j;
 	}
 	return 0;
 }
@@ -832,21 +838,21 @@ static int64_t backoff(struct http_client *c, unsigned round, int64_t retry_afte
 	return retry_after_ms > ms ? retry_after_ms : ms;
 }
 
-static int run(struct http_client *c, const struct http_request *req, struct xfer *x,
-               json_t **ret_body, struct http_status *status)
+/* The attempts of one call (http.h: when a call goes on). */
+static int run(struct http_client *c, struct xfer *x, struct http_status *status)
 {
+	const struct http_request *req = x->req;
 	struct http_status local;
 	struct http_status *st = status ? status : &local;
-	int64_t start = http_now_ms(), deadline = req->deadline, retry_after_ms = 0;
-	char *body = NULL, what[HTTP_REASON_MAX] = "", best_what[HTTP_REASON_MAX] = "";
-	struct curl_slist *headers = NULL;
-	size_t body_len = 0, first, tried = 0, ep = 0, best_ep = 0;
-	long code = 0, best_code = 0;
+	int64_t start = http_now_ms(), deadline = req->deadline;
+	char *body = NULL, best_what[WHAT_MAX] = "";
+	size_t first, tried = 0, ep = 0, best_ep = 0;
+	long best_code = 0;
 	unsigned round = 0;
 	int r, best = 0;
-	enum verdict v = V_DONE;
 
 	memset(st, 0, sizeof(*st));
+	x->what[0] = '\0';
 	if (!deadline && !x->is_stream)
 		deadline = start + DEFAULT_CALL_MS;
 	if (!req->method || !req->path || req->path[0] != '/')
@@ -855,39 +861,36 @@ static int run(struct http_client *c, const struct http_request *req, struct xfe
 		body = json_dumps(req->body, JSON_COMPACT);
 		if (!body)
 			return -ENOMEM;
-		body_len = strlen(body);
+		x->body = body;
+		x->body_len = strlen(body);
 	}
-	r = headers_new(c, req, &headers);
+	r = headers_new(c, req, &x->headers);
 	if (r < 0)
 		goto out;
-	x->cancel = req->cancel;
-	x->body.max = c->max_response;
+	x->answer.max = c->max_response;
 	first = http_client_endpoint(c);
 	for (;;) {
 		int64_t now = http_now_ms(), timeout = deadline ? deadline - now : 0;
 
 		if (http_cancelled(req->cancel)) {
 			r = -ECANCELED;
-			snprintf(what, sizeof(what), "cancelled");
+			WHAT("cancelled");
 			break;
 		}
 		if (deadline && timeout <= 0) {
 			r = -ETIMEDOUT;
-			memcpy(best_what, what, sizeof(what)); /* keep the last outcome */
-			snprintf(what, sizeof(what), "deadline passed%s%s", tried ? "; last: " : "",
-			         best_what);
+			memcpy(best_what, x->what, sizeof(best_what)); /* keep the last outcome */
+			WHAT("deadline passed%s%.180s", tried ? "; last: " : "", best_what);
 			break;
 		}
 		if (!x->is_stream && req->idempotent && c->attempt_timeout_ms &&
 		    c->n_endpoints > 1 && timeout > c->attempt_timeout_ms)
 			timeout = c->attempt_timeout_ms;
 		ep = (first + tried) % c->n_endpoints;
-		r = attempt(c, req, x, ep, body, body_len, headers, timeout, ret_body, &v,
-		            &retry_after_ms, what, sizeof(what));
-		code = x->code;
+		r = attempt(c, x, ep, timeout);
 		tried++;
 		log_debug("%s: %s %s at %s: %s in %" PRId64 " ms", c->name, req->method, req->path,
-		          c->endpoints[ep], what, http_now_ms() - now);
+		          c->endpoints[ep], x->what, http_now_ms() - now);
 		if (r == 0) {
 			use_endpoint(c, ep);
 			break;
@@ -895,53 +898,53 @@ static int run(struct http_client *c, const struct http_request *req, struct xfe
 		if (r != -EHOSTUNREACH) { /* an endpoint that answered explains best */
 			best = r;
 			best_ep = ep;
-			best_code = code;
-			memcpy(best_what, what, sizeof(what));
+			best_code = x->code;
+			memcpy(best_what, x->what, sizeof(best_what));
 		}
-		if (v == V_DONE || (v == V_NEXT_IDEMPOTENT && !req->idempotent))
+		if (x->verdict == V_DONE || (x->verdict == V_NEXT_IDEMPOTENT && !req->idempotent))
 			break;
 		if (tried % c->n_endpoints)
-			continue;
+			continue; /* the next endpoint of this round */
 		if (x->is_stream || round >= c->retries)
 			break;
 		round++;
-		retry_after_ms = backoff(c, round, retry_after_ms);
-		if (deadline && http_now_ms() + retry_after_ms >= deadline)
+		x->retry_after_ms = backoff(c, round, x->retry_after_ms);
+		if (deadline && http_now_ms() + x->retry_after_ms >= deadline)
 			break; /* no time for another round: the last error stands */
-		if (http_cancel_sleep(req->cancel, (unsigned)retry_after_ms) < 0) {
+		if (http_cancel_sleep(req->cancel, (unsigned)x->retry_after_ms) < 0) {
 			r = -ECANCELED;
-			snprintf(what, sizeof(what), "cancelled");
+			WHAT("cancelled");
 			break;
 		}
 	}
 	if (r == -EHOSTUNREACH && best) {
 		r = best;
 		ep = best_ep;
-		code = best_code;
-		memcpy(what, best_what, sizeof(what));
+		x->code = best_code;
+		memcpy(x->what, best_what, sizeof(x->what));
 	}
-	st->code = code;
+	st->code = x->code;
 	st->endpoint = ep;
 	snprintf(st->reason, sizeof(st->reason), "%s %s at %s: %s (%zu attempt%s, %" PRId64 " ms)",
-	         req->method, req->path, c->endpoints[ep], what, tried, tried == 1 ? "" : "s",
+	         req->method, req->path, c->endpoints[ep], x->what, tried, tried == 1 ? "" : "s",
 	         http_now_ms() - start);
 out:
-	headers_free(headers);
+	headers_free(x->headers);
 	wiping_free(body);
-	buf_free(&x->body);
+	buf_free(&x->answer);
 	return r;
 }
 
 int http_call(struct http_client *c, const struct http_request *req, json_t **ret_body,
               struct http_status *status)
 {
-	struct xfer x = { 0 };
+	struct xfer x = { .req = req, .ret_body = ret_body };
 	int r;
 
 	x.h = handle_get(c);
 	if (!x.h)
 		return -ENOMEM;
-	r = run(c, req, &x, ret_body, status);
+	r = run(c, &x, status);
 	handle_put(c, x.h);
 	return r;
 }
@@ -949,17 +952,17 @@ int http_call(struct http_client *c, const struct http_request *req, json_t **re
 int http_stream(struct http_client *c, const struct http_request *req, unsigned idle_timeout_ms,
                 http_object_fn on_object, void *arg, struct http_status *status)
 {
-	struct xfer x = { 0 };
+	struct xfer x = { .req = req,
+		          .is_stream = true,
+		          .fn = on_object,
+		          .arg = arg,
+		          .idle_ms = idle_timeout_ms };
 	int r;
 
-	x.is_stream = true;
-	x.fn = on_object;
-	x.arg = arg;
-	x.idle_ms = idle_timeout_ms;
 	x.h = curl_easy_init(); /* its own: the connection ends with the stream */
 	if (!x.h)
 		return -ENOMEM;
-	r = run(c, req, &x, NULL, status);
+	r = run(c, &x, status);
 	curl_easy_cleanup(x.h);
 	return r;
 }

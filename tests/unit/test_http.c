@@ -593,6 +593,42 @@ static void test_call_cancel(void)
 	server_stop(s);
 }
 
+/* one client, many threads at once (the pool, the endpoint in use) */
+struct worker {
+	struct http_client *c;
+	int ok;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	for (int i = 0; i < 20; i++)
+		w->ok += post(w->c, true, 10000, NULL) == 0;
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	struct server *s = server_start(ANSWER, 200, "{}");
+	struct http_client *c = client(0, closed_port(), s->port);
+	struct worker w[8];
+	pthread_t t[8];
+
+	for (int i = 0; i < 8; i++) {
+		w[i] = (struct worker){ .c = c };
+		REQUIRE(pthread_create(&t[i], NULL, worker_main, &w[i]) == 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ(w[i].ok, 20);
+	}
+	CHECK_EQ(atomic_load(&s->requests), 160);
+	CHECK_EQ(http_client_endpoint(c), 1);
+	http_client_free(c);
+	server_stop(s);
+}
+
 int main(void)
 {
 	test_deadline_silent_server();
@@ -604,5 +640,6 @@ int main(void)
 	test_max_response();
 	test_streams();
 	test_call_cancel();
+	test_threads();
 	return harness_result("test_http");
 }
