@@ -1,0 +1,55 @@
+# etcd for bats tests: a 3-member cluster on 127.0.0.1 of the test's own
+# (tests/tools/etcd-cluster), stopped in teardown whatever the test did.
+#
+#   load etcd_helper
+#   setup()    { etcd_start; }      # skips the test if etcd is missing
+#   teardown() { etcd_teardown; }
+# Variables: $ETCD_DIR (the cluster's dir), $ETCD_ENDPOINTS (client URLs,
+# comma-separated, member 1 first).
+#   etcd_kill I / etcd_stop I   SIGKILL / SIGTERM member I, wait until gone
+#   etcd_restart I              start it again, wait until healthy
+#   etcd_wait [I...]            wait until these (default: running) are healthy
+#   etcd_url I                  member I's client URL
+#   etcd_ctl ARGS...            etcdctl against every member
+# A test that does not reach its teardown (bats killed) still leaves
+# nothing running: the harness's watchdog stops the members when the bats
+# process that started them exits.
+
+ETCD_CLUSTER=${ETCD_CLUSTER:-$BATS_TEST_DIRNAME/../tools/etcd-cluster}
+
+etcd_start() {
+	if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
+		skip "etcd is not installed (scripts/install-deps installs etcd-server and etcd-client)"
+	fi
+	ETCD_DIR=$(mktemp -d "${SECRETSFS_TEST_TMP:-/tmp}/secretsfs-etcd.XXXXXX")
+	ETCD_ENDPOINTS=$(ETCD_CLUSTER_OWNER=$$ "$ETCD_CLUSTER" start "$ETCD_DIR" "${1:-3}") || {
+		echo "the etcd cluster did not start (logs in $ETCD_DIR)" >&2
+		return 1
+	}
+	export ETCD_DIR ETCD_ENDPOINTS
+}
+
+etcd_kill() { "$ETCD_CLUSTER" kill "$ETCD_DIR" "$1"; }
+etcd_stop() { "$ETCD_CLUSTER" stop "$ETCD_DIR" "$1"; }
+etcd_restart() { "$ETCD_CLUSTER" restart "$ETCD_DIR" "$1"; }
+etcd_wait() { "$ETCD_CLUSTER" wait "$ETCD_DIR" "$@"; }
+etcd_url() { "$ETCD_CLUSTER" url "$ETCD_DIR" "$1"; }
+
+etcd_ctl() {
+	etcdctl --endpoints "$ETCD_ENDPOINTS" --dial-timeout 2s --command-timeout 10s "$@"
+}
+
+# etcd_teardown: every member killed, the dir removed (its logs printed
+# first if the test failed, for bats to show).
+etcd_teardown() {
+	[ -n "${ETCD_DIR:-}" ] || return 0
+	"$ETCD_CLUSTER" stop-all "$ETCD_DIR"
+	if [ -n "${BATS_ERROR_STATUS:-}" ] && [ "$BATS_ERROR_STATUS" != 0 ] ||
+	   [ "${BATS_TEST_COMPLETED:-}" != 1 ]; then
+		for f in "$ETCD_DIR"/m*/log; do
+			[ -f "$f" ] && tail -n 5 "$f" | sed "s|^|${f#"$ETCD_DIR"/}: |" >&2
+		done
+	fi
+	rm -rf "$ETCD_DIR"
+	ETCD_DIR=
+}
