@@ -1599,7 +1599,7 @@ static int embedded_open(const struct store_config *cfg, struct store **ret_stor
 	}
 	s->keep_versions = cfg->keep_versions ? cfg->keep_versions : EMBEDDED_KEEP_VERSIONS_DEFAULT;
 	s->read_only = cfg->read_only;
-	s->key = sodium_malloc(STORE_KEY_BYTES);
+	s->key = secret_locked_alloc(STORE_KEY_BYTES);
 	if (!s->key) {
 		r = -ENOMEM;
 		goto fail;

@@ -50,7 +50,7 @@ int key_load_why(const char *path, uint8_t **ret_key, char *why, size_t why_size
 		goto out;
 	}
 
-	key = sodium_malloc(STORE_KEY_BYTES);
+	key = secret_locked_alloc(STORE_KEY_BYTES);
 	if (!key) {
 		r = -ENOMEM;
 		goto out;
@@ -124,7 +124,7 @@ int key_create_at(int dirfd, const char *name, uint8_t **ret_key)
 	if (r < 0)
 		return r;
 
-	key = sodium_malloc(STORE_KEY_BYTES);
+	key = secret_locked_alloc(STORE_KEY_BYTES);
 	if (!key)
 		return -ENOMEM;
 	/* new, ours, and not through a symlink: nothing planted is used */

@@ -57,3 +57,17 @@ char *owned_open_reason(int err, const char *what, const char *path, char *why, 
 		snprintf(why, size, "%s %s: %s", what, path, strerrordesc_np(err));
 	return why;
 }
+
+int owned_fd_check(int fd, mode_t forbidden, const char *what, const char *path, char *why,
+                   size_t size)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	enum owned_problem p = owned_check(&st, forbidden);
+	if (p == OWNED_OK)
+		return 0;
+	if (why && size)
+		owned_reason(p, &st, forbidden, what, path, why, size);
+	return -EPERM;
+}

@@ -31,6 +31,12 @@ enum owned_problem owned_check(const struct stat *st, mode_t forbidden);
 char *owned_reason(enum owned_problem p, const struct stat *st, mode_t forbidden, const char *what,
                    const char *path, char *why, size_t size);
 
+/* fstat(fd) and the rule in one step, for the files whose only check it
+ * is: 0, fstat's -errno, or -EPERM with the reason in why (if why and
+ * size).  fd stays open either way. */
+int owned_fd_check(int fd, mode_t forbidden, const char *what, const char *path, char *why,
+                   size_t size);
+
 /* The same for an open() that failed with err (ELOOP: "is a symlink";
  * ENXIO: "is not a regular file", a FIFO without reader or a socket); other
  * errors as their strerror text. */

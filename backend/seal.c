@@ -33,7 +33,7 @@ int seal_keys_new(const uint8_t store_key[STORE_KEY_BYTES],
 	int r = crypto_init();
 	if (r < 0)
 		return r;
-	struct seal_keys *k = sodium_malloc(sizeof(*k));
+	struct seal_keys *k = secret_locked_alloc(sizeof(*k));
 	if (!k)
 		return -ENOMEM;
 	if (crypto_kdf_derive_from_key(k->value_key, sizeof(k->value_key), 1, kdf_context_value,

@@ -408,7 +408,7 @@ void *secret_locked_alloc(size_t n)
 	 * outright: sodium_malloc returns NULL. */
 	int e = errno;
 	sodium_free(p);
-	log_error("cannot lock %zu bytes of memory for a value (%s): refused; raise "
+	log_error("cannot lock %zu bytes of memory for a value or key (%s): refused; raise "
 	          "LimitMEMLOCK= (ulimit -l) or grant CAP_IPC_LOCK, or mount with "
 	          "-o allow_unlocked to accept swappable plaintext",
 	          n, strerrordesc_np(e));

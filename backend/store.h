@@ -256,7 +256,8 @@ void store_change_clear(struct store_change *c);
 
 /* Values: locked memory, wiped on free.  Accept NULL. */
 struct secret_value *secret_value_new(size_t len);
-/* n bytes of guarded memory (sodium_malloc) that is verified locked:
+/* n bytes of guarded memory (sodium_malloc) that is verified locked, for
+ * values and keys:
  * sodium_malloc itself goes on when mlock fails, so this checks and, when
  * the memory cannot be locked, logs, frees and returns NULL (ENOMEM) --
  * plaintext is never handed out in swappable memory -- unless

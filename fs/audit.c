@@ -43,18 +43,10 @@ int audit_setup(const char *spec, char *why, size_t why_size)
 				owned_open_reason(e, "audit file", spec, why, why_size);
 			return -e;
 		}
-		struct stat st;
-		if (fstat(fd, &st) < 0) {
-			int e = errno;
+		int r = owned_fd_check(fd, 022, "audit file", spec, why, why_size);
+		if (r < 0) {
 			close(fd);
-			return -e;
-		}
-		enum owned_problem p = owned_check(&st, 022);
-		if (p != OWNED_OK) {
-			if (why && why_size)
-				owned_reason(p, &st, 022, "audit file", spec, why, why_size);
-			close(fd);
-			return -EPERM;
+			return r;
 		}
 		int fl = fcntl(fd, F_GETFL);
 		if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {

@@ -15,7 +15,6 @@
 int hostattrs_load(struct fs *fs, char *why, size_t why_size)
 {
 	const char *path = fs->opt.attrs_file;
-	struct stat st;
 	if (why && why_size)
 		why[0] = '\0';
 	/* Whoever can write this file widens modes at the next mount: it
@@ -30,17 +29,10 @@ int hostattrs_load(struct fs *fs, char *why, size_t why_size)
 			owned_open_reason(e, "host-attrs file", path, why, why_size);
 		return -e;
 	}
-	if (fstat(fd, &st) < 0) {
-		int e = errno;
+	int r = owned_fd_check(fd, 022, "host-attrs file", path, why, why_size);
+	if (r < 0) {
 		close(fd);
-		return -e;
-	}
-	enum owned_problem p = owned_check(&st, 022);
-	if (p != OWNED_OK) {
-		if (why && why_size)
-			owned_reason(p, &st, 022, "host-attrs file", path, why, why_size);
-		close(fd);
-		return -EPERM;
+		return r;
 	}
 	FILE *f = fdopen(fd, "re");
 	if (!f) {
