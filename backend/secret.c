@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sodium.h>
 
@@ -408,10 +409,22 @@ void *secret_locked_alloc(size_t n)
 	 * outright: sodium_malloc returns NULL. */
 	int e = errno;
 	sodium_free(p);
-	log_error("cannot lock %zu bytes of memory for a value or key (%s): refused; raise "
-	          "LimitMEMLOCK= (ulimit -l) or grant CAP_IPC_LOCK, or mount with "
-	          "-o allow_unlocked to accept swappable plaintext",
-	          n, strerrordesc_np(e));
+	/* Any caller may cause this (an open each): one line per 10 s. */
+	static atomic_llong next_log_ns;
+	static atomic_uint refused;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long long t = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+	unsigned times = atomic_fetch_add(&refused, 1) + 1;
+	long long due = atomic_load(&next_log_ns);
+	if (t >= due && atomic_compare_exchange_strong(&next_log_ns, &due, t + 10000000000LL)) {
+		atomic_store(&refused, 0);
+		log_error("cannot lock %zu bytes of memory for a value or key (%s): refused (%u "
+		          "time%s since the last such line); raise LimitMEMLOCK= (ulimit -l) or "
+		          "grant CAP_IPC_LOCK, or mount with -o allow_unlocked to accept swappable "
+		          "plaintext",
+		          n, strerrordesc_np(e), times, times == 1 ? "" : "s");
+	}
 	errno = ENOMEM;
 	return NULL;
 }

@@ -147,7 +147,7 @@ struct node {
 struct tombstone {
 	struct tombstone *next;
 	char *id;
-	scope_set scopes;   /* scopes before the unlinks */
+	scope_set scopes;   /* scopes right before the last unlink */
 	scope_set unlinked; /* scopes unlinked */
 	struct labels labels;
 	int64_t time_ns;
@@ -180,6 +180,7 @@ struct fs {
 	struct store *store;
 	struct fs_options opt;
 	bool acl;             /* the kernel checks the POSIX ACLs fill_acl() makes */
+	int ready_dirfd;      /* run_as: the host's view of the mountpoint's parent, or -1 */
 	struct policy policy; /* read-only once mounted */
 	struct fuse_session *se;
 

@@ -51,8 +51,25 @@ int keeper_user(const char *name, uid_t *uid, gid_t *gid)
 	return 0;
 }
 
-/* The mount ID (/proc/self/mountinfo's first field) of the topmost FUSE
- * mount of secretsfs on mnt, or -1. */
+/* mountinfo's escapes (\040 for a space, \011, \012, \134) undone in place. */
+static void unescape(char *s)
+{
+	char *out = s;
+	for (; *s; s++, out++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*out = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*out = *s;
+		}
+	}
+	*out = '\0';
+}
+
+/* The mount ID (/proc/self/mountinfo's first field) of the topmost mount
+ * on mnt if that is a secretsfs mount, else -1: whatever is mounted on
+ * top of ours is never taken for it. */
 static long mount_id_of(const char *mnt)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
@@ -60,15 +77,17 @@ static long mount_id_of(const char *mnt)
 	size_t cap = 0;
 	long id = -1;
 	while (f && getline(&line, &cap, f) > 0) {
-		/* "ID PARENT MAJ:MIN ROOT POINT ... - fuse.secretsfs ..." */
-		char *end, *save = NULL, *point = NULL;
+		/* "ID PARENT MAJ:MIN ROOT POINT ... - FSTYPE ..." */
 		bool ours = strstr(line, " - fuse.secretsfs ") != NULL;
+		char *end, *save = NULL, *point = NULL;
 		long this_id = strtol(line, &end, 10);
-		for (int field = 1; field <= 4 && ours; field++)
+		for (int field = 1; field <= 4; field++)
 			point = strtok_r(field == 1 ? end : NULL, " ", &save);
-		if (ours && point && strcmp(point, mnt) == 0)
-			id =
-			    this_id; /* mountinfo escapes spaces as \040: such a mnt never matches */
+		if (!point)
+			continue;
+		unescape(point);
+		if (strcmp(point, mnt) == 0)
+			id = ours ? this_id : -1; /* later lines are mounted on top */
 	}
 	free(line);
 	if (f)
@@ -76,11 +95,13 @@ static long mount_id_of(const char *mnt)
 	return id;
 }
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_stop(int sig)
+/* Unmounts mnt (lazily, as fusermount3 -uz) if the topmost mount there is
+ * still ours.  0, or -errno. */
+static int unmount_ours(const char *mnt, long mount_id)
 {
-	stop_signal = sig;
+	if (mount_id < 0 || mount_id_of(mnt) != mount_id)
+		return -ENOENT;
+	return umount2(mnt, MNT_DETACH) < 0 ? -errno : 0;
 }
 
 /* Leaves the calling process exactly the capability cap. */
@@ -92,24 +113,34 @@ static int keep_only(int cap)
 	return syscall(SYS_capset, &h, d) < 0 ? -errno : 0;
 }
 
+/* The signals the keeper acts on, blocked from before the fork so that
+ * none is lost: it takes them with sigwaitinfo. */
+static void stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGCHLD);
+}
+
 /* The keeper's life: returns the exit status for the process. */
 static int keep(pid_t server, const char *mnt, long mount_id)
 {
-	/* umount2 is all it does: root's other powers go. */
-	if (keep_only(CAP_SYS_ADMIN) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		log_warn("run_as: the keeper could not drop its other capabilities: %s",
-		         strerrordesc_np(errno));
-	struct sigaction sa = { .sa_handler = on_stop };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
+	/* umount2 is all it does: root's other powers go.  If they cannot,
+	 * it does not go on as full root beside a server. */
+	if (keep_only(CAP_SYS_ADMIN) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		log_error("run_as: the keeper cannot drop its other capabilities (%s): stopping",
+		          strerrordesc_np(errno));
+		unmount_ours(mnt, mount_id);
+		kill(server, SIGKILL);
+	}
+	sigset_t set;
+	stop_signals(&set);
 	int status = 0;
-	bool unmounted = false;
+	bool stopping = false;
 	for (;;) {
-		pid_t p = waitpid(server, &status, 0);
+		pid_t p = waitpid(server, &status, WNOHANG);
 		if (p == server)
 			break;
 		if (p < 0 && errno != EINTR) {
@@ -118,21 +149,17 @@ static int keep(pid_t server, const char *mnt, long mount_id)
 			status = 1 << 8;
 			break;
 		}
-		if (stop_signal && !unmounted) {
+		siginfo_t info;
+		int sig = sigwaitinfo(&set, &info);
+		if (sig > 0 && sig != SIGCHLD && !stopping) {
 			/* A stop: unmount, and the server ends as on fusermount3 -u. */
-			unmounted = true;
-			if (umount2(mnt, MNT_DETACH) < 0)
-				kill(server, SIGTERM); /* gone already: let it stop itself */
+			stopping = true;
+			if (unmount_ours(mnt, mount_id) < 0)
+				kill(server, SIGTERM); /* not ours any more: let it stop itself */
 		}
 	}
-	if (mount_id >= 0 && mount_id_of(mnt) == mount_id) {
-		/* The server died with the mount up. */
-		if (umount2(mnt, MNT_DETACH) < 0)
-			log_error("run_as: cannot unmount %s after the server exited: %s", mnt,
-			          strerrordesc_np(errno));
-		else
-			log_warn("the server exited with the mount up; unmounted %s", mnt);
-	}
+	if (unmount_ours(mnt, mount_id) == 0)
+		log_warn("the server exited with the mount up; unmounted %s", mnt);
 	if (WIFSIGNALED(status)) {
 		log_error("the server (pid %d) was killed by signal %d (%s)", (int)server,
 		          WTERMSIG(status), strsignal(WTERMSIG(status)));
@@ -140,6 +167,8 @@ static int keep(pid_t server, const char *mnt, long mount_id)
 	}
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
+
+const char *const keeper_hidden[] = { "/home", "/root", "/run/user", NULL };
 
 /*
  * The server's own view of the system: a mount namespace (a slave: nothing
@@ -153,7 +182,7 @@ static int sandbox(const char *mnt, const char *const *writable)
 {
 	struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID };
 	struct mount_attr rw = { .attr_clr = MOUNT_ATTR_RDONLY };
-	static const char *const hidden[] = { "/home", "/root", "/run/user" };
+	const char *const *hidden = keeper_hidden;
 	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 ||
 	    umount2(mnt, MNT_DETACH) < 0)
 		return -errno;
@@ -167,7 +196,7 @@ static int sandbox(const char *mnt, const char *const *writable)
 	for (size_t i = 0; writable[i]; i++)
 		if (mount_setattr(-1, writable[i], AT_RECURSIVE, &rw, sizeof(rw)) < 0)
 			return -errno;
-	for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
+	for (size_t i = 0; hidden[i]; i++)
 		if (mount("tmpfs", hidden[i], "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
 		          "mode=0755,size=4k") < 0 &&
 		    errno != ENOENT)
@@ -193,27 +222,34 @@ static int drop_privileges(uid_t uid, gid_t gid)
 	return 0;
 }
 
-int keeper_split(const char *mnt, int fuse_fd, uid_t uid, gid_t gid, const char *const *writable,
-                 int *ready_fd)
+pid_t keeper_fork(const char *mnt, uid_t uid, gid_t gid, const char *const *writable,
+                  long *ret_mount_id)
 {
-	long mount_id = mount_id_of(mnt);
+	sigset_t set, old;
+	stop_signals(&set);
+	*ret_mount_id = mount_id_of(mnt);
+	sigprocmask(SIG_BLOCK, &set, &old);
 	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		int r = sandbox(mnt, writable);
-		if (r < 0)
-			log_error("run_as: cannot set up the server's mount namespace: %s",
-			          strerrordesc_np(-r));
-		else if ((r = drop_privileges(uid, gid)) < 0)
-			log_error("run_as: cannot drop privileges: %s", strerrordesc_np(-r));
-		return r;
+	if (pid < 0) {
+		int e = errno;
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		return -e;
 	}
+	if (pid > 0)
+		return pid; /* the keeper: signals stay blocked for keeper_run() */
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	int r = sandbox(mnt, writable);
+	if (r < 0)
+		log_error("run_as: cannot set up the server's mount namespace: %s",
+		          strerrordesc_np(-r));
+	else if ((r = drop_privileges(uid, gid)) < 0)
+		log_error("run_as: cannot drop privileges: %s", strerrordesc_np(-r));
+	return r;
+}
+
+_Noreturn void keeper_run(pid_t server, const char *mnt, long mount_id, int fuse_fd)
+{
 	/* The connection lives in the server alone: it ends when it does. */
 	close(fuse_fd);
-	if (*ready_fd >= 0) {
-		close(*ready_fd); /* the server says when it is ready */
-		*ready_fd = -1;
-	}
-	_exit(keep(pid, mnt, mount_id));
+	_exit(keep(server, mnt, mount_id));
 }

@@ -9,13 +9,22 @@
 /* USER's uid and gid; -ENOENT if there is none, -EPERM for root. */
 int keeper_user(const char *name, uid_t *uid, gid_t *gid);
 
-/* Called once mnt is mounted on fuse_fd, before any thread is started.
+/* The directories the server's namespace hides (keeper.c, sandbox()):
+ * a store or host-attrs below one of them cannot be served under run_as.
+ * NULL-terminated. */
+extern const char *const keeper_hidden[];
+
+/* Called once mnt is mounted, before any thread is started: forks.
  * Returns 0 in the server, now running as uid:gid in its sandbox, where
  * only the directories in writable (NULL-terminated, absolute) can be
- * written; the keeper never returns (it exits with the server's status).
- * *ready_fd: background()'s pipe, left to the server.  -errno: the server
- * could not drop privileges (logged) and must exit. */
-int keeper_split(const char *mnt, int fuse_fd, uid_t uid, gid_t gid, const char *const *writable,
-                 int *ready_fd);
+ * written; the server's pid in the keeper, which must call keeper_run();
+ * -errno if it could not fork or, in the server, drop privileges (logged:
+ * it must exit).  *ret_mount_id: the mount's ID, for keeper_run(). */
+pid_t keeper_fork(const char *mnt, uid_t uid, gid_t gid, const char *const *writable,
+                  long *ret_mount_id);
+
+/* The keeper's life, with fuse_fd (which it closes) and the signals
+ * keeper_fork() blocked; exits with the server's status. */
+_Noreturn void keeper_run(pid_t server, const char *mnt, long mount_id, int fuse_fd);
 
 #endif

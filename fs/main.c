@@ -299,7 +299,8 @@ static int background(int *ret_fd)
 	return 0;
 }
 
-static void detach_stdio(int ready_fd)
+/* Off the terminal: stdio to /dev/null, the cwd to /. */
+static void null_stdio(void)
 {
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null >= 0) {
@@ -311,6 +312,11 @@ static void detach_stdio(int ready_fd)
 	}
 	if (chdir("/") < 0) { /* nothing depends on the cwd */
 	}
+}
+
+static void detach_stdio(int ready_fd)
+{
+	null_stdio();
 	if (write(ready_fd, "", 1) != 1) { /* the parent is gone: fine */
 	}
 	close(ready_fd);
@@ -374,11 +380,32 @@ static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
 	char *attrs = strdup(fs->opt.attrs_file);
 	char *attrs_dir = attrs ? realpath(dirname(attrs), NULL) : NULL;
 	const char *writable[] = { fs->opt.store_dir, attrs_dir, NULL };
-	int r = attrs_dir ? keeper_split(fs->opt.run_mountpoint, fuse_session_fd(fs->se),
-	                                 fs->opt.run_uid, fs->opt.run_gid, writable, ready_fd)
-	                  : -errno;
+	long mount_id = -1;
+	/* The server asks whether the mount answers (READY=1) through the
+	 * host's view of its parent: in its own namespace the path leads to
+	 * the directory under the mount. */
+	char *mnt = strdup(fs->opt.run_mountpoint);
+	fs->ready_dirfd = mnt ? open(dirname(mnt), O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+	free(mnt);
+	pid_t pid = attrs_dir ? keeper_fork(fs->opt.run_mountpoint, fs->opt.run_uid,
+	                                    fs->opt.run_gid, writable, &mount_id)
+	                      : -errno;
 	free(attrs);
 	free(attrs_dir);
+	if (pid > 0) {
+		/* The keeper: no key, no terminal, no store. */
+		key_free(key);
+		free(kp);
+		if (fs->ready_dirfd >= 0)
+			close(fs->ready_dirfd);
+		if (!fs->opt.foreground) {
+			close(*ready_fd); /* the server says when it is ready */
+			null_stdio();
+			log_setup(false, fs->opt.debug);
+		}
+		keeper_run(pid, fs->opt.run_mountpoint, mount_id, fuse_session_fd(fs->se));
+	}
+	int r = (int)pid;
 	if (r < 0) {
 		key_free(key);
 		free(kp);
@@ -409,6 +436,19 @@ static int check_run_as(struct fs *fs)
 	 * resolved now, as once mounted it leads into the mount itself. */
 	if (!(fs->opt.run_mountpoint = realpath(fs->opt.mountpoint, NULL)))
 		return fail("%s: %s", fs->opt.mountpoint, strerrordesc_np(errno));
+	/* The server cannot see below the directories its namespace hides. */
+	const char *need[] = { fs->opt.store_dir, fs->opt.attrs_file };
+	for (size_t i = 0; i < 2; i++)
+		for (size_t h = 0; keeper_hidden[h]; h++) {
+			size_t n = strlen(keeper_hidden[h]);
+			if (need[i][0] == '/' && strncmp(need[i], keeper_hidden[h], n) == 0 &&
+			    (need[i][n] == '/' || need[i][n] == '\0'))
+				return fail(
+				    "-o run_as=%s: %s is below %s, which the server's "
+				    "namespace hides; keep the store and host-attrs elsewhere "
+				    "(e.g. /var/lib/secretsfs)",
+				    fs->opt.run_as, need[i], keeper_hidden[h]);
+		}
 	return 0;
 }
 
@@ -537,6 +577,7 @@ int main(int argc, char **argv)
 	                                                    : cmdline_parse(&c, argc, argv);
 	if (r == 0 && !c.fake) {
 		fs.opt = c.opt;
+		fs.ready_dirfd = -1;
 		fs.policy = c.policy;
 		r = choose_store(fs.opt.store_dir, &fs.ops);
 	}

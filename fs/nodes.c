@@ -591,7 +591,11 @@ void fs_tomb_add(struct fs *fs, const struct node *n, enum scope sc)
 		fs->tombs = t;
 	}
 	t->unlinked |= 1u << sc;
-	t->scopes |= m->scopes;
+	/* The scopes it had right before this unlink, not every scope it
+	 * had within the window: a scope taken away by an earlier unlink
+	 * stays away when the secret is deleted and created again (a
+	 * revocation, then a rotation by install(1)). */
+	t->scopes = m->scopes;
 	t->time_ns = now;
 	labels_clear(&t->labels);
 	labels_copy(&t->labels, &m->labels);

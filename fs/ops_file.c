@@ -1035,7 +1035,26 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	}
 	/* Owner and mode are this host's view of the file, kept while
 	 * mounted; the store has no notion of them. */
-	if (to_set & FUSE_SET_ATTR_MODE) {
+	struct acl acl;
+	if ((to_set & FUSE_SET_ATTR_MODE) && fill_acl(fs, n, &acl)) {
+		/* Shared by scopes of different owners: the group bits shown
+		 * are the ACL's mask, which the scopes decide.  Taken as they
+		 * are (chmod of the mode stat shows: cp -p, sed -i), never as
+		 * the group's own bits, which would widen access. */
+		mode_t mask = (mode_t)acl.e[acl.n - 2].perm << 3;
+		if ((attr->st_mode & S_IRWXG) != mask) {
+			unlock(fs);
+			log_warn(
+			    "chmod %o refused: the file is shared with another scope's owner by "
+			    "its ACL, whose mask its group bits show (%o); take a scope's access "
+			    "away by removing the secret from that scope",
+			    (unsigned)(attr->st_mode & 07777), (unsigned)(mask >> 3));
+			fuse_reply_err(req, EPERM);
+			return;
+		}
+		n->mode = (attr->st_mode & 07707) | (n->mode & S_IRWXG);
+		n->mode_set = true;
+	} else if (to_set & FUSE_SET_ATTR_MODE) {
 		n->mode = attr->st_mode & 07777;
 		n->mode_set = true;
 	}

@@ -574,6 +574,12 @@ os.close(fd)' "$MNT/mcp_server/LEAK" "$ready" "$go" &
 	grep -qx "group::---" "$T/acl"
 	grep -qx "other::---" "$T/acl"
 	! grep -q "$AIGW" "$T/acl"
+	# chmod to the mode stat shows (cp -p, sed -i) changes nothing; a chmod
+	# of the group bits, which are the ACL's mask, is refused
+	chmod "$(stat -c %a "$MNT/ai_gateway/OPENAI_API_KEY")" "$MNT/ai_gateway/OPENAI_API_KEY"
+	getfacl -cp "$MNT/ai_gateway/OPENAI_API_KEY" | grep -qx "group::---"
+	fails "Operation not permitted" chmod 0600 "$MNT/ai_gateway/OPENAI_API_KEY"
+	eq "$(mode_of "$MNT/ai_gateway/OPENAI_API_KEY")" "660 $AIGW $AIGW"
 	# the mcp_server owner may also write its scope's file
 	printf 'sk-openai-2' | as $MCP tee "$MNT/mcp_server/OPENAI_API_KEY" >/dev/null
 	gives "$MNT/ai_gateway/OPENAI_API_KEY" sk-openai-2 as $AIGW
@@ -894,4 +900,14 @@ PY
 	head -c 32 /dev/urandom >"$T/wrong.key"
 	chmod 0400 "$T/wrong.key"
 	CREDENTIALS_DIRECTORY=$T/creds mount_fails "does not open the store" -o key="$T/wrong.key"
+}
+
+@test "a scope taken away stays away when the secret is then deleted and created again (install(1) within the tombstone window)" {
+	mount_with_values -o allow_other,owner=ai_gateway:$AIGW,owner=mcp_server:$MCP
+	ln "$MNT/ai_gateway/OPENAI_API_KEY" "$MNT/mcp_server/OPENAI_API_KEY"
+	rm "$MNT/mcp_server/OPENAI_API_KEY"   # revoked from mcp_server
+	rm "$MNT/ai_gateway/OPENAI_API_KEY"
+	put "$MNT/ai_gateway/OPENAI_API_KEY" sk-openai-2
+	[ ! -e "$MNT/mcp_server/OPENAI_API_KEY" ]
+	eq "$(getfattr --only-values -n secretsfs.scopes "$MNT/ai_gateway/OPENAI_API_KEY")" ai_gateway
 }

@@ -139,3 +139,65 @@ server_pid() {
 	[[ "$output" == *"cannot open the store"* ]]
 	! grep -q " $MNT " /proc/mounts
 }
+
+@test "run_as=USER: the keeper holds neither /dev/fuse nor the key; a mountpoint with a space is still cleaned up after SIGKILL" {
+	run_as_store
+	MNT="$T/mount point"
+	mkdir -p "$MNT"
+	start_daemon -o run_as=$OTHER
+	printf 'v1' >"$MNT/ai_gateway/KEY"
+	local k
+	k=$DAEMON_PID
+	! ls -l "/proc/$k/fd" | grep -q /dev/fuse
+	ls -l "/proc/$(server_pid)/fd" | grep -q /dev/fuse
+	# the key's 32 bytes are nowhere in the keeper's memory
+	python3 - "$k" "$STORE/key" <<'PY'
+import re, sys
+pid, key = sys.argv[1], open(sys.argv[2], "rb").read()
+found = False
+with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+    for line in maps:
+        lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+        if "r" not in line.split()[1]:
+            continue
+        try:
+            mem.seek(lo)
+            if key in mem.read(hi - lo):
+                found = True
+        except (OSError, ValueError, OverflowError):
+            pass
+sys.exit(1 if found else 0)
+PY
+	kill -KILL "$(server_pid)"
+	local rc=0
+	wait "$DAEMON_PID" || rc=$?
+	DAEMON_PID=
+	[ "$rc" -eq 1 ]
+	! mounted
+	ls "$MNT" >/dev/null
+}
+
+@test "run_as=USER in the background: the command returns once mounted (the keeper leaves the terminal), and stops cleanly" {
+	run_as_store
+	run timeout 20 sh -c "'$SFS' '$STORE' '$MNT' -o run_as=$OTHER | cat"
+	[ "$status" -eq 0 ]
+	printf 'v1' >"$MNT/ai_gateway/KEY"
+	expect_value "$MNT/ai_gateway/KEY" v1
+	local k
+	k=$(pgrep -f "^$SFS $STORE $MNT -o run_as=$OTHER" | while read -r p; do
+		if [ "$(awk '/^Uid:/ { print $2 }' "/proc/$p/status")" = 0 ]; then echo "$p"; fi; done)
+	[ -n "$k" ]
+	[ "$(readlink "/proc/$k/cwd")" = / ]
+	kill -TERM "$k"
+	for _ in $(seq 1 100); do kill -0 "$k" 2>/dev/null || break; sleep 0.05; done
+	! kill -0 "$k" 2>/dev/null
+	! grep -q " $MNT " /proc/mounts
+}
+
+@test "run_as=USER: a store or host-attrs below /root, /home or /run/user (which the server cannot see) is refused before mounting" {
+	new_store
+	run "$SFS" "$STORE" "$MNT" -f -o run_as=$OTHER,attrs=/root/host-attrs
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"/root/host-attrs is below /root, which the server's namespace hides"* ]]
+	! grep -q " $MNT " /proc/mounts
+}

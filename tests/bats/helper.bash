@@ -18,13 +18,18 @@ new_store() {
 	"$SFS" init "$STORE" >/dev/null
 }
 
+# mounted: $MNT is a secretsfs mount (/proc/mounts writes a space as \040).
+mounted() {
+	grep -qF " ${MNT// /\\040} fuse.secretsfs " /proc/mounts
+}
+
 # start_daemon [options...]: mounts $STORE on $MNT, in the foreground, and
 # waits until the mount answers.
 start_daemon() {
 	"$SFS" "$STORE" "$MNT" -f "$@" 2>>"$LOG" &
 	DAEMON_PID=$!
 	for _ in $(seq 1 200); do
-		if grep -q " $MNT fuse.secretsfs " /proc/mounts && [ -d "$MNT/ai_gateway" ]; then
+		if mounted && [ -d "$MNT/ai_gateway" ]; then
 			return 0
 		fi
 		if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
@@ -47,7 +52,7 @@ mount_store() {
 # stop_daemon: unmounts and checks the daemon exited with status 0.
 stop_daemon() {
 	local rc=0
-	if grep -q " $MNT fuse.secretsfs " /proc/mounts; then
+	if mounted; then
 		fusermount3 -u "$MNT" 2>/dev/null || { sleep 0.5; fusermount3 -uz "$MNT" 2>/dev/null; }
 	fi
 	if [ -n "${DAEMON_PID:-}" ]; then
