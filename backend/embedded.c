@@ -12,6 +12,13 @@
  * first, and every change verifies the row it starts from (a tampered
  * row is never re-authenticated by a later change).
  *
+ * The store digest (seal.h, format 4) sums a keyed term of every secret
+ * and version row as stored; each write transaction updates it for the
+ * rows it adds, changes or removes and stores it, with its MAC over the
+ * revision counter, in meta 'digest' before COMMIT (tx_end).  Every open
+ * recomputes it over all rows: one secret's rows replayed from a backup,
+ * or removed, refuse the store (-o reseal_digest accepts them).
+ *
  * The database is not trusted to run SQL: it is opened with
  * SQLITE_DBCONFIG_DEFENSIVE, without trusted schema, triggers or views,
  * and its schema must be exactly the one init_db() creates.
@@ -60,16 +67,18 @@
 
 #define STORE_ID_BYTES SEAL_STORE_ID_BYTES
 /* 1: no revisions; 2: no metadata MACs, values sealed under the store key
- * itself (both upgraded at a read-write open) */
-#define FORMAT_VERSION 3
+ * itself; 3: no store digest (all upgraded at a read-write open) */
+#define FORMAT_VERSION 4
 #define LIST_BATCH 512
 #define BUSY_TIMEOUT_MS 5000
 
 /* formats 1 and 2: read by the upgrade only */
 static const char old_value_ad_domain[] = "secretsfs embedded value v1";
 static const char old_keycheck_ad_domain[] = "secretsfs key check";
-/* format 3 */
-static const char keycheck_ad_domain[] = "secretsfs key check v3";
+/* format 3: read by the upgrade only */
+static const char keycheck3_ad_domain[] = "secretsfs key check v3";
+/* format 4 */
+static const char keycheck_ad_domain[] = "secretsfs key check v4";
 static const char keycheck_plaintext[] = "secretsfs key check: the key is right";
 
 #define STMT_CACHE_SIZE 48
@@ -83,8 +92,19 @@ struct store {
 	unsigned keep_versions;           /* immutable after open */
 	bool read_only;                   /* immutable after open */
 	int lock_fd;                      /* flock'ed DIR/store.lock */
+	bool reseal_digest;               /* immutable after open */
 	bool dropped_values;              /* this transaction deleted a
 	                                     secret: checkpoint after it */
+	/* The store digest of the write transaction under way (seal.h):
+	 * loaded from the verified head by next_revision_locked(), updated
+	 * by every row the transaction adds, changes or removes, stored
+	 * with a new head MAC by tx_end() before COMMIT.  Protected by
+	 * mutex. */
+	struct seal_digest tx_digest;
+	uint64_t tx_revision;
+	bool tx_head;   /* tx_digest is loaded: store it at commit */
+	bool upgrading; /* the upgrade, which computes D afresh at its end */
+	bool tx_broken; /* a row changed outside a head's transaction (a bug) */
 	/* Statements compiled once per connection (compiling one costs more
 	 * than a whole get_value otherwise).  Protected by mutex. */
 	struct {
@@ -227,14 +247,24 @@ static int old_value_ad(const struct store *s, const char *id, uint64_t version,
 	return 0;
 }
 
-/* The key-check record's associated data: domain || store_id.  Format 3
- * has its own domain, so a format 3 store holds nothing that opens as an
- * older one (whose rows the upgrade would take on trust). */
+/* The key-check record's domain in a format. */
+static const char *keycheck_domain(int format)
+{
+	return format <= 2 ? old_keycheck_ad_domain
+	     : format == 3 ? keycheck3_ad_domain
+	                   : keycheck_ad_domain;
+}
+
+/* The key-check record's associated data: domain || store_id.  Formats 3
+ * and 4 each have their own domain, so a store holds nothing that opens
+ * as an older format (whose rows, or digest, the upgrade would take on
+ * trust). */
 #define KEYCHECK_AD_MAX (sizeof(keycheck_ad_domain) - 1 + STORE_ID_BYTES)
-static size_t keycheck_ad(const uint8_t store_id[STORE_ID_BYTES], bool old,
+_Static_assert(sizeof(keycheck3_ad_domain) <= sizeof(keycheck_ad_domain), "key-check domains");
+static size_t keycheck_ad(const uint8_t store_id[STORE_ID_BYTES], int format,
                           uint8_t ad[KEYCHECK_AD_MAX])
 {
-	const char *d = old ? old_keycheck_ad_domain : keycheck_ad_domain;
+	const char *d = keycheck_domain(format);
 	size_t dl = strlen(d);
 	memcpy(ad, d, dl);
 	memcpy(ad + dl, store_id, STORE_ID_BYTES);
@@ -426,10 +456,19 @@ static void drop_wal(struct store *s)
 }
 
 /* Commits if r == 0, else rolls back; returns the outcome. */
+static int head_put_locked(struct store *s, uint64_t rev, const struct seal_digest *d);
+
 static int tx_end(struct store *s, int r)
 {
-	bool dropped = s->dropped_values;
+	bool dropped = s->dropped_values, head = s->tx_head, broken = s->tx_broken;
 	s->dropped_values = false;
+	s->tx_head = false;
+	s->tx_broken = false;
+	if (r == 0 && broken)
+		r = -EIO;
+	/* the head goes with the rows it sums, in the same transaction */
+	if (r == 0 && head)
+		r = head_put_locked(s, s->tx_revision, &s->tx_digest);
 	if (r == 0) {
 		r = sql_exec(s, "COMMIT");
 		if (r == 0) {
@@ -442,6 +481,51 @@ static int tx_end(struct store *s, int r)
 	if (!sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	return r;
+}
+
+/* --- the store digest (seal.h): D over every row as stored --- */
+
+/* A row of id added (sign > 0) or removed (sign < 0) by the write
+ * transaction under way; mutex held.  Outside one (the upgrade computes
+ * D afresh) nothing is counted; a row changed with no head loaded would
+ * be a bug, and fails the transaction rather than leave D wrong. */
+static bool digest_counting(struct store *s)
+{
+	if (s->tx_head)
+		return true;
+	if (!s->upgrading && !s->tx_broken) {
+		log_error("embedded store: internal error: a row changed outside a digest "
+		          "update; the change is refused");
+		s->tx_broken = true;
+	}
+	return false;
+}
+
+static void digest_secret(struct store *s, int sign, const char *id, uint64_t incarnation,
+                          const void *mac, size_t maclen)
+{
+	if (digest_counting(s))
+		seal_digest_secret(s->keys, &s->tx_digest, sign, id, strlen(id), incarnation, mac,
+		                   maclen);
+}
+
+static void digest_version(struct store *s, int sign, const char *id, uint64_t version,
+                           uint64_t revision)
+{
+	if (digest_counting(s))
+		seal_digest_version(s->keys, &s->tx_digest, sign, id, strlen(id), version,
+		                    revision);
+}
+
+/* Steps a DELETE ... RETURNING version, revision of id's version rows
+ * to its end, each row's term taken out of D. */
+static int drop_versions_step(struct store *s, sqlite3_stmt *st, const char *id)
+{
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		digest_version(s, -1, id, (uint64_t)sqlite3_column_int64(st, 0),
+		               (uint64_t)sqlite3_column_int64(st, 1));
+	return rc == SQLITE_DONE ? 0 : sql_fail(s, rc);
 }
 
 static bool scopes_valid(scope_set scopes)
@@ -713,8 +797,11 @@ static int row_locked(struct store *s, const char *id, uint64_t incarnation, str
 	return incarnation && incarnation != ret->life.incarnation ? -ESTALE : 0;
 }
 
+static int head_get_locked(struct store *s, uint64_t rev, struct seal_digest *d);
+
 /* The next store revision, taken by a write transaction for every row it
- * writes; mutex held, inside the transaction. */
+ * writes; mutex held, inside the transaction.  Also loads the verified
+ * head (its D) that the transaction updates and stores at commit. */
 static int next_revision_locked(struct store *s, uint64_t *ret)
 {
 	sqlite3_stmt *st = NULL;
@@ -736,6 +823,19 @@ static int next_revision_locked(struct store *s, uint64_t *ret)
 		r = sql_fail(s, rc);
 	}
 	sql_done(s, st);
+	/* the head this transaction starts from: (revision before, D) */
+	if (r == 0 && !s->tx_head) {
+		r = head_get_locked(s, *ret - 1, &s->tx_digest);
+		if (r == -EBADMSG || r == -ENOENT) {
+			log_error("embedded store: store.db's digest record %s (changed outside "
+			          "secretsfs while the store was open): change refused",
+			          r == -ENOENT ? "is missing" : "failed authentication");
+			r = -EIO;
+		}
+		s->tx_head = r == 0;
+	}
+	if (r == 0)
+		s->tx_revision = *ret;
 	return r;
 }
 
@@ -845,6 +945,7 @@ static int write_version_locked(struct store *s, const char *id, const struct li
 	st = NULL;
 	if (r < 0)
 		goto out;
+	digest_version(s, +1, id, version, rev);
 
 	r = sql_prepare(s,
 	                "UPDATE secrets SET version = ?2, size = ?3, mtime_ns = ?4, "
@@ -864,13 +965,16 @@ static int write_version_locked(struct store *s, const char *id, const struct li
 		goto out;
 
 	if (version > s->keep_versions) {
-		r = sql_prepare(s, "DELETE FROM versions WHERE id = ?1 AND version <= ?2", &st);
+		r = sql_prepare(s,
+		                "DELETE FROM versions WHERE id = ?1 AND version <= ?2 "
+		                "RETURNING version, revision",
+		                &st);
 		if (r < 0)
 			goto out;
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)(version - s->keep_versions));
 		/* (no checkpoint for a pruned version: see the top) */
-		r = sql_step_done(s, st);
+		r = drop_versions_step(s, st, id);
 	}
 out:
 	sql_done(s, st);
@@ -909,11 +1013,26 @@ static int seal_row_locked(struct store *s, const char *id, struct secret_meta *
 	struct row_auth a;
 	uint8_t mac[SEAL_MAC_BYTES];
 	sqlite3_stmt *st = NULL;
-	int r = load_meta_locked(s, id, false, &m, &a);
+	int rc, r = load_meta_locked(s, id, false, &m, &a);
 	if (r == 0 && !a.fits)
 		r = -EIO;
 	if (r == 0)
 		r = seal_meta_mac(s->keys, &m, a.nonce, mac);
+	/* the row's term as stored until now (its MAC column, whatever it
+	 * holds), out of D; the new one in */
+	if (r == 0)
+		r = sql_prepare(s, "SELECT incarnation, mac FROM secrets WHERE id = ?1", &st);
+	if (r == 0) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			digest_secret(s, -1, id, (uint64_t)sqlite3_column_int64(st, 0),
+			              sqlite3_column_blob(st, 1),
+			              (size_t)sqlite3_column_bytes(st, 1));
+		else
+			r = sql_fail(s, rc);
+		sql_done(s, st);
+	}
 	if (r == 0)
 		r = sql_prepare(s, "UPDATE secrets SET mac = ?2 WHERE id = ?1", &st);
 	if (r == 0) {
@@ -922,6 +1041,8 @@ static int seal_row_locked(struct store *s, const char *id, struct secret_meta *
 		r = sql_step_done(s, st);
 		sql_done(s, st);
 	}
+	if (r == 0)
+		digest_secret(s, +1, id, m.incarnation, mac, sizeof(mac));
 	if (r == 0 && ret_meta)
 		*ret_meta = m;
 	else
@@ -976,6 +1097,185 @@ static int meta_put_blob(struct store *s, const char *key, const void *value, si
 	r = sql_step_done(s, st);
 	sql_done(s, st);
 	return r;
+}
+
+/* --- the head record: (revision, D) and its MAC, in meta 'digest' --- */
+
+#define HEAD_BYTES (SEAL_DIGEST_BYTES + SEAL_MAC_BYTES)
+
+static int head_put_locked(struct store *s, uint64_t rev, const struct seal_digest *d)
+{
+	uint8_t blob[HEAD_BYTES];
+	memcpy(blob, d->d, SEAL_DIGEST_BYTES);
+	seal_head_mac(s->keys, rev, d, blob + SEAL_DIGEST_BYTES);
+	/* an UPDATE in place (cheaper than meta_put_blob's REPLACE, on every
+	 * write); the first head is inserted */
+	sqlite3_stmt *st = NULL;
+	int r = sql_prepare(s, "UPDATE meta SET value = ?1 WHERE key = 'digest'", &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_blob(st, 1, blob, sizeof(blob), SQLITE_STATIC);
+	r = sql_step_done(s, st);
+	bool missing = r == 0 && sqlite3_changes(s->db) == 0;
+	sql_done(s, st);
+	if (missing)
+		r = meta_put_blob(s, "digest", blob, sizeof(blob));
+	return r;
+}
+
+/* The head's D if its MAC verifies for the store revision rev: 0,
+ * -ENOENT (no head), -EBADMSG (it does not verify) or a database error.
+ * Logs nothing. */
+static int head_get_locked(struct store *s, uint64_t rev, struct seal_digest *d)
+{
+	uint8_t *blob = NULL;
+	size_t n = 0;
+	int r = meta_get_blob(s, "digest", &blob, &n);
+	if (r == 0 && n != HEAD_BYTES)
+		r = -EBADMSG;
+	if (r == 0) {
+		memcpy(d->d, blob, SEAL_DIGEST_BYTES);
+		r = seal_head_verify(s->keys, rev, d, blob + SEAL_DIGEST_BYTES, SEAL_MAC_BYTES);
+	}
+	free(blob);
+	return r;
+}
+
+/* The store revision as meta holds it; -EIO (logged) if it is damaged. */
+static int revision_get_locked(struct store *s, uint64_t *ret)
+{
+	sqlite3_stmt *st = NULL;
+	int r = sql_prepare(s, "SELECT value FROM meta WHERE key = 'revision'", &st);
+	if (r < 0)
+		return r;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER &&
+	    sqlite3_column_int64(st, 0) >= 0) {
+		*ret = (uint64_t)sqlite3_column_int64(st, 0);
+	} else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+		log_error("embedded store: the revision counter is missing or damaged; the store "
+		          "needs repair");
+		r = -EIO;
+	} else {
+		r = sql_fail(s, rc);
+	}
+	sql_done(s, st);
+	return r;
+}
+
+/* D over every row of secrets and versions as stored, and the highest
+ * revision a row names; mutex held, inside a transaction (one snapshot). */
+static int digest_compute_locked(struct store *s, struct seal_digest *d, uint64_t *ret_max_rev)
+{
+	sqlite3_stmt *st = NULL;
+	uint64_t max_rev = 0;
+	int rc = SQLITE_DONE;
+	memset(d, 0, sizeof(*d));
+	int r = sql_prepare(s, "SELECT id, incarnation, mac, revision FROM secrets", &st);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+		size_t idlen = (size_t)sqlite3_column_bytes(st, 0);
+		const void *mac = sqlite3_column_blob(st, 2);
+		size_t maclen = (size_t)sqlite3_column_bytes(st, 2);
+		uint64_t rev = (uint64_t)sqlite3_column_int64(st, 3);
+		seal_digest_secret(s->keys, d, +1, id ? id : "", id ? idlen : 0,
+		                   (uint64_t)sqlite3_column_int64(st, 1), mac, maclen);
+		if (rev > max_rev && rev <= INT64_MAX)
+			max_rev = rev;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sql_fail(s, rc);
+	sql_done(s, st);
+	st = NULL;
+	if (r == 0)
+		r = sql_prepare(s, "SELECT id, version, revision FROM versions", &st);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+		size_t idlen = (size_t)sqlite3_column_bytes(st, 0);
+		uint64_t rev = (uint64_t)sqlite3_column_int64(st, 2);
+		seal_digest_version(s->keys, d, +1, id ? id : "", id ? idlen : 0,
+		                    (uint64_t)sqlite3_column_int64(st, 1), rev);
+		if (rev > max_rev && rev <= INT64_MAX)
+			max_rev = rev;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sql_fail(s, rc);
+	sql_done(s, st);
+	if (ret_max_rev)
+		*ret_max_rev = max_rev;
+	return r;
+}
+
+/* A new head over the rows as they are (the upgrade, -o reseal_digest):
+ * the revision counter is first raised past every revision a row names,
+ * so that revisions keep growing.  Mutex held, inside a write
+ * transaction. */
+static int head_reset_locked(struct store *s)
+{
+	struct seal_digest d;
+	uint64_t rev = 0, max_rev = 0;
+	int r = revision_get_locked(s, &rev);
+	if (r == 0)
+		r = digest_compute_locked(s, &d, &max_rev);
+	if (r == 0 && max_rev > rev) {
+		sqlite3_stmt *st = NULL;
+		rev = max_rev;
+		r = sql_prepare(s, "UPDATE meta SET value = ?1 WHERE key = 'revision'", &st);
+		if (r == 0) {
+			sqlite3_bind_int64(st, 1, (sqlite3_int64)rev);
+			r = sql_step_done(s, st);
+			sql_done(s, st);
+		}
+	}
+	if (r == 0)
+		r = head_put_locked(s, rev, &d);
+	return r;
+}
+
+/* At open: the rows must sum to the authenticated head (seal.h), or the
+ * store is refused, with one line saying why and what to do.  With
+ * -o reseal_digest (read-write) a mismatch is accepted instead: the
+ * rows as they are get a new head, with a warning. */
+static int digest_check_locked(struct store *s)
+{
+	struct seal_digest want, have;
+	uint64_t rev = 0;
+	bool reseal = s->reseal_digest && !s->read_only;
+	int r = tx_begin(s, reseal), hr = 0;
+	if (r < 0)
+		return r;
+	r = revision_get_locked(s, &rev);
+	if (r == 0) {
+		hr = head_get_locked(s, rev, &want);
+		if (hr != -ENOENT && hr != -EBADMSG)
+			r = hr;
+	}
+	if (r == 0)
+		r = digest_compute_locked(s, &have, NULL);
+	if (r == 0 && hr == 0 && seal_digest_equal(&want, &have)) {
+		if (reseal)
+			log_info("embedded store: -o reseal_digest: store.db matches its digest "
+			         "already; nothing to do");
+	} else if (r == 0 && reseal) {
+		r = head_reset_locked(s);
+		if (r == 0)
+			log_warn("embedded store: -o reseal_digest: store.db did not match its "
+			         "authenticated digest; the rows as they are now are the store "
+			         "(any secret rolled back or removed in them stays so)");
+	} else if (r == 0 && hr != 0) {
+		log_error("embedded store: store.db's digest record %s (changed outside "
+		          "secretsfs): refusing to open the store (restore the whole store from "
+		          "one backup, or see -o reseal_digest in secretsfs(1))",
+		          hr == -ENOENT ? "is missing" : "failed authentication");
+		r = -EIO;
+	} else if (r == 0) {
+		log_error("embedded store: store.db does not match its authenticated digest: a "
+		          "secret's rows were replaced or removed outside secretsfs: refusing to "
+		          "open the store (restore the whole store from one backup, or, to accept "
+		          "the rows as they are, mount once with -o reseal_digest: secretsfs(1))");
+		r = -EIO;
+	}
+	return tx_end(s, r);
 }
 
 /* --- open, close, init --- */
@@ -1439,7 +1739,7 @@ static int write_keycheck_locked(struct store *s)
 	uint8_t ad[KEYCHECK_AD_MAX];
 	uint8_t *ct = NULL;
 	size_t ctlen = 0;
-	size_t adlen = keycheck_ad(s->store_id, false, ad);
+	size_t adlen = keycheck_ad(s->store_id, FORMAT_VERSION, ad);
 	int r = crypto_seal(s->key, ad, adlen, (const uint8_t *)keycheck_plaintext,
 	                    sizeof(keycheck_plaintext) - 1, &ct, &ctlen);
 	if (r == 0)
@@ -1448,11 +1748,14 @@ static int write_keycheck_locked(struct store *s)
 	return r;
 }
 
-/* A store in format 1 or 2 becomes format 3, in one transaction; a
- * read-only mount cannot do that and says so. */
+/* A store in format 1, 2 or 3 becomes format 4, in one transaction; a
+ * read-only mount cannot do that and says so.  Formats 1 and 2 get
+ * their tables made again, nonces, re-sealed values and metadata MACs;
+ * every format gets its store digest computed over the rows as they are
+ * (a row another format let be replaced stays as it was found). */
 static int upgrade_locked(struct store *s, int format)
 {
-	static const uint8_t format3 = FORMAT_VERSION;
+	static const uint8_t format_now = FORMAT_VERSION;
 
 	if (s->read_only) {
 		log_error("embedded store: the store is in format %d; mount it read-write once to "
@@ -1461,30 +1764,38 @@ static int upgrade_locked(struct store *s, int format)
 		return -EIO;
 	}
 	int r = tx_begin(s, true);
+	s->upgrading = true;
 	if (r == 0 && format == 1)
 		r = sql_exec_script(s, upgrade_1_sql);
-	if (r == 0)
+	if (r == 0 && format <= 2)
 		r = sql_exec_script(s, upgrade_2_copy_sql);
-	if (r == 0)
+	if (r == 0 && format <= 2)
 		r = sql_exec_script(s, schema_sql);
-	if (r == 0)
+	if (r == 0 && format <= 2)
 		r = sql_exec_script(s, upgrade_2_fill_sql);
-	if (r == 0)
+	if (r == 0 && format <= 2)
 		r = upgrade_rows_locked(s);
 	if (r == 0)
 		r = write_keycheck_locked(s);
 	if (r == 0)
-		r = meta_put_blob(s, "format", &format3, 1);
+		r = head_reset_locked(s);
 	if (r == 0)
+		r = meta_put_blob(s, "format", &format_now, 1);
+	if (r == 0 && format <= 2)
 		s->dropped_values = true; /* the old ciphertexts: out of the WAL too */
+	s->upgrading = false;
 	r = tx_end(s, r);
 	/* the statements cached against the old tables */
 	sql_cache_clear(s);
 	if (r == 0)
 		r = schema_check_locked(s, true);
-	if (r == 0)
-		log_info("embedded store: upgraded from format %d to %d (metadata authenticated "
-		         "from now on; the rows were taken as found)",
+	if (r == 0 && format <= 2)
+		log_info("embedded store: upgraded from format %d to %d (metadata and the store "
+		         "digest authenticated from now on; the rows were taken as found)",
+		         format, FORMAT_VERSION);
+	else if (r == 0)
+		log_info("embedded store: upgraded from format %d to %d (a store digest from now "
+		         "on; the rows were taken as found)",
 		         format, FORMAT_VERSION);
 	return r;
 }
@@ -1534,17 +1845,19 @@ static int check_key_locked(struct store *s)
 	r = meta_get_blob(s, "keycheck", &blob, &n);
 	if (r < 0)
 		return r == -ENOENT ? -EIO : r;
-	size_t adlen = keycheck_ad(s->store_id, format < FORMAT_VERSION, ad);
+	size_t adlen = keycheck_ad(s->store_id, format, ad);
 	r = crypto_open(s->key, ad, adlen, blob, n, &v);
-	if (r == -EBADMSG && format < FORMAT_VERSION) {
-		/* a format 3 store made to look older (whose rows an upgrade
-		 * would take on trust)? */
-		adlen = keycheck_ad(s->store_id, false, ad);
+	/* a store made to look older (whose rows, or digest, an upgrade
+	 * would take on trust)? */
+	for (int f = format + 1; r == -EBADMSG && f <= FORMAT_VERSION; f++) {
+		if (keycheck_domain(f) == keycheck_domain(f - 1))
+			continue;
+		adlen = keycheck_ad(s->store_id, f, ad);
 		if (crypto_open(s->key, ad, adlen, blob, n, &v) == 0) {
 			log_error("embedded store: the store says format %d but was written in "
 			          "format %d (its format record was changed outside secretsfs): "
 			          "refusing to open it; restore a backup",
-			          format, FORMAT_VERSION);
+			          format, f);
 			r = -EIO;
 		}
 	}
@@ -1560,6 +1873,8 @@ static int check_key_locked(struct store *s)
 	r = seal_keys_new(s->key, s->store_id, &s->keys);
 	if (r == 0 && format < FORMAT_VERSION)
 		r = upgrade_locked(s, format);
+	if (r == 0)
+		r = digest_check_locked(s);
 	return r;
 }
 
@@ -1599,6 +1914,7 @@ static int embedded_open(const struct store_config *cfg, struct store **ret_stor
 	}
 	s->keep_versions = cfg->keep_versions ? cfg->keep_versions : EMBEDDED_KEEP_VERSIONS_DEFAULT;
 	s->read_only = cfg->read_only;
+	s->reseal_digest = cfg->reseal_digest;
 	s->key = secret_locked_alloc(STORE_KEY_BYTES);
 	if (!s->key) {
 		r = -ENOMEM;
@@ -1647,6 +1963,9 @@ static int init_db(struct store *s, const char *dbpath)
 		return r;
 
 	randombytes_buf(s->store_id, STORE_ID_BYTES);
+	r = seal_keys_new(s->key, s->store_id, &s->keys);
+	if (r < 0)
+		return r;
 	r = tx_begin(s, true);
 	if (r < 0)
 		return r;
@@ -1659,6 +1978,8 @@ static int init_db(struct store *s, const char *dbpath)
 		r = write_keycheck_locked(s);
 	if (r == 0)
 		r = sql_exec_script(s, "INSERT INTO meta (key, value) VALUES ('revision', 0)");
+	if (r == 0)
+		r = head_put_locked(s, 0, &(struct seal_digest){ 0 }); /* no rows: D = 0 */
 	return tx_end(s, r);
 }
 
@@ -2165,6 +2486,8 @@ static int insert_secret_locked(struct store *s, const char *id, uint64_t rev, s
 	r = sql_step_done(s, st);
 	sql_done(s, st);
 	if (r == 0)
+		digest_secret(s, +1, id, rev, NULL, 0); /* (no MAC until it is sealed) */
+	if (r == 0)
 		r = insert_labels_locked(s, id, labels);
 	if (r == 0)
 		r = write_version_locked(s, id, &l, 1, rev, value, len, now);
@@ -2175,13 +2498,30 @@ static int insert_secret_locked(struct store *s, const char *id, uint64_t rev, s
 static int delete_secret_locked(struct store *s, const char *id)
 {
 	sqlite3_stmt *st = NULL;
-	int r = sql_prepare(s, "DELETE FROM secrets WHERE id = ?1", &st);
+	/* its versions first (not left to the cascade): each one's term
+	 * goes out of D, then the row's */
+	int rc, r = sql_prepare(s, "DELETE FROM versions WHERE id = ?1 RETURNING version, revision",
+	                        &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	r = sql_step_done(s, st);
-	if (r == 0 && sqlite3_changes(s->db) == 0)
-		r = -ENOENT;
+	r = drop_versions_step(s, st, id);
+	sql_done(s, st);
+	if (r == 0)
+		r = sql_prepare(s, "DELETE FROM secrets WHERE id = ?1 RETURNING incarnation, mac",
+		                &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		digest_secret(s, -1, id, (uint64_t)sqlite3_column_int64(st, 0),
+		              sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1));
+		rc = sqlite3_step(st);
+		r = rc == SQLITE_DONE ? 0 : sql_fail(s, rc);
+	} else {
+		r = rc == SQLITE_DONE ? -ENOENT : sql_fail(s, rc);
+	}
 	sql_done(s, st);
 	if (r == 0)
 		s->dropped_values = true; /* its versions went with it (cascade) */

@@ -17,11 +17,18 @@ _Static_assert(crypto_kdf_KEYBYTES == STORE_KEY_BYTES, "KDF key size");
 static const char kdf_context_value[crypto_kdf_CONTEXTBYTES + 1] = "sfsvalue";
 static const char kdf_context_meta[crypto_kdf_CONTEXTBYTES + 1] = "sfs-meta";
 static const char value_domain[] = "secretsfs value v2";
+static const char kdf_context_digest[crypto_kdf_CONTEXTBYTES + 1] = "sfs-dgst";
+static const char kdf_context_head[crypto_kdf_CONTEXTBYTES + 1] = "sfs-head";
 static const char meta_domain[] = "secretsfs metadata v1";
+static const char digest_secret_domain[] = "secretsfs digest secret row v1";
+static const char digest_version_domain[] = "secretsfs digest version row v1";
+static const char head_domain[] = "secretsfs store head v1";
 
 struct seal_keys {
 	uint8_t value_key[STORE_KEY_BYTES];
 	uint8_t mac_key[crypto_auth_hmacsha512256_KEYBYTES];
+	uint8_t digest_key[crypto_generichash_KEYBYTES];
+	uint8_t head_key[crypto_generichash_KEYBYTES];
 	uint8_t store_id[SEAL_STORE_ID_BYTES];
 };
 
@@ -39,6 +46,10 @@ int seal_keys_new(const uint8_t store_key[STORE_KEY_BYTES],
 	if (crypto_kdf_derive_from_key(k->value_key, sizeof(k->value_key), 1, kdf_context_value,
 	                               store_key) != 0 ||
 	    crypto_kdf_derive_from_key(k->mac_key, sizeof(k->mac_key), 1, kdf_context_meta,
+	                               store_key) != 0 ||
+	    crypto_kdf_derive_from_key(k->digest_key, sizeof(k->digest_key), 1, kdf_context_digest,
+	                               store_key) != 0 ||
+	    crypto_kdf_derive_from_key(k->head_key, sizeof(k->head_key), 1, kdf_context_head,
 	                               store_key) != 0) {
 		sodium_free(k);
 		return -EIO;
@@ -237,4 +248,107 @@ int seal_meta_verify(const struct seal_keys *k, const struct secret_meta *m,
 	      : -EBADMSG;
 	sodium_memzero(want, sizeof(want));
 	return r;
+}
+
+/* --- the store digest --- */
+
+_Static_assert(SEAL_DIGEST_BYTES == 32, "digest size");
+
+static void hash_u64(crypto_generichash_state *st, uint64_t v)
+{
+	uint8_t x[8];
+	for (int i = 0; i < 8; i++)
+		x[i] = (uint8_t)(v >> (8 * i));
+	crypto_generichash_update(st, x, sizeof(x));
+}
+
+/* u64(length) || bytes */
+static void hash_bytes(crypto_generichash_state *st, const void *p, size_t n)
+{
+	hash_u64(st, n);
+	if (n)
+		crypto_generichash_update(st, p, n);
+}
+
+static void hash_begin(const struct seal_keys *k, crypto_generichash_state *st, const char *domain)
+{
+	crypto_generichash_init(st, k->digest_key, sizeof(k->digest_key), SEAL_DIGEST_BYTES);
+	hash_bytes(st, domain, strlen(domain));
+	crypto_generichash_update(st, k->store_id, SEAL_STORE_ID_BYTES);
+}
+
+/* d += t or d -= t, mod 2^256 (little-endian) */
+static void digest_apply(struct seal_digest *d, const uint8_t t[SEAL_DIGEST_BYTES], int sign)
+{
+	unsigned carry = sign < 0 ? 1 : 0; /* d - t = d + ~t + 1 */
+	for (int i = 0; i < SEAL_DIGEST_BYTES; i++) {
+		unsigned x = sign < 0 ? (uint8_t)~t[i] : t[i];
+		unsigned sum = d->d[i] + x + carry;
+		d->d[i] = (uint8_t)sum;
+		carry = sum >> 8;
+	}
+}
+
+static void hash_end(crypto_generichash_state *st, struct seal_digest *d, int sign)
+{
+	uint8_t t[SEAL_DIGEST_BYTES];
+	crypto_generichash_final(st, t, sizeof(t));
+	digest_apply(d, t, sign);
+	sodium_memzero(t, sizeof(t));
+	sodium_memzero(st, sizeof(*st));
+}
+
+void seal_digest_secret(const struct seal_keys *k, struct seal_digest *d, int sign, const char *id,
+                        size_t idlen, uint64_t incarnation, const uint8_t *mac, size_t maclen)
+{
+	crypto_generichash_state st;
+	hash_begin(k, &st, digest_secret_domain);
+	hash_bytes(&st, id, idlen);
+	hash_u64(&st, incarnation);
+	hash_bytes(&st, mac, mac ? maclen : 0);
+	hash_end(&st, d, sign);
+}
+
+void seal_digest_version(const struct seal_keys *k, struct seal_digest *d, int sign, const char *id,
+                         size_t idlen, uint64_t version, uint64_t revision)
+{
+	crypto_generichash_state st;
+	hash_begin(k, &st, digest_version_domain);
+	hash_bytes(&st, id, idlen);
+	hash_u64(&st, version);
+	hash_u64(&st, revision);
+	hash_end(&st, d, sign);
+}
+
+/* Keyed BLAKE2b-256 (a MAC in its keyed mode) under a key of its own:
+ * one per write transaction, where HMAC-SHA-512's two key blocks cost as
+ * much as the rest of a rotation. */
+void seal_head_mac(const struct seal_keys *k, uint64_t revision, const struct seal_digest *d,
+                   uint8_t mac[SEAL_MAC_BYTES])
+{
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, k->head_key, sizeof(k->head_key), SEAL_MAC_BYTES);
+	hash_bytes(&st, head_domain, strlen(head_domain));
+	crypto_generichash_update(&st, k->store_id, SEAL_STORE_ID_BYTES);
+	hash_u64(&st, revision);
+	crypto_generichash_update(&st, d->d, SEAL_DIGEST_BYTES);
+	crypto_generichash_final(&st, mac, SEAL_MAC_BYTES);
+	sodium_memzero(&st, sizeof(st));
+}
+
+int seal_head_verify(const struct seal_keys *k, uint64_t revision, const struct seal_digest *d,
+                     const uint8_t *mac, size_t maclen)
+{
+	uint8_t want[SEAL_MAC_BYTES];
+	seal_head_mac(k, revision, d, want);
+	int r = maclen == SEAL_MAC_BYTES && mac && sodium_memcmp(want, mac, SEAL_MAC_BYTES) == 0
+	          ? 0
+	          : -EBADMSG;
+	sodium_memzero(want, sizeof(want));
+	return r;
+}
+
+int seal_digest_equal(const struct seal_digest *a, const struct seal_digest *b)
+{
+	return sodium_memcmp(a->d, b->d, SEAL_DIGEST_BYTES) == 0;
 }

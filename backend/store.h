@@ -130,6 +130,9 @@ struct store_config {
 	                               the store copies what it needs */
 	unsigned keep_versions; /* how many versions to keep, >= 1 */
 	bool read_only;
+	bool reseal_digest; /* a store whose rows do not match its digest is
+	                       accepted as it is and its digest made again
+	                       (-o reseal_digest, after a repair by hand) */
 };
 
 /* A change record: what one change left behind. */

@@ -30,6 +30,9 @@ void cmdline_usage(FILE *out)
 	        "  -o attrs=FILE          where chmod and chown of secrets and scopes are kept\n"
 	        "                         across remounts (default: DIR/host-attrs)\n"
 	        "  -o ro                  read-only: every change is refused with EROFS\n"
+	        "  -o reseal_digest       accept a store.db whose rows no longer match its\n"
+	        "                         authenticated digest (rows removed or repaired by\n"
+	        "                         hand), as it is: accepts any rollback in it too\n"
 	        "  -o allow_other         let users other than the mounter in (turns on\n"
 	        "                         default_permissions: the kernel checks modes)\n"
 	        "  -o default_permissions let the kernel check owner and mode bits\n"
@@ -146,6 +149,8 @@ static int parse_option(struct cmdline *c, const char *o)
 		c->audit = strdup(o + 6);
 	} else if (strcmp(o, "ro") == 0) {
 		c->opt.read_only = true;
+	} else if (strcmp(o, "reseal_digest") == 0) {
+		c->opt.reseal_digest = true;
 	} else if (strcmp(o, "allow_other") == 0) {
 		c->opt.allow_other = true;
 		c->opt.default_permissions = true; /* else every user could read all */

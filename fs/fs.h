@@ -160,6 +160,7 @@ struct fs_options {
 	char *attrs_file; /* this host's chmod/chown (hostattrs.h) */
 	unsigned keep_versions;
 	bool read_only;
+	bool reseal_digest; /* -o reseal_digest: accept the store's rows as they are */
 	bool foreground;
 	bool debug;
 	bool allow_other;

@@ -204,6 +204,7 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		.key = key,
 		.keep_versions = fs->opt.keep_versions,
 		.read_only = fs->opt.read_only,
+		.reseal_digest = fs->opt.reseal_digest,
 	};
 	r = fs->ops->open(&cfg, &fs->store);
 	key_free(key);

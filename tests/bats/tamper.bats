@@ -101,3 +101,57 @@ mount_refused() {
 	sql "DROP INDEX by_scope; ALTER TABLE labels ADD COLUMN note TEXT"
 	mount_refused 'table "labels"'
 }
+
+# restore_rows_from BACKUP ID: replaces one secret's whole row set
+# (secrets, labels, versions) by the one in the database file BACKUP, as
+# a restore of that one secret from a backup would.
+restore_rows_from() {
+	sql "ATTACH '$1' AS b;
+	     DELETE FROM labels WHERE id = '$2'; DELETE FROM versions WHERE id = '$2';
+	     DELETE FROM secrets WHERE id = '$2';
+	     INSERT INTO secrets SELECT * FROM b.secrets WHERE id = '$2';
+	     INSERT INTO labels SELECT * FROM b.labels WHERE id = '$2';
+	     INSERT INTO versions SELECT * FROM b.versions WHERE id = '$2';
+	     DETACH b"
+}
+
+@test "7d. one secret's whole row set copied back from a backup taken before its rotation: the mount is refused, the revoked value never served" {
+	mount_store
+	F=$MNT/ai_gateway/ROTATED
+	printf 'revoked-1' >"$F"
+	setfattr -n user.tag.env -v prod "$F"
+	printf 'untouched' >"$MNT/ai_gateway/OTHER"
+	sql ".backup '$T/backup.db'"
+	printf 'current-2' >"$F"
+	expect_value "$F" current-2
+	stop_daemon
+	# each row of the backup's ROTATED verifies on its own
+	restore_rows_from "$T/backup.db" ROTATED
+	eq "$(sql "SELECT version FROM secrets WHERE id = 'ROTATED'")" 1
+	mount_refused "store.db does not match its authenticated digest: a secret's rows were replaced or removed outside secretsfs"
+	run timeout 10 "$SFS" "$STORE" "$MNT" -f -o ro
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"does not match its authenticated digest"* ]]
+	# the whole store from that one backup is what the digest cannot tell
+	cp "$T/backup.db" "$STORE/store.db"
+	rm -f "$STORE/store.db-wal" "$STORE/store.db-shm"
+	start_daemon
+	expect_value "$F" revoked-1
+}
+
+@test "7e. one secret's rows deleted with sqlite3: the mount is refused; -o reseal_digest accepts the rows as they are" {
+	mount_store
+	printf 'doomed' >"$MNT/ai_gateway/DELETED"
+	printf 'untouched' >"$MNT/ai_gateway/OTHER"
+	stop_daemon
+	sql "DELETE FROM labels WHERE id = 'DELETED'; DELETE FROM versions WHERE id = 'DELETED';
+	     DELETE FROM secrets WHERE id = 'DELETED'"
+	mount_refused "store.db does not match its authenticated digest"
+	# the operator's way after a repair by hand: once, with a warning
+	start_daemon -o reseal_digest
+	log_has 'reseal_digest: store.db did not match its authenticated digest'
+	[ ! -e "$MNT/ai_gateway/DELETED" ]
+	expect_value "$MNT/ai_gateway/OTHER" untouched
+	remount
+	expect_value "$MNT/ai_gateway/OTHER" untouched
+}

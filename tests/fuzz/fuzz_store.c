@@ -15,11 +15,15 @@
  * must read back as the value put.
  *
  * And nothing the rows were changed to is ever served as truth (format 3's
- * metadata MACs and value binding): before the first write, every
+ * metadata MACs and value binding, format 4's store digest): before the
+ * first write, every
  * secret listed or stat'ed has exactly the metadata the store wrote, and
  * every value read is the one the store wrote for that secret and
  * version (the current one for version 0): an unchanged secret, or an
- * error.
+ * error.  Rows of one secret replayed whole from a backup of the same
+ * store taken before its last rotation (each row authentic), or one
+ * secret's rows removed, must refuse the open: an input that does
+ * nothing else asserts -EIO.
  */
 #include <assert.h>
 #include <errno.h>
@@ -37,7 +41,7 @@
 #include "keyfile.h"
 #include "store.h"
 
-static char dir[64], dbpath[128], walpath[128], shmpath[128];
+static char dir[64], dbpath[128], walpath[128], shmpath[128], backuppath[128];
 static uint8_t *key;
 static uint8_t *pristine;
 static size_t pristine_len;
@@ -341,6 +345,42 @@ static void insert_row(sqlite3 *db, struct input *in)
 	sqlite3_finalize(st);
 }
 
+/* Rows of the store as it was before OPENAI_API_KEY's last rotation
+ * (backuppath, a copy of the whole database then) put in place of the
+ * current ones, or one secret's rows removed: each row it leaves
+ * verifies on its own; only the store digest tells. */
+static void replay_rows(sqlite3 *db, struct input *in)
+{
+	static const char *const sql[] = {
+		/* the whole row set of one secret */
+		"DELETE FROM main.labels WHERE id = 'OPENAI_API_KEY';"
+		"DELETE FROM main.versions WHERE id = 'OPENAI_API_KEY';"
+		"DELETE FROM main.secrets WHERE id = 'OPENAI_API_KEY';"
+		"INSERT INTO main.secrets SELECT * FROM b.secrets WHERE id = 'OPENAI_API_KEY';"
+		"INSERT INTO main.labels SELECT * FROM b.labels WHERE id = 'OPENAI_API_KEY';"
+		"INSERT INTO main.versions SELECT * FROM b.versions WHERE id = 'OPENAI_API_KEY'",
+		/* its secrets row alone */
+		"DELETE FROM main.secrets WHERE id = 'OPENAI_API_KEY';"
+		"INSERT INTO main.secrets SELECT * FROM b.secrets WHERE id = 'OPENAI_API_KEY'",
+		/* its version rows alone (a pruned one back) */
+		"DELETE FROM main.versions WHERE id = 'OPENAI_API_KEY';"
+		"INSERT INTO main.versions SELECT * FROM b.versions WHERE id = 'OPENAI_API_KEY'",
+		"INSERT OR IGNORE INTO main.versions SELECT * FROM b.versions WHERE id = "
+		"'OPENAI_API_KEY'",
+		/* one secret's rows removed */
+		"DELETE FROM main.labels WHERE id = 'B'; DELETE FROM main.versions WHERE id = 'B';"
+		"DELETE FROM main.secrets WHERE id = 'B'",
+		"DELETE FROM main.versions WHERE id = 'OPENAI_API_KEY' AND version = 3",
+	};
+	/* (main. everywhere: a table the input dropped must never resolve to
+	 * the backup's, which stays as it was for every input) */
+	char attach[192];
+	snprintf(attach, sizeof(attach), "ATTACH '%s' AS b", backuppath);
+	exec_sql(db, attach);
+	exec_sql(db, sql[take_u8(in) % (sizeof(sql) / sizeof(sql[0]))]);
+	exec_sql(db, "DETACH b");
+}
+
 /* --- what the store wrote (the authenticated truth) --- */
 
 #define NPRISTINE 3
@@ -556,8 +596,9 @@ static void write_file(const char *path, const uint8_t *p, size_t n)
 static void cleanup_dir(void)
 {
 	char path[160];
-	static const char *const names[] = { "store.db",         "store.db-wal", "store.db-shm",
-		                             "store.db-journal", "store.lock",   "key" };
+	static const char *const names[] = { "store.db",   "store.db-wal",     "store.db-shm",
+		                             "store.lock", "store.db-journal", "key",
+		                             "backup.db" };
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
 		unlink(path);
@@ -579,6 +620,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(dbpath, sizeof(dbpath), "%s/store.db", dir);
 	snprintf(walpath, sizeof(walpath), "%s/store.db-wal", dir);
 	snprintf(shmpath, sizeof(shmpath), "%s/store.db-shm", dir);
+	snprintf(backuppath, sizeof(backuppath), "%s/backup.db", dir);
 	rmdir(dir);
 	if (embedded_store_init(dir) < 0)
 		abort();
@@ -600,6 +642,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	                4, NULL) < 0)
 		abort();
 	for (int i = 2; i <= 4; i++) {
+		if (i == 4) { /* a backup of the whole store before the last rotation */
+			sqlite3 *bdb;
+			char sql[192];
+			if (sqlite3_open(dbpath, &bdb) != SQLITE_OK)
+				abort();
+			snprintf(sql, sizeof(sql), "VACUUM INTO '%s'", backuppath);
+			if (sqlite3_exec(bdb, sql, NULL, NULL, NULL) != SQLITE_OK)
+				abort();
+			sqlite3_close(bdb);
+		}
 		int n = snprintf(v, sizeof(v), "sk-%d", i);
 		if (ops->put_value(s, "OPENAI_API_KEY", 0, 0, (const uint8_t *)v, (size_t)n, NULL) <
 		    0)
@@ -652,8 +704,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (sqlite3_open(dbpath, &db) != SQLITE_OK)
 		abort();
 	uint8_t writes = take_u8(&in);
+	int replays = 0, others = 0;
 	for (int steps = 0; in.n > 0 && steps < 32; steps++) {
-		switch (take_u8(&in) % 5) {
+		uint8_t step = take_u8(&in) % 6;
+		if (step == 5)
+			replays++;
+		else
+			others++;
+		switch (step) {
 		case 0:
 			alter_value(db, &in);
 			break;
@@ -669,6 +727,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 4:
 			alter_value(db, &in);
 			break;
+		case 5:
+			replay_rows(db, &in);
+			break;
 		}
 	}
 	sqlite3_close(db);
@@ -680,6 +741,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct store *s = NULL;
 	int r = ops->open(&cfg, &s);
 	check_rc(r);
+	/* rows replayed or removed, nothing else: the digest refuses them */
+	if (replays && !others)
+		assert(r == -EIO);
 	if (r == 0) {
 		exercise(s, ops, writes);
 		ops->close(s);
