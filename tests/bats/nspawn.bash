@@ -10,7 +10,7 @@
 #   nspawn_boot "$W" [nspawn options]   # returns check.sh's status
 #   nspawn_show "$W"                     # check.log and the journal, on failure
 #
-# check.sh may use not CMD (CMD must fail).
+# check.sh may use not CMD (CMD must fail) and wait_restarted UNIT N.
 # Inside: W at /srv/t (read-only), W/out at /srv/t-out, W/units over
 # /etc/systemd/system, W/bin (if not empty) over /usr/local/bin.
 
@@ -65,6 +65,17 @@ not() {
 		echo "expected to fail: $*" >&2
 		return 1
 	fi
+}
+# wait_restarted UNIT N: UNIT is active again after its Nth restart (10 s).
+wait_restarted() {
+	local i
+	for i in $(seq 1 100); do
+		[ "$(systemctl show -P NRestarts "$1")" = "$2" ] &&
+			[ "$(systemctl show -P ActiveState "$1")" = active ] && return 0
+		sleep 0.1
+	done
+	echo "$1: not active after restart $2" >&2
+	return 1
 }
 EOF
 }

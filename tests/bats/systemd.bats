@@ -236,12 +236,7 @@ systemctl start secretsfs.service
 printf 'sk-before-crash' >/run/secretsfs/ai_gateway/OPENAI_API_KEY
 systemctl kill --signal=SIGKILL secretsfs.service
 # the mount is dead until the restart (RestartSec=1s)
-for i in $(seq 1 100); do
-	[ "$(systemctl show -P NRestarts secretsfs.service)" = 1 ] &&
-		[ "$(systemctl show -P ActiveState secretsfs.service)" = active ] && break
-	sleep 0.1
-done
-test "$(systemctl show -P NRestarts secretsfs.service)" = 1
+wait_restarted secretsfs.service 1
 test "$(systemctl show -P ActiveState secretsfs.service)" = active
 test "$(cat /run/secretsfs/ai_gateway/OPENAI_API_KEY)" = sk-before-crash
 test "$(grep -c ' /run/secretsfs fuse.secretsfs ' /proc/self/mounts)" = 1
@@ -386,12 +381,7 @@ grep -E '^[0-9]+ [0-9]+ [^ ]+ [^ ]+ / ' /proc/$server/mountinfo | cut -d' ' -f6 
 stat -c %U /var/lib/secretsfs/store.db >/srv/t-out/store-owner
 # a server killed outright: the keeper unmounts, systemd restarts it
 kill -KILL "$server"
-for i in $(seq 1 100); do
-	[ "$(systemctl show -P NRestarts secretsfs.service)" = 1 ] &&
-		[ "$(systemctl show -P ActiveState secretsfs.service)" = active ] && break
-	sleep 0.1
-done
-test "$(systemctl show -P NRestarts secretsfs.service)" = 1
+wait_restarted secretsfs.service 1
 cmp /srv/t/value1 /run/secretsfs/ai_gateway/OPENAI_API_KEY
 test "$(grep -c ' /run/secretsfs fuse.secretsfs ' /proc/self/mounts)" = 1
 systemctl stop secretsfs.service
