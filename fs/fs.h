@@ -181,7 +181,6 @@ struct fs {
 	struct store *store;
 	struct fs_options opt;
 	bool acl;             /* the kernel checks the POSIX ACLs fill_acl() makes */
-	int ready_dirfd;      /* run_as: the host's view of the mountpoint's parent, or -1 */
 	struct policy policy; /* read-only once mounted */
 	struct fuse_session *se;
 

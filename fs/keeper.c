@@ -34,6 +34,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fs.h"
 #include "keeper.h"
 #include "log.h"
 
@@ -135,11 +136,23 @@ static int keep(pid_t server, const char *mnt, long mount_id)
 		unmount_ours(mnt, mount_id);
 		kill(server, SIGKILL);
 	}
+	/* READY=1 once the mount answers, asked from here: root is the uid
+	 * the mount lets in.  A child of its own, as the stat waits for the
+	 * server. */
+	pid_t probe = getenv("NOTIFY_SOCKET") ? fork() : -1;
+	if (probe == 0) {
+		struct stat st;
+		if (stat(mnt, &st) == 0)
+			sd_notify_send("READY=1");
+		_exit(0);
+	}
 	sigset_t set;
 	stop_signals(&set);
 	int status = 0;
 	bool stopping = false;
 	for (;;) {
+		if (probe > 0 && waitpid(probe, NULL, WNOHANG) == probe)
+			probe = -1;
 		pid_t p = waitpid(server, &status, WNOHANG);
 		if (p == server)
 			break;

@@ -382,12 +382,6 @@ static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
 	char *attrs_dir = attrs ? realpath(dirname(attrs), NULL) : NULL;
 	const char *writable[] = { fs->opt.store_dir, attrs_dir, NULL };
 	long mount_id = -1;
-	/* The server asks whether the mount answers (READY=1) through the
-	 * host's view of its parent: in its own namespace the path leads to
-	 * the directory under the mount. */
-	char *mnt = strdup(fs->opt.run_mountpoint);
-	fs->ready_dirfd = mnt ? open(dirname(mnt), O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
-	free(mnt);
 	pid_t pid = attrs_dir ? keeper_fork(fs->opt.run_mountpoint, fs->opt.run_uid,
 	                                    fs->opt.run_gid, writable, &mount_id)
 	                      : -errno;
@@ -397,8 +391,6 @@ static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
 		/* The keeper: no key, no terminal, no store. */
 		key_free(key);
 		free(kp);
-		if (fs->ready_dirfd >= 0)
-			close(fs->ready_dirfd);
 		if (!fs->opt.foreground) {
 			close(*ready_fd); /* the server says when it is ready */
 			null_stdio();
@@ -511,7 +503,14 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		log_setup(false, fs->opt.debug);
 		detach_stdio(ready_fd);
 	}
-	sd_notify_ready_when_mounted(fs);
+	/* Under run_as the keeper says READY=1: the server's namespace has
+	 * no copy of the mount to ask, and the mount (no allow_other) lets
+	 * in only the uid that mounted it. */
+	if (fs->opt.run_as)
+		sd_notify_send("STATUS=Serving %zu secrets from %s on %s", fs->by_id_count,
+		               fs->opt.store_dir, fs->opt.mountpoint);
+	else
+		sd_notify_ready_when_mounted(fs);
 
 	if (c->single_thread) {
 		r = fuse_session_loop(fs->se);
@@ -578,7 +577,6 @@ int main(int argc, char **argv)
 	                                                    : cmdline_parse(&c, argc, argv);
 	if (r == 0 && !c.fake) {
 		fs.opt = c.opt;
-		fs.ready_dirfd = -1;
 		fs.policy = c.policy;
 		r = choose_store(fs.opt.store_dir, &fs.ops);
 	}

@@ -51,9 +51,7 @@ static void *ready_main(void *arg)
 {
 	struct fs *fs = arg;
 	struct stat st;
-	char *name = strrchr(fs->opt.run_mountpoint ? fs->opt.run_mountpoint : "", '/');
-	if (fs->ready_dirfd >= 0 && name ? fstatat(fs->ready_dirfd, name + 1, &st, 0) == 0
-	                                 : stat(fs->opt.mountpoint, &st) == 0) {
+	if (stat(fs->opt.mountpoint, &st) == 0) {
 		sd_notify_send("READY=1\nSTATUS=Serving %zu secrets from %s on %s", fs->by_id_count,
 		               fs->opt.store_dir, fs->opt.mountpoint);
 	} else {
