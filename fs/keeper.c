@@ -13,7 +13,7 @@
  *     no_new_privs and opens the store as USER;
  *   the keeper (the parent) holds no FUSE descriptor and reads nothing a
  *     caller sends.  SIGTERM, SIGINT, SIGHUP: it unmounts (lazily, as
- *     fusermount3 -uz does), so the server's loop ends as on any unmount.
+ *     fusermount3 -uz does) and passes SIGTERM on to the server.
  *     When the server exits, however it exits (a clean stop, a crash,
  *     SIGKILL), the keeper takes the mount down if it is still there, so
  *     no "Transport endpoint is not connected" is left behind, and exits
@@ -165,10 +165,12 @@ static int keep(pid_t server, const char *mnt, long mount_id)
 		siginfo_t info;
 		int sig = sigwaitinfo(&set, &info);
 		if (sig > 0 && sig != SIGCHLD && !stopping) {
-			/* A stop: unmount, and the server ends as on fusermount3 -u. */
+			/* A stop, as the daemon without run_as stops: unmounted
+			 * (lazily), and the server told to end, which commits
+			 * what open writers left. */
 			stopping = true;
-			if (unmount_ours(mnt, mount_id) < 0)
-				kill(server, SIGTERM); /* not ours any more: let it stop itself */
+			unmount_ours(mnt, mount_id);
+			kill(server, SIGTERM);
 		}
 	}
 	if (unmount_ours(mnt, mount_id) == 0)
