@@ -30,6 +30,10 @@ struct seal_keys {
 	uint8_t digest_key[crypto_generichash_KEYBYTES];
 	uint8_t head_key[crypto_generichash_KEYBYTES];
 	uint8_t store_id[SEAL_STORE_ID_BYTES];
+	/* HMAC's state once the key is in (its two padded key blocks
+	 * hashed): copied per MAC instead of hashing them again, which was
+	 * about 11,000 instructions of every read. */
+	crypto_auth_hmacsha512256_state mac_start;
 };
 
 int seal_keys_new(const uint8_t store_key[STORE_KEY_BYTES],
@@ -55,6 +59,7 @@ int seal_keys_new(const uint8_t store_key[STORE_KEY_BYTES],
 		return -EIO;
 	}
 	memcpy(k->store_id, store_id, SEAL_STORE_ID_BYTES);
+	crypto_auth_hmacsha512256_init(&k->mac_start, k->mac_key, sizeof(k->mac_key));
 	if (sodium_mprotect_readonly(k) != 0) {
 		sodium_free(k);
 		return -ENOMEM;
@@ -213,7 +218,7 @@ int seal_meta_mac(const struct seal_keys *k, const struct secret_meta *m,
 	if (m->labels.n > 1)
 		qsort(sorted, m->labels.n, sizeof(sorted[0]), label_cmp);
 
-	crypto_auth_hmacsha512256_init(&st, k->mac_key, sizeof(k->mac_key));
+	st = k->mac_start;
 	mac_str(&st, meta_domain);
 	mac_put(&st, k->store_id, SEAL_STORE_ID_BYTES);
 	mac_str(&st, m->id);
