@@ -234,6 +234,15 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 	if (!c->opt.store_dir)
 		return fail("store %s: %s", positional[0], strerrordesc_np(errno));
 	c->opt.mountpoint = strdup(positional[1]);
+	/* An etcd store has no directory of its own to keep its key or
+	 * host-attrs beside it. */
+	if (strncmp(positional[0], "etcd://", 7) == 0 && !c->opt.key_file &&
+	    !getenv("CREDENTIALS_DIRECTORY"))
+		return fail("%s: an etcd store needs its key: -o key=FILE", positional[0]);
+	if (strncmp(positional[0], "etcd://", 7) == 0 && !c->opt.attrs_file)
+		return fail("%s: an etcd store needs -o attrs=FILE (where chmod and chown are "
+		            "kept on this host)",
+		            positional[0]);
 	if (!url && !c->opt.attrs_file &&
 	    asprintf(&c->opt.attrs_file, "%s/host-attrs", c->opt.store_dir) < 0)
 		return fail("out of memory");
