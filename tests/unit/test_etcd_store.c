@@ -266,6 +266,7 @@ static void test_ops(void)
 	CHECK_EQ(create(s, "OTHER", "other", NULL), 0);
 	CHECK_EQ(count(s), 2);
 	struct store_change gone = { 0 };
+	secret_meta_clear(&m);
 	CHECK_EQ(etcd_store_ops.stat(s, "API_KEY", &m2), 0);
 	CHECK_EQ(etcd_store_ops.rename(s, "API_KEY", m2.incarnation, m2.revision, "MOVED", 0,
 	                               1u << SCOPE_AI_AGENT, &no_labels, &gone, &m),
@@ -388,6 +389,7 @@ static void test_two_handles(void)
 	pthread_barrier_destroy(&go);
 	CHECK_EQ(ra.r, 0);
 	CHECK_EQ(rb.r, 0);
+	secret_meta_clear(&m);
 	CHECK_EQ(etcd_store_ops.stat(a, "SHARED", &m), 0);
 	CHECK_EQ(m.version, 13);
 	secret_meta_clear(&m);
