@@ -317,13 +317,13 @@ static int row_json(const struct store *s, struct row *r, char **ret)
 		json_object_set_new(labels, r->m.labels.v[i].key,
 		                    json_string(r->m.labels.v[i].value));
 	if (mac && nonce && labels)
-		o = json_pack("{s:I,s:s,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "incarnation",
-		              (json_int_t)r->m.incarnation, "nonce", nonce, "scopes",
-		              (json_int_t)r->m.scopes, "labels", labels, "version",
-		              (json_int_t)r->m.version, "value_revision",
-		              (json_int_t)r->m.value_revision, "revision", (json_int_t)r->m.revision,
-		              "size", (json_int_t)r->m.size, "ctime_ns", (json_int_t)r->m.ctime_ns,
-		              "mtime_ns", (json_int_t)r->m.mtime_ns, "mac", mac);
+		o = json_pack(
+		    "{s:I,s:s,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "incarnation",
+		    (json_int_t)r->m.incarnation, "nonce", nonce, "scopes", (json_int_t)r->m.scopes,
+		    "labels", labels, "version", (json_int_t)r->m.version, "value_revision",
+		    (json_int_t)r->m.value_revision, "revision", (json_int_t)r->m.revision, "size",
+		    (json_int_t)r->m.size, "ctime_ns", (json_int_t)r->m.ctime_ns, "mtime_ns",
+		    (json_int_t)r->m.mtime_ns, "mac", mac);
 	else
 		json_decref(labels);
 	free(mac);
@@ -359,8 +359,9 @@ static void term_version(const struct store *s, struct seal_digest *d, int sign,
 
 static void row_log(const char *id, const struct row *r, bool left_out)
 {
-	const char *what = !r->shaped ? "metadata is damaged or invalid (changed outside secretsfs)"
-	                              : "metadata failed authentication (changed outside secretsfs)";
+	const char *what = !r->shaped
+	                     ? "metadata is damaged or invalid (changed outside secretsfs)"
+	                     : "metadata failed authentication (changed outside secretsfs)";
 	if (left_out)
 		log_warn("etcd store: %.300s: %s: left out", id, what);
 	else
@@ -657,9 +658,9 @@ static int etcd_open(const struct store_config *cfg, struct store **ret_store)
 		    sodium_base642bin(bin, kl + 1, kc, kl, NULL, &got, NULL,
 		                      sodium_base64_VARIANT_ORIGINAL) != 0)
 			r = -EIO;
-		else if (crypto_open(cfg->key, ad, keycheck_ad(s->store_id, ad), bin, got, &v) != 0)
-			r = -EKEYREJECTED;
-		else if (v->len != sizeof(keycheck_plaintext) - 1 ||
+		else if (crypto_open(cfg->key, ad, keycheck_ad(s->store_id, ad), bin, got, &v) !=
+		             0 ||
+		         v->len != sizeof(keycheck_plaintext) - 1 ||
 		         memcmp(v->data, keycheck_plaintext, v->len) != 0)
 			r = -EKEYREJECTED;
 		secret_value_free(v);
@@ -707,23 +708,26 @@ int etcd_store_init(const char *source, const uint8_t *key, char *why, size_t wh
 		return -EIO;
 	int r = store_connect(source, &s);
 	if (r == -EINVAL && why)
-		snprintf(why, why_size, "%s: not an etcd store source (etcd://HOST:PORT[,...]/PREFIX)",
-		         source);
+		snprintf(why, why_size,
+		         "%s: not an etcd store source (etcd://HOST:PORT[,...]/PREFIX)", source);
 	if (r < 0)
 		return r;
 	/* nothing at all under PREFIX/ */
 	if (asprintf(&all, "%s/", s->prefix) < 0)
 		all = NULL;
-	struct etcd_range q = { .key = all, .key_len = all ? strlen(all) : 0, .prefix = true,
-		                .count_only = true };
+	struct etcd_range q = {
+		.key = all, .key_len = all ? strlen(all) : 0, .prefix = true, .count_only = true
+	};
 	r = all ? etcd_kv_range(s->kv, &q, deadline, &res, &st) : -ENOMEM;
 	if (r < 0 && why)
 		snprintf(why, why_size, "cannot read %s: %s", s->prefix, st.reason);
 	if (r == 0 && res.count > 0) {
 		r = -EEXIST;
 		if (why)
-			snprintf(why, why_size, "%s already holds a store (or other keys): refusing "
-			         "to create one there", s->prefix);
+			snprintf(why, why_size,
+			         "%s already holds a store (or other keys): refusing "
+			         "to create one there",
+			         s->prefix);
 	}
 	if (r == 0) {
 		randombytes_buf(s->store_id, sizeof(s->store_id));
@@ -749,8 +753,14 @@ int etcd_store_init(const char *source, const uint8_t *key, char *why, size_t wh
 	}
 	if (r == 0) {
 		struct etcd_compare c[2] = {
-			{ .key = ik, .key_len = strlen(ik), .target = ETCD_TARGET_CREATE, .number = 0 },
-			{ .key = hk, .key_len = strlen(hk), .target = ETCD_TARGET_CREATE, .number = 0 },
+			{ .key = ik,
+			  .key_len = strlen(ik),
+			  .target = ETCD_TARGET_CREATE,
+			  .number = 0 },
+			{ .key = hk,
+			  .key_len = strlen(hk),
+			  .target = ETCD_TARGET_CREATE,
+			  .number = 0 },
 		};
 		struct etcd_op ops[2] = {
 			{ .type = ETCD_OP_PUT,
@@ -782,8 +792,10 @@ int etcd_store_init(const char *source, const uint8_t *key, char *why, size_t wh
 		      memcmp(tr.ops[0].range.kvs[0].value, iv, strlen(iv)) == 0)) {
 			r = -EEXIST;
 			if (why)
-				snprintf(why, why_size, "%s already holds a store: refusing to create "
-				         "one there", s->prefix);
+				snprintf(why, why_size,
+				         "%s already holds a store: refusing to create "
+				         "one there",
+				         s->prefix);
 		}
 	}
 	etcd_txn_result_clear(&tr);
@@ -1012,9 +1024,10 @@ static int add_op(struct plan *p, enum etcd_op_type type, const void *key, size_
 {
 	if (p->no == TXN_MAX_OPS)
 		return -E2BIG;
-	p->ops[p->no++] = (struct etcd_op){
-		.type = type, .range = { .key = key, .key_len = klen }, .value = val, .value_len = vlen
-	};
+	p->ops[p->no++] = (struct etcd_op){ .type = type,
+		                            .range = { .key = key, .key_len = klen },
+		                            .value = val,
+		                            .value_len = vlen };
 	return 0;
 }
 
@@ -1109,7 +1122,8 @@ static int put_version(struct plan *p, struct entry *e, const struct row *row, u
 		free(id);
 		/* a key of that name already (left over): replaced, pinned */
 		bool replaced = same && inc == row->m.incarnation && v == ver;
-		if (!replaced && (!same || inc != row->m.incarnation || v + p->s->keep_versions > ver))
+		if (!replaced &&
+		    (!same || inc != row->m.incarnation || v + p->s->keep_versions > ver))
 			continue;
 		term_version(p->s, &p->d, -1, e->id, v, &e->v[i]);
 		r = add_cmp(p, e->v[i].key, e->v[i].key_len, ETCD_TARGET_MOD, e->v[i].mod_revision);
@@ -1189,14 +1203,15 @@ static int change(struct store *s, const char *const *ids, size_t nids, plan_fn 
 				.type = ETCD_OP_RANGE,
 				.range = { .key = p->e[i].skey, .key_len = strlen(p->e[i].skey) }
 			};
-			reads[2 + 2 * i] = (struct etcd_op){
-				.type = ETCD_OP_RANGE,
-				.range = { .key = p->e[i].vpfx,
-				           .key_len = strlen(p->e[i].vpfx),
-				           .prefix = true }
-			};
+			reads[2 + 2 * i] =
+			    (struct etcd_op){ .type = ETCD_OP_RANGE,
+				              .range = { .key = p->e[i].vpfx,
+				                         .key_len = strlen(p->e[i].vpfx),
+				                         .prefix = true } };
 		}
-		struct etcd_txn rt = { .success = reads, .n_success = 1 + 2 * nids, .retry_safe = true };
+		struct etcd_txn rt = { .success = reads,
+			               .n_success = 1 + 2 * nids,
+			               .retry_safe = true };
 		if (r == 0) {
 			r = etcd_kv_txn(s->kv, &rt, deadline, &rd, &st);
 			if (r < 0)
@@ -1246,12 +1261,13 @@ static int change(struct store *s, const char *const *ids, size_t nids, plan_fn 
 			r = etcd_kv_txn(s->kv, &t, deadline, &wr, &st);
 			if (r < 0)
 				kv_fail("a change", r, &st);
-			else if (wr.succeeded)
-				done = true;
-			else if (wr.n == 1 && wr.ops[0].range.n == 1 &&
-			         wr.ops[0].range.kvs[0].value_len == strlen(hv) &&
-			         memcmp(wr.ops[0].range.kvs[0].value, hv, strlen(hv)) == 0)
-				done = true; /* a repeat of our own first copy */
+			else
+				/* succeeded, or a repeat that found its own first
+				 * copy's head */
+				done = wr.succeeded ||
+				       (wr.n == 1 && wr.ops[0].range.n == 1 &&
+				        wr.ops[0].range.kvs[0].value_len == strlen(hv) &&
+				        memcmp(wr.ops[0].range.kvs[0].value, hv, strlen(hv)) == 0);
 		}
 		etcd_txn_result_clear(&wr);
 		plan_clear(p);
@@ -1390,8 +1406,9 @@ static int etcd_put_value(struct store *s, const char *id, uint64_t incarnation,
                           uint64_t base_revision, const uint8_t *value, size_t len,
                           struct secret_meta *ret_meta)
 {
-	struct c_put c = { .incarnation = incarnation, .base = base_revision, .value = value,
-		           .len = len };
+	struct c_put c = {
+		.incarnation = incarnation, .base = base_revision, .value = value, .len = len
+	};
 	if (!s)
 		return -EINVAL;
 	int r = check_id(id);
@@ -1585,8 +1602,9 @@ static int etcd_list_versions(struct store *s, const char *id, uint64_t incarnat
 		r = -ENOENT;
 	char *k = r == 0 ? v_prefix(s, id) : NULL;
 	struct http_status st = { 0 };
-	struct etcd_range q = { .key = k, .key_len = k ? strlen(k) : 0, .prefix = true,
-		                .revision = rev };
+	struct etcd_range q = {
+		.key = k, .key_len = k ? strlen(k) : 0, .prefix = true, .revision = rev
+	};
 	if (r == 0)
 		r = k ? etcd_kv_range(s->kv, &q, deadline, &res, &st) : -ENOMEM;
 	if (r < 0 && k)

@@ -57,7 +57,8 @@ static int cmd_init_etcd(const char *source, const char *key_file)
 		base = slash ? slash + 1 : copy;
 		if (slash)
 			*slash = '\0';
-		dirfd = open(slash ? (copy[0] ? copy : "/") : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		dirfd = open(slash ? (copy[0] ? copy : "/") : ".",
+		             O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		r = dirfd < 0 ? -errno : key_create_at(dirfd, base, &key);
 		made = r == 0;
 		if (r < 0)
@@ -625,16 +626,19 @@ int main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "init") == 0) {
 		if (argc >= 3 && etcd_store_source(argv[2])) {
 			const char *k = NULL;
-			if (argc == 5 && strcmp(argv[3], "-o") == 0 && strncmp(argv[4], "key=", 4) == 0)
+			if (argc == 5 && strcmp(argv[3], "-o") == 0 &&
+			    strncmp(argv[4], "key=", 4) == 0)
 				k = argv[4] + 4;
 			else if (argc == 4 && strncmp(argv[3], "-okey=", 6) == 0)
 				k = argv[3] + 6;
 			if (!k || !k[0])
-				return fail("usage: secretsfs init etcd://HOST:PORT[,…]/PREFIX -o key=FILE");
+				return fail(
+				    "usage: secretsfs init etcd://HOST:PORT[,…]/PREFIX -o key=FILE");
 			return cmd_init_etcd(argv[2], k);
 		}
 		if (argc != 3)
-			return fail("usage: secretsfs init DIR | init etcd://HOST:PORT[,…]/PREFIX -o key=FILE");
+			return fail(
+			    "usage: secretsfs init DIR | init etcd://HOST:PORT[,…]/PREFIX -o key=FILE");
 		return cmd_init(argv[2]);
 	}
 

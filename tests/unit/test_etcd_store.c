@@ -246,7 +246,8 @@ static void test_ops(void)
 	struct labels l = { 0 };
 	CHECK_EQ(labels_set(&l, "team", "payments"), 0);
 	CHECK_EQ(etcd_store_ops.set_labels(s, "API_KEY", inc, &l, &m2), 0);
-	CHECK(labels_get(&m2.labels, "team") && strcmp(labels_get(&m2.labels, "team"), "payments") == 0);
+	CHECK(labels_get(&m2.labels, "team") &&
+	      strcmp(labels_get(&m2.labels, "team"), "payments") == 0);
 	secret_meta_clear(&m2);
 	CHECK_EQ(etcd_store_ops.set_scopes(s, "API_KEY", inc,
 	                                   (1u << SCOPE_AI_AGENT) | (1u << SCOPE_MCP_SERVER), &m2),
@@ -282,9 +283,9 @@ static void test_ops(void)
 	CHECK_EQ(etcd_store_ops.stat(s, "OTHER", &m2), 0);
 	oinc = m2.incarnation;
 	secret_meta_clear(&m2);
-	CHECK_EQ(etcd_store_ops.rename(s, "MOVED", m.incarnation, 0, "OTHER", oinc, 0, NULL,
-	                               &gone, &m2),
-	         0);
+	CHECK_EQ(
+	    etcd_store_ops.rename(s, "MOVED", m.incarnation, 0, "OTHER", oinc, 0, NULL, &gone, &m2),
+	    0);
 	CHECK_EQ(m2.version, 2);
 	CHECK(value_is(s, "OTHER", 0, "value 6"));
 	CHECK(value_is(s, "OTHER", 1, "other"));
@@ -422,7 +423,8 @@ static char *raw_get(struct etcd_kv *kv, const char *key, size_t *len)
 
 static void raw_put(struct etcd_kv *kv, const char *key, const void *v, size_t len)
 {
-	REQUIRE(etcd_kv_put(kv, key, strlen(key), v, len, 0, http_deadline(10000), NULL, NULL) == 0);
+	REQUIRE(etcd_kv_put(kv, key, strlen(key), v, len, 0, http_deadline(10000), NULL, NULL) ==
+	        0);
 }
 
 static void raw_delete_prefix(struct etcd_kv *kv, const char *p, bool prefix)
@@ -558,7 +560,8 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	cluster_tool = getenv("ETCD_CLUSTER");
 	if (!cluster_tool) {
-		fprintf(stderr, "test_etcd_store: ETCD_CLUSTER (tests/tools/etcd-cluster) not set\n");
+		fprintf(stderr,
+		        "test_etcd_store: ETCD_CLUSTER (tests/tools/etcd-cluster) not set\n");
 		return 1;
 	}
 	if (!in_path("etcd") || !in_path("etcdctl")) {
