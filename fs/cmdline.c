@@ -14,13 +14,20 @@ void cmdline_usage(FILE *out)
 {
 	fprintf(out,
 	        "usage: secretsfs init DIR\n"
+	        "       secretsfs init etcd://HOST:PORT[,HOST:PORT...]/PREFIX -o key=FILE\n"
 	        "       secretsfs DIR MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d] [-s]\n"
+	        "       secretsfs etcd://HOST:PORT[,...]/PREFIX MOUNTPOINT -o key=FILE,attrs=FILE "
+	        "[...]\n"
 	        "\n"
 	        "Serves the Secrets Store in DIR as files: one directory per scope, one file\n"
 	        "per secret, labels as user.tag.* extended attributes.\n"
 	        "\n"
 	        "commands:\n"
 	        "  init DIR               create an empty store and a new key file DIR/key (0400)\n"
+	        "  init etcd://…/PREFIX -o key=FILE\n"
+	        "                         create an empty store under PREFIX of an etcd cluster\n"
+	        "                         (refused if PREFIX holds keys), sealed with the key in\n"
+	        "                         FILE (a new one, 0400, if FILE does not exist)\n"
 	        "\n"
 	        "options:\n"
 	        "  -o key=FILE            the store key (default: $CREDENTIALS_DIRECTORY/%s\n"
@@ -234,6 +241,15 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 	if (!c->opt.store_dir)
 		return fail("store %s: %s", positional[0], strerrordesc_np(errno));
 	c->opt.mountpoint = strdup(positional[1]);
+	/* An etcd store has no directory of its own to keep its key or
+	 * host-attrs beside it. */
+	if (strncmp(positional[0], "etcd://", 7) == 0 && !c->opt.key_file &&
+	    !getenv("CREDENTIALS_DIRECTORY"))
+		return fail("%s: an etcd store needs its key: -o key=FILE", positional[0]);
+	if (strncmp(positional[0], "etcd://", 7) == 0 && !c->opt.attrs_file)
+		return fail("%s: an etcd store needs -o attrs=FILE (where chmod and chown are "
+		            "kept on this host)",
+		            positional[0]);
 	if (!url && !c->opt.attrs_file &&
 	    asprintf(&c->opt.attrs_file, "%s/host-attrs", c->opt.store_dir) < 0)
 		return fail("out of memory");

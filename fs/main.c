@@ -30,9 +30,66 @@
 #include "hostattrs.h"
 #include "crypto.h"
 #include "embedded.h"
+#include "etcd.h"
 #include "keeper.h"
 #include "keyfile.h"
 
+
+/* secretsfs init etcd://…/PREFIX -o key=FILE: a new key in FILE unless it
+ * exists (made through its directory's fd, O_EXCL, never read back by
+ * name), then the store's identity under PREFIX. */
+static int cmd_init_etcd(const char *source, const char *key_file)
+{
+	char why[2 * PATH_MAX + 160] = "";
+	uint8_t *key = NULL;
+	bool made = false;
+	int dirfd = -1, r;
+	char *copy = strdup(key_file), *base = NULL;
+	if (!copy)
+		return fail("out of memory");
+	if (crypto_init() < 0) {
+		free(copy);
+		return fail("libsodium failed to initialise");
+	}
+	r = key_load_why(key_file, &key, why, sizeof(why));
+	if (r == -ENOENT) {
+		char *slash = strrchr(copy, '/');
+		base = slash ? slash + 1 : copy;
+		if (slash)
+			*slash = '\0';
+		dirfd = open(slash ? (copy[0] ? copy : "/") : ".",
+		             O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		r = dirfd < 0 ? -errno : key_create_at(dirfd, base, &key);
+		made = r == 0;
+		if (r < 0)
+			snprintf(why, sizeof(why), "cannot create the key file %s: %s", key_file,
+			         strerrordesc_np(-r));
+	} else if (r < 0 && !why[0]) {
+		snprintf(why, sizeof(why), "key file %s: %s", key_file,
+		         r == -EINVAL ? "not a 32-byte key" : strerrordesc_np(-r));
+	}
+	if (r == 0) {
+		r = etcd_store_init(source, key, why, sizeof(why));
+		if (r < 0 && !why[0])
+			snprintf(why, sizeof(why), "cannot create a store at %s: %s", source,
+			         strerrordesc_np(-r));
+		/* the key made for a store that was not created goes again */
+		if (r < 0 && made && unlinkat(dirfd, base, 0) < 0)
+			log_warn("could not remove %s again: %s", key_file, strerror(errno));
+	}
+	key_free(key);
+	if (dirfd >= 0)
+		close(dirfd);
+	free(copy);
+	if (r < 0)
+		return fail("%s", why);
+	printf("created an empty store at %s\n", source);
+	if (made)
+		printf("its key is the new file %s (mode 0400): without it no value can be read; "
+		       "keep a copy somewhere safe\n",
+		       key_file);
+	return 0;
+}
 
 static int cmd_init(const char *dir)
 {
@@ -63,14 +120,17 @@ static int choose_store(const char *source, const struct store_ops **ret)
 	static const struct {
 		const char *prefix, *name;
 	} remote[] = {
-		{ "etcd://", "etcd" },
-		{ "etcd+https://", "etcd" },
+		{ "etcd+https://", "etcd over TLS" },
 		{ "redpanda:", "Redpanda Cloud" },
 	};
 	for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
 		if (strncmp(source, remote[i].prefix, strlen(remote[i].prefix)) == 0)
 			return fail("%s: this build of secretsfs has no %s store yet", source,
 			            remote[i].name);
+	if (etcd_store_source(source)) {
+		*ret = &etcd_store_ops;
+		return 0;
+	}
 	if (strstr(source, "://"))
 		return fail("%s: not a store secretsfs knows (a directory, etcd://… or "
 		            "redpanda:https://…)",
@@ -563,8 +623,21 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (argc >= 2 && strcmp(argv[1], "init") == 0) {
+		if (argc >= 3 && etcd_store_source(argv[2])) {
+			const char *k = NULL;
+			if (argc == 5 && strcmp(argv[3], "-o") == 0 &&
+			    strncmp(argv[4], "key=", 4) == 0)
+				k = argv[4] + 4;
+			else if (argc == 4 && strncmp(argv[3], "-okey=", 6) == 0)
+				k = argv[3] + 6;
+			if (!k || !k[0])
+				return fail(
+				    "usage: secretsfs init etcd://HOST:PORT[,…]/PREFIX -o key=FILE");
+			return cmd_init_etcd(argv[2], k);
+		}
 		if (argc != 3)
-			return fail("usage: secretsfs init DIR");
+			return fail(
+			    "usage: secretsfs init DIR | init etcd://HOST:PORT[,…]/PREFIX -o key=FILE");
 		return cmd_init(argv[2]);
 	}
 
