@@ -440,7 +440,9 @@ static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
 	/* What the server may write: the store, and host-attrs' directory. */
 	char *attrs = strdup(fs->opt.attrs_file);
 	char *attrs_dir = attrs ? realpath(dirname(attrs), NULL) : NULL;
-	const char *writable[] = { fs->opt.store_dir, attrs_dir, NULL };
+	/* (A remote store's source is a URL, not a directory.) */
+	const char *writable[] = { attrs_dir,
+		                   fs->opt.store_dir[0] == '/' ? fs->opt.store_dir : NULL, NULL };
 	long mount_id = -1;
 	pid_t pid = attrs_dir ? keeper_fork(fs->opt.run_mountpoint, fs->opt.run_uid,
 	                                    fs->opt.run_gid, writable, &mount_id)
