@@ -537,41 +537,6 @@ static int drop_versions_step(struct store *s, sqlite3_stmt *st, const char *id)
 	return rc == SQLITE_DONE ? 0 : sql_fail(s, rc);
 }
 
-static bool scopes_valid(scope_set scopes)
-{
-	return scopes != 0 && (scopes & ~SCOPE_ALL) == 0;
-}
-
-static int labels_valid(const struct labels *l)
-{
-	if (!l)
-		return 0;
-	if (l->n > LABELS_MAX)
-		return -EINVAL;
-	if (l->n > 0 && !l->v)
-		return -EINVAL;
-	for (size_t i = 0; i < l->n; i++) {
-		const struct label *lb = &l->v[i];
-
-		if (!label_key_valid(lb->key) || !lb->value ||
-		    !label_value_valid(lb->value, strlen(lb->value)))
-			return -EINVAL;
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(l->v[j].key, lb->key) == 0)
-				return -EINVAL;
-	}
-	return 0;
-}
-
-static int value_len_valid(const uint8_t *value, size_t len)
-{
-	if (len > SECRET_VALUE_MAX)
-		return -EFBIG;
-	if (len == 0 || !value)
-		return -EINVAL;
-	return 0;
-}
-
 /* Appends a label to a map known to be sorted (rows come ordered by key). */
 static int labels_append(struct labels *l, const char *key, const char *value)
 {
@@ -663,9 +628,9 @@ static enum row_problem row_check_shape(const struct secret_meta *m, const struc
 		return ROW_NO_INCARNATION;
 	if (!m->id || !secret_id_valid_existing(m->id))
 		return ROW_BAD_ID;
-	if (!scopes_valid(m->scopes) || !a->fits)
+	if (!secret_scopes_valid(m->scopes) || !a->fits)
 		return ROW_BAD_SCOPES;
-	if (a->too_many || labels_valid(&m->labels) < 0)
+	if (a->too_many || secret_labels_valid(&m->labels) < 0)
 		return ROW_BAD_LABELS;
 	return ROW_OK;
 }
@@ -2660,11 +2625,11 @@ static int embedded_create(struct store *s, const char *id, scope_set scopes,
 		return -EINVAL;
 	if (s->read_only)
 		return -EROFS;
-	if (!secret_id_valid_new(id) || !scopes_valid(scopes))
+	if (!secret_id_valid_new(id) || !secret_scopes_valid(scopes))
 		return -EINVAL;
-	r = labels_valid(labels);
+	r = secret_labels_valid(labels);
 	if (r == 0)
-		r = value_len_valid(value, len);
+		r = secret_value_len_valid(value, len);
 	if (r == 0)
 		r = tx_lock(s, true);
 	if (r < 0)
@@ -2688,7 +2653,7 @@ static int embedded_put_value(struct store *s, const char *id, uint64_t incarnat
 
 	r = check_write(s, id);
 	if (r == 0)
-		r = value_len_valid(value, len);
+		r = secret_value_len_valid(value, len);
 	if (r == 0)
 		r = tx_lock(s, true);
 	if (r < 0)
@@ -2778,10 +2743,11 @@ static int embedded_rename(struct store *s, const char *from, uint64_t from_inca
 		r = check_id(to);
 	if (r == 0 && strcmp(from, to) == 0)
 		r = -EINVAL;
-	if (r == 0 && !to_incarnation && (!secret_id_valid_new(to) || !scopes_valid(to_scopes)))
+	if (r == 0 && !to_incarnation &&
+	    (!secret_id_valid_new(to) || !secret_scopes_valid(to_scopes)))
 		r = -EINVAL;
 	if (r == 0 && !to_incarnation)
-		r = labels_valid(to_labels);
+		r = secret_labels_valid(to_labels);
 	if (r == 0)
 		r = tx_lock(s, true);
 	if (r < 0)
@@ -2854,7 +2820,7 @@ static int embedded_set_labels(struct store *s, const char *id, uint64_t incarna
 
 	r = check_write(s, id);
 	if (r == 0)
-		r = labels_valid(labels);
+		r = secret_labels_valid(labels);
 	if (r == 0)
 		r = tx_lock(s, true);
 	if (r < 0)
@@ -2888,7 +2854,7 @@ static int embedded_set_scopes(struct store *s, const char *id, uint64_t incarna
 	int r;
 
 	r = check_write(s, id);
-	if (r == 0 && !scopes_valid(scopes))
+	if (r == 0 && !secret_scopes_valid(scopes))
 		r = -EINVAL;
 	if (r == 0)
 		r = tx_lock(s, true);

@@ -113,36 +113,6 @@ static bool json_u64(const json_t *o, const char *name, uint64_t *ret)
 	return true;
 }
 
-static bool scopes_valid(scope_set scopes)
-{
-	return scopes != 0 && (scopes & ~SCOPE_ALL) == 0;
-}
-
-static int labels_valid(const struct labels *l)
-{
-	if (!l)
-		return 0;
-	if (l->n > LABELS_MAX || (l->n > 0 && !l->v))
-		return -EINVAL;
-	for (size_t i = 0; i < l->n; i++) {
-		const struct label *lb = &l->v[i];
-		if (!label_key_valid(lb->key) || !lb->value ||
-		    !label_value_valid(lb->value, strlen(lb->value)))
-			return -EINVAL;
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(l->v[j].key, lb->key) == 0)
-				return -EINVAL;
-	}
-	return 0;
-}
-
-static int value_len_valid(const uint8_t *value, size_t len)
-{
-	if (len > SECRET_VALUE_MAX)
-		return -EFBIG;
-	return len == 0 || !value ? -EINVAL : 0;
-}
-
 /* --- keys --- */
 
 static char *enc_id(const char *id)
@@ -290,7 +260,7 @@ static int row_parse(const struct store *s, const char *id, const uint8_t *val, 
 			goto out;
 		}
 	}
-	if (scopes > SCOPE_ALL || !scopes_valid((scope_set)scopes) || size == 0 ||
+	if (scopes > SCOPE_ALL || !secret_scopes_valid((scope_set)scopes) || size == 0 ||
 	    size > SECRET_VALUE_MAX || r->m.version == 0 || r->m.incarnation == 0 ||
 	    !secret_id_valid_existing(id))
 		goto out;
@@ -1361,11 +1331,11 @@ static int etcd_create(struct store *s, const char *id, scope_set scopes,
 	};
 	if (!s)
 		return -EINVAL;
-	if (!id || !secret_id_valid_new(id) || !scopes_valid(scopes))
+	if (!id || !secret_id_valid_new(id) || !secret_scopes_valid(scopes))
 		return -EINVAL;
-	int r = labels_valid(labels);
+	int r = secret_labels_valid(labels);
 	if (r == 0)
-		r = value_len_valid(value, len);
+		r = secret_value_len_valid(value, len);
 	if (r == 0)
 		r = change(s, &id, 1, plan_create, &c);
 	return finish(r, &c.out, ret_meta);
@@ -1413,7 +1383,7 @@ static int etcd_put_value(struct store *s, const char *id, uint64_t incarnation,
 		return -EINVAL;
 	int r = check_id(id);
 	if (r == 0)
-		r = value_len_valid(value, len);
+		r = secret_value_len_valid(value, len);
 	if (r == 0)
 		r = change(s, &id, 1, plan_put, &c);
 	return finish(r, &c.out, ret_meta);
@@ -1497,7 +1467,7 @@ static int etcd_set_labels(struct store *s, const char *id, uint64_t incarnation
 		return -EINVAL;
 	int r = check_id(id);
 	if (r == 0)
-		r = labels_valid(labels);
+		r = secret_labels_valid(labels);
 	if (r == 0)
 		r = change(s, &id, 1, plan_meta, &c);
 	return finish(r, &c.out, ret_meta);
@@ -1510,7 +1480,7 @@ static int etcd_set_scopes(struct store *s, const char *id, uint64_t incarnation
 	if (!s)
 		return -EINVAL;
 	int r = check_id(id);
-	if (r == 0 && !scopes_valid(scopes))
+	if (r == 0 && !secret_scopes_valid(scopes))
 		r = -EINVAL;
 	if (r == 0)
 		r = change(s, &id, 1, plan_meta, &c);
@@ -1568,10 +1538,11 @@ static int etcd_rename(struct store *s, const char *from, uint64_t from_incarnat
 		r = check_id(to);
 	if (r == 0 && strcmp(from, to) == 0)
 		r = -EINVAL;
-	if (r == 0 && !to_incarnation && (!secret_id_valid_new(to) || !scopes_valid(to_scopes)))
+	if (r == 0 && !to_incarnation &&
+	    (!secret_id_valid_new(to) || !secret_scopes_valid(to_scopes)))
 		r = -EINVAL;
 	if (r == 0 && !to_incarnation)
-		r = labels_valid(to_labels);
+		r = secret_labels_valid(to_labels);
 	if (r == 0)
 		r = change(s, ids, 2, plan_rename, &c);
 	if (r == 0)

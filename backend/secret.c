@@ -371,6 +371,38 @@ void store_change_clear(struct store_change *c)
 		secret_meta_clear(&c->meta);
 }
 
+/* --- what a store accepts (the same in every store) --- */
+
+bool secret_scopes_valid(scope_set scopes)
+{
+	return scopes != 0 && (scopes & ~SCOPE_ALL) == 0;
+}
+
+int secret_labels_valid(const struct labels *l)
+{
+	if (!l)
+		return 0;
+	if (l->n > LABELS_MAX || (l->n > 0 && !l->v))
+		return -EINVAL;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct label *lb = &l->v[i];
+		if (!label_key_valid(lb->key) || !lb->value ||
+		    !label_value_valid(lb->value, strlen(lb->value)))
+			return -EINVAL;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(l->v[j].key, lb->key) == 0)
+				return -EINVAL;
+	}
+	return 0;
+}
+
+int secret_value_len_valid(const uint8_t *value, size_t len)
+{
+	if (len > SECRET_VALUE_MAX)
+		return -EFBIG;
+	return len == 0 || !value ? -EINVAL : 0;
+}
+
 /* --- values --- */
 
 /*

@@ -241,6 +241,12 @@ bool secret_id_valid_existing(const char *id);
  * (UTF-8 letters allowed).  "owner" is server-managed and refused. */
 bool label_key_valid(const char *key);
 bool label_value_valid(const char *value, size_t len);
+/* What every store accepts: a non-empty set of known scopes; at most
+ * LABELS_MAX valid, distinct labels (0 or -EINVAL); a value of 1 to
+ * SECRET_VALUE_MAX bytes (0, -EINVAL, -EFBIG). */
+bool secret_scopes_valid(scope_set scopes);
+int secret_labels_valid(const struct labels *l);
+int secret_value_len_valid(const uint8_t *value, size_t len);
 
 const char *scope_dir_name(enum scope sc); /* "ai_gateway" */
 const char *scope_api_name(enum scope sc); /* "SCOPE_AI_GATEWAY" */
