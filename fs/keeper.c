@@ -137,22 +137,27 @@ static int keep(pid_t server, const char *mnt, long mount_id)
 		kill(server, SIGKILL);
 	}
 	/* READY=1 once the mount answers, asked from here: root is the uid
-	 * the mount lets in.  A child of its own, as the stat waits for the
-	 * server. */
+	 * the mount lets in.  The asking is a child's (the stat waits for the
+	 * server); the telling is the keeper's, the unit's main process:
+	 * systemd ignores a message whose sender has exited before it looks. */
 	pid_t probe = getenv("NOTIFY_SOCKET") ? fork() : -1;
 	if (probe == 0) {
 		struct stat st;
-		if (stat(mnt, &st) == 0)
-			sd_notify_send("READY=1");
-		_exit(0);
+		_exit(stat(mnt, &st) == 0 ? 0 : 1);
 	}
 	sigset_t set;
 	stop_signals(&set);
 	int status = 0;
 	bool stopping = false;
 	for (;;) {
-		if (probe > 0 && waitpid(probe, NULL, WNOHANG) == probe)
+		int probed;
+		if (probe > 0 && waitpid(probe, &probed, WNOHANG) == probe) {
 			probe = -1;
+			if (WIFEXITED(probed) && WEXITSTATUS(probed) == 0)
+				sd_notify_send("READY=1");
+			else
+				log_error("the mount on %s does not answer", mnt);
+		}
 		pid_t p = waitpid(server, &status, WNOHANG);
 		if (p == server)
 			break;
