@@ -15,67 +15,21 @@
 
 #include "etcd_kv.h"
 #include "harness.h"
+#include "etcd_cluster.h"
 #include "http.h"
 
-static const char *cluster_tool;
-static char *dir;
-static char *urls[3];
 static const char *eps[3], *eps_reversed[3];
-static bool cluster_up;
 
 /* --- the cluster --- */
 
-/* cluster(CMD, MEMBER or NULL): runs the harness, its exit status */
-static int cluster(const char *cmd, const char *member)
+/* The endpoints in member order and reversed (another client starts at
+ * another member). */
+static void endpoints_from_cluster(void)
 {
-	pid_t pid = fork();
-	int st;
-
-	REQUIRE(pid >= 0);
-	if (pid == 0) {
-		execl(cluster_tool, cluster_tool, cmd, dir, member, (char *)NULL);
-		_exit(127);
+	for (int i = 0; i < 3; i++) {
+		eps[i] = etcd_cluster_urls[i];
+		eps_reversed[2 - i] = etcd_cluster_urls[i];
 	}
-	if (waitpid(pid, &st, 0) < 0)
-		return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void cluster_stop_all(void)
-{
-	if (!cluster_up)
-		return;
-	cluster("stop-all", NULL);
-	cluster_up = false;
-	harness_rmrf(dir);
-}
-
-static void cluster_start(void)
-{
-	char *path, line[512], *save = NULL, *tok;
-	FILE *f;
-	int i = 0;
-	char pid[16];
-
-	dir = harness_tmpdir();
-	snprintf(pid, sizeof(pid), "%d", (int)getpid());
-	setenv("ETCD_CLUSTER_OWNER", pid, 1); /* the harness's watchdog watches us */
-	cluster_up = true;
-	atexit(cluster_stop_all);
-	REQUIRE(cluster("start", NULL) == 0);
-	path = harness_path(dir, "endpoints");
-	f = fopen(path, "r");
-	REQUIRE(f && fgets(line, sizeof(line), f));
-	fclose(f);
-	free(path);
-	line[strcspn(line, "\n")] = '\0';
-	for (tok = strtok_r(line, ",", &save); tok && i < 3; tok = strtok_r(NULL, ",", &save)) {
-		urls[i] = strdup(tok);
-		eps[i] = urls[i];
-		eps_reversed[2 - i] = urls[i];
-		i++;
-	}
-	REQUIRE(i == 3);
 }
 
 static void member(const char *cmd, int m)
@@ -83,7 +37,7 @@ static void member(const char *cmd, int m)
 	char s[4];
 
 	snprintf(s, sizeof(s), "%d", m);
-	REQUIRE(cluster(cmd, s) == 0);
+	REQUIRE(etcd_cluster(cmd, s) == 0);
 }
 
 /* --- helpers --- */
@@ -703,7 +657,7 @@ static void test_auth(void)
 		execlp("sh", "sh", "-c",
 		       "etcdctl --endpoints \"$0\" user add root --new-user-password=s3cret-pw "
 		       "--interactive=false && etcdctl --endpoints \"$0\" auth enable",
-		       urls[0], (char *)NULL);
+		       etcd_cluster_urls[0], (char *)NULL);
 		_exit(127);
 	}
 	REQUIRE(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -722,39 +676,14 @@ static void test_auth(void)
 	etcd_kv_free(kv);
 }
 
-static bool in_path(const char *name)
-{
-	const char *path = getenv("PATH");
-	char *copy = strdup(path ? path : "/usr/bin:/bin"), *save = NULL, *d, *f;
-	bool found = false;
-
-	REQUIRE(copy != NULL);
-	for (d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
-		f = harness_path(d, name);
-		found = access(f, X_OK) == 0;
-		free(f);
-	}
-	free(copy);
-	return found;
-}
-
 int main(void)
 {
 	struct etcd_kv *kv;
 	int64_t t0 = http_now_ms();
 
 	signal(SIGPIPE, SIG_IGN);
-	cluster_tool = getenv("ETCD_CLUSTER");
-	if (!cluster_tool) {
-		fprintf(stderr, "test_etcd_kv: ETCD_CLUSTER (tests/tools/etcd-cluster) not set\n");
-		return 1;
-	}
-	if (!in_path("etcd") || !in_path("etcdctl")) {
-		fprintf(stderr, "test_etcd_kv: SKIP: etcd/etcdctl not installed "
-		                "(scripts/install-deps installs etcd-server and etcd-client)\n");
-		return 77;
-	}
-	cluster_start();
+	etcd_cluster_start("test_etcd_kv");
+	endpoints_from_cluster();
 	fprintf(stderr, "cluster up in %lld ms: %s %s %s\n", (long long)(http_now_ms() - t0),
 	        eps[0], eps[1], eps[2]);
 	kv = open_kv(eps, 3);
@@ -767,9 +696,7 @@ int main(void)
 	test_quorum_loss(kv);
 	etcd_kv_free(kv);
 	test_auth();
-	cluster_stop_all();
-	for (int i = 0; i < 3; i++)
-		free(urls[i]);
+	etcd_cluster_stop_all();
 	fprintf(stderr, "test_etcd_kv: %lld ms\n", (long long)(http_now_ms() - t0));
 	return harness_result("test_etcd_kv");
 }

@@ -15,85 +15,19 @@
 #include "etcd.h"
 #include "etcd_kv.h"
 #include "harness.h"
+#include "etcd_cluster.h"
 #include "http.h"
 #include "store.h"
 
-static const char *cluster_tool;
-static char *dir;
-static char endpoints_line[512];
-static char *urls[3];
-static bool cluster_up;
+static char endpoints_line[512]; /* H:P,H:P,H:P, for etcd://… */
 
-static int cluster(const char *cmd)
+static void endpoints_from_cluster(void)
 {
-	pid_t pid = fork();
-	int st;
-
-	REQUIRE(pid >= 0);
-	if (pid == 0) {
-		execl(cluster_tool, cluster_tool, cmd, dir, (char *)NULL);
-		_exit(127);
-	}
-	if (waitpid(pid, &st, 0) < 0)
-		return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void cluster_stop_all(void)
-{
-	if (!cluster_up)
-		return;
-	cluster("stop-all");
-	cluster_up = false;
-	harness_rmrf(dir);
-}
-
-static void cluster_start(void)
-{
-	char *path, line[512], *save = NULL, *tok;
-	FILE *f;
-	int i = 0;
-	char pid[16];
-
-	dir = harness_tmpdir();
-	snprintf(pid, sizeof(pid), "%d", (int)getpid());
-	setenv("ETCD_CLUSTER_OWNER", pid, 1);
-	cluster_up = true;
-	atexit(cluster_stop_all);
-	REQUIRE(cluster("start") == 0);
-	path = harness_path(dir, "endpoints");
-	f = fopen(path, "r");
-	REQUIRE(f && fgets(line, sizeof(line), f));
-	fclose(f);
-	free(path);
-	line[strcspn(line, "\n")] = '\0';
-	for (tok = strtok_r(line, ",", &save); tok && i < 3; tok = strtok_r(NULL, ",", &save))
-		urls[i++] = strdup(tok);
-	REQUIRE(i == 3);
-	/* etcd://H:P,H:P,H:P */
 	size_t n = 0;
-	for (i = 0; i < 3; i++)
+	for (int i = 0; i < 3; i++)
 		n += (size_t)snprintf(endpoints_line + n, sizeof(endpoints_line) - n, "%s%s",
-		                      i ? "," : "", urls[i] + strlen("http://"));
+		                      i ? "," : "", etcd_cluster_urls[i] + strlen("http://"));
 }
-
-static bool in_path(const char *name)
-{
-	const char *path = getenv("PATH");
-	char *copy = strdup(path ? path : "/usr/bin:/bin"), *save = NULL, *d, *f;
-	bool found = false;
-
-	REQUIRE(copy != NULL);
-	for (d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
-		f = harness_path(d, name);
-		found = access(f, X_OK) == 0;
-		free(f);
-	}
-	free(copy);
-	return found;
-}
-
-/* --- helpers --- */
 
 static uint8_t *key_a, *key_b;
 
@@ -106,7 +40,7 @@ static char *source(const char *prefix)
 
 static struct etcd_kv *raw_kv(void)
 {
-	const char *eps[3] = { urls[0], urls[1], urls[2] };
+	const char *eps[3] = { etcd_cluster_urls[0], etcd_cluster_urls[1], etcd_cluster_urls[2] };
 	struct etcd_kv_config cfg = { .endpoints = eps,
 		                      .n_endpoints = 3,
 		                      .connect_timeout_ms = 2000,
@@ -558,16 +492,6 @@ int main(void)
 	int64_t t0 = http_now_ms();
 
 	signal(SIGPIPE, SIG_IGN);
-	cluster_tool = getenv("ETCD_CLUSTER");
-	if (!cluster_tool) {
-		fprintf(stderr,
-		        "test_etcd_store: ETCD_CLUSTER (tests/tools/etcd-cluster) not set\n");
-		return 1;
-	}
-	if (!in_path("etcd") || !in_path("etcdctl")) {
-		fprintf(stderr, "test_etcd_store: SKIP: etcd/etcdctl not installed\n");
-		return 77;
-	}
 	REQUIRE(crypto_init() == 0);
 	secret_allow_unlocked(true); /* ASan's mlock; the values are test data */
 	key_a = sodium_malloc(STORE_KEY_BYTES);
@@ -575,7 +499,8 @@ int main(void)
 	REQUIRE(key_a && key_b);
 	randombytes_buf(key_a, STORE_KEY_BYTES);
 	randombytes_buf(key_b, STORE_KEY_BYTES);
-	cluster_start();
+	etcd_cluster_start("test_etcd_store");
+	endpoints_from_cluster();
 	fprintf(stderr, "cluster up in %lld ms: %s\n", (long long)(http_now_ms() - t0),
 	        endpoints_line);
 	test_init();
@@ -583,11 +508,9 @@ int main(void)
 	test_two_handles();
 	test_tamper();
 	test_no_plaintext();
-	cluster_stop_all();
+	etcd_cluster_stop_all();
 	sodium_free(key_a);
 	sodium_free(key_b);
-	for (int i = 0; i < 3; i++)
-		free(urls[i]);
 	fprintf(stderr, "took %lld ms\n", (long long)(http_now_ms() - t0));
 	return harness_result("test_etcd_store");
 }
