@@ -834,21 +834,17 @@ static int row_locked(struct store *s, const char *id, uint64_t incarnation, str
 
 static int head_get_locked(struct store *s, uint64_t rev, struct seal_digest *d);
 
-/* The next store revision, taken by a write transaction for every row it
- * writes; mutex held, inside the transaction.  Also loads the verified
- * head (its D) that the transaction updates and stores at commit. */
-static int next_revision_locked(struct store *s, uint64_t *ret)
+/* Runs sql, which returns the revision counter in one row, into *ret;
+ * a counter missing, not an integer or under min is -EIO (logged). */
+static int revision_query_locked(struct store *s, const char *sql, int64_t min, uint64_t *ret)
 {
 	sqlite3_stmt *st = NULL;
-	int r = sql_prepare(s,
-	                    "UPDATE meta SET value = value + 1 WHERE key = 'revision' "
-	                    "RETURNING value",
-	                    &st);
+	int r = sql_prepare(s, sql, &st);
 	if (r < 0)
 		return r;
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER &&
-	    sqlite3_column_int64(st, 0) > 0) {
+	    sqlite3_column_int64(st, 0) >= min) {
 		*ret = (uint64_t)sqlite3_column_int64(st, 0);
 	} else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
 		log_error("embedded store: the revision counter is missing or damaged; the store "
@@ -858,6 +854,18 @@ static int next_revision_locked(struct store *s, uint64_t *ret)
 		r = sql_fail(s, rc);
 	}
 	sql_done(s, st);
+	return r;
+}
+
+/* The next store revision, taken by a write transaction for every row it
+ * writes; mutex held, inside the transaction.  Also loads the verified
+ * head (its D) that the transaction updates and stores at commit. */
+static int next_revision_locked(struct store *s, uint64_t *ret)
+{
+	int r = revision_query_locked(s,
+	                              "UPDATE meta SET value = value + 1 WHERE key = 'revision' "
+	                              "RETURNING value",
+	                              1, ret);
 	/* the head this transaction starts from: (revision before, D) */
 	if (r == 0 && !s->tx_head) {
 		r = head_get_locked(s, *ret - 1, &s->tx_digest);
@@ -1179,23 +1187,7 @@ static int head_get_locked(struct store *s, uint64_t rev, struct seal_digest *d)
 /* The store revision as meta holds it; -EIO (logged) if it is damaged. */
 static int revision_get_locked(struct store *s, uint64_t *ret)
 {
-	sqlite3_stmt *st = NULL;
-	int r = sql_prepare(s, "SELECT value FROM meta WHERE key = 'revision'", &st);
-	if (r < 0)
-		return r;
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER &&
-	    sqlite3_column_int64(st, 0) >= 0) {
-		*ret = (uint64_t)sqlite3_column_int64(st, 0);
-	} else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
-		log_error("embedded store: the revision counter is missing or damaged; the store "
-		          "needs repair");
-		r = -EIO;
-	} else {
-		r = sql_fail(s, rc);
-	}
-	sql_done(s, st);
-	return r;
+	return revision_query_locked(s, "SELECT value FROM meta WHERE key = 'revision'", 0, ret);
 }
 
 /* D over every row of secrets and versions as stored, and the highest
@@ -2605,12 +2597,7 @@ static int deletion_record(const char *id, uint64_t incarnation, uint64_t rev,
 /* Ends a change: commits if r == 0, hands the record over or drops it. */
 static int change_end(struct store *s, int r, struct secret_meta *m, struct secret_meta *ret_meta)
 {
-	r = tx_unlock(s, r);
-	if (r < 0 || !ret_meta)
-		secret_meta_clear(m);
-	else
-		*ret_meta = *m;
-	return r;
+	return secret_meta_hand_over(tx_unlock(s, r), m, ret_meta);
 }
 
 static int embedded_create(struct store *s, const char *id, scope_set scopes,

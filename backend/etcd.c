@@ -1313,15 +1313,6 @@ static int plan_create(struct plan *p, void *ctx)
 	return new_life(p, &p->e[0], c->scopes, c->labels, c->value, c->len, &c->out);
 }
 
-static int finish(int r, struct secret_meta *m, struct secret_meta *ret_meta)
-{
-	if (r < 0 || !ret_meta)
-		secret_meta_clear(m);
-	else
-		*ret_meta = *m;
-	return r;
-}
-
 static int etcd_create(struct store *s, const char *id, scope_set scopes,
                        const struct labels *labels, const uint8_t *value, size_t len,
                        struct secret_meta *ret_meta)
@@ -1338,7 +1329,7 @@ static int etcd_create(struct store *s, const char *id, scope_set scopes,
 		r = secret_value_len_valid(value, len);
 	if (r == 0)
 		r = change(s, &id, 1, plan_create, &c);
-	return finish(r, &c.out, ret_meta);
+	return secret_meta_hand_over(r, &c.out, ret_meta);
 }
 
 struct c_put {
@@ -1386,7 +1377,7 @@ static int etcd_put_value(struct store *s, const char *id, uint64_t incarnation,
 		r = secret_value_len_valid(value, len);
 	if (r == 0)
 		r = change(s, &id, 1, plan_put, &c);
-	return finish(r, &c.out, ret_meta);
+	return secret_meta_hand_over(r, &c.out, ret_meta);
 }
 
 struct c_delete {
@@ -1470,7 +1461,7 @@ static int etcd_set_labels(struct store *s, const char *id, uint64_t incarnation
 		r = secret_labels_valid(labels);
 	if (r == 0)
 		r = change(s, &id, 1, plan_meta, &c);
-	return finish(r, &c.out, ret_meta);
+	return secret_meta_hand_over(r, &c.out, ret_meta);
 }
 
 static int etcd_set_scopes(struct store *s, const char *id, uint64_t incarnation, scope_set scopes,
@@ -1484,7 +1475,7 @@ static int etcd_set_scopes(struct store *s, const char *id, uint64_t incarnation
 		r = -EINVAL;
 	if (r == 0)
 		r = change(s, &id, 1, plan_meta, &c);
-	return finish(r, &c.out, ret_meta);
+	return secret_meta_hand_over(r, &c.out, ret_meta);
 }
 
 struct c_rename {
@@ -1549,7 +1540,7 @@ static int etcd_rename(struct store *s, const char *from, uint64_t from_incarnat
 		r = deletion_record(from, c.inc_done, c.rev_done, ret_from ? &gone : NULL);
 	if (r == 0 && ret_from)
 		*ret_from = gone;
-	return finish(r, &c.out, ret_to);
+	return secret_meta_hand_over(r, &c.out, ret_to);
 }
 
 static int etcd_list_versions(struct store *s, const char *id, uint64_t incarnation,

@@ -365,6 +365,15 @@ void secret_meta_clear(struct secret_meta *m)
 	memset(m, 0, sizeof(*m));
 }
 
+int secret_meta_hand_over(int r, struct secret_meta *m, struct secret_meta *ret)
+{
+	if (r < 0 || !ret)
+		secret_meta_clear(m);
+	else
+		*ret = *m;
+	return r;
+}
+
 void store_change_clear(struct store_change *c)
 {
 	if (c)

@@ -262,6 +262,9 @@ void labels_clear(struct labels *l);
 int secret_meta_copy(struct secret_meta *dst, const struct secret_meta *src);
 void secret_meta_clear(struct secret_meta *m);
 void store_change_clear(struct store_change *c);
+/* The end of a store call that made *m: with r == 0 and ret, *m is
+ * handed to *ret; else it is cleared.  Returns r. */
+int secret_meta_hand_over(int r, struct secret_meta *m, struct secret_meta *ret);
 
 /* Values: locked memory, wiped on free.  Accept NULL. */
 struct secret_value *secret_value_new(size_t len);
