@@ -40,6 +40,7 @@
 #include "crypto.h"
 #include "etcd.h"
 #include "etcd_kv.h"
+#include "etcd_replica.h"
 #include "log.h"
 #include "seal.h"
 #include "store.h"
@@ -59,6 +60,25 @@ struct store {
 	struct seal_keys *keys;
 	unsigned keep_versions;
 	bool read_only;
+	int64_t stale_ns; /* store_config.stale_ns */
+
+	/* The local replica (etcd_replica.h): values are read from it while it
+	 * is current.  own_rev: the etcd revision of this client's latest
+	 * change (atomic), which a read waits for, so that a writer reads
+	 * what it wrote. */
+	struct etcd_replica *rep;
+	int64_t own_rev;
+	bool watching;
+	/* The watch thread's own (batch_fn and idle_fn, one thread): the
+	 * digest of every key as the replica has them, checked against the
+	 * head of each batch, and the change records made from the last
+	 * batch, delivered once the replica is unlocked. */
+	struct seal_digest d;
+	bool tampered; /* a batch did not match its head: no records since */
+	store_change_fn fn;
+	void *fn_arg;
+	struct store_change *out;
+	size_t nout, capout;
 };
 
 /* --- small helpers --- */
@@ -412,7 +432,10 @@ static int range_all(struct store *s, int64_t deadline, struct etcd_range_result
 
 /* --- the digest over every key --- */
 
-static int digest_check(struct store *s, const struct etcd_range_result *all, bool reseal)
+/* Checks the keys in all against their head; *ret_d (may be NULL) gets
+ * their digest. */
+static int digest_check(struct store *s, const struct etcd_range_result *all, bool reseal,
+                        struct seal_digest *ret_d)
 {
 	struct seal_digest d = { 0 };
 	const struct etcd_kv_pair *hp = NULL;
@@ -440,6 +463,8 @@ static int digest_check(struct store *s, const struct etcd_range_result *all, bo
 	int r = head_parse(s, hp, &h);
 	if (r < 0)
 		return r;
+	if (ret_d)
+		*ret_d = d;
 	if (seal_digest_equal(&h.d, &d))
 		return 0;
 	if (!reseal) {
@@ -542,6 +567,10 @@ static void store_free(struct store *s)
 {
 	if (!s)
 		return;
+	etcd_replica_free(s->rep); /* its thread first: it uses the rest */
+	for (size_t i = 0; i < s->nout; i++)
+		store_change_clear(&s->out[i]);
+	free(s->out);
 	etcd_kv_free(s->kv);
 	seal_keys_free(s->keys);
 	free(s->prefix);
@@ -604,6 +633,7 @@ static int etcd_open(const struct store_config *cfg, struct store **ret_store)
 	s->keep_versions = cfg->keep_versions ? cfg->keep_versions
 	                                      : ETCD_STORE_KEEP_VERSIONS_DEFAULT;
 	s->read_only = cfg->read_only;
+	s->stale_ns = cfg->stale_ns;
 	char *ik = key_fmt(s, "identity", NULL, 0, 0);
 	r = ik ? range_key(s, ik, 0, deadline, &res) : -ENOMEM;
 	free(ik);
@@ -643,7 +673,11 @@ static int etcd_open(const struct store_config *cfg, struct store **ret_store)
 	if (r == 0)
 		r = range_all(s, deadline, &res);
 	if (r == 0)
-		r = digest_check(s, &res, cfg->reseal_digest && !cfg->read_only);
+		r = digest_check(s, &res, cfg->reseal_digest && !cfg->read_only, &s->d);
+	if (r == 0)
+		r = etcd_replica_new(s->kv, s->prefix, &s->rep);
+	if (r == 0)
+		etcd_replica_load(s->rep, &res);
 	etcd_range_result_clear(&res);
 	if (r < 0) {
 		store_free(s);
@@ -795,9 +829,18 @@ static int etcd_list(struct store *s, store_list_fn fn, void *userdata)
 	uint64_t inc, ver;
 	if (!s || !fn)
 		return -EINVAL;
-	int r = range_all(s, http_deadline(ETCD_STORE_TIMEOUT_MS), &all);
-	if (r == 0)
-		r = digest_check(s, &all, false);
+	/* Watching: the replica, which the watch keeps checked against the
+	 * head.  Else a new read, which the replica then holds, so that a
+	 * watch started after this listing goes on from it. */
+	char *p = NULL;
+	int r = asprintf(&p, "%s/", s->prefix) < 0 ? -ENOMEM : 0;
+	if (r == 0 && s->watching)
+		r = etcd_replica_range(s->rep, p, &all);
+	else if (r == 0)
+		r = range_all(s, http_deadline(ETCD_STORE_TIMEOUT_MS), &all);
+	free(p);
+	if (r == 0 && !s->watching)
+		r = digest_check(s, &all, false, &s->d);
 	for (size_t i = 0; r == 0 && i < all.n; i++) {
 		char *id = NULL;
 		struct row row;
@@ -813,30 +856,76 @@ static int etcd_list(struct store *s, store_list_fn fn, void *userdata)
 		row_clear(&row);
 		free(id);
 	}
+	if (r == 0 && !s->watching)
+		etcd_replica_load(s->rep, &all);
 	etcd_range_result_clear(&all);
 	return r;
 }
 
-/* The verified row of id (read at *ret_rev, may be NULL).  -ENOENT if
- * none, -EIO (logged) if it does not verify. */
-static int load_row(struct store *s, const char *id, int64_t deadline, struct row *row,
-                    int64_t *ret_rev)
+/* Where a read goes: etcd, or the replica while it is current (or, for
+ * a stale read, whatever it is). */
+struct reader {
+	struct store *s;
+	bool local;
+	int64_t deadline;
+	int64_t rev;      /* etcd: every read after the first at its revision */
+	bool unreachable; /* etcd did not answer */
+};
+
+/* How long a read waits for the replica to catch up with this client's own
+ * last change before it asks etcd instead; how long it gives etcd when
+ * the replica is not current (so that a stale value is served soon). */
+#define OWN_CHANGE_WAIT_MS 1000
+#define BEHIND_READ_MS 2000
+
+static void reader_init(struct store *s, struct reader *rd)
+{
+	*rd = (struct reader){ .s = s, .deadline = http_deadline(ETCD_STORE_TIMEOUT_MS) };
+	if (!s->watching)
+		return;
+	rd->local = etcd_replica_current(s->rep, __atomic_load_n(&s->own_rev, __ATOMIC_ACQUIRE),
+	                                 OWN_CHANGE_WAIT_MS);
+	if (!rd->local)
+		rd->deadline = http_deadline(BEHIND_READ_MS);
+}
+
+/* key's pair, or (prefix) every pair under it. */
+static int rd_fetch(struct reader *rd, const char *key, bool prefix, struct etcd_range_result *res)
+{
+	if (rd->local)
+		return prefix ? etcd_replica_range(rd->s->rep, key, res)
+		              : etcd_replica_get(rd->s->rep, key, res);
+	struct http_status st = { 0 };
+	struct etcd_range q = {
+		.key = key, .key_len = strlen(key), .prefix = prefix, .revision = rd->rev
+	};
+	int r = etcd_kv_range(rd->s->kv, &q, rd->deadline, res, &st);
+	if (r < 0 && r != -ENOMEM) {
+		rd->unreachable = true;
+		return kv_fail("a read", r, &st);
+	}
+	if (r == 0 && !rd->rev)
+		rd->rev = res->revision;
+	return r;
+}
+
+/* The verified row of id.  -ENOENT if none, -EIO (logged) if it does not
+ * verify. */
+static int load_row(struct reader *rd, const char *id, struct row *row)
 {
 	struct etcd_range_result res = { 0 };
-	char *k = s_key(s, id);
-	int r = k ? range_key(s, k, 0, deadline, &res) : -ENOMEM;
+	char *k = s_key(rd->s, id);
+	int r = k ? rd_fetch(rd, k, false, &res) : -ENOMEM;
 	free(k);
 	if (r == 0 && res.n == 0)
 		r = -ENOENT;
 	if (r == 0)
-		r = row_parse(s, id, res.kvs[0].value, res.kvs[0].value_len, row);
+		r = row_parse(rd->s, id, res.kvs[0].value, res.kvs[0].value_len, row);
 	if (r == 0 && !row->verified) {
 		row_log(id, row, false);
 		row_clear(row);
 		r = -EIO;
 	}
-	if (r == 0 && ret_rev)
-		*ret_rev = res.revision;
 	etcd_range_result_clear(&res);
 	return r;
 }
@@ -846,9 +935,10 @@ static int etcd_stat(struct store *s, const char *id, struct secret_meta *ret_me
 	struct row row;
 	if (!s || !ret_meta)
 		return -EINVAL;
+	struct reader rd = { .s = s, .deadline = http_deadline(ETCD_STORE_TIMEOUT_MS) };
 	int r = check_id(id);
 	if (r == 0)
-		r = load_row(s, id, http_deadline(ETCD_STORE_TIMEOUT_MS), &row, NULL);
+		r = load_row(&rd, id, &row);
 	if (r == 0) {
 		*ret_meta = row.m;
 		memset(&row.m, 0, sizeof(row.m));
@@ -906,17 +996,13 @@ static int open_version(struct store *s, const struct row *row, uint64_t ver,
 	return 0;
 }
 
-static int etcd_get_value(struct store *s, const char *id, uint64_t incarnation, uint64_t version,
-                          struct secret_value **ret_value)
+static int read_value(struct reader *rd, const char *id, uint64_t incarnation, uint64_t version,
+                      struct secret_value **ret_value)
 {
+	struct store *s = rd->s;
 	struct etcd_range_result res = { 0 };
 	struct row row;
-	int64_t rev = 0, deadline = http_deadline(ETCD_STORE_TIMEOUT_MS);
-	if (!s || !ret_value)
-		return -EINVAL;
-	int r = check_id(id);
-	if (r == 0)
-		r = load_row(s, id, deadline, &row, &rev);
+	int r = load_row(rd, id, &row);
 	if (r < 0)
 		return r;
 	if ((incarnation && incarnation != row.m.incarnation) || version > row.m.version)
@@ -924,7 +1010,7 @@ static int etcd_get_value(struct store *s, const char *id, uint64_t incarnation,
 	uint64_t ver = version ? version : row.m.version;
 	char *k = r == 0 ? v_key(s, id, row.m.incarnation, ver) : NULL;
 	if (r == 0)
-		r = k ? range_key(s, k, rev, deadline, &res) : -ENOMEM;
+		r = k ? rd_fetch(rd, k, false, &res) : -ENOMEM;
 	free(k);
 	if (r == 0 && res.n == 0)
 		r = version ? -ENOENT : -EIO;
@@ -936,6 +1022,43 @@ static int etcd_get_value(struct store *s, const char *id, uint64_t incarnation,
 		r = open_version(s, &row, ver, &res.kvs[0], version == 0, ret_value);
 	etcd_range_result_clear(&res);
 	row_clear(&row);
+	return r;
+}
+
+/* From the replica while it is current (no request), else from etcd; and
+ * when etcd cannot be reached, from the replica still, marked stale, for
+ * stale_ns after it was last current. */
+static int etcd_get_value(struct store *s, const char *id, uint64_t incarnation, uint64_t version,
+                          struct secret_value **ret_value)
+{
+	struct reader rd;
+	if (!s || !ret_value)
+		return -EINVAL;
+	int r = check_id(id);
+	if (r < 0)
+		return r;
+	reader_init(s, &rd);
+	r = read_value(&rd, id, incarnation, version, ret_value);
+	if (r == 0 || !rd.unreachable || !s->watching)
+		return r;
+	int64_t behind = etcd_replica_behind_ns(s->rep);
+	if (behind < 0 || behind > s->stale_ns) {
+		log_error(
+		    "etcd store: %.300s: etcd cannot be reached and the local copy is %" PRId64
+		    " s old, older than -o stale= allows (%" PRId64 " s): not served",
+		    id, behind / 1000000000, s->stale_ns / 1000000000);
+		return r;
+	}
+	struct reader local = { .s = s, .local = true };
+	r = read_value(&local, id, incarnation, version, ret_value);
+	if (r == 0) {
+		(*ret_value)->stale = true;
+		log_warn("etcd store: %.300s: etcd cannot be reached: version %" PRIu64
+		         " served from the local copy, which is %" PRId64
+		         " s old (stale; -o stale= "
+		         "allows %" PRId64 " s)",
+		         id, (*ret_value)->version, behind / 1000000000, s->stale_ns / 1000000000);
+	}
 	return r;
 }
 
@@ -1238,6 +1361,14 @@ static int change(struct store *s, const char *const *ids, size_t nids, plan_fn 
 				       (wr.n == 1 && wr.ops[0].range.n == 1 &&
 				        wr.ops[0].range.kvs[0].value_len == strlen(hv) &&
 				        memcmp(wr.ops[0].range.kvs[0].value, hv, strlen(hv)) == 0);
+		}
+		if (done) {
+			/* a read of this client's waits until the replica has it */
+			int64_t cur = __atomic_load_n(&s->own_rev, __ATOMIC_RELAXED);
+			while (wr.revision > cur &&
+			       !__atomic_compare_exchange_n(&s->own_rev, &cur, wr.revision, false,
+			                                    __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+				;
 		}
 		etcd_txn_result_clear(&wr);
 		plan_clear(p);
@@ -1548,7 +1679,7 @@ static int etcd_list_versions(struct store *s, const char *id, uint64_t incarnat
 {
 	struct etcd_range_result res = { 0 };
 	struct row row;
-	int64_t rev = 0, deadline = http_deadline(ETCD_STORE_TIMEOUT_MS);
+	struct reader rd;
 	struct secret_version *v = NULL;
 	size_t n = 0;
 	uint64_t inc, ver;
@@ -1556,21 +1687,17 @@ static int etcd_list_versions(struct store *s, const char *id, uint64_t incarnat
 	if (!s || !ret_versions || !ret_n)
 		return -EINVAL;
 	int r = check_id(id);
-	if (r == 0)
-		r = load_row(s, id, deadline, &row, &rev);
+	if (r < 0)
+		return r;
+	reader_init(s, &rd);
+	r = load_row(&rd, id, &row);
 	if (r < 0)
 		return r;
 	if (incarnation && incarnation != row.m.incarnation)
 		r = -ENOENT;
 	char *k = r == 0 ? v_prefix(s, id) : NULL;
-	struct http_status st = { 0 };
-	struct etcd_range q = {
-		.key = k, .key_len = k ? strlen(k) : 0, .prefix = true, .revision = rev
-	};
 	if (r == 0)
-		r = k ? etcd_kv_range(s->kv, &q, deadline, &res, &st) : -ENOMEM;
-	if (r < 0 && k)
-		kv_fail("a read", r, &st);
+		r = k ? rd_fetch(&rd, k, true, &res) : -ENOMEM;
 	free(k);
 	if (r == 0 && res.n)
 		v = calloc(res.n, sizeof(*v));
@@ -1600,9 +1727,129 @@ static int etcd_list_versions(struct store *s, const char *id, uint64_t incarnat
 	return 0;
 }
 
+/* --- watch: other clients' changes --- */
+
+static int out_add(struct store *s, enum store_change_kind kind, struct secret_meta *m)
+{
+	if (s->nout == s->capout) {
+		size_t cap = s->capout ? 2 * s->capout : 16;
+		struct store_change *o = realloc(s->out, cap * sizeof(*o));
+		if (!o)
+			return -ENOMEM;
+		s->out = o;
+		s->capout = cap;
+	}
+	s->out[s->nout++] = (struct store_change){ .kind = kind, .meta = *m };
+	*m = (struct secret_meta){ 0 };
+	return 0;
+}
+
+/* One etcd revision's events (the replica locked): the running digest
+ * follows every key, the batch's head must sum them, and the secrets'
+ * rows become change records.  A batch whose keys do not match its head
+ * was not written by secretsfs: nothing of it is announced, and from then
+ * on nothing else until the mount is made again (the replica keeps
+ * following etcd, so the store's reads still verify every row). */
+static void on_watch_batch(void *arg, int64_t revision, const struct etcd_replica_event *ev,
+                           size_t n)
+{
+	struct store *s = arg;
+	char *hk = key_fmt(s, "head", NULL, 0, 0);
+	struct head h = { 0 };
+	bool head = false, keys = false;
+	size_t first = s->nout;
+	uint64_t inc, ver;
+
+	for (size_t i = 0; hk && i < n; i++) {
+		const struct etcd_kv_pair *kv = ev[i].kv, *old = ev[i].old;
+		bool put = ev[i].type == ETCD_EVENT_PUT;
+		if (kv->key_len == strlen(hk) && memcmp(kv->key, hk, kv->key_len) == 0) {
+			head = put && head_parse(s, kv, &h) == 0;
+			continue;
+		}
+		char *id = NULL;
+		char kind = key_kind(s, put ? kv : old ? old : kv, &id, &inc, &ver);
+		keys = keys || kind;
+		if (kind == 'v') {
+			if (old)
+				term_version(s, &s->d, -1, id, ver, old);
+			if (put)
+				term_version(s, &s->d, 1, id, ver, kv);
+		} else if (kind == 's') {
+			struct row was = { 0 }, now = { 0 };
+			if (old) {
+				term_secret(s, &s->d, -1, id, old);
+				row_parse(s, id, old->value, old->value_len, &was);
+			}
+			if (put) {
+				term_secret(s, &s->d, 1, id, kv);
+				row_parse(s, id, kv->value, kv->value_len, &now);
+			}
+			if (put && now.verified)
+				out_add(s, STORE_CHANGED, &now.m);
+			else if (put)
+				row_log(id, &now, true);
+			else if (was.m.incarnation)
+				/* the deletion's revision is the head's: set below */
+				out_add(s, STORE_DELETED, &was.m);
+			row_clear(&was);
+			row_clear(&now);
+		}
+		free(id);
+	}
+	free(hk);
+	if (!keys && !head)
+		return; /* nothing of the store's (a key beside it under PREFIX/) */
+	bool ok = head && seal_digest_equal(&h.d, &s->d);
+	if (ok && !s->tampered) {
+		for (size_t i = first; i < s->nout; i++)
+			if (s->out[i].kind == STORE_DELETED) {
+				struct secret_meta *m = &s->out[i].meta;
+				m->revision = h.revision;
+				labels_clear(&m->labels);
+			}
+		return;
+	}
+	if (!s->tampered)
+		log_error("etcd store: the keys under %s changed at etcd revision %" PRId64
+		          " do not match its authenticated digest: changed outside secretsfs; "
+		          "this mount no longer shows changes made elsewhere (unmount, check the "
+		          "store, mount again)",
+		          s->prefix, revision);
+	s->tampered = true;
+	while (s->nout > first)
+		store_change_clear(&s->out[--s->nout]);
+}
+
+/* The replica unlocked: the records of the last batch go to fs/. */
+static void on_watch_idle(void *arg)
+{
+	struct store *s = arg;
+	for (size_t i = 0; i < s->nout; i++) {
+		s->fn(s->fn_arg, &s->out[i]);
+		store_change_clear(&s->out[i]);
+	}
+	s->nout = 0;
+}
+
+static int etcd_watch(struct store *s, store_change_fn fn, void *userdata)
+{
+	if (!s || !fn)
+		return -EINVAL;
+	if (s->watching)
+		return -EALREADY;
+	s->fn = fn;
+	s->fn_arg = userdata;
+	s->watching = true;
+	int r = etcd_replica_start(s->rep, on_watch_batch, on_watch_idle, s);
+	if (r < 0)
+		s->watching = false;
+	return r;
+}
+
 const struct store_ops etcd_store_ops = {
 	.name = "etcd",
-	.caps = STORE_CAP_VERSIONS,
+	.caps = STORE_CAP_VERSIONS | STORE_CAP_WATCH,
 	.open = etcd_open,
 	.close = etcd_close,
 	.list = etcd_list,
@@ -1616,5 +1863,5 @@ const struct store_ops etcd_store_ops = {
 	.delete_secret = etcd_delete,
 	.set_labels = etcd_set_labels,
 	.set_scopes = etcd_set_scopes,
-	.watch = NULL,
+	.watch = etcd_watch,
 };

@@ -105,6 +105,8 @@ struct secret_value {
 	uint64_t version;
 	uint64_t revision; /* the value revision: put_value's base */
 	int64_t mtime_ns;
+	bool stale; /* served from a local copy while the store could not be
+	               reached (store_config.stale_ns): maybe not current */
 	size_t cap; /* bytes at data (secret.c's business) */
 };
 
@@ -133,6 +135,9 @@ struct store_config {
 	bool reseal_digest; /* a store whose rows do not match its digest is
 	                       accepted as it is and its digest made again
 	                       (-o reseal_digest, after a repair by hand) */
+	int64_t stale_ns;   /* a remote store that cannot be reached: how long
+	                       after it was last reachable its values may still
+	                       be served from a local copy (0: never) */
 };
 
 /* A change record: what one change left behind. */

@@ -34,6 +34,9 @@ void cmdline_usage(FILE *out)
 	        "                         when systemd passes it, else DIR/key); refused if\n"
 	        "                         group or others can read it\n"
 	        "  -o keep_versions=N     versions of each value the store keeps (default 5)\n"
+	        "  -o stale=DURATION      etcd store: how long after etcd was last reachable\n"
+	        "                         values are still served (stale, logged) from the\n"
+	        "                         local copy: 0 (never), Ns, Nm, Nh (default 1h)\n"
 	        "  -o attrs=FILE          where chmod and chown of secrets and scopes are kept\n"
 	        "                         across remounts (default: DIR/host-attrs)\n"
 	        "  -o ro                  read-only: every change is refused with EROFS\n"
@@ -100,6 +103,28 @@ static bool parse_uint(const char *s, int base, unsigned long max, unsigned long
 	return true;
 }
 
+/* A duration: N with an optional unit s (the default), m, h or d; at
+ * most 30 days. */
+static bool parse_duration_ns(const char *s, int64_t *ret)
+{
+	unsigned long v;
+	size_t n = strspn(s, "0123456789");
+	char unit = s[n], digits[24];
+	if (n == 0 || n >= sizeof(digits) || (unit && s[n + 1]))
+		return false;
+	memcpy(digits, s, n);
+	digits[n] = 0;
+	int64_t mult = unit == 0 || unit == 's' ? 1
+	             : unit == 'm'              ? 60
+	             : unit == 'h'              ? 3600
+	             : unit == 'd'              ? 86400
+	                                        : 0;
+	if (!mult || !parse_uint(digits, 10, 30UL * 86400, &v) || (int64_t)v * mult > 30 * 86400)
+		return false;
+	*ret = (int64_t)v * mult * 1000000000;
+	return true;
+}
+
 /* One -o option: ours, ignored (fstab), or FUSE's. */
 static int parse_option(struct cmdline *c, const char *o)
 {
@@ -114,6 +139,11 @@ static int parse_option(struct cmdline *c, const char *o)
 		if (!parse_uint(o + 14, 10, 1000, &v) || v == 0)
 			return fail("keep_versions must be 1 to 1000, not '%s'", o + 14);
 		c->opt.keep_versions = (unsigned)v;
+	} else if (strncmp(o, "stale=", 6) == 0) {
+		if (!parse_duration_ns(o + 6, &c->opt.stale_ns))
+			return fail("stale must be a duration such as 0, 90s, 10m or 1h (at most "
+			            "30 days), not '%s'",
+			            o + 6);
 	} else if (strncmp(o, "uid=", 4) == 0) {
 		if (!parse_uint(o + 4, 10, UINT_MAX - 1, &v))
 			return fail("uid must be a number, not '%s'", o + 4);

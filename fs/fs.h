@@ -17,7 +17,9 @@
  *
  * Changes: the table changes in one place, fs_apply(), from change
  * records (store.h) in revision order; the daemon's own store calls
- * return them, and other clients' changes will arrive the same way.
+ * return them, and other clients' changes arrive the same way from the
+ * store's watch thread (fs_apply_remote), which takes the secret's change
+ * set like any operation.
  *
  * Locking, in the order they are taken:
  *  1. struct handle's mutex, for its buffers (ops_file.c);
@@ -159,6 +161,7 @@ struct fs_options {
 	char *key_file;
 	char *attrs_file; /* this host's chmod/chown (hostattrs.h) */
 	unsigned keep_versions;
+	int64_t stale_ns; /* -o stale= (store_config.stale_ns) */
 	bool read_only;
 	bool reseal_digest; /* -o reseal_digest: accept the store's rows as they are */
 	bool foreground;
@@ -209,6 +212,10 @@ struct fs {
 
 	struct notifier *notifier;
 
+	/* The mount is going: changes from other clients are no longer
+	 * applied (fs->lock). */
+	bool remote_off;
+
 	/* A node with this host's chmod/chown died: host-attrs is to be
 	 * rewritten (hostattrs_save_if_dirty, with no lock held). */
 	bool attrs_dirty;
@@ -240,6 +247,11 @@ struct node *fs_secret_pending(struct fs *fs, const char *id);
  * out of memory).  Records older than what the table holds are ignored. */
 struct node *fs_apply(struct fs *fs, const struct store_change *c);
 struct node *fs_apply_meta(struct fs *fs, const struct secret_meta *meta);
+/* A change another client made, from a store's watch thread (no lock
+ * held): applied once no change of this host's to the secret is in
+ * flight, the kernel's caches of it dropped.  After fs->remote_off, none
+ * is applied any more. */
+void fs_apply_remote(struct fs *fs, const struct store_change *c);
 /* The same for the record of pending node own's first commit, which own
  * becomes (every other record about a pending name makes a node of its
  * own). */

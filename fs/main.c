@@ -214,6 +214,11 @@ static int check_mountpoint(const char *mnt)
 	return 0;
 }
 
+static void remote_change(void *userdata, const struct store_change *c)
+{
+	fs_apply_remote(userdata, c);
+}
+
 static int add_listed(void *userdata, const struct secret_meta *meta)
 {
 	struct fs *fs = userdata;
@@ -263,6 +268,7 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		.source = dir,
 		.key = key,
 		.keep_versions = fs->opt.keep_versions,
+		.stale_ns = fs->opt.stale_ns,
 		.read_only = fs->opt.read_only,
 		.reseal_digest = fs->opt.reseal_digest,
 	};
@@ -554,6 +560,9 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		return r;
 	}
 	fs->notifier = notifier_start(fs->se);
+	if ((fs->ops->caps & STORE_CAP_WATCH) && (r = fs->ops->watch(fs->store, remote_change, fs)))
+		return fail("cannot follow the changes of other clients of %s: %s",
+		            fs->opt.store_dir, strerrordesc_np(-r));
 	if (fs->opt.run_as)
 		log_info("mounted the %s store %s on %s; serving as %s (uid %u)", fs->ops->name,
 		         fs->opt.store_dir, fs->opt.mountpoint, fs->opt.run_as,
@@ -596,6 +605,11 @@ static void stop(struct fs *fs)
 	/* Before the session goes: destroying it may still release open
 	 * handles (op_destroy), whose commits must find no notifier rather
 	 * than a freed one. */
+	if (fs->store) { /* a watch's changes stop before the notifier */
+		pthread_rwlock_wrlock(&fs->lock);
+		fs->remote_off = true;
+		pthread_rwlock_unlock(&fs->lock);
+	}
 	notifier_stop(fs->notifier);
 	fs->notifier = NULL;
 	if (fs->se) {
@@ -645,7 +659,10 @@ int main(int argc, char **argv)
 
 	static struct fs fs;
 	struct cmdline c = {
-		.opt = { .keep_versions = 5, .dir_mode = 0700, .file_mode = 0600 },
+		.opt = { .keep_versions = 5,
+		         .stale_ns = 3600LL * 1000000000,
+		         .dir_mode = 0700,
+		         .file_mode = 0600 },
 		.fuse_args = FUSE_ARGS_INIT(0, NULL),
 	};
 	int r = fuse_opt_add_arg(&c.fuse_args, argv[0]) < 0 ? fail("out of memory")

@@ -7,6 +7,7 @@
  * (write for changes) unless a function says otherwise.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -460,6 +461,60 @@ struct node *fs_apply_meta(struct fs *fs, const struct secret_meta *meta)
 {
 	struct store_change c = { .kind = STORE_CHANGED, .meta = *meta };
 	return fs_apply_for(fs, &c, NULL);
+}
+
+/* The kernel's caches after another client's change: names that appeared,
+ * went or moved between scopes, and the attributes of a new value.
+ * fs->lock held (the notices are only queued). */
+static void forget_remote(struct fs *fs, const char *id, const struct node *was, scope_set before,
+                          uint64_t before_version, const struct node *now)
+{
+	scope_set after = now ? fs_secret_visible_scopes(now) : 0;
+	if (was != now || before != after) {
+		char *name = id_to_name(id);
+		for (int sc = 0; name && sc < SCOPE_COUNT; sc++)
+			if ((before | after) & (1u << sc))
+				notifier_inval_entry(fs->notifier, INO_SCOPE_FIRST + sc, name);
+		free(name);
+	}
+	if (now && was == now && now->u.secret.meta.version != before_version)
+		notifier_inval_inode(fs->notifier, now->ino);
+}
+
+void fs_apply_remote(struct fs *fs, const struct store_change *c)
+{
+	const char *id = c->meta.id;
+	for (;;) {
+		pthread_rwlock_rdlock(&fs->lock);
+		struct node *n = fs_secret_by_id(fs, id);
+		if (n)
+			fs_node_pin(n);
+		pthread_rwlock_unlock(&fs->lock);
+		/* after any change of this host's to the secret: its own
+		 * record is applied by then (and this one, its echo, ignored),
+		 * and a pending name's first commit has become its node */
+		fs_change_begin(fs, &n, 1);
+		pthread_rwlock_wrlock(&fs->lock);
+		bool same = fs_secret_by_id(fs, id) == n;
+		if (same && !fs->remote_off) {
+			scope_set before = n ? fs_secret_visible_scopes(n) : 0;
+			uint64_t version = n ? n->u.secret.meta.version : 0;
+			uint64_t revision = n ? n->u.secret.meta.revision : 0;
+			struct node *now = fs_apply(fs, c);
+			if (now != n || (now && now->u.secret.meta.revision != revision))
+				log_info("%.300s: %s by another client (version %" PRIu64 ")", id,
+				         !now       ? "deleted"
+				         : now != n ? "created"
+				                    : "changed",
+				         now ? now->u.secret.meta.version : 0);
+			forget_remote(fs, id, n, before, version, now);
+		}
+		pthread_rwlock_unlock(&fs->lock);
+		fs_change_done(fs, &n, 1);
+		if (same)
+			return;
+		/* the ID got another node meanwhile: take that one's set */
+	}
 }
 
 /* --- versions --- */

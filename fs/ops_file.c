@@ -377,7 +377,8 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 		r = -ENOMEM;
 	if (!writable || r < 0)
 		audit_event(who, writable ? "open-write" : "read", h->id,
-		            h->snap ? h->snap->version : 0, r, NULL);
+		            h->snap ? h->snap->version : 0, r,
+		            h->snap && h->snap->stale ? "stale=yes" : NULL);
 	if (r < 0) {
 		release_handle(fs, h);
 		return r;

@@ -53,3 +53,16 @@ etcd_teardown() {
 	rm -rf "$ETCD_DIR"
 	ETCD_DIR=
 }
+
+# eventually CMD...: CMD succeeds within 20 s (tried every 20 ms; its
+# output of the last try shown if it never does).  For what another host's
+# change makes true once its watch has delivered it: a bound on a wait,
+# not a timing assertion (the benchmark measures the time).
+eventually() {
+	local i
+	for i in $(seq 1 1000); do
+		"$@" 2>/dev/null && return 0
+		sleep 0.02
+	done
+	"$@"
+}

@@ -1,13 +1,10 @@
 #!/usr/bin/env bats
 # The etcd store (backend/etcd.c) through two mounts: a store made with
 # `secretsfs init etcd://…/PREFIX -o key=FILE` on a 3-member test cluster,
-# mounted by two daemons on two mountpoints (hosts A and B).  There is no
-# watch yet: names, scopes, labels and deletions made on A reach B once B
-# lists the store again, i.e. after a remount (a lookup on B's running
-# mount answers from B's inode table: a new name is ENOENT there); the
-# value of a secret B already knows is read from etcd at each open, so a
-# rotation on A is what B's next cat returns.  etcd never holds a
-# plaintext byte.
+# mounted by two daemons on two mountpoints (hosts A and B).  Each mount
+# watches the prefix: what A changes (values, names, scopes, labels,
+# deletions) B shows without a remount, and B's values come from its local
+# replica of the (sealed) keys.  etcd never holds a plaintext byte.
 load helper
 load etcd_helper
 
@@ -74,34 +71,26 @@ unhost() {
 	host b
 	printf 'sk-fleet-first-4d2c' >"$T/a/ai_agent/FLEET_KEY"
 	expect_value "$T/a/ai_agent/FLEET_KEY" 'sk-fleet-first-4d2c'
-	# no watch yet: B lists the store again when it is mounted again
-	unhost b
-	host b
-	expect_value "$T/b/ai_agent/FLEET_KEY" 'sk-fleet-first-4d2c'
+	# B learns of it from its watch, without a remount
+	eventually expect_value "$T/b/ai_agent/FLEET_KEY" 'sk-fleet-first-4d2c'
 
 	# rotate on A with mv of a scratch file onto the secret
 	printf 'sk-fleet-second-91aa' >"$T/a/ai_agent/FLEET_KEY.new"
 	mv "$T/a/ai_agent/FLEET_KEY.new" "$T/a/ai_agent/FLEET_KEY"
 	expect_value "$T/a/ai_agent/FLEET_KEY" 'sk-fleet-second-91aa'
 	[ "$(sfs_version "$T/a/ai_agent/FLEET_KEY")" = 2 ]
-	unhost b
-	host b
-	expect_value "$T/b/ai_agent/FLEET_KEY" 'sk-fleet-second-91aa'
+	eventually expect_value "$T/b/ai_agent/FLEET_KEY" 'sk-fleet-second-91aa'
 	[ "$(sfs_version "$T/b/ai_agent/FLEET_KEY")" = 2 ]
 
-	# without a remount: B's next open of a secret it knows reads the
-	# current value; a name new on A is not on B until B lists again
-	printf 'sk-fleet-rotated-live' >"$T/a/ai_agent/FLEET_KEY.new"
-	mv "$T/a/ai_agent/FLEET_KEY.new" "$T/a/ai_agent/FLEET_KEY"
-	expect_value "$T/b/ai_agent/FLEET_KEY" 'sk-fleet-rotated-live'
-	printf 'other' >"$T/a/ai_agent/OTHER_KEY"
-	[ ! -e "$T/b/ai_agent/OTHER_KEY" ]
-
-	# a write on B reaches A (after A lists again)
+	# a write on B reaches A, and B reads what it wrote at once
 	printf 'sk-fleet-third-from-b' >"$T/b/ai_agent/FLEET_KEY"
-	unhost a
-	host a
-	expect_value "$T/a/ai_agent/FLEET_KEY" 'sk-fleet-third-from-b'
+	expect_value "$T/b/ai_agent/FLEET_KEY" 'sk-fleet-third-from-b'
+	eventually expect_value "$T/a/ai_agent/FLEET_KEY" 'sk-fleet-third-from-b'
+	# a remount lists what the watch showed
+	unhost b
+	host b
+	expect_value "$T/b/ai_agent/FLEET_KEY" 'sk-fleet-third-from-b'
+	[ "$(sfs_version "$T/b/ai_agent/FLEET_KEY")" = 3 ]
 
 	# etcd holds no plaintext: keys, values and etcdctl's view
 	out=$(etcd_ctl get --prefix /fleet/)
@@ -111,6 +100,52 @@ unhost() {
 	run grep -rqa 'sk-fleet' "$ETCD_DIR"/m*/data
 	[ "$status" -ne 0 ]
 
+	unhost a
+	unhost b
+}
+
+@test "etcd store: names, scopes, labels and deletions made on A appear on B without a remount" {
+	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
+	host a
+	host b
+	# B has looked the names up before: its kernel holds negative entries
+	[ ! -e "$T/b/ai_gateway/NEW_KEY" ]
+	[ ! -e "$T/b/mcp_server/NEW_KEY" ]
+	printf 'sk-new-1' >"$T/a/ai_gateway/NEW_KEY"
+	eventually test -e "$T/b/ai_gateway/NEW_KEY"
+	expect_value "$T/b/ai_gateway/NEW_KEY" 'sk-new-1'
+	[ "$(ls "$T/b/ai_gateway")" = NEW_KEY ]
+
+	# a label
+	setfattr -n user.tag.managed-by -v aigateway "$T/a/ai_gateway/NEW_KEY"
+	eventually sh -c "getfattr -d '$T/b/ai_gateway/NEW_KEY' 2>/dev/null | grep -q 'user.tag.managed-by=\"aigateway\"'"
+	# a second scope
+	ln "$T/a/ai_gateway/NEW_KEY" "$T/a/mcp_server/NEW_KEY"
+	eventually test -e "$T/b/mcp_server/NEW_KEY"
+	expect_value "$T/b/mcp_server/NEW_KEY" 'sk-new-1'
+	[ "$(stat -c %h "$T/b/ai_gateway/NEW_KEY")" = 2 ]
+	# the first scope taken away
+	rm "$T/a/ai_gateway/NEW_KEY"
+	eventually test ! -e "$T/b/ai_gateway/NEW_KEY"
+	[ -e "$T/b/mcp_server/NEW_KEY" ]
+	# rename to another ID
+	mv "$T/a/mcp_server/NEW_KEY" "$T/a/mcp_server/RENAMED_KEY"
+	eventually test -e "$T/b/mcp_server/RENAMED_KEY"
+	[ ! -e "$T/b/mcp_server/NEW_KEY" ]
+	expect_value "$T/b/mcp_server/RENAMED_KEY" 'sk-new-1'
+	# deleted
+	rm "$T/a/mcp_server/RENAMED_KEY"
+	eventually test ! -e "$T/b/mcp_server/RENAMED_KEY"
+	[ -z "$(ls "$T/b/mcp_server")" ]
+	# deleted and created again on A: a new inode on B, the new value
+	printf 'sk-again' >"$T/a/ai_agent/AGAIN"
+	eventually test -e "$T/b/ai_agent/AGAIN"
+	ino=$(stat -c %i "$T/b/ai_agent/AGAIN")
+	rm "$T/a/ai_agent/AGAIN"
+	printf 'sk-again-2' >"$T/a/ai_agent/AGAIN"
+	eventually sh -c "[ \"\$(stat -c %i '$T/b/ai_agent/AGAIN' 2>/dev/null)\" != $ino ] && [ -e '$T/b/ai_agent/AGAIN' ]"
+	expect_value "$T/b/ai_agent/AGAIN" 'sk-again-2'
+	grep -q "AGAIN: created by another client" "$T/log.b"
 	unhost a
 	unhost b
 }

@@ -1,0 +1,451 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The local replica of an etcd prefix (etcd_replica.h): a sorted array of
+ * pairs, a watch thread that keeps it current.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "etcd_replica.h"
+#include "http.h"
+#include "log.h"
+
+#define BACKOFF_FIRST_MS 50
+#define BACKOFF_MAX_MS 2000
+/* A stream that hangs without ending (a member stopped, not killed) is
+ * given up after this long without a message; etcd's progress
+ * notifications (every 10 min by default) keep a quiet one alive. */
+#define WATCH_IDLE_MS (11u * 60u * 1000u)
+
+struct etcd_replica {
+	struct etcd_kv *kv;
+	char *prefix; /* "/fleet/": every key of the store */
+
+	pthread_mutex_t lock;
+	pthread_cond_t moved;     /* rev or live changed */
+	struct etcd_kv_pair *kvs; /* key order; lock */
+	size_t n, cap;
+	int64_t rev;     /* every change up to it is applied; lock */
+	bool loaded;     /* lock */
+	bool live;       /* the watch is in place; lock */
+	int64_t lost_ns; /* CLOCK_MONOTONIC when it last stopped being current */
+
+	pthread_t thread;
+	bool started;
+	struct http_cancel *cancel;
+	etcd_replica_batch_fn batch_fn;
+	etcd_replica_idle_fn idle_fn;
+	void *arg;
+};
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int key_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+	return c ? c : (al > bl) - (al < bl);
+}
+
+/* Index of key, or where it would go (*found false). */
+static size_t find(const struct etcd_replica *r, const uint8_t *key, size_t len, bool *found)
+{
+	size_t lo = 0, hi = r->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = key_cmp(r->kvs[mid].key, r->kvs[mid].key_len, key, len);
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
+static int pair_copy(struct etcd_kv_pair *dst, const struct etcd_kv_pair *src)
+{
+	*dst = *src;
+	dst->key = malloc(src->key_len + 1);
+	dst->value = src->value ? malloc(src->value_len + 1) : NULL;
+	if (!dst->key || (src->value && !dst->value)) {
+		free(dst->key);
+		free(dst->value);
+		*dst = (struct etcd_kv_pair){ 0 };
+		return -ENOMEM;
+	}
+	memcpy(dst->key, src->key, src->key_len);
+	dst->key[src->key_len] = 0;
+	if (src->value) {
+		memcpy(dst->value, src->value, src->value_len);
+		dst->value[src->value_len] = 0;
+	}
+	return 0;
+}
+
+/* Puts a copy of p in place of what key held (a deletion: removes it). */
+static int apply_one(struct etcd_replica *r, enum etcd_event_type type,
+                     const struct etcd_kv_pair *p)
+{
+	bool found;
+	size_t i = find(r, p->key, p->key_len, &found);
+	if (type == ETCD_EVENT_DELETE) {
+		if (found) {
+			etcd_kv_pair_clear(&r->kvs[i]);
+			memmove(&r->kvs[i], &r->kvs[i + 1], (r->n - i - 1) * sizeof(r->kvs[0]));
+			r->n--;
+		}
+		return 0;
+	}
+	struct etcd_kv_pair copy;
+	if (pair_copy(&copy, p) < 0)
+		return -ENOMEM;
+	if (found) {
+		etcd_kv_pair_clear(&r->kvs[i]);
+		r->kvs[i] = copy;
+		return 0;
+	}
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 64;
+		struct etcd_kv_pair *kvs = realloc(r->kvs, cap * sizeof(*kvs));
+		if (!kvs) {
+			etcd_kv_pair_clear(&copy);
+			return -ENOMEM;
+		}
+		r->kvs = kvs;
+		r->cap = cap;
+	}
+	memmove(&r->kvs[i + 1], &r->kvs[i], (r->n - i) * sizeof(r->kvs[0]));
+	r->kvs[i] = copy;
+	r->n++;
+	return 0;
+}
+
+int etcd_replica_new(struct etcd_kv *kv, const char *prefix, struct etcd_replica **ret)
+{
+	struct etcd_replica *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->kv = kv;
+	if (asprintf(&r->prefix, "%s/", prefix) < 0 || http_cancel_new(&r->cancel) < 0) {
+		free(r);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->moved, &ca);
+	pthread_condattr_destroy(&ca);
+	*ret = r;
+	return 0;
+}
+
+static void clear_pairs(struct etcd_replica *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		etcd_kv_pair_clear(&r->kvs[i]);
+	free(r->kvs);
+	r->kvs = NULL;
+	r->n = r->cap = 0;
+}
+
+void etcd_replica_free(struct etcd_replica *r)
+{
+	if (!r)
+		return;
+	if (r->started) {
+		http_cancel(r->cancel);
+		pthread_join(r->thread, NULL);
+	}
+	clear_pairs(r);
+	http_cancel_free(r->cancel);
+	pthread_mutex_destroy(&r->lock);
+	pthread_cond_destroy(&r->moved);
+	free(r->prefix);
+	free(r);
+}
+
+void etcd_replica_load(struct etcd_replica *r, struct etcd_range_result *all)
+{
+	pthread_mutex_lock(&r->lock);
+	clear_pairs(r);
+	r->kvs = all->kvs; /* key order, as etcd answers a range */
+	r->n = r->cap = all->n;
+	r->rev = all->revision;
+	r->loaded = true;
+	r->lost_ns = mono_ns();
+	pthread_mutex_unlock(&r->lock);
+	*all = (struct etcd_range_result){ 0 };
+}
+
+/* Hands a batch to batch_fn, then applies it; r->lock held. */
+static void apply_batch(struct etcd_replica *r, int64_t revision, const struct etcd_event *evs,
+                        size_t n)
+{
+	struct etcd_replica_event *rev = calloc(n ? n : 1, sizeof(*rev));
+	if (rev) {
+		for (size_t i = 0; i < n; i++) {
+			bool found;
+			size_t j = find(r, evs[i].kv.key, evs[i].kv.key_len, &found);
+			rev[i] = (struct etcd_replica_event){ .type = evs[i].type,
+				                              .kv = &evs[i].kv,
+				                              .old = found ? &r->kvs[j] : NULL };
+		}
+		r->batch_fn(r->arg, revision, rev, n);
+		free(rev);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (apply_one(r, evs[i].type, &evs[i].kv) < 0) {
+			/* the replica no longer matches etcd: listed again at the
+			 * next batch (see on_batch) */
+			log_error("etcd store: out of memory keeping the local copy of %s",
+			          r->prefix);
+			r->loaded = false;
+		}
+	if (revision > r->rev)
+		r->rev = revision;
+	pthread_cond_broadcast(&r->moved);
+}
+
+static void set_live(struct etcd_replica *r, bool live)
+{
+	pthread_mutex_lock(&r->lock);
+	if (r->live && !live)
+		r->lost_ns = mono_ns();
+	r->live = live;
+	pthread_cond_broadcast(&r->moved);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* The prefix listed again (after a compaction, or a replica that lost a
+ * change): the difference becomes one batch. */
+static int resync(struct etcd_replica *r)
+{
+	struct etcd_range_result all = { 0 };
+	struct http_status st = { 0 };
+	struct etcd_range q = { .key = r->prefix, .key_len = strlen(r->prefix), .prefix = true };
+	int e = etcd_kv_range(r->kv, &q, http_deadline(10000), &all, &st);
+	if (e < 0)
+		return e;
+	pthread_mutex_lock(&r->lock);
+	size_t cap = all.n + r->n, n = 0;
+	struct etcd_event *evs = calloc(cap ? cap : 1, sizeof(*evs));
+	if (!evs) {
+		pthread_mutex_unlock(&r->lock);
+		etcd_range_result_clear(&all);
+		return -ENOMEM;
+	}
+	/* both sorted: a merge */
+	size_t i = 0, j = 0;
+	while (i < r->n || j < all.n) {
+		int c = i == r->n  ? 1
+		      : j == all.n ? -1
+		                   : key_cmp(r->kvs[i].key, r->kvs[i].key_len, all.kvs[j].key,
+		                             all.kvs[j].key_len);
+		if (c < 0) { /* gone */
+			evs[n].type = ETCD_EVENT_DELETE;
+			evs[n].kv.key = r->kvs[i].key;
+			evs[n].kv.key_len = r->kvs[i].key_len;
+			n++;
+			i++;
+		} else if (c > 0 || r->kvs[i].mod_revision != all.kvs[j].mod_revision) {
+			evs[n].type = ETCD_EVENT_PUT;
+			evs[n].kv = all.kvs[j];
+			n++;
+			i += c == 0;
+			j++;
+		} else {
+			i++;
+			j++;
+		}
+	}
+	/* deletions name keys the replica owns: copied before it drops them */
+	for (size_t k = 0; k < n; k++)
+		if (evs[k].type == ETCD_EVENT_DELETE) {
+			uint8_t *key = malloc(evs[k].kv.key_len + 1);
+			if (key) {
+				memcpy(key, evs[k].kv.key, evs[k].kv.key_len);
+				key[evs[k].kv.key_len] = 0;
+			}
+			evs[k].kv.key = key;
+		}
+	r->loaded = true;
+	apply_batch(r, all.revision, evs, n);
+	r->rev = all.revision;
+	pthread_mutex_unlock(&r->lock);
+	for (size_t k = 0; k < n; k++)
+		if (evs[k].type == ETCD_EVENT_DELETE)
+			free(evs[k].kv.key);
+	free(evs);
+	etcd_range_result_clear(&all);
+	r->idle_fn(r->arg);
+	log_info("etcd store: %s listed again at revision %" PRId64 " (%zu keys changed)",
+	         r->prefix, all.revision, n);
+	return 0;
+}
+
+static int on_batch(const struct etcd_watch_batch *b, void *arg)
+{
+	struct etcd_replica *r = arg;
+	if (b->created) {
+		set_live(r, true);
+		return 0;
+	}
+	if (b->progress || b->n == 0)
+		return 0;
+	pthread_mutex_lock(&r->lock);
+	bool ok = r->loaded;
+	if (ok)
+		apply_batch(r, b->revision, b->events, b->n);
+	pthread_mutex_unlock(&r->lock);
+	if (!ok)
+		return -ESTALE; /* list again */
+	r->idle_fn(r->arg);
+	return 0;
+}
+
+static void *watch_main(void *arg)
+{
+	struct etcd_replica *r = arg;
+	unsigned backoff = BACKOFF_FIRST_MS;
+	bool said = false;
+	for (;;) {
+		struct etcd_watch_end end;
+		struct http_status st = { 0 };
+		struct etcd_watch w = {
+			.range = { .key = r->prefix, .key_len = strlen(r->prefix), .prefix = true },
+			.start_revision = etcd_replica_revision(r) + 1,
+			.progress_notify = true,
+			.idle_timeout_ms = WATCH_IDLE_MS,
+			.cancel = r->cancel,
+		};
+		int e = etcd_kv_watch(r->kv, &w, on_batch, r, &end, &st);
+		bool was_live = r->live;
+		set_live(r, false);
+		if (e == -ECANCELED || http_cancelled(r->cancel))
+			break;
+		if (e == -ESTALE) {
+			e = resync(r);
+			if (e == 0)
+				continue;
+		}
+		if (was_live)
+			backoff = BACKOFF_FIRST_MS;
+		if (!said || was_live)
+			log_warn("etcd store: the watch on %s ended (%s%s%s); values are served "
+			         "from the local copy while it reconnects",
+			         r->prefix, strerrordesc_np(-e), st.reason[0] ? ": " : "",
+			         st.reason);
+		said = true;
+		unsigned ms = backoff / 2 + (unsigned)(random() % (backoff / 2 + 1));
+		if (http_cancel_sleep(r->cancel, ms) < 0)
+			break;
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+	}
+	return NULL;
+}
+
+int etcd_replica_start(struct etcd_replica *r, etcd_replica_batch_fn batch_fn,
+                       etcd_replica_idle_fn idle_fn, void *arg)
+{
+	if (r->started)
+		return -EALREADY;
+	r->batch_fn = batch_fn;
+	r->idle_fn = idle_fn;
+	r->arg = arg;
+	int e = pthread_create(&r->thread, NULL, watch_main, r);
+	if (e)
+		return -e;
+	r->started = true;
+	return 0;
+}
+
+bool etcd_replica_current(struct etcd_replica *r, int64_t min_rev, unsigned wait_ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += wait_ms / 1000;
+	until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&r->lock);
+	while (!(r->live && r->loaded && r->rev >= min_rev) &&
+	       pthread_cond_timedwait(&r->moved, &r->lock, &until) == 0)
+		;
+	bool ok = r->live && r->loaded && r->rev >= min_rev;
+	pthread_mutex_unlock(&r->lock);
+	return ok;
+}
+
+int64_t etcd_replica_behind_ns(struct etcd_replica *r)
+{
+	pthread_mutex_lock(&r->lock);
+	int64_t ns = !r->loaded ? -1 : r->live ? 0 : mono_ns() - r->lost_ns;
+	pthread_mutex_unlock(&r->lock);
+	return ns;
+}
+
+int64_t etcd_replica_revision(struct etcd_replica *r)
+{
+	pthread_mutex_lock(&r->lock);
+	int64_t rev = r->rev;
+	pthread_mutex_unlock(&r->lock);
+	return rev;
+}
+
+int etcd_replica_range(struct etcd_replica *r, const char *prefix, struct etcd_range_result *res)
+{
+	size_t pl = strlen(prefix);
+	bool found;
+	*res = (struct etcd_range_result){ 0 };
+	pthread_mutex_lock(&r->lock);
+	size_t i = find(r, (const uint8_t *)prefix, pl, &found), j = i;
+	while (j < r->n && r->kvs[j].key_len >= pl && memcmp(r->kvs[j].key, prefix, pl) == 0)
+		j++;
+	int e = 0;
+	if (j > i && !(res->kvs = calloc(j - i, sizeof(res->kvs[0]))))
+		e = -ENOMEM;
+	for (size_t k = i; e == 0 && k < j; k++, res->n++)
+		e = pair_copy(&res->kvs[res->n], &r->kvs[k]);
+	res->revision = r->rev;
+	res->count = (int64_t)res->n;
+	pthread_mutex_unlock(&r->lock);
+	if (e < 0)
+		etcd_range_result_clear(res);
+	return e;
+}
+
+int etcd_replica_get(struct etcd_replica *r, const char *key, struct etcd_range_result *res)
+{
+	size_t kl = strlen(key);
+	bool found;
+	*res = (struct etcd_range_result){ 0 };
+	pthread_mutex_lock(&r->lock);
+	size_t i = find(r, (const uint8_t *)key, kl, &found);
+	int e = 0;
+	if (found && !(res->kvs = calloc(1, sizeof(res->kvs[0]))))
+		e = -ENOMEM;
+	if (found && e == 0 && (e = pair_copy(&res->kvs[0], &r->kvs[i])) == 0)
+		res->n = 1;
+	res->revision = r->rev;
+	res->count = (int64_t)res->n;
+	pthread_mutex_unlock(&r->lock);
+	if (e < 0)
+		etcd_range_result_clear(res);
+	return e;
+}
