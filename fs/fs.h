@@ -211,6 +211,7 @@ struct fs {
 	struct tombstone *tombs;
 
 	struct notifier *notifier;
+	struct echo *echo; /* a store with a watch, not under run_as */
 
 	/* The mount is going: changes from other clients are no longer
 	 * applied (fs->lock). */
@@ -296,6 +297,14 @@ struct notifier *notifier_start(struct fuse_session *se);
 void notifier_stop(struct notifier *nt);
 void notifier_inval_entry(struct notifier *nt, fuse_ino_t parent, const char *name);
 void notifier_inval_inode(struct notifier *nt, fuse_ino_t ino);
+
+/* echo.c: inotify events for other clients' changes, made by a thread of
+ * its own that opens the changed file on the mount for writing and closes
+ * it; its requests (echo_is_own) do nothing.  Accept NULL. */
+struct echo *echo_start(const char *mountpoint);
+void echo_stop(struct echo *e);
+void echo_queue(struct echo *e, enum scope sc, const char *name);
+bool echo_is_own(const struct echo *e, pid_t pid);
 
 /* sdnotify.c: Type=notify under systemd. */
 int sd_notify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -560,6 +560,11 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		return r;
 	}
 	fs->notifier = notifier_start(fs->se);
+	/* Under run_as the server's namespace has no copy of the mount to
+	 * make inotify events on. */
+	if ((fs->ops->caps & STORE_CAP_WATCH) && !fs->opt.run_as &&
+	    !(fs->echo = echo_start(fs->opt.mountpoint)))
+		return fail("out of memory");
 	if ((fs->ops->caps & STORE_CAP_WATCH) && (r = fs->ops->watch(fs->store, remote_change, fs)))
 		return fail("cannot follow the changes of other clients of %s: %s",
 		            fs->opt.store_dir, strerrordesc_np(-r));
@@ -617,6 +622,9 @@ static void stop(struct fs *fs)
 		 * mount gone, or fails quietly (fusermount3 -q) and the keeper
 		 * unmounts; it frees the session's mountpoint either way. */
 		fuse_session_unmount(fs->se);
+		/* once unmounted: an open of the echo thread's in flight fails */
+		echo_stop(fs->echo);
+		fs->echo = NULL;
 		fuse_remove_signal_handlers(fs->se);
 		fuse_session_destroy(fs->se);
 	}

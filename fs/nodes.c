@@ -479,6 +479,15 @@ static void forget_remote(struct fs *fs, const char *id, const struct node *was,
 	}
 	if (now && was == now && now->u.secret.meta.version != before_version)
 		notifier_inval_inode(fs->notifier, now->ino);
+	/* a new value, or a name new in a scope: what a local write there
+	 * would have told inotify */
+	bool new_value = now && (was != now || now->u.secret.meta.version != before_version);
+	scope_set told = new_value ? after : after & ~before;
+	char *name = told ? id_to_name(id) : NULL;
+	for (int sc = 0; name && sc < SCOPE_COUNT; sc++)
+		if (told & (1u << sc))
+			echo_queue(fs->echo, sc, name);
+	free(name);
 }
 
 void fs_apply_remote(struct fs *fs, const struct store_change *c)

@@ -33,6 +33,13 @@ teardown() {
 	return $rc
 }
 
+# no_quorum: member 3, the one left, refuses a linearizable read (it may
+# still think it has a leader for a moment after the others died)
+no_quorum() {
+	! etcdctl --endpoints "$(etcd_url 3)" --dial-timeout 1s --command-timeout 1s \
+		get /fleet/head >/dev/null 2>&1
+}
+
 # host NAME: mounts the store on $T/NAME (log $T/log.NAME), waits until it answers
 host() {
 	local m=$T/$1
@@ -146,6 +153,174 @@ unhost() {
 	eventually sh -c "[ \"\$(stat -c %i '$T/b/ai_agent/AGAIN' 2>/dev/null)\" != $ino ] && [ -e '$T/b/ai_agent/AGAIN' ]"
 	expect_value "$T/b/ai_agent/AGAIN" 'sk-again-2'
 	grep -q "AGAIN: created by another client" "$T/log.b"
+	unhost a
+	unhost b
+}
+
+@test "etcd store: a reload loop on B sees each rotation made on A exactly once" {
+	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
+	host a
+	host b
+	printf 'v0' >"$T/a/ai_gateway/ROTATED"
+	eventually expect_value "$T/b/ai_gateway/ROTATED" 'v0'
+	start_watch "$T/b/ai_gateway"
+	for i in 1 2 3 4 5 6 7 8; do
+		printf 'v%s' "$i" >"$T/a/ai_gateway/.ROTATED.new"
+		mv "$T/a/ai_gateway/.ROTATED.new" "$T/a/ai_gateway/ROTATED"
+		# B's event for rotation i before rotation i + 1 (inotify merges
+		# identical events that are not read yet)
+		eventually test "$(grep -c ' ROTATED$' "$T/events")" -eq "$i"
+		expect_value "$T/b/ai_gateway/ROTATED" "v$i"
+	done
+	# a name new on A is told as a local create would be
+	printf 'n' >"$T/a/ai_gateway/NEW_ONE"
+	eventually grep -q ' NEW_ONE$' "$T/events"
+	# B's own reads make no event; B's own write makes its one local event
+	cat "$T/b/ai_gateway/ROTATED" >/dev/null
+	printf 'v9' >"$T/b/ai_gateway/ROTATED"
+	sleep 0.5 # time for an echo of B's own change, which must not come
+	stop_watch
+	eq "$(grep -c ' ROTATED$' "$T/events")" 9
+	eq "$(grep -c ' NEW_ONE$' "$T/events")" 1
+	grep -v ' ROTATED$\| NEW_ONE$' "$T/events" && return 1
+	# the echo's opens are neither reads nor writes: no audit line for them
+	eq "$(grep -c 'op=write id=ROTATED' "$T/log.b")" 1
+	run grep -c 'op=open-write' "$T/log.b"
+	eq "$output" 0
+	unhost a
+	unhost b
+}
+
+@test "etcd store: two hosts updating one secret in place: no lost update; the loser's close reports it" {
+	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
+	host a
+	host b
+	printf '%08d' 0 >"$T/a/ai_agent/COUNTER"
+	eventually expect_value "$T/b/ai_agent/COUNTER" '00000000'
+	# read, add one, write back in place through one descriptor (no
+	# truncate: the write is based on the version read)
+	cat >"$T/inc.py" <<'PY'
+import os, sys
+ok = lost = 0
+for _ in range(int(sys.argv[2])):
+    try:
+        fd = os.open(sys.argv[1], os.O_RDWR)
+        n = int(os.read(fd, 64))
+        os.pwrite(fd, b"%08d" % (n + 1), 0)
+        os.close(fd)
+        ok += 1
+    except OSError as e:
+        if e.errno != 5:
+            raise
+        lost += 1
+print(ok, lost)
+PY
+	python3 "$T/inc.py" "$T/a/ai_agent/COUNTER" 40 >"$T/out.a" &
+	pa=$!
+	python3 "$T/inc.py" "$T/b/ai_agent/COUNTER" 40 >"$T/out.b" &
+	pb=$!
+	wait $pa
+	wait $pb
+	read -r oka losta <"$T/out.a"
+	read -r okb lostb <"$T/out.b"
+	echo "A: $oka stored, $losta refused; B: $okb stored, $lostb refused" >&3
+	# every acknowledged increment is in the count: none was lost
+	want=$(printf '%08d' $((oka + okb)))
+	eventually expect_value "$T/a/ai_agent/COUNTER" "$want"
+	eventually expect_value "$T/b/ai_agent/COUNTER" "$want"
+	eq "$(sfs_version "$T/a/ai_agent/COUNTER")" $((1 + oka + okb))
+	# refusals were said, with what to do
+	if [ $((losta + lostb)) -gt 0 ]; then
+		grep -q 'COUNTER: write not stored: the secret changed since this file was opened' "$T"/log.*
+	fi
+	unhost a
+	unhost b
+}
+
+@test "etcd store: quorum lost: B serves values stale (logged, audited), refuses writes with EIO and keeps the value; then converges" {
+	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
+	host a
+	host b
+	printf 'sk-before-outage' >"$T/a/ai_gateway/OUTAGE_KEY"
+	eventually expect_value "$T/b/ai_gateway/OUTAGE_KEY" 'sk-before-outage'
+	# one member down: nothing fails
+	etcd_kill 1
+	printf 'sk-one-member-down' >"$T/a/ai_gateway/OUTAGE_KEY"
+	eventually expect_value "$T/b/ai_gateway/OUTAGE_KEY" 'sk-one-member-down'
+	# two down: no quorum
+	etcd_kill 2
+	eventually no_quorum
+	expect_value "$T/b/ai_gateway/OUTAGE_KEY" 'sk-one-member-down'
+	grep -q "OUTAGE_KEY: etcd cannot be reached: version 2 served from the local copy" "$T/log.b"
+	grep -q 'op=read id=OUTAGE_KEY .*result=ok .* stale=yes' "$T/log.b"
+	# metadata is served from the inode table
+	ls -l "$T/b/ai_gateway/OUTAGE_KEY"
+	getfattr -n secretsfs.version "$T/b/ai_gateway/OUTAGE_KEY"
+	# a write fails with EIO, whole: the old value stays
+	# (python reports close's error; a shell's redirection does not)
+	run python3 -c 'import sys; f = open(sys.argv[1], "w"); f.write("sk-during-outage"); f.close()' "$T/b/ai_gateway/OUTAGE_KEY"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"Input/output error"* ]]
+	grep -q 'OUTAGE_KEY: the store refused the new value' "$T/log.b"
+	expect_value "$T/b/ai_gateway/OUTAGE_KEY" 'sk-one-member-down'
+	etcd_restart 1
+	etcd_restart 2
+	# writes work again, both ways
+	eventually sh -c "printf 'sk-after-outage' >'$T/a/ai_gateway/OUTAGE_KEY'"
+	eventually expect_value "$T/b/ai_gateway/OUTAGE_KEY" 'sk-after-outage'
+	printf 'sk-from-b' >"$T/b/ai_gateway/OUTAGE_KEY"
+	eventually expect_value "$T/a/ai_gateway/OUTAGE_KEY" 'sk-from-b'
+	unhost a
+	unhost b
+}
+
+@test "etcd store: -o stale=0 serves nothing while etcd is away; a bad duration is refused" {
+	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
+	run "$SFS" "$SRC" "$T/b" -o "key=$KEY,attrs=$T/attrs.b,stale=soon"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"stale must be a duration"* ]]
+	host a
+	"$SFS" "$SRC" "$T/b" -f -o "key=$KEY,attrs=$T/attrs.b,stale=0" 2>>"$T/log.b" &
+	PIDS+=($!)
+	PID_b=$!
+	eventually test -d "$T/b/ai_agent"
+	printf 'sk-no-stale' >"$T/a/ai_agent/K"
+	eventually expect_value "$T/b/ai_agent/K" 'sk-no-stale'
+	etcd_kill 1
+	etcd_kill 2
+	eventually no_quorum
+	run cat "$T/b/ai_agent/K"
+	[ "$status" -ne 0 ]
+	grep -q 'K: etcd cannot be reached and the local copy is' "$T/log.b"
+	etcd_restart 1
+	etcd_restart 2
+	eventually expect_value "$T/b/ai_agent/K" 'sk-no-stale'
+	unhost a
+	unhost b
+}
+
+@test "etcd store: B cut off while A changes and compacts: B converges when it is back" {
+	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
+	# A talks to members 1 and 2 only, B to member 3 only
+	SRC_A="etcd://$(etcd_url 1 | sed 's|http://||'),$(etcd_url 2 | sed 's|http://||')/fleet"
+	SRC_B="etcd://$(etcd_url 3 | sed 's|http://||')/fleet"
+	SRC=$SRC_A host a
+	SRC=$SRC_B host b
+	printf 'one' >"$T/a/ai_agent/STAYS"
+	printf 'two' >"$T/a/ai_agent/GOES"
+	eventually expect_value "$T/b/ai_agent/GOES" 'two'
+	etcd_kill 3
+	eventually grep -q 'the watch on /fleet/ ended' "$T/log.b"
+	printf 'one-rotated' >"$T/a/ai_agent/STAYS"
+	rm "$T/a/ai_agent/GOES"
+	printf 'three' >"$T/a/mcp_server/NEW_WHILE_AWAY"
+	rev=$(etcd_ctl endpoint status --endpoints "$(etcd_url 1)" -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])')
+	etcd_ctl compact "$rev" --endpoints "$(etcd_url 1)" >/dev/null
+	etcd_restart 3
+	eventually expect_value "$T/b/ai_agent/STAYS" 'one-rotated'
+	eventually test ! -e "$T/b/ai_agent/GOES"
+	expect_value "$T/b/mcp_server/NEW_WHILE_AWAY" 'three'
+	grep -q 'listed again at revision' "$T/log.b"
 	unhost a
 	unhost b
 }
