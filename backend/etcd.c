@@ -1847,6 +1847,27 @@ static int etcd_watch(struct store *s, store_change_fn fn, void *userdata)
 	return r;
 }
 
+/* One linearizable read of the head, with the short deadline of a read
+ * that is behind: it needs a leader and a quorum, as a change does.  (A
+ * quiet watch says nothing about them: after a quorum loss etcd ends it
+ * only seconds later.)  Opens for writing are rare; reads never ask. */
+static int etcd_can_change(struct store *s)
+{
+	if (s->read_only)
+		return -EROFS;
+	struct etcd_range_result res = { 0 };
+	char *hk = key_fmt(s, "head", NULL, 0, 0);
+	int r = hk ? range_key(s, hk, 0, http_deadline(BEHIND_READ_MS), &res) : -ENOMEM;
+	free(hk);
+	etcd_range_result_clear(&res);
+	if (r < 0 && r != -ENOMEM) {
+		log_error("etcd store: etcd cannot be reached: changes are refused until it is "
+		          "back (values are served from the local copy meanwhile)");
+		r = -EIO;
+	}
+	return r;
+}
+
 const struct store_ops etcd_store_ops = {
 	.name = "etcd",
 	.caps = STORE_CAP_VERSIONS | STORE_CAP_WATCH,
@@ -1864,4 +1885,5 @@ const struct store_ops etcd_store_ops = {
 	.set_labels = etcd_set_labels,
 	.set_scopes = etcd_set_scopes,
 	.watch = etcd_watch,
+	.can_change = etcd_can_change,
 };

@@ -230,6 +230,10 @@ struct store_ops {
 	/* Optional (STORE_CAP_WATCH).  Starts announcing changes made by other
 	 * clients; fn is called from a thread of the store's. */
 	int (*watch)(struct store *s, store_change_fn fn, void *userdata);
+	/* Optional.  Could a change be made now?  0, or the error it would
+	 * get (a remote store that cannot be reached: -EIO, logged), found
+	 * out soon; fs/ asks at an open for writing. */
+	int (*can_change)(struct store *s);
 };
 
 /* The stores this build has. */

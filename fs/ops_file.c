@@ -347,7 +347,11 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	h->append = flags & O_APPEND;
 	h->incarnation = incarnation;
 
-	if (pending || trunc) {
+	if (writable && fs->ops->can_change && (r = fs->ops->can_change(fs->store)) < 0) {
+		/* said: refused at open, where even a shell's "printf >" shows
+		 * it, rather than at a close whose error it ignores */
+		r = user_errno(r);
+	} else if (pending || trunc) {
 		/* Nothing to read: the writer starts from an empty value. */
 		if (writable)
 			h->replaced = true;
