@@ -932,7 +932,7 @@ static int load_row(struct reader *rd, const char *id, struct row *row)
 
 static int etcd_stat(struct store *s, const char *id, struct secret_meta *ret_meta)
 {
-	struct row row;
+	struct row row = { 0 };
 	if (!s || !ret_meta)
 		return -EINVAL;
 	struct reader rd = { .s = s, .deadline = http_deadline(ETCD_STORE_TIMEOUT_MS) };
@@ -1001,7 +1001,7 @@ static int read_value(struct reader *rd, const char *id, uint64_t incarnation, u
 {
 	struct store *s = rd->s;
 	struct etcd_range_result res = { 0 };
-	struct row row;
+	struct row row = { 0 };
 	int r = load_row(rd, id, &row);
 	if (r < 0)
 		return r;
@@ -1678,7 +1678,7 @@ static int etcd_list_versions(struct store *s, const char *id, uint64_t incarnat
                               struct secret_version **ret_versions, size_t *ret_n)
 {
 	struct etcd_range_result res = { 0 };
-	struct row row;
+	struct row row = { 0 };
 	struct reader rd;
 	struct secret_version *v = NULL;
 	size_t n = 0;

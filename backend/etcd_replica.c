@@ -4,16 +4,22 @@
  * pairs, a watch thread that keeps it current.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
 
 #include "etcd_replica.h"
 #include "http.h"
 #include "log.h"
+#include "ownedfile.h"
 
 #define BACKOFF_FIRST_MS 50
 #define BACKOFF_MAX_MS 2000
@@ -37,6 +43,13 @@ struct etcd_replica {
 
 	pthread_t thread;
 	bool started;
+
+	/* The sealed cache on disk (etcd_replica_persist). */
+	char *cache_path;
+	pthread_t saver;
+	bool saver_started;
+	pthread_cond_t save_cond; /* dirty or stopping; lock */
+	bool dirty, stopping;     /* lock */
 	struct http_cancel *cancel;
 	etcd_replica_batch_fn batch_fn;
 	etcd_replica_idle_fn idle_fn;
@@ -149,6 +162,7 @@ int etcd_replica_new(struct etcd_kv *kv, const char *prefix, struct etcd_replica
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&r->moved, &ca);
+	pthread_cond_init(&r->save_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	*ret = r;
 	return 0;
@@ -171,6 +185,15 @@ void etcd_replica_free(struct etcd_replica *r)
 		http_cancel(r->cancel);
 		pthread_join(r->thread, NULL);
 	}
+	if (r->saver_started) { /* after the watch: its last batch is saved */
+		pthread_mutex_lock(&r->lock);
+		r->stopping = true;
+		pthread_cond_broadcast(&r->save_cond);
+		pthread_mutex_unlock(&r->lock);
+		pthread_join(r->saver, NULL);
+	}
+	free(r->cache_path);
+	pthread_cond_destroy(&r->save_cond);
 	clear_pairs(r);
 	http_cancel_free(r->cancel);
 	pthread_mutex_destroy(&r->lock);
@@ -219,6 +242,10 @@ static void apply_batch(struct etcd_replica *r, int64_t revision, const struct e
 	if (revision > r->rev)
 		r->rev = revision;
 	pthread_cond_broadcast(&r->moved);
+	if (r->cache_path) {
+		r->dirty = true;
+		pthread_cond_signal(&r->save_cond);
+	}
 }
 
 static void set_live(struct etcd_replica *r, bool live)
@@ -449,4 +476,276 @@ int etcd_replica_get(struct etcd_replica *r, const char *key, struct etcd_range_
 	if (e < 0)
 		etcd_range_result_clear(res);
 	return e;
+}
+
+/* --- the sealed cache on disk --- */
+
+#define CACHE_MAGIC "secretsfs etcd replica cache 1\n"
+#define CACHE_MAX (1u << 30)
+
+static int64_t real_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void put_u64(uint8_t **p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		(*p)[i] = (uint8_t)(v >> (8 * i));
+	*p += 8;
+}
+
+static void put_bytes(uint8_t **p, const void *b, size_t n)
+{
+	put_u64(p, n);
+	memcpy(*p, b, n);
+	*p += n;
+}
+
+/* The file's bytes for the replica as it is; r->lock held. */
+static uint8_t *serialize(const struct etcd_replica *r, size_t *ret_len)
+{
+	size_t len = sizeof(CACHE_MAGIC) - 1 + 8 + strlen(r->prefix) + 3 * 8;
+	for (size_t i = 0; i < r->n; i++)
+		len += 5 * 8 + r->kvs[i].key_len + r->kvs[i].value_len;
+	uint8_t *buf = malloc(len), *p = buf;
+	if (!buf)
+		return NULL;
+	memcpy(p, CACHE_MAGIC, sizeof(CACHE_MAGIC) - 1);
+	p += sizeof(CACHE_MAGIC) - 1;
+	put_bytes(&p, r->prefix, strlen(r->prefix));
+	put_u64(&p, (uint64_t)r->rev);
+	put_u64(&p, (uint64_t)real_ns());
+	put_u64(&p, r->n);
+	for (size_t i = 0; i < r->n; i++) {
+		const struct etcd_kv_pair *kv = &r->kvs[i];
+		put_bytes(&p, kv->key, kv->key_len);
+		put_bytes(&p, kv->value ? kv->value : (const uint8_t *)"", kv->value_len);
+		put_u64(&p, (uint64_t)kv->create_revision);
+		put_u64(&p, (uint64_t)kv->mod_revision);
+		put_u64(&p, (uint64_t)kv->version);
+	}
+	*ret_len = len;
+	return buf;
+}
+
+/* path replaced by buf, atomically: PATH.new written, fsynced, renamed. */
+static int write_cache(const char *path, const uint8_t *buf, size_t len)
+{
+	char *tmp = NULL;
+	if (asprintf(&tmp, "%s.new", path) < 0)
+		return -ENOMEM;
+	unlink(tmp); /* a leftover of a crash */
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int e = fd < 0 ? -errno : 0;
+	for (size_t off = 0; e == 0 && off < len;) {
+		ssize_t w = write(fd, buf + off, len - off);
+		if (w < 0 && errno != EINTR)
+			e = -errno;
+		else if (w > 0)
+			off += (size_t)w;
+	}
+	if (e == 0 && fsync(fd) < 0)
+		e = -errno;
+	if (fd >= 0 && close(fd) < 0 && e == 0)
+		e = -errno;
+	if (e == 0 && rename(tmp, path) < 0)
+		e = -errno;
+	if (e < 0)
+		unlink(tmp);
+	free(tmp);
+	return e;
+}
+
+static void *saver_main(void *arg)
+{
+	struct etcd_replica *r = arg;
+	bool said = false;
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		while (!r->dirty && !r->stopping)
+			pthread_cond_wait(&r->save_cond, &r->lock);
+		if (!r->dirty)
+			break;
+		r->dirty = false;
+		size_t len = 0;
+		uint8_t *buf = serialize(r, &len);
+		int64_t rev = r->rev;
+		pthread_mutex_unlock(&r->lock);
+		int e = buf ? write_cache(r->cache_path, buf, len) : -ENOMEM;
+		if (buf) {
+			sodium_memzero(buf, len);
+			free(buf);
+		}
+		if (e < 0 && !said)
+			log_error("etcd store: cannot save the sealed cache %s: %s (a mount that "
+			          "starts while etcd is away would find an older one, or none)",
+			          r->cache_path, strerrordesc_np(-e));
+		else if (e == 0)
+			log_debug("etcd store: sealed cache %s saved at revision %" PRId64,
+			          r->cache_path, rev);
+		said = e < 0;
+		/* at most once a second; at once when stopping */
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += 1;
+		pthread_mutex_lock(&r->lock);
+		while (!r->stopping &&
+		       pthread_cond_timedwait(&r->save_cond, &r->lock, &until) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+int etcd_replica_persist(struct etcd_replica *r, const char *path)
+{
+	if (r->saver_started)
+		return -EALREADY;
+	if (!(r->cache_path = strdup(path)))
+		return -ENOMEM;
+	pthread_mutex_lock(&r->lock);
+	r->dirty = true; /* what it holds now */
+	pthread_mutex_unlock(&r->lock);
+	int e = pthread_create(&r->saver, NULL, saver_main, r);
+	if (e) {
+		free(r->cache_path);
+		r->cache_path = NULL;
+		return -e;
+	}
+	r->saver_started = true;
+	return 0;
+}
+
+struct reader {
+	const uint8_t *p, *end;
+	bool bad;
+};
+
+static uint64_t get_u64(struct reader *rd)
+{
+	if (rd->bad || rd->end - rd->p < 8) {
+		rd->bad = true;
+		return 0;
+	}
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)rd->p[i] << (8 * i);
+	rd->p += 8;
+	return v;
+}
+
+/* A malloc'ed, NUL-terminated copy of the next length-prefixed bytes. */
+static uint8_t *get_bytes(struct reader *rd, size_t *ret_len)
+{
+	uint64_t n = get_u64(rd);
+	if (rd->bad || n > (uint64_t)(rd->end - rd->p)) {
+		rd->bad = true;
+		return NULL;
+	}
+	uint8_t *b = malloc(n + 1);
+	if (!b) {
+		rd->bad = true;
+		return NULL;
+	}
+	memcpy(b, rd->p, n);
+	b[n] = 0;
+	rd->p += n;
+	*ret_len = n;
+	return b;
+}
+
+static int parse_cache(const struct etcd_replica *r, const uint8_t *buf, size_t len,
+                       struct etcd_range_result *all, int64_t *saved)
+{
+	struct reader rd = { buf, buf + len, false };
+	size_t ml = sizeof(CACHE_MAGIC) - 1, pl = 0;
+	if (len < ml || memcmp(buf, CACHE_MAGIC, ml) != 0)
+		return -EIO;
+	rd.p += ml;
+	uint8_t *prefix = get_bytes(&rd, &pl);
+	bool same = prefix && pl == strlen(r->prefix) && memcmp(prefix, r->prefix, pl) == 0;
+	free(prefix);
+	if (!same)
+		return -EIO; /* another store's cache, or damaged */
+	all->revision = (int64_t)get_u64(&rd);
+	*saved = (int64_t)get_u64(&rd);
+	uint64_t n = get_u64(&rd);
+	if (rd.bad || n > (uint64_t)(rd.end - rd.p) / (5 * 8))
+		return -EIO;
+	if (n && !(all->kvs = calloc(n, sizeof(all->kvs[0]))))
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n && !rd.bad; i++, all->n++) {
+		struct etcd_kv_pair *kv = &all->kvs[i];
+		kv->key = get_bytes(&rd, &kv->key_len);
+		kv->value = get_bytes(&rd, &kv->value_len);
+		kv->create_revision = (int64_t)get_u64(&rd);
+		kv->mod_revision = (int64_t)get_u64(&rd);
+		kv->version = (int64_t)get_u64(&rd);
+		/* sorted, as the replica keeps them */
+		if (i && !rd.bad &&
+		    key_cmp(all->kvs[i - 1].key, all->kvs[i - 1].key_len, kv->key, kv->key_len) >= 0)
+			rd.bad = true;
+	}
+	if (rd.bad || rd.p != rd.end) {
+		etcd_range_result_clear(all);
+		return -EIO;
+	}
+	all->count = (int64_t)all->n;
+	return 0;
+}
+
+int etcd_replica_load_file(struct etcd_replica *r, const char *path, int64_t *ret_saved_ns,
+                           char *why, size_t why_size)
+{
+	struct etcd_range_result all = { 0 };
+	int64_t saved = 0;
+	why[0] = 0;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		if (e != ENOENT)
+			owned_open_reason(e, "the etcd cache", path, why, why_size);
+		return e == ELOOP || e == ENXIO ? -EPERM : -e;
+	}
+	struct stat st;
+	int e = owned_fd_check(fd, 077, "the etcd cache", path, why, why_size);
+	if (e == 0 && fstat(fd, &st) < 0)
+		e = -errno;
+	if (e == 0 && (st.st_size < 0 || (uint64_t)st.st_size > CACHE_MAX))
+		e = -EIO;
+	size_t len = e == 0 ? (size_t)st.st_size : 0, off = 0;
+	uint8_t *buf = e == 0 ? malloc(len ? len : 1) : NULL;
+	if (e == 0 && !buf)
+		e = -ENOMEM;
+	while (e == 0 && off < len) {
+		ssize_t n = read(fd, buf + off, len - off);
+		if (n < 0 && errno != EINTR)
+			e = -errno;
+		else if (n == 0)
+			e = -EIO;
+		else if (n > 0)
+			off += (size_t)n;
+	}
+	close(fd);
+	if (e == 0)
+		e = parse_cache(r, buf, len, &all, &saved);
+	if (buf) {
+		sodium_memzero(buf, len);
+		free(buf);
+	}
+	if (e == -EIO)
+		snprintf(why, why_size, "the etcd cache %s is damaged or another store's", path);
+	if (e < 0)
+		return e;
+	etcd_replica_load(r, &all);
+	/* behind since it was saved, not since now */
+	int64_t age = real_ns() - saved;
+	pthread_mutex_lock(&r->lock);
+	r->lost_ns = mono_ns() - (age > 0 ? age : 0);
+	pthread_mutex_unlock(&r->lock);
+	*ret_saved_ns = saved;
+	return 0;
 }

@@ -63,6 +63,20 @@ int64_t etcd_replica_behind_ns(struct etcd_replica *r);
 /* The revision it reflects. */
 int64_t etcd_replica_revision(struct etcd_replica *r);
 
+/* The sealed cache on disk: the replica as it is, for a mount that
+ * starts while etcd cannot be reached.  It holds what the replica holds
+ * (sealed values, MAC'd metadata: never plaintext), is owned by the daemon
+ * and 0600, and is replaced atomically (a new file, fsync, rename).
+ * etcd_replica_persist: from now on the watch thread's batches mark it
+ * for saving, and a thread of its own saves it at most once a second.
+ * etcd_replica_load_file: loads it (before etcd_replica_start) as if it
+ * were a listing, and makes the replica behind since the cache was saved;
+ * -ENOENT if there is none, -EPERM (reason in why) for a file another
+ * user owns or others may read, -EIO for one that does not parse. */
+int etcd_replica_persist(struct etcd_replica *r, const char *path);
+int etcd_replica_load_file(struct etcd_replica *r, const char *path, int64_t *ret_saved_ns,
+                           char *why, size_t why_size);
+
 /* A copy of key's pair into res (res->n 0 or 1; res->revision the
  * replica's); -ENOMEM only. */
 int etcd_replica_get(struct etcd_replica *r, const char *key, struct etcd_range_result *res);
