@@ -356,7 +356,8 @@ int cmd_list(int argc, char **argv)
 	struct listing ls = { 0 };
 	int r = walk(mnt, &ls);
 	if (r == 0) {
-		qsort(ls.v, ls.n, sizeof(*ls.v), by_id);
+		if (ls.n)
+			qsort(ls.v, ls.n, sizeof(*ls.v), by_id);
 		r = f.json ? print_json(&ls, &f) : print_text(&ls, &f);
 	}
 	for (size_t i = 0; i < ls.n; i++)

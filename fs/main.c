@@ -323,38 +323,61 @@ static pid_t flock_holder(const char *path)
 	return pid;
 }
 
-/* Where the store in dir is mounted (a fuse.secretsfs mount whose source
- * is dir, per /proc/self/mounts), into buf; "" if nowhere here. */
+/* /proc/self/mounts writes space, tab, newline and \ as \ooo: undone in
+ * place. */
+static void unescape_mount_field(char *s)
+{
+	char *w = s;
+	for (const char *r = s; *r; w++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 4;
+		} else {
+			*w = *r++;
+		}
+	}
+	*w = '\0';
+}
+
+/* Where the store in dir is mounted: a fuse.secretsfs mount whose source
+ * is dir itself (by device and inode, so another path to it counts), per
+ * /proc/self/mounts, into buf; "" if none is seen here. */
 static void mounted_at(const char *dir, char *buf, size_t size)
 {
-	FILE *f = fopen("/proc/self/mounts", "re");
-	char *line = NULL, *want = NULL;
+	struct stat want, st;
+	FILE *f = stat(dir, &want) == 0 ? fopen("/proc/self/mounts", "re") : NULL;
+	char *line = NULL;
 	size_t cap = 0;
 	buf[0] = '\0';
-	/* /proc/self/mounts writes space, tab, newline and \ as \ooo */
-	want = malloc(4 * strlen(dir) + 1);
-	for (size_t i = 0, j = 0; want; i++) {
-		unsigned char ch = (unsigned char)dir[i];
-		if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\\')
-			j += (size_t)snprintf(want + j, 5, "\\%03o", ch);
-		else
-			want[j++] = (char)ch;
-		if (!ch)
-			break;
-	}
-	while (f && want && getline(&line, &cap, f) > 0) {
+	while (f && getline(&line, &cap, f) > 0) {
 		char *save = NULL;
-		const char *src = strtok_r(line, " ", &save);
-		const char *mnt = strtok_r(NULL, " ", &save);
+		char *src = strtok_r(line, " ", &save);
+		char *mnt = strtok_r(NULL, " ", &save);
 		const char *type = strtok_r(NULL, " ", &save);
-		if (src && mnt && type && strcmp(type, "fuse.secretsfs") == 0 &&
-		    strcmp(src, want) == 0) {
+		if (!src || !mnt || !type || strcmp(type, "fuse.secretsfs") != 0)
+			continue;
+		unescape_mount_field(src);
+		if (stat(src, &st) == 0 && st.st_dev == want.st_dev && st.st_ino == want.st_ino) {
+			unescape_mount_field(mnt);
 			snprintf(buf, size, "%s", mnt);
 			break;
 		}
 	}
 	free(line);
-	free(want);
+	if (f)
+		fclose(f);
+}
+
+/* The command name of pid (/proc/PID/comm) into buf; "" if unknown. */
+static void comm_of(pid_t pid, char *buf, size_t size)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	FILE *f = fopen(path, "re");
+	buf[0] = '\0';
+	if (f && fgets(buf, (int)size, f))
+		buf[strcspn(buf, "\n")] = '\0';
 	if (f)
 		fclose(f);
 }
@@ -373,9 +396,16 @@ static int fail_busy(const char *dir)
 		return fail("the store in %s is in use by another secretsfs: pid %d, mounted on %s "
 		            "(unmount it first: fusermount3 -u %s)",
 		            dir, (int)pid, where, where);
+	char comm[32];
 	if (pid > 0)
-		return fail("the store in %s is in use by another process: pid %d holds %s/%s", dir,
-		            (int)pid, dir, EMBEDDED_LOCK_FILE);
+		comm_of(pid, comm, sizeof(comm));
+	if (pid > 0 && strcmp(comm, "secretsfs") == 0)
+		return fail("the store in %s is in use by another secretsfs: pid %d (its mount is "
+		            "not visible here)",
+		            dir, (int)pid);
+	if (pid > 0)
+		return fail("the store in %s is in use by another process: pid %d (%s) holds %s/%s",
+		            dir, (int)pid, comm[0] ? comm : "?", dir, EMBEDDED_LOCK_FILE);
 	return fail("the store in %s is in use by another secretsfs", dir);
 }
 

@@ -278,6 +278,13 @@ PY
 	run "$SFS" "$STORE" "$T/mnt2" -f
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"the store in $STORE is in use by another secretsfs: pid $DAEMON_PID, mounted on $MNT (unmount it first: fusermount3 -u $MNT)"* ]]
+	# through another path to the same directory, too
+	mkdir "$T/other-path"
+	mount --bind "$STORE" "$T/other-path"
+	run "$SFS" "$T/other-path" "$T/mnt2" -f
+	umount "$T/other-path"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"the store in $T/other-path is in use by another secretsfs: pid $DAEMON_PID, mounted on $MNT "* ]]
 	[ -d "$MNT/ai_gateway" ]
 }
 
