@@ -224,6 +224,11 @@ PY
 	[[ "$output" == *"OPENAI_API_KEY "*"ai_gateway,mcp_server"*"managed-by=aigateway"* ]]
 	# its "older value" is the first one, and the roll back brought it back
 	STORE=$T/var-lib
+	# the backgrounded daemon ends after the unmount: its store lock goes
+	for _ in $(seq 1 200); do
+		flock -n "$STORE/store.lock" true && break
+		sleep 0.05
+	done
 	start_daemon
 	expect_value "$MNT/ai_gateway/OPENAI_API_KEY" 'sk-...'
 	expect_value "$MNT/mcp_server/OPENAI_API_KEY" 'sk-...'
