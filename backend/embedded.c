@@ -2074,11 +2074,44 @@ static int open_store_dir(const char *dir, char *why, size_t why_size)
 
 int embedded_store_init_why(const char *dir, char *why, size_t why_size)
 {
-	char *dbpath = NULL;
-	bool made_db = false, made_key = false;
+	return embedded_store_init_key(dir, NULL, why, why_size);
+}
+
+/* The directory and name a key is created in: DIR/key, or key_file (its
+ * directory opened here, *ret_name into key_file). */
+static int key_dir_of(int dirfd, const char *key_file, char **ret_copy, const char **ret_name)
+{
+	if (!key_file) {
+		*ret_copy = NULL;
+		*ret_name = EMBEDDED_KEY_FILE;
+		int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+		return fd < 0 ? -errno : fd;
+	}
+	char *copy = strdup(key_file);
+	if (!copy)
+		return -ENOMEM;
+	char *slash = strrchr(copy, '/');
+	*ret_name = key_file + (slash ? (size_t)(slash - copy) + 1 : 0);
+	if (slash)
+		*slash = '\0';
+	int fd = open(slash ? (copy[0] ? copy : "/") : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		free(copy);
+		return -e;
+	}
+	*ret_copy = copy;
+	return fd;
+}
+
+int embedded_store_init_key(const char *dir, const char *key_file, char *why, size_t why_size)
+{
+	char *dbpath = NULL, *key_copy = NULL;
+	const char *key_name = EMBEDDED_KEY_FILE;
+	bool made_db = false, made_key = false, made_dir = false, made_lock = false;
 	struct store *s = NULL;
 	struct stat st;
-	int fd, dirfd = -1, r;
+	int fd, dirfd = -1, keydirfd = -1, r;
 	char spare[8];
 
 	if (!why || !why_size) {
@@ -2092,11 +2125,18 @@ int embedded_store_init_why(const char *dir, char *why, size_t why_size)
 	if (r < 0)
 		return r;
 
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+	if (key_file && !key_file[0])
+		return -EINVAL;
+	if (mkdir(dir, 0700) == 0)
+		made_dir = true;
+	else if (errno != EEXIST)
 		return -errno;
 	dirfd = open_store_dir(dir, why, why_size);
-	if (dirfd < 0)
+	if (dirfd < 0) {
+		if (made_dir)
+			rmdir(dir);
 		return dirfd;
+	}
 
 	dbpath = path_join(dir, EMBEDDED_DB_FILE);
 	s = store_alloc();
@@ -2112,26 +2152,57 @@ int embedded_store_init_why(const char *dir, char *why, size_t why_size)
 		r = -EEXIST;
 		goto out;
 	}
-	r = take_lock(dir, false, &s->lock_fd);
-	if (r < 0)
+	/* A key with no store beside it came from elsewhere: refused before
+	 * anything (the lock file) is made here. */
+	if (!key_file && fstatat(dirfd, EMBEDDED_KEY_FILE, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		snprintf(why, why_size,
+		         "%s/%s is a key with no store beside it (a key from elsewhere is never "
+		         "adopted): move it away, init another directory, or keep the new key "
+		         "elsewhere with -o key=FILE",
+		         dir, EMBEDDED_KEY_FILE);
+		r = -EEXIST;
 		goto out;
+	}
+	keydirfd = key_dir_of(dirfd, key_file, &key_copy, &key_name);
+	if (keydirfd < 0) {
+		r = keydirfd;
+		snprintf(why, why_size, "key file %s: its directory: %s", key_file,
+		         strerrordesc_np(-r));
+		goto out;
+	}
+	made_lock = fstatat(dirfd, EMBEDDED_LOCK_FILE, &st, AT_SYMLINK_NOFOLLOW) < 0;
+	r = take_lock(dir, false, &s->lock_fd);
+	if (r < 0) {
+		made_lock = false; /* another init's */
+		goto out;
+	}
 	if (fstatat(dirfd, EMBEDDED_DB_FILE, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		made_lock = false;
 		r = -EEXIST;
 		goto out;
 	}
 
 	/* The key: made new in the directory we hold, and the bytes made are
 	 * the ones used (never read back by name). */
-	r = key_create_at(dirfd, EMBEDDED_KEY_FILE, &s->key);
-	if (r == -EEXIST)
+	r = key_create_at(keydirfd, key_name, &s->key);
+	if (r == -EEXIST && key_file)
+		snprintf(why, why_size,
+		         "key file %s already exists (a key from elsewhere is never adopted): "
+		         "name a new file",
+		         key_file);
+	else if (r == -EEXIST)
 		snprintf(why, why_size,
 		         "%s/%s already exists (a key from elsewhere is never adopted): remove it "
 		         "or init another directory",
 		         dir, EMBEDDED_KEY_FILE);
 	else if (r == -ESTALE)
 		snprintf(why, why_size,
-		         "%s/%s was replaced while init wrote it: someone else writes to %s", dir,
-		         EMBEDDED_KEY_FILE, dir);
+		         "%s%s%s was replaced while init wrote it: someone else writes there",
+		         key_file ? "" : dir, key_file ? "" : "/",
+		         key_file ? key_file : EMBEDDED_KEY_FILE);
+	else if (r < 0 && key_file)
+		snprintf(why, why_size, "cannot create the key file %s: %s", key_file,
+		         strerrordesc_np(-r));
 	if (r < 0)
 		goto out;
 	made_key = true;
@@ -2153,10 +2224,17 @@ out:
 		if (made_db)
 			unlink_db(dbpath);
 		if (made_key)
-			unlinkat(dirfd, EMBEDDED_KEY_FILE, 0);
+			unlinkat(keydirfd, key_name, 0);
+		if (made_lock)
+			unlinkat(dirfd, EMBEDDED_LOCK_FILE, 0);
+		if (made_dir)
+			rmdir(dir);
 	}
+	if (keydirfd >= 0)
+		close(keydirfd);
 	if (dirfd >= 0)
 		close(dirfd);
+	free(key_copy);
 	free(dbpath);
 	return r;
 }

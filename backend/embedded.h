@@ -58,6 +58,10 @@ int embedded_store_init(const char *dir);
  * was written (-ESTALE).  The key is created through a directory fd with
  * O_EXCL | O_NOFOLLOW and never read back by name. */
 int embedded_store_init_why(const char *dir, char *why, size_t why_size);
+/* The same with the new key at key_file instead of DIR/key (NULL: DIR/key);
+ * key_file must not exist yet.  A refused init leaves nothing behind: no
+ * key, no database, no lock file, and no DIR if it made DIR. */
+int embedded_store_init_key(const char *dir, const char *key_file, char *why, size_t why_size);
 
 /* *ret_path = "dir/key" (malloc'ed): where embedded_store_init() put the
  * key, for key_load(). */

@@ -13,8 +13,10 @@
 void cmdline_usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: secretsfs init DIR\n"
+	        "usage: secretsfs init DIR [-o key=FILE]\n"
 	        "       secretsfs init etcd://HOST:PORT[,HOST:PORT...]/PREFIX -o key=FILE\n"
+	        "       secretsfs list MOUNTPOINT [--label KEY=VALUE]... [--scope SCOPE] "
+	        "[--json]\n"
 	        "       secretsfs DIR MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d] [-s]\n"
 	        "       secretsfs etcd://HOST:PORT[,...]/PREFIX MOUNTPOINT -o key=FILE,attrs=FILE "
 	        "[...]\n"
@@ -22,8 +24,22 @@ void cmdline_usage(FILE *out)
 	        "Serves the Secrets Store in DIR as files: one directory per scope, one file\n"
 	        "per secret, labels as user.tag.* extended attributes.\n"
 	        "\n"
+	        "scopes (the directories): ai_gateway, mcp_server, ai_agent, redpanda_cluster,\n"
+	        "  redpanda_connect; .versions holds old values (root only)\n"
+	        "secret IDs (file names): ^[A-Z][A-Z0-9_]*$, up to 255 characters, e.g.\n"
+	        "  OPENAI_API_KEY.  Tools' temporaries are scratch files, held in memory and\n"
+	        "  never stored unless renamed onto an ID: .NAME (any dot-file), NAME~,\n"
+	        "  digits only, sedXXXXXX, tmpXXXXXX..., #NAME#.  Any other name is refused\n"
+	        "  (EINVAL; the log names the ID meant: openai_api_key -> OPENAI_API_KEY)\n"
+	        "\n"
 	        "commands:\n"
 	        "  init DIR               create an empty store and a new key file DIR/key (0400)\n"
+	        "  init DIR -o key=FILE   the same with the new key at FILE, outside DIR\n"
+	        "                         (refused if FILE exists); mount with -o key=FILE\n"
+	        "  list MOUNTPOINT        every secret of a mounted tree: ID, version, size,\n"
+	        "                         time, scopes, labels (reads the mount only: no\n"
+	        "                         store access, nothing decrypted); --label K=V and\n"
+	        "                         --scope S filter, --json prints a JSON array\n"
 	        "  init etcd://…/PREFIX -o key=FILE\n"
 	        "                         create an empty store under PREFIX of an etcd cluster\n"
 	        "                         (refused if PREFIX holds keys), sealed with the key in\n"
@@ -71,13 +87,17 @@ void cmdline_usage(FILE *out)
 	        "                         cgroup= rules, plaintext kept out of the page cache,\n"
 	        "                         and writes in place (values change by mv of a\n"
 	        "                         scratch file only)\n"
+	        "  -o nonempty            mount over a directory that holds files (hidden while\n"
+	        "                         mounted); without it such a mountpoint is refused\n"
 	        "  -f                     stay in the foreground, log to stderr\n"
 	        "  -d                     debug: -f, and log every FUSE request\n"
 	        "  -s                     single-threaded\n"
 	        "  -h, --help             this text\n"
 	        "  -V, --version          the version\n"
 	        "fstab options (_netdev, nofail, noauto, auto, defaults, rw, x-*) are accepted\n"
-	        "and ignored.\n",
+	        "and ignored; FUSE's allow_root, auto_unmount, nodev, nosuid, noexec, noatime,\n"
+	        "sync, dirsync, max_read=, context= (and their opposites) go to libfuse; any\n"
+	        "other option is refused, naming the nearest one.\n",
 	        CREDENTIAL_NAME);
 }
 
@@ -90,6 +110,145 @@ int fail(const char *fmt, ...)
 	fputc('\n', stderr);
 	va_end(ap);
 	return 1;
+}
+
+/* Edit distance (Levenshtein) of a and b, capped: names are short. */
+static size_t edits(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 64 || lb > 64)
+		return SIZE_MAX;
+	size_t row[65];
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j];
+			size_t best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+const char *did_you_mean(const char *word, const char *const *choices, size_t n)
+{
+	const char *best = NULL;
+	size_t best_d = SIZE_MAX;
+	for (size_t i = 0; i < n; i++) {
+		size_t d = edits(word, choices[i]);
+		if (d < best_d) {
+			best_d = d;
+			best = choices[i];
+		}
+	}
+	return best && best_d <= 2 && 2 * best_d < strlen(word) ? best : NULL;
+}
+
+int fail_unknown_scope(const char *in, const char *scope)
+{
+	const char *names[SCOPE_COUNT];
+	char list[256] = "";
+	size_t used = 0;
+	for (int sc = 0; sc < SCOPE_COUNT; sc++) {
+		names[sc] = scope_dir_name(sc);
+		int w = snprintf(list + used, sizeof(list) - used, "%s%s", sc ? ", " : "",
+		                 names[sc]);
+		if (w > 0 && (size_t)w < sizeof(list) - used)
+			used += (size_t)w;
+	}
+	const char *near = did_you_mean(scope, names, SCOPE_COUNT);
+	return fail("%s%sunknown scope '%s'%s%s%s; the scopes are: %s", in ? in : "",
+	            in ? ": " : "", scope, near ? " (did you mean " : "", near ? near : "",
+	            near ? "?)" : "", list);
+}
+
+/* Every -o option there is, for "did you mean": ours (parse_option) with
+ * the fstab ones we ignore, then the FUSE mount options passed to
+ * libfuse as given. */
+static const char *const our_options[] = {
+	"key=",
+	"attrs=",
+	"keep_versions=",
+	"stale=",
+	"uid=",
+	"gid=",
+	"dir_mode=",
+	"file_mode=",
+	"owner=",
+	"unit=",
+	"cgroup=",
+	"fast",
+	"run_as=",
+	"allow_unlocked",
+	"root_bypass",
+	"audit=",
+	"ro",
+	"reseal_digest",
+	"allow_other",
+	"default_permissions",
+	"nonempty",
+	/* fstab, mount(8), systemd: accepted and ignored */
+	"rw",
+	"_netdev",
+	"nofail",
+	"noauto",
+	"auto",
+	"defaults",
+	"user",
+	"users",
+	"nouser",
+	"x-",
+	"comment=",
+};
+static const char *const fuse_options[] = {
+	"allow_root",  "auto_unmount", "dev",          "nodev",   "suid",       "nosuid",
+	"exec",        "noexec",       "atime",        "noatime", "nodiratime", "relatime",
+	"strictatime", "sync",         "async",        "dirsync", "max_read=",  "context=",
+	"fscontext=",  "defcontext=",  "rootcontext=",
+};
+#define N_OURS (sizeof(our_options) / sizeof(our_options[0]))
+#define N_FUSE (sizeof(fuse_options) / sizeof(fuse_options[0]))
+
+static bool fuse_option(const char *o)
+{
+	for (size_t i = 0; i < N_FUSE; i++) {
+		size_t n = strlen(fuse_options[i]);
+		if (fuse_options[i][n - 1] == '=' ? strncmp(o, fuse_options[i], n) == 0
+		                                  : strcmp(o, fuse_options[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* -o o is no option at all: one line with the nearest one and the list. */
+static int fail_unknown_option(const char *o)
+{
+	const char *all[N_OURS + N_FUSE];
+	char word[64], list[1024] = "";
+	memcpy(all, our_options, sizeof(our_options));
+	memcpy(all + N_OURS, fuse_options, sizeof(fuse_options));
+	const char *eq = strchr(o, '=');
+	size_t wl = eq ? (size_t)(eq - o) + 1 : strlen(o);
+	snprintf(word, sizeof(word), "%.*s", (int)(wl < sizeof(word) ? wl : sizeof(word) - 1), o);
+	const char *near = did_you_mean(word, all, N_OURS + N_FUSE);
+	size_t used = 0;
+	for (size_t i = 0; i < N_OURS + N_FUSE; i++) {
+		int w = snprintf(list + used, sizeof(list) - used, "%s%s%s", i ? ", " : "", all[i],
+		                 strcmp(all[i], "x-") == 0 ? "*" : "");
+		if (w > 0 && (size_t)w < sizeof(list) - used)
+			used += (size_t)w;
+	}
+	return fail("unknown option -o %s%s%.*s%s; the options are: %s", o,
+	            near ? " (did you mean " : "", near ? (int)strcspn(near, "=") : 0,
+	            near ? near : "", near ? "?)" : "", list);
 }
 
 static bool parse_uint(const char *s, int base, unsigned long max, unsigned long *ret)
@@ -168,8 +327,18 @@ static int parse_option(struct cmdline *c, const char *o)
 		int r = o[0] == 'o' ? policy_add_owner(&c->policy, arg, &why)
 		      : o[0] == 'u' ? policy_add_unit(&c->policy, arg, &why)
 		                    : policy_add_cgroup(&c->policy, arg, &why);
+		char scope[64];
+		size_t sl = strcspn(arg, ":");
+		snprintf(scope, sizeof(scope), "%.*s", (int)(sl < sizeof(scope) ? sl : 63), arg);
+		if (r < 0 && arg[sl] == ':' && scope_from_dir_name(scope) < 0) {
+			char in[80];
+			snprintf(in, sizeof(in), "-o %.*s", (int)(strchr(o, '=') - o), o);
+			return fail_unknown_scope(in, scope);
+		}
 		if (r < 0)
 			return fail("-o %s: %s", o, why);
+	} else if (strcmp(o, "nonempty") == 0) {
+		c->opt.nonempty = true;
 	} else if (strcmp(o, "fast") == 0) {
 		c->opt.fast = true;
 	} else if (strncmp(o, "run_as=", 7) == 0) {
@@ -199,10 +368,12 @@ static int parse_option(struct cmdline *c, const char *o)
 	           strcmp(o, "users") == 0 || strcmp(o, "nouser") == 0 ||
 	           strncmp(o, "x-", 2) == 0 || strncmp(o, "comment=", 8) == 0) {
 		/* for mount(8) and systemd, not for us */
-	} else {
+	} else if (fuse_option(o)) {
 		if (fuse_opt_add_arg(&c->fuse_args, "-o") < 0 ||
 		    fuse_opt_add_arg(&c->fuse_args, o) < 0)
 			return fail("out of memory");
+	} else {
+		return fail_unknown_option(o);
 	}
 	return 0;
 }

@@ -25,6 +25,12 @@ void cmdline_usage(FILE *out);
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* 0, or 1 after printing why. */
 int cmdline_parse(struct cmdline *c, int argc, char **argv);
+/* The choice nearest to word (at most 2 edits, and fewer than half its
+ * length), NULL if none is that near. */
+const char *did_you_mean(const char *word, const char *const *choices, size_t n);
+/* "unknown scope S (did you mean T?); the scopes are: ..." (in: where it
+ * was given, e.g. "-o owner=x:root"); returns 1. */
+int fail_unknown_scope(const char *in, const char *scope);
 int cmdline_parse_options(struct cmdline *c, const char *list);
 void cmdline_free(struct cmdline *c);
 

@@ -7,6 +7,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -405,4 +406,35 @@ const char *audit_name(const struct node *n, char *buf, size_t size)
 bool name_too_long(const char *name)
 {
 	return strlen(name) > NAME_MAX_BYTES;
+}
+
+/* Once per mount: values are stored byte for byte, and `echo v > X` adds
+ * a newline many programs then send as part of an API key. */
+void warn_trailing_newline(const char *id, const void *value, size_t len)
+{
+	static atomic_bool warned;
+	if (len == 0 || ((const char *)value)[len - 1] != '\n' || atomic_exchange(&warned, true))
+		return;
+	log_warn("%s: the value ends in a newline and is stored so, byte for byte; API keys "
+	         "rarely end in one (printf '%%s' KEY > FILE writes none; echo adds one); this "
+	         "is said once per mount",
+	         id);
+}
+
+void log_id_elsewhere(const struct fs *fs, const char *what, enum scope sc,
+                      const struct secret_meta *m)
+{
+	char where[128];
+	char *name = id_to_name(m->id);
+	const char *nm = name ? name : m->id;
+	/* the mountpoint as given: a relative one reads as a placeholder */
+	const char *mnt = fs->opt.mountpoint && fs->opt.mountpoint[0] == '/' ? fs->opt.mountpoint
+	                                                                     : "<mountpoint>";
+	log_warn("%s/%s: %s refused (EEXIST): secret %s already lives in %s, and an ID is one "
+	         "secret in every scope; to add %s to it run: ln %s/%s/%s %s/%s/%s (then write "
+	         "the value if it differs)",
+	         scope_dir_name(sc), nm, what, m->id, scope_names(m->scopes, where, sizeof(where)),
+	         scope_dir_name(sc), mnt, scope_dir_name(__builtin_ctz(m->scopes)), nm, mnt,
+	         scope_dir_name(sc), nm);
+	free(name);
 }

@@ -55,4 +55,11 @@ char *name_secret_id(struct fs *fs, const char *name);
  * gone (ESTALE, -ENOENT), which the kernel answers by looking again. */
 bool store_gone(int r);
 
+/* The one line for a create or rename in scope sc of an ID that lives in
+ * other scopes only: where it lives and the ln that adds sc. */
+void log_id_elsewhere(const struct fs *fs, const char *what, enum scope sc,
+                      const struct secret_meta *m);
+/* Warns (once per mount) that a committed value ends in a newline. */
+void warn_trailing_newline(const char *id, const void *value, size_t len);
+
 #endif

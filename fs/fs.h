@@ -174,6 +174,7 @@ struct fs_options {
 	gid_t run_gid;
 	char *run_mountpoint; /* run_as: the mountpoint's absolute path */
 	bool fast;            /* -o fast: zero-message open, page cache, an inode per version */
+	bool nonempty;        /* -o nonempty: mount over a directory that holds files */
 	mode_t dir_mode, file_mode;
 	uid_t uid;
 	gid_t gid;
@@ -290,6 +291,14 @@ void fs_change_done(struct fs *fs, struct node *const *nodes, size_t n);
  * cannot be an ID (then it is a scratch name unless... see names.c). */
 char *name_to_id(const char *name);
 char *id_to_name(const char *id);
+/* A name one of the usual tools makes as a temporary (the exact rule is
+ * in names.c): a scratch file.  Other names that are not IDs are refused. */
+bool name_is_scratch(const char *name);
+/* The ID a refused name probably meant (openai_api_key -> OPENAI_API_KEY,
+ * MY-KEY -> MY_KEY) into buf; false if there is none. */
+bool name_suggest_id(const char *name, char *buf, size_t size);
+/* Why name is refused, for a log line: the rule, and the ID meant. */
+void name_refused_why(const char *name, char *buf, size_t size);
 
 /* notify.c: kernel cache invalidations, sent from a thread of their own
  * (never from inside a request). */

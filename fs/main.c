@@ -2,7 +2,8 @@
 /*
  * secretsfs: the command line.
  *
- *   secretsfs init DIR
+ *   secretsfs init DIR [-o key=FILE]
+ *   secretsfs list MOUNTPOINT [--label K=V] [--scope S] [--json]
  *   secretsfs DIR MOUNTPOINT [-o opt,...] [-f] [-d] [-s]
  *
  * Mounting is done in a child that reports back to the parent, so every
@@ -10,6 +11,7 @@
  * before the parent exits, and the store is opened only in the process
  * that serves it (SQLite connections must not cross a fork).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -23,9 +25,11 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 #include <sodium.h>
 
+#include "cmd_list.h"
 #include "cmdline.h"
 #include "hostattrs.h"
 #include "crypto.h"
@@ -91,22 +95,30 @@ static int cmd_init_etcd(const char *source, const char *key_file)
 	return 0;
 }
 
-static int cmd_init(const char *dir)
+/* secretsfs init DIR [-o key=FILE]: the key in DIR/key, or made new at
+ * FILE (outside DIR; then every mount gives -o key=FILE). */
+static int cmd_init(const char *dir, const char *key_file)
 {
 	if (crypto_init() < 0)
 		return fail("libsodium failed to initialise");
 	char why[2 * PATH_MAX + 160];
-	int r = embedded_store_init_why(dir, why, sizeof(why));
+	int r = embedded_store_init_key(dir, key_file, why, sizeof(why));
 	if (r < 0 && why[0])
 		return fail("%s", why);
 	if (r == -EEXIST)
 		return fail("%s already holds a store", dir);
 	if (r < 0)
 		return fail("cannot create a store in %s: %s", dir, strerrordesc_np(-r));
-	printf("created an empty store in %s\n"
-	       "its key is %s/%s (mode 0400): without it no value can be read; keep a copy "
-	       "somewhere safe\n",
-	       dir, dir, EMBEDDED_KEY_FILE);
+	if (key_file)
+		printf("created an empty store in %s\n"
+		       "its key is the new file %s (mode 0400): mount with -o key=%s; without it "
+		       "no value can be read; keep a copy somewhere safe\n",
+		       dir, key_file, key_file);
+	else
+		printf("created an empty store in %s\n"
+		       "its key is %s/%s (mode 0400): without it no value can be read; keep a "
+		       "copy somewhere safe\n",
+		       dir, dir, EMBEDDED_KEY_FILE);
 	return 0;
 }
 
@@ -185,7 +197,23 @@ static bool is_secretsfs_mount(const char *mnt)
 	return found;
 }
 
-static int check_mountpoint(const char *mnt)
+/* The first entry of directory path other than . and .., into buf
+ * (empty if none or unreadable). */
+static void first_entry(const char *path, char *buf, size_t size)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	buf[0] = '\0';
+	while (d && (e = readdir(d)))
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+			snprintf(buf, size, "%s", e->d_name);
+			break;
+		}
+	if (d)
+		closedir(d);
+}
+
+static int check_mountpoint(const char *mnt, bool nonempty)
 {
 	struct stat st, up;
 	char *parent = NULL;
@@ -211,6 +239,15 @@ static int check_mountpoint(const char *mnt)
 	free(parent);
 	if (r == 0 && (up.st_dev != st.st_dev || up.st_ino == st.st_ino))
 		return fail("mountpoint %s is busy: something is already mounted there", mnt);
+	/* As gocryptfs: files under the mount would be hidden while it lasts
+	 * (and a wrong path given as the mountpoint is noticed). */
+	char entry[NAME_MAX + 1];
+	if (!nonempty)
+		first_entry(mnt, entry, sizeof(entry));
+	if (!nonempty && entry[0])
+		return fail("mountpoint %s is not empty (%s is in it): the mount would hide its "
+		            "files; give an empty directory, or -o nonempty",
+		            mnt, entry);
 	return 0;
 }
 
@@ -258,6 +295,125 @@ static int load_key(const struct fs *fs, const struct cmdline *c, uint8_t **ret_
 	return 0;
 }
 
+/* The pid holding an flock on the file at path, per /proc/locks; 0 if
+ * none is found. */
+static pid_t flock_holder(const char *path)
+{
+	struct stat st;
+	FILE *f = stat(path, &st) == 0 ? fopen("/proc/locks", "re") : NULL;
+	char *line = NULL;
+	size_t cap = 0;
+	pid_t pid = 0;
+	/* "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" ("->" lines are
+	 * waiters) */
+	while (f && !pid && getline(&line, &cap, f) > 0) {
+		char *save = NULL, *tok[6] = { 0 };
+		if (strstr(line, "->"))
+			continue;
+		tok[0] = strtok_r(line, " ", &save);
+		for (int i = 1; i < 6 && tok[i - 1]; i++)
+			tok[i] = strtok_r(NULL, " ", &save);
+		if (!tok[5] || strcmp(tok[1], "FLOCK") != 0)
+			continue;
+		char *end;
+		unsigned long maj = strtoul(tok[5], &end, 16);
+		unsigned long min = *end == ':' ? strtoul(end + 1, &end, 16) : 0;
+		unsigned long long ino = *end == ':' ? strtoull(end + 1, &end, 10) : 0;
+		if (maj == major(st.st_dev) && min == minor(st.st_dev) && ino == st.st_ino)
+			pid = (pid_t)strtol(tok[4], NULL, 10);
+	}
+	free(line);
+	if (f)
+		fclose(f);
+	return pid;
+}
+
+/* /proc/self/mounts writes space, tab, newline and \ as \ooo: undone in
+ * place. */
+static void unescape_mount_field(char *s)
+{
+	char *w = s;
+	for (const char *r = s; *r; w++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 4;
+		} else {
+			*w = *r++;
+		}
+	}
+	*w = '\0';
+}
+
+/* Where the store in dir is mounted: a fuse.secretsfs mount whose source
+ * is dir itself (by device and inode, so another path to it counts), per
+ * /proc/self/mounts, into buf; "" if none is seen here. */
+static void mounted_at(const char *dir, char *buf, size_t size)
+{
+	struct stat want, st;
+	FILE *f = stat(dir, &want) == 0 ? fopen("/proc/self/mounts", "re") : NULL;
+	char *line = NULL;
+	size_t cap = 0;
+	buf[0] = '\0';
+	while (f && getline(&line, &cap, f) > 0) {
+		char *save = NULL;
+		char *src = strtok_r(line, " ", &save);
+		char *mnt = strtok_r(NULL, " ", &save);
+		const char *type = strtok_r(NULL, " ", &save);
+		if (!src || !mnt || !type || strcmp(type, "fuse.secretsfs") != 0)
+			continue;
+		unescape_mount_field(src);
+		if (stat(src, &st) == 0 && st.st_dev == want.st_dev && st.st_ino == want.st_ino) {
+			unescape_mount_field(mnt);
+			snprintf(buf, size, "%s", mnt);
+			break;
+		}
+	}
+	free(line);
+	if (f)
+		fclose(f);
+}
+
+/* The command name of pid (/proc/PID/comm) into buf; "" if unknown. */
+static void comm_of(pid_t pid, char *buf, size_t size)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	FILE *f = fopen(path, "re");
+	buf[0] = '\0';
+	if (f && fgets(buf, (int)size, f))
+		buf[strcspn(buf, "\n")] = '\0';
+	if (f)
+		fclose(f);
+}
+
+/* "the store in DIR is in use by pid N (mounted on M)": who holds the
+ * embedded store's lock. */
+static int fail_busy(const char *dir)
+{
+	char *lock = NULL, where[PATH_MAX + 16] = "";
+	pid_t pid = 0;
+	if (asprintf(&lock, "%s/%s", dir, EMBEDDED_LOCK_FILE) >= 0)
+		pid = flock_holder(lock);
+	free(lock);
+	mounted_at(dir, where, sizeof(where));
+	if (pid > 0 && where[0])
+		return fail("the store in %s is in use by another secretsfs: pid %d, mounted on %s "
+		            "(unmount it first: fusermount3 -u %s)",
+		            dir, (int)pid, where, where);
+	char comm[32];
+	if (pid > 0)
+		comm_of(pid, comm, sizeof(comm));
+	if (pid > 0 && strcmp(comm, "secretsfs") == 0)
+		return fail("the store in %s is in use by another secretsfs: pid %d (its mount is "
+		            "not visible here)",
+		            dir, (int)pid);
+	if (pid > 0)
+		return fail("the store in %s is in use by another process: pid %d (%s) holds %s/%s",
+		            dir, (int)pid, comm[0] ? comm : "?", dir, EMBEDDED_LOCK_FILE);
+	return fail("the store in %s is in use by another secretsfs", dir);
+}
+
 /* Opens the store with the key from kp and mirrors its metadata; frees
  * both.  Returns 0 or prints why not. */
 static int setup_store(struct fs *fs, uint8_t *key, char *kp)
@@ -282,7 +438,7 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 	else if (r == -EKEYREJECTED)
 		r = fail("the key in %s does not open the store in %s (wrong key)", kp, dir);
 	else if (r == -EBUSY)
-		r = fail("the store in %s is in use by another secretsfs", dir);
+		r = fail_busy(dir);
 	else if (r < 0)
 		r = fail("cannot open the store in %s: %s", dir, strerrordesc_np(-r));
 	free(kp);
@@ -524,7 +680,7 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	harden(fs->opt.debug);
 	if (crypto_init() < 0)
 		return fail("libsodium failed to initialise");
-	if ((r = check_mountpoint(fs->opt.mountpoint)))
+	if ((r = check_mountpoint(fs->opt.mountpoint, fs->opt.nonempty)))
 		return r;
 	if (fs->opt.run_as && (r = check_run_as(fs)))
 		return r;
@@ -646,23 +802,24 @@ int main(int argc, char **argv)
 		       fuse_pkgversion(), sodium_version_string());
 		return 0;
 	}
+	if (argc >= 2 && strcmp(argv[1], "list") == 0)
+		return cmd_list(argc - 2, argv + 2);
 	if (argc >= 2 && strcmp(argv[1], "init") == 0) {
-		if (argc >= 3 && etcd_store_source(argv[2])) {
-			const char *k = NULL;
-			if (argc == 5 && strcmp(argv[3], "-o") == 0 &&
-			    strncmp(argv[4], "key=", 4) == 0)
-				k = argv[4] + 4;
-			else if (argc == 4 && strncmp(argv[3], "-okey=", 6) == 0)
-				k = argv[3] + 6;
-			if (!k || !k[0])
-				return fail(
-				    "usage: secretsfs init etcd://HOST:PORT[,…]/PREFIX -o key=FILE");
-			return cmd_init_etcd(argv[2], k);
-		}
-		if (argc != 3)
+		const char *k = NULL;
+		if (argc == 5 && strcmp(argv[3], "-o") == 0 && strncmp(argv[4], "key=", 4) == 0)
+			k = argv[4] + 4;
+		else if (argc == 4 && strncmp(argv[3], "-okey=", 6) == 0)
+			k = argv[3] + 6;
+		bool etcd = argc >= 3 && etcd_store_source(argv[2]);
+		if (etcd && (!k || !k[0]))
 			return fail(
-			    "usage: secretsfs init DIR | init etcd://HOST:PORT[,…]/PREFIX -o key=FILE");
-		return cmd_init(argv[2]);
+			    "usage: secretsfs init etcd://HOST:PORT[,…]/PREFIX -o key=FILE");
+		if (etcd)
+			return cmd_init_etcd(argv[2], k);
+		if ((argc != 3 && !k) || (k && !k[0]))
+			return fail("usage: secretsfs init DIR [-o key=FILE] | init "
+			            "etcd://HOST:PORT[,…]/PREFIX -o key=FILE");
+		return cmd_init(argv[2], k);
 	}
 
 	static struct fs fs;

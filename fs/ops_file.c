@@ -198,6 +198,7 @@ static int commit(struct fs *fs, struct handle *h)
 		return r;
 	}
 	log_info("%s: version %" PRIu64 " committed (%zu bytes)", h->id, meta.version, h->buf.len);
+	warn_trailing_newline(h->id, h->buf.p, h->buf.len);
 	h->incarnation = meta.incarnation;
 	h->dirty = false;
 	h->replaced = false;
@@ -523,15 +524,11 @@ static int create_secret(struct fs *fs, struct node *n, enum scope sc, mode_t mo
 		return r;
 	}
 	if (s->meta.incarnation) {
-		char where[128];
-		char *name = id_to_name(s->meta.id);
-		const char *nm = name ? name : s->meta.id;
-		log_warn("%s/%s: not created: secret %s exists in %s; to add this scope run "
-		         "ln <mountpoint>/%s/%s <mountpoint>/%s/%s",
-		         scope_dir_name(sc), nm, s->meta.id,
-		         scope_names(s->meta.scopes, where, sizeof(where)),
-		         scope_dir_name(__builtin_ctz(s->meta.scopes)), nm, scope_dir_name(sc), nm);
-		free(name);
+		/* Never a scope added by a create, even of the same value:
+		 * comparing would make every writer of sc an oracle for the
+		 * values of other scopes, and adding a scope is ln's, admitted
+		 * against every scope of the secret (docs/design.md). */
+		log_id_elsewhere(fs, "create", sc, &s->meta);
 		return -EEXIST;
 	}
 	/* Not in the store: pending until its first value is written.  A
@@ -587,6 +584,14 @@ static int create_node(struct fs *fs, enum scope sc, const char *name, mode_t mo
 			return r;
 		}
 		char *id = name_secret_id(fs, name);
+		if (!id && !name_is_scratch(name)) {
+			unlock(fs);
+			char ename[AUDIT_CAP_ID + 1], why[400];
+			audit_escape(ename, sizeof(ename), name, AUDIT_CAP_ID);
+			name_refused_why(name, why, sizeof(why));
+			log_warn("%s/%s: not created: %s", scope_dir_name(sc), ename, why);
+			return -EINVAL;
+		}
 		if (!id) {
 			struct node *n = NULL;
 			r = create_scratch(fs, sc, name, mode, flags, who, &n);

@@ -251,10 +251,7 @@ static int refuse_elsewhere(const struct rename_op *op, const char *what)
 	const struct node *t = op->target;
 	if (!t || !t->u.secret.meta.incarnation || dst_is_stored(op))
 		return 0;
-	char where[128];
-	log_warn("%s onto %s/%s refused: secret %s exists in %s only", what,
-	         scope_dir_name(op->nsc), op->newname, op->dst_id,
-	         scope_names(t->u.secret.meta.scopes, where, sizeof(where)));
+	log_id_elsewhere(op->fs, what, op->nsc, &t->u.secret.meta);
 	return -EEXIST;
 }
 
@@ -343,6 +340,7 @@ static int rename_scratch(struct rename_op *op)
 	op->version = meta.version;
 	log_info("%s: version %" PRIu64 " committed by rename (%zu bytes)", op->dst_id,
 	         meta.version, sn->data.len);
+	warn_trailing_newline(op->dst_id, sn->data.p, sn->data.len);
 	secret_meta_clear(&meta);
 	fs_scratch_unlink(fs, src);
 	return 0;
@@ -519,6 +517,19 @@ static int rename_nodes(struct rename_op *op, const struct caller *who)
 		return r;
 	if (op->flags & RENAME_EXCHANGE)
 		return rename_exchange(op);
+	/* A secret renamed to a name that is no ID is refused in
+	 * rename_secret (EPERM: copy the value instead); a scratch file the
+	 * same way, by the name rule: EPERM, not create's EINVAL, which mv
+	 * reports as "cannot move to a subdirectory of itself". */
+	if (!op->dst_id && op->src->kind == NODE_SCRATCH && !name_is_scratch(op->newname) &&
+	    !(op->flags & RENAME_EXCHANGE)) {
+		char ename[AUDIT_CAP_ID + 1], why[400];
+		audit_escape(ename, sizeof(ename), op->newname, AUDIT_CAP_ID);
+		name_refused_why(op->newname, why, sizeof(why));
+		log_warn("rename of %s/%s onto %s/%s refused: %s", scope_dir_name(op->sc), op->name,
+		         scope_dir_name(op->nsc), ename, why);
+		return -EPERM;
+	}
 	if (op->dst && (op->flags & RENAME_NOREPLACE))
 		return -EEXIST;
 	if (op->src == op->dst)

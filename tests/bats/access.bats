@@ -674,9 +674,9 @@ os.close(fd)' "$MNT/mcp_server/LEAK" "$ready" "$go" &
 	run "$T/my cat=50%" "$MNT/ai_gateway/ESC_KEY"
 	eq "$output" sk-esc-1
 	expect_audit "$(audit_of read ESC_KEY)" "exe=$T/my%20cat%3D50%25" result=ok
-	printf 'sk-esc-2' >"$MNT/ai_gateway/new value=1%"
-	mv "$MNT/ai_gateway/new value=1%" "$MNT/ai_gateway/ESC_KEY"
-	expect_audit "$(audit_of rotate ESC_KEY)" version=2 "from=new%20value%3D1%25" result=ok
+	printf 'sk-esc-2' >"$MNT/ai_gateway/.new value=1%"
+	mv "$MNT/ai_gateway/.new value=1%" "$MNT/ai_gateway/ESC_KEY"
+	expect_audit "$(audit_of rotate ESC_KEY)" version=2 "from=.new%20value%3D1%25" result=ok
 }
 
 @test "audit=/abs/file: lines appended to a 0600 file (not the log); audit=off: none; audit=syslog: not in the log; bad values refused" {

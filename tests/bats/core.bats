@@ -138,7 +138,7 @@ no_mount_left() {
 	mount_store
 	printf orig > "$MNT/ai_gateway/X"
 	fails "File exists" bash -c "printf v > '$MNT/mcp_server/X'"
-	log_has 'mcp_server/X: not created: secret X exists in ai_gateway'
+	log_has 'mcp_server/X: create refused \(EEXIST\): secret X already lives in ai_gateway.*ln .*/ai_gateway/X .*/mcp_server/X'
 	[ ! -e "$MNT/mcp_server/X" ]
 	eq "$(cat "$MNT/ai_gateway/X")" orig
 	eq "$(stat -c %h "$MNT/ai_gateway/X")" 1
@@ -450,7 +450,7 @@ os.close(fd)' "$F"
 	printf 'PLAINTEXT-CANARY-7f3a9' > "$MNT/ai_gateway/CANARY"
 	printf 'PLAINTEXT-CANARY-7f3a9-second' > "$MNT/ai_gateway/CANARY"
 	printf 'Zebra-Quartz-Plaintext' > "$MNT/mcp_server/CANARY2"
-	printf 'scratch-canary-Qx81' > "$MNT/mcp_server/notes.txt"
+	printf 'scratch-canary-Qx81' > "$MNT/mcp_server/.notes.txt"
 	eq "$(cat "$MNT/ai_gateway/CANARY")" PLAINTEXT-CANARY-7f3a9-second
 	ls "$STORE" >&2
 	! grep -r -a -l -e PLAINTEXT-CANARY -e Zebra-Quartz -e scratch-canary "$STORE" || false
@@ -466,21 +466,21 @@ os.close(fd)' "$F"
 
 @test "scratch names: created, listed, readable, no ID, logged as not stored, gone after remount" {
 	mount_store
-	for n in .tmp foo.txt lower; do
+	for n in .tmp 'foo.txt~' 4913; do
 		printf "content of $n" > "$MNT/ai_gateway/$n"
 		log_has "ai_gateway/$n: scratch file: .*never stored"
 		eq "$(cat "$MNT/ai_gateway/$n")" "content of $n"
 		eq "$(stat -c %s "$MNT/ai_gateway/$n")" $(( ${#n} + 11 ))
 		fails "No such attribute" getfattr -n secretsfs.id "$MNT/ai_gateway/$n"
 	done
-	eq "$(ls -A "$MNT/ai_gateway" | tr '\n' ' ')" ".tmp foo.txt lower "
-	[ ! -e "$MNT/.versions/foo.txt" ]
+	eq "$(ls -A "$MNT/ai_gateway" | LC_ALL=C sort | tr '\n' ' ')" ".tmp 4913 foo.txt~ "
+	[ ! -e "$MNT/.versions/foo.txt~" ]
 	eq "$(ls "$MNT/.versions")" ""
-	rm "$MNT/ai_gateway/lower"
-	eq "$(ls -A "$MNT/ai_gateway" | tr '\n' ' ')" ".tmp foo.txt "
+	rm "$MNT/ai_gateway/4913"
+	eq "$(ls -A "$MNT/ai_gateway" | LC_ALL=C sort | tr '\n' ' ')" ".tmp foo.txt~ "
 	remount
 	eq "$(ls -A "$MNT/ai_gateway")" ""
-	[ ! -e "$MNT/ai_gateway/foo.txt" ]
+	[ ! -e "$MNT/ai_gateway/foo.txt~" ]
 }
 
 # ---------------------------------------------------------------- read-only

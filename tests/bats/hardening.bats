@@ -127,12 +127,12 @@ long_cat() {
 	# and a key planted before init (a file or a symlink) is refused
 	mkdir -m 0700 "$T/s1" "$T/s2"
 	ln -s "$T/known" "$T/s1/key"
-	fails "$T/s1/key already exists" "$SFS" init "$T/s1"
+	fails "$T/s1/key is a key with no store beside it (a key from elsewhere is never adopted)" "$SFS" init "$T/s1"
 	[ ! -e "$T/s1/store.db" ]
 	[ -L "$T/s1/key" ]
 	cp "$T/known" "$T/s2/key"
 	chown "$OTHER" "$T/s2/key"
-	fails "$T/s2/key already exists" "$SFS" init "$T/s2"
+	fails "$T/s2/key is a key with no store beside it (a key from elsewhere is never adopted)" "$SFS" init "$T/s2"
 	[ ! -e "$T/s2/store.db" ]
 	[ "$(stat -c %u "$T/s2/key")" = "$OTHER_UID" ]
 }

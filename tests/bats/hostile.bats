@@ -93,11 +93,16 @@ except OSError as e:
 	[ ! -e "$G/$scratch255" ]
 }
 
-@test "names: a newline or invalid UTF-8 makes a scratch file (listed, renamable, never stored) and cannot forge log lines" {
+@test "names: a newline or invalid UTF-8 in a dot-file makes a scratch file (listed, renamable, never stored) and cannot forge log lines" {
 	mount_store
 	G=$MNT/ai_gateway
-	nl=$(printf 'X\nsecretsfs: error: FORGED by a file name')
-	bad=$(printf 'bad\xff\xfe\x80name')
+	nl=$(printf '.X\nsecretsfs: error: FORGED by a file name')
+	bad=$(printf '.bad\xff\xfe\x80name')
+	# the same names without the dot are refused, and their log line is
+	# no forged one either
+	run sh -c "printf x > \"\$1\"" sh "$G/${nl#.}"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"Invalid argument"* ]]
 	printf 'one' >"$G/$nl"
 	printf 'two' >"$G/$bad"
 	expect_value "$G/$nl" one

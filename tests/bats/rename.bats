@@ -18,9 +18,9 @@ mk() {
 	[ -z "${4:-}" ] || setfattr -n user.tag.managed-by -v "$4" "$1/$2"
 }
 
-@test "non-ID names are scratch files: listed, no ID, not stored, dropped at unmount" {
+@test "tools' temporary names are scratch files: listed, no ID, not stored, dropped at unmount" {
 	mk "$G" REAL_ID v1
-	for n in .hidden sedAb12Cd 4913 .REAL_ID.swp 'REAL_ID~' lower a.bak _X 9X; do
+	for n in .hidden sedAb12Cd 4913 .REAL_ID.swp 'REAL_ID~' tmp.Ab12Cd34Ef '#REAL_ID#'; do
 		printf 'scratch-%s' "$n" >"$G/$n"
 		expect_value "$G/$n" "scratch-$n"
 		run getfattr -n secretsfs.id "$G/$n"
@@ -30,7 +30,7 @@ mk() {
 	done
 	# an empty scratch file is listed too, and holds nothing to drop
 	: >"$G/.empty"
-	[ "$(ls -A "$G" | LC_ALL=C sort | tr '\n' ' ')" = ".REAL_ID.swp .empty .hidden 4913 9X REAL_ID REAL_ID~ _X a.bak lower sedAb12Cd " ]
+	[ "$(ls -A "$G" | LC_ALL=C sort | tr '\n' ' ')" = "#REAL_ID# .REAL_ID.swp .empty .hidden 4913 REAL_ID REAL_ID~ sedAb12Cd tmp.Ab12Cd34Ef " ]
 	[ "$(getfattr --only-values -n secretsfs.id "$G/REAL_ID")" = REAL_ID ]
 	# a scratch file lives in its own directory only
 	[ ! -e "$M/.hidden" ]
@@ -41,7 +41,7 @@ mk() {
 	remount
 	[ "$(ls -A "$G")" = REAL_ID ]
 	expect_value "$G/REAL_ID" v1
-	for n in .hidden sedAb12Cd 4913 lower a.bak; do
+	for n in .hidden sedAb12Cd 4913 tmp.Ab12Cd34Ef; do
 		log_has "scratch file ai_gateway/$(printf '%s' "$n" | sed 's/[.]/\\./g') dropped at unmount \([0-9]+ bytes"
 	done
 	! grep -q 'ai_gateway/.empty dropped at unmount' "$LOG"

@@ -8,7 +8,9 @@
  *  - a new-rule ID is also an existing-rule ID;
  *  - name_to_id and id_to_name are inverse on every name without '/'
  *    (no file name has one) and on every valid ID;
- *  - a label map stays sorted, unique and within LABELS_MAX.
+ *  - a label map stays sorted, unique and within LABELS_MAX;
+ *  - an ID is never a scratch name, and the ID suggested for a refused
+ *    name is always a valid new ID (fs/names.c).
  */
 #include <assert.h>
 #include <errno.h>
@@ -65,6 +67,19 @@ static void check_names(const char *s)
 		free(again);
 		free(name);
 	}
+}
+
+static void check_scratch_rule(const char *s)
+{
+	char id[SECRET_ID_MAX + 1], why[400];
+	if (secret_id_valid_new(s))
+		assert(!name_is_scratch(s));
+	if (name_suggest_id(s, id, sizeof(id))) {
+		assert(secret_id_valid_new(id));
+		assert(strcmp(id, s) != 0);
+	}
+	name_refused_why(s, why, sizeof(why));
+	assert(strlen(why) < sizeof(why));
 }
 
 static void check_label_value(const uint8_t *p, size_t n)
@@ -150,6 +165,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	check_id_rules(s);
 	check_names(s);
+	check_scratch_rule(s);
 	(void)label_key_valid(s);
 	check_label_value(data, size);
 	free(s);
