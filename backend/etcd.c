@@ -29,6 +29,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,7 @@ struct store {
 	struct etcd_replica *rep;
 	int64_t own_rev;
 	bool watching;
+	bool from_cache; /* opened from the sealed cache: etcd was away */
 	/* The watch thread's own (batch_fn and idle_fn, one thread): the
 	 * digest of every key as the replica has them, checked against the
 	 * head of each batch, and the change records made from the last
@@ -615,6 +617,44 @@ static size_t keycheck_ad(const uint8_t id[SEAL_STORE_ID_BYTES], uint8_t *ad)
 	return dl + SEAL_STORE_ID_BYTES;
 }
 
+/* etcd did not answer (err): the replica from the sealed cache at path,
+ * and the identity key ik from it into *res.  Returns 0, or err when there
+ * is no usable cache (said). */
+static int open_cache(struct store *s, const char *path, const char *ik, int err,
+                      struct etcd_range_result *res)
+{
+	char why[PATH_MAX + 200];
+	int64_t saved = 0;
+	int r = etcd_replica_new(s->kv, s->prefix, &s->rep);
+	if (r == 0)
+		r = etcd_replica_load_file(s->rep, path, &saved, why, sizeof(why));
+	if (r == -ENOENT) {
+		log_error("etcd store: etcd cannot be reached (%s), and there is no sealed cache "
+		          "at %s to start from",
+		          strerrordesc_np(-err), path);
+		return err;
+	}
+	if (r < 0) {
+		log_error("etcd store: etcd cannot be reached (%s), and the sealed cache is "
+		          "refused: %s",
+		          strerrordesc_np(-err), why[0] ? why : strerrordesc_np(-r));
+		return err;
+	}
+	r = etcd_replica_get(s->rep, ik, res);
+	if (r < 0)
+		return r;
+	s->from_cache = true;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	int64_t age = ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec - saved) / 1000000000;
+	log_warn("etcd store: etcd cannot be reached (%s): starting from the sealed cache %s, "
+	         "saved %" PRId64 " s ago at etcd revision %" PRId64
+	         "; values are served stale (within -o stale=) and changes refused until etcd "
+	         "is back",
+	         strerrordesc_np(-err), path, age, etcd_replica_revision(s->rep));
+	return 0;
+}
+
 static int etcd_open(const struct store_config *cfg, struct store **ret_store)
 {
 	struct store *s = NULL;
@@ -636,6 +676,8 @@ static int etcd_open(const struct store_config *cfg, struct store **ret_store)
 	s->stale_ns = cfg->stale_ns;
 	char *ik = key_fmt(s, "identity", NULL, 0, 0);
 	r = ik ? range_key(s, ik, 0, deadline, &res) : -ENOMEM;
+	if (r < 0 && r != -ENOMEM && cfg->cache_file && ik)
+		r = open_cache(s, cfg->cache_file, ik, r, &res);
 	free(ik);
 	if (r == 0 && res.n == 0)
 		r = -ENOENT;
@@ -670,15 +712,28 @@ static int etcd_open(const struct store_config *cfg, struct store **ret_store)
 	etcd_range_result_clear(&res);
 	if (r == 0)
 		r = seal_keys_new(cfg->key, s->store_id, &s->keys);
-	if (r == 0)
+	if (r == 0 && s->from_cache) {
+		char *p = NULL;
+		r = asprintf(&p, "%s/", s->prefix) < 0 ? -ENOMEM : 0;
+		if (r == 0)
+			r = etcd_replica_range(s->rep, p, &res);
+		free(p);
+		if (r == 0)
+			r = digest_check(s, &res, false, &s->d);
+	} else if (r == 0) {
 		r = range_all(s, deadline, &res);
-	if (r == 0)
-		r = digest_check(s, &res, cfg->reseal_digest && !cfg->read_only, &s->d);
-	if (r == 0)
-		r = etcd_replica_new(s->kv, s->prefix, &s->rep);
-	if (r == 0)
-		etcd_replica_load(s->rep, &res);
+		if (r == 0)
+			r = digest_check(s, &res, cfg->reseal_digest && !cfg->read_only, &s->d);
+		if (r == 0)
+			r = etcd_replica_new(s->kv, s->prefix, &s->rep);
+		if (r == 0)
+			etcd_replica_load(s->rep, &res);
+	}
 	etcd_range_result_clear(&res);
+	/* a cache just read is saved again only once something changed: its
+	 * time is that of its content */
+	if (r == 0 && cfg->cache_file)
+		r = etcd_replica_persist(s->rep, cfg->cache_file, !s->from_cache);
 	if (r < 0) {
 		store_free(s);
 		return r;
@@ -834,12 +889,13 @@ static int etcd_list(struct store *s, store_list_fn fn, void *userdata)
 	 * watch started after this listing goes on from it. */
 	char *p = NULL;
 	int r = asprintf(&p, "%s/", s->prefix) < 0 ? -ENOMEM : 0;
-	if (r == 0 && s->watching)
+	bool local = s->watching || s->from_cache; /* (checked at open) */
+	if (r == 0 && local)
 		r = etcd_replica_range(s->rep, p, &all);
 	else if (r == 0)
 		r = range_all(s, http_deadline(ETCD_STORE_TIMEOUT_MS), &all);
 	free(p);
-	if (r == 0 && !s->watching)
+	if (r == 0 && !local)
 		r = digest_check(s, &all, false, &s->d);
 	for (size_t i = 0; r == 0 && i < all.n; i++) {
 		char *id = NULL;
@@ -856,7 +912,7 @@ static int etcd_list(struct store *s, store_list_fn fn, void *userdata)
 		row_clear(&row);
 		free(id);
 	}
-	if (r == 0 && !s->watching)
+	if (r == 0 && !local)
 		etcd_replica_load(s->rep, &all);
 	etcd_range_result_clear(&all);
 	return r;

@@ -600,14 +600,14 @@ static void *saver_main(void *arg)
 	return NULL;
 }
 
-int etcd_replica_persist(struct etcd_replica *r, const char *path)
+int etcd_replica_persist(struct etcd_replica *r, const char *path, bool save_now)
 {
 	if (r->saver_started)
 		return -EALREADY;
 	if (!(r->cache_path = strdup(path)))
 		return -ENOMEM;
 	pthread_mutex_lock(&r->lock);
-	r->dirty = true; /* what it holds now */
+	r->dirty = save_now; /* what it holds now */
 	pthread_mutex_unlock(&r->lock);
 	int e = pthread_create(&r->saver, NULL, saver_main, r);
 	if (e) {
@@ -686,7 +686,8 @@ static int parse_cache(const struct etcd_replica *r, const uint8_t *buf, size_t 
 		kv->version = (int64_t)get_u64(&rd);
 		/* sorted, as the replica keeps them */
 		if (i && !rd.bad &&
-		    key_cmp(all->kvs[i - 1].key, all->kvs[i - 1].key_len, kv->key, kv->key_len) >= 0)
+		    key_cmp(all->kvs[i - 1].key, all->kvs[i - 1].key_len, kv->key, kv->key_len) >=
+		        0)
 			rd.bad = true;
 	}
 	if (rd.bad || rd.p != rd.end) {

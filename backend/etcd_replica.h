@@ -73,7 +73,7 @@ int64_t etcd_replica_revision(struct etcd_replica *r);
  * were a listing, and makes the replica behind since the cache was saved;
  * -ENOENT if there is none, -EPERM (reason in why) for a file another
  * user owns or others may read, -EIO for one that does not parse. */
-int etcd_replica_persist(struct etcd_replica *r, const char *path);
+int etcd_replica_persist(struct etcd_replica *r, const char *path, bool save_now);
 int etcd_replica_load_file(struct etcd_replica *r, const char *path, int64_t *ret_saved_ns,
                            char *why, size_t why_size);
 

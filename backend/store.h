@@ -135,6 +135,10 @@ struct store_config {
 	bool reseal_digest; /* a store whose rows do not match its digest is
 	                       accepted as it is and its digest made again
 	                       (-o reseal_digest, after a repair by hand) */
+	const char *cache_file; /* a remote store's sealed copy on this host
+	                           (its values sealed, never plaintext), to
+	                           start from while the store cannot be
+	                           reached; NULL: none */
 	int64_t stale_ns;   /* a remote store that cannot be reached: how long
 	                       after it was last reachable its values may still
 	                       be served from a local copy (0: never) */

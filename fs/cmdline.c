@@ -53,6 +53,9 @@ void cmdline_usage(FILE *out)
 	        "  -o stale=DURATION      etcd store: how long after etcd was last reachable\n"
 	        "                         values are still served (stale, logged) from the\n"
 	        "                         local copy: 0 (never), Ns, Nm, Nh (default 1h)\n"
+	        "  -o cache=FILE          etcd store: the sealed copy of the store kept on\n"
+	        "                         this host, to mount from while etcd is down\n"
+	        "                         (default: the attrs file's path + .etcd-cache)\n"
 	        "  -o attrs=FILE          where chmod and chown of secrets and scopes are kept\n"
 	        "                         across remounts (default: DIR/host-attrs)\n"
 	        "  -o ro                  read-only: every change is refused with EROFS\n"
@@ -178,6 +181,7 @@ static const char *const our_options[] = {
 	"attrs=",
 	"keep_versions=",
 	"stale=",
+	"cache=",
 	"uid=",
 	"gid=",
 	"dir_mode=",
@@ -294,6 +298,9 @@ static int parse_option(struct cmdline *c, const char *o)
 	} else if (strncmp(o, "attrs=", 6) == 0) {
 		free(c->opt.attrs_file);
 		c->opt.attrs_file = strdup(o + 6);
+	} else if (strncmp(o, "cache=", 6) == 0 && o[6]) {
+		free(c->opt.cache_file);
+		c->opt.cache_file = strdup(o + 6);
 	} else if (strncmp(o, "keep_versions=", 14) == 0) {
 		if (!parse_uint(o + 14, 10, 1000, &v) || v == 0)
 			return fail("keep_versions must be 1 to 1000, not '%s'", o + 14);
@@ -454,6 +461,13 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 	if (!url && !c->opt.attrs_file &&
 	    asprintf(&c->opt.attrs_file, "%s/host-attrs", c->opt.store_dir) < 0)
 		return fail("out of memory");
+	/* the etcd store's sealed cache sits beside host-attrs (a directory
+	 * of this host's that -o run_as keeps writable) */
+	if (strncmp(positional[0], "etcd://", 7) == 0 && !c->opt.cache_file &&
+	    asprintf(&c->opt.cache_file, "%s.etcd-cache", c->opt.attrs_file) < 0)
+		return fail("out of memory");
+	if (c->opt.cache_file && strncmp(positional[0], "etcd://", 7) != 0)
+		return fail("-o cache= is for etcd stores only");
 	if (c->opt.read_only && !c->file_mode_set)
 		c->opt.file_mode = 0400;
 	for (int sc = 0; sc < SCOPE_COUNT && c->opt.fast; sc++)
@@ -469,6 +483,7 @@ void cmdline_free(struct cmdline *c)
 	free(c->opt.mountpoint);
 	free(c->opt.key_file);
 	free(c->opt.attrs_file);
+	free(c->opt.cache_file);
 	free(c->opt.run_as);
 	free(c->audit);
 	policy_clear(&c->policy);

@@ -160,6 +160,7 @@ struct fs_options {
 	char *mountpoint;
 	char *key_file;
 	char *attrs_file; /* this host's chmod/chown (hostattrs.h) */
+	char *cache_file; /* etcd: the sealed cache (store_config.cache_file) */
 	unsigned keep_versions;
 	int64_t stale_ns; /* -o stale= (store_config.stale_ns) */
 	bool read_only;

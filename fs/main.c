@@ -425,6 +425,7 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		.key = key,
 		.keep_versions = fs->opt.keep_versions,
 		.stale_ns = fs->opt.stale_ns,
+		.cache_file = fs->opt.cache_file,
 		.read_only = fs->opt.read_only,
 		.reseal_digest = fs->opt.reseal_digest,
 	};

@@ -335,6 +335,60 @@ PY
 	unhost b
 }
 
+@test "etcd store: a host that starts while etcd is down mounts from its sealed cache, stale, and converges" {
+	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
+	host a
+	host b
+	printf 'sk-cached-value-77' >"$T/a/ai_gateway/CACHED"
+	setfattr -n user.tag.managed-by -v aigateway "$T/a/ai_gateway/CACHED"
+	eventually expect_value "$T/b/ai_gateway/CACHED" 'sk-cached-value-77'
+	unhost b
+	# the cache: B's, 0600, sealed (no plaintext in it)
+	[ -f "$T/attrs.b.etcd-cache" ]
+	[ "$(stat -c %a "$T/attrs.b.etcd-cache")" = 600 ]
+	run grep -c 'sk-cached-value' "$T/attrs.b.etcd-cache"
+	[ "$output" = 0 ]
+	grep -q 'CACHED' "$T/attrs.b.etcd-cache"
+	# every member down: B starts from its cache
+	etcd_kill 1
+	etcd_kill 2
+	etcd_kill 3
+	host b
+	grep -q 'etcd cannot be reached .*: starting from the sealed cache' "$T/log.b"
+	expect_value "$T/b/ai_gateway/CACHED" 'sk-cached-value-77'
+	getfattr -d "$T/b/ai_gateway/CACHED" | grep -q 'user.tag.managed-by="aigateway"'
+	grep -q 'CACHED: etcd cannot be reached: version 1 served from the local copy' "$T/log.b"
+	run sh -c "printf 'x' >'$T/b/ai_gateway/CACHED'"
+	[ "$status" -ne 0 ]
+	expect_value "$T/b/ai_gateway/CACHED" 'sk-cached-value-77'
+	# a host with no cache does not start, and says why
+	mkdir -p "$T/c"
+	run "$SFS" "$SRC" "$T/c" -f -o "key=$KEY,attrs=$T/attrs.c"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"no sealed cache at $T/attrs.c.etcd-cache"* ]]
+	# a cache another user may read is refused
+	cp "$T/attrs.b.etcd-cache" "$T/attrs.c.etcd-cache"
+	chmod 0644 "$T/attrs.c.etcd-cache"
+	run "$SFS" "$SRC" "$T/c" -f -o "key=$KEY,attrs=$T/attrs.c"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"the sealed cache is refused"* ]]
+	# etcd back (all at once: one alone has no quorum to be healthy with):
+	# B converges and writes again
+	etcd_restart 1 &
+	r1=$!
+	etcd_restart 2 &
+	r2=$!
+	etcd_restart 3
+	wait $r1
+	wait $r2
+	eventually sh -c "printf 'sk-after' >'$T/a/ai_gateway/CACHED'"
+	eventually expect_value "$T/b/ai_gateway/CACHED" 'sk-after'
+	printf 'sk-from-b' >"$T/b/ai_gateway/CACHED"
+	eventually expect_value "$T/a/ai_gateway/CACHED" 'sk-from-b'
+	unhost a
+	unhost b
+}
+
 @test "etcd store: a wrong key or no key is refused with one clear line, nothing mounted" {
 	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
 	head -c 32 /dev/urandom >"$T/other.key"
