@@ -1730,6 +1730,52 @@ static int etcd_rename(struct store *s, const char *from, uint64_t from_incarnat
 	return secret_meta_hand_over(r, &c.out, ret_to);
 }
 
+struct c_exchange {
+	uint64_t a_inc, b_inc;
+	struct secret_meta out_a, out_b;
+};
+
+/* Each current value becomes a new version of the other, in one Txn. */
+static int plan_exchange(struct plan *p, void *ctx)
+{
+	struct c_exchange *c = ctx;
+	struct entry *a = &p->e[0], *b = &p->e[1];
+	struct secret_value *va = NULL, *vb = NULL;
+	int r = need_row(a, c->a_inc);
+	if (r == 0)
+		r = need_row(b, c->b_inc);
+	if (r == 0)
+		r = current_value(p, a, &va);
+	if (r == 0)
+		r = current_value(p, b, &vb);
+	if (r == 0)
+		r = new_version(p, a, vb->data, vb->len, &c->out_a);
+	if (r == 0)
+		r = new_version(p, b, va->data, va->len, &c->out_b);
+	secret_value_free(va);
+	secret_value_free(vb);
+	return r;
+}
+
+static int etcd_exchange(struct store *s, const char *a, uint64_t a_incarnation, const char *b,
+                         uint64_t b_incarnation, struct secret_meta *ret_a,
+                         struct secret_meta *ret_b)
+{
+	struct c_exchange c = { .a_inc = a_incarnation, .b_inc = b_incarnation };
+	const char *ids[2] = { a, b };
+	if (!s)
+		return -EINVAL;
+	int r = check_id(a);
+	if (r == 0)
+		r = check_id(b);
+	if (r == 0 && strcmp(a, b) == 0)
+		r = -EINVAL;
+	if (r == 0)
+		r = change(s, ids, 2, plan_exchange, &c);
+	secret_meta_hand_over(r, &c.out_a, ret_a);
+	return secret_meta_hand_over(r, &c.out_b, ret_b);
+}
+
 static int etcd_list_versions(struct store *s, const char *id, uint64_t incarnation,
                               struct secret_version **ret_versions, size_t *ret_n)
 {
@@ -1926,7 +1972,7 @@ static int etcd_can_change(struct store *s)
 
 const struct store_ops etcd_store_ops = {
 	.name = "etcd",
-	.caps = STORE_CAP_VERSIONS | STORE_CAP_WATCH,
+	.caps = STORE_CAP_VERSIONS | STORE_CAP_WATCH | STORE_CAP_EXCHANGE,
 	.open = etcd_open,
 	.close = etcd_close,
 	.list = etcd_list,
@@ -1935,7 +1981,7 @@ const struct store_ops etcd_store_ops = {
 	.list_versions = etcd_list_versions,
 	.create = etcd_create,
 	.put_value = etcd_put_value,
-	.exchange_values = NULL,
+	.exchange_values = etcd_exchange,
 	.rename = etcd_rename,
 	.delete_secret = etcd_delete,
 	.set_labels = etcd_set_labels,

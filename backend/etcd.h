@@ -17,7 +17,12 @@
  *    another writer is planned again from a fresh read (bounded), so a
  *    condition that no longer holds then is -ESTALE;
  *  - revisions, incarnations: the store's own counter, kept in the head;
- *  - no watch yet (no STORE_CAP_WATCH), no exchange_values;
+ *  - watch (STORE_CAP_WATCH): a local replica of every key, kept current
+ *    by one watch stream (etcd_replica.h); values are read from it while
+ *    it is current, and from it, stale, while etcd cannot be reached
+ *    (store_config.stale_ns); it is saved as the sealed cache
+ *    (store_config.cache_file) a mount starts from when etcd is down;
+ *  - can_change: one linearizable read;
  *  - every call has a deadline (ETCD_STORE_TIMEOUT_MS): -ETIMEDOUT.
  */
 #ifndef SECRETSFS_ETCD_H

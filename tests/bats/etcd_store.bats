@@ -389,6 +389,25 @@ PY
 	unhost b
 }
 
+@test "etcd store: rename --exchange swaps two values in one transaction, seen on B" {
+	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
+	host a
+	host b
+	printf 'value-of-x' >"$T/a/ai_agent/X_KEY"
+	printf 'value-of-y' >"$T/a/ai_agent/Y_KEY"
+	eventually expect_value "$T/b/ai_agent/Y_KEY" 'value-of-y'
+	run rename2 "$T/a/ai_agent/X_KEY" "$T/a/ai_agent/Y_KEY" 2
+	[ "$output" = ok ]
+	expect_value "$T/a/ai_agent/X_KEY" 'value-of-y'
+	expect_value "$T/a/ai_agent/Y_KEY" 'value-of-x'
+	eventually expect_value "$T/b/ai_agent/X_KEY" 'value-of-y'
+	expect_value "$T/b/ai_agent/Y_KEY" 'value-of-x'
+	[ "$(sfs_version "$T/b/ai_agent/X_KEY")" = 2 ]
+	[ "$(sfs_version "$T/b/ai_agent/Y_KEY")" = 2 ]
+	unhost a
+	unhost b
+}
+
 @test "etcd store: a wrong key or no key is refused with one clear line, nothing mounted" {
 	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
 	head -c 32 /dev/urandom >"$T/other.key"
