@@ -408,6 +408,23 @@ PY
 	unhost b
 }
 
+@test "etcd store: a key written into etcd without the fleet key is not shown by a running mount" {
+	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
+	host a
+	host b
+	printf 'sk-only-agent' >"$T/a/ai_agent/ISOLATED"
+	eventually expect_value "$T/b/ai_agent/ISOLATED" 'sk-only-agent'
+	# delete its metadata key in etcd (each remaining key is authentic:
+	# only the digest in the head tells)
+	etcd_ctl del /fleet/s/ISOLATED >/dev/null
+	eventually grep -q 'do not match its authenticated digest: changed outside secretsfs' "$T/log.b"
+	[ -e "$T/b/ai_agent/ISOLATED" ]
+	run grep -q 'ISOLATED: deleted by another client' "$T/log.b"
+	[ "$status" -ne 0 ]
+	unhost a
+	unhost b
+}
+
 @test "etcd store: a wrong key or no key is refused with one clear line, nothing mounted" {
 	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
 	head -c 32 /dev/urandom >"$T/other.key"
