@@ -32,6 +32,8 @@
  *     this one, for reading, and never wait on the store;
  *  4. leaves: fs->change_mutex (the sets' busy bits), fs->handles_lock,
  *     the notifier's queue.
+ * The credential socket's thread (credsock.c) takes none of them: it
+ * calls the store directly and reads only the read-only policy.
  */
 #ifndef SECRETSFS_FS_H
 #define SECRETSFS_FS_H
@@ -171,6 +173,7 @@ struct fs_options {
 	gid_t run_gid;
 	char *run_mountpoint; /* run_as: the mountpoint's absolute path */
 	bool fast;            /* -o fast: zero-message open, page cache, an inode per version */
+	char *credsocket;     /* -o credsocket=PATH: systemd credentials per unit (credsock.h) */
 	mode_t dir_mode, file_mode;
 	uid_t uid;
 	gid_t gid;
@@ -208,6 +211,7 @@ struct fs {
 	struct tombstone *tombs;
 
 	struct notifier *notifier;
+	struct credsock *credsock; /* -o credsocket, or NULL */
 
 	/* A node with this host's chmod/chown died: host-attrs is to be
 	 * rewritten (hostattrs_save_if_dirty, with no lock held). */

@@ -27,6 +27,7 @@
 #include <sodium.h>
 
 #include "cmdline.h"
+#include "credsock.h"
 #include "hostattrs.h"
 #include "crypto.h"
 #include "embedded.h"
@@ -360,14 +361,16 @@ static int background(int *ret_fd)
 	return 0;
 }
 
-/* Off the terminal: stdio to /dev/null, the cwd to /. */
-static void null_stdio(void)
+/* Off the terminal: stdio to /dev/null (stderr kept when the log has
+ * nowhere else to go), the cwd to /. */
+static void null_stdio_but(bool keep_stderr)
 {
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null >= 0) {
 		dup2(null, 0);
 		dup2(null, 1);
-		dup2(null, 2);
+		if (!keep_stderr)
+			dup2(null, 2);
 		if (null > 2)
 			close(null);
 	}
@@ -375,9 +378,60 @@ static void null_stdio(void)
 	}
 }
 
-static void detach_stdio(int ready_fd)
+static void null_stdio(void)
 {
-	null_stdio();
+	null_stdio_but(false);
+}
+
+/* Where the audit trail goes, for the line below. */
+static const char *audit_whereabouts(const char *audit, char *buf, size_t size)
+{
+	if (!audit || strcmp(audit, "log") == 0)
+		return "the audit trail with it";
+	if (strcmp(audit, "off") == 0)
+		return "there is no audit trail (-o audit=off)";
+	if (strcmp(audit, "journal") == 0)
+		return "the audit trail to the journal (-o audit=journal)";
+	if (strcmp(audit, "syslog") == 0)
+		return "the audit trail (-o audit=syslog) is lost until a syslog daemon listens on "
+		       LOG_SYSLOG_SOCKET;
+	snprintf(buf, size, "the audit trail to %s", audit);
+	return buf;
+}
+
+/* Gone to the background, the log goes to the journal or syslog
+ * (log_setup).  With no syslog socket that is not where anyone looks, or
+ * nowhere: say where it goes, on the terminal, before leaving it.
+ * Returns where the log goes. */
+static enum log_dest log_to_background(const struct fs *fs, const char *audit)
+{
+	char abuf[PATH_MAX + 32], err[PATH_MAX];
+	const char *a = audit_whereabouts(audit, abuf, sizeof(abuf));
+	enum log_dest d = log_setup(false, fs->opt.debug);
+	if (log_socket_present(LOG_SYSLOG_SOCKET))
+		return d;
+	if (d == LOG_TO_JOURNAL) {
+		fprintf(stderr,
+		        "secretsfs: info: no syslog socket (" LOG_SYSLOG_SOCKET "): the log goes "
+		        "to the journal directly (journalctl -t " LOG_IDENTIFIER "), %s\n",
+		        a);
+		log_info("no syslog socket (" LOG_SYSLOG_SOCKET "): logging to the journal, %s", a);
+		return d;
+	}
+	ssize_t n = readlink("/proc/self/fd/2", err, sizeof(err) - 1);
+	err[n > 0 ? n : 0] = '\0';
+	log_info("no syslog socket (" LOG_SYSLOG_SOCKET ") and no journal (" LOG_JOURNAL_SOCKET
+	         "): the log stays on this process's stderr (%s), %s%s",
+	         err[0] ? err : "?", a,
+	         isatty(2) ? "; that is a terminal, where it is lost once the terminal "
+	                     "closes: mount with -f, or with stderr sent to a file (2>>FILE)"
+	                   : "");
+	return d;
+}
+
+static void detach_stdio(int ready_fd, bool keep_stderr)
+{
+	null_stdio_but(keep_stderr);
 	if (write(ready_fd, "", 1) != 1) { /* the parent is gone: fine */
 	}
 	close(ready_fd);
@@ -513,8 +567,10 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 {
 	int r;
 	if (c->audit && strcmp(c->audit, "log") != 0 && strcmp(c->audit, "off") != 0 &&
-	    strcmp(c->audit, "syslog") != 0 && c->audit[0] != '/')
-		return fail("-o audit=%s: expected log, syslog, off or an absolute path", c->audit);
+	    strcmp(c->audit, "syslog") != 0 && strcmp(c->audit, "journal") != 0 &&
+	    c->audit[0] != '/')
+		return fail("-o audit=%s: expected log, syslog, journal, off or an absolute path",
+		            c->audit);
 	harden(fs->opt.debug);
 	if (crypto_init() < 0)
 		return fail("libsodium failed to initialise");
@@ -561,10 +617,19 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	else
 		log_info("mounted the %s store %s on %s", fs->ops->name, fs->opt.store_dir,
 		         fs->opt.mountpoint);
-	if (!fs->opt.foreground) {
-		log_setup(false, fs->opt.debug);
-		detach_stdio(ready_fd);
+	if (fs->opt.credsocket) {
+		char cwhy[PATH_MAX + 160] = "";
+		if ((r = credsock_open(fs->opt.credsocket, &fs->credsock, cwhy, sizeof(cwhy))) < 0)
+			return cwhy[0] ? fail("%s", cwhy)
+			               : fail("-o credsocket=%s: %s", fs->opt.credsocket,
+			                      strerrordesc_np(-r));
+		if ((r = credsock_start(fs->credsock, fs)) < 0)
+			return fail("-o credsocket: cannot start its thread: %s", strerrordesc_np(-r));
+		log_info("serving systemd credentials on %s (LoadCredential=ID:%s)",
+		         fs->opt.credsocket, fs->opt.credsocket);
 	}
+	if (!fs->opt.foreground)
+		detach_stdio(ready_fd, log_to_background(fs, c->audit) == LOG_TO_STDERR);
 	/* Under run_as the keeper says READY=1: the server's namespace has
 	 * no copy of the mount to ask, and the mount (no allow_other) lets
 	 * in only the uid that mounted it. */
@@ -596,6 +661,8 @@ static void stop(struct fs *fs)
 	/* Before the session goes: destroying it may still release open
 	 * handles (op_destroy), whose commits must find no notifier rather
 	 * than a freed one. */
+	credsock_close(fs->credsock); /* before the store goes */
+	fs->credsock = NULL;
 	notifier_stop(fs->notifier);
 	fs->notifier = NULL;
 	if (fs->se) {

@@ -183,3 +183,13 @@ int policy_check_all(const struct policy *p, scope_set scopes, const struct call
 			return -EACCES;
 	return 0;
 }
+
+int policy_check_credential(const struct policy *p, scope_set scopes, const struct caller *c)
+{
+	for (int sc = 0; sc < SCOPE_COUNT; sc++) {
+		const struct scope_rule *r = &p->scope[sc];
+		if ((scopes & (1u << sc)) && (r->nunits || r->ncgroups) && admits(r, c))
+			return 0;
+	}
+	return -EACCES;
+}

@@ -50,5 +50,11 @@ bool policy_has_rules(const struct policy *p);
 int policy_check(const struct policy *p, scope_set scopes, const struct caller *c);
 /* 0 if every one of the scopes admits the caller (to change), else -EACCES. */
 int policy_check_all(const struct policy *p, scope_set scopes, const struct caller *c);
+/* For the credential socket (credsock.c): 0 if one of the scopes has a
+ * unit= or cgroup= rule that c matches, else -EACCES.  Unlike a read
+ * through the mount, which mode bits guard too, a scope with no rules
+ * serves no credential, and root_bypass does not apply (systemd always
+ * connects as root). */
+int policy_check_credential(const struct policy *p, scope_set scopes, const struct caller *c);
 
 #endif
