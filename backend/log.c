@@ -42,14 +42,11 @@ static bool stderr_on_journal(void)
 enum log_dest log_setup(bool to_stderr, bool debug)
 {
 	debug_on = debug;
-	if (to_stderr)
-		dest = LOG_TO_STDERR;
-	else if (log_socket_present(LOG_JOURNAL_SOCKET))
+	dest = LOG_TO_STDERR; /* also when there is nowhere else to go */
+	if (!to_stderr && log_socket_present(LOG_JOURNAL_SOCKET))
 		dest = LOG_TO_JOURNAL;
-	else if (log_socket_present(LOG_SYSLOG_SOCKET))
+	else if (!to_stderr && log_socket_present(LOG_SYSLOG_SOCKET))
 		dest = LOG_TO_SYSLOG;
-	else
-		dest = LOG_TO_STDERR;
 	if (dest == LOG_TO_SYSLOG)
 		openlog(LOG_IDENTIFIER, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	stderr_is_journal = dest == LOG_TO_STDERR && stderr_on_journal();

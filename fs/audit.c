@@ -251,8 +251,8 @@ void audit_event(const struct caller *c, const char *op, const char *id, uint64_
 			log_info("%s", line);
 		break;
 	case SINK_JOURNAL:
-		to_journal(line, op, id ? id : "-", c->unit ? c->unit : "-",
-		           res ? res : "error", version, c);
+		to_journal(line, op, id ? id : "-", c->unit ? c->unit : "-", res ? res : "error",
+		           version, c);
 		break;
 	case SINK_SYSLOG:
 		syslog(LOG_AUTHPRIV | LOG_NOTICE, "%s", line);

@@ -34,7 +34,7 @@ int credpeer_parse(const struct sockaddr_un *sa, socklen_t len, struct credpeer 
 	size_t i = 0;
 	while (i < n && is_hex(p[i]))
 		i++;
-	if (i == 0 || i > 16 || n - i < sizeof(mid) - 1 || memcmp(p + i, mid, sizeof(mid) - 1))
+	if (i == 0 || i > 16 || n - i < sizeof(mid) - 1 || memcmp(p + i, mid, sizeof(mid) - 1) != 0)
 		return -EPROTO;
 	i += sizeof(mid) - 1;
 

@@ -52,7 +52,8 @@ int credsock_open(const char *path, struct credsock **ret, char *why, size_t why
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
 	if (path[0] != '/' || strlen(path) >= sizeof(sa.sun_path))
-		return say(why, why_size, path, "expected an absolute path of at most 107 bytes", 0);
+		return say(why, why_size, path, "expected an absolute path of at most 107 bytes",
+		           0);
 	memcpy(sa.sun_path, path, strlen(path));
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
@@ -60,8 +61,8 @@ int credsock_open(const char *path, struct credsock **ret, char *why, size_t why
 			return -EEXIST;
 		}
 		if (listened_on(&sa)) {
-			say(why, why_size, path, "another process listens on it (a second secretsfs?)",
-			    0);
+			say(why, why_size, path,
+			    "another process listens on it (a second secretsfs?)", 0);
 			return -EADDRINUSE;
 		}
 		if (unlink(path) < 0 && errno != ENOENT)
@@ -168,10 +169,11 @@ static int serve_one(struct credsock *cs, int fd, const struct sockaddr_un *sa, 
 		if (r < 0) {
 			char scopes[128];
 			scope_names(meta.scopes, scopes, sizeof(scopes));
-			log_warn("credential socket %s: %s may not load %s: no unit= or cgroup= rule "
-			         "of its scopes (%s) admits it (e.g. -o unit=%s:%s)",
-			         cs->path, peer->unit, peer->id, scopes,
-			         scope_dir_name((enum scope)__builtin_ctz(meta.scopes)), peer->unit);
+			log_warn(
+			    "credential socket %s: %s may not load %s: no unit= or cgroup= rule "
+			    "of its scopes (%s) admits it (e.g. -o unit=%s:%s)",
+			    cs->path, peer->unit, peer->id, scopes,
+			    scope_dir_name((enum scope)__builtin_ctz(meta.scopes)), peer->unit);
 		}
 	} else {
 		log_warn("credential socket %s: %s asks for %s: %s", cs->path, peer->unit, peer->id,
@@ -220,7 +222,8 @@ static void *credsock_main(void *arg)
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
-			log_error("credential socket %s: poll: %s", cs->path, strerrordesc_np(errno));
+			log_error("credential socket %s: poll: %s", cs->path,
+			          strerrordesc_np(errno));
 			break;
 		}
 		if (p[1].revents)

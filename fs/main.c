@@ -393,8 +393,7 @@ static const char *audit_whereabouts(const char *audit, char *buf, size_t size)
 	if (strcmp(audit, "journal") == 0)
 		return "the audit trail to the journal (-o audit=journal)";
 	if (strcmp(audit, "syslog") == 0)
-		return "the audit trail (-o audit=syslog) is lost until a syslog daemon listens on "
-		       LOG_SYSLOG_SOCKET;
+		return "the audit trail (-o audit=syslog) is lost until a syslog daemon listens on " LOG_SYSLOG_SOCKET;
 	snprintf(buf, size, "the audit trail to %s", audit);
 	return buf;
 }
@@ -624,7 +623,8 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 			               : fail("-o credsocket=%s: %s", fs->opt.credsocket,
 			                      strerrordesc_np(-r));
 		if ((r = credsock_start(fs->credsock, fs)) < 0)
-			return fail("-o credsocket: cannot start its thread: %s", strerrordesc_np(-r));
+			return fail("-o credsocket: cannot start its thread: %s",
+			            strerrordesc_np(-r));
 		log_info("serving systemd credentials on %s (LoadCredential=ID:%s)",
 		         fs->opt.credsocket, fs->opt.credsocket);
 	}

@@ -59,21 +59,21 @@ static void test_good(void)
 static void test_bad(void)
 {
 	static const char *const bad[] = {
-		"",                                    /* nothing after the NUL */
-		"/unit/x.service/K",                   /* no hex prefix */
-		"0123456789abcdef0/unit/x.service/K",  /* 17 hex digits */
-		"zz/unit/x.service/K",                 /* not hex */
-		"ab/units/x.service/K",                /* not "/unit/" */
-		"ab/unit/",                            /* no unit */
-		"ab/unit/x.service",                   /* no ID */
-		"ab/unit/x.service/",                  /* empty ID */
-		"ab/unit//K",                          /* empty unit */
-		"ab/unit/noservice/K",                 /* no '.' in the unit */
-		"ab/unit/.service/K",                  /* starts with '.' */
-		"ab/unit/x y.service/K",               /* space in the unit */
-		"ab/unit/x.service/A/B",               /* '/' in the ID */
-		"ab/unit/x.service/A\nB",              /* control character */
-		"ab/unit/x.service/..",                /* not a file name */
+		"",                                   /* nothing after the NUL */
+		"/unit/x.service/K",                  /* no hex prefix */
+		"0123456789abcdef0/unit/x.service/K", /* 17 hex digits */
+		"zz/unit/x.service/K",                /* not hex */
+		"ab/units/x.service/K",               /* not "/unit/" */
+		"ab/unit/",                           /* no unit */
+		"ab/unit/x.service",                  /* no ID */
+		"ab/unit/x.service/",                 /* empty ID */
+		"ab/unit//K",                         /* empty unit */
+		"ab/unit/noservice/K",                /* no '.' in the unit */
+		"ab/unit/.service/K",                 /* starts with '.' */
+		"ab/unit/x y.service/K",              /* space in the unit */
+		"ab/unit/x.service/A/B",              /* '/' in the ID */
+		"ab/unit/x.service/A\nB",             /* control character */
+		"ab/unit/x.service/..",               /* not a file name */
 		"ab/unit/x.service/.",
 	};
 	struct credpeer p;
@@ -103,9 +103,11 @@ static void test_policy(void)
 {
 	struct policy pol = { 0 };
 	const char *why;
-	struct caller gw = { .uid = 0, .unit = "ai-gateway.service",
+	struct caller gw = { .uid = 0,
+		             .unit = "ai-gateway.service",
 		             .cgroup = "/system.slice/ai-gateway.service" };
-	struct caller other = { .uid = 0, .unit = "other.service",
+	struct caller other = { .uid = 0,
+		                .unit = "other.service",
 		                .cgroup = "/system.slice/other.service" };
 	scope_set gwscope = 1u << SCOPE_AI_GATEWAY, agent = 1u << SCOPE_AI_AGENT;
 	/* no rules at all: nothing is served (a read through the mount would
