@@ -398,34 +398,51 @@ static const char *audit_whereabouts(const char *audit, char *buf, size_t size)
 	return buf;
 }
 
+/* Can the log stay on stderr in the background?  A file (2>>FILE) or a
+ * socket (a log collector's stream) can; a terminal goes away, and a pipe
+ * would keep whoever reads it (out=$(secretsfs …)) waiting forever. */
+static bool stderr_keeps_log(void)
+{
+	struct stat st;
+	return fstat(2, &st) == 0 && (S_ISREG(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
 /* Gone to the background, the log goes to the journal or syslog
  * (log_setup).  With no syslog socket that is not where anyone looks, or
  * nowhere: say where it goes, on the terminal, before leaving it.
- * Returns where the log goes. */
-static enum log_dest log_to_background(const struct fs *fs, const char *audit)
+ * Returns whether stderr is to stay open for the log. */
+static bool log_to_background(const struct fs *fs, const char *audit)
 {
 	char abuf[PATH_MAX + 32], err[PATH_MAX];
 	const char *a = audit_whereabouts(audit, abuf, sizeof(abuf));
 	enum log_dest d = log_setup(false, fs->opt.debug);
 	if (log_socket_present(LOG_SYSLOG_SOCKET))
-		return d;
+		return false;
 	if (d == LOG_TO_JOURNAL) {
 		fprintf(stderr,
 		        "secretsfs: info: no syslog socket (" LOG_SYSLOG_SOCKET "): the log goes "
 		        "to the journal directly (journalctl -t " LOG_IDENTIFIER "), %s\n",
 		        a);
 		log_info("no syslog socket (" LOG_SYSLOG_SOCKET "): logging to the journal, %s", a);
-		return d;
+		return false;
 	}
 	ssize_t n = readlink("/proc/self/fd/2", err, sizeof(err) - 1);
 	err[n > 0 ? n : 0] = '\0';
-	log_info("no syslog socket (" LOG_SYSLOG_SOCKET ") and no journal (" LOG_JOURNAL_SOCKET
-	         "): the log stays on this process's stderr (%s), %s%s",
-	         err[0] ? err : "?", a,
-	         isatty(2) ? "; that is a terminal, where it is lost once the terminal "
-	                     "closes: mount with -f, or with stderr sent to a file (2>>FILE)"
-	                   : "");
-	return d;
+	if (stderr_keeps_log()) {
+		log_info("no syslog socket (" LOG_SYSLOG_SOCKET
+		         ") and no journal (" LOG_JOURNAL_SOCKET
+		         "): the log stays on this process's stderr (%s), %s",
+		         err[0] ? err : "?", a);
+		return true;
+	}
+	log_warn("no syslog socket (" LOG_SYSLOG_SOCKET ") and no journal (" LOG_JOURNAL_SOCKET
+	         "): in the background the log is lost, and %s; to keep it, mount with -f, "
+	         "or with stderr sent to a file (2>>FILE)%s",
+	         a,
+	         !audit || strcmp(audit, "log") == 0 ? ", or give the audit trail a file of its "
+	                                               "own (-o audit=FILE)"
+	                                             : "");
+	return false;
 }
 
 static void detach_stdio(int ready_fd, bool keep_stderr)
@@ -629,7 +646,7 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		         fs->opt.credsocket, fs->opt.credsocket);
 	}
 	if (!fs->opt.foreground)
-		detach_stdio(ready_fd, log_to_background(fs, c->audit) == LOG_TO_STDERR);
+		detach_stdio(ready_fd, log_to_background(fs, c->audit));
 	/* Under run_as the keeper says READY=1: the server's namespace has
 	 * no copy of the mount to ask, and the mount (no allow_other) lets
 	 * in only the uid that mounted it. */

@@ -237,6 +237,10 @@ journalctl -t secretsfs -o cat >/srv/t-out/t.2
 systemctl stop systemd-journald.socket systemd-journald-audit.socket systemd-journald.service
 rm -f /run/systemd/journal/socket
 run 3
+# ... but not a pipe: whoever reads it would wait for ever (out=$(...));
+# then it says the log is lost and how to keep it
+secretsfs /var/lib/secretsfs /mnt/a -o allow_unlocked 2>&1 | cat >/srv/t-out/start.4
+umount /mnt/a
 EOF
 	nspawn_run "$W"
 	# 1: the journal has the error, under -t secretsfs, with the audit trail
@@ -248,8 +252,10 @@ EOF
 	grep -qx 'secretsfs: info: no syslog socket (/dev/log): the log goes to the journal directly (journalctl -t secretsfs), the audit trail with it' "$W/out/start.2"
 	grep -q 'mcp_server/K_2: not created: secret K_2 exists in ai_gateway' "$W/out/t.2"
 	grep -q '^audit: .* op=read id=K_2 .*result=ok' "$W/out/t.2"
-	# 3: said at start, and the error and the audit line follow on that stderr
+	# 3: said at start, and the error and the audit line follow on that
+	# stderr (a file); 4: a pipe is not kept, and it says so
 	grep -q "^secretsfs: info: no syslog socket (/dev/log) and no journal (/run/systemd/journal/socket): the log stays on this process's stderr (/srv/t-out/start.3), the audit trail with it$" "$W/out/start.3"
 	grep -q 'mcp_server/K_3: not created: secret K_3 exists in ai_gateway' "$W/out/start.3"
 	grep -q 'secretsfs: info: audit: .* op=read id=K_3 .*result=ok' "$W/out/start.3"
+	grep -q "^secretsfs: warning: no syslog socket (/dev/log) and no journal (/run/systemd/journal/socket): in the background the log is lost, and the audit trail with it; to keep it, mount with -f, or with stderr sent to a file (2>>FILE), or give the audit trail a file of its own (-o audit=FILE)$" "$W/out/start.4"
 }
