@@ -61,6 +61,10 @@ void cmdline_usage(FILE *out)
 	        "                         a unit= or cgroup= rule of one of its scopes admits\n"
 	        "                         the unit (no rule: nothing is served); a refused\n"
 	        "                         unit fails to start (243/CREDENTIALS)\n"
+	        "  -o on_rotate=SCOPE:restart\n"
+	        "                         a new value of a secret in SCOPE restarts (systemctl\n"
+	        "                         try-restart) the units that loaded it from\n"
+	        "                         credsocket; repeatable\n"
 	        "  -o run_as=USER         mount as root, then serve as USER (with no other\n"
 	        "                         privilege than locked memory); the mounting process\n"
 	        "                         stays to unmount when the server stops or dies\n"
@@ -137,6 +141,10 @@ static int parse_option(struct cmdline *c, const char *o)
 			return fail("file_mode must be octal, not '%s'", o + 10);
 		c->opt.file_mode = (mode_t)v;
 		c->file_mode_set = true;
+	} else if (strncmp(o, "on_rotate=", 10) == 0) {
+		const char *why = "out of memory";
+		if (policy_add_on_rotate(&c->policy, o + 10, &why) < 0)
+			return fail("-o %s: %s", o, why);
 	} else if (strncmp(o, "owner=", 6) == 0 || strncmp(o, "unit=", 5) == 0 ||
 	           strncmp(o, "cgroup=", 7) == 0) {
 		const char *why = "out of memory";
@@ -269,6 +277,9 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 		return fail("out of memory");
 	if (c->opt.read_only && !c->file_mode_set)
 		c->opt.file_mode = 0400;
+	if (c->policy.restart_on_rotate && !c->opt.credsocket)
+		return fail("-o on_rotate restarts units that loaded a secret from -o credsocket: "
+		            "give it too");
 	if (c->opt.credsocket && c->opt.run_as)
 		return fail("-o credsocket cannot be combined with -o run_as yet (the server's "
 		            "namespace would not see the socket's directory)");

@@ -9,21 +9,38 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <systemd/sd-bus.h>
 #include <unistd.h>
 
 #include "credpeer.h"
 #include "credsock.h"
 #include "common.h"
 
+/* A unit served a secret (the thread's own list). */
+struct loaded {
+	struct loaded *next;
+	char *id, *unit;
+};
+
+/* A secret with a new value, for the thread. */
+struct rotated {
+	struct rotated *next;
+	char *id;
+};
+
 struct credsock {
 	int fd;
 	int stop[2]; /* a byte on stop[1] ends the thread */
+	int wake[2]; /* a byte on wake[1]: something in rotated */
 	char *path;
 	dev_t dev; /* the socket file this daemon made */
 	ino_t ino;
 	struct fs *fs;
 	pthread_t thread;
 	bool running;
+	struct loaded *loaded;   /* the thread's */
+	pthread_mutex_t lock;    /* guards rotated (a leaf: fs.h) */
+	struct rotated *rotated; /* newest first */
 };
 
 /* why = "-o credsocket=PATH: WHAT[: reason of e]" */
@@ -73,13 +90,14 @@ int credsock_open(const char *path, struct credsock **ret, char *why, size_t why
 		free(cs);
 		return -ENOMEM;
 	}
-	cs->stop[0] = cs->stop[1] = -1;
+	cs->stop[0] = cs->stop[1] = cs->wake[0] = cs->wake[1] = -1;
+	pthread_mutex_init(&cs->lock, NULL);
 	int e = 0;
 	cs->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (cs->fd < 0 || bind(cs->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		e = errno;
 	} else if (chmod(path, 0600) < 0 || stat(path, &st) < 0 || listen(cs->fd, 64) < 0 ||
-	           pipe2(cs->stop, O_CLOEXEC) < 0) {
+	           pipe2(cs->stop, O_CLOEXEC) < 0 || pipe2(cs->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
 		e = errno;
 		unlink(path);
 	}
@@ -87,6 +105,12 @@ int credsock_open(const char *path, struct credsock **ret, char *why, size_t why
 		say(why, why_size, path, "cannot listen there", e);
 		if (cs->fd >= 0)
 			close(cs->fd);
+		for (int i = 0; i < 2; i++) {
+			if (cs->stop[i] >= 0)
+				close(cs->stop[i]);
+			if (cs->wake[i] >= 0)
+				close(cs->wake[i]);
+		}
 		free(cs->path);
 		free(cs);
 		return -e;
@@ -196,6 +220,117 @@ static int serve_one(struct credsock *cs, int fd, const struct sockaddr_un *sa, 
 	return r;
 }
 
+/* Remembers that unit loaded id (for on_rotate). */
+static void remember(struct credsock *cs, const char *id, const char *unit)
+{
+	if (!cs->fs->policy.restart_on_rotate)
+		return;
+	for (struct loaded *l = cs->loaded; l; l = l->next)
+		if (strcmp(l->id, id) == 0 && strcmp(l->unit, unit) == 0)
+			return;
+	struct loaded *l = calloc(1, sizeof(*l));
+	if (l && (l->id = strdup(id)) && (l->unit = strdup(unit))) {
+		l->next = cs->loaded;
+		cs->loaded = l;
+		return;
+	}
+	if (l)
+		free(l->id);
+	free(l);
+	log_error("credential socket: out of memory: %s will not be restarted when %s changes",
+	          unit, id);
+}
+
+void credsock_value_changed(struct credsock *cs, const char *id, scope_set scopes)
+{
+	if (!cs || !(cs->fs->policy.restart_on_rotate & scopes))
+		return;
+	struct rotated *r = calloc(1, sizeof(*r));
+	if (!r || !(r->id = strdup(id))) {
+		free(r);
+		log_error("%s: out of memory: the units that loaded it are not restarted", id);
+		return;
+	}
+	pthread_mutex_lock(&cs->lock);
+	r->next = cs->rotated;
+	cs->rotated = r;
+	pthread_mutex_unlock(&cs->lock);
+	if (write(cs->wake[1], "", 1) < 0) { /* EAGAIN: a wake-up is pending already */
+	}
+}
+
+/* systemctl try-restart UNIT, over PID 1's private socket (no D-Bus
+ * daemon needed; root only). */
+static int try_restart(sd_bus **bus, const char *unit)
+{
+	sd_bus_message *m = NULL;
+	sd_bus_error error = SD_BUS_ERROR_NULL;
+	int r = 0;
+	if (!*bus) {
+		if ((r = sd_bus_new(bus)) < 0 ||
+		    (r = sd_bus_set_address(*bus, CREDSOCK_BUS_ADDRESS)) < 0 ||
+		    (r = sd_bus_start(*bus)) < 0) {
+			*bus = sd_bus_unref(*bus);
+			return r;
+		}
+	}
+	r = sd_bus_message_new_method_call(*bus, &m, "org.freedesktop.systemd1",
+	                                   "/org/freedesktop/systemd1",
+	                                   "org.freedesktop.systemd1.Manager", "TryRestartUnit");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "ss", unit, "replace");
+	if (r >= 0)
+		r = sd_bus_call(*bus, m, CREDSOCK_BUS_TIMEOUT_US, &error, NULL);
+	if (r < 0 && sd_bus_error_is_set(&error))
+		log_warn("%s: systemd refused the restart: %s", unit, error.message);
+	sd_bus_error_free(&error);
+	sd_bus_message_unref(m);
+	if (r < 0) /* the connection may be what failed: a new one next time */
+		*bus = sd_bus_flush_close_unref(*bus);
+	return r;
+}
+
+/* The secrets that got a new value: their units restart. */
+static void restart_rotated(struct credsock *cs)
+{
+	char drain[64];
+	while (read(cs->wake[0], drain, sizeof(drain)) > 0) {
+	}
+	pthread_mutex_lock(&cs->lock);
+	struct rotated *list = cs->rotated;
+	cs->rotated = NULL;
+	pthread_mutex_unlock(&cs->lock);
+	/* oldest first */
+	struct rotated *rev = NULL;
+	while (list) {
+		struct rotated *next = list->next;
+		list->next = rev;
+		rev = list;
+		list = next;
+	}
+	sd_bus *bus = NULL;
+	for (struct rotated *r = rev, *next; r; r = next) {
+		next = r->next;
+		for (struct loaded *l = cs->loaded; l; l = l->next) {
+			if (strcmp(l->id, r->id) != 0)
+				continue;
+			int e = try_restart(&bus, l->unit);
+			if (e < 0)
+				log_error(
+				    "%s has a new value, but restarting %s (which loaded it as a "
+				    "credential) failed: %s",
+				    r->id, l->unit, strerrordesc_np(-e));
+			else
+				log_info("%s has a new value: restarting %s, which loaded it as a "
+				         "credential (-o on_rotate)",
+				         r->id, l->unit);
+		}
+		free(r->id);
+		free(r);
+	}
+	sd_bus_flush_close_unref(bus);
+}
+
 static void handle(struct credsock *cs, int fd, const struct sockaddr_un *sa, socklen_t len)
 {
 	struct timeval tv = { .tv_sec = CREDSOCK_SEND_TIMEOUT_S };
@@ -207,6 +342,8 @@ static void handle(struct credsock *cs, int fd, const struct sockaddr_un *sa, so
 	int r = serve_one(cs, fd, sa, len, &peer, &who, &version);
 	if (r < 0 && r != -EPIPE)
 		refuse(fd);
+	if (r == 0)
+		remember(cs, peer.id, peer.unit);
 	/* unit=: what the process's cgroup says (the address's claim, when
 	 * it differs, is in the log line) */
 	audit_event(&who, "credential", peer.id, version, r, NULL);
@@ -217,9 +354,10 @@ static void *credsock_main(void *arg)
 {
 	struct credsock *cs = arg;
 	for (;;) {
-		struct pollfd p[2] = { { .fd = cs->fd, .events = POLLIN },
-			               { .fd = cs->stop[0], .events = POLLIN } };
-		if (poll(p, 2, -1) < 0) {
+		struct pollfd p[3] = { { .fd = cs->fd, .events = POLLIN },
+			               { .fd = cs->stop[0], .events = POLLIN },
+			               { .fd = cs->wake[0], .events = POLLIN } };
+		if (poll(p, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_error("credential socket %s: poll: %s", cs->path,
@@ -228,6 +366,10 @@ static void *credsock_main(void *arg)
 		}
 		if (p[1].revents)
 			break;
+		if (p[2].revents)
+			restart_rotated(cs);
+		if (!p[0].revents)
+			continue;
 		struct sockaddr_un sa;
 		socklen_t len = sizeof(sa);
 		int fd = accept4(cs->fd, (struct sockaddr *)&sa, &len, SOCK_CLOEXEC);
@@ -262,6 +404,20 @@ void credsock_close(struct credsock *cs)
 	close(cs->fd);
 	close(cs->stop[0]);
 	close(cs->stop[1]);
+	close(cs->wake[0]);
+	close(cs->wake[1]);
+	for (struct loaded *l = cs->loaded, *next; l; l = next) {
+		next = l->next;
+		free(l->id);
+		free(l->unit);
+		free(l);
+	}
+	for (struct rotated *r = cs->rotated, *next; r; r = next) {
+		next = r->next;
+		free(r->id);
+		free(r);
+	}
+	pthread_mutex_destroy(&cs->lock);
 	/* only our own socket: a successor may have made its own by now */
 	if (stat(cs->path, &st) == 0 && st.st_dev == cs->dev && st.st_ino == cs->ino)
 		unlink(cs->path);

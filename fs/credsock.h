@@ -22,6 +22,13 @@
  * Served from a thread of its own, one connection at a time, with a send
  * deadline; it takes no fs lock at all (the store is thread-safe), and
  * every request is audited (op=credential) with the unit's name.
+ *
+ * Rotation (-o on_rotate=SCOPE:restart): systemd copies a credential when
+ * a unit starts, so a new value reaches it only at its next start.  The
+ * thread remembers which units it served which secret; a new value of a
+ * secret in such a scope (credsock_value_changed, from the one change
+ * path, fs_apply) makes it ask systemd to try-restart those units
+ * (TryRestartUnit over PID 1's private bus socket, with a deadline).
  */
 #ifndef SECRETSFS_CREDSOCK_H
 #define SECRETSFS_CREDSOCK_H
@@ -34,6 +41,9 @@
 #define CREDSOCK_REFUSAL_BYTES (1024 * 1024 + 1)
 /* How long one peer may take to read what it is sent. */
 #define CREDSOCK_SEND_TIMEOUT_S 10
+/* How long systemd may take to answer a TryRestartUnit. */
+#define CREDSOCK_BUS_TIMEOUT_US (5 * 1000000ULL)
+#define CREDSOCK_BUS_ADDRESS "unix:path=/run/systemd/private"
 
 struct credsock;
 
@@ -44,6 +54,11 @@ struct credsock;
 int credsock_open(const char *path, struct credsock **ret, char *why, size_t why_size);
 /* Serves on it from a thread of its own.  0 or -errno. */
 int credsock_start(struct credsock *cs, struct fs *fs);
+/* Secret id (in scopes) has a new value: queued for the thread, which
+ * restarts the units that loaded it if on_rotate says so.  Called under
+ * fs->lock: takes only the queue's own mutex (a leaf, fs.h).  Accepts a
+ * NULL cs. */
+void credsock_value_changed(struct credsock *cs, const char *id, scope_set scopes);
 /* Stops the thread, closes the socket and removes its file (if it is
  * still this socket).  Accepts NULL. */
 void credsock_close(struct credsock *cs);

@@ -211,7 +211,7 @@ struct fs {
 	struct tombstone *tombs;
 
 	struct notifier *notifier;
-	struct credsock *credsock; /* -o credsocket, or NULL */
+	struct credsock *credsock; /* -o credsocket, or NULL.  fs->lock */
 
 	/* A node with this host's chmod/chown died: host-attrs is to be
 	 * rewritten (hostattrs_save_if_dirty, with no lock held). */

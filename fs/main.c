@@ -635,13 +635,20 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		         fs->opt.mountpoint);
 	if (fs->opt.credsocket) {
 		char cwhy[PATH_MAX + 160] = "";
-		if ((r = credsock_open(fs->opt.credsocket, &fs->credsock, cwhy, sizeof(cwhy))) < 0)
+		struct credsock *cs = NULL;
+		if ((r = credsock_open(fs->opt.credsocket, &cs, cwhy, sizeof(cwhy))) < 0)
 			return cwhy[0] ? fail("%s", cwhy)
 			               : fail("-o credsocket=%s: %s", fs->opt.credsocket,
 			                      strerrordesc_np(-r));
-		if ((r = credsock_start(fs->credsock, fs)) < 0)
+		if ((r = credsock_start(cs, fs)) < 0) {
+			credsock_close(cs);
 			return fail("-o credsocket: cannot start its thread: %s",
 			            strerrordesc_np(-r));
+		}
+		/* the change path (fs_apply, under fs->lock) tells it of new values */
+		pthread_rwlock_wrlock(&fs->lock);
+		fs->credsock = cs;
+		pthread_rwlock_unlock(&fs->lock);
 		log_info("serving systemd credentials on %s (LoadCredential=ID:%s)",
 		         fs->opt.credsocket, fs->opt.credsocket);
 	}
@@ -678,8 +685,12 @@ static void stop(struct fs *fs)
 	/* Before the session goes: destroying it may still release open
 	 * handles (op_destroy), whose commits must find no notifier rather
 	 * than a freed one. */
-	credsock_close(fs->credsock); /* before the store goes */
+	/* before the store goes; out of the change path's reach first */
+	pthread_rwlock_wrlock(&fs->lock);
+	struct credsock *cs = fs->credsock;
 	fs->credsock = NULL;
+	pthread_rwlock_unlock(&fs->lock);
+	credsock_close(cs);
 	notifier_stop(fs->notifier);
 	fs->notifier = NULL;
 	if (fs->se) {

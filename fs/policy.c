@@ -120,6 +120,20 @@ int policy_add_cgroup(struct policy *p, const char *arg, const char **ret_why)
 	return add_string(&p->scope[sc].cgroups, &p->scope[sc].ncgroups, rest);
 }
 
+int policy_add_on_rotate(struct policy *p, const char *arg, const char **ret_why)
+{
+	const char *rest;
+	int sc = split_scope(arg, &rest);
+	if (sc < 0 || strcmp(rest, "restart") != 0) {
+		/* reload is no choice: systemd copies credentials at start only */
+		*ret_why = "expected on_rotate=SCOPE:restart with a scope directory name (a "
+		           "reload would not refresh a unit's credentials)";
+		return -EINVAL;
+	}
+	p->restart_on_rotate |= 1u << sc;
+	return 0;
+}
+
 bool policy_has_rules(const struct policy *p)
 {
 	for (int sc = 0; sc < SCOPE_COUNT; sc++)

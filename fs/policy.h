@@ -35,6 +35,10 @@ struct scope_rule {
 struct policy {
 	struct scope_rule scope[SCOPE_COUNT];
 	bool root_bypass;
+	/* -o on_rotate=SCOPE:restart: a new value of a secret in one of these
+	 * scopes restarts the units that loaded it from the credential
+	 * socket (credsock.h) */
+	scope_set restart_on_rotate;
 };
 
 /* Parse one option value ("SCOPE:..."); 0 or -EINVAL with *ret_why set to
@@ -42,6 +46,7 @@ struct policy {
 int policy_add_owner(struct policy *p, const char *arg, const char **ret_why);
 int policy_add_unit(struct policy *p, const char *arg, const char **ret_why);
 int policy_add_cgroup(struct policy *p, const char *arg, const char **ret_why);
+int policy_add_on_rotate(struct policy *p, const char *arg, const char **ret_why);
 void policy_clear(struct policy *p);
 /* Does any scope have unit= or cgroup= rules? */
 bool policy_has_rules(const struct policy *p);

@@ -259,3 +259,45 @@ EOF
 	grep -q 'secretsfs: info: audit: .* op=read id=K_3 .*result=ok' "$W/out/start.3"
 	grep -q "^secretsfs: warning: no syslog socket (/dev/log) and no journal (/run/systemd/journal/socket): in the background the log is lost, and the audit trail with it; to keep it, mount with -f, or with stderr sent to a file (2>>FILE), or give the audit trail a file of its own (-o audit=FILE)$" "$W/out/start.4"
 }
+
+@test "on_rotate=SCOPE:restart: a new value restarts the units that loaded it, and they get it; a scope without the rule restarts nothing" {
+	for u in gw:OPENAI_API_KEY mcp:MCP_KEY; do
+		cat >"$W/units/${u%%:*}.service" <<EOF
+[Service]
+DynamicUser=yes
+ReadWritePaths=/srv/t-out
+LoadCredential=${u#*:}:$SOCK
+ExecStart=/bin/sh -c 'cp "\$CREDENTIALS_DIRECTORY/${u#*:}" /srv/t-out/${u%%:*}.new && mv /srv/t-out/${u%%:*}.new /srv/t-out/${u%%:*} && exec sleep infinity'
+EOF
+	done
+	store_then_serve
+	cat >"$W/check.sh" <<'EOF'
+. /srv/t/serve.sh
+systemctl start secretsfs.service
+printf sk-mcp-1 >/run/secretsfs/mcp_server/MCP_KEY
+systemctl stop secretsfs.service
+serve ,unit=ai_gateway:gw.service,unit=ai_gateway:check.service,unit=mcp_server:mcp.service,unit=mcp_server:check.service,on_rotate=ai_gateway:restart
+systemctl start gw.service mcp.service
+for i in $(seq 1 100); do [ -e /srv/t-out/gw ] && [ -e /srv/t-out/mcp ] && break; sleep 0.1; done
+cmp /srv/t/value1 /srv/t-out/gw
+gw=$(systemctl show -P InvocationID gw.service)
+mcp=$(systemctl show -P InvocationID mcp.service)
+# no on_rotate for mcp_server
+printf sk-mcp-2 >/run/secretsfs/mcp_server/MCP_KEY
+# a rotation in ai_gateway, by mv
+printf sk-rotated-2 >/run/secretsfs/ai_gateway/.OPENAI_API_KEY.new
+mv /run/secretsfs/ai_gateway/.OPENAI_API_KEY.new /run/secretsfs/ai_gateway/OPENAI_API_KEY
+for i in $(seq 1 100); do [ "$(cat /srv/t-out/gw)" = sk-rotated-2 ] && break; sleep 0.1; done
+test "$(cat /srv/t-out/gw)" = sk-rotated-2
+test "$(systemctl show -P InvocationID gw.service)" != "$gw"
+test "$(systemctl show -P ActiveState gw.service)" = active
+test "$(systemctl show -P InvocationID mcp.service)" = "$mcp"
+test "$(cat /srv/t-out/mcp)" = sk-mcp-1
+journalctl --sync
+journalctl -u secretsfs.service -o cat >/srv/t-out/log
+EOF
+	nspawn_run "$W"
+	grep -q 'OPENAI_API_KEY has a new value: restarting gw.service, which loaded it as a credential (-o on_rotate)' "$W/out/log"
+	! grep -q 'restarting mcp.service' "$W/out/log"
+	[ "$(grep -c 'op=credential id=OPENAI_API_KEY unit=gw.service result=ok' "$W/out/log")" -eq 2 ]
+}

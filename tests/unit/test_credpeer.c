@@ -133,7 +133,15 @@ static void test_policy(void)
 	REQUIRE(policy_add_unit(&pol, "mcp_server:mcp-*.service", &why) == 0);
 	struct caller mcp = { .unit = "mcp-github.service", .cgroup = "/x" };
 	CHECK_EQ(policy_check_credential(&pol, 1u << SCOPE_MCP_SERVER, &mcp), 0);
+	/* on_rotate: restart only (a reload does not refresh credentials) */
+	CHECK_EQ(policy_add_on_rotate(&pol, "ai_gateway:restart", &why), 0);
+	CHECK_EQ(pol.restart_on_rotate, gwscope);
+	CHECK_EQ(policy_add_on_rotate(&pol, "ai_gateway:reload", &why), -EINVAL);
+	CHECK_EQ(policy_add_on_rotate(&pol, "nosuchscope:restart", &why), -EINVAL);
+	CHECK_EQ(policy_add_on_rotate(&pol, "ai_agent:", &why), -EINVAL);
+	CHECK_EQ(pol.restart_on_rotate, gwscope);
 	policy_clear(&pol);
+	CHECK_EQ(pol.restart_on_rotate, 0);
 }
 
 int main(void)
