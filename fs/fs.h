@@ -31,7 +31,8 @@
  *     Metadata operations (lookup, getattr, readdir, getxattr) take only
  *     this one, for reading, and never wait on the store;
  *  4. leaves: fs->change_mutex (the sets' busy bits), fs->handles_lock,
- *     the notifier's queue.
+ *     the notifier's queue, the credential socket's queue of rotated
+ *     secrets (credsock_value_changed, called from fs_apply).
  * The credential socket's thread (credsock.c) takes none of them: it
  * calls the store directly and reads only the read-only policy.
  */
