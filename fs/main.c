@@ -577,6 +577,34 @@ static int check_run_as(struct fs *fs)
 	return 0;
 }
 
+/* -o credsocket=PATH must be outside the mount: the socket is made once
+ * mounted, and a path below the mountpoint would then lead into the mount
+ * itself (whose requests nobody serves yet). */
+static int check_credsocket(const struct fs *fs)
+{
+	char *copy = strdup(fs->opt.credsocket);
+	char *dir = copy ? realpath(dirname(copy), NULL) : NULL;
+	int dir_errno = errno;
+	char *mnt = realpath(fs->opt.mountpoint, NULL);
+	int r = 0;
+	if (!copy)
+		r = fail("out of memory");
+	else if (!mnt)
+		r = fail("mountpoint %s: %s", fs->opt.mountpoint, strerrordesc_np(errno));
+	else if (!dir)
+		r = fail("-o credsocket=%s: its directory: %s", fs->opt.credsocket,
+		         strerrordesc_np(dir_errno));
+	else if (strncmp(dir, mnt, strlen(mnt)) == 0 &&
+	         (dir[strlen(mnt)] == '/' || dir[strlen(mnt)] == '\0' || strcmp(mnt, "/") == 0))
+		r = fail("-o credsocket=%s is inside the mountpoint %s: put it beside it (e.g. "
+		         "/run/secretsfs-credentials.sock)",
+		         fs->opt.credsocket, fs->opt.mountpoint);
+	free(copy);
+	free(dir);
+	free(mnt);
+	return r;
+}
+
 /* Mounts, serves until unmounted or signalled, stops.  Returns the exit
  * status; whatever was set up is taken down by stop(). */
 static int serve_store(struct fs *fs, struct cmdline *c)
@@ -591,6 +619,8 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	if (crypto_init() < 0)
 		return fail("libsodium failed to initialise");
 	if ((r = check_mountpoint(fs->opt.mountpoint)))
+		return r;
+	if (fs->opt.credsocket && (r = check_credsocket(fs)))
 		return r;
 	if (fs->opt.run_as && (r = check_run_as(fs)))
 		return r;

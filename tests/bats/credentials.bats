@@ -9,10 +9,16 @@ load nspawn
 TOP=$BATS_TEST_DIRNAME/../..
 SOCK=/run/secretsfs-credentials.sock
 
-setup() {
+# need_nspawn: skips the test, saying why, where no container can be booted.
+need_nspawn() {
 	local why
 	why=$(nspawn_missing)
 	[ -z "$why" ] || skip "$why"
+}
+
+setup() {
+	W=
+	[ -z "$(nspawn_missing)" ] || return 0
 	W=$(nspawn_workdir)
 	sed 's|@bindir@|/usr/local/bin|g' "$TOP/systemd/secretsfs.service.in" \
 		>"$W/units/secretsfs.service"
@@ -23,6 +29,7 @@ setup() {
 
 teardown() {
 	[ -z "${W:-}" ] || rm -rf "$W"
+	unmount_store
 }
 
 # consumer NAME CREDENTIAL-ID: a oneshot unit that loads CREDENTIAL-ID from
@@ -68,6 +75,7 @@ EOF
 }
 
 @test "credsocket: an admitted unit gets the exact bytes, audited with its name; refused units (not admitted, no such secret, no rules at all) do not start; the socket goes at stop" {
+	need_nspawn
 	consumer consumer OPENAI_API_KEY
 	consumer intruder OPENAI_API_KEY
 	consumer missing NO_SUCH_KEY
@@ -104,6 +112,7 @@ EOF
 }
 
 @test "credsocket: an address that names another unit is refused (the peer's cgroup decides), and gets the refusal text, not the key" {
+	need_nspawn
 	consumer consumer OPENAI_API_KEY
 	store_then_serve
 	cat >"$W/forge.py" <<'EOF'
@@ -151,6 +160,7 @@ EOF
 }
 
 @test "credsocket: a unit name at the address limit is served" {
+	need_nspawn
 	# \0 + 16 hex digits + /unit/ + 69-byte unit + / + OPENAI_API_KEY =
 	# 107 bytes, the longest address systemd 252 binds (one byte more and
 	# systemd fails the unit itself, before it connects)
@@ -172,6 +182,7 @@ EOF
 }
 
 @test "journal: audit records carry SECRETSFS_* fields: journalctl SECRETSFS_ID= says who read a key; -o audit=journal as well" {
+	need_nspawn
 	consumer consumer OPENAI_API_KEY
 	store_then_serve
 	cat >"$W/check.sh" <<'EOF'
@@ -206,6 +217,7 @@ EOF
 }
 
 @test "log: a backgrounded daemon's errors are in journalctl -t secretsfs; with no syslog socket it says at start where the log and the audit trail go" {
+	need_nspawn
 	cat >"$W/check.sh" <<'EOF'
 secretsfs init /var/lib/secretsfs
 mkdir -p /mnt/a
@@ -261,6 +273,7 @@ EOF
 }
 
 @test "on_rotate=SCOPE:restart: a new value restarts the units that loaded it, and they get it; a scope without the rule restarts nothing" {
+	need_nspawn
 	for u in gw:OPENAI_API_KEY mcp:MCP_KEY; do
 		cat >"$W/units/${u%%:*}.service" <<EOF
 [Service]
@@ -300,4 +313,46 @@ EOF
 	grep -q 'OPENAI_API_KEY has a new value: restarting gw.service, which loaded it as a credential (-o on_rotate)' "$W/out/log"
 	! grep -q 'restarting mcp.service' "$W/out/log"
 	[ "$(grep -c 'op=credential id=OPENAI_API_KEY unit=gw.service result=ok' "$W/out/log")" -eq 2 ]
+}
+
+@test "credsocket: bad places are refused before mounting, each with one line; a stale socket is replaced, a live one is not, and the socket goes at unmount" {
+	new_store
+	local s=$T/cred.sock
+	mount_fails() {
+		fails "$1" "$SFS" "$STORE" "$MNT" -f "${@:2}" || return 1
+		! mounted || { echo "mounted anyway" >&2; return 1; }
+	}
+	mount_fails "-o credsocket=rel.sock: expected an absolute path" -o credsocket=rel.sock
+	mount_fails "-o credsocket=$MNT/c.sock is inside the mountpoint $MNT" -o credsocket="$MNT/c.sock"
+	mount_fails "-o credsocket=$T/nodir/c.sock: its directory: No such file or directory" -o credsocket="$T/nodir/c.sock"
+	mount_fails "restarts units that loaded a secret from -o credsocket: give it too" -o on_rotate=ai_gateway:restart
+	mount_fails "expected on_rotate=SCOPE:restart" -o credsocket="$s",on_rotate=ai_gateway:reload
+	mount_fails "-o credsocket cannot be combined with -o run_as yet" -o credsocket="$s",run_as=nobody
+	: >"$T/file"
+	mount_fails "-o credsocket=$T/file: exists and is not a socket" -o credsocket="$T/file"
+	[ -f "$T/file" ]
+	# a socket nobody listens on (a daemon that died) is replaced
+	python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$s"
+	[ -S "$s" ]
+	start_daemon -o credsocket="$s"
+	[ "$(stat -c %a "$s")" = 600 ]
+	log_has "serving systemd credentials on $s"
+	# a second daemon on the same socket is refused, and leaves it alone
+	mkdir "$T/mnt2"
+	"$SFS" init "$T/store2" >/dev/null
+	fails "-o credsocket=$s: another process listens on it" "$SFS" "$T/store2" "$T/mnt2" -f -o credsocket="$s"
+	! grep -q " $T/mnt2 " /proc/mounts
+	[ -S "$s" ]
+	# a connection that is not systemd's gets the refusal text, not nothing
+	run python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.shutdown(socket.SHUT_WR)
+n = 0
+while True:
+    b = s.recv(65536)
+    if not b: break
+    n += len(b)
+print(n)' "$s"
+	[ "$output" = $((1024 * 1024 + 1)) ]
+	stop_daemon
+	[ ! -e "$s" ]
 }
