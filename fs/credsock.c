@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -72,6 +73,22 @@ int credsock_open(const char *path, struct credsock **ret, char *why, size_t why
 		return say(why, why_size, path, "expected an absolute path of at most 107 bytes",
 		           0);
 	memcpy(sa.sun_path, path, strlen(path));
+	/* Only a directory nobody else may write: what is replaced, made and
+	 * chmod'ed below then stays what was checked. */
+	char *copy = strdup(path);
+	if (!copy)
+		return -ENOMEM;
+	int dr = stat(dirname(copy), &st);
+	free(copy);
+	if (dr < 0)
+		return say(why, why_size, path, "its directory", errno);
+	if (st.st_mode & 022) {
+		say(why, why_size, path,
+		    "its directory is writable by group or others: use one only root writes "
+		    "(/run)",
+		    0);
+		return -EPERM;
+	}
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			say(why, why_size, path, "exists and is not a socket", 0);
@@ -96,7 +113,8 @@ int credsock_open(const char *path, struct credsock **ret, char *why, size_t why
 	cs->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (cs->fd < 0 || bind(cs->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		e = errno;
-	} else if (chmod(path, 0600) < 0 || stat(path, &st) < 0 || listen(cs->fd, 64) < 0 ||
+	} else if (fchmodat(AT_FDCWD, path, 0600, AT_SYMLINK_NOFOLLOW) < 0 ||
+	           lstat(path, &st) < 0 || listen(cs->fd, 64) < 0 ||
 	           pipe2(cs->stop, O_CLOEXEC) < 0 || pipe2(cs->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
 		e = errno;
 		unlink(path);

@@ -328,6 +328,8 @@ EOF
 	mount_fails "restarts units that loaded a secret from -o credsocket: give it too" -o on_rotate=ai_gateway:restart
 	mount_fails "expected on_rotate=SCOPE:restart" -o credsocket="$s",on_rotate=ai_gateway:reload
 	mount_fails "-o credsocket cannot be combined with -o run_as yet" -o credsocket="$s",run_as=nobody
+	mkdir -m 0777 "$T/open"
+	mount_fails "-o credsocket=$T/open/c.sock: its directory is writable by group or others" -o credsocket="$T/open/c.sock"
 	: >"$T/file"
 	mount_fails "-o credsocket=$T/file: exists and is not a socket" -o credsocket="$T/file"
 	[ -f "$T/file" ]
