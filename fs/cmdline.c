@@ -156,8 +156,8 @@ static int parse_option(struct cmdline *c, const char *o)
 			return fail("-o %s: %s", o, why);
 	} else if (strncmp(o, "credsocket=", 11) == 0) {
 		if (o[11] != '/')
-			return fail("-o %s: expected an absolute path (credsocket=/run/secretsfs/"
-			            "credentials.sock)",
+			return fail("-o %s: expected an absolute path (credsocket=/run/"
+			            "secretsfs-credentials.sock)",
 			            o);
 		free(c->opt.credsocket);
 		if (!(c->opt.credsocket = strdup(o + 11)))
