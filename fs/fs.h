@@ -31,7 +31,10 @@
  *     Metadata operations (lookup, getattr, readdir, getxattr) take only
  *     this one, for reading, and never wait on the store;
  *  4. leaves: fs->change_mutex (the sets' busy bits), fs->handles_lock,
- *     the notifier's queue.
+ *     the notifier's queue, the credential socket's queue of rotated
+ *     secrets (credsock_value_changed, called from fs_apply).
+ * The credential socket's thread (credsock.c) takes none of them: it
+ * calls the store directly and reads only the read-only policy.
  */
 #ifndef SECRETSFS_FS_H
 #define SECRETSFS_FS_H
@@ -172,6 +175,7 @@ struct fs_options {
 	char *run_mountpoint; /* run_as: the mountpoint's absolute path */
 	bool fast;            /* -o fast: zero-message open, page cache, an inode per version */
 	bool nonempty;        /* -o nonempty: mount over a directory that holds files */
+	char *credsocket;     /* -o credsocket=PATH: systemd credentials per unit (credsock.h) */
 	mode_t dir_mode, file_mode;
 	uid_t uid;
 	gid_t gid;
@@ -209,6 +213,7 @@ struct fs {
 	struct tombstone *tombs;
 
 	struct notifier *notifier;
+	struct credsock *credsock; /* -o credsocket, or NULL.  fs->lock */
 
 	/* A node with this host's chmod/chown died: host-attrs is to be
 	 * rewritten (hostattrs_save_if_dirty, with no lock held). */
