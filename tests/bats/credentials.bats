@@ -256,18 +256,18 @@ umount /mnt/a
 EOF
 	nspawn_run "$W"
 	# 1: the journal has the error, under -t secretsfs, with the audit trail
-	grep -q 'mcp_server/K_1: not created: secret K_1 exists in ai_gateway' "$W/out/t.1"
+	grep -q 'mcp_server/K_1: create refused (EEXIST): secret K_1 already lives in ai_gateway' "$W/out/t.1"
 	grep -q '^audit: .* op=read id=K_1 .*result=ok' "$W/out/t.1"
 	# (only the line that says it is mounted)
 	[ "$(cat "$W/out/start.1")" = "secretsfs: info: mounted the embedded store /var/lib/secretsfs on /mnt/a" ]
 	# 2: said at start, and true
 	grep -qx 'secretsfs: info: no syslog socket (/dev/log): the log goes to the journal directly (journalctl -t secretsfs), the audit trail with it' "$W/out/start.2"
-	grep -q 'mcp_server/K_2: not created: secret K_2 exists in ai_gateway' "$W/out/t.2"
+	grep -q 'mcp_server/K_2: create refused (EEXIST): secret K_2 already lives in ai_gateway' "$W/out/t.2"
 	grep -q '^audit: .* op=read id=K_2 .*result=ok' "$W/out/t.2"
 	# 3: said at start, and the error and the audit line follow on that
 	# stderr (a file); 4: a pipe is not kept, and it says so
 	grep -q "^secretsfs: info: no syslog socket (/dev/log) and no journal (/run/systemd/journal/socket): the log stays on this process's stderr (/srv/t-out/start.3), the audit trail with it$" "$W/out/start.3"
-	grep -q 'mcp_server/K_3: not created: secret K_3 exists in ai_gateway' "$W/out/start.3"
+	grep -q 'mcp_server/K_3: create refused (EEXIST): secret K_3 already lives in ai_gateway' "$W/out/start.3"
 	grep -q 'secretsfs: info: audit: .* op=read id=K_3 .*result=ok' "$W/out/start.3"
 	grep -q "^secretsfs: warning: no syslog socket (/dev/log) and no journal (/run/systemd/journal/socket): in the background the log is lost, and the audit trail with it; to keep it, mount with -f, or with stderr sent to a file (2>>FILE), or give the audit trail a file of its own (-o audit=FILE)$" "$W/out/start.4"
 }
