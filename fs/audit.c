@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <systemd/sd-journal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,7 +15,7 @@
 #include "log.h"
 #include "ownedfile.h"
 
-enum sink { SINK_LOG, SINK_SYSLOG, SINK_FILE, SINK_OFF };
+enum sink { SINK_LOG, SINK_SYSLOG, SINK_JOURNAL, SINK_FILE, SINK_OFF };
 
 static enum sink sink = SINK_LOG;
 static int audit_fd = -1;
@@ -29,6 +30,19 @@ int audit_setup(const char *spec, char *why, size_t why_size)
 		sink = SINK_OFF;
 	} else if (strcmp(spec, "syslog") == 0) {
 		sink = SINK_SYSLOG;
+		/* syslog(3) drops what no socket takes: say so now, once */
+		if (!log_socket_present(LOG_SYSLOG_SOCKET))
+			log_warn("-o audit=syslog: there is no syslog socket (" LOG_SYSLOG_SOCKET
+			         "): audit lines are lost until a syslog daemon listens there");
+	} else if (strcmp(spec, "journal") == 0) {
+		if (!log_socket_present(LOG_JOURNAL_SOCKET)) {
+			if (why && why_size)
+				snprintf(why, why_size,
+				         "-o audit=journal: there is no journal socket "
+				         "(" LOG_JOURNAL_SOCKET "): is systemd-journald running?");
+			return -ENOENT;
+		}
+		sink = SINK_JOURNAL;
 	} else if (spec[0] == '/') {
 		/* O_NONBLOCK: a FIFO must not hang the mount (no reader: ENXIO);
 		 * then the rule of ownedfile.h: a regular file of ours that
@@ -169,6 +183,26 @@ static const char *decimal(uint64_t v, char *buf)
 	return p;
 }
 
+/* The record as journal fields besides its line (MESSAGE=), each value
+ * escaped and capped as in the line: "journalctl SECRETSFS_ID=X". */
+static void to_journal(const char *line, const char *op, const char *id, const char *unit,
+                       const char *res, uint64_t version, const struct caller *c)
+{
+	char eid[AUDIT_CAP_ID + 1], eunit[AUDIT_CAP_UNIT + 1], eexe[AUDIT_CAP_EXE + 1];
+	char num[32];
+	audit_escape(eid, sizeof(eid), id, AUDIT_CAP_ID);
+	audit_escape(eunit, sizeof(eunit), unit, AUDIT_CAP_UNIT);
+	audit_escape(eexe, sizeof(eexe), c->exe ? c->exe : "?", AUDIT_CAP_EXE);
+	int r = sd_journal_send("MESSAGE=%s", line, "PRIORITY=%d", LOG_NOTICE,
+	                        "SYSLOG_IDENTIFIER=" LOG_IDENTIFIER, "SECRETSFS_OP=%s", op,
+	                        "SECRETSFS_ID=%s", eid, "SECRETSFS_VERSION=%s",
+	                        version ? decimal(version, num) : "-", "SECRETSFS_UNIT=%s", eunit,
+	                        "SECRETSFS_RESULT=%s", res, "SECRETSFS_UID=%u", (unsigned)c->uid,
+	                        "SECRETSFS_PID=%d", (int)c->pid, "SECRETSFS_EXE=%s", eexe, NULL);
+	if (r < 0) /* journald gone (restarting): the line is not lost */
+		log_info("%s", line);
+}
+
 void audit_event(const struct caller *c, const char *op, const char *id, uint64_t version,
                  int result, const char *extra)
 {
@@ -210,7 +244,15 @@ void audit_event(const struct caller *c, const char *op, const char *id, uint64_
 
 	switch (sink) {
 	case SINK_LOG:
-		log_info("%s", line);
+		if (log_reaches_journal())
+			to_journal(line, op, id ? id : "-", c->unit ? c->unit : "-",
+			           res ? res : "error", version, c);
+		else
+			log_info("%s", line);
+		break;
+	case SINK_JOURNAL:
+		to_journal(line, op, id ? id : "-", c->unit ? c->unit : "-", res ? res : "error",
+		           version, c);
 		break;
 	case SINK_SYSLOG:
 		syslog(LOG_AUTHPRIV | LOG_NOTICE, "%s", line);

@@ -14,8 +14,13 @@
  * 1,024 bytes with its key fields whole.  comm= (the caller's own name
  * for itself, unverified) only when /proc/PID/exe could not be read.
  *
- * -o audit=log (default: with the daemon's log), syslog (authpriv), FILE
- * (appended, 0600, a regular file of the daemon's uid), or off.
+ * -o audit=log (default: with the daemon's log), syslog (authpriv),
+ * journal, FILE (appended, 0600, a regular file of the daemon's uid), or
+ * off.  Whenever the lines reach the journal (audit=journal, or audit=log
+ * with the log there: under systemd, or in the background with
+ * journald running) each record also carries fields of its own:
+ * SECRETSFS_OP, _ID, _VERSION, _UNIT, _RESULT, _UID, _PID, _EXE, so
+ * "journalctl SECRETSFS_ID=OPENAI_API_KEY" lists who read a key.
  */
 #ifndef SECRETSFS_AUDIT_H
 #define SECRETSFS_AUDIT_H

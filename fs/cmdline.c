@@ -76,7 +76,17 @@ void cmdline_usage(FILE *out)
 	        "                         files of SCOPE; repeatable\n"
 	        "  -o root_bypass         root is not held to unit= and cgroup= rules\n"
 	        "  -o audit=WHERE         the audit trail: log (default, with the daemon's\n"
-	        "                         log), syslog (authpriv), an absolute file path, off\n"
+	        "                         log), syslog (authpriv), journal (with fields\n"
+	        "                         SECRETSFS_ID= ...), an absolute file path, off\n"
+	        "  -o credsocket=PATH     serve systemd credentials on the socket PATH: a\n"
+	        "                         unit with LoadCredential=ID:PATH gets secret ID if\n"
+	        "                         a unit= or cgroup= rule of one of its scopes admits\n"
+	        "                         the unit (no rule: nothing is served); a refused\n"
+	        "                         unit fails to start (243/CREDENTIALS)\n"
+	        "  -o on_rotate=SCOPE:restart\n"
+	        "                         a new value of a secret in SCOPE restarts (systemctl\n"
+	        "                         try-restart) the units that loaded it from\n"
+	        "                         credsocket; repeatable\n"
 	        "  -o run_as=USER         mount as root, then serve as USER (with no other\n"
 	        "                         privilege than locked memory); the mounting process\n"
 	        "                         stays to unmount when the server stops or dies\n"
@@ -199,6 +209,8 @@ static const char *const our_options[] = {
 	"allow_other",
 	"default_permissions",
 	"nonempty",
+	"credsocket=",
+	"on_rotate=",
 	/* fstab, mount(8), systemd: accepted and ignored */
 	"rw",
 	"_netdev",
@@ -327,6 +339,10 @@ static int parse_option(struct cmdline *c, const char *o)
 			return fail("file_mode must be octal, not '%s'", o + 10);
 		c->opt.file_mode = (mode_t)v;
 		c->file_mode_set = true;
+	} else if (strncmp(o, "on_rotate=", 10) == 0) {
+		const char *why = "out of memory";
+		if (policy_add_on_rotate(&c->policy, o + 10, &why) < 0)
+			return fail("-o %s: %s", o, why);
 	} else if (strncmp(o, "owner=", 6) == 0 || strncmp(o, "unit=", 5) == 0 ||
 	           strncmp(o, "cgroup=", 7) == 0) {
 		const char *why = "out of memory";
@@ -346,6 +362,14 @@ static int parse_option(struct cmdline *c, const char *o)
 			return fail("-o %s: %s", o, why);
 	} else if (strcmp(o, "nonempty") == 0) {
 		c->opt.nonempty = true;
+	} else if (strncmp(o, "credsocket=", 11) == 0) {
+		if (o[11] != '/')
+			return fail("-o %s: expected an absolute path (credsocket=/run/"
+			            "secretsfs-credentials.sock)",
+			            o);
+		free(c->opt.credsocket);
+		if (!(c->opt.credsocket = strdup(o + 11)))
+			return fail("out of memory");
 	} else if (strcmp(o, "fast") == 0) {
 		c->opt.fast = true;
 	} else if (strncmp(o, "run_as=", 7) == 0) {
@@ -470,6 +494,12 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 		return fail("-o cache= is for etcd stores only");
 	if (c->opt.read_only && !c->file_mode_set)
 		c->opt.file_mode = 0400;
+	if (c->policy.restart_on_rotate && !c->opt.credsocket)
+		return fail("-o on_rotate restarts units that loaded a secret from -o credsocket: "
+		            "give it too");
+	if (c->opt.credsocket && c->opt.run_as)
+		return fail("-o credsocket cannot be combined with -o run_as yet (the server's "
+		            "namespace would not see the socket's directory)");
 	for (int sc = 0; sc < SCOPE_COUNT && c->opt.fast; sc++)
 		if (c->policy.scope[sc].nunits || c->policy.scope[sc].ncgroups)
 			return fail("-o fast cannot enforce unit= or cgroup= rules: the kernel "
@@ -485,6 +515,7 @@ void cmdline_free(struct cmdline *c)
 	free(c->opt.attrs_file);
 	free(c->opt.cache_file);
 	free(c->opt.run_as);
+	free(c->opt.credsocket);
 	free(c->audit);
 	policy_clear(&c->policy);
 	fuse_opt_free_args(&c->fuse_args);

@@ -33,7 +33,10 @@
  *     Metadata operations (lookup, getattr, readdir, getxattr) take only
  *     this one, for reading, and never wait on the store;
  *  4. leaves: fs->change_mutex (the sets' busy bits), fs->handles_lock,
- *     the notifier's queue.
+ *     the notifier's queue, the credential socket's queue of rotated
+ *     secrets (credsock_value_changed, called from fs_apply).
+ * The credential socket's thread (credsock.c) takes none of them: it
+ * calls the store directly and reads only the read-only policy.
  */
 #ifndef SECRETSFS_FS_H
 #define SECRETSFS_FS_H
@@ -176,6 +179,7 @@ struct fs_options {
 	char *run_mountpoint; /* run_as: the mountpoint's absolute path */
 	bool fast;            /* -o fast: zero-message open, page cache, an inode per version */
 	bool nonempty;        /* -o nonempty: mount over a directory that holds files */
+	char *credsocket;     /* -o credsocket=PATH: systemd credentials per unit (credsock.h) */
 	mode_t dir_mode, file_mode;
 	uid_t uid;
 	gid_t gid;
@@ -214,6 +218,7 @@ struct fs {
 
 	struct notifier *notifier;
 	struct echo *echo; /* a store with a watch, not under run_as */
+	struct credsock *credsock; /* -o credsocket, or NULL.  fs->lock */
 
 	/* The mount is going: changes from other clients are no longer
 	 * applied (fs->lock). */

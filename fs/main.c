@@ -31,6 +31,7 @@
 
 #include "cmd_list.h"
 #include "cmdline.h"
+#include "credsock.h"
 #include "hostattrs.h"
 #include "crypto.h"
 #include "embedded.h"
@@ -523,14 +524,16 @@ static int background(int *ret_fd)
 	return 0;
 }
 
-/* Off the terminal: stdio to /dev/null, the cwd to /. */
-static void null_stdio(void)
+/* Off the terminal: stdio to /dev/null (stderr kept when the log has
+ * nowhere else to go), the cwd to /. */
+static void null_stdio_but(bool keep_stderr)
 {
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null >= 0) {
 		dup2(null, 0);
 		dup2(null, 1);
-		dup2(null, 2);
+		if (!keep_stderr)
+			dup2(null, 2);
 		if (null > 2)
 			close(null);
 	}
@@ -538,9 +541,76 @@ static void null_stdio(void)
 	}
 }
 
-static void detach_stdio(int ready_fd)
+static void null_stdio(void)
 {
-	null_stdio();
+	null_stdio_but(false);
+}
+
+/* Where the audit trail goes, for the line below. */
+static const char *audit_whereabouts(const char *audit, char *buf, size_t size)
+{
+	if (!audit || strcmp(audit, "log") == 0)
+		return "the audit trail with it";
+	if (strcmp(audit, "off") == 0)
+		return "there is no audit trail (-o audit=off)";
+	if (strcmp(audit, "journal") == 0)
+		return "the audit trail to the journal (-o audit=journal)";
+	if (strcmp(audit, "syslog") == 0)
+		return "the audit trail (-o audit=syslog) is lost until a syslog daemon listens on " LOG_SYSLOG_SOCKET;
+	snprintf(buf, size, "the audit trail to %s", audit);
+	return buf;
+}
+
+/* Can the log stay on stderr in the background?  A file (2>>FILE) or a
+ * socket (a log collector's stream) can; a terminal goes away, and a pipe
+ * would keep whoever reads it (out=$(secretsfs …)) waiting forever. */
+static bool stderr_keeps_log(void)
+{
+	struct stat st;
+	return fstat(2, &st) == 0 && (S_ISREG(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
+/* Gone to the background, the log goes to the journal or syslog
+ * (log_setup).  With no syslog socket that is not where anyone looks, or
+ * nowhere: say where it goes, on the terminal, before leaving it.
+ * Returns whether stderr is to stay open for the log. */
+static bool log_to_background(const struct fs *fs, const char *audit)
+{
+	char abuf[PATH_MAX + 32], err[PATH_MAX];
+	const char *a = audit_whereabouts(audit, abuf, sizeof(abuf));
+	enum log_dest d = log_setup(false, fs->opt.debug);
+	if (log_socket_present(LOG_SYSLOG_SOCKET))
+		return false;
+	if (d == LOG_TO_JOURNAL) {
+		fprintf(stderr,
+		        "secretsfs: info: no syslog socket (" LOG_SYSLOG_SOCKET "): the log goes "
+		        "to the journal directly (journalctl -t " LOG_IDENTIFIER "), %s\n",
+		        a);
+		log_info("no syslog socket (" LOG_SYSLOG_SOCKET "): logging to the journal, %s", a);
+		return false;
+	}
+	ssize_t n = readlink("/proc/self/fd/2", err, sizeof(err) - 1);
+	err[n > 0 ? n : 0] = '\0';
+	if (stderr_keeps_log()) {
+		log_info("no syslog socket (" LOG_SYSLOG_SOCKET
+		         ") and no journal (" LOG_JOURNAL_SOCKET
+		         "): the log stays on this process's stderr (%s), %s",
+		         err[0] ? err : "?", a);
+		return true;
+	}
+	log_warn("no syslog socket (" LOG_SYSLOG_SOCKET ") and no journal (" LOG_JOURNAL_SOCKET
+	         "): in the background the log is lost, and %s; to keep it, mount with -f, "
+	         "or with stderr sent to a file (2>>FILE)%s",
+	         a,
+	         !audit || strcmp(audit, "log") == 0 ? ", or give the audit trail a file of its "
+	                                               "own (-o audit=FILE)"
+	                                             : "");
+	return false;
+}
+
+static void detach_stdio(int ready_fd, bool keep_stderr)
+{
+	null_stdio_but(keep_stderr);
 	if (write(ready_fd, "", 1) != 1) { /* the parent is gone: fine */
 	}
 	close(ready_fd);
@@ -670,18 +740,50 @@ static int check_run_as(struct fs *fs)
 	return 0;
 }
 
+/* -o credsocket=PATH must be outside the mount: the socket is made once
+ * mounted, and a path below the mountpoint would then lead into the mount
+ * itself (whose requests nobody serves yet). */
+static int check_credsocket(const struct fs *fs)
+{
+	char *copy = strdup(fs->opt.credsocket);
+	char *dir = copy ? realpath(dirname(copy), NULL) : NULL;
+	int dir_errno = errno;
+	char *mnt = realpath(fs->opt.mountpoint, NULL);
+	int r = 0;
+	if (!copy)
+		r = fail("out of memory");
+	else if (!mnt)
+		r = fail("mountpoint %s: %s", fs->opt.mountpoint, strerrordesc_np(errno));
+	else if (!dir)
+		r = fail("-o credsocket=%s: its directory: %s", fs->opt.credsocket,
+		         strerrordesc_np(dir_errno));
+	else if (strncmp(dir, mnt, strlen(mnt)) == 0 &&
+	         (dir[strlen(mnt)] == '/' || dir[strlen(mnt)] == '\0' || strcmp(mnt, "/") == 0))
+		r = fail("-o credsocket=%s is inside the mountpoint %s: put it beside it (e.g. "
+		         "/run/secretsfs-credentials.sock)",
+		         fs->opt.credsocket, fs->opt.mountpoint);
+	free(copy);
+	free(dir);
+	free(mnt);
+	return r;
+}
+
 /* Mounts, serves until unmounted or signalled, stops.  Returns the exit
  * status; whatever was set up is taken down by stop(). */
 static int serve_store(struct fs *fs, struct cmdline *c)
 {
 	int r;
 	if (c->audit && strcmp(c->audit, "log") != 0 && strcmp(c->audit, "off") != 0 &&
-	    strcmp(c->audit, "syslog") != 0 && c->audit[0] != '/')
-		return fail("-o audit=%s: expected log, syslog, off or an absolute path", c->audit);
+	    strcmp(c->audit, "syslog") != 0 && strcmp(c->audit, "journal") != 0 &&
+	    c->audit[0] != '/')
+		return fail("-o audit=%s: expected log, syslog, journal, off or an absolute path",
+		            c->audit);
 	harden(fs->opt.debug);
 	if (crypto_init() < 0)
 		return fail("libsodium failed to initialise");
 	if ((r = check_mountpoint(fs->opt.mountpoint, fs->opt.nonempty)))
+		return r;
+	if (fs->opt.credsocket && (r = check_credsocket(fs)))
 		return r;
 	if (fs->opt.run_as && (r = check_run_as(fs)))
 		return r;
@@ -732,10 +834,27 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	else
 		log_info("mounted the %s store %s on %s", fs->ops->name, fs->opt.store_dir,
 		         fs->opt.mountpoint);
-	if (!fs->opt.foreground) {
-		log_setup(false, fs->opt.debug);
-		detach_stdio(ready_fd);
+	if (fs->opt.credsocket) {
+		char cwhy[PATH_MAX + 160] = "";
+		struct credsock *cs = NULL;
+		if ((r = credsock_open(fs->opt.credsocket, &cs, cwhy, sizeof(cwhy))) < 0)
+			return cwhy[0] ? fail("%s", cwhy)
+			               : fail("-o credsocket=%s: %s", fs->opt.credsocket,
+			                      strerrordesc_np(-r));
+		if ((r = credsock_start(cs, fs)) < 0) {
+			credsock_close(cs);
+			return fail("-o credsocket: cannot start its thread: %s",
+			            strerrordesc_np(-r));
+		}
+		/* the change path (fs_apply, under fs->lock) tells it of new values */
+		pthread_rwlock_wrlock(&fs->lock);
+		fs->credsock = cs;
+		pthread_rwlock_unlock(&fs->lock);
+		log_info("serving systemd credentials on %s (LoadCredential=ID:%s)",
+		         fs->opt.credsocket, fs->opt.credsocket);
 	}
+	if (!fs->opt.foreground)
+		detach_stdio(ready_fd, log_to_background(fs, c->audit));
 	/* Under run_as the keeper says READY=1: the server's namespace has
 	 * no copy of the mount to ask, and the mount (no allow_other) lets
 	 * in only the uid that mounted it. */
@@ -764,14 +883,17 @@ static int serve_store(struct fs *fs, struct cmdline *c)
  * missing (a refused start). */
 static void stop(struct fs *fs)
 {
+	/* The credential socket before the store goes, out of the change
+	 * path's reach first; a watch's changes stop before the notifier. */
+	pthread_rwlock_wrlock(&fs->lock);
+	fs->remote_off = true;
+	struct credsock *cs = fs->credsock;
+	fs->credsock = NULL;
+	pthread_rwlock_unlock(&fs->lock);
+	credsock_close(cs);
 	/* Before the session goes: destroying it may still release open
 	 * handles (op_destroy), whose commits must find no notifier rather
 	 * than a freed one. */
-	if (fs->store) { /* a watch's changes stop before the notifier */
-		pthread_rwlock_wrlock(&fs->lock);
-		fs->remote_off = true;
-		pthread_rwlock_unlock(&fs->lock);
-	}
 	notifier_stop(fs->notifier);
 	fs->notifier = NULL;
 	if (fs->se) {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "fs.h"
+#include "credsock.h"
 
 static uint64_t hash_id(const char *s)
 {
@@ -397,6 +398,8 @@ static int set_meta(struct fs *fs, struct node *n, const struct secret_meta *met
 		forget_names(fs, n, old->scopes | copy.scopes);
 	if (new_value || new_scopes)
 		n->u.secret.settle_ns = now_ns() + SETTLE_NS;
+	if (new_value) /* units that loaded it as a credential (-o on_rotate) */
+		credsock_value_changed(fs->credsock, copy.id, copy.scopes);
 	if (new_scopes)
 		n->ctime_ns = now_ns();
 	secret_meta_clear(&n->u.secret.meta);

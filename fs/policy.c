@@ -120,6 +120,20 @@ int policy_add_cgroup(struct policy *p, const char *arg, const char **ret_why)
 	return add_string(&p->scope[sc].cgroups, &p->scope[sc].ncgroups, rest);
 }
 
+int policy_add_on_rotate(struct policy *p, const char *arg, const char **ret_why)
+{
+	const char *rest;
+	int sc = split_scope(arg, &rest);
+	if (sc < 0 || strcmp(rest, "restart") != 0) {
+		/* reload is no choice: systemd copies credentials at start only */
+		*ret_why = "expected on_rotate=SCOPE:restart with a scope directory name (a "
+		           "reload would not refresh a unit's credentials)";
+		return -EINVAL;
+	}
+	p->restart_on_rotate |= 1u << sc;
+	return 0;
+}
+
 bool policy_has_rules(const struct policy *p)
 {
 	for (int sc = 0; sc < SCOPE_COUNT; sc++)
@@ -182,4 +196,14 @@ int policy_check_all(const struct policy *p, scope_set scopes, const struct call
 		if ((scopes & (1u << sc)) && !admits(&p->scope[sc], c))
 			return -EACCES;
 	return 0;
+}
+
+int policy_check_credential(const struct policy *p, scope_set scopes, const struct caller *c)
+{
+	for (int sc = 0; sc < SCOPE_COUNT; sc++) {
+		const struct scope_rule *r = &p->scope[sc];
+		if ((scopes & (1u << sc)) && (r->nunits || r->ncgroups) && admits(r, c))
+			return 0;
+	}
+	return -EACCES;
 }

@@ -35,6 +35,10 @@ struct scope_rule {
 struct policy {
 	struct scope_rule scope[SCOPE_COUNT];
 	bool root_bypass;
+	/* -o on_rotate=SCOPE:restart: a new value of a secret in one of these
+	 * scopes restarts the units that loaded it from the credential
+	 * socket (credsock.h) */
+	scope_set restart_on_rotate;
 };
 
 /* Parse one option value ("SCOPE:..."); 0 or -EINVAL with *ret_why set to
@@ -42,6 +46,7 @@ struct policy {
 int policy_add_owner(struct policy *p, const char *arg, const char **ret_why);
 int policy_add_unit(struct policy *p, const char *arg, const char **ret_why);
 int policy_add_cgroup(struct policy *p, const char *arg, const char **ret_why);
+int policy_add_on_rotate(struct policy *p, const char *arg, const char **ret_why);
 void policy_clear(struct policy *p);
 /* Does any scope have unit= or cgroup= rules? */
 bool policy_has_rules(const struct policy *p);
@@ -50,5 +55,11 @@ bool policy_has_rules(const struct policy *p);
 int policy_check(const struct policy *p, scope_set scopes, const struct caller *c);
 /* 0 if every one of the scopes admits the caller (to change), else -EACCES. */
 int policy_check_all(const struct policy *p, scope_set scopes, const struct caller *c);
+/* For the credential socket (credsock.c): 0 if one of the scopes has a
+ * unit= or cgroup= rule that c matches, else -EACCES.  Unlike a read
+ * through the mount, which mode bits guard too, a scope with no rules
+ * serves no credential, and root_bypass does not apply (systemd always
+ * connects as root). */
+int policy_check_credential(const struct policy *p, scope_set scopes, const struct caller *c);
 
 #endif

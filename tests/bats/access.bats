@@ -709,7 +709,7 @@ os.close(fd)' "$MNT/mcp_server/LEAK" "$ready" "$go" &
 	eq "$(grep -c . "$a")" 3 "audit file untouched by audit=off"
 
 	stop_daemon
-	mount_fails "expected log, syslog, off or an absolute path" -o audit=relative.log
+	mount_fails "expected log, syslog, journal, off or an absolute path" -o audit=relative.log
 	mount_fails "audit file /nonexistent-dir-xyz/audit.log" -o audit=/nonexistent-dir-xyz/audit.log
 }
 
