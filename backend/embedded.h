@@ -63,6 +63,19 @@ int embedded_store_init_why(const char *dir, char *why, size_t why_size);
  * key, for key_load(). */
 int embedded_key_path(const char *dir, char **ret_path);
 
+/* secretsfs backup DIR FILE: a consistent copy of DIR's database, taken
+ * while it may be mounted (SQLite's online backup), into the new file
+ * FILE (0600; -EEXIST if it exists).  The copy is sealed as the store is
+ * (the same key opens it) and holds everything: no -wal or -shm beside
+ * it.  why gets a line for a failure. */
+int embedded_store_backup(const char *dir, const char *file, char *why, size_t why_size);
+/* secretsfs restore FILE DIR: FILE (a backup) becomes DIR's store.db;
+ * DIR holds no store yet.  The result is then opened with key (DIR/key)
+ * as a mount would open it (key check, schema, digest); if that fails
+ * nothing is left behind.  why gets a line for a failure. */
+int embedded_store_restore(const char *file, const char *dir, const uint8_t *key, char *why,
+                           size_t why_size);
+
 /* Does DIR hold a store database?  (For error messages; open() decides.) */
 bool embedded_store_present(const char *dir);
 

@@ -89,6 +89,10 @@ struct secret_node {
 	 * scopes or value the kernel's own count of its links may be off
 	 * (see entry_timeout_of), and only a lookup sets it right. */
 	int64_t settle_ns;
+	/* Made by mknod(2) (tar --xattrs makes a file, sets its xattrs, then
+	 * opens it): a pending node the kernel knows stays until its first
+	 * open is released, not only while something holds it open. */
+	bool mknod_hold;
 };
 
 struct scratch_node {

@@ -3,6 +3,7 @@
  * secretsfs: the command line.
  *
  *   secretsfs init DIR
+ *   secretsfs backup DIR FILE | restore FILE DIR
  *   secretsfs DIR MOUNTPOINT [-o opt,...] [-f] [-d] [-s]
  *
  * Mounting is done in a child that reports back to the parent, so every
@@ -107,6 +108,46 @@ static int cmd_init(const char *dir)
 	       "its key is %s/%s (mode 0400): without it no value can be read; keep a copy "
 	       "somewhere safe\n",
 	       dir, dir, EMBEDDED_KEY_FILE);
+	return 0;
+}
+
+/* secretsfs backup DIR FILE */
+static int cmd_backup(const char *dir, const char *file)
+{
+	char why[2 * PATH_MAX + 160] = "";
+	int r = embedded_store_backup(dir, file, why, sizeof(why));
+	if (r < 0)
+		return fail("%s", why[0] ? why : strerrordesc_np(-r));
+	printf("backed up the store in %s to %s: it opens with the same key (%s/%s); restore "
+	       "with: secretsfs restore %s NEWDIR (NEWDIR holding a copy of the key)\n",
+	       dir, file, dir, EMBEDDED_KEY_FILE, file);
+	return 0;
+}
+
+/* secretsfs restore FILE DIR: DIR holds the store's key, not a store. */
+static int cmd_restore(const char *file, const char *dir)
+{
+	char why[2 * PATH_MAX + 160] = "";
+	char *key_path = NULL;
+	uint8_t *key = NULL;
+	if (crypto_init() < 0)
+		return fail("libsodium failed to initialise");
+	int r = embedded_key_path(dir, &key_path);
+	if (r == 0)
+		r = key_load_why(key_path, &key, why, sizeof(why));
+	if (r < 0 && !why[0])
+		snprintf(why, sizeof(why),
+		         "%s: %s (put the store's key there first: install -m 0400 KEY %s)",
+		         key_path ? key_path : dir,
+		         r == -EINVAL ? "not a 32-byte key" : strerrordesc_np(-r),
+		         key_path ? key_path : dir);
+	if (r == 0)
+		r = embedded_store_restore(file, dir, key, why, sizeof(why));
+	key_free(key);
+	free(key_path);
+	if (r < 0)
+		return fail("%s", why[0] ? why : strerrordesc_np(-r));
+	printf("restored %s into %s: mount it with secretsfs %s MOUNTPOINT\n", file, dir, dir);
 	return 0;
 }
 
@@ -641,6 +682,17 @@ int main(int argc, char **argv)
 			return fail(
 			    "usage: secretsfs init DIR | init etcd://HOST:PORT[,…]/PREFIX -o key=FILE");
 		return cmd_init(argv[2]);
+	}
+
+	if (argc >= 2 && strcmp(argv[1], "backup") == 0) {
+		if (argc != 4)
+			return fail("usage: secretsfs backup DIR FILE");
+		return cmd_backup(argv[2], argv[3]);
+	}
+	if (argc >= 2 && strcmp(argv[1], "restore") == 0) {
+		if (argc != 4)
+			return fail("usage: secretsfs restore FILE DIR");
+		return cmd_restore(argv[2], argv[3]);
 	}
 
 	static struct fs fs;

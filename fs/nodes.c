@@ -181,7 +181,8 @@ void fs_node_release(struct fs *fs, struct node *n)
 {
 	if (n->open_count || n->pins)
 		return;
-	if (n->kind == NODE_SECRET && !n->dead && !n->u.secret.meta.incarnation) {
+	if (n->kind == NODE_SECRET && !n->dead && !n->u.secret.meta.incarnation &&
+	    !(n->u.secret.mknod_hold && n->nlookup)) {
 		/* Pending, and nothing holds it open: it was never stored, and
 		 * its name goes (it had no entry timeout: the kernel looks
 		 * again and finds nothing). */

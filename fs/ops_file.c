@@ -93,6 +93,8 @@ static void handle_free(struct fs *fs, struct handle *h)
 	unlock(fs);
 	if (settle) {
 		wrlock(fs);
+		if (n->kind == NODE_SECRET)
+			n->u.secret.mknod_hold = false; /* its first open is done */
 		fs_node_unpin(fs, n);
 		unlock(fs);
 	}
@@ -625,24 +627,89 @@ static int create_node(struct fs *fs, enum scope sc, const char *name, mode_t mo
 	return -EIO;
 }
 
+/* The kernel did not take an entry reply for ino: its count goes. */
+static void entry_not_taken(struct fs *fs, fuse_ino_t ino)
+{
+	wrlock(fs);
+	struct node *m = fs_node(fs, ino);
+	if (m && m->nlookup) {
+		m->nlookup--;
+		fs_node_release(fs, m);
+	}
+	unlock(fs);
+}
+
+/* What create and mknod check first: the scope of parent, or -errno
+ * (logged). */
+static int create_scope(struct fs *fs, fuse_ino_t parent, const char *name)
+{
+	int sc = scope_of_dir(parent);
+	if (sc < 0) {
+		log_warn("%s: not created: files live in the scope directories", name);
+		return -EPERM;
+	}
+	if (fs->opt.read_only)
+		return -EROFS;
+	if (name_too_long(name)) {
+		log_warn("%s/<%zu-byte name>: not created: names are at most %d bytes",
+		         scope_dir_name(sc), strlen(name), NAME_MAX_BYTES);
+		return -ENAMETOOLONG;
+	}
+	return sc;
+}
+
+/* mknod(2) of a regular file, and a creat(2) the kernel sends as MKNOD:
+ * the file is made as create makes it, not opened.  tar --xattrs
+ * extracts a file so (mknod, set its xattrs, open, write), so a pending
+ * secret made here stays until its first open is released
+ * (secret_node.mknod_hold).  Every other file type: EPERM. */
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct fs *fs = fs_of(req);
+	if ((mode & S_IFMT) != S_IFREG || rdev != 0) {
+		refuse_mknod(req, name);
+		return;
+	}
+	int sc = create_scope(fs, parent, name);
+	if (sc < 0) {
+		fuse_reply_err(req, -sc);
+		return;
+	}
+	mode = (mode & ~fuse_req_ctx(req)->umask) & 07777;
+	struct caller who;
+	caller_of_req(req, &who);
+	struct node *n = NULL;
+	int r = create_node(fs, sc, name, mode, O_EXCL, &who, &n);
+	if (r == -EACCES)
+		audit_event(&who, "create", name, 0, r, NULL);
+	caller_clear(&who);
+	struct fuse_entry_param e = { .attr_timeout = ATTR_TIMEOUT };
+	if (n) {
+		wrlock(fs);
+		if (n->kind == NODE_SECRET && !n->u.secret.meta.incarnation)
+			n->u.secret.mknod_hold = true;
+		n->nlookup++;
+		e.ino = n->ino;
+		e.entry_timeout = entry_timeout_of(n);
+		fill_attr(fs, n, &e.attr);
+		fs_node_unpin(fs, n);
+		unlock(fs);
+	}
+	if (r != 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	if (fuse_reply_entry(req, &e) != 0)
+		entry_not_taken(fs, e.ino);
+}
+
 void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	int sc = scope_of_dir(parent);
+	int sc = create_scope(fs, parent, name);
 	if (sc < 0) {
-		log_warn("%s: not created: files live in the scope directories", name);
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	if (fs->opt.read_only) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
-	if (name_too_long(name)) {
-		log_warn("%s/<%zu-byte name>: not created: names are at most %d bytes",
-		         scope_dir_name(sc), strlen(name), NAME_MAX_BYTES);
-		fuse_reply_err(req, ENAMETOOLONG);
+		fuse_reply_err(req, -sc);
 		return;
 	}
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -680,15 +747,8 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	}
 	if (fast) {
 		fi->fh = 0; /* a scratch file: its bytes are in its node */
-		if (fuse_reply_create(req, &e, fi) != 0) {
-			wrlock(fs);
-			struct node *m = fs_node(fs, e.ino);
-			if (m && m->nlookup) {
-				m->nlookup--;
-				fs_node_release(fs, m);
-			}
-			unlock(fs);
-		}
+		if (fuse_reply_create(req, &e, fi) != 0)
+			entry_not_taken(fs, e.ino);
 		return;
 	}
 	reply_open(req, fs, h, fi, &e);

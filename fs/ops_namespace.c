@@ -632,7 +632,8 @@ void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char 
 	refuse(req, "symlink", name);
 }
 
-void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+/* mknod of anything but a regular file (which ops_file.c makes) */
+void refuse_mknod(fuse_req_t req, const char *name)
 {
 	refuse(req, "mknod", name);
 }
