@@ -253,6 +253,7 @@ void fill_attr(struct fs *fs, const struct node *n, struct stat *st)
 	case NODE_SCOPE:
 	case NODE_VERSIONS:
 	case NODE_VERSION_DIR:
+	case NODE_DELETED:
 		st->st_mode = S_IFDIR | n->mode;
 		st->st_nlink = 2;
 		break;
@@ -279,6 +280,13 @@ void fill_attr(struct fs *fs, const struct node *n, struct stat *st)
 		st->st_nlink = n->u.scratch.unlinked ? 0 : 1;
 		st->st_size = n->u.scratch.data.len;
 		mtime = n->u.scratch.mtime_ns;
+		break;
+	case NODE_DELETED_FILE:
+		/* its value at deletion; the time is the deletion's */
+		st->st_mode = S_IFREG | (n->mode & 0444);
+		st->st_nlink = 1;
+		st->st_size = n->u.deleted.size;
+		mtime = ctime = n->u.deleted.deleted_ns;
 		break;
 	case NODE_VERSION_FILE:
 		st->st_mode = S_IFREG | (n->mode & 0444);
@@ -348,7 +356,8 @@ void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino)
  * walks its source afresh and the count it checks is ours. */
 double entry_timeout_of(const struct node *n)
 {
-	if (n->kind == NODE_SCRATCH)
+	/* a kept deleted secret's name: purged or restored at any time */
+	if (n->kind == NODE_SCRATCH || n->kind == NODE_DELETED_FILE)
 		return 0;
 	if (n->kind == NODE_SECRET &&
 	    (!n->u.secret.meta.incarnation || now_ns() < n->u.secret.settle_ns))
@@ -399,6 +408,8 @@ const char *audit_name(const struct node *n, char *buf, size_t size)
 	}
 	if (n->kind == NODE_SECRET)
 		return n->u.secret.meta.id;
+	if (n->kind == NODE_DELETED_FILE)
+		return n->u.deleted.id;
 	return "-";
 }
 

@@ -306,6 +306,7 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		.keep_versions = fs->opt.keep_versions,
 		.read_only = fs->opt.read_only,
 		.reseal_digest = fs->opt.reseal_digest,
+		.keep_deleted_ns = fs->opt.keep_deleted_ns,
 	};
 	r = fs->ops->open(&cfg, &fs->store);
 	key_free(key);
@@ -327,7 +328,7 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 	pthread_rwlock_wrlock(&fs->lock);
 	struct node *root = fs_node_new(fs, NODE_ROOT);
 	struct node *versions = fs_node_new(fs, NODE_VERSIONS);
-	bool ok = root && versions;
+	bool ok = root && versions && (!deleted_shown(fs) || fs_node_new(fs, NODE_DELETED));
 	for (int sc = 0; sc < SCOPE_COUNT && ok; sc++)
 		ok = fs_scope_node_new(fs, sc) != NULL;
 	r = ok ? fs->ops->list(fs->store, add_listed, fs) : -ENOMEM;
@@ -340,6 +341,10 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		return fail("%s", why);
 	if (ra < 0)
 		return fail("cannot read %s: %s", fs->opt.attrs_file, strerrordesc_np(-ra));
+	/* what was kept past -o keep_deleted goes before anything is served */
+	if ((r = deleted_purger_start(fs)) < 0)
+		return fail("cannot purge the deleted secrets kept in %s: %s", dir,
+		            strerrordesc_np(-r));
 	return 0;
 }
 
@@ -639,6 +644,7 @@ static void stop(struct fs *fs)
 	 * than a freed one. */
 	notifier_stop(fs->notifier);
 	fs->notifier = NULL;
+	deleted_purger_stop(fs); /* before the store closes */
 	if (fs->se) {
 		/* Under run_as the server may not unmount: this finds the
 		 * mount gone, or fails quietly (fusermount3 -q) and the keeper
@@ -697,7 +703,10 @@ int main(int argc, char **argv)
 
 	static struct fs fs;
 	struct cmdline c = {
-		.opt = { .keep_versions = 5, .dir_mode = 0700, .file_mode = 0600 },
+		.opt = { .keep_versions = 5,
+		         .keep_deleted_ns = KEEP_DELETED_DEFAULT_NS,
+		         .dir_mode = 0700,
+		         .file_mode = 0600 },
 		.fuse_args = FUSE_ARGS_INIT(0, NULL),
 	};
 	int r = fuse_opt_add_arg(&c.fuse_args, argv[0]) < 0 ? fail("out of memory")

@@ -266,6 +266,30 @@ static int value_gone(struct fs *fs, struct node *n)
 	return gone ? -ESTALE : -ENOENT;
 }
 
+/* A read-only open of /.deleted/ID: its value at deletion, from the
+ * store.  fs->lock held; dropped. */
+static int open_deleted(struct fs *fs, struct node *n, const struct caller *who,
+                        struct handle **ret)
+{
+	uint64_t incarnation = n->u.deleted.incarnation;
+	struct handle *h = handle_new(fs, n, n->u.deleted.id, who);
+	unlock(fs);
+	if (!h)
+		return -ENOMEM;
+	int r = fs->ops->get_deleted_value(fs->store, h->id, incarnation, &h->snap);
+	if (r == -ENOENT || r == -ESTALE)
+		r = -ESTALE; /* purged or restored meanwhile: the kernel looks again */
+	else if (r < 0)
+		r = user_errno(r);
+	audit_event(who, "read-deleted", h->id, h->snap ? h->snap->version : 0, r, NULL);
+	if (r < 0) {
+		release_handle(fs, h);
+		return r;
+	}
+	*ret = h;
+	return 0;
+}
+
 /* Opens the node ino as flags asks. */
 static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct caller *who,
                      struct handle **ret)
@@ -284,14 +308,18 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	int r = 0;
 	if (!n)
 		r = -ENOENT;
-	else if (n->kind != NODE_SECRET && n->kind != NODE_SCRATCH && n->kind != NODE_VERSION_FILE)
+	else if (n->kind != NODE_SECRET && n->kind != NODE_SCRATCH &&
+	         n->kind != NODE_VERSION_FILE && n->kind != NODE_DELETED_FILE)
 		r = -EISDIR;
 	else if (!fs_node_live(n) || (n->kind == NODE_VERSION_FILE && n->u.vfile.secret->dead))
 		r = -ESTALE; /* the kernel looks the name up again */
 	else if (writable && fs->opt.read_only)
 		r = -EROFS;
-	else if (writable && n->kind == NODE_VERSION_FILE)
+	else if (writable && (n->kind == NODE_VERSION_FILE || n->kind == NODE_DELETED_FILE))
 		r = -EACCES;
+	else if (n->kind == NODE_DELETED_FILE)
+		/* root's only (no scope's policy decides over what has none) */
+		r = who->uid == 0 ? 0 : -EACCES;
 	else
 		r = admit_open(fs, n, writable, who);
 	if (r == -EROFS)
@@ -319,6 +347,8 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 		*ret = h;
 		return 0;
 	}
+	if (n->kind == NODE_DELETED_FILE)
+		return open_deleted(fs, n, who, ret); /* drops the lock */
 	const struct node *s = n->kind == NODE_SECRET ? n : n->u.vfile.secret;
 	const char *id = s->u.secret.meta.id;
 	if (writable && fs->opt.fast)
@@ -1070,7 +1100,8 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	if (kind == NODE_VERSION_FILE || kind == NODE_VERSION_DIR || kind == NODE_VERSIONS) {
+	if (kind == NODE_VERSION_FILE || kind == NODE_VERSION_DIR || kind == NODE_VERSIONS ||
+	    kind == NODE_DELETED || kind == NODE_DELETED_FILE) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
