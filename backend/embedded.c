@@ -28,8 +28,11 @@
  * revision of its last change and the revision that wrote its current
  * value; each version row the revision that wrote it.
  *
+ * Deleted secrets are kept for undo (keep_deleted_ns) in their own rows,
+ * marked and sealed again (see DELETED_SHIFT), until purged.
+ *
  * Deleted ciphertext: secure_delete zeroes freed pages in store.db, and a
- * transaction that deleted a secret runs a TRUNCATE checkpoint before it
+ * transaction that deleted a secret's rows runs a TRUNCATE checkpoint before it
  * returns, so no value of a deleted secret stays behind in store.db-wal
  * either.  A version pruned by keep_versions is zeroed in store.db at
  * its pages' next checkpoint and may stay in the -wal file until those
