@@ -1661,12 +1661,17 @@ static const char upgrade_2_fill_sql[] =
     "DROP TABLE temp.old_versions;";
 
 /* The IDs of every row of secrets; mutex held. */
-static int all_ids_locked(struct store *s, char ***ret_ids, size_t *ret_n)
+/* The IDs a query returns (its one column; ?1 bound to arg), in its
+ * order; mutex held, in a transaction. */
+static int ids_query_locked(struct store *s, const char *sql, int64_t arg, char ***ret_ids,
+                            size_t *ret_n)
 {
 	sqlite3_stmt *st = NULL;
 	char **ids = NULL;
 	size_t n = 0, cap = 0;
-	int rc, r = sql_prepare(s, "SELECT id FROM secrets ORDER BY id", &st);
+	int rc = SQLITE_DONE, r = sql_prepare(s, sql, &st);
+	if (r == 0 && sqlite3_bind_parameter_count(st) > 0)
+		sqlite3_bind_int64(st, 1, arg);
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (n == cap) {
 			cap = cap ? 2 * cap : 64;
@@ -1695,6 +1700,11 @@ static int all_ids_locked(struct store *s, char ***ret_ids, size_t *ret_n)
 	*ret_ids = ids;
 	*ret_n = n;
 	return 0;
+}
+
+static int all_ids_locked(struct store *s, char ***ret_ids, size_t *ret_n)
+{
+	return ids_query_locked(s, "SELECT id FROM secrets ORDER BY id", 0, ret_ids, ret_n);
 }
 
 /* Re-seals every version of id, a format 2 row, for its new life l;
@@ -2953,43 +2963,10 @@ static int embedded_set_scopes(struct store *s, const char *id, uint64_t incarna
  * transaction.  With before > 0 only those deleted at or before it. */
 static int deleted_ids_locked(struct store *s, int64_t before, char ***ret_ids, size_t *ret_n)
 {
-	sqlite3_stmt *st = NULL;
-	char **ids = NULL;
-	size_t n = 0, cap = 0;
-	int rc, r = sql_prepare(s,
+	return ids_query_locked(s,
 	                        "SELECT id FROM secrets WHERE scopes >= " DELETED_MIN
 	                        " AND (?1 = 0 OR mtime_ns <= ?1) ORDER BY id",
-	                        &st);
-	if (r < 0)
-		return r;
-	sqlite3_bind_int64(st, 1, before);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			char **nv = realloc(ids, (cap = cap ? 2 * cap : 16) * sizeof(*ids));
-			if (!nv) {
-				r = -ENOMEM;
-				break;
-			}
-			ids = nv;
-		}
-		if (!(ids[n] = strdup(col_text(st, 0)))) {
-			r = -ENOMEM;
-			break;
-		}
-		n++;
-	}
-	if (r == 0 && rc != SQLITE_DONE)
-		r = sql_fail(s, rc);
-	sql_done(s, st);
-	if (r < 0) {
-		while (n)
-			free(ids[--n]);
-		free(ids);
-		return r;
-	}
-	*ret_ids = ids;
-	*ret_n = n;
-	return 0;
+	                        before, ret_ids, ret_n);
 }
 
 static void ids_free(char **ids, size_t n)
@@ -3066,11 +3043,16 @@ static int embedded_get_deleted_value(struct store *s, const char *id, uint64_t 
 	return open_sealed(s, id, &row.life, &sealed, NULL, ret_value);
 }
 
-/* Every kept version of the deleted life `from` of id sealed again for
- * the life `to`, as written at revision rev (times and sizes kept), the
- * digest's terms with them.  Mutex held, in a write transaction. */
-static int reseal_for_life_locked(struct store *s, const char *id, const struct life *from,
-                                  const struct life *to, uint64_t rev, uint64_t current)
+
+/* Every kept version of id up to version upto, sealed for the life
+ * `from` under the store's keys, opened and sealed again for the life
+ * `to` under keys `to_keys`: as written at revision rev (0: each keeps its
+ * own), size and mtime kept, the digest's terms with them.  For an
+ * undelete (a new life) and a rekey (new keys).  Mutex held, in a write
+ * transaction. */
+static int reseal_versions_for_locked(struct store *s, const char *id, const struct life *from,
+                                      const struct seal_keys *to_keys, const struct life *to,
+                                      uint64_t rev, uint64_t upto)
 {
 	uint64_t last = 0;
 	for (;;) {
@@ -3089,7 +3071,7 @@ static int reseal_for_life_locked(struct store *s, const char *id, const struct 
 			return r;
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)last);
-		sqlite3_bind_int64(st, 3, (sqlite3_int64)current);
+		sqlite3_bind_int64(st, 3, upto ? (sqlite3_int64)upto : INT64_MAX);
 		rc = sqlite3_step(st);
 		bool more = rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER;
 		if (more)
@@ -3100,12 +3082,17 @@ static int reseal_for_life_locked(struct store *s, const char *id, const struct 
 		if (r < 0 || !more)
 			return r;
 		r = load_ct_locked(s, id, last, &old);
-		uint64_t old_rev = old.revision;
-		int64_t mtime = old.mtime_ns;
+		uint64_t old_rev = old.revision, new_rev = rev ? rev : old.revision;
+		struct seal_place p = { .id = id,
+			                .incarnation = to->incarnation,
+			                .nonce = to->nonce,
+			                .version = last,
+			                .revision = new_rev,
+			                .mtime_ns = old.mtime_ns };
 		if (r == 0)
-			r = open_sealed(s, id, from, &old, NULL, &v); /* frees old.ct */
+			r = open_sealed(s, id, from, &old, NULL, &v); /* frees old.ct; logs */
 		if (r == 0)
-			r = seal_version(s, id, to, last, rev, mtime, v->data, v->len, &ct, &ctlen);
+			r = seal_value(to_keys, &p, v->data, v->len, &ct, &ctlen);
 		if (r == 0)
 			r = sql_prepare(s,
 			                "UPDATE versions SET ct = ?3, revision = ?4 WHERE id = ?1 "
@@ -3115,13 +3102,13 @@ static int reseal_for_life_locked(struct store *s, const char *id, const struct 
 			sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 			sqlite3_bind_int64(st, 2, (sqlite3_int64)last);
 			sqlite3_bind_blob(st, 3, ct, (int)ctlen, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 4, (sqlite3_int64)rev);
+			sqlite3_bind_int64(st, 4, (sqlite3_int64)new_rev);
 			r = sql_step_done(s, st);
 			sql_done(s, st);
 		}
-		if (r == 0) {
+		if (r == 0 && new_rev != old_rev) {
 			digest_version(s, -1, id, last, old_rev);
-			digest_version(s, +1, id, last, rev);
+			digest_version(s, +1, id, last, new_rev);
 		}
 		secret_value_free(v);
 		free(ct);
@@ -3157,7 +3144,7 @@ static int embedded_undelete(struct store *s, const char *id, uint64_t incarnati
 	struct life to = { .incarnation = rev };
 	seal_nonce_new(to.nonce);
 	if (r == 0)
-		r = reseal_for_life_locked(s, id, &row.life, &to, rev, row.version);
+		r = reseal_versions_for_locked(s, id, &row.life, s->keys, &to, rev, row.version);
 	/* the row's term as stored goes (seal_row_locked takes out the one
 	 * of the row as it is about to be: no MAC yet) */
 	uint8_t oldmac[SEAL_MAC_BYTES];
@@ -3434,5 +3421,125 @@ int embedded_store_restore(const char *file, const char *dir, const uint8_t *key
 	}
 	embedded_close(s);
 	free(dbpath);
+	return r;
+}
+
+/* --- rekey (secretsfs rekey) --- */
+
+
+/* The whole store sealed again under new_key, in one write transaction:
+ * every row verified under the old keys (one that does not refuses the
+ * rekey, naming it), every version re-sealed, every MAC, the key-check
+ * record and the digest made under the new keys.  A kill before COMMIT
+ * leaves the store as it was, under the old key.  Mutex held. */
+static int rekey_locked(struct store *s, const uint8_t *new_key,
+                        void (*progress)(size_t done, size_t total))
+{
+	struct seal_keys *nk = NULL, *ok = s->keys;
+	uint8_t *okey = s->key, *nkey = secret_locked_alloc(STORE_KEY_BYTES);
+	char **ids = NULL;
+	size_t n = 0;
+	if (!nkey)
+		return -ENOMEM;
+	memcpy(nkey, new_key, STORE_KEY_BYTES);
+	int r = sodium_mprotect_readonly(nkey) == 0 ? 0 : -errno;
+	if (r == 0)
+		r = seal_keys_new(nkey, s->store_id, &nk);
+	if (r == 0)
+		r = tx_begin(s, true);
+	if (r < 0) {
+		sodium_free(nkey);
+		seal_keys_free(nk);
+		return r;
+	}
+	s->upgrading = true; /* the digest is made afresh at the end */
+	r = all_ids_locked(s, &ids, &n);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		struct secret_meta m = { 0 };
+		struct row_auth a;
+		uint8_t mac[SEAL_MAC_BYTES];
+		sqlite3_stmt *st = NULL;
+		r = load_meta_locked(s, ids[i], true, &m, &a); /* -EIO: logged */
+		struct life l = { .incarnation = m.incarnation };
+		if (r == 0) {
+			memcpy(l.nonce, a.nonce, sizeof(l.nonce));
+			r = reseal_versions_for_locked(s, ids[i], &l, nk, &l, 0, 0);
+		}
+		if (r == 0)
+			r = seal_meta_mac(nk, &m, a.nonce, mac);
+		if (r == 0)
+			r = sql_prepare(s, "UPDATE secrets SET mac = ?2 WHERE id = ?1", &st);
+		if (r == 0) {
+			sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
+			sqlite3_bind_blob(st, 2, mac, sizeof(mac), SQLITE_STATIC);
+			r = sql_step_done(s, st);
+			sql_done(s, st);
+		}
+		secret_meta_clear(&m);
+		if (r == 0 && progress && ((i + 1) % 100 == 0 || i + 1 == n))
+			progress(i + 1, n);
+	}
+	/* from here on the new keys are the store's */
+	if (r == 0) {
+		s->key = nkey;
+		s->keys = nk;
+		r = write_keycheck_locked(s);
+	}
+	if (r == 0)
+		r = head_reset_locked(s);
+	s->upgrading = false;
+	r = tx_end(s, r);
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	if (r == 0) {
+		sodium_free(okey);
+		seal_keys_free(ok);
+	} else {
+		s->key = okey;
+		s->keys = ok;
+		sodium_free(nkey);
+		seal_keys_free(nk);
+	}
+	/* the MACs memoised were the old keys' */
+	for (size_t i = 0; i < ROW_MEMO_SIZE; i++)
+		secret_meta_clear(&s->memo[i].meta);
+	return r;
+}
+
+int embedded_store_rekey(const char *dir, const uint8_t *old_key, const uint8_t *new_key,
+                         void (*progress)(size_t done, size_t total), char *why, size_t why_size)
+{
+	struct store_config cfg = { .source = dir, .key = old_key };
+	struct store *s = NULL;
+	int r = embedded_open(&cfg, &s);
+	if (r == -EKEYREJECTED) {
+		/* done before (a rekey killed after its commit)? */
+		cfg.key = new_key;
+		r = embedded_open(&cfg, &s);
+		embedded_close(s);
+		if (r == 0)
+			return 1;
+		snprintf(why, why_size, "neither the key nor the new key opens the store in %s",
+		         dir);
+		return -EKEYREJECTED;
+	}
+	if (r == -EBUSY)
+		snprintf(why, why_size,
+		         "the store in %s is in use (mounted?): unmount it, then rekey it", dir);
+	else if (r < 0)
+		snprintf(why, why_size, "cannot open the store in %s: %s", dir,
+		         strerrordesc_np(-r));
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&s->mutex);
+	r = rekey_locked(s, new_key, progress);
+	pthread_mutex_unlock(&s->mutex);
+	if (r < 0)
+		snprintf(why, why_size,
+		         "the store in %s could not be sealed again (%s): nothing changed, the "
+		         "old key still opens it",
+		         dir, strerrordesc_np(-r));
+	embedded_close(s);
 	return r;
 }

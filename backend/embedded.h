@@ -76,6 +76,15 @@ int embedded_store_backup(const char *dir, const char *file, char *why, size_t w
 int embedded_store_restore(const char *file, const char *dir, const uint8_t *key, char *why,
                            size_t why_size);
 
+/* secretsfs rekey: every version, MAC, the key-check record and the
+ * digest of the store in dir (not open elsewhere: -EBUSY) sealed again
+ * under new_key in one transaction; a kill before it commits leaves the
+ * store under old_key.  1 if old_key no longer opens it but new_key does
+ * (an earlier rekey committed: nothing to do).  progress (may be NULL)
+ * is told every 100 secrets.  why gets a line for a failure. */
+int embedded_store_rekey(const char *dir, const uint8_t *old_key, const uint8_t *new_key,
+                         void (*progress)(size_t done, size_t total), char *why, size_t why_size);
+
 /* Does DIR hold a store database?  (For error messages; open() decides.) */
 bool embedded_store_present(const char *dir);
 

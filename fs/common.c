@@ -281,19 +281,17 @@ void fill_attr(struct fs *fs, const struct node *n, struct stat *st)
 		st->st_size = n->u.scratch.data.len;
 		mtime = n->u.scratch.mtime_ns;
 		break;
-	case NODE_DELETED_FILE:
-		/* its value at deletion; the time is the deletion's */
-		st->st_mode = S_IFREG | (n->mode & 0444);
-		st->st_nlink = 1;
-		st->st_size = n->u.deleted.size;
-		mtime = ctime = n->u.deleted.deleted_ns;
-		break;
 	case NODE_VERSION_FILE:
+	case NODE_DELETED_FILE: {
+		/* a deleted secret's: its value at deletion, the time the
+		 * deletion's */
+		bool del = n->kind == NODE_DELETED_FILE;
 		st->st_mode = S_IFREG | (n->mode & 0444);
 		st->st_nlink = 1;
-		st->st_size = n->u.vfile.size;
-		mtime = ctime = n->u.vfile.mtime_ns;
+		st->st_size = del ? n->u.deleted.size : n->u.vfile.size;
+		mtime = ctime = del ? n->u.deleted.deleted_ns : n->u.vfile.mtime_ns;
 		break;
+	}
 	case NODE_SECRET_VERSION: {
 		/* The secret as it was at this version: its size and time stay
 		 * fixed, so the page cache of this inode is always right. */

@@ -3,7 +3,7 @@
  * secretsfs: the command line.
  *
  *   secretsfs init DIR
- *   secretsfs backup DIR FILE | restore FILE DIR
+ *   secretsfs backup DIR FILE | restore FILE DIR | rekey DIR
  *   secretsfs DIR MOUNTPOINT [-o opt,...] [-f] [-d] [-s]
  *
  * Mounting is done in a child that reports back to the parent, so every
@@ -151,6 +151,88 @@ static int cmd_restore(const char *file, const char *dir)
 	return 0;
 }
 
+#define REKEY_NEW_KEY_FILE "key.new"
+
+static void rekey_progress(size_t done, size_t total)
+{
+	fprintf(stderr, "secretsfs: rekey: %zu of %zu secrets sealed again\n", done, total);
+}
+
+/* secretsfs rekey DIR: the store sealed again under a new key, staged so
+ * that a kill at any moment leaves a store one of the two keys opens and
+ * a run again finishes it: the new key is made first as DIR/key.new (or
+ * taken from there: a run before was killed), the store sealed again
+ * under it in one transaction (the old key opens it until that commits),
+ * then key.new renamed over DIR/key. */
+static int cmd_rekey(const char *dir)
+{
+	char why[2 * PATH_MAX + 160] = "";
+	uint8_t *old = NULL, *new = NULL;
+	char *kp = NULL, *np = NULL;
+	bool made = false;
+	if (crypto_init() < 0)
+		return fail("libsodium failed to initialise");
+	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dirfd < 0)
+		return fail("%s: %s", dir, strerror(errno));
+	int r = embedded_key_path(dir, &kp);
+	if (r == 0 && asprintf(&np, "%s/%s", dir, REKEY_NEW_KEY_FILE) < 0) {
+		np = NULL;
+		r = -ENOMEM;
+	}
+	if (r == 0)
+		r = key_load_why(kp, &old, why, sizeof(why));
+	if (r < 0 && !why[0])
+		snprintf(why, sizeof(why), "%s: %s", kp ? kp : dir, strerrordesc_np(-r));
+	int rn = r == 0 ? key_load_why(np, &new, why, sizeof(why)) : 0;
+	if (r == 0 && rn == -ENOENT) {
+		why[0] = '\0';
+		rn = key_create_at(dirfd, REKEY_NEW_KEY_FILE, &new);
+		made = rn == 0;
+	} else if (r == 0 && rn == 0) {
+		fprintf(stderr,
+		        "secretsfs: %s exists: an earlier rekey was interrupted; "
+		        "finishing it with that key\n",
+		        np);
+	}
+	if (r == 0 && rn < 0) {
+		r = rn;
+		if (!why[0])
+			snprintf(why, sizeof(why), "%s: %s", np, strerrordesc_np(-r));
+	}
+	if (r == 0)
+		r = embedded_store_rekey(dir, old, new, rekey_progress, why, sizeof(why));
+	if (r >= 0) {
+		/* the store is the new key's now: DIR/key becomes it */
+		if (renameat(dirfd, REKEY_NEW_KEY_FILE, dirfd, EMBEDDED_KEY_FILE) < 0 ||
+		    fsync(dirfd) < 0) {
+			snprintf(
+			    why, sizeof(why),
+			    "the store is sealed under %s, but it could not be renamed to %s: %s "
+			    "(run secretsfs rekey %s again)",
+			    np, kp, strerror(errno), dir);
+			r = -EIO;
+		}
+	} else if (made) {
+		unlinkat(dirfd, REKEY_NEW_KEY_FILE, 0); /* nothing was sealed under it */
+	}
+	key_free(old);
+	key_free(new);
+	close(dirfd);
+	if (r < 0) {
+		free(kp);
+		free(np);
+		return fail("%s", why[0] ? why : strerrordesc_np(-r));
+	}
+	printf("the store in %s is sealed under a new key, now %s (mode 0400); the old key no "
+	       "longer opens it, only the backups taken before (take a new backup); keep a copy "
+	       "of the new key somewhere safe\n",
+	       dir, kp);
+	free(kp);
+	free(np);
+	return 0;
+}
+
 /* --- checks before mounting --- */
 
 /* The store the source argument names.  A directory holds the embedded
@@ -294,6 +376,17 @@ static int load_key(const struct fs *fs, const struct cmdline *c, uint8_t **ret_
 	return 0;
 }
 
+/* Does dir hold the new key of a rekey that did not finish? */
+static bool rekey_interrupted(const char *dir)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s/%s", dir, REKEY_NEW_KEY_FILE) < 0)
+		return false;
+	bool there = access(p, F_OK) == 0;
+	free(p);
+	return there;
+}
+
 /* Opens the store with the key from kp and mirrors its metadata; frees
  * both.  Returns 0 or prints why not. */
 static int setup_store(struct fs *fs, uint8_t *key, char *kp)
@@ -315,6 +408,10 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		         dir);
 	else if (r == -ENOTDIR)
 		r = fail("%s is not a directory", dir);
+	else if (r == -EKEYREJECTED && rekey_interrupted(dir))
+		r = fail("the key in %s does not open the store in %s: a rekey was interrupted; "
+		         "run secretsfs rekey %s to finish it",
+		         kp, dir, dir);
 	else if (r == -EKEYREJECTED)
 		r = fail("the key in %s does not open the store in %s (wrong key)", kp, dir);
 	else if (r == -EBUSY)
@@ -694,6 +791,11 @@ int main(int argc, char **argv)
 		if (argc != 4)
 			return fail("usage: secretsfs backup DIR FILE");
 		return cmd_backup(argv[2], argv[3]);
+	}
+	if (argc >= 2 && strcmp(argv[1], "rekey") == 0) {
+		if (argc != 3)
+			return fail("usage: secretsfs rekey DIR");
+		return cmd_rekey(argv[2]);
 	}
 	if (argc >= 2 && strcmp(argv[1], "restore") == 0) {
 		if (argc != 4)
