@@ -354,8 +354,9 @@ void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino)
  * walks its source afresh and the count it checks is ours. */
 double entry_timeout_of(const struct node *n)
 {
-	/* a kept deleted secret's name: purged or restored at any time */
-	if (n->kind == NODE_SCRATCH || n->kind == NODE_DELETED_FILE)
+	/* a kept deleted secret's name: purged or restored at any time;
+	 * /.deleted: looked up by each caller (only root finds it) */
+	if (n->kind == NODE_SCRATCH || n->kind == NODE_DELETED_FILE || n->kind == NODE_DELETED)
 		return 0;
 	if (n->kind == NODE_SECRET &&
 	    (!n->u.secret.meta.incarnation || now_ns() < n->u.secret.settle_ns))

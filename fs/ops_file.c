@@ -810,7 +810,15 @@ static void read_unopened(fuse_req_t req, struct fs *fs, fuse_ino_t ino, size_t 
 	}
 	char *id = NULL;
 	uint64_t incarnation = 0, version = 0;
-	if (n && (n->kind == NODE_SECRET_VERSION || n->kind == NODE_VERSION_FILE)) {
+	bool deleted = n && n->kind == NODE_DELETED_FILE;
+	if (deleted && !n->dead) {
+		id = strdup(n->u.deleted.id);
+		incarnation = n->u.deleted.incarnation;
+	} else if (deleted) {
+		unlock(fs);
+		fuse_reply_err(req, ESTALE); /* purged or restored */
+		return;
+	} else if (n && (n->kind == NODE_SECRET_VERSION || n->kind == NODE_VERSION_FILE)) {
 		const struct node *s = n->u.vfile.secret;
 		id = strdup(s->u.secret.meta.id);
 		incarnation = s->u.secret.meta.incarnation;
@@ -830,7 +838,8 @@ static void read_unopened(fuse_req_t req, struct fs *fs, fuse_ino_t ino, size_t 
 	}
 	/* The version of this incarnation, never another one's. */
 	struct secret_value *v = NULL;
-	int r = fs->ops->get_value(fs->store, id, incarnation, version, &v);
+	int r = deleted ? fs->ops->get_deleted_value(fs->store, id, incarnation, &v)
+	                : fs->ops->get_value(fs->store, id, incarnation, version, &v);
 	if (r < 0) {
 		log_error("%s: version %" PRIu64 " could not be read (%s)", id, version,
 		          r == -ENOENT ? "it was deleted" : strerrordesc_np(-r));

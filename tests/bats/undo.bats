@@ -171,3 +171,15 @@ as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
 	mv "$MNT/.deleted/UNTOUCHED" "$MNT/mcp_server/UNTOUCHED"
 	[ "$(cat "$MNT/mcp_server/UNTOUCHED")" = ok ]
 }
+
+@test "-o fast: a deleted secret reads in /.deleted (no opens) and mv restores it" {
+	new_store
+	start_daemon -o fast
+	printf 'fast-value' >"$MNT/ai_gateway/.F.new"
+	mv "$MNT/ai_gateway/.F.new" "$MNT/ai_gateway/F"
+	rm "$MNT/ai_gateway/F"
+	[ "$(cat "$MNT/.deleted/F")" = fast-value ]
+	mv "$MNT/.deleted/F" "$MNT/ai_gateway/F"
+	[ "$(cat "$MNT/ai_gateway/F")" = fast-value ]
+	[ ! -e "$MNT/.deleted/F" ]
+}
