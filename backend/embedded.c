@@ -3016,7 +3016,7 @@ static int embedded_get_deleted_value(struct store *s, const char *id, uint64_t 
                                       struct secret_value **ret_value)
 {
 	struct sealed sealed = { 0 };
-	struct row row;
+	struct row row = { 0 };
 	if (!s || !ret_value)
 		return -EINVAL;
 	int r = check_id(id);
@@ -3530,8 +3530,8 @@ int embedded_store_rekey(const char *dir, const uint8_t *old_key, const uint8_t 
 	else if (r < 0)
 		snprintf(why, why_size, "cannot open the store in %s: %s", dir,
 		         strerrordesc_np(-r));
-	if (r < 0)
-		return r;
+	if (r < 0 || !s)
+		return r < 0 ? r : -EIO;
 	pthread_mutex_lock(&s->mutex);
 	r = rekey_locked(s, new_key, progress);
 	pthread_mutex_unlock(&s->mutex);
