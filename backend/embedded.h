@@ -33,7 +33,10 @@
  *  - open fails (-EIO, logged, naming it) if store.db's schema is not
  *    exactly what the store creates (a trigger, a view, another index);
  *  - a row whose metadata does not verify (seal.h) is left out of list
- *    (logged) and is -EIO (logged) to stat, get_value and every change.
+ *    (logged) and is -EIO (logged) to stat, get_value and every change;
+ *  - STORE_CAP_UNDELETE: a deleted secret stays in its rows, marked and
+ *    sealed again, until purged (embedded.c, DELETED_SHIFT); one is kept
+ *    per ID, and a create of the ID purges it.
  */
 #ifndef SECRETSFS_EMBEDDED_H
 #define SECRETSFS_EMBEDDED_H

@@ -219,7 +219,9 @@ struct store_ops {
 	              uint64_t from_revision, const char *to, uint64_t to_incarnation,
 	              scope_set to_scopes, const struct labels *to_labels,
 	              struct store_change *ret_from, struct secret_meta *ret_to);
-	/* Mandatory.  Deletes a secret and all its versions. */
+	/* Mandatory.  Deletes a secret and all its versions (a store with
+	 * STORE_CAP_UNDELETE and keep_deleted_ns > 0 keeps them for undelete;
+	 * the change record is the same). */
 	int (*delete_secret)(struct store *s, const char *id, uint64_t incarnation,
 	                     struct store_change *ret_change);
 	/* Mandatory.  Replaces the whole label map. */
