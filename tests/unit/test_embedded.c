@@ -1288,6 +1288,61 @@ static void test_undelete(void)
 	store_change_clear(&gone);
 }
 
+
+/* secretsfs rekey's store side: everything under the new key in one
+ * transaction; a row that does not verify refuses it, changing nothing. */
+static void test_rekey(void)
+{
+	uint8_t newkey[STORE_KEY_BYTES];
+	char why[256] = "";
+	randombytes_buf(newkey, sizeof(newkey));
+	struct store *s = open_store_keeping(3600LL * 1000000000LL);
+	CHECK_EQ(create_str(s, "REKEYED", SA, NULL, "r1"), 0);
+	CHECK_EQ(put_str(s, "REKEYED", 0, "r2"), 0);
+	CHECK_EQ(create_str(s, "KEPT_DELETED", SM, NULL, "k"), 0);
+	CHECK_EQ(ops->delete_secret(s, "KEPT_DELETED", 0, NULL), 0);
+	CHECK_EQ(create_str(s, "TAMPERED", SA, NULL, "t"), 0);
+	/* open elsewhere: refused */
+	CHECK_EQ(embedded_store_rekey(dir, key, newkey, NULL, why, sizeof(why)), -EBUSY);
+	ops->close(s);
+
+	sqlite3 *db = raw_db();
+	raw_exec(db, "UPDATE secrets SET scopes = 3 WHERE id = 'TAMPERED'");
+	sqlite3_close(db);
+	fprintf(stderr, "(a line about TAMPERED failing authentication is expected below)\n");
+	CHECK(embedded_store_rekey(dir, key, newkey, NULL, why, sizeof(why)) < 0);
+	CHECK(value_is(s = open_store(0, false), "REKEYED", 0, "r2")); /* the old key still */
+	ops->close(s);
+	db = raw_db();
+	raw_exec(db, "UPDATE secrets SET scopes = 1 WHERE id = 'TAMPERED'");
+	sqlite3_close(db);
+
+	CHECK_EQ(embedded_store_rekey(dir, key, newkey, NULL, why, sizeof(why)), 0);
+	CHECK_EQ(open_err(false), -EKEYREJECTED);
+	/* done already: 1, nothing to do */
+	CHECK_EQ(embedded_store_rekey(dir, key, newkey, NULL, why, sizeof(why)), 1);
+	uint8_t *old = key;
+	key = newkey;
+	s = open_store_keeping(3600LL * 1000000000LL);
+	CHECK(value_is(s, "REKEYED", 0, "r2"));
+	CHECK(value_is(s, "REKEYED", 1, "r1"));
+	CHECK(value_is(s, "TAMPERED", 0, "t"));
+	CHECK(deleted_value_is(s, "KEPT_DELETED", "k"));
+	CHECK_EQ(ops->undelete(s, "KEPT_DELETED", 0, 0, NULL), 0);
+	CHECK(value_is(s, "KEPT_DELETED", 0, "k"));
+	/* back to the old key, for the tests after this one */
+	ops->close(s);
+	CHECK_EQ(embedded_store_rekey(dir, newkey, old, NULL, why, sizeof(why)), 0);
+	key = old;
+	s = open_store(0, false);
+	CHECK(value_is(s, "REKEYED", 0, "r2"));
+	CHECK_EQ(ops->delete_secret(s, "REKEYED", 0, NULL), 0);
+	CHECK_EQ(ops->delete_secret(s, "KEPT_DELETED", 0, NULL), 0);
+	CHECK_EQ(ops->delete_secret(s, "TAMPERED", 0, NULL), 0);
+	ops->close(s);
+	sodium_memzero(newkey, sizeof(newkey));
+}
+
 /* --- the store digest: one secret's rows replayed or removed --- */
 
 /* Copies id's rows (secrets, labels, versions) into tables PREFIX_s,
@@ -1882,6 +1937,7 @@ int main(void)
 	test_incarnations();
 	test_deleted_ciphertext_gone();
 	test_undelete();
+	test_rekey();
 	test_digest();
 	test_digest_consistent();
 	test_upgrade_from_old_formats();
