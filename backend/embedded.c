@@ -3298,7 +3298,15 @@ static int db_copy(const char *src, bool live, const char *dst, char *why, size_
 #ifdef SQLITE_OPEN_NOFOLLOW
 	flags |= SQLITE_OPEN_NOFOLLOW;
 #endif
-	rc = sqlite3_open_v2(src, &from, flags, NULL);
+	/* a backup file is whole (no -wal beside it): read as immutable, so
+	 * nothing (no -shm) is made beside it, on read-only media too */
+	char *uri = live ? NULL : immutable_uri(src);
+	if (!live && !uri) {
+		r = -ENOMEM;
+		goto out;
+	}
+	rc = sqlite3_open_v2(live ? src : uri, &from, live ? flags : flags | SQLITE_OPEN_URI, NULL);
+	free(uri);
 	if (rc == SQLITE_OK)
 		rc = harden_db(from);
 	if (rc == SQLITE_OK)
