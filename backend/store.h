@@ -121,6 +121,9 @@ enum {
 	STORE_CAP_VERSIONS = 1u << 1,          /* old versions can be read */
 	STORE_CAP_WATCH = 1u << 2,             /* changes by others announced */
 	STORE_CAP_EXCHANGE = 1u << 3,          /* exchange_values exists */
+	STORE_CAP_UNDELETE = 1u << 4,          /* deleted secrets kept: list_deleted,
+	                                 get_deleted_value, undelete, purge,
+	                                 purge_expired exist */
 };
 
 /* What a store was opened with (from the command line). */
@@ -133,6 +136,10 @@ struct store_config {
 	bool reseal_digest; /* a store whose rows do not match its digest is
 	                       accepted as it is and its digest made again
 	                       (-o reseal_digest, after a repair by hand) */
+	/* STORE_CAP_UNDELETE: how long delete_secret keeps a deleted secret
+	 * (sealed, with its versions, labels and scopes) for undelete;
+	 * 0: it is purged at once, as stores without the capability do. */
+	int64_t keep_deleted_ns;
 };
 
 /* A change record: what one change left behind. */
@@ -212,7 +219,9 @@ struct store_ops {
 	              uint64_t from_revision, const char *to, uint64_t to_incarnation,
 	              scope_set to_scopes, const struct labels *to_labels,
 	              struct store_change *ret_from, struct secret_meta *ret_to);
-	/* Mandatory.  Deletes a secret and all its versions. */
+	/* Mandatory.  Deletes a secret and all its versions (a store with
+	 * STORE_CAP_UNDELETE and keep_deleted_ns > 0 keeps them for undelete;
+	 * the change record is the same). */
 	int (*delete_secret)(struct store *s, const char *id, uint64_t incarnation,
 	                     struct store_change *ret_change);
 	/* Mandatory.  Replaces the whole label map. */
@@ -225,6 +234,32 @@ struct store_ops {
 	/* Optional (STORE_CAP_WATCH).  Starts announcing changes made by other
 	 * clients; fn is called from a thread of the store's. */
 	int (*watch)(struct store *s, store_change_fn fn, void *userdata);
+
+	/* Optional, all five (STORE_CAP_UNDELETE): deleted secrets kept for
+	 * keep_deleted_ns.  A deleted secret is one incarnation, kept until
+	 * it is purged (by purge, purge_expired, or a create of the same ID:
+	 * one kept per ID).  Its change records were those of delete_secret;
+	 * nothing else of the store's interface sees it.
+	 *
+	 * list_deleted: the deleted secrets, in ID order, as they were (scopes,
+	 * labels, current version, size), except that mtime_ns is the time
+	 * of the deletion and revision the deletion's; never decrypts.  A
+	 * kept secret that fails authentication is left out (logged). */
+	int (*list_deleted)(struct store *s, store_list_fn fn, void *userdata);
+	/* The current value of deleted incarnation (0: whichever is kept). */
+	int (*get_deleted_value)(struct store *s, const char *id, uint64_t incarnation,
+	                         struct secret_value **ret_value);
+	/* Makes the deleted incarnation live again as a NEW incarnation (the
+	 * revision of this change), with its versions, labels and scopes,
+	 * plus add_scopes.  -EEXIST if id is live, -ENOENT if none is kept,
+	 * -ESTALE if the kept one is another incarnation. */
+	int (*undelete)(struct store *s, const char *id, uint64_t incarnation, scope_set add_scopes,
+	                struct secret_meta *ret_meta);
+	/* Purges a deleted incarnation now (-ENOENT, -ESTALE as undelete). */
+	int (*purge)(struct store *s, const char *id, uint64_t incarnation);
+	/* Purges every deleted secret kept longer than keep_deleted_ns at
+	 * time now (all of them with keep_deleted_ns 0); *ret_n: how many. */
+	int (*purge_expired)(struct store *s, int64_t now_ns, unsigned *ret_n);
 };
 
 /* The stores this build has. */

@@ -17,6 +17,9 @@ void cmdline_usage(FILE *out)
 	        "       secretsfs init etcd://HOST:PORT[,HOST:PORT...]/PREFIX -o key=FILE\n"
 	        "       secretsfs list MOUNTPOINT [--label KEY=VALUE]... [--scope SCOPE] "
 	        "[--json]\n"
+	        "       secretsfs backup DIR FILE\n"
+	        "       secretsfs restore FILE DIR\n"
+	        "       secretsfs rekey DIR\n"
 	        "       secretsfs DIR MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d] [-s]\n"
 	        "       secretsfs etcd://HOST:PORT[,...]/PREFIX MOUNTPOINT -o key=FILE,attrs=FILE "
 	        "[...]\n"
@@ -44,12 +47,28 @@ void cmdline_usage(FILE *out)
 	        "                         create an empty store under PREFIX of an etcd cluster\n"
 	        "                         (refused if PREFIX holds keys), sealed with the key in\n"
 	        "                         FILE (a new one, 0400, if FILE does not exist)\n"
+	        "  backup DIR FILE        a consistent copy of the store in DIR, mounted or\n"
+	        "                         not, into the new file FILE (0600): sealed as the\n"
+	        "                         store is, it opens with the same key\n"
+	        "  restore FILE DIR       FILE (a backup) becomes the store in DIR, which holds\n"
+	        "                         the store's key (DIR/key, 0400) and no store yet;\n"
+	        "                         checked with that key before it is kept\n"
+	        "  rekey DIR              seal the store in DIR (not mounted) again under a new\n"
+	        "                         key, which becomes DIR/key; made first as\n"
+	        "                         DIR/key.new, the old key opening the store until\n"
+	        "                         all is sealed again: killed, run it again\n"
 	        "\n"
 	        "options:\n"
 	        "  -o key=FILE            the store key (default: $CREDENTIALS_DIRECTORY/%s\n"
 	        "                         when systemd passes it, else DIR/key); refused if\n"
 	        "                         group or others can read it\n"
 	        "  -o keep_versions=N     versions of each value the store keeps (default 5)\n"
+	        "  -o keep_deleted=DURATION\n"
+	        "                         how long a deleted secret is kept (sealed, with its\n"
+	        "                         versions, labels and scopes) in /.deleted, root's\n"
+	        "                         only, for mv /.deleted/ID SCOPE/ID to restore it;\n"
+	        "                         rm there purges it.  Ns, Nm, Nh, Nd; 0: purge at\n"
+	        "                         once (default 7d)\n"
 	        "  -o attrs=FILE          where chmod and chown of secrets and scopes are kept\n"
 	        "                         across remounts (default: DIR/host-attrs)\n"
 	        "  -o ro                  read-only: every change is refused with EROFS\n"
@@ -184,6 +203,7 @@ static const char *const our_options[] = {
 	"key=",
 	"attrs=",
 	"keep_versions=",
+	"keep_deleted=",
 	"uid=",
 	"gid=",
 	"dir_mode=",
@@ -270,6 +290,39 @@ static bool parse_uint(const char *s, int base, unsigned long max, unsigned long
 	return true;
 }
 
+/* A duration: N with s, m, h or d after it (no unit: seconds), at most
+ * 10 years; 0 is 0.  False if s is none. */
+static bool parse_duration(const char *s, int64_t *ret_ns)
+{
+	static const struct {
+		char unit;
+		int64_t ns;
+	} units[] = {
+		{ 's', 1000000000LL },
+		{ 'm', 60LL * 1000000000LL },
+		{ 'h', 3600LL * 1000000000LL },
+		{ 'd', 86400LL * 1000000000LL },
+	};
+	char *end;
+	if (*s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	unsigned long long n = strtoull(s, &end, 10);
+	int64_t unit = units[0].ns;
+	if (*end) {
+		size_t i = 0;
+		while (i < sizeof(units) / sizeof(units[0]) && units[i].unit != *end)
+			i++;
+		if (i == sizeof(units) / sizeof(units[0]) || end[1])
+			return false;
+		unit = units[i].ns;
+	}
+	if (errno || n > 3650ULL * 86400ULL * 1000000000ULL / (unsigned long long)unit)
+		return false;
+	*ret_ns = (int64_t)n * unit;
+	return true;
+}
+
 /* One -o option: ours, ignored (fstab), or FUSE's. */
 static int parse_option(struct cmdline *c, const char *o)
 {
@@ -284,6 +337,12 @@ static int parse_option(struct cmdline *c, const char *o)
 		if (!parse_uint(o + 14, 10, 1000, &v) || v == 0)
 			return fail("keep_versions must be 1 to 1000, not '%s'", o + 14);
 		c->opt.keep_versions = (unsigned)v;
+	} else if (strncmp(o, "keep_deleted=", 13) == 0) {
+		if (!parse_duration(o + 13, &c->opt.keep_deleted_ns))
+			return fail(
+			    "keep_deleted must be a duration such as 7d, 12h, 30m, 10s or 0 "
+			    "(purge at once), not '%s'",
+			    o + 13);
 	} else if (strncmp(o, "uid=", 4) == 0) {
 		if (!parse_uint(o + 4, 10, UINT_MAX - 1, &v))
 			return fail("uid must be a number, not '%s'", o + 4);

@@ -57,10 +57,14 @@ enum {
 	INO_ROOT = FUSE_ROOT_ID, /* 1 */
 	INO_SCOPE_FIRST = 2,     /* 2..6, one per enum scope */
 	INO_VERSIONS = INO_SCOPE_FIRST + SCOPE_COUNT,
+	INO_DELETED, /* /.deleted (deleted.c) */
 	INO_FIRST_FREE = 16,
 };
 
 #define VERSIONS_DIR_NAME ".versions"
+#define DELETED_DIR_NAME ".deleted"
+/* -o keep_deleted's default: a week */
+#define KEEP_DELETED_DEFAULT_NS (7LL * 24 * 3600 * 1000000000LL)
 /* How long after an unlink a create of the same name restores the secret's
  * labels and scopes (install(1) unlinks, then creates). */
 #define TOMBSTONE_NS (30LL * 1000000000LL)
@@ -77,6 +81,8 @@ enum node_kind {
 	NODE_VERSION_DIR,    /* /.versions/ID */
 	NODE_VERSION_FILE,   /* /.versions/ID/N */
 	NODE_SECRET_VERSION, /* -o fast: a secret's version as an inode of its own */
+	NODE_DELETED,        /* /.deleted */
+	NODE_DELETED_FILE,   /* /.deleted/ID: a deleted secret kept for undo */
 };
 
 struct node;
@@ -92,6 +98,10 @@ struct secret_node {
 	 * scopes or value the kernel's own count of its links may be off
 	 * (see entry_timeout_of), and only a lookup sets it right. */
 	int64_t settle_ns;
+	/* Made by mknod(2) (tar --xattrs makes a file, sets its xattrs, then
+	 * opens it): a pending node the kernel knows stays until its first
+	 * open is released, not only while something holds it open. */
+	bool mknod_hold;
 };
 
 struct scratch_node {
@@ -142,6 +152,14 @@ struct node {
 			struct node *secret;
 			struct node *files;
 		} vdir;
+		/* NODE_DELETED_FILE: one deleted incarnation, as the store
+		 * last listed it; dead once purged or restored. */
+		struct {
+			char *id;
+			uint64_t incarnation;
+			uint32_t size;
+			int64_t deleted_ns;
+		} deleted;
 	} u;
 };
 
@@ -162,6 +180,7 @@ struct fs_options {
 	char *key_file;
 	char *attrs_file; /* this host's chmod/chown (hostattrs.h) */
 	unsigned keep_versions;
+	int64_t keep_deleted_ns; /* -o keep_deleted; 0: deleted secrets purged at once */
 	bool read_only;
 	bool reseal_digest; /* -o reseal_digest: accept the store's rows as they are */
 	bool foreground;
@@ -211,6 +230,10 @@ struct fs {
 	struct node *scratch_head;
 	/* Recent unlinks (TOMBSTONE_NS).  fs->lock. */
 	struct tombstone *tombs;
+	/* /.deleted's files the kernel knows (sibling list).  fs->lock. */
+	struct node *deleted_files;
+	/* deleted.c's purger: purges what was kept longer than keep_deleted. */
+	struct purger *purger;
 
 	struct notifier *notifier;
 	struct credsock *credsock; /* -o credsocket, or NULL.  fs->lock */
@@ -291,6 +314,25 @@ bool name_is_scratch(const char *name);
 bool name_suggest_id(const char *name, char *buf, size_t size);
 /* Why name is refused, for a log line: the rule, and the ID meant. */
 void name_refused_why(const char *name, char *buf, size_t size);
+
+/* deleted.c: /.deleted, secrets deleted less than -o keep_deleted ago
+ * (STORE_CAP_UNDELETE), read-only and root's only.  Called with no lock
+ * held; each takes fs->lock itself and calls the store without it. */
+bool deleted_shown(const struct fs *fs);
+/* /.deleted/NAME's node, pinned (the caller unpins it); -ENOENT. */
+int deleted_lookup(struct fs *fs, const char *name, struct node **ret);
+/* The names in /.deleted, for readdir: *ret_names malloc'ed, each too. */
+int deleted_names(struct fs *fs, char ***ret_names, size_t *ret_n);
+/* rm /.deleted/NAME: purged now. */
+int deleted_purge(struct fs *fs, const char *name);
+/* mv /.deleted/NAME SCOPE/NEWNAME: restored under its own ID (NEWNAME
+ * must name it) as a new incarnation, its versions, labels and scopes
+ * back, plus SCOPE. */
+int deleted_restore(struct fs *fs, const char *name, enum scope sc, const char *newname);
+/* The purger: once at mount (before serving), then every
+ * deleted_purge_period() until stopped. */
+int deleted_purger_start(struct fs *fs);
+void deleted_purger_stop(struct fs *fs);
 
 /* notify.c: kernel cache invalidations, sent from a thread of their own
  * (never from inside a request). */

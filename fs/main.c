@@ -3,6 +3,7 @@
  * secretsfs: the command line.
  *
  *   secretsfs init DIR [-o key=FILE]
+ *   secretsfs backup DIR FILE | restore FILE DIR | rekey DIR
  *   secretsfs list MOUNTPOINT [--label K=V] [--scope S] [--json]
  *   secretsfs DIR MOUNTPOINT [-o opt,...] [-f] [-d] [-s]
  *
@@ -120,6 +121,128 @@ static int cmd_init(const char *dir, const char *key_file)
 		       "its key is %s/%s (mode 0400): without it no value can be read; keep a "
 		       "copy somewhere safe\n",
 		       dir, dir, EMBEDDED_KEY_FILE);
+	return 0;
+}
+
+/* secretsfs backup DIR FILE */
+static int cmd_backup(const char *dir, const char *file)
+{
+	char why[2 * PATH_MAX + 160] = "";
+	int r = embedded_store_backup(dir, file, why, sizeof(why));
+	if (r < 0)
+		return fail("%s", why[0] ? why : strerrordesc_np(-r));
+	printf("backed up the store in %s to %s: it opens with the same key (%s/%s); restore "
+	       "with: secretsfs restore %s NEWDIR (NEWDIR holding a copy of the key)\n",
+	       dir, file, dir, EMBEDDED_KEY_FILE, file);
+	return 0;
+}
+
+/* secretsfs restore FILE DIR: DIR holds the store's key, not a store. */
+static int cmd_restore(const char *file, const char *dir)
+{
+	char why[2 * PATH_MAX + 160] = "";
+	char *key_path = NULL;
+	uint8_t *key = NULL;
+	if (crypto_init() < 0)
+		return fail("libsodium failed to initialise");
+	int r = embedded_key_path(dir, &key_path);
+	if (r == 0)
+		r = key_load_why(key_path, &key, why, sizeof(why));
+	if (r < 0 && !why[0])
+		snprintf(why, sizeof(why),
+		         "%s: %s (put the store's key there first: install -m 0400 KEY %s)",
+		         key_path ? key_path : dir,
+		         r == -EINVAL ? "not a 32-byte key" : strerrordesc_np(-r),
+		         key_path ? key_path : dir);
+	if (r == 0)
+		r = embedded_store_restore(file, dir, key, why, sizeof(why));
+	key_free(key);
+	free(key_path);
+	if (r < 0)
+		return fail("%s", why[0] ? why : strerrordesc_np(-r));
+	printf("restored %s into %s: mount it with secretsfs %s MOUNTPOINT\n", file, dir, dir);
+	return 0;
+}
+
+#define REKEY_NEW_KEY_FILE "key.new"
+
+static void rekey_progress(size_t done, size_t total)
+{
+	fprintf(stderr, "secretsfs: rekey: %zu of %zu secrets sealed again\n", done, total);
+}
+
+/* secretsfs rekey DIR: the store sealed again under a new key, staged so
+ * that a kill at any moment leaves a store one of the two keys opens and
+ * a run again finishes it: the new key is made first as DIR/key.new (or
+ * taken from there: a run before was killed), the store sealed again
+ * under it in one transaction (the old key opens it until that commits),
+ * then key.new renamed over DIR/key. */
+static int cmd_rekey(const char *dir)
+{
+	char why[2 * PATH_MAX + 160] = "";
+	uint8_t *old = NULL, *new = NULL;
+	char *kp = NULL, *np = NULL;
+	bool made = false;
+	if (crypto_init() < 0)
+		return fail("libsodium failed to initialise");
+	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dirfd < 0)
+		return fail("%s: %s", dir, strerror(errno));
+	int r = embedded_key_path(dir, &kp);
+	if (r == 0 && asprintf(&np, "%s/%s", dir, REKEY_NEW_KEY_FILE) < 0) {
+		np = NULL;
+		r = -ENOMEM;
+	}
+	if (r == 0)
+		r = key_load_why(kp, &old, why, sizeof(why));
+	if (r < 0 && !why[0])
+		snprintf(why, sizeof(why), "%s: %s", kp ? kp : dir, strerrordesc_np(-r));
+	int rn = r == 0 ? key_load_why(np, &new, why, sizeof(why)) : 0;
+	if (r == 0 && rn == -ENOENT) {
+		why[0] = '\0';
+		rn = key_create_at(dirfd, REKEY_NEW_KEY_FILE, &new);
+		made = rn == 0;
+	} else if (r == 0 && rn == 0) {
+		fprintf(stderr,
+		        "secretsfs: %s exists: an earlier rekey was interrupted; "
+		        "finishing it with that key\n",
+		        np);
+	}
+	if (r == 0 && rn < 0) {
+		r = rn;
+		if (!why[0])
+			snprintf(why, sizeof(why), "%s: %s", np, strerrordesc_np(-r));
+	}
+	if (r == 0)
+		r = embedded_store_rekey(dir, old, new, rekey_progress, why, sizeof(why));
+	if (r >= 0) {
+		/* the store is the new key's now: DIR/key becomes it */
+		if (renameat(dirfd, REKEY_NEW_KEY_FILE, dirfd, EMBEDDED_KEY_FILE) < 0 ||
+		    fsync(dirfd) < 0) {
+			snprintf(
+			    why, sizeof(why),
+			    "the store is sealed under %s, but it could not be renamed to %s: %s "
+			    "(run secretsfs rekey %s again)",
+			    np, kp, strerror(errno), dir);
+			r = -EIO;
+		}
+	} else if (made) {
+		unlinkat(dirfd, REKEY_NEW_KEY_FILE, 0); /* nothing was sealed under it */
+	}
+	key_free(old);
+	key_free(new);
+	close(dirfd);
+	if (r < 0) {
+		free(kp);
+		free(np);
+		return fail("%s", why[0] ? why : strerrordesc_np(-r));
+	}
+	printf("the store in %s is sealed under a new key, now %s (mode 0400); the old key no "
+	       "longer opens it, only the backups taken before (take a new backup); keep a copy "
+	       "of the new key somewhere safe\n",
+	       dir, kp);
+	free(kp);
+	free(np);
 	return 0;
 }
 
@@ -410,6 +533,17 @@ static int fail_busy(const char *dir)
 	return fail("the store in %s is in use by another secretsfs", dir);
 }
 
+/* Does dir hold the new key of a rekey that did not finish? */
+static bool rekey_interrupted(const char *dir)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s/%s", dir, REKEY_NEW_KEY_FILE) < 0)
+		return false;
+	bool there = access(p, F_OK) == 0;
+	free(p);
+	return there;
+}
+
 /* Opens the store with the key from kp and mirrors its metadata; frees
  * both.  Returns 0 or prints why not. */
 static int setup_store(struct fs *fs, uint8_t *key, char *kp)
@@ -422,6 +556,7 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		.keep_versions = fs->opt.keep_versions,
 		.read_only = fs->opt.read_only,
 		.reseal_digest = fs->opt.reseal_digest,
+		.keep_deleted_ns = fs->opt.keep_deleted_ns,
 	};
 	r = fs->ops->open(&cfg, &fs->store);
 	key_free(key);
@@ -430,6 +565,10 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		         dir);
 	else if (r == -ENOTDIR)
 		r = fail("%s is not a directory", dir);
+	else if (r == -EKEYREJECTED && rekey_interrupted(dir))
+		r = fail("the key in %s does not open the store in %s: a rekey was interrupted; "
+		         "run secretsfs rekey %s to finish it",
+		         kp, dir, dir);
 	else if (r == -EKEYREJECTED)
 		r = fail("the key in %s does not open the store in %s (wrong key)", kp, dir);
 	else if (r == -EBUSY)
@@ -443,7 +582,7 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 	pthread_rwlock_wrlock(&fs->lock);
 	struct node *root = fs_node_new(fs, NODE_ROOT);
 	struct node *versions = fs_node_new(fs, NODE_VERSIONS);
-	bool ok = root && versions;
+	bool ok = root && versions && (!deleted_shown(fs) || fs_node_new(fs, NODE_DELETED));
 	for (int sc = 0; sc < SCOPE_COUNT && ok; sc++)
 		ok = fs_scope_node_new(fs, sc) != NULL;
 	r = ok ? fs->ops->list(fs->store, add_listed, fs) : -ENOMEM;
@@ -456,6 +595,10 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		return fail("%s", why);
 	if (ra < 0)
 		return fail("cannot read %s: %s", fs->opt.attrs_file, strerrordesc_np(-ra));
+	/* what was kept past -o keep_deleted goes before anything is served */
+	if ((r = deleted_purger_start(fs)) < 0)
+		return fail("cannot purge the deleted secrets kept in %s: %s", dir,
+		            strerrordesc_np(-r));
 	return 0;
 }
 
@@ -879,6 +1022,7 @@ static void stop(struct fs *fs)
 	credsock_close(cs);
 	notifier_stop(fs->notifier);
 	fs->notifier = NULL;
+	deleted_purger_stop(fs); /* before the store closes */
 	if (fs->se) {
 		/* Under run_as the server may not unmount: this finds the
 		 * mount gone, or fails quietly (fusermount3 -q) and the keeper
@@ -925,9 +1069,28 @@ int main(int argc, char **argv)
 		return cmd_init(argv[2], k);
 	}
 
+	if (argc >= 2 && strcmp(argv[1], "backup") == 0) {
+		if (argc != 4)
+			return fail("usage: secretsfs backup DIR FILE");
+		return cmd_backup(argv[2], argv[3]);
+	}
+	if (argc >= 2 && strcmp(argv[1], "rekey") == 0) {
+		if (argc != 3)
+			return fail("usage: secretsfs rekey DIR");
+		return cmd_rekey(argv[2]);
+	}
+	if (argc >= 2 && strcmp(argv[1], "restore") == 0) {
+		if (argc != 4)
+			return fail("usage: secretsfs restore FILE DIR");
+		return cmd_restore(argv[2], argv[3]);
+	}
+
 	static struct fs fs;
 	struct cmdline c = {
-		.opt = { .keep_versions = 5, .dir_mode = 0700, .file_mode = 0600 },
+		.opt = { .keep_versions = 5,
+		         .keep_deleted_ns = KEEP_DELETED_DEFAULT_NS,
+		         .dir_mode = 0700,
+		         .file_mode = 0600 },
 		.fuse_args = FUSE_ARGS_INIT(0, NULL),
 	};
 	int r = fuse_opt_add_arg(&c.fuse_args, argv[0]) < 0 ? fail("out of memory")

@@ -35,6 +35,17 @@ int fs_nodes_init(struct fs *fs)
 
 static void node_destroy(struct fs *fs, struct node *n);
 
+/* Takes n out of the sibling list at *pp. */
+static void list_remove(struct node **pp, struct node *n)
+{
+	for (; *pp; pp = &(*pp)->next) {
+		if (*pp == n) {
+			*pp = n->next;
+			return;
+		}
+	}
+}
+
 void fs_nodes_free(struct fs *fs)
 {
 	for (size_t i = 0; fs->nodes && i < fs->nodes_cap; i++)
@@ -69,6 +80,8 @@ bool fs_node_live(const struct node *n)
 		return !n->dead;
 	if (n->kind == NODE_SCRATCH)
 		return !n->u.scratch.unlinked;
+	if (n->kind == NODE_DELETED_FILE)
+		return !n->dead;
 	return true;
 }
 
@@ -103,12 +116,13 @@ static struct node *node_new_at(struct fs *fs, enum node_kind kind, fuse_ino_t i
 		n->mode = fs->opt.dir_mode;
 	else
 		n->mode = fs->opt.file_mode;
-	if (kind == NODE_VERSIONS || kind == NODE_VERSION_DIR || kind == NODE_VERSION_FILE) {
+	if (kind == NODE_VERSIONS || kind == NODE_VERSION_DIR || kind == NODE_VERSION_FILE ||
+	    kind == NODE_DELETED || kind == NODE_DELETED_FILE) {
 		/* Every secret's old values, whatever scope and owner it has:
 		 * root's only, not uid='s or owner='s (chmod/chown: EPERM). */
 		n->uid = 0;
 		n->gid = 0;
-		n->mode = kind == NODE_VERSION_FILE ? 0400 : 0500;
+		n->mode = kind == NODE_VERSION_FILE || kind == NODE_DELETED_FILE ? 0400 : 0500;
 	}
 	if (place(fs, n, ino) < 0) {
 		free(n);
@@ -123,6 +137,8 @@ struct node *fs_node_new(struct fs *fs, enum node_kind kind)
 		return node_new_at(fs, kind, INO_ROOT);
 	if (kind == NODE_VERSIONS)
 		return node_new_at(fs, kind, INO_VERSIONS);
+	if (kind == NODE_DELETED)
+		return node_new_at(fs, kind, INO_DELETED);
 	struct node *n = node_new_at(fs, kind, fs->next_ino);
 	if (n)
 		fs->next_ino++;
@@ -146,6 +162,9 @@ static void node_destroy(struct fs *fs, struct node *n)
 		free(n->u.scratch.stored_as);
 		lockedbuf_clear(&n->u.scratch.data);
 		labels_clear(&n->u.scratch.labels);
+	} else if (n->kind == NODE_DELETED_FILE) {
+		list_remove(&fs->deleted_files, n);
+		free(n->u.deleted.id);
 	}
 	if (n->ino < fs->nodes_cap && fs->nodes[n->ino] == n)
 		fs->nodes[n->ino] = NULL;
@@ -167,22 +186,12 @@ static bool version_current(const struct node *v)
 
 static void node_kill(struct fs *fs, struct node *n);
 
-/* Takes n out of the sibling list at *pp. */
-static void list_remove(struct node **pp, struct node *n)
-{
-	for (; *pp; pp = &(*pp)->next) {
-		if (*pp == n) {
-			*pp = n->next;
-			return;
-		}
-	}
-}
-
 void fs_node_release(struct fs *fs, struct node *n)
 {
 	if (n->open_count || n->pins)
 		return;
-	if (n->kind == NODE_SECRET && !n->dead && !n->u.secret.meta.incarnation) {
+	if (n->kind == NODE_SECRET && !n->dead && !n->u.secret.meta.incarnation &&
+	    !(n->u.secret.mknod_hold && n->nlookup)) {
 		/* Pending, and nothing holds it open: it was never stored, and
 		 * its name goes (it had no entry timeout: the kernel looks
 		 * again and finds nothing). */
@@ -203,6 +212,9 @@ void fs_node_release(struct fs *fs, struct node *n)
 	case NODE_SCRATCH:
 		if (n->u.scratch.unlinked)
 			node_destroy(fs, n);
+		break;
+	case NODE_DELETED_FILE:
+		node_destroy(fs, n); /* looked up again from the store */
 		break;
 	case NODE_SECRET_VERSION:
 		/* The current version is looked up again soon: kept. */

@@ -93,6 +93,8 @@ static void handle_free(struct fs *fs, struct handle *h)
 	unlock(fs);
 	if (settle) {
 		wrlock(fs);
+		if (n->kind == NODE_SECRET)
+			n->u.secret.mknod_hold = false; /* its first open is done */
 		fs_node_unpin(fs, n);
 		unlock(fs);
 	}
@@ -265,6 +267,30 @@ static int value_gone(struct fs *fs, struct node *n)
 	return gone ? -ESTALE : -ENOENT;
 }
 
+/* A read-only open of /.deleted/ID: its value at deletion, from the
+ * store.  fs->lock held; dropped. */
+static int open_deleted(struct fs *fs, struct node *n, const struct caller *who,
+                        struct handle **ret)
+{
+	uint64_t incarnation = n->u.deleted.incarnation;
+	struct handle *h = handle_new(fs, n, n->u.deleted.id, who);
+	unlock(fs);
+	if (!h)
+		return -ENOMEM;
+	int r = fs->ops->get_deleted_value(fs->store, h->id, incarnation, &h->snap);
+	if (r == -ENOENT || r == -ESTALE)
+		r = -ESTALE; /* purged or restored meanwhile: the kernel looks again */
+	else if (r < 0)
+		r = user_errno(r);
+	audit_event(who, "read-deleted", h->id, h->snap ? h->snap->version : 0, r, NULL);
+	if (r < 0) {
+		release_handle(fs, h);
+		return r;
+	}
+	*ret = h;
+	return 0;
+}
+
 /* Opens the node ino as flags asks. */
 static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct caller *who,
                      struct handle **ret)
@@ -283,14 +309,18 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	int r = 0;
 	if (!n)
 		r = -ENOENT;
-	else if (n->kind != NODE_SECRET && n->kind != NODE_SCRATCH && n->kind != NODE_VERSION_FILE)
+	else if (n->kind != NODE_SECRET && n->kind != NODE_SCRATCH &&
+	         n->kind != NODE_VERSION_FILE && n->kind != NODE_DELETED_FILE)
 		r = -EISDIR;
 	else if (!fs_node_live(n) || (n->kind == NODE_VERSION_FILE && n->u.vfile.secret->dead))
 		r = -ESTALE; /* the kernel looks the name up again */
 	else if (writable && fs->opt.read_only)
 		r = -EROFS;
-	else if (writable && n->kind == NODE_VERSION_FILE)
+	else if (writable && (n->kind == NODE_VERSION_FILE || n->kind == NODE_DELETED_FILE))
 		r = -EACCES;
+	else if (n->kind == NODE_DELETED_FILE)
+		/* root's only (no scope's policy decides over what has none) */
+		r = who->uid == 0 ? 0 : -EACCES;
 	else
 		r = admit_open(fs, n, writable, who);
 	if (r == -EROFS)
@@ -318,6 +348,8 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 		*ret = h;
 		return 0;
 	}
+	if (n->kind == NODE_DELETED_FILE)
+		return open_deleted(fs, n, who, ret); /* drops the lock */
 	const struct node *s = n->kind == NODE_SECRET ? n : n->u.vfile.secret;
 	const char *id = s->u.secret.meta.id;
 	if (writable && fs->opt.fast)
@@ -630,24 +662,89 @@ static int create_node(struct fs *fs, enum scope sc, const char *name, mode_t mo
 	return -EIO;
 }
 
+/* The kernel did not take an entry reply for ino: its count goes. */
+static void entry_not_taken(struct fs *fs, fuse_ino_t ino)
+{
+	wrlock(fs);
+	struct node *m = fs_node(fs, ino);
+	if (m && m->nlookup) {
+		m->nlookup--;
+		fs_node_release(fs, m);
+	}
+	unlock(fs);
+}
+
+/* What create and mknod check first: the scope of parent, or -errno
+ * (logged). */
+static int create_scope(struct fs *fs, fuse_ino_t parent, const char *name)
+{
+	int sc = scope_of_dir(parent);
+	if (sc < 0) {
+		log_warn("%s: not created: files live in the scope directories", name);
+		return -EPERM;
+	}
+	if (fs->opt.read_only)
+		return -EROFS;
+	if (name_too_long(name)) {
+		log_warn("%s/<%zu-byte name>: not created: names are at most %d bytes",
+		         scope_dir_name(sc), strlen(name), NAME_MAX_BYTES);
+		return -ENAMETOOLONG;
+	}
+	return sc;
+}
+
+/* mknod(2) of a regular file, and a creat(2) the kernel sends as MKNOD:
+ * the file is made as create makes it, not opened.  tar --xattrs
+ * extracts a file so (mknod, set its xattrs, open, write), so a pending
+ * secret made here stays until its first open is released
+ * (secret_node.mknod_hold).  Every other file type: EPERM. */
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct fs *fs = fs_of(req);
+	if ((mode & S_IFMT) != S_IFREG || rdev != 0) {
+		refuse_mknod(req, name);
+		return;
+	}
+	int sc = create_scope(fs, parent, name);
+	if (sc < 0) {
+		fuse_reply_err(req, -sc);
+		return;
+	}
+	mode = (mode & ~fuse_req_ctx(req)->umask) & 07777;
+	struct caller who;
+	caller_of_req(req, &who);
+	struct node *n = NULL;
+	int r = create_node(fs, sc, name, mode, O_EXCL, &who, &n);
+	if (r == -EACCES)
+		audit_event(&who, "create", name, 0, r, NULL);
+	caller_clear(&who);
+	struct fuse_entry_param e = { .attr_timeout = ATTR_TIMEOUT };
+	if (n) {
+		wrlock(fs);
+		if (n->kind == NODE_SECRET && !n->u.secret.meta.incarnation)
+			n->u.secret.mknod_hold = true;
+		n->nlookup++;
+		e.ino = n->ino;
+		e.entry_timeout = entry_timeout_of(n);
+		fill_attr(fs, n, &e.attr);
+		fs_node_unpin(fs, n);
+		unlock(fs);
+	}
+	if (r != 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	if (fuse_reply_entry(req, &e) != 0)
+		entry_not_taken(fs, e.ino);
+}
+
 void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	int sc = scope_of_dir(parent);
+	int sc = create_scope(fs, parent, name);
 	if (sc < 0) {
-		log_warn("%s: not created: files live in the scope directories", name);
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	if (fs->opt.read_only) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
-	if (name_too_long(name)) {
-		log_warn("%s/<%zu-byte name>: not created: names are at most %d bytes",
-		         scope_dir_name(sc), strlen(name), NAME_MAX_BYTES);
-		fuse_reply_err(req, ENAMETOOLONG);
+		fuse_reply_err(req, -sc);
 		return;
 	}
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -685,15 +782,8 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	}
 	if (fast) {
 		fi->fh = 0; /* a scratch file: its bytes are in its node */
-		if (fuse_reply_create(req, &e, fi) != 0) {
-			wrlock(fs);
-			struct node *m = fs_node(fs, e.ino);
-			if (m && m->nlookup) {
-				m->nlookup--;
-				fs_node_release(fs, m);
-			}
-			unlock(fs);
-		}
+		if (fuse_reply_create(req, &e, fi) != 0)
+			entry_not_taken(fs, e.ino);
 		return;
 	}
 	reply_open(req, fs, h, fi, &e);
@@ -725,7 +815,15 @@ static void read_unopened(fuse_req_t req, struct fs *fs, fuse_ino_t ino, size_t 
 	}
 	char *id = NULL;
 	uint64_t incarnation = 0, version = 0;
-	if (n && (n->kind == NODE_SECRET_VERSION || n->kind == NODE_VERSION_FILE)) {
+	bool deleted = n && n->kind == NODE_DELETED_FILE;
+	if (deleted && !n->dead) {
+		id = strdup(n->u.deleted.id);
+		incarnation = n->u.deleted.incarnation;
+	} else if (deleted) {
+		unlock(fs);
+		fuse_reply_err(req, ESTALE); /* purged or restored */
+		return;
+	} else if (n && (n->kind == NODE_SECRET_VERSION || n->kind == NODE_VERSION_FILE)) {
 		const struct node *s = n->u.vfile.secret;
 		id = strdup(s->u.secret.meta.id);
 		incarnation = s->u.secret.meta.incarnation;
@@ -745,7 +843,8 @@ static void read_unopened(fuse_req_t req, struct fs *fs, fuse_ino_t ino, size_t 
 	}
 	/* The version of this incarnation, never another one's. */
 	struct secret_value *v = NULL;
-	int r = fs->ops->get_value(fs->store, id, incarnation, version, &v);
+	int r = deleted ? fs->ops->get_deleted_value(fs->store, id, incarnation, &v)
+	                : fs->ops->get_value(fs->store, id, incarnation, version, &v);
 	if (r < 0) {
 		log_error("%s: version %" PRIu64 " could not be read (%s)", id, version,
 		          r == -ENOENT ? "it was deleted" : strerrordesc_np(-r));
@@ -1015,7 +1114,8 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	if (kind == NODE_VERSION_FILE || kind == NODE_VERSION_DIR || kind == NODE_VERSIONS) {
+	if (kind == NODE_VERSION_FILE || kind == NODE_VERSION_DIR || kind == NODE_VERSIONS ||
+	    kind == NODE_DELETED || kind == NODE_DELETED_FILE) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
