@@ -68,6 +68,10 @@ void cmdline_usage(FILE *out)
 	        "                         cgroup= rules, plaintext kept out of the page cache,\n"
 	        "                         and writes in place (values change by mv of a\n"
 	        "                         scratch file only)\n"
+	        "  -o takeover            take the mount over from the secretsfs serving\n"
+	        "                         MOUNTPOINT (same user, no run_as): it hands its\n"
+	        "                         connection over and exits, the mount never goes\n"
+	        "                         away (an upgrade in place)\n"
 	        "  -f                     stay in the foreground, log to stderr\n"
 	        "  -d                     debug: -f, and log every FUSE request\n"
 	        "  -s                     single-threaded\n"
@@ -142,6 +146,8 @@ static int parse_option(struct cmdline *c, const char *o)
 			return fail("-o %s: %s", o, why);
 	} else if (strcmp(o, "fast") == 0) {
 		c->opt.fast = true;
+	} else if (strcmp(o, "takeover") == 0) {
+		c->opt.takeover = true;
 	} else if (strncmp(o, "run_as=", 7) == 0) {
 		free(c->opt.run_as);
 		c->opt.run_as = strdup(o + 7);

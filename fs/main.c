@@ -31,6 +31,7 @@
 #include "crypto.h"
 #include "embedded.h"
 #include "etcd.h"
+#include "handover.h"
 #include "keeper.h"
 #include "keyfile.h"
 
@@ -290,6 +291,8 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 	for (int sc = 0; sc < SCOPE_COUNT && ok; sc++)
 		ok = fs_scope_node_new(fs, sc) != NULL;
 	r = ok ? fs->ops->list(fs->store, add_listed, fs) : -ENOMEM;
+	if (r == 0)
+		handover_restore_inodes(fs); /* the numbers the kernel knows */
 	char why[2 * PATH_MAX + 160] = "";
 	int ra = r == 0 ? hostattrs_load(fs, why, sizeof(why)) : 0;
 	pthread_rwlock_unlock(&fs->lock);
@@ -410,7 +413,7 @@ static int mount_options(const struct fs *fs, const struct cmdline *c, char **re
 	return 0;
 }
 
-static int serve(struct fs *fs, struct cmdline *c)
+static int serve(struct fs *fs, struct cmdline *c, bool adopted)
 {
 	struct fuse_args *args = &c->fuse_args;
 	char *opts = NULL;
@@ -427,9 +430,10 @@ static int serve(struct fs *fs, struct cmdline *c)
 		return fail("could not start the FUSE session (see the message above)");
 	if (fuse_set_signal_handlers(fs->se) < 0)
 		return fail("could not set signal handlers");
-	if (fuse_session_mount(fs->se, fs->opt.mountpoint) < 0)
+	/* A connection taken over is served as it is: no mount. */
+	if (!adopted && fuse_session_mount(fs->se, fs->opt.mountpoint) < 0)
 		return fail("could not mount on %s", fs->opt.mountpoint);
-	return 0;
+	return handover_session(fs);
 }
 
 /* -o run_as=USER: from here on this process serves as USER and the
@@ -518,7 +522,19 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	harden(fs->opt.debug);
 	if (crypto_init() < 0)
 		return fail("libsodium failed to initialise");
-	if ((r = check_mountpoint(fs->opt.mountpoint)))
+	if (fs->opt.takeover && fs->opt.run_as)
+		return fail("-o takeover cannot be used with -o run_as (its keeper unmounts when "
+		            "the server exits)");
+	/* A connection left by the daemon before (systemd's fd store) or
+	 * handed over by the one serving now (-o takeover): the mount stays,
+	 * and looking at the mountpoint would wait for this daemon. */
+	int adopted = handover_adopt(fs, fs->opt.takeover);
+	if (adopted < 0)
+		return 1;
+	if (!adopted && fs->opt.takeover)
+		return fail("-o takeover: nothing taken over from the daemon serving %s",
+		            fs->opt.mountpoint);
+	if (!adopted && (r = check_mountpoint(fs->opt.mountpoint)))
 		return r;
 	if (fs->opt.run_as && (r = check_run_as(fs)))
 		return r;
@@ -543,14 +559,14 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	/* As root, the store is opened first: its errors come before a
 	 * mount.  Under run_as it is opened by the server, as USER. */
 	if (fs->opt.run_as) {
-		if ((r = serve(fs, c))) {
+		if ((r = serve(fs, c, false))) {
 			key_free(key);
 			free(kp);
 			return r;
 		}
 		if ((r = serve_as(fs, key, kp, &ready_fd)))
 			return r;
-	} else if ((r = setup_store(fs, key, kp)) || (r = serve(fs, c))) {
+	} else if ((r = setup_store(fs, key, kp)) || (r = serve(fs, c, adopted))) {
 		return r;
 	}
 	fs->notifier = notifier_start(fs->se);
@@ -574,6 +590,7 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	else
 		sd_notify_ready_when_mounted(fs);
 
+	handover_serving(fs);
 	if (c->single_thread) {
 		r = fuse_session_loop(fs->se);
 	} else {
@@ -585,7 +602,11 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	/* A signal (SIGTERM, SIGINT, SIGHUP) or fusermount3 -u: a clean stop.
 	 * fuse_session_loop returns the signal's number then. */
 	sd_notify_send("STOPPING=1");
-	log_info("unmounted %s", fs->opt.mountpoint);
+	handover_finish(fs);
+	if (handover_handing_over())
+		log_info("handed the mount on %s over to the next daemon", fs->opt.mountpoint);
+	else
+		log_info("unmounted %s", fs->opt.mountpoint);
 	return r < 0 ? 1 : 0;
 }
 
@@ -602,7 +623,17 @@ static void stop(struct fs *fs)
 		/* Under run_as the server may not unmount: this finds the
 		 * mount gone, or fails quietly (fusermount3 -q) and the keeper
 		 * unmounts; it frees the session's mountpoint either way. */
-		fuse_session_unmount(fs->se);
+		if (handover_handing_over()) {
+			/* the mount stays, for the next daemon */
+		} else if (handover_adopted()) {
+			/* not mounted by this session: libfuse would not */
+			if (umount2(fs->opt.mountpoint, MNT_DETACH) < 0 && errno != EINVAL &&
+			    errno != ENOENT) /* EINVAL: unmounted already (fusermount3 -u) */
+				log_warn("cannot unmount %s: %s", fs->opt.mountpoint,
+				         strerrordesc_np(errno));
+		} else {
+			fuse_session_unmount(fs->se);
+		}
 		fuse_remove_signal_handlers(fs->se);
 		fuse_session_destroy(fs->se);
 	}
