@@ -143,11 +143,12 @@ bool handover_adopted(void)
 
 /* --- the state --- */
 
-static int write_all_at(int fd, const void *p, size_t len, off_t off)
+/* All of len bytes at off, written (write) or read; 0 or -errno. */
+static int all_at(int fd, void *p, size_t len, off_t off, bool write)
 {
-	const char *c = p;
+	char *c = p;
 	while (len) {
-		ssize_t n = pwrite(fd, c, len, off);
+		ssize_t n = write ? pwrite(fd, c, len, off) : pread(fd, c, len, off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -159,20 +160,14 @@ static int write_all_at(int fd, const void *p, size_t len, off_t off)
 	return 0;
 }
 
+static int write_all_at(int fd, const void *p, size_t len, off_t off)
+{
+	return all_at(fd, (void *)p, len, off, true);
+}
+
 static int read_all_at(int fd, void *p, size_t len, off_t off)
 {
-	char *c = p;
-	while (len) {
-		ssize_t n = pread(fd, c, len, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		c += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
+	return all_at(fd, p, len, off, false);
 }
 
 /* A growing buffer for the table. */
@@ -345,9 +340,10 @@ static int state_read(int fd)
 	qsort(ho.saved, ho.n_saved, sizeof(*ho.saved), saved_cmp);
 	ho.init_len = h.init_len;
 	ho.region = cur.region;
-	const struct fuse_in_header *in = (const struct fuse_in_header *)ho.init;
-	ho.init_unique = in->unique;
-	return in->opcode == FUSE_INIT && in->len == h.init_len ? 0 : -EBADMSG;
+	struct fuse_in_header in;
+	memcpy(&in, ho.init, sizeof(in)); /* ho.init has no alignment of its own */
+	ho.init_unique = in.unique;
+	return in.opcode == FUSE_INIT && in.len == h.init_len ? 0 : -EBADMSG;
 }
 
 static fuse_ino_t wanted_ino(const struct node *n, void *arg)
@@ -630,6 +626,10 @@ static void takeover_send(struct fs *fs)
 {
 	if (ho.successor < 0)
 		return;
+	/* The address is free before the successor has the connection: it
+	 * listens there itself as soon as it serves. */
+	close(ho.listen_fd);
+	ho.listen_fd = -1;
 	int fds[2] = { fuse_session_fd(fs->se), ho.state_fd };
 	union {
 		struct cmsghdr h;
@@ -699,6 +699,7 @@ int handover_adopt(struct fs *fs, bool takeover)
 int handover_session(struct fs *fs)
 {
 	ho.fs = fs;
+	ho.main_thread = pthread_self(); /* the one that runs the loop */
 	int fd = ho.fuse_fd >= 0 ? ho.fuse_fd : fuse_session_fd(fs->se);
 	if (fuse_session_custom_io(fs->se, &io, fd) < 0)
 		return -fail("could not set up the FUSE session's I/O");
@@ -728,7 +729,6 @@ int handover_session(struct fs *fs)
 
 void handover_serving(struct fs *fs)
 {
-	ho.main_thread = pthread_self();
 	pthread_rwlock_rdlock(&fs->lock);
 	state_write(fs);
 	pthread_rwlock_unlock(&fs->lock);

@@ -620,9 +620,12 @@ static void stop(struct fs *fs)
 	notifier_stop(fs->notifier);
 	fs->notifier = NULL;
 	if (fs->se) {
-		/* Under run_as the server may not unmount: this finds the
-		 * mount gone, or fails quietly (fusermount3 -q) and the keeper
-		 * unmounts; it frees the session's mountpoint either way. */
+		/* Handing over a mount this session made: libfuse's session
+		 * is not destroyed, as destroying it would first unmount
+		 * (fuse_session_unmount is also what frees its copy of the
+		 * mountpoint).  The process ends now; what destroying does for
+		 * this filesystem (op_destroy) is done. */
+		bool keep_session = handover_handing_over() && !handover_adopted();
 		if (handover_handing_over()) {
 			/* the mount stays, for the next daemon */
 		} else if (handover_adopted()) {
@@ -632,10 +635,17 @@ static void stop(struct fs *fs)
 				log_warn("cannot unmount %s: %s", fs->opt.mountpoint,
 				         strerrordesc_np(errno));
 		} else {
+			/* Under run_as the server may not unmount: this finds
+			 * the mount gone, or fails quietly (fusermount3 -q) and
+			 * the keeper unmounts; it frees the session's
+			 * mountpoint either way. */
 			fuse_session_unmount(fs->se);
 		}
 		fuse_remove_signal_handlers(fs->se);
-		fuse_session_destroy(fs->se);
+		if (keep_session)
+			secretsfs_ops.destroy(fs);
+		else
+			fuse_session_destroy(fs->se);
 	}
 	if (fs->store)
 		fs->ops->close(fs->store);

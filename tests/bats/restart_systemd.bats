@@ -78,8 +78,8 @@ EOF2
 	grep -qx OPENAI_API_KEY "$W/out/ls"
 	[ "$(grep -c 'took over the mount on /run/secretsfs: 1 of 1 secrets kept their inode numbers' "$W/out/log")" = 2 ]
 	grep -q 'handed the mount on /run/secretsfs over to the next daemon' "$W/out/log"
-	! grep -q 'cleaned up the dead secretsfs mount' "$W/out/log"
-	! grep -q 'does not resend' "$W/out/log"
+	! grep -q 'cleaned up the dead secretsfs mount' "$W/out/log" || false
+	! grep -q 'does not resend' "$W/out/log" || false
 }
 
 @test "fd store: a stored connection whose mount is gone (umount -l) is dropped at the next start, which mounts anew" {
