@@ -265,7 +265,7 @@ static uint64_t get64(const uint8_t **p)
 
 static void saved_free(void)
 {
-	for (size_t i = 0; i < ho.n_saved; i++)
+	for (size_t i = 0; ho.saved && i < ho.n_saved; i++)
 		free(ho.saved[i].id);
 	free(ho.saved);
 	ho.saved = NULL;
