@@ -109,3 +109,27 @@ EOF2
 	grep -q 'cannot take over the mount on /run/secretsfs (it is no longer mounted there): aborting its connection and mounting anew' "$W/out/log"
 	grep -q 'took over the mount on /run/secretsfs: 1 of 1 secrets kept their inode numbers' "$W/out/log"
 }
+
+@test "fd store: a stored state that is not whole (overwritten, then kill -9) is refused: the old connection is dropped, the next daemon mounts anew and serves" {
+	need_nspawn
+	cat >"$W/check.sh" <<'EOF2'
+secretsfs init /var/lib/secretsfs
+systemctl start secretsfs.service
+printf 'sk-1' >/run/secretsfs/ai_gateway/OPENAI_API_KEY
+pid=$(systemctl show -P MainPID secretsfs.service)
+n=
+for f in /proc/$pid/fd/*; do
+	case "$(readlink "$f")" in /memfd:secretsfs-state*) n=$f ;; esac
+done
+test -n "$n"
+printf 'XXXXXXXX' | dd of="$n" conv=notrunc status=none
+systemctl kill --signal=SIGKILL secretsfs.service
+wait_restarted secretsfs.service 1
+test "$(grep -c ' /run/secretsfs fuse.secretsfs ' /proc/self/mounts)" = 1
+test "$(cat /run/secretsfs/ai_gateway/OPENAI_API_KEY)" = sk-1
+journalctl -u secretsfs.service -o cat >/srv/t-out/log
+EOF2
+	nspawn_run "$W"
+	grep -q 'cannot take over the mount on /run/secretsfs (its stored state is not whole): aborting its connection and mounting anew' "$W/out/log"
+	! grep -q 'took over the mount' "$W/out/log" || false
+}
