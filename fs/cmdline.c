@@ -115,6 +115,10 @@ void cmdline_usage(FILE *out)
 	        "                         scratch file only)\n"
 	        "  -o nonempty            mount over a directory that holds files (hidden while\n"
 	        "                         mounted); without it such a mountpoint is refused\n"
+	        "  -o takeover            take the mount over from the secretsfs serving\n"
+	        "                         MOUNTPOINT (same user, no run_as): it hands its\n"
+	        "                         connection over and exits, the mount never goes\n"
+	        "                         away (an upgrade in place)\n"
 	        "  -f                     stay in the foreground, log to stderr\n"
 	        "  -d                     debug: -f, and log every FUSE request\n"
 	        "  -s                     single-threaded\n"
@@ -221,6 +225,7 @@ static const char *const our_options[] = {
 	"allow_other",
 	"default_permissions",
 	"nonempty",
+	"takeover",
 	"credsocket=",
 	"on_rotate=",
 	/* fstab, mount(8), systemd: accepted and ignored */
@@ -393,6 +398,8 @@ static int parse_option(struct cmdline *c, const char *o)
 			return fail("out of memory");
 	} else if (strcmp(o, "fast") == 0) {
 		c->opt.fast = true;
+	} else if (strcmp(o, "takeover") == 0) {
+		c->opt.takeover = true;
 	} else if (strncmp(o, "run_as=", 7) == 0) {
 		free(c->opt.run_as);
 		c->opt.run_as = strdup(o + 7);

@@ -195,6 +195,7 @@ struct fs_options {
 	bool fast;            /* -o fast: zero-message open, page cache, an inode per version */
 	bool nonempty;        /* -o nonempty: mount over a directory that holds files */
 	char *credsocket;     /* -o credsocket=PATH: systemd credentials per unit (credsock.h) */
+	bool takeover;        /* -o takeover: the running daemon's connection (handover.c) */
 	mode_t dir_mode, file_mode;
 	uid_t uid;
 	gid_t gid;
@@ -216,6 +217,9 @@ struct fs {
 	struct node **nodes;
 	size_t nodes_cap;
 	fuse_ino_t next_ino; /* fs->lock */
+	/* Numbers below this may be known to the kernel after a restart
+	 * (handover.c hands them out in blocks).  fs->lock. */
+	fuse_ino_t ino_reserved;
 
 	/* ID -> secret node (open addressing, linear probing).  fs->lock. */
 	struct node **by_id;
@@ -254,6 +258,12 @@ struct node *fs_node_target(struct fs *fs, fuse_ino_t ino);
 bool fs_node_live(const struct node *n);
 struct node *fs_node_new(struct fs *fs, enum node_kind kind);
 struct node *fs_scope_node_new(struct fs *fs, enum scope sc);
+/* At start, after the store is listed: every secret node gets the number
+ * want returns for it (and its lookup count in *nlookup), or 0 for a new
+ * one; new numbers start at next or later.  Returns how many got the
+ * number they wanted. */
+size_t fs_secrets_renumber(struct fs *fs, fuse_ino_t (*want)(const struct node *, void *nlookup),
+                           fuse_ino_t next);
 /* Holding a node without fs->lock: pin under the lock (read is enough),
  * release under the write lock; the last count frees a node nothing
  * stands for any more. */

@@ -37,6 +37,7 @@
 #include "crypto.h"
 #include "embedded.h"
 #include "etcd.h"
+#include "handover.h"
 #include "keeper.h"
 #include "keyfile.h"
 
@@ -586,6 +587,8 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 	for (int sc = 0; sc < SCOPE_COUNT && ok; sc++)
 		ok = fs_scope_node_new(fs, sc) != NULL;
 	r = ok ? fs->ops->list(fs->store, add_listed, fs) : -ENOMEM;
+	if (r == 0)
+		handover_restore_inodes(fs); /* the numbers the kernel knows */
 	char why[2 * PATH_MAX + 160] = "";
 	int ra = r == 0 ? hostattrs_load(fs, why, sizeof(why)) : 0;
 	pthread_rwlock_unlock(&fs->lock);
@@ -779,7 +782,7 @@ static int mount_options(const struct fs *fs, const struct cmdline *c, char **re
 	return 0;
 }
 
-static int serve(struct fs *fs, struct cmdline *c)
+static int serve(struct fs *fs, struct cmdline *c, bool adopted)
 {
 	struct fuse_args *args = &c->fuse_args;
 	char *opts = NULL;
@@ -796,9 +799,10 @@ static int serve(struct fs *fs, struct cmdline *c)
 		return fail("could not start the FUSE session (see the message above)");
 	if (fuse_set_signal_handlers(fs->se) < 0)
 		return fail("could not set signal handlers");
-	if (fuse_session_mount(fs->se, fs->opt.mountpoint) < 0)
+	/* A connection taken over is served as it is: no mount. */
+	if (!adopted && fuse_session_mount(fs->se, fs->opt.mountpoint) < 0)
 		return fail("could not mount on %s", fs->opt.mountpoint);
-	return 0;
+	return handover_session(fs);
 }
 
 /* -o run_as=USER: from here on this process serves as USER and the
@@ -917,9 +921,22 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	harden(fs->opt.debug);
 	if (crypto_init() < 0)
 		return fail("libsodium failed to initialise");
-	if ((r = check_mountpoint(fs->opt.mountpoint, fs->opt.nonempty)))
+	if (fs->opt.takeover && fs->opt.run_as)
+		return fail("-o takeover cannot be used with -o run_as (its keeper unmounts when "
+		            "the server exits)");
+	/* A connection left by the daemon before (systemd's fd store) or
+	 * handed over by the one serving now (-o takeover): the mount stays,
+	 * and looking at the mountpoint would wait for this daemon (so what
+	 * looks at it is left to the daemon that mounted it). */
+	int adopted = handover_adopt(fs, fs->opt.takeover);
+	if (adopted < 0)
+		return 1;
+	if (!adopted && fs->opt.takeover)
+		return fail("-o takeover: nothing taken over from the daemon serving %s",
+		            fs->opt.mountpoint);
+	if (!adopted && (r = check_mountpoint(fs->opt.mountpoint, fs->opt.nonempty)))
 		return r;
-	if (fs->opt.credsocket && (r = check_credsocket(fs)))
+	if (!adopted && fs->opt.credsocket && (r = check_credsocket(fs)))
 		return r;
 	if (fs->opt.run_as && (r = check_run_as(fs)))
 		return r;
@@ -944,14 +961,14 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	/* As root, the store is opened first: its errors come before a
 	 * mount.  Under run_as it is opened by the server, as USER. */
 	if (fs->opt.run_as) {
-		if ((r = serve(fs, c))) {
+		if ((r = serve(fs, c, false))) {
 			key_free(key);
 			free(kp);
 			return r;
 		}
 		if ((r = serve_as(fs, key, kp, &ready_fd)))
 			return r;
-	} else if ((r = setup_store(fs, key, kp)) || (r = serve(fs, c))) {
+	} else if ((r = setup_store(fs, key, kp)) || (r = serve(fs, c, adopted))) {
 		return r;
 	}
 	fs->notifier = notifier_start(fs->se);
@@ -992,6 +1009,7 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	else
 		sd_notify_ready_when_mounted(fs);
 
+	handover_serving(fs);
 	if (c->single_thread) {
 		r = fuse_session_loop(fs->se);
 	} else {
@@ -1003,7 +1021,11 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	/* A signal (SIGTERM, SIGINT, SIGHUP) or fusermount3 -u: a clean stop.
 	 * fuse_session_loop returns the signal's number then. */
 	sd_notify_send("STOPPING=1");
-	log_info("unmounted %s", fs->opt.mountpoint);
+	handover_finish(fs);
+	if (handover_handing_over())
+		log_info("handed the mount on %s over to the next daemon", fs->opt.mountpoint);
+	else
+		log_info("unmounted %s", fs->opt.mountpoint);
 	return r < 0 ? 1 : 0;
 }
 
@@ -1024,12 +1046,32 @@ static void stop(struct fs *fs)
 	fs->notifier = NULL;
 	deleted_purger_stop(fs); /* before the store closes */
 	if (fs->se) {
-		/* Under run_as the server may not unmount: this finds the
-		 * mount gone, or fails quietly (fusermount3 -q) and the keeper
-		 * unmounts; it frees the session's mountpoint either way. */
-		fuse_session_unmount(fs->se);
+		/* Handing over a mount this session made: libfuse's session
+		 * is not destroyed, as destroying it would first unmount
+		 * (fuse_session_unmount is also what frees its copy of the
+		 * mountpoint).  The process ends now; what destroying does for
+		 * this filesystem (op_destroy) is done. */
+		bool keep_session = handover_handing_over() && !handover_adopted();
+		if (handover_handing_over()) {
+			/* the mount stays, for the next daemon */
+		} else if (handover_adopted()) {
+			/* not mounted by this session: libfuse would not */
+			if (umount2(fs->opt.mountpoint, MNT_DETACH) < 0 && errno != EINVAL &&
+			    errno != ENOENT) /* EINVAL: unmounted already (fusermount3 -u) */
+				log_warn("cannot unmount %s: %s", fs->opt.mountpoint,
+				         strerrordesc_np(errno));
+		} else {
+			/* Under run_as the server may not unmount: this finds
+			 * the mount gone, or fails quietly (fusermount3 -q) and
+			 * the keeper unmounts; it frees the session's
+			 * mountpoint either way. */
+			fuse_session_unmount(fs->se);
+		}
 		fuse_remove_signal_handlers(fs->se);
-		fuse_session_destroy(fs->se);
+		if (keep_session)
+			secretsfs_ops.destroy(fs);
+		else
+			fuse_session_destroy(fs->se);
 	}
 	if (fs->store)
 		fs->ops->close(fs->store);

@@ -12,6 +12,7 @@
 
 #include "fs.h"
 #include "credsock.h"
+#include "handover.h"
 
 static uint64_t hash_id(const char *s)
 {
@@ -140,9 +141,43 @@ struct node *fs_node_new(struct fs *fs, enum node_kind kind)
 	if (kind == NODE_DELETED)
 		return node_new_at(fs, kind, INO_DELETED);
 	struct node *n = node_new_at(fs, kind, fs->next_ino);
-	if (n)
-		fs->next_ino++;
+	if (n && ++fs->next_ino > fs->ino_reserved)
+		handover_reserve(fs);
 	return n;
+}
+
+size_t fs_secrets_renumber(struct fs *fs, fuse_ino_t (*want)(const struct node *, void *nlookup),
+                           fuse_ino_t next)
+{
+	size_t count = 0, kept = 0;
+	struct node **v = calloc(fs->next_ino, sizeof(*v));
+	if (!v)
+		return 0; /* as they are: the kernel's old numbers get ESTALE */
+	for (fuse_ino_t i = INO_FIRST_FREE; i < fs->next_ino; i++) {
+		struct node *n = fs_node(fs, i);
+		if (n && n->kind == NODE_SECRET) {
+			v[count++] = n;
+			fs->nodes[i] = NULL;
+		}
+	}
+	if (fs->next_ino < next)
+		fs->next_ino = next;
+	for (size_t i = 0; i < count; i++) {
+		uint64_t nlookup = 0;
+		fuse_ino_t ino = want(v[i], &nlookup);
+		/* a wanted number is below next and unique (one per ID) */
+		if (ino >= INO_FIRST_FREE && ino < next && !fs_node(fs, ino) &&
+		    place(fs, v[i], ino) == 0) {
+			v[i]->nlookup = nlookup;
+			v[i] = NULL;
+			kept++;
+		}
+	}
+	for (size_t i = 0; i < count; i++)
+		if (v[i] && place(fs, v[i], fs->next_ino) == 0)
+			fs->next_ino++;
+	free(v);
+	return kept;
 }
 
 /* Scope directories get fixed numbers. */
@@ -463,7 +498,10 @@ struct node *fs_apply_for(struct fs *fs, const struct store_change *c, struct no
 	}
 	if (!n && !(n = secret_node_new(fs, m->id)))
 		return NULL;
-	return set_meta(fs, n, m) < 0 ? NULL : n;
+	if (set_meta(fs, n, m) < 0)
+		return NULL;
+	handover_secret_born(fs); /* its number, for a restarted daemon */
+	return n;
 }
 
 struct node *fs_apply(struct fs *fs, const struct store_change *c)

@@ -38,7 +38,49 @@ struct handle {
 	int failed;
 	struct caller who;          /* who opened it (for the audit of commits) */
 	struct handle *prev, *next; /* fs->handles, under fs->handles_lock */
+	uint64_t fh;                /* what the kernel holds for it (handle_of) */
 };
+
+/* An fh is a random token, never a pointer: one the kernel kept from
+ * before a restart (handover.c) names nothing here instead of another
+ * process's memory.  A read-only open of a stored secret carries the
+ * version it reads (FH_SNAPSHOT), so that a restarted daemon can serve
+ * the same bytes to its end (handle_adopt). */
+#define FH_SNAPSHOT (1ULL << 63)
+#define FH_VERSION_MAX 0x7fffffffULL
+
+static struct handle *handle_find(struct fs *fs, uint64_t fh)
+{
+	struct handle *h;
+	pthread_mutex_lock(&fs->handles_lock);
+	for (h = fs->handles; h && h->fh != fh; h = h->next)
+		;
+	pthread_mutex_unlock(&fs->handles_lock);
+	return h;
+}
+
+static struct handle *handle_adopt(struct fs *fs, fuse_req_t req, fuse_ino_t ino, uint64_t fh,
+                                   int *err);
+
+/* The handle fi names; NULL with *err 0 for fh 0 (scratch files, -o
+ * fast), NULL with *err -ESTALE for an open from before a restart that
+ * cannot be carried on (a writer: its bytes were in the old daemon). */
+static struct handle *handle_of(struct fs *fs, fuse_req_t req, fuse_ino_t ino,
+                                const struct fuse_file_info *fi, int *err)
+{
+	*err = 0;
+	if (!fi || !fi->fh)
+		return NULL;
+	struct handle *h = handle_find(fs, fi->fh);
+	if (!h && (fi->fh & FH_SNAPSHOT))
+		h = handle_adopt(fs, req, ino, fi->fh, err);
+	else if (!h)
+		*err = -ESTALE;
+	if (*err == -ESTALE)
+		log_warn("a file opened before the daemon restarted cannot be used any more: "
+		         "ESTALE (open it again)");
+	return h;
+}
 
 /* A handle on node n; fs->lock held (read is enough). */
 static struct handle *handle_new(struct fs *fs, struct node *n, const char *id,
@@ -55,6 +97,9 @@ static struct handle *handle_new(struct fs *fs, struct node *n, const char *id,
 		free(h);
 		return NULL;
 	}
+	do
+		randombytes_buf(&h->fh, sizeof(h->fh));
+	while (!(h->fh &= ~FH_SNAPSHOT));
 	__atomic_add_fetch(&n->open_count, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&fs->handles_lock);
 	h->next = fs->handles;
@@ -431,7 +476,13 @@ static void forget_entry(struct fs *fs, struct node *n)
 static void reply_open(fuse_req_t req, struct fs *fs, struct handle *h, struct fuse_file_info *fi,
                        const struct fuse_entry_param *e)
 {
-	fi->fh = (uintptr_t)h;
+	if (h->kind == NODE_SECRET && !h->writable && h->snap && h->snap->version &&
+	    h->snap->version <= FH_VERSION_MAX) {
+		pthread_mutex_lock(&fs->handles_lock);
+		h->fh = FH_SNAPSHOT | h->snap->version << 32 | (h->fh & 0xffffffffULL);
+		pthread_mutex_unlock(&fs->handles_lock);
+	}
+	fi->fh = h->fh;
 	/* No page cache: each open reads its own snapshot and no plaintext
 	 * lingers in the kernel. */
 	fi->direct_io = 1;
@@ -856,10 +907,66 @@ static void read_unopened(fuse_req_t req, struct fs *fs, fuse_ino_t ino, size_t 
 	free(id);
 }
 
+/* A read-only open of a secret from before a restart: the version its fh
+ * names, read again from the store, so the reader gets the bytes it
+ * started on to the end.  One at a time (adopt_lock, taken before any
+ * other lock): two reads of the same open must not make two handles. */
+static struct handle *handle_adopt(struct fs *fs, fuse_req_t req, fuse_ino_t ino, uint64_t fh,
+                                   int *err)
+{
+	static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
+	uint64_t version = (fh >> 32) & FH_VERSION_MAX;
+	struct secret_value *v = NULL;
+	struct caller who;
+	pthread_mutex_lock(&adopt_lock);
+	struct handle *h = handle_find(fs, fh);
+	if (h) {
+		pthread_mutex_unlock(&adopt_lock);
+		return h;
+	}
+	caller_of_req(req, &who);
+	rdlock(fs);
+	struct node *n = fs_node(fs, ino);
+	uint64_t incarnation = 0;
+	if (n && n->kind == NODE_SECRET && !n->dead && n->u.secret.meta.incarnation) {
+		incarnation = n->u.secret.meta.incarnation;
+		h = handle_new(fs, n, n->u.secret.meta.id, &who);
+	}
+	unlock(fs);
+	int r = !incarnation ? -ESTALE : !h ? -ENOMEM : 0;
+	if (r == 0)
+		r = fs->ops->get_value(fs->store, h->id, incarnation, version, &v);
+	if (r == -ENOENT)
+		r = -ESTALE; /* that version is gone from the store */
+	else if (r < 0 && r != -ESTALE)
+		r = user_errno(r);
+	if (h)
+		audit_event(&who, "read", h->id, version, r, NULL);
+	if (r < 0 && h) {
+		release_handle(fs, h);
+		h = NULL;
+	} else if (h) {
+		h->incarnation = incarnation;
+		h->snap = v;
+		pthread_mutex_lock(&fs->handles_lock);
+		h->fh = fh;
+		pthread_mutex_unlock(&fs->handles_lock);
+	}
+	caller_clear(&who);
+	pthread_mutex_unlock(&adopt_lock);
+	*err = r;
+	return h;
+}
+
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int err;
+	struct handle *h = handle_of(fs, req, ino, fi, &err);
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
 	if (!h) {
 		read_unopened(req, fs, ino, size, off);
 		return;
@@ -934,9 +1041,15 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
               struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int err;
+	struct handle *h = handle_of(fs, req, ino, fi, &err);
 	int r;
 
+	if (err) {
+		sodium_memzero((void *)buf, size);
+		fuse_reply_err(req, -err);
+		return;
+	}
 	if (h)
 		pthread_mutex_lock(&h->lock);
 	if (!h || h->kind == NODE_SCRATCH) {
@@ -960,7 +1073,12 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int err;
+	struct handle *h = handle_of(fs, req, ino, fi, &err);
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
 	if (fs->opt.fast || !h) {
 		/* -o fast: ENOSYS once, and the kernel stops sending FLUSH. */
 		fuse_reply_err(req, fs->opt.fast ? ENOSYS : 0);
@@ -975,8 +1093,8 @@ void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	int r = 0;
+	int r;
+	struct handle *h = handle_of(fs, req, ino, fi, &r);
 	if (h) {
 		pthread_mutex_lock(&h->lock);
 		r = commit(fs, h);
@@ -1021,9 +1139,11 @@ void release_open_handles(struct fs *fs)
 
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	if (fi->fh)
-		release_handle(fs_of(req), (struct handle *)(uintptr_t)fi->fh);
-	fuse_reply_err(req, 0);
+	struct fs *fs = fs_of(req);
+	struct handle *h = fi->fh ? handle_find(fs, fi->fh) : NULL;
+	if (h)
+		release_handle(fs, h);
+	fuse_reply_err(req, 0); /* one from before a restart: nothing here */
 }
 
 /* --- attributes that can be set --- */
@@ -1038,9 +1158,11 @@ static int set_size(struct fs *fs, fuse_ino_t ino, off_t size, struct fuse_file_
 		         (long long)size, SECRET_VALUE_MAX);
 		return -EFBIG;
 	}
-	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL; /* NULL: -o fast */
 	struct handle *own = NULL;
 	int r;
+	struct handle *h = handle_of(fs, req, ino, fi, &r); /* NULL: -o fast or by name */
+	if (r < 0)
+		return r;
 	if (!h) {
 		struct caller who;
 		caller_of_req(req, &who);
