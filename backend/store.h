@@ -133,6 +133,14 @@ struct store_config {
 	bool reseal_digest; /* a store whose rows do not match its digest is
 	                       accepted as it is and its digest made again
 	                       (-o reseal_digest, after a repair by hand) */
+	/* Remote stores (NULL or -1 when not given: the store's defaults) */
+	const char *cacert;      /* -o cacert=: PEM CA bundle for TLS */
+	const char *credentials; /* -o credentials=: Redpanda Cloud's OAuth
+	                            client file */
+	const char *token_url;   /* -o token_url= */
+	const char *audience;    /* -o audience= */
+	int poll_s;              /* -o poll=: seconds between listings, 0:
+	                            never, -1: the store's default */
 };
 
 /* A change record: what one change left behind. */
@@ -229,6 +237,7 @@ struct store_ops {
 
 /* The stores this build has. */
 extern const struct store_ops embedded_store_ops;
+/* (etcd.h and redpanda.h declare the others.) */
 
 /* --- helpers shared by every store (backend/secret.c) --- */
 
