@@ -852,10 +852,10 @@ static int attempt(struct http_client *c, struct xfer *x, size_t ep, int64_t tim
 			x->verdict = V_NEXT_ANY;
 		else if (x->code >= 500 || x->code == 408)
 			x->verdict = V_NEXT_IDEMPOTENT;
-		if (retry_after >= 0)
+		if (retry_after > 0) { /* curl says 0 for none too */
 			x->retry_after_s = (long)retry_after;
-		if (retry_after > 0)
 			x->retry_after_ms = (int64_t)retry_after * 1000;
+		}
 		if (x->req->ret_error && x->answer.len)
 			x->error_json = json_loadb(x->answer.p, x->answer.len, 0, NULL);
 		return r;

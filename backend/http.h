@@ -131,7 +131,7 @@ struct http_status {
 	long code;       /* HTTP status of the last answer; 0: none */
 	size_t endpoint; /* index of the endpoint of the last attempt */
 	char reason[HTTP_REASON_MAX];
-	long retry_after_s; /* the last answer's Retry-After, -1: none */
+	long retry_after_s; /* the last answer's Retry-After (> 0), -1: none */
 	char header[HTTP_HEADER_MAX]; /* request.want_header's value, or "" */
 };
 

@@ -317,7 +317,9 @@ static int token_ensure(struct store *s, uint64_t gen_stale)
 	snprintf(auth, strlen(tok) + 8, "Bearer %s", tok);
 	r = http_client_set_auth(s->api, auth);
 	if (r == 0) {
-		int64_t life = expires_s * 1000, margin = life / 10;
+		/* renewed a minute before it expires, or halfway through a
+		 * shorter life (the clocks' and the network's slack) */
+		int64_t life = expires_s * 1000, margin = life / 2;
 
 		if (margin > TOKEN_MARGIN_MS)
 			margin = TOKEN_MARGIN_MS;

@@ -183,6 +183,16 @@ assert c["api"] == c["list_pages"], c' "$output"
 	[ "$(rp_count api)" -ge 25 ]
 }
 
+@test "a token is renewed shortly before expires_in, never by a 401" {
+	rp_admin POST tokens '{"expires_in":4}' >/dev/null
+	aigw_key OPENAI_API_KEY
+	rp_mount -o poll=1
+	grep -q "new access token, valid for 4 s" "$LOG"
+	wait_for pages_at_least 8
+	[ "$(rp_count token)" -ge 2 ] # renewed…
+	[ "$(rp_count unauthorized)" = 0 ] # …before the server refused one
+}
+
 @test "an expired token is refreshed once, on the 401" {
 	aigw_key OPENAI_API_KEY
 	rp_mount -o poll=0
