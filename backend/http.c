@@ -479,8 +479,8 @@ static int headers_new(struct http_client *c, const struct http_request *req,
 	char type[128];
 	bool failed = false;
 
-	if (req->content_type && (strpbrk(req->content_type, "\r\n") ||
-	                          strlen(req->content_type) > sizeof(type) - 16))
+	if (req->content_type &&
+	    (strpbrk(req->content_type, "\r\n") || strlen(req->content_type) > sizeof(type) - 16))
 		return -EINVAL;
 	snprintf(type, sizeof(type), "Content-Type: %s",
 	         req->content_type ? req->content_type : "application/json");

@@ -95,9 +95,9 @@ struct http_config {
 	 * the request, so that even a call that is not idempotent may go to
 	 * the next endpoint.  message is the server's, or "". */
 	bool (*not_applied)(long status, const char *message);
-	const char *name;    /* what log lines start with: "etcd" */
-	unsigned max_rate;   /* requests per second, 0: no limit */
-	unsigned max_burst;  /* requests at once before max_rate applies;
+	const char *name;   /* what log lines start with: "etcd" */
+	unsigned max_rate;  /* requests per second, 0: no limit */
+	unsigned max_burst; /* requests at once before max_rate applies;
 	                        0: max_rate */
 };
 
@@ -131,7 +131,7 @@ struct http_status {
 	long code;       /* HTTP status of the last answer; 0: none */
 	size_t endpoint; /* index of the endpoint of the last attempt */
 	char reason[HTTP_REASON_MAX];
-	long retry_after_s; /* the last answer's Retry-After (> 0), -1: none */
+	long retry_after_s;           /* the last answer's Retry-After (> 0), -1: none */
 	char header[HTTP_HEADER_MAX]; /* request.want_header's value, or "" */
 };
 

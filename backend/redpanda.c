@@ -70,15 +70,15 @@ struct store {
 	int poll_s;
 
 	pthread_mutex_t token_lock;
-	uint64_t token_gen;      /* token_lock: 0 until the first token */
-	int64_t token_renew_ms;  /* token_lock: renew from then on */
-	int64_t quota_until_ms;  /* token_lock: no token request before */
+	uint64_t token_gen;     /* token_lock: 0 until the first token */
+	int64_t token_renew_ms; /* token_lock: renew from then on */
+	int64_t quota_until_ms; /* token_lock: no token request before */
 
 	pthread_mutex_t lock;
 	struct secret_meta *v; /* lock: what this mount knows, by ID */
 	size_t n, cap;
-	uint64_t rev;       /* lock: the last revision handed out */
-	struct gone *gone;  /* lock: IDs deleted here, until a poll that
+	uint64_t rev;      /* lock: the last revision handed out */
+	struct gone *gone; /* lock: IDs deleted here, until a poll that
 	                       started after the deletion */
 	size_t n_gone;
 
@@ -207,17 +207,6 @@ static void first_seen(struct store *s, struct secret_meta *m)
 	m->ctime_ns = m->mtime_ns = now_ns();
 }
 
-static bool labels_equal(const struct labels *a, const struct labels *b)
-{
-	if (a->n != b->n)
-		return false;
-	for (size_t i = 0; i < a->n; i++)
-		if (strcmp(a->v[i].key, b->v[i].key) != 0 ||
-		    strcmp(a->v[i].value, b->v[i].value) != 0)
-			return false;
-	return true;
-}
-
 /* --- tokens --- */
 
 /* Makes sure the API client has a token that is not gen_stale (0: any
@@ -288,17 +277,20 @@ static int token_ensure(struct store *s, uint64_t gen_stale)
 			if (wait < 0)
 				wait = st.retry_after_s > 0 ? st.retry_after_s : QUOTA_DEFAULT_S;
 			s->quota_until_ms = http_now_ms() + (int64_t)wait * 1000;
-			log_error("redpanda: the token endpoint refused a token (quota: %s%s%s); no "
-			          "token request for %ld s",
-			          st.header[0] ? st.header : "no quota header", text[0] ? "; " : "",
-			          text, wait);
+			log_error(
+			    "redpanda: the token endpoint refused a token (quota: %s%s%s); no "
+			    "token request for %ld s",
+			    st.header[0] ? st.header : "no quota header", text[0] ? "; " : "", text,
+			    wait);
 			r = -EAGAIN;
 		} else {
-			log_error("redpanda: no token: %s%s%s", st.reason, text[0] ? "; " : "", text);
+			log_error("redpanda: no token: %s%s%s", st.reason, text[0] ? "; " : "",
+			          text);
 			if (st.code == 401 || st.code == 403)
-				log_error("redpanda: the token endpoint refused the client in the "
-				          "credentials file (client_id, client_secret) for audience %s",
-				          s->audience);
+				log_error(
+				    "redpanda: the token endpoint refused the client in the "
+				    "credentials file (client_id, client_secret) for audience %s",
+				    s->audience);
 		}
 		goto out;
 	}
@@ -394,8 +386,8 @@ static int api_call(struct store *s, const char *method, const char *path, const
 
 		rp_parse_error(err, text, sizeof(text), &store_error);
 		r = rp_error_errno(st.code, r, store_error);
-		log_error("redpanda: %s%s%s%s", st.reason, text[0] ? "; the server says: " : "", text,
-		          store_error ? " (the backing cloud secret manager failed)" : "");
+		log_error("redpanda: %s%s%s%s", st.reason, text[0] ? "; the server says: " : "",
+		          text, store_error ? " (the backing cloud secret manager failed)" : "");
 	}
 	json_decref(err);
 	return r;
@@ -454,8 +446,8 @@ static int list_all(struct store *s, struct http_cancel *cancel, struct listing 
 		if (pages == 0) {
 			snprintf(path, sizeof(path), "/v1/secrets?page_size=%d", RP_PAGE_SIZE);
 		} else {
-			int n = snprintf(path, sizeof(path), "/v1/secrets?page_size=%d&page_token=",
-			                 RP_PAGE_SIZE);
+			int n = snprintf(path, sizeof(path),
+			                 "/v1/secrets?page_size=%d&page_token=", RP_PAGE_SIZE);
 			rp_form_escape(tokens[pages - 1], path + n, sizeof(path) - (size_t)n);
 		}
 		r = api_call(s, "GET", path, NULL, true, cancel, &page);
@@ -497,7 +489,7 @@ static int list_all(struct store *s, struct http_cancel *cancel, struct listing 
 		log_warn("redpanda: %u secret(s) of the listing left out: no scope secretsfs "
 		         "knows, or not a secret",
 		         bad_total);
-	if (r == 0)
+	if (r == 0 && l->n)
 		qsort(l->v, l->n, sizeof(*l->v), by_id);
 	return r;
 }
@@ -507,8 +499,7 @@ struct changes {
 	size_t n, cap;
 };
 
-static void changes_add(struct changes *c, enum store_change_kind kind,
-                        const struct secret_meta *m)
+static void changes_add(struct changes *c, enum store_change_kind kind, const struct secret_meta *m)
 {
 	if (!c)
 		return;
@@ -650,13 +641,14 @@ static int split_url(const char *url, char **ret_base, char **ret_path)
 	slash = strchr(host, '/');
 	if (!slash || slash == host)
 		return -EINVAL;
-	*ret_base = strndup(url, (size_t)(slash - url));
-	*ret_path = strdup(slash);
-	if (!*ret_base || !*ret_path) {
-		free(*ret_base);
-		free(*ret_path);
+	char *base = strndup(url, (size_t)(slash - url)), *path = strdup(slash);
+	if (!base || !path) {
+		free(base);
+		free(path);
 		return -ENOMEM;
 	}
+	*ret_base = base;
+	*ret_path = path;
 	return 0;
 }
 
@@ -667,8 +659,7 @@ static int rp_open(const struct store_config *cfg, struct store **ret_store)
 	struct store *s;
 	int r;
 
-	if (!redpanda_store_source(cfg->source) || strncmp(url, "https://", 8) != 0 ||
-	    !url[8]) {
+	if (!redpanda_store_source(cfg->source) || strncmp(url, "https://", 8) != 0 || !url[8]) {
 		log_error("redpanda: %s: expected redpanda:https://DATAPLANE-URL", cfg->source);
 		return -EINVAL;
 	}
@@ -720,7 +711,8 @@ static int rp_open(const struct store_config *cfg, struct store **ret_store)
 		if (r == 0)
 			r = http_client_new(&auth, &s->auth);
 		if (r == -EINVAL)
-			log_error("redpanda: %s or %s is not a URL secretsfs can use", url, auth_base);
+			log_error("redpanda: %s or %s is not a URL secretsfs can use", url,
+			          auth_base);
 	}
 	if (r == 0)
 		r = http_cancel_new(&s->cancel);
@@ -784,16 +776,13 @@ static int rp_stat(struct store *s, const char *id, struct secret_meta *ret_meta
 {
 	struct secret_meta m = { 0 };
 	json_t *ans = NULL;
-	char *path = NULL, *pid;
+	char *path = NULL;
 	long i;
 	int r;
 
 	if (!secret_id_valid_existing(id))
 		return -EINVAL;
-	pid = rp_path_id(id);
-	if (!pid || asprintf(&path, "/v1/secrets/%s", pid) < 0)
-		path = NULL;
-	free(pid);
+	path = rp_secret_path(id);
 	if (!path)
 		return -ENOMEM;
 	r = api_call(s, "GET", path, NULL, true, NULL, &ans);
@@ -845,7 +834,8 @@ static json_t *secret_body(const char *id, scope_set scopes, const struct labels
 		if (scopes & (1u << i))
 			ok = json_array_append_new(sc, json_string(scope_api_name(i))) == 0;
 	for (size_t i = 0; i < labels->n && ok; i++)
-		ok = json_object_set_new(lb, labels->v[i].key, json_string(labels->v[i].value)) == 0;
+		ok = json_object_set_new(lb, labels->v[i].key, json_string(labels->v[i].value)) ==
+		     0;
 	if (ok && value) {
 		data = secret_locked_alloc(dlen);
 		ok = data != NULL;
@@ -855,7 +845,8 @@ static json_t *secret_body(const char *id, scope_set scopes, const struct labels
 	if (ok && id)
 		ok = json_object_set_new(b, "id", json_string(id)) == 0;
 	if (ok)
-		ok = json_object_set(b, "scopes", sc) == 0 && json_object_set(b, "labels", lb) == 0 &&
+		ok = json_object_set(b, "scopes", sc) == 0 &&
+		     json_object_set(b, "labels", lb) == 0 &&
 		     json_object_set_new(b, "secret_data", json_string(data ? data : "")) == 0;
 	sodium_free(data);
 	json_decref(sc);
@@ -867,9 +858,8 @@ static json_t *secret_body(const char *id, scope_set scopes, const struct labels
 	return b;
 }
 
-static int rp_create(struct store *s, const char *id, scope_set scopes,
-                     const struct labels *labels, const uint8_t *value, size_t len,
-                     struct secret_meta *ret_meta)
+static int rp_create(struct store *s, const char *id, scope_set scopes, const struct labels *labels,
+                     const uint8_t *value, size_t len, struct secret_meta *ret_meta)
 {
 	struct secret_meta m = { 0 };
 	json_t *body, *ans = NULL;
@@ -919,7 +909,7 @@ static int update(struct store *s, const char *id, uint64_t incarnation, uint64_
 {
 	struct secret_meta m = { 0 };
 	json_t *body = NULL, *ans = NULL;
-	char *path = NULL, *pid;
+	char *path = NULL;
 	long i;
 	int r = 0;
 
@@ -929,10 +919,9 @@ static int update(struct store *s, const char *id, uint64_t incarnation, uint64_
 	i = find(s, id);
 	if (i < 0)
 		r = -ENOENT;
-	else if (incarnation && s->v[i].incarnation != incarnation)
-		r = -ESTALE;
-	else if (base_revision && s->v[i].value_revision != base_revision)
-		r = -ESTALE;
+	else if ((incarnation && s->v[i].incarnation != incarnation) ||
+	         (base_revision && s->v[i].value_revision != base_revision))
+		r = -ESTALE; /* another incarnation, or a value committed since */
 	else
 		r = secret_meta_copy(&m, &s->v[i]);
 	pthread_mutex_unlock(&s->lock);
@@ -946,10 +935,7 @@ static int update(struct store *s, const char *id, uint64_t incarnation, uint64_
 	}
 	if (r == 0) {
 		body = secret_body(NULL, m.scopes, &m.labels, value, len);
-		pid = rp_path_id(id);
-		if (!pid || asprintf(&path, "/v1/secrets/%s", pid) < 0)
-			path = NULL;
-		free(pid);
+		path = rp_secret_path(id);
 		r = body && path ? 0 : -ENOMEM;
 	}
 	if (r == 0)
@@ -1006,7 +992,7 @@ static int rp_delete(struct store *s, const char *id, uint64_t incarnation,
                      struct store_change *ret_change)
 {
 	struct store_change c = { .kind = STORE_DELETED };
-	char *path = NULL, *pid;
+	char *path = NULL;
 	long i;
 	int r = 0;
 
@@ -1023,10 +1009,7 @@ static int rp_delete(struct store *s, const char *id, uint64_t incarnation,
 	pthread_mutex_unlock(&s->lock);
 	if (r < 0)
 		return r;
-	pid = rp_path_id(id);
-	if (!pid || asprintf(&path, "/v1/secrets/%s", pid) < 0)
-		path = NULL;
-	free(pid);
+	path = rp_secret_path(id);
 	if (!path)
 		return -ENOMEM;
 	r = api_call(s, "DELETE", path, NULL, true, NULL, NULL);

@@ -202,8 +202,8 @@ void rp_parse_error(const json_t *j, char *text, size_t size, bool *ret_store_er
 			json_array_foreach(fv, k, v)
 			{
 				put(text, size, &used, "; ", 2);
-				put(text, size, &used, json_string_value(json_object_get(v, "field")),
-				    64);
+				put(text, size, &used,
+				    json_string_value(json_object_get(v, "field")), 64);
 				put(text, size, &used, ": ", 2);
 				put(text, size, &used,
 				    json_string_value(json_object_get(v, "description")), 120);
@@ -324,9 +324,10 @@ int rp_parse_credentials(const char *text, size_t len, char **ret_id, char **ret
 	return 0;
 }
 
-char *rp_path_id(const char *id)
+char *rp_secret_path(const char *id)
 {
-	size_t n = 0;
+	static const char prefix[] = "/v1/secrets/";
+	size_t n = sizeof(prefix) - 1;
 	char *out, *p;
 
 	for (const char *s = id; *s; s++)
@@ -334,7 +335,8 @@ char *rp_path_id(const char *id)
 	out = malloc(n + 1);
 	if (!out)
 		return NULL;
-	p = out;
+	memcpy(out, prefix, sizeof(prefix) - 1);
+	p = out + sizeof(prefix) - 1;
 	for (const char *s = id; *s; s++) {
 		if (*s == '/') {
 			memcpy(p, "%2F", 3);

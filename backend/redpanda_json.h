@@ -66,9 +66,9 @@ long rp_quota_reset_s(const char *header);
  * or holds a character a form value should not (control characters). */
 int rp_parse_credentials(const char *text, size_t len, char **ret_id, char **ret_secret);
 
-/* An ID as a path segment: the loose ID's '/' as %2F (its other
- * characters need no escape).  malloc'ed. */
-char *rp_path_id(const char *id);
+/* The API path of a secret, "/v1/secrets/ID", with a loose ID's '/' as
+ * %2F (its other characters need no escape).  malloc'ed. */
+char *rp_secret_path(const char *id);
 
 /* s form-urlencoded into out (size bytes, locked if s is a secret):
  * the length, or -ENOSPC. */

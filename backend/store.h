@@ -266,6 +266,7 @@ const char *labels_get(const struct labels *l, const char *key);
 int labels_set(struct labels *l, const char *key, const char *value); /* 0/-errno */
 int labels_remove(struct labels *l, const char *key);                 /* 0/-ENODATA */
 int labels_copy(struct labels *dst, const struct labels *src);
+bool labels_equal(const struct labels *a, const struct labels *b); /* same keys and values */
 void labels_clear(struct labels *l);
 
 int secret_meta_copy(struct secret_meta *dst, const struct secret_meta *src);

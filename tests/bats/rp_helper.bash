@@ -77,23 +77,9 @@ sys.stdout.write(base64.b64decode(s["secret_data"]).decode() if s else "")' "$1"
 # rp_mount [options...]: mounts the emulator's store on $MNT in the
 # foreground (its log in $LOG), waits until it answers.
 rp_mount() {
-	"$SFS" "redpanda:$RP_URL" "$MNT" -f -o "credentials=$RP_CREDS,cacert=$RP_DIR/ca.pem" \
-		-o "token_url=$RP_URL/oauth/token" "$@" 2>>"$LOG" &
-	DAEMON_PID=$!
-	for _ in $(seq 1 400); do
-		if mounted && [ -d "$MNT/ai_gateway" ]; then
-			return 0
-		fi
-		if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
-			echo "daemon exited before mounting; log:" >&2
-			cat "$LOG" >&2
-			return 1
-		fi
-		sleep 0.05
-	done
-	echo "mount did not come up; log:" >&2
-	cat "$LOG" >&2
-	return 1
+	STORE=redpanda:$RP_URL
+	start_daemon -o "credentials=$RP_CREDS,cacert=$RP_DIR/ca.pem" \
+		-o "token_url=$RP_URL/oauth/token" "$@"
 }
 
 # wait_for CMD...: runs CMD until it succeeds, for up to 30 s (a
