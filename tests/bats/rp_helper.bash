@@ -78,7 +78,9 @@ sys.stdout.write(base64.b64decode(s["secret_data"]).decode() if s else "")' "$1"
 # foreground (its log in $LOG), waits until it answers.
 rp_mount() {
 	STORE=redpanda:$RP_URL
-	start_daemon -o "credentials=$RP_CREDS,cacert=$RP_DIR/ca.pem" \
+	# a mount lists the whole store first: 10,000 secrets are 200 pages, at
+	# most 10 requests a second after a burst of 50 (about 15 s)
+	START_WAIT_TRIES=1200 start_daemon -o "credentials=$RP_CREDS,cacert=$RP_DIR/ca.pem" \
 		-o "token_url=$RP_URL/oauth/token" "$@"
 }
 
@@ -95,6 +97,11 @@ wait_for() {
 
 rp_teardown() {
 	local rc=0
+	# a daemon that did not mount in time would mount later, with nobody
+	# left to unmount it
+	if [ -n "${DAEMON_PID:-}" ] && ! mounted; then
+		kill "$DAEMON_PID" 2>/dev/null
+	fi
 	stop_daemon || rc=$?
 	[ -n "${RP_DIR:-}" ] && "$RP_EMULATOR" stop "$RP_DIR"
 	if [ -n "${T:-}" ]; then
