@@ -901,6 +901,28 @@ static int rp_create(struct store *s, const char *id, scope_set scopes, const st
 	return secret_meta_hand_over(r, &m, ret_meta);
 }
 
+/* A copy of what this mount knows of id, if it is incarnation (0: any)
+ * and its value was written at base_revision (0: any): 0, -ENOENT, or
+ * -ESTALE (another incarnation, or a value committed since). */
+static int known(struct store *s, const char *id, uint64_t incarnation, uint64_t base_revision,
+                 struct secret_meta *ret_meta)
+{
+	long i;
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	i = find(s, id);
+	if (i < 0)
+		r = -ENOENT;
+	else if ((incarnation && s->v[i].incarnation != incarnation) ||
+	         (base_revision && s->v[i].value_revision != base_revision))
+		r = -ESTALE;
+	else
+		r = secret_meta_copy(ret_meta, &s->v[i]);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
 /* A PUT of what this mount knows of incarnation, with changes: the value
  * (NULL: kept), scopes (0: kept), labels (NULL: kept). */
 static int update(struct store *s, const char *id, uint64_t incarnation, uint64_t base_revision,
@@ -910,21 +932,11 @@ static int update(struct store *s, const char *id, uint64_t incarnation, uint64_
 	struct secret_meta m = { 0 };
 	json_t *body = NULL, *ans = NULL;
 	char *path = NULL;
-	long i;
-	int r = 0;
+	int r;
 
 	if (s->read_only)
 		return -EROFS;
-	pthread_mutex_lock(&s->lock);
-	i = find(s, id);
-	if (i < 0)
-		r = -ENOENT;
-	else if ((incarnation && s->v[i].incarnation != incarnation) ||
-	         (base_revision && s->v[i].value_revision != base_revision))
-		r = -ESTALE; /* another incarnation, or a value committed since */
-	else
-		r = secret_meta_copy(&m, &s->v[i]);
-	pthread_mutex_unlock(&s->lock);
+	r = known(s, id, incarnation, base_revision, &m);
 	if (r < 0)
 		return r;
 	if (scopes)
@@ -998,17 +1010,12 @@ static int rp_delete(struct store *s, const char *id, uint64_t incarnation,
 
 	if (s->read_only)
 		return -EROFS;
-	pthread_mutex_lock(&s->lock);
-	i = find(s, id);
-	if (i < 0)
-		r = -ENOENT;
-	else if (incarnation && s->v[i].incarnation != incarnation)
-		r = -ESTALE;
-	else
-		c.meta.incarnation = s->v[i].incarnation;
-	pthread_mutex_unlock(&s->lock);
+	r = known(s, id, incarnation, 0, &c.meta);
 	if (r < 0)
 		return r;
+	free(c.meta.id); /* set again below: the deletion record's fields only */
+	labels_clear(&c.meta.labels);
+	c.meta = (struct secret_meta){ .incarnation = c.meta.incarnation };
 	path = rp_secret_path(id);
 	if (!path)
 		return -ENOMEM;
