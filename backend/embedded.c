@@ -664,17 +664,6 @@ static struct row_memo *row_memo_of(struct store *s, const char *id)
 	return &s->memo[h % ROW_MEMO_SIZE];
 }
 
-static bool labels_same(const struct labels *a, const struct labels *b)
-{
-	if (a->n != b->n)
-		return false;
-	for (size_t i = 0; i < a->n; i++)
-		if (strcmp(a->v[i].key, b->v[i].key) != 0 ||
-		    strcmp(a->v[i].value, b->v[i].value) != 0)
-			return false;
-	return true;
-}
-
 /* The row read is, in every field the MAC covers and in its nonce and MAC,
  * one that verified before: it verifies now (the MAC is a function of
  * exactly these), and is not computed again. */
@@ -688,7 +677,7 @@ static bool row_memo_hit(struct store *s, const struct secret_meta *m, const str
 	       v->size == m->size && v->ctime_ns == m->ctime_ns && v->mtime_ns == m->mtime_ns &&
 	       sodium_memcmp(e->nonce, a->nonce, sizeof(e->nonce)) == 0 &&
 	       sodium_memcmp(e->mac, a->mac, sizeof(e->mac)) == 0 &&
-	       labels_same(&v->labels, &m->labels);
+	       labels_equal(&v->labels, &m->labels);
 }
 
 static void row_memo_put(struct store *s, const struct secret_meta *m, const struct row_auth *a)

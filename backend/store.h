@@ -140,6 +140,14 @@ struct store_config {
 	 * (sealed, with its versions, labels and scopes) for undelete;
 	 * 0: it is purged at once, as stores without the capability do. */
 	int64_t keep_deleted_ns;
+	/* Remote stores (NULL or -1 when not given: the store's defaults) */
+	const char *cacert;      /* -o cacert=: PEM CA bundle for TLS */
+	const char *credentials; /* -o credentials=: Redpanda Cloud's OAuth
+	                            client file */
+	const char *token_url;   /* -o token_url= */
+	const char *audience;    /* -o audience= */
+	int poll_s;              /* -o poll=: seconds between listings, 0:
+	                            never, -1: the store's default */
 };
 
 /* A change record: what one change left behind. */
@@ -264,6 +272,7 @@ struct store_ops {
 
 /* The stores this build has. */
 extern const struct store_ops embedded_store_ops;
+/* (etcd.h and redpanda.h declare the others.) */
 
 /* --- helpers shared by every store (backend/secret.c) --- */
 
@@ -292,6 +301,7 @@ const char *labels_get(const struct labels *l, const char *key);
 int labels_set(struct labels *l, const char *key, const char *value); /* 0/-errno */
 int labels_remove(struct labels *l, const char *key);                 /* 0/-ENODATA */
 int labels_copy(struct labels *dst, const struct labels *src);
+bool labels_equal(const struct labels *a, const struct labels *b); /* same keys and values */
 void labels_clear(struct labels *l);
 
 int secret_meta_copy(struct secret_meta *dst, const struct secret_meta *src);

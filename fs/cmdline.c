@@ -23,6 +23,8 @@ void cmdline_usage(FILE *out)
 	        "       secretsfs DIR MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d] [-s]\n"
 	        "       secretsfs etcd://HOST:PORT[,...]/PREFIX MOUNTPOINT -o key=FILE,attrs=FILE "
 	        "[...]\n"
+	        "       secretsfs redpanda:https://DATAPLANE-URL MOUNTPOINT -o credentials=FILE "
+	        "[...]\n"
 	        "\n"
 	        "Serves the Secrets Store in DIR as files: one directory per scope, one file\n"
 	        "per secret, labels as user.tag.* extended attributes.\n"
@@ -71,6 +73,18 @@ void cmdline_usage(FILE *out)
 	        "                         once (default 7d)\n"
 	        "  -o attrs=FILE          where chmod and chown of secrets and scopes are kept\n"
 	        "                         across remounts (default: DIR/host-attrs)\n"
+	        "  -o credentials=FILE    Redpanda Cloud: the OAuth client, lines client_id=…\n"
+	        "                         and client_secret=… (default:\n"
+	        "                         $CREDENTIALS_DIRECTORY/redpanda.credentials); refused\n"
+	        "                         if group or others can read it\n"
+	        "  -o token_url=URL       Redpanda Cloud: the OAuth token endpoint (default\n"
+	        "                         https://auth.prd.cloud.redpanda.com/oauth/token)\n"
+	        "  -o audience=NAME       Redpanda Cloud: the token's audience (default\n"
+	        "                         cloudv2-production.redpanda.cloud)\n"
+	        "  -o cacert=FILE         Redpanda Cloud: PEM CA bundle for a private CA\n"
+	        "                         (default: the system's CAs)\n"
+	        "  -o poll=SECONDS        Redpanda Cloud: list the store every SECONDS for\n"
+	        "                         changes made elsewhere (default 30; 0: never)\n"
 	        "  -o ro                  read-only: every change is refused with EROFS\n"
 	        "  -o reseal_digest       accept a store.db whose rows no longer match its\n"
 	        "                         authenticated digest (rows removed or repaired by\n"
@@ -226,6 +240,11 @@ static const char *const our_options[] = {
 	"default_permissions",
 	"nonempty",
 	"takeover",
+	"credentials=",
+	"token_url=",
+	"audience=",
+	"cacert=",
+	"poll=",
 	"credsocket=",
 	"on_rotate=",
 	/* fstab, mount(8), systemd: accepted and ignored */
@@ -335,6 +354,20 @@ static int parse_option(struct cmdline *c, const char *o)
 	if (strncmp(o, "key=", 4) == 0) {
 		free(c->opt.key_file);
 		c->opt.key_file = strdup(o + 4);
+	} else if (strncmp(o, "credentials=", 12) == 0 || strncmp(o, "token_url=", 10) == 0 ||
+	           strncmp(o, "audience=", 9) == 0 || strncmp(o, "cacert=", 7) == 0) {
+		char **slot = o[0] == 'c' && o[1] == 'r' ? &c->opt.credentials
+		            : o[0] == 't'                ? &c->opt.token_url
+		            : o[0] == 'a'                ? &c->opt.audience
+		                                         : &c->opt.cacert;
+		free(*slot);
+		*slot = strdup(strchr(o, '=') + 1);
+		if (!*slot)
+			return fail("out of memory");
+	} else if (strncmp(o, "poll=", 5) == 0) {
+		if (!parse_uint(o + 5, 10, 86400, &v))
+			return fail("poll must be 0 (never) to 86400 seconds, not '%s'", o + 5);
+		c->opt.poll_s = (int)v;
 	} else if (strncmp(o, "attrs=", 6) == 0) {
 		free(c->opt.attrs_file);
 		c->opt.attrs_file = strdup(o + 6);
@@ -510,6 +543,15 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 		return fail("%s: an etcd store needs -o attrs=FILE (where chmod and chown are "
 		            "kept on this host)",
 		            positional[0]);
+	if (strncmp(positional[0], "redpanda:", 9) == 0 && !c->opt.credentials) {
+		const char *dir = getenv("CREDENTIALS_DIRECTORY");
+		if (!dir)
+			return fail("%s: a Redpanda Cloud store needs its OAuth client: -o "
+			            "credentials=FILE (lines client_id=… and client_secret=…)",
+			            positional[0]);
+		if (asprintf(&c->opt.credentials, "%s/redpanda.credentials", dir) < 0)
+			return fail("out of memory");
+	}
 	if (!url && !c->opt.attrs_file &&
 	    asprintf(&c->opt.attrs_file, "%s/host-attrs", c->opt.store_dir) < 0)
 		return fail("out of memory");
@@ -534,6 +576,10 @@ void cmdline_free(struct cmdline *c)
 	free(c->opt.mountpoint);
 	free(c->opt.key_file);
 	free(c->opt.attrs_file);
+	free(c->opt.credentials);
+	free(c->opt.token_url);
+	free(c->opt.audience);
+	free(c->opt.cacert);
 	free(c->opt.run_as);
 	free(c->opt.credsocket);
 	free(c->audit);

@@ -262,6 +262,10 @@ void fill_attr(struct fs *fs, const struct node *n, struct stat *st)
 		const struct secret_meta *m = &n->u.secret.meta;
 		struct acl acl;
 		st->st_mode = S_IFREG | n->mode;
+		/* A store whose values cannot be read back: no read bits
+		 * (--w-------), whatever chmod said; size 0 (the store's) */
+		if (fs->ops->caps & STORE_CAP_WRITE_ONLY_VALUES)
+			st->st_mode &= ~(mode_t)0444;
 		/* With an ACL the group bits are its mask (POSIX), and the
 		 * kernel reads the ACL only when they are not 0. */
 		if (fill_acl(fs, n, &acl))

@@ -178,7 +178,12 @@ struct fs_options {
 	char *store_dir;
 	char *mountpoint;
 	char *key_file;
-	char *attrs_file; /* this host's chmod/chown (hostattrs.h) */
+	char *attrs_file; /* this host's chmod/chown (hostattrs.h); NULL: not
+	                     kept (a Redpanda Cloud mount without -o attrs=) */
+	/* remote stores: -o credentials=, token_url=, audience=, cacert=,
+	 * poll= (-1: the store's default) */
+	char *credentials, *token_url, *audience, *cacert;
+	int poll_s;
 	unsigned keep_versions;
 	int64_t keep_deleted_ns; /* -o keep_deleted; 0: deleted secrets purged at once */
 	bool read_only;
@@ -283,6 +288,11 @@ struct node *fs_apply_meta(struct fs *fs, const struct secret_meta *meta);
  * becomes (every other record about a pending name makes a node of its
  * own). */
 struct node *fs_apply_for(struct fs *fs, const struct store_change *c, struct node *own);
+/* A change made by another client, announced by the store from a thread
+ * of its own (STORE_CAP_WATCH: a watch, a poll): fs_apply() under
+ * fs->lock, which it takes itself (hold none of fs/'s locks to call it),
+ * and the kernel told to look again at the names it changed. */
+void fs_apply_remote(struct fs *fs, const struct store_change *c);
 /* A pending name that never got a value goes: the node dies (the caller
  * still holds it and lets it go with fs_node_release or an unpin). */
 void fs_secret_drop_pending(struct fs *fs, struct node *n);

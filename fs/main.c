@@ -40,6 +40,7 @@
 #include "handover.h"
 #include "keeper.h"
 #include "keyfile.h"
+#include "redpanda.h"
 
 
 /* secretsfs init etcd://…/PREFIX -o key=FILE: a new key in FILE unless it
@@ -249,16 +250,15 @@ static int cmd_rekey(const char *dir)
 
 /* --- checks before mounting --- */
 
-/* The store the source argument names.  A directory holds the embedded
- * store; the remote stores have URLs of their own and are not in this
- * build yet (they will not take a directory or a key beside it). */
+/* The store the source argument names: a directory holds the embedded
+ * store, etcd://… names the etcd store, redpanda:https://… the Redpanda
+ * Cloud store (no key: it holds no values of ours to seal). */
 static int choose_store(const char *source, const struct store_ops **ret)
 {
 	static const struct {
 		const char *prefix, *name;
 	} remote[] = {
 		{ "etcd+https://", "etcd over TLS" },
-		{ "redpanda:", "Redpanda Cloud" },
 	};
 	for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
 		if (strncmp(source, remote[i].prefix, strlen(remote[i].prefix)) == 0)
@@ -266,6 +266,10 @@ static int choose_store(const char *source, const struct store_ops **ret)
 			            remote[i].name);
 	if (etcd_store_source(source)) {
 		*ret = &etcd_store_ops;
+		return 0;
+	}
+	if (redpanda_store_source(source)) {
+		*ret = &redpanda_store_ops;
 		return 0;
 	}
 	if (strstr(source, "://"))
@@ -374,6 +378,11 @@ static int check_mountpoint(const char *mnt, bool nonempty)
 		            "files; give an empty directory, or -o nonempty",
 		            mnt, entry);
 	return 0;
+}
+
+static void remote_change(void *userdata, const struct store_change *c)
+{
+	fs_apply_remote(userdata, c);
 }
 
 static int add_listed(void *userdata, const struct secret_meta *meta)
@@ -558,6 +567,11 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		.read_only = fs->opt.read_only,
 		.reseal_digest = fs->opt.reseal_digest,
 		.keep_deleted_ns = fs->opt.keep_deleted_ns,
+		.cacert = fs->opt.cacert,
+		.credentials = fs->opt.credentials,
+		.token_url = fs->opt.token_url,
+		.audience = fs->opt.audience,
+		.poll_s = fs->opt.poll_s,
 	};
 	r = fs->ops->open(&cfg, &fs->store);
 	key_free(key);
@@ -811,7 +825,7 @@ static int serve(struct fs *fs, struct cmdline *c, bool adopted)
 static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
 {
 	/* What the server may write: the store, and host-attrs' directory. */
-	char *attrs = strdup(fs->opt.attrs_file);
+	char *attrs = strdup(fs->opt.attrs_file ? fs->opt.attrs_file : "/");
 	char *attrs_dir = attrs ? realpath(dirname(attrs), NULL) : NULL;
 	/* (A remote store's source is a URL, not a directory.) */
 	const char *writable[] = { attrs_dir,
@@ -867,7 +881,7 @@ static int check_run_as(struct fs *fs)
 	/* The server cannot see below the directories its namespace hides. */
 	const char *need[] = { fs->opt.store_dir, fs->opt.attrs_file };
 	for (size_t i = 0; i < 2; i++)
-		for (size_t h = 0; keeper_hidden[h]; h++) {
+		for (size_t h = 0; need[i] && keeper_hidden[h]; h++) {
 			size_t n = strlen(keeper_hidden[h]);
 			if (need[i][0] == '/' && strncmp(need[i], keeper_hidden[h], n) == 0 &&
 			    (need[i][n] == '/' || need[i][n] == '\0'))
@@ -956,8 +970,11 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	sd_notify_send("STATUS=Opening the store in %s", fs->opt.store_dir);
 	uint8_t *key = NULL;
 	char *kp = NULL;
-	if ((r = load_key(fs, c, &key, &kp)))
+	/* The Redpanda Cloud store seals nothing: it has no key. */
+	if (fs->ops != &redpanda_store_ops && (r = load_key(fs, c, &key, &kp)))
 		return r;
+	if (!kp && !(kp = strdup("(none)")))
+		return fail("out of memory");
 	/* As root, the store is opened first: its errors come before a
 	 * mount.  Under run_as it is opened by the server, as USER. */
 	if (fs->opt.run_as) {
@@ -972,6 +989,10 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		return r;
 	}
 	fs->notifier = notifier_start(fs->se);
+	/* Changes made by other clients (a watch, a poll), from now on: the
+	 * notifier they use is there. */
+	if (fs->ops->watch && (r = fs->ops->watch(fs->store, remote_change, fs)) < 0)
+		return fail("cannot follow the store's changes: %s", strerrordesc_np(-r));
 	if (fs->opt.run_as)
 		log_info("mounted the %s store %s on %s; serving as %s (uid %u)", fs->ops->name,
 		         fs->opt.store_dir, fs->opt.mountpoint, fs->opt.run_as,
@@ -1033,17 +1054,20 @@ static int serve_store(struct fs *fs, struct cmdline *c)
  * missing (a refused start). */
 static void stop(struct fs *fs)
 {
-	/* Before the session goes: destroying it may still release open
-	 * handles (op_destroy), whose commits must find no notifier rather
-	 * than a freed one. */
-	/* before the store goes; out of the change path's reach first */
+	/* Before the session goes (destroying it may still release open
+	 * handles, op_destroy, whose commits must find no notifier rather
+	 * than a freed one) and before the store: the credential socket, out
+	 * of the change path's reach first; and the notifier, under fs->lock,
+	 * since a store's thread may be applying a change that tells it
+	 * (fs_apply_remote). */
 	pthread_rwlock_wrlock(&fs->lock);
 	struct credsock *cs = fs->credsock;
 	fs->credsock = NULL;
+	struct notifier *nt = fs->notifier;
+	fs->notifier = NULL;
 	pthread_rwlock_unlock(&fs->lock);
 	credsock_close(cs);
-	notifier_stop(fs->notifier);
-	fs->notifier = NULL;
+	notifier_stop(nt);
 	deleted_purger_stop(fs); /* before the store closes */
 	if (fs->se) {
 		/* Handing over a mount this session made: libfuse's session
@@ -1132,7 +1156,8 @@ int main(int argc, char **argv)
 		.opt = { .keep_versions = 5,
 		         .keep_deleted_ns = KEEP_DELETED_DEFAULT_NS,
 		         .dir_mode = 0700,
-		         .file_mode = 0600 },
+		         .file_mode = 0600,
+		         .poll_s = -1 },
 		.fuse_args = FUSE_ARGS_INIT(0, NULL),
 	};
 	int r = fuse_opt_add_arg(&c.fuse_args, argv[0]) < 0 ? fail("out of memory")

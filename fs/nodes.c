@@ -509,6 +509,24 @@ struct node *fs_apply(struct fs *fs, const struct store_change *c)
 	return fs_apply_for(fs, c, NULL);
 }
 
+void fs_apply_remote(struct fs *fs, const struct store_change *c)
+{
+	pthread_rwlock_wrlock(&fs->lock);
+	struct node *old = fs_secret_by_id(fs, c->meta.id);
+	scope_set before = old ? fs_secret_visible_scopes(old) : 0;
+	struct node *n = fs_apply(fs, c);
+	scope_set after = n ? fs_secret_visible_scopes(n) : 0;
+	/* Names that came or went, or all of them for another incarnation:
+	 * the kernel may hold their entries for ENTRY_TIMEOUT otherwise. */
+	scope_set changed = n == old ? before ^ after : before | after;
+	char *name = changed ? id_to_name(c->meta.id) : NULL;
+	for (int sc = 0; name && sc < SCOPE_COUNT; sc++)
+		if (changed & (1u << sc))
+			notifier_inval_entry(fs->notifier, INO_SCOPE_FIRST + sc, name);
+	free(name);
+	pthread_rwlock_unlock(&fs->lock);
+}
+
 struct node *fs_apply_meta(struct fs *fs, const struct secret_meta *meta)
 {
 	struct store_change c = { .kind = STORE_CHANGED, .meta = *meta };

@@ -405,11 +405,16 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 		log_warn("write to %s refused: with -o fast values change only by rename "
 		         "(write a scratch file such as .NAME.new, then mv it onto NAME)",
 		         id);
+	else if (r == -EACCES && !writable)
+		log_warn("%s: reading refused: the values of the %s store cannot be read back "
+		         "(they are write-only there); write a whole new value instead (printf v > "
+		         "FILE, cp, tee, or mv a scratch file onto it)",
+		         id, fs->ops->name);
 	else if (r == -EACCES)
-		log_warn("%s: %s refused: the %s store's values are write-only; write the whole "
-		         "value (printf v > FILE, or mv a scratch file onto it)",
-		         id, writable ? "a write that keeps the old value" : "reading",
-		         fs->ops->name);
+		log_warn("%s: write refused: the values of the %s store cannot be read back, so "
+		         "a write that keeps part of the old value (an append, a write in place, "
+		         "an editor) cannot work; write the whole value (printf v > FILE)",
+		         id, fs->ops->name);
 	if (r < 0) {
 		unlock(fs);
 		return r;
