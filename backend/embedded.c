@@ -28,8 +28,11 @@
  * revision of its last change and the revision that wrote its current
  * value; each version row the revision that wrote it.
  *
+ * Deleted secrets are kept for undo (keep_deleted_ns) in their own rows,
+ * marked and sealed again (see DELETED_SHIFT), until purged.
+ *
  * Deleted ciphertext: secure_delete zeroes freed pages in store.db, and a
- * transaction that deleted a secret runs a TRUNCATE checkpoint before it
+ * transaction that deleted a secret's rows runs a TRUNCATE checkpoint before it
  * returns, so no value of a deleted secret stays behind in store.db-wal
  * either.  A version pruned by keep_versions is zeroed in store.db at
  * its pages' next checkpoint and may stay in the -wal file until those
@@ -66,6 +69,8 @@
 #include "store.h"
 
 #define STORE_ID_BYTES SEAL_STORE_ID_BYTES
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 /* 1: no revisions; 2: no metadata MACs, values sealed under the store key
  * itself; 3: no store digest (all upgraded at a read-write open) */
 #define FORMAT_VERSION 4
@@ -94,6 +99,7 @@ struct store {
 	bool read_only;                   /* immutable after open */
 	int lock_fd;                      /* flock'ed DIR/store.lock */
 	bool reseal_digest;               /* immutable after open */
+	int64_t keep_deleted_ns;          /* immutable after open: 0, purge at delete */
 	bool dropped_values;              /* this transaction deleted a
 	                                     secret: checkpoint after it */
 	/* The store digest of the write transaction under way (seal.h):
@@ -565,6 +571,17 @@ static const char *col_text(sqlite3_stmt *st, int col)
 	return t ? (const char *)t : "";
 }
 
+/* A deleted secret kept for undo (-o keep_deleted) stays in its rows: its
+ * scopes column holds the scopes it had shifted up by DELETED_SHIFT (no
+ * live row has bits there), its mtime_ns the time of its deletion and its
+ * revision the deletion's; labels and versions stay as they were.  Its
+ * MAC covers all of that as for a live row, so a deleted secret made live
+ * again, or kept longer, by anyone without the key fails authentication;
+ * the store digest counts its rows as any others.  Live readers never see
+ * such a row (list: scopes < DELETED_MIN; by ID: -ENOENT). */
+#define DELETED_SHIFT 16
+#define DELETED_MIN "65536" /* 1 << DELETED_SHIFT, in SQL */
+
 /* The columns meta_from_row reads, in its order. */
 #define META_COLUMNS                                                                               \
 	"scopes, version, size, ctime_ns, mtime_ns, incarnation, revision, "                       \
@@ -577,6 +594,7 @@ struct row_auth {
 	bool fits;     /* every integer fits its field (nothing was cut) */
 	bool shaped;   /* fits, and nonce and MAC have their sizes */
 	bool too_many; /* more than LABELS_MAX label rows */
+	bool deleted;  /* a deleted secret kept for undo (DELETED_SHIFT) */
 };
 
 /* Copies a blob column of exactly n bytes; false if it is not one. */
@@ -596,8 +614,9 @@ static void meta_from_row(sqlite3_stmt *st, int col, struct secret_meta *m, stru
 	int64_t scopes = sqlite3_column_int64(st, col);
 	int64_t size = sqlite3_column_int64(st, col + 2);
 
-	/* a damaged row cannot invent scopes */
-	m->scopes = (scope_set)scopes & SCOPE_ALL;
+	/* a damaged row cannot invent scopes; a deleted one keeps its own
+	 * above DELETED_SHIFT */
+	m->scopes = (scope_set)scopes & (SCOPE_ALL | SCOPE_ALL << DELETED_SHIFT);
 	m->version = (uint64_t)sqlite3_column_int64(st, col + 1);
 	m->size = (uint32_t)size;
 	m->ctime_ns = sqlite3_column_int64(st, col + 3);
@@ -609,6 +628,7 @@ static void meta_from_row(sqlite3_stmt *st, int col, struct secret_meta *m, stru
 	a->fits = scopes == (int64_t)m->scopes && size == (int64_t)m->size;
 	a->shaped = a->fits && col_blob(st, col + 8, a->nonce, sizeof(a->nonce)) &&
 	            col_blob(st, col + 9, a->mac, sizeof(a->mac));
+	a->deleted = m->scopes > SCOPE_ALL;
 }
 
 /* What is wrong with a row read back, if anything. */
@@ -628,7 +648,8 @@ static enum row_problem row_check_shape(const struct secret_meta *m, const struc
 		return ROW_NO_INCARNATION;
 	if (!m->id || !secret_id_valid_existing(m->id))
 		return ROW_BAD_ID;
-	if (!secret_scopes_valid(m->scopes) || !a->fits)
+	scope_set scopes = a->deleted ? m->scopes >> DELETED_SHIFT : m->scopes;
+	if (!secret_scopes_valid(scopes) || (a->deleted && (m->scopes & SCOPE_ALL)) || !a->fits)
 		return ROW_BAD_SCOPES;
 	if (a->too_many || secret_labels_valid(&m->labels) < 0)
 		return ROW_BAD_LABELS;
@@ -641,17 +662,6 @@ static struct row_memo *row_memo_of(struct store *s, const char *id)
 	for (const char *c = id; *c; c++)
 		h = (h ^ (uint8_t)*c) * 16777619u;
 	return &s->memo[h % ROW_MEMO_SIZE];
-}
-
-static bool labels_same(const struct labels *a, const struct labels *b)
-{
-	if (a->n != b->n)
-		return false;
-	for (size_t i = 0; i < a->n; i++)
-		if (strcmp(a->v[i].key, b->v[i].key) != 0 ||
-		    strcmp(a->v[i].value, b->v[i].value) != 0)
-			return false;
-	return true;
 }
 
 /* The row read is, in every field the MAC covers and in its nonce and MAC,
@@ -667,7 +677,7 @@ static bool row_memo_hit(struct store *s, const struct secret_meta *m, const str
 	       v->size == m->size && v->ctime_ns == m->ctime_ns && v->mtime_ns == m->mtime_ns &&
 	       sodium_memcmp(e->nonce, a->nonce, sizeof(e->nonce)) == 0 &&
 	       sodium_memcmp(e->mac, a->mac, sizeof(e->mac)) == 0 &&
-	       labels_same(&v->labels, &m->labels);
+	       labels_equal(&v->labels, &m->labels);
 }
 
 static void row_memo_put(struct store *s, const struct secret_meta *m, const struct row_auth *a)
@@ -804,16 +814,36 @@ out:
 struct row {
 	struct life life;
 	uint64_t revision, value_revision, version;
-	scope_set scopes;
+	scope_set scopes; /* a deleted secret's: the scopes it had */
 	uint32_t size;
-	int64_t mtime_ns;
+	int64_t mtime_ns; /* a deleted secret's: when it was deleted */
+	bool deleted;
 };
 
-/* The row of id, verified, if it is incarnation (0: any); mutex held.
- * -ENOENT if there is no such secret, -ESTALE if it is another
- * incarnation, -EIO (logged) if it does not verify. */
+static int any_row_locked(struct store *s, const char *id, uint64_t incarnation, struct row *ret);
+
+/* The row of a live secret id, verified, if it is incarnation (0: any);
+ * mutex held.  -ENOENT if there is no such secret (or it is deleted, kept
+ * for undo: then ret->deleted), -ESTALE if it is another incarnation,
+ * -EIO (logged) if it does not verify. */
 static int row_locked(struct store *s, const char *id, uint64_t incarnation, struct row *ret)
 {
+	int r = any_row_locked(s, id, incarnation, ret);
+	return r == 0 && ret->deleted ? -ENOENT : r;
+}
+
+/* The same for a deleted secret kept for undo: -ENOENT if id is live or
+ * gone. */
+static int deleted_row_locked(struct store *s, const char *id, uint64_t incarnation,
+                              struct row *ret)
+{
+	int r = any_row_locked(s, id, incarnation, ret);
+	return r == 0 && !ret->deleted ? -ENOENT : r;
+}
+
+static int any_row_locked(struct store *s, const char *id, uint64_t incarnation, struct row *ret)
+{
+	ret->deleted = false;
 	struct secret_meta m = { 0 };
 	struct row_auth a;
 	int r = load_meta_locked(s, id, true, &m, &a);
@@ -824,7 +854,8 @@ static int row_locked(struct store *s, const char *id, uint64_t incarnation, str
 	ret->revision = m.revision;
 	ret->value_revision = m.value_revision;
 	ret->version = m.version;
-	ret->scopes = m.scopes;
+	ret->deleted = a.deleted;
+	ret->scopes = a.deleted ? m.scopes >> DELETED_SHIFT : m.scopes;
 	ret->size = m.size;
 	ret->mtime_ns = m.mtime_ns;
 	secret_meta_clear(&m);
@@ -1619,12 +1650,17 @@ static const char upgrade_2_fill_sql[] =
     "DROP TABLE temp.old_versions;";
 
 /* The IDs of every row of secrets; mutex held. */
-static int all_ids_locked(struct store *s, char ***ret_ids, size_t *ret_n)
+/* The IDs a query returns (its one column; ?1 bound to arg), in its
+ * order; mutex held, in a transaction. */
+static int ids_query_locked(struct store *s, const char *sql, int64_t arg, char ***ret_ids,
+                            size_t *ret_n)
 {
 	sqlite3_stmt *st = NULL;
 	char **ids = NULL;
 	size_t n = 0, cap = 0;
-	int rc, r = sql_prepare(s, "SELECT id FROM secrets ORDER BY id", &st);
+	int rc = SQLITE_DONE, r = sql_prepare(s, sql, &st);
+	if (r == 0 && sqlite3_bind_parameter_count(st) > 0)
+		sqlite3_bind_int64(st, 1, arg);
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (n == cap) {
 			cap = cap ? 2 * cap : 64;
@@ -1653,6 +1689,11 @@ static int all_ids_locked(struct store *s, char ***ret_ids, size_t *ret_n)
 	*ret_ids = ids;
 	*ret_n = n;
 	return 0;
+}
+
+static int all_ids_locked(struct store *s, char ***ret_ids, size_t *ret_n)
+{
+	return ids_query_locked(s, "SELECT id FROM secrets ORDER BY id", 0, ret_ids, ret_n);
 }
 
 /* Re-seals every version of id, a format 2 row, for its new life l;
@@ -1944,6 +1985,7 @@ static int embedded_open(const struct store_config *cfg, struct store **ret_stor
 	s->keep_versions = cfg->keep_versions ? cfg->keep_versions : EMBEDDED_KEEP_VERSIONS_DEFAULT;
 	s->read_only = cfg->read_only;
 	s->reseal_digest = cfg->reseal_digest;
+	s->keep_deleted_ns = cfg->keep_deleted_ns > 0 ? cfg->keep_deleted_ns : 0;
 	s->key = secret_locked_alloc(STORE_KEY_BYTES);
 	if (!s->key) {
 		r = -ENOMEM;
@@ -2296,7 +2338,7 @@ static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 		}
 		r = sql_prepare(s,
 		                "SELECT id, " META_COLUMNS " FROM secrets "
-		                "WHERE id > ?1 ORDER BY id LIMIT ?2",
+		                "WHERE id > ?1 AND scopes < " DELETED_MIN " ORDER BY id LIMIT ?2",
 		                &st);
 		if (r == 0) {
 			sqlite3_bind_text(st, 1, last, -1, SQLITE_STATIC);
@@ -2403,7 +2445,11 @@ static int embedded_stat(struct store *s, const char *id, struct secret_meta *re
 	pthread_mutex_lock(&s->mutex);
 	r = tx_begin(s, false);
 	if (r == 0) {
-		r = load_meta_locked(s, id, true, &m, NULL);
+		struct row_auth a;
+		r = load_meta_locked(s, id, true, &m, &a);
+		if (r == 0 && a.deleted)
+			r = -ENOENT;
+		sodium_memzero(&a, sizeof(a));
 		r = tx_end(s, r);
 	}
 	pthread_mutex_unlock(&s->mutex);
@@ -2563,6 +2609,8 @@ out:
 	return 0;
 }
 
+static int delete_secret_locked(struct store *s, const char *id);
+
 /* Inserts a new secret row with its labels and first version; mutex held,
  * inside a write transaction at revision rev.  -EEXIST if id exists. */
 static int insert_secret_locked(struct store *s, const char *id, uint64_t rev, scope_set scopes,
@@ -2577,6 +2625,15 @@ static int insert_secret_locked(struct store *s, const char *id, uint64_t rev, s
 		return -EEXIST;
 	if (r != -ENOENT)
 		return r;
+	if (row.deleted) {
+		/* one row per ID: the deleted secret kept for undo goes */
+		r = delete_secret_locked(s, id);
+		if (r < 0)
+			return r;
+		log_info("embedded store: %s: the deleted secret kept for undo is purged: the ID "
+		         "is created again",
+		         id);
+	}
 	seal_nonce_new(l.nonce); /* this life's, never another's */
 	r = sql_prepare(s,
 	                "INSERT INTO secrets (id, scopes, version, size, ctime_ns, mtime_ns, "
@@ -2846,6 +2903,27 @@ static int embedded_rename(struct store *s, const char *from, uint64_t from_inca
 	return r;
 }
 
+/* Deletes live secret id (verified) by keeping it for undo: its row
+ * marked deleted at revision rev, now, and sealed again; its labels and
+ * versions stay.  Mutex held, in a write transaction. */
+static int keep_deleted_locked(struct store *s, const char *id, uint64_t rev)
+{
+	sqlite3_stmt *st = NULL;
+	int r = sql_prepare(s,
+	                    "UPDATE secrets SET scopes = scopes << " STRINGIFY(
+	                        DELETED_SHIFT) ", "
+	                                       "revision = ?2, mtime_ns = ?3 WHERE id = ?1",
+	                    &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)rev);
+	sqlite3_bind_int64(st, 3, now_ns());
+	r = sql_step_done(s, st);
+	sql_done(s, st);
+	return r == 0 ? seal_row_locked(s, id, NULL) : r;
+}
+
 static int embedded_delete(struct store *s, const char *id, uint64_t incarnation,
                            struct store_change *ret_change)
 {
@@ -2862,7 +2940,9 @@ static int embedded_delete(struct store *s, const char *id, uint64_t incarnation
 	r = row_locked(s, id, incarnation, &row);
 	if (r == 0)
 		r = next_revision_locked(s, &rev);
-	if (r == 0)
+	if (r == 0 && s->keep_deleted_ns > 0)
+		r = keep_deleted_locked(s, id, rev);
+	else if (r == 0)
 		r = delete_secret_locked(s, id);
 	if (r == 0)
 		r = deletion_record(id, row.life.incarnation, rev, ret_change ? &gone : NULL);
@@ -2943,9 +3023,289 @@ static int embedded_set_scopes(struct store *s, const char *id, uint64_t incarna
 	return change_end(s, r, &m, ret_meta);
 }
 
+
+/* --- deleted secrets kept for undo (STORE_CAP_UNDELETE) --- */
+
+/* The IDs of the deleted secrets, in ID order; mutex held, in a
+ * transaction.  With before > 0 only those deleted at or before it. */
+static int deleted_ids_locked(struct store *s, int64_t before, char ***ret_ids, size_t *ret_n)
+{
+	return ids_query_locked(s,
+	                        "SELECT id FROM secrets WHERE scopes >= " DELETED_MIN
+	                        " AND (?1 = 0 OR mtime_ns <= ?1) ORDER BY id",
+	                        before, ret_ids, ret_n);
+}
+
+static void ids_free(char **ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+}
+
+static int embedded_list_deleted(struct store *s, store_list_fn fn, void *userdata)
+{
+	struct secret_meta *v = NULL;
+	char **ids = NULL;
+	size_t n = 0, got = 0;
+	if (!s || !fn)
+		return -EINVAL;
+	int r = tx_lock(s, false);
+	if (r < 0)
+		return r;
+	r = deleted_ids_locked(s, 0, &ids, &n);
+	if (r == 0 && n && !(v = calloc(n, sizeof(*v))))
+		r = -ENOMEM;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		struct row_auth a;
+		int lr = load_meta_locked(s, ids[i], true, &v[got], &a);
+		if (lr == -EIO)
+			continue; /* logged, left out: one tampered row hides no other */
+		r = lr;
+		if (r == 0 && a.deleted) {
+			v[got].scopes >>= DELETED_SHIFT;
+			got++;
+		} else if (r == 0) {
+			secret_meta_clear(&v[got]);
+		}
+	}
+	r = tx_unlock(s, r);
+	for (size_t i = 0; r == 0 && i < got; i++)
+		r = fn(userdata, &v[i]);
+	for (size_t i = 0; i < got; i++)
+		secret_meta_clear(&v[i]);
+	free(v);
+	ids_free(ids, n);
+	return r;
+}
+
+static int embedded_get_deleted_value(struct store *s, const char *id, uint64_t incarnation,
+                                      struct secret_value **ret_value)
+{
+	struct sealed sealed = { 0 };
+	struct row row = { 0 };
+	if (!s || !ret_value)
+		return -EINVAL;
+	int r = check_id(id);
+	if (r == 0)
+		r = tx_lock(s, false);
+	if (r < 0)
+		return r;
+	r = deleted_row_locked(s, id, incarnation, &row);
+	if (r == -ESTALE)
+		r = -ENOENT;
+	if (r == 0)
+		r = load_ct_locked(s, id, row.version, &sealed);
+	r = tx_unlock(s, r);
+	if (r == 0 && (sealed.revision != row.value_revision || sealed.size != row.size)) {
+		log_error("embedded store: %s (deleted): version %" PRIu64
+		          " does not match the authenticated metadata (changed outside secretsfs)",
+		          id, row.version);
+		r = -EIO;
+	}
+	if (r < 0) {
+		free(sealed.ct);
+		return r;
+	}
+	return open_sealed(s, id, &row.life, &sealed, NULL, ret_value);
+}
+
+
+/* Every kept version of id up to version upto, sealed for the life
+ * `from` under the store's keys, opened and sealed again for the life
+ * `to` under keys `to_keys`: as written at revision rev (0: each keeps its
+ * own), size and mtime kept, the digest's terms with them.  For an
+ * undelete (a new life) and a rekey (new keys).  Mutex held, in a write
+ * transaction. */
+static int reseal_versions_for_locked(struct store *s, const char *id, const struct life *from,
+                                      const struct seal_keys *to_keys, const struct life *to,
+                                      uint64_t rev, uint64_t upto)
+{
+	uint64_t last = 0;
+	for (;;) {
+		sqlite3_stmt *st = NULL;
+		struct sealed old = { 0 };
+		struct secret_value *v = NULL;
+		uint8_t *ct = NULL;
+		size_t ctlen = 0;
+		/* the next kept version, one at a time (keep_versions has no
+		 * bound) */
+		int rc, r = sql_prepare(s,
+		                        "SELECT min(version) FROM versions WHERE id = ?1 AND "
+		                        "version > ?2 AND version <= ?3",
+		                        &st);
+		if (r < 0)
+			return r;
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)last);
+		sqlite3_bind_int64(st, 3, upto ? (sqlite3_int64)upto : INT64_MAX);
+		rc = sqlite3_step(st);
+		bool more = rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER;
+		if (more)
+			last = (uint64_t)sqlite3_column_int64(st, 0);
+		if (rc != SQLITE_ROW)
+			r = sql_fail(s, rc);
+		sql_done(s, st);
+		if (r < 0 || !more)
+			return r;
+		r = load_ct_locked(s, id, last, &old);
+		uint64_t old_rev = old.revision, new_rev = rev ? rev : old.revision;
+		struct seal_place p = { .id = id,
+			                .incarnation = to->incarnation,
+			                .nonce = to->nonce,
+			                .version = last,
+			                .revision = new_rev,
+			                .mtime_ns = old.mtime_ns };
+		if (r == 0)
+			r = open_sealed(s, id, from, &old, NULL, &v); /* frees old.ct; logs */
+		if (r == 0)
+			r = seal_value(to_keys, &p, v->data, v->len, &ct, &ctlen);
+		if (r == 0)
+			r = sql_prepare(s,
+			                "UPDATE versions SET ct = ?3, revision = ?4 WHERE id = ?1 "
+			                "AND version = ?2",
+			                &st);
+		if (r == 0) {
+			sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 2, (sqlite3_int64)last);
+			sqlite3_bind_blob(st, 3, ct, (int)ctlen, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 4, (sqlite3_int64)new_rev);
+			r = sql_step_done(s, st);
+			sql_done(s, st);
+		}
+		if (r == 0 && new_rev != old_rev) {
+			digest_version(s, -1, id, last, old_rev);
+			digest_version(s, +1, id, last, new_rev);
+		}
+		secret_value_free(v);
+		free(ct);
+		if (r < 0)
+			return r;
+	}
+}
+
+static int embedded_undelete(struct store *s, const char *id, uint64_t incarnation,
+                             scope_set add_scopes, struct secret_meta *ret_meta)
+{
+	struct secret_meta m = { 0 };
+	sqlite3_stmt *st = NULL;
+	struct row row;
+	uint64_t rev = 0;
+	int r = check_write(s, id);
+	if (r == 0 && add_scopes & ~SCOPE_ALL)
+		r = -EINVAL;
+	if (r == 0)
+		r = tx_lock(s, true);
+	if (r < 0)
+		return r;
+	r = deleted_row_locked(s, id, incarnation, &row);
+	if (r == -ENOENT) {
+		struct row live;
+		if (row_locked(s, id, 0, &live) == 0)
+			r = -EEXIST;
+	}
+	if (r == 0)
+		r = next_revision_locked(s, &rev);
+	/* a new life: a restored secret is never the incarnation that was
+	 * deleted (whose inode, CAS bases and nonce are gone for good) */
+	struct life to = { .incarnation = rev };
+	seal_nonce_new(to.nonce);
+	if (r == 0)
+		r = reseal_versions_for_locked(s, id, &row.life, s->keys, &to, rev, row.version);
+	/* the row's term as stored goes (seal_row_locked takes out the one
+	 * of the row as it is about to be: no MAC yet) */
+	uint8_t oldmac[SEAL_MAC_BYTES];
+	if (r == 0) {
+		struct secret_meta om = { 0 };
+		struct row_auth a;
+		r = load_meta_locked(s, id, false, &om, &a);
+		memcpy(oldmac, a.mac, sizeof(oldmac));
+		secret_meta_clear(&om);
+	}
+	if (r == 0) {
+		digest_secret(s, -1, id, row.life.incarnation, oldmac, sizeof(oldmac));
+		digest_secret(s, +1, id, rev, NULL, 0);
+		r = sql_prepare(s,
+		                "UPDATE secrets SET scopes = ?2, incarnation = ?3, revision = ?3, "
+		                "value_revision = ?3, nonce = ?4, mac = x'', ctime_ns = ?5, "
+		                "mtime_ns = (SELECT v.mtime_ns FROM versions v WHERE v.id = ?1 "
+		                "AND v.version = secrets.version) WHERE id = ?1",
+		                &st);
+	}
+	if (r == 0) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)(row.scopes | add_scopes));
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)rev);
+		sqlite3_bind_blob(st, 4, to.nonce, sizeof(to.nonce), SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, now_ns());
+		r = sql_step_done(s, st);
+		sql_done(s, st);
+	}
+	if (r == 0)
+		r = record_locked(s, id, &m);
+	sodium_memzero(&to, sizeof(to));
+	return change_end(s, r, &m, ret_meta);
+}
+
+static int embedded_purge(struct store *s, const char *id, uint64_t incarnation)
+{
+	struct row row;
+	uint64_t rev = 0;
+	int r = check_write(s, id);
+	if (r == 0)
+		r = tx_lock(s, true);
+	if (r < 0)
+		return r;
+	r = deleted_row_locked(s, id, incarnation, &row);
+	if (r == 0)
+		r = next_revision_locked(s, &rev);
+	if (r == 0)
+		r = delete_secret_locked(s, id);
+	return tx_unlock(s, r);
+}
+
+static int embedded_purge_expired(struct store *s, int64_t now, unsigned *ret_n)
+{
+	char **ids = NULL;
+	size_t n = 0;
+	unsigned purged = 0;
+	uint64_t rev = 0;
+	if (!s)
+		return -EINVAL;
+	if (s->read_only)
+		return -EROFS;
+	int64_t before = s->keep_deleted_ns ? now - s->keep_deleted_ns : 0;
+	if (s->keep_deleted_ns && before <= 0)
+		before = 1; /* (a clock before the epoch) */
+	int r = tx_lock(s, true);
+	if (r < 0)
+		return r;
+	r = deleted_ids_locked(s, before, &ids, &n);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		struct row row;
+		/* only what verifies as deleted goes: a row that does not
+		 * stays for a person to look at (logged) */
+		int dr = deleted_row_locked(s, ids[i], 0, &row);
+		if (dr == -EIO)
+			continue;
+		r = dr;
+		if (r == 0 && !rev)
+			r = next_revision_locked(s, &rev);
+		if (r == 0)
+			r = delete_secret_locked(s, ids[i]);
+		if (r == 0)
+			purged++;
+	}
+	r = tx_unlock(s, r);
+	ids_free(ids, n);
+	if (r == 0 && ret_n)
+		*ret_n = purged;
+	return r;
+}
+
 const struct store_ops embedded_store_ops = {
 	.name = "embedded",
-	.caps = STORE_CAP_VERSIONS | STORE_CAP_EXCHANGE,
+	.caps = STORE_CAP_VERSIONS | STORE_CAP_EXCHANGE | STORE_CAP_UNDELETE,
 	.open = embedded_open,
 	.close = embedded_close,
 	.list = embedded_list,
@@ -2960,4 +3320,301 @@ const struct store_ops embedded_store_ops = {
 	.set_labels = embedded_set_labels,
 	.set_scopes = embedded_set_scopes,
 	.watch = NULL,
+	.list_deleted = embedded_list_deleted,
+	.get_deleted_value = embedded_get_deleted_value,
+	.undelete = embedded_undelete,
+	.purge = embedded_purge,
+	.purge_expired = embedded_purge_expired,
 };
+
+/* --- backup and restore (secretsfs backup / restore) --- */
+
+/* Copies the database at src (live: another process may be writing it,
+ * in WAL mode) into the new file dst through SQLite's online backup: one
+ * read transaction, so the copy is one committed state of the store, byte
+ * for byte what the store holds (ciphertexts, MACs, digest head), and a
+ * database in WAL mode with no -wal file beside it.  dst is made 0600
+ * under a temporary name and renamed into place only when complete;
+ * -EEXIST if dst exists.  why gets a line for a failure. */
+static int db_copy(const char *src, bool live, const char *dst, char *why, size_t why_size)
+{
+	sqlite3 *from = NULL, *to = NULL;
+	static const char suffix[] = ".partial";
+	size_t n = strlen(dst);
+	char *tmp = malloc(n + sizeof(suffix));
+	struct stat st;
+	int rc = SQLITE_OK, r = 0, fd = -1;
+	bool made = false;
+	if (!tmp)
+		return -ENOMEM;
+	memcpy(tmp, dst, n);
+	memcpy(tmp + n, suffix, sizeof(suffix));
+	if (lstat(dst, &st) == 0) {
+		snprintf(why, why_size, "%s exists: give a new file name", dst);
+		r = -EEXIST;
+		goto out;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(why, why_size, "cannot create %s: %s", tmp, strerrordesc_np(-r));
+		goto out;
+	}
+	made = true;
+	int flags = (live ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) | SQLITE_OPEN_NOMUTEX;
+#ifdef SQLITE_OPEN_NOFOLLOW
+	flags |= SQLITE_OPEN_NOFOLLOW;
+#endif
+	/* a backup file is whole (no -wal beside it): read as immutable, so
+	 * nothing (no -shm) is made beside it, on read-only media too */
+	char *uri = live ? NULL : immutable_uri(src);
+	if (!live && !uri) {
+		r = -ENOMEM;
+		goto out;
+	}
+	rc = sqlite3_open_v2(live ? src : uri, &from, live ? flags : flags | SQLITE_OPEN_URI, NULL);
+	free(uri);
+	if (rc == SQLITE_OK)
+		rc = harden_db(from);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_busy_timeout(from, BUSY_TIMEOUT_MS);
+	if (rc != SQLITE_OK) {
+		snprintf(why, why_size, "cannot open %s: %s", src,
+		         from ? sqlite3_errmsg(from) : sqlite3_errstr(rc));
+		r = -EIO;
+		goto out;
+	}
+	rc = sqlite3_open_v2(tmp, &to, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc == SQLITE_OK)
+		rc = harden_db(to);
+	sqlite3_backup *b = rc == SQLITE_OK ? sqlite3_backup_init(to, "main", from, "main") : NULL;
+	if (b) {
+		rc = sqlite3_backup_step(b, -1); /* all pages, in one read transaction */
+		int frc = sqlite3_backup_finish(b);
+		rc = rc == SQLITE_DONE ? frc : rc;
+	} else if (rc == SQLITE_OK) {
+		rc = sqlite3_errcode(to);
+	}
+	/* the copy as the store keeps itself: WAL, everything in the file */
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(to, "PRAGMA journal_mode = WAL; PRAGMA quick_check;", NULL, NULL,
+		                  NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(why, why_size, "copying %s failed: %s", src,
+		         sqlite3_errcode(from) != SQLITE_OK ? sqlite3_errmsg(from)
+		                                            : sqlite3_errmsg(to));
+		r = -EIO;
+		goto out;
+	}
+	rc = sqlite3_close(to);
+	to = NULL;
+	if (rc != SQLITE_OK || fsync(fd) < 0) {
+		snprintf(why, why_size, "writing %s failed", tmp);
+		r = -EIO;
+		goto out;
+	}
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
+		r = -errno;
+		snprintf(why, why_size, "cannot rename %s to %s: %s", tmp, dst,
+		         strerrordesc_np(-r));
+		goto out;
+	}
+	made = false;
+	/* the rename on disk too: its directory is tmp up to the last '/' */
+	char *slash = strrchr(tmp, '/');
+	if (slash)
+		slash[slash == tmp ? 1 : 0] = '\0'; /* "/f" -> "/" */
+	int dfd = open(slash ? tmp : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+out:
+	if (to)
+		sqlite3_close_v2(to);
+	if (from)
+		sqlite3_close_v2(from);
+	if (fd >= 0)
+		close(fd);
+	if (made)
+		unlink_db(tmp);
+	free(tmp);
+	return r;
+}
+
+int embedded_store_backup(const char *dir, const char *file, char *why, size_t why_size)
+{
+	struct stat st;
+	char *dbpath = path_join(dir, EMBEDDED_DB_FILE);
+	if (!dbpath)
+		return -ENOMEM;
+	int r = 0;
+	if (lstat(dbpath, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, why_size, "%s is not a secretsfs store (no %s in it)", dir,
+		         EMBEDDED_DB_FILE);
+		r = -ENOENT;
+	}
+	if (r == 0)
+		r = db_copy(dbpath, true, file, why, why_size);
+	free(dbpath);
+	return r;
+}
+
+int embedded_store_restore(const char *file, const char *dir, const uint8_t *key, char *why,
+                           size_t why_size)
+{
+	struct stat st;
+	struct store *s = NULL;
+	char *dbpath = path_join(dir, EMBEDDED_DB_FILE);
+	if (!dbpath)
+		return -ENOMEM;
+	int r = 0;
+	if (lstat(dbpath, &st) == 0) {
+		snprintf(why, why_size, "%s already holds a store: restore into a new directory",
+		         dir);
+		r = -EEXIST;
+	}
+	if (r == 0 && (lstat(file, &st) < 0 || !S_ISREG(st.st_mode))) {
+		snprintf(why, why_size, "%s is not a backup file", file);
+		r = -ENOENT;
+	}
+	if (r == 0)
+		r = db_copy(file, false, dbpath, why, why_size);
+	if (r < 0) {
+		free(dbpath);
+		return r;
+	}
+	/* the copy must be a store this key opens, whose rows match its
+	 * digest: the open checks all of it (and says what fails) */
+	struct store_config cfg = { .source = dir, .key = key };
+	r = embedded_open(&cfg, &s);
+	if (r < 0) {
+		snprintf(why, why_size,
+		         "%s does not open as a store with %s/%s (%s): nothing restored", file, dir,
+		         EMBEDDED_KEY_FILE, r == -EKEYREJECTED ? "wrong key" : strerrordesc_np(-r));
+		unlink_db(dbpath);
+	}
+	embedded_close(s);
+	free(dbpath);
+	return r;
+}
+
+/* --- rekey (secretsfs rekey) --- */
+
+
+/* The whole store sealed again under new_key, in one write transaction:
+ * every row verified under the old keys (one that does not refuses the
+ * rekey, naming it), every version re-sealed, every MAC, the key-check
+ * record and the digest made under the new keys.  A kill before COMMIT
+ * leaves the store as it was, under the old key.  Mutex held. */
+static int rekey_locked(struct store *s, const uint8_t *new_key,
+                        void (*progress)(size_t done, size_t total))
+{
+	struct seal_keys *nk = NULL, *ok = s->keys;
+	uint8_t *okey = s->key, *nkey = secret_locked_alloc(STORE_KEY_BYTES);
+	char **ids = NULL;
+	size_t n = 0;
+	if (!nkey)
+		return -ENOMEM;
+	memcpy(nkey, new_key, STORE_KEY_BYTES);
+	int r = sodium_mprotect_readonly(nkey) == 0 ? 0 : -errno;
+	if (r == 0)
+		r = seal_keys_new(nkey, s->store_id, &nk);
+	if (r == 0)
+		r = tx_begin(s, true);
+	if (r < 0) {
+		sodium_free(nkey);
+		seal_keys_free(nk);
+		return r;
+	}
+	s->upgrading = true; /* the digest is made afresh at the end */
+	r = all_ids_locked(s, &ids, &n);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		struct secret_meta m = { 0 };
+		struct row_auth a;
+		uint8_t mac[SEAL_MAC_BYTES];
+		sqlite3_stmt *st = NULL;
+		r = load_meta_locked(s, ids[i], true, &m, &a); /* -EIO: logged */
+		struct life l = { .incarnation = m.incarnation };
+		if (r == 0) {
+			memcpy(l.nonce, a.nonce, sizeof(l.nonce));
+			r = reseal_versions_for_locked(s, ids[i], &l, nk, &l, 0, 0);
+		}
+		if (r == 0)
+			r = seal_meta_mac(nk, &m, a.nonce, mac);
+		if (r == 0)
+			r = sql_prepare(s, "UPDATE secrets SET mac = ?2 WHERE id = ?1", &st);
+		if (r == 0) {
+			sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
+			sqlite3_bind_blob(st, 2, mac, sizeof(mac), SQLITE_STATIC);
+			r = sql_step_done(s, st);
+			sql_done(s, st);
+		}
+		secret_meta_clear(&m);
+		if (r == 0 && progress && ((i + 1) % 100 == 0 || i + 1 == n))
+			progress(i + 1, n);
+	}
+	/* from here on the new keys are the store's */
+	if (r == 0) {
+		s->key = nkey;
+		s->keys = nk;
+		r = write_keycheck_locked(s);
+	}
+	if (r == 0)
+		r = head_reset_locked(s);
+	s->upgrading = false;
+	r = tx_end(s, r);
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	if (r == 0) {
+		sodium_free(okey);
+		seal_keys_free(ok);
+	} else {
+		s->key = okey;
+		s->keys = ok;
+		sodium_free(nkey);
+		seal_keys_free(nk);
+	}
+	/* the MACs memoised were the old keys' */
+	for (size_t i = 0; i < ROW_MEMO_SIZE; i++)
+		secret_meta_clear(&s->memo[i].meta);
+	return r;
+}
+
+int embedded_store_rekey(const char *dir, const uint8_t *old_key, const uint8_t *new_key,
+                         void (*progress)(size_t done, size_t total), char *why, size_t why_size)
+{
+	struct store_config cfg = { .source = dir, .key = old_key };
+	struct store *s = NULL;
+	int r = embedded_open(&cfg, &s);
+	if (r == -EKEYREJECTED) {
+		/* done before (a rekey killed after its commit)? */
+		cfg.key = new_key;
+		r = embedded_open(&cfg, &s);
+		embedded_close(s);
+		if (r == 0)
+			return 1;
+		snprintf(why, why_size, "neither the key nor the new key opens the store in %s",
+		         dir);
+		return -EKEYREJECTED;
+	}
+	if (r == -EBUSY)
+		snprintf(why, why_size,
+		         "the store in %s is in use (mounted?): unmount it, then rekey it", dir);
+	else if (r < 0)
+		snprintf(why, why_size, "cannot open the store in %s: %s", dir,
+		         strerrordesc_np(-r));
+	if (r < 0 || !s)
+		return r < 0 ? r : -EIO;
+	pthread_mutex_lock(&s->mutex);
+	r = rekey_locked(s, new_key, progress);
+	pthread_mutex_unlock(&s->mutex);
+	if (r < 0)
+		snprintf(why, why_size,
+		         "the store in %s could not be sealed again (%s): nothing changed, the "
+		         "old key still opens it",
+		         dir, strerrordesc_np(-r));
+	embedded_close(s);
+	return r;
+}

@@ -33,7 +33,10 @@
  *  - open fails (-EIO, logged, naming it) if store.db's schema is not
  *    exactly what the store creates (a trigger, a view, another index);
  *  - a row whose metadata does not verify (seal.h) is left out of list
- *    (logged) and is -EIO (logged) to stat, get_value and every change.
+ *    (logged) and is -EIO (logged) to stat, get_value and every change;
+ *  - STORE_CAP_UNDELETE: a deleted secret stays in its rows, marked and
+ *    sealed again, until purged (embedded.c, DELETED_SHIFT); one is kept
+ *    per ID, and a create of the ID purges it.
  */
 #ifndef SECRETSFS_EMBEDDED_H
 #define SECRETSFS_EMBEDDED_H
@@ -66,6 +69,28 @@ int embedded_store_init_key(const char *dir, const char *key_file, char *why, si
 /* *ret_path = "dir/key" (malloc'ed): where embedded_store_init() put the
  * key, for key_load(). */
 int embedded_key_path(const char *dir, char **ret_path);
+
+/* secretsfs backup DIR FILE: a consistent copy of DIR's database, taken
+ * while it may be mounted (SQLite's online backup), into the new file
+ * FILE (0600; -EEXIST if it exists).  The copy is sealed as the store is
+ * (the same key opens it) and holds everything: no -wal or -shm beside
+ * it.  why gets a line for a failure. */
+int embedded_store_backup(const char *dir, const char *file, char *why, size_t why_size);
+/* secretsfs restore FILE DIR: FILE (a backup) becomes DIR's store.db;
+ * DIR holds no store yet.  The result is then opened with key (DIR/key)
+ * as a mount would open it (key check, schema, digest); if that fails
+ * nothing is left behind.  why gets a line for a failure. */
+int embedded_store_restore(const char *file, const char *dir, const uint8_t *key, char *why,
+                           size_t why_size);
+
+/* secretsfs rekey: every version, MAC, the key-check record and the
+ * digest of the store in dir (not open elsewhere: -EBUSY) sealed again
+ * under new_key in one transaction; a kill before it commits leaves the
+ * store under old_key.  1 if old_key no longer opens it but new_key does
+ * (an earlier rekey committed: nothing to do).  progress (may be NULL)
+ * is told every 100 secrets.  why gets a line for a failure. */
+int embedded_store_rekey(const char *dir, const uint8_t *old_key, const uint8_t *new_key,
+                         void (*progress)(size_t done, size_t total), char *why, size_t why_size);
 
 /* Does DIR hold a store database?  (For error messages; open() decides.) */
 bool embedded_store_present(const char *dir);

@@ -54,6 +54,11 @@ struct http_client {
 	                         sodium_malloc'ed, or NULL */
 	CURL *idle[POOL_MAX]; /* protected by lock */
 	size_t n_idle;        /* protected by lock */
+	/* The rate limit (http.h): a token bucket, refilled at max_rate per
+	 * second up to max_burst.  tokens and refilled_ms: protected by lock. */
+	unsigned max_rate, max_burst;
+	double tokens;
+	int64_t refilled_ms;
 };
 
 struct http_cancel {
@@ -105,6 +110,9 @@ struct xfer {
 	/* its outcome */
 	enum verdict verdict;
 	int64_t retry_after_ms;
+	long retry_after_s;           /* the server's Retry-After, -1: none */
+	char header[HTTP_HEADER_MAX]; /* req->want_header's value */
+	json_t *error_json;           /* a JSON error answer (req->ret_error) */
 	char what[WHAT_MAX];
 };
 
@@ -348,6 +356,10 @@ int http_client_new(const struct http_config *cfg, struct http_client **ret_clie
 	c->backoff_ms = cfg->backoff_ms ? cfg->backoff_ms : DEFAULT_BACKOFF_MS;
 	c->max_response = cfg->max_response ? cfg->max_response : DEFAULT_MAX_RESPONSE;
 	c->not_applied = cfg->not_applied;
+	c->max_rate = cfg->max_rate;
+	c->max_burst = cfg->max_burst ? cfg->max_burst : cfg->max_rate;
+	c->tokens = c->max_burst;
+	c->refilled_ms = http_now_ms();
 	snprintf(c->name, sizeof(c->name), "%s", cfg->name ? cfg->name : "http");
 	*ret_client = c;
 	return 0;
@@ -460,12 +472,21 @@ static int headers_new(struct http_client *c, const struct http_request *req,
                        struct curl_slist **ret_headers)
 {
 	static const char *const fixed[] = {
-		"Content-Type: application/json", "Accept: application/json",
+		"Accept: application/json",
 		"Expect:", /* no 100-continue round trip for big bodies */
 	};
 	struct curl_slist *h = NULL, *n;
+	char type[128];
 	bool failed = false;
 
+	if (req->content_type &&
+	    (strpbrk(req->content_type, "\r\n") || strlen(req->content_type) > sizeof(type) - 16))
+		return -EINVAL;
+	snprintf(type, sizeof(type), "Content-Type: %s",
+	         req->content_type ? req->content_type : "application/json");
+	n = curl_slist_append(h, type);
+	failed = !n;
+	h = n ? n : h;
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) && !failed; i++) {
 		n = curl_slist_append(h, fixed[i]);
 		failed = !n;
@@ -621,6 +642,31 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
+/* Keeps the value of the answer header the request asked for (of the
+ * last answer: a new status line starts over). */
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct xfer *x = arg;
+	size_t len = size * n, name = strlen(x->req->want_header);
+
+	if (len >= 5 && strncmp(p, "HTTP/", 5) == 0)
+		x->header[0] = '\0';
+	if (len > name + 1 && strncasecmp(p, x->req->want_header, name) == 0 && p[name] == ':') {
+		const char *v = p + name + 1;
+		size_t vl = len - name - 1;
+
+		while (vl && (*v == ' ' || *v == '\t'))
+			v++, vl--;
+		while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+			vl--;
+		if (vl >= sizeof(x->header))
+			vl = sizeof(x->header) - 1;
+		memcpy(x->header, v, vl);
+		x->header[vl] = '\0';
+	}
+	return len;
+}
+
 static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
 	struct xfer *x = arg;
@@ -653,6 +699,10 @@ static bool set_options(struct http_client *c, struct xfer *x, const char *url, 
 	SET(CURLOPT_ERRORBUFFER, x->errbuf);
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
+	if (req->want_header) {
+		SET(CURLOPT_HEADERFUNCTION, on_header);
+		SET(CURLOPT_HEADERDATA, x);
+	}
 	if (c->cacert)
 		SET(CURLOPT_CAINFO, c->cacert);
 	if (c->cert) {
@@ -755,6 +805,10 @@ static int attempt(struct http_client *c, struct xfer *x, size_t ep, int64_t tim
 	x->answer.overflow = false;
 	x->errbuf[0] = '\0';
 	x->code = 0;
+	x->retry_after_s = -1;
+	x->header[0] = '\0';
+	json_decref(x->error_json);
+	x->error_json = NULL;
 	x->stopped = x->idle = x->cancelled = false;
 	snprintf(url, sizeof(url), "%s%s", c->endpoints[ep], x->req->path);
 	if (!set_options(c, x, url, timeout_ms)) {
@@ -798,8 +852,12 @@ static int attempt(struct http_client *c, struct xfer *x, size_t ep, int64_t tim
 			x->verdict = V_NEXT_ANY;
 		else if (x->code >= 500 || x->code == 408)
 			x->verdict = V_NEXT_IDEMPOTENT;
-		if (retry_after > 0)
+		if (retry_after > 0) { /* curl says 0 for none too */
+			x->retry_after_s = (long)retry_after;
 			x->retry_after_ms = (int64_t)retry_after * 1000;
+		}
+		if (x->req->ret_error && x->answer.len)
+			x->error_json = json_loadb(x->answer.p, x->answer.len, 0, NULL);
 		return r;
 	}
 	WHAT("HTTP %ld", x->code);
@@ -838,6 +896,32 @@ static int64_t backoff(struct http_client *c, unsigned round, int64_t retry_afte
 	return retry_after_ms > ms ? retry_after_ms : ms;
 }
 
+/* Waits for the rate limit's next slot (http.h): 0, -ETIMEDOUT if the
+ * deadline would pass first (nothing sent), or -ECANCELED. */
+static int rate_wait(struct http_client *c, const struct http_request *req, int64_t deadline)
+{
+	int64_t now, wait_ms;
+
+	if (!c->max_rate)
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	now = http_now_ms();
+	c->tokens += (double)(now - c->refilled_ms) * c->max_rate / 1000.0;
+	if (c->tokens > c->max_burst)
+		c->tokens = c->max_burst;
+	c->refilled_ms = now;
+	wait_ms = c->tokens >= 1 ? 0 : (int64_t)((1 - c->tokens) * 1000.0 / c->max_rate) + 1;
+	if (deadline && now + wait_ms >= deadline) {
+		pthread_mutex_unlock(&c->lock);
+		return -ETIMEDOUT;
+	}
+	c->tokens -= 1; /* this slot is ours, even while we wait for it */
+	pthread_mutex_unlock(&c->lock);
+	if (wait_ms && http_cancel_sleep(req->cancel, (unsigned)wait_ms) < 0)
+		return -ECANCELED;
+	return 0;
+}
+
 /* The attempts of one call (http.h: when a call goes on). */
 static int run(struct http_client *c, struct xfer *x, struct http_status *status)
 {
@@ -852,6 +936,9 @@ static int run(struct http_client *c, struct xfer *x, struct http_status *status
 	int r, best = 0;
 
 	memset(st, 0, sizeof(*st));
+	st->retry_after_s = -1;
+	if (req->ret_error)
+		*req->ret_error = NULL;
 	x->what[0] = '\0';
 	if (!deadline && !x->is_stream)
 		deadline = start + DEFAULT_CALL_MS;
@@ -863,6 +950,9 @@ static int run(struct http_client *c, struct xfer *x, struct http_status *status
 			return -ENOMEM;
 		x->body = body;
 		x->body_len = strlen(body);
+	} else if (req->raw_body) {
+		x->body = req->raw_body;
+		x->body_len = req->raw_len;
 	}
 	r = headers_new(c, req, &x->headers);
 	if (r < 0)
@@ -883,10 +973,25 @@ static int run(struct http_client *c, struct xfer *x, struct http_status *status
 			WHAT("deadline passed%s%.180s", tried ? "; last: " : "", best_what);
 			break;
 		}
+		ep = (first + tried) % c->n_endpoints;
+		r = rate_wait(c, req, deadline);
+		if (r == -ETIMEDOUT) {
+			memcpy(best_what, x->what, sizeof(best_what));
+			WHAT("deadline passed waiting for the rate limit (%u a second)%s%.150s",
+			     c->max_rate, tried ? "; last: " : "", best_what);
+			break;
+		}
+		if (r < 0) {
+			WHAT("cancelled");
+			break;
+		}
+		if (deadline)
+			timeout = deadline - http_now_ms();
+		if (deadline && timeout <= 0)
+			continue; /* the deadline check above ends it */
 		if (!x->is_stream && req->idempotent && c->attempt_timeout_ms &&
 		    c->n_endpoints > 1 && timeout > c->attempt_timeout_ms)
 			timeout = c->attempt_timeout_ms;
-		ep = (first + tried) % c->n_endpoints;
 		r = attempt(c, x, ep, timeout);
 		tried++;
 		log_debug("%s: %s %s at %s: %s in %" PRId64 " ms", c->name, req->method, req->path,
@@ -925,10 +1030,19 @@ static int run(struct http_client *c, struct xfer *x, struct http_status *status
 	}
 	st->code = x->code;
 	st->endpoint = ep;
+	st->retry_after_s = x->retry_after_s;
+	memcpy(st->header, x->header, sizeof(st->header));
+	if (req->ret_error) {
+		*req->ret_error = r < 0 ? x->error_json : NULL;
+		if (r < 0)
+			x->error_json = NULL;
+	}
 	snprintf(st->reason, sizeof(st->reason), "%s %s at %s: %s (%zu attempt%s, %" PRId64 " ms)",
 	         req->method, req->path, c->endpoints[ep], x->what, tried, tried == 1 ? "" : "s",
 	         http_now_ms() - start);
 out:
+	json_decref(x->error_json);
+	x->error_json = NULL;
 	headers_free(x->headers);
 	wiping_free(body);
 	buf_free(&x->answer);

@@ -16,6 +16,11 @@
  *    or when an answer allows it (see below);
  *  - bounded retries with jittered backoff, only where sending again is
  *    safe;
+ *  - an optional rate limit (config.max_rate): a token bucket shared by
+ *    every call of the client, taken before each attempt, so that a
+ *    client never sends more than max_rate requests per second (after an
+ *    initial burst); a call whose deadline would pass while it waits for
+ *    its turn fails with -ETIMEDOUT without sending anything;
  *  - a streaming call for long-lived answers that are a sequence of JSON
  *    objects, one per line (etcd's /v3/watch), with an idle timeout and
  *    cancellation from another thread.
@@ -67,6 +72,7 @@
 
 #define HTTP_ENDPOINTS_MAX 16
 #define HTTP_REASON_MAX 320
+#define HTTP_HEADER_MAX 160
 
 struct http_client;
 struct http_cancel;
@@ -89,7 +95,10 @@ struct http_config {
 	 * the request, so that even a call that is not idempotent may go to
 	 * the next endpoint.  message is the server's, or "". */
 	bool (*not_applied)(long status, const char *message);
-	const char *name; /* what log lines start with: "etcd" */
+	const char *name;   /* what log lines start with: "etcd" */
+	unsigned max_rate;  /* requests per second, 0: no limit */
+	unsigned max_burst; /* requests at once before max_rate applies;
+	                        0: max_rate */
 };
 
 struct http_request {
@@ -102,6 +111,19 @@ struct http_request {
 	bool idempotent;            /* sending it twice does no harm */
 	bool no_auth;               /* without the Authorization header (a login) */
 	struct http_cancel *cancel; /* NULL: cannot be cancelled */
+	/* Optional: a body that is not JSON (instead of body), sent as it
+	 * is with this Content-Type (a form for an OAuth token endpoint).
+	 * It may hold a secret: it is never logged, and the caller wipes it. */
+	const char *raw_body;
+	size_t raw_len;
+	const char *content_type; /* "application/x-www-form-urlencoded" */
+	/* Optional: the answer header of this name (case-insensitive) of the
+	 * last attempt goes to status->header (a rate limit's own header). */
+	const char *want_header;
+	/* Optional: an error answer (not 2xx) that is JSON is handed here
+	 * for the caller's own reading of its details (json_decref it);
+	 * NULL when there was none. */
+	json_t **ret_error;
 };
 
 /* What happened, for a log line (never holds a body or a header). */
@@ -109,6 +131,8 @@ struct http_status {
 	long code;       /* HTTP status of the last answer; 0: none */
 	size_t endpoint; /* index of the endpoint of the last attempt */
 	char reason[HTTP_REASON_MAX];
+	long retry_after_s;           /* the last answer's Retry-After (> 0), -1: none */
+	char header[HTTP_HEADER_MAX]; /* request.want_header's value, or "" */
 };
 
 /* Milliseconds on CLOCK_MONOTONIC, and that plus timeout_ms. */

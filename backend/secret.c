@@ -289,6 +289,17 @@ int labels_remove(struct labels *l, const char *key)
 	return 0;
 }
 
+bool labels_equal(const struct labels *a, const struct labels *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->v[i].key, b->v[i].key) != 0 ||
+		    strcmp(a->v[i].value, b->v[i].value) != 0)
+			return false;
+	return true;
+}
+
 void labels_clear(struct labels *l)
 {
 	size_t i;

@@ -123,6 +123,9 @@ enum {
 	STORE_CAP_VERSIONS = 1u << 1,          /* old versions can be read */
 	STORE_CAP_WATCH = 1u << 2,             /* changes by others announced */
 	STORE_CAP_EXCHANGE = 1u << 3,          /* exchange_values exists */
+	STORE_CAP_UNDELETE = 1u << 4,          /* deleted secrets kept: list_deleted,
+	                                 get_deleted_value, undelete, purge,
+	                                 purge_expired exist */
 };
 
 /* What a store was opened with (from the command line). */
@@ -142,6 +145,18 @@ struct store_config {
 	int64_t stale_ns;   /* a remote store that cannot be reached: how long
 	                       after it was last reachable its values may still
 	                       be served from a local copy (0: never) */
+	/* STORE_CAP_UNDELETE: how long delete_secret keeps a deleted secret
+	 * (sealed, with its versions, labels and scopes) for undelete;
+	 * 0: it is purged at once, as stores without the capability do. */
+	int64_t keep_deleted_ns;
+	/* Remote stores (NULL or -1 when not given: the store's defaults) */
+	const char *cacert;      /* -o cacert=: PEM CA bundle for TLS */
+	const char *credentials; /* -o credentials=: Redpanda Cloud's OAuth
+	                            client file */
+	const char *token_url;   /* -o token_url= */
+	const char *audience;    /* -o audience= */
+	int poll_s;              /* -o poll=: seconds between listings, 0:
+	                            never, -1: the store's default */
 };
 
 /* A change record: what one change left behind. */
@@ -221,7 +236,9 @@ struct store_ops {
 	              uint64_t from_revision, const char *to, uint64_t to_incarnation,
 	              scope_set to_scopes, const struct labels *to_labels,
 	              struct store_change *ret_from, struct secret_meta *ret_to);
-	/* Mandatory.  Deletes a secret and all its versions. */
+	/* Mandatory.  Deletes a secret and all its versions (a store with
+	 * STORE_CAP_UNDELETE and keep_deleted_ns > 0 keeps them for undelete;
+	 * the change record is the same). */
 	int (*delete_secret)(struct store *s, const char *id, uint64_t incarnation,
 	                     struct store_change *ret_change);
 	/* Mandatory.  Replaces the whole label map. */
@@ -238,10 +255,37 @@ struct store_ops {
 	 * get (a remote store that cannot be reached: -EIO, logged), found
 	 * out soon; fs/ asks at an open for writing. */
 	int (*can_change)(struct store *s);
+
+	/* Optional, all five (STORE_CAP_UNDELETE): deleted secrets kept for
+	 * keep_deleted_ns.  A deleted secret is one incarnation, kept until
+	 * it is purged (by purge, purge_expired, or a create of the same ID:
+	 * one kept per ID).  Its change records were those of delete_secret;
+	 * nothing else of the store's interface sees it.
+	 *
+	 * list_deleted: the deleted secrets, in ID order, as they were (scopes,
+	 * labels, current version, size), except that mtime_ns is the time
+	 * of the deletion and revision the deletion's; never decrypts.  A
+	 * kept secret that fails authentication is left out (logged). */
+	int (*list_deleted)(struct store *s, store_list_fn fn, void *userdata);
+	/* The current value of deleted incarnation (0: whichever is kept). */
+	int (*get_deleted_value)(struct store *s, const char *id, uint64_t incarnation,
+	                         struct secret_value **ret_value);
+	/* Makes the deleted incarnation live again as a NEW incarnation (the
+	 * revision of this change), with its versions, labels and scopes,
+	 * plus add_scopes.  -EEXIST if id is live, -ENOENT if none is kept,
+	 * -ESTALE if the kept one is another incarnation. */
+	int (*undelete)(struct store *s, const char *id, uint64_t incarnation, scope_set add_scopes,
+	                struct secret_meta *ret_meta);
+	/* Purges a deleted incarnation now (-ENOENT, -ESTALE as undelete). */
+	int (*purge)(struct store *s, const char *id, uint64_t incarnation);
+	/* Purges every deleted secret kept longer than keep_deleted_ns at
+	 * time now (all of them with keep_deleted_ns 0); *ret_n: how many. */
+	int (*purge_expired)(struct store *s, int64_t now_ns, unsigned *ret_n);
 };
 
 /* The stores this build has. */
 extern const struct store_ops embedded_store_ops;
+/* (etcd.h and redpanda.h declare the others.) */
 
 /* --- helpers shared by every store (backend/secret.c) --- */
 
@@ -270,6 +314,7 @@ const char *labels_get(const struct labels *l, const char *key);
 int labels_set(struct labels *l, const char *key, const char *value); /* 0/-errno */
 int labels_remove(struct labels *l, const char *key);                 /* 0/-ENODATA */
 int labels_copy(struct labels *dst, const struct labels *src);
+bool labels_equal(const struct labels *a, const struct labels *b); /* same keys and values */
 void labels_clear(struct labels *l);
 
 int secret_meta_copy(struct secret_meta *dst, const struct secret_meta *src);

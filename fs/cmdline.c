@@ -17,8 +17,13 @@ void cmdline_usage(FILE *out)
 	        "       secretsfs init etcd://HOST:PORT[,HOST:PORT...]/PREFIX -o key=FILE\n"
 	        "       secretsfs list MOUNTPOINT [--label KEY=VALUE]... [--scope SCOPE] "
 	        "[--json]\n"
+	        "       secretsfs backup DIR FILE\n"
+	        "       secretsfs restore FILE DIR\n"
+	        "       secretsfs rekey DIR\n"
 	        "       secretsfs DIR MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d] [-s]\n"
 	        "       secretsfs etcd://HOST:PORT[,...]/PREFIX MOUNTPOINT -o key=FILE,attrs=FILE "
+	        "[...]\n"
+	        "       secretsfs redpanda:https://DATAPLANE-URL MOUNTPOINT -o credentials=FILE "
 	        "[...]\n"
 	        "\n"
 	        "Serves the Secrets Store in DIR as files: one directory per scope, one file\n"
@@ -44,6 +49,16 @@ void cmdline_usage(FILE *out)
 	        "                         create an empty store under PREFIX of an etcd cluster\n"
 	        "                         (refused if PREFIX holds keys), sealed with the key in\n"
 	        "                         FILE (a new one, 0400, if FILE does not exist)\n"
+	        "  backup DIR FILE        a consistent copy of the store in DIR, mounted or\n"
+	        "                         not, into the new file FILE (0600): sealed as the\n"
+	        "                         store is, it opens with the same key\n"
+	        "  restore FILE DIR       FILE (a backup) becomes the store in DIR, which holds\n"
+	        "                         the store's key (DIR/key, 0400) and no store yet;\n"
+	        "                         checked with that key before it is kept\n"
+	        "  rekey DIR              seal the store in DIR (not mounted) again under a new\n"
+	        "                         key, which becomes DIR/key; made first as\n"
+	        "                         DIR/key.new, the old key opening the store until\n"
+	        "                         all is sealed again: killed, run it again\n"
 	        "\n"
 	        "options:\n"
 	        "  -o key=FILE            the store key (default: $CREDENTIALS_DIRECTORY/%s\n"
@@ -56,8 +71,26 @@ void cmdline_usage(FILE *out)
 	        "  -o cache=FILE          etcd store: the sealed copy of the store kept on\n"
 	        "                         this host, to mount from while etcd is down\n"
 	        "                         (default: the attrs file's path + .etcd-cache)\n"
+	        "  -o keep_deleted=DURATION\n"
+	        "                         how long a deleted secret is kept (sealed, with its\n"
+	        "                         versions, labels and scopes) in /.deleted, root's\n"
+	        "                         only, for mv /.deleted/ID SCOPE/ID to restore it;\n"
+	        "                         rm there purges it.  Ns, Nm, Nh, Nd; 0: purge at\n"
+	        "                         once (default 7d)\n"
 	        "  -o attrs=FILE          where chmod and chown of secrets and scopes are kept\n"
 	        "                         across remounts (default: DIR/host-attrs)\n"
+	        "  -o credentials=FILE    Redpanda Cloud: the OAuth client, lines client_id=…\n"
+	        "                         and client_secret=… (default:\n"
+	        "                         $CREDENTIALS_DIRECTORY/redpanda.credentials); refused\n"
+	        "                         if group or others can read it\n"
+	        "  -o token_url=URL       Redpanda Cloud: the OAuth token endpoint (default\n"
+	        "                         https://auth.prd.cloud.redpanda.com/oauth/token)\n"
+	        "  -o audience=NAME       Redpanda Cloud: the token's audience (default\n"
+	        "                         cloudv2-production.redpanda.cloud)\n"
+	        "  -o cacert=FILE         Redpanda Cloud: PEM CA bundle for a private CA\n"
+	        "                         (default: the system's CAs)\n"
+	        "  -o poll=SECONDS        Redpanda Cloud: list the store every SECONDS for\n"
+	        "                         changes made elsewhere (default 30; 0: never)\n"
 	        "  -o ro                  read-only: every change is refused with EROFS\n"
 	        "  -o reseal_digest       accept a store.db whose rows no longer match its\n"
 	        "                         authenticated digest (rows removed or repaired by\n"
@@ -102,6 +135,10 @@ void cmdline_usage(FILE *out)
 	        "                         scratch file only)\n"
 	        "  -o nonempty            mount over a directory that holds files (hidden while\n"
 	        "                         mounted); without it such a mountpoint is refused\n"
+	        "  -o takeover            take the mount over from the secretsfs serving\n"
+	        "                         MOUNTPOINT (same user, no run_as): it hands its\n"
+	        "                         connection over and exits, the mount never goes\n"
+	        "                         away (an upgrade in place)\n"
 	        "  -f                     stay in the foreground, log to stderr\n"
 	        "  -d                     debug: -f, and log every FUSE request\n"
 	        "  -s                     single-threaded\n"
@@ -192,6 +229,7 @@ static const char *const our_options[] = {
 	"keep_versions=",
 	"stale=",
 	"cache=",
+	"keep_deleted=",
 	"uid=",
 	"gid=",
 	"dir_mode=",
@@ -209,6 +247,12 @@ static const char *const our_options[] = {
 	"allow_other",
 	"default_permissions",
 	"nonempty",
+	"takeover",
+	"credentials=",
+	"token_url=",
+	"audience=",
+	"cacert=",
+	"poll=",
 	"credsocket=",
 	"on_rotate=",
 	/* fstab, mount(8), systemd: accepted and ignored */
@@ -278,25 +322,36 @@ static bool parse_uint(const char *s, int base, unsigned long max, unsigned long
 	return true;
 }
 
-/* A duration: N with an optional unit s (the default), m, h or d; at
- * most 30 days. */
-static bool parse_duration_ns(const char *s, int64_t *ret)
+/* A duration: N with s, m, h or d after it (no unit: seconds), at most
+ * 10 years; 0 is 0.  False if s is none. */
+static bool parse_duration(const char *s, int64_t *ret_ns)
 {
-	unsigned long v;
-	size_t n = strspn(s, "0123456789");
-	char unit = s[n], digits[24];
-	if (n == 0 || n >= sizeof(digits) || (unit && s[n + 1]))
+	static const struct {
+		char unit;
+		int64_t ns;
+	} units[] = {
+		{ 's', 1000000000LL },
+		{ 'm', 60LL * 1000000000LL },
+		{ 'h', 3600LL * 1000000000LL },
+		{ 'd', 86400LL * 1000000000LL },
+	};
+	char *end;
+	if (*s < '0' || *s > '9')
 		return false;
-	memcpy(digits, s, n);
-	digits[n] = 0;
-	int64_t mult = unit == 0 || unit == 's' ? 1
-	             : unit == 'm'              ? 60
-	             : unit == 'h'              ? 3600
-	             : unit == 'd'              ? 86400
-	                                        : 0;
-	if (!mult || !parse_uint(digits, 10, 30UL * 86400, &v) || (int64_t)v * mult > 30 * 86400)
+	errno = 0;
+	unsigned long long n = strtoull(s, &end, 10);
+	int64_t unit = units[0].ns;
+	if (*end) {
+		size_t i = 0;
+		while (i < sizeof(units) / sizeof(units[0]) && units[i].unit != *end)
+			i++;
+		if (i == sizeof(units) / sizeof(units[0]) || end[1])
+			return false;
+		unit = units[i].ns;
+	}
+	if (errno || n > 3650ULL * 86400ULL * 1000000000ULL / (unsigned long long)unit)
 		return false;
-	*ret = (int64_t)v * mult * 1000000000;
+	*ret_ns = (int64_t)n * unit;
 	return true;
 }
 
@@ -307,6 +362,20 @@ static int parse_option(struct cmdline *c, const char *o)
 	if (strncmp(o, "key=", 4) == 0) {
 		free(c->opt.key_file);
 		c->opt.key_file = strdup(o + 4);
+	} else if (strncmp(o, "credentials=", 12) == 0 || strncmp(o, "token_url=", 10) == 0 ||
+	           strncmp(o, "audience=", 9) == 0 || strncmp(o, "cacert=", 7) == 0) {
+		char **slot = o[0] == 'c' && o[1] == 'r' ? &c->opt.credentials
+		            : o[0] == 't'                ? &c->opt.token_url
+		            : o[0] == 'a'                ? &c->opt.audience
+		                                         : &c->opt.cacert;
+		free(*slot);
+		*slot = strdup(strchr(o, '=') + 1);
+		if (!*slot)
+			return fail("out of memory");
+	} else if (strncmp(o, "poll=", 5) == 0) {
+		if (!parse_uint(o + 5, 10, 86400, &v))
+			return fail("poll must be 0 (never) to 86400 seconds, not '%s'", o + 5);
+		c->opt.poll_s = (int)v;
 	} else if (strncmp(o, "attrs=", 6) == 0) {
 		free(c->opt.attrs_file);
 		c->opt.attrs_file = strdup(o + 6);
@@ -318,10 +387,15 @@ static int parse_option(struct cmdline *c, const char *o)
 			return fail("keep_versions must be 1 to 1000, not '%s'", o + 14);
 		c->opt.keep_versions = (unsigned)v;
 	} else if (strncmp(o, "stale=", 6) == 0) {
-		if (!parse_duration_ns(o + 6, &c->opt.stale_ns))
-			return fail("stale must be a duration such as 0, 90s, 10m or 1h (at most "
-			            "30 days), not '%s'",
+		if (!parse_duration(o + 6, &c->opt.stale_ns))
+			return fail("stale must be a duration such as 0, 90s, 10m or 1h, not '%s'",
 			            o + 6);
+	} else if (strncmp(o, "keep_deleted=", 13) == 0) {
+		if (!parse_duration(o + 13, &c->opt.keep_deleted_ns))
+			return fail(
+			    "keep_deleted must be a duration such as 7d, 12h, 30m, 10s or 0 "
+			    "(purge at once), not '%s'",
+			    o + 13);
 	} else if (strncmp(o, "uid=", 4) == 0) {
 		if (!parse_uint(o + 4, 10, UINT_MAX - 1, &v))
 			return fail("uid must be a number, not '%s'", o + 4);
@@ -372,6 +446,8 @@ static int parse_option(struct cmdline *c, const char *o)
 			return fail("out of memory");
 	} else if (strcmp(o, "fast") == 0) {
 		c->opt.fast = true;
+	} else if (strcmp(o, "takeover") == 0) {
+		c->opt.takeover = true;
 	} else if (strncmp(o, "run_as=", 7) == 0) {
 		free(c->opt.run_as);
 		c->opt.run_as = strdup(o + 7);
@@ -482,6 +558,15 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 		return fail("%s: an etcd store needs -o attrs=FILE (where chmod and chown are "
 		            "kept on this host)",
 		            positional[0]);
+	if (strncmp(positional[0], "redpanda:", 9) == 0 && !c->opt.credentials) {
+		const char *dir = getenv("CREDENTIALS_DIRECTORY");
+		if (!dir)
+			return fail("%s: a Redpanda Cloud store needs its OAuth client: -o "
+			            "credentials=FILE (lines client_id=… and client_secret=…)",
+			            positional[0]);
+		if (asprintf(&c->opt.credentials, "%s/redpanda.credentials", dir) < 0)
+			return fail("out of memory");
+	}
 	if (!url && !c->opt.attrs_file &&
 	    asprintf(&c->opt.attrs_file, "%s/host-attrs", c->opt.store_dir) < 0)
 		return fail("out of memory");
@@ -514,6 +599,10 @@ void cmdline_free(struct cmdline *c)
 	free(c->opt.key_file);
 	free(c->opt.attrs_file);
 	free(c->opt.cache_file);
+	free(c->opt.credentials);
+	free(c->opt.token_url);
+	free(c->opt.audience);
+	free(c->opt.cacert);
 	free(c->opt.run_as);
 	free(c->opt.credsocket);
 	free(c->audit);

@@ -254,6 +254,7 @@ void fill_attr(struct fs *fs, const struct node *n, struct stat *st)
 	case NODE_SCOPE:
 	case NODE_VERSIONS:
 	case NODE_VERSION_DIR:
+	case NODE_DELETED:
 		st->st_mode = S_IFDIR | n->mode;
 		st->st_nlink = 2;
 		break;
@@ -261,6 +262,10 @@ void fill_attr(struct fs *fs, const struct node *n, struct stat *st)
 		const struct secret_meta *m = &n->u.secret.meta;
 		struct acl acl;
 		st->st_mode = S_IFREG | n->mode;
+		/* A store whose values cannot be read back: no read bits
+		 * (--w-------), whatever chmod said; size 0 (the store's) */
+		if (fs->ops->caps & STORE_CAP_WRITE_ONLY_VALUES)
+			st->st_mode &= ~(mode_t)0444;
 		/* With an ACL the group bits are its mask (POSIX), and the
 		 * kernel reads the ACL only when they are not 0. */
 		if (fill_acl(fs, n, &acl))
@@ -282,11 +287,16 @@ void fill_attr(struct fs *fs, const struct node *n, struct stat *st)
 		mtime = n->u.scratch.mtime_ns;
 		break;
 	case NODE_VERSION_FILE:
+	case NODE_DELETED_FILE: {
+		/* a deleted secret's: its value at deletion, the time the
+		 * deletion's */
+		bool del = n->kind == NODE_DELETED_FILE;
 		st->st_mode = S_IFREG | (n->mode & 0444);
 		st->st_nlink = 1;
-		st->st_size = n->u.vfile.size;
-		mtime = ctime = n->u.vfile.mtime_ns;
+		st->st_size = del ? n->u.deleted.size : n->u.vfile.size;
+		mtime = ctime = del ? n->u.deleted.deleted_ns : n->u.vfile.mtime_ns;
 		break;
+	}
 	case NODE_SECRET_VERSION: {
 		/* The secret as it was at this version: its size and time stay
 		 * fixed, so the page cache of this inode is always right. */
@@ -349,7 +359,9 @@ void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino)
  * walks its source afresh and the count it checks is ours. */
 double entry_timeout_of(const struct node *n)
 {
-	if (n->kind == NODE_SCRATCH)
+	/* a kept deleted secret's name: purged or restored at any time;
+	 * /.deleted: looked up by each caller (only root finds it) */
+	if (n->kind == NODE_SCRATCH || n->kind == NODE_DELETED_FILE || n->kind == NODE_DELETED)
 		return 0;
 	if (n->kind == NODE_SECRET &&
 	    (!n->u.secret.meta.incarnation || now_ns() < n->u.secret.settle_ns))
@@ -400,6 +412,8 @@ const char *audit_name(const struct node *n, char *buf, size_t size)
 	}
 	if (n->kind == NODE_SECRET)
 		return n->u.secret.meta.id;
+	if (n->kind == NODE_DELETED_FILE)
+		return n->u.deleted.id;
 	return "-";
 }
 

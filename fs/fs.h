@@ -59,10 +59,14 @@ enum {
 	INO_ROOT = FUSE_ROOT_ID, /* 1 */
 	INO_SCOPE_FIRST = 2,     /* 2..6, one per enum scope */
 	INO_VERSIONS = INO_SCOPE_FIRST + SCOPE_COUNT,
+	INO_DELETED, /* /.deleted (deleted.c) */
 	INO_FIRST_FREE = 16,
 };
 
 #define VERSIONS_DIR_NAME ".versions"
+#define DELETED_DIR_NAME ".deleted"
+/* -o keep_deleted's default: a week */
+#define KEEP_DELETED_DEFAULT_NS (7LL * 24 * 3600 * 1000000000LL)
 /* How long after an unlink a create of the same name restores the secret's
  * labels and scopes (install(1) unlinks, then creates). */
 #define TOMBSTONE_NS (30LL * 1000000000LL)
@@ -79,6 +83,8 @@ enum node_kind {
 	NODE_VERSION_DIR,    /* /.versions/ID */
 	NODE_VERSION_FILE,   /* /.versions/ID/N */
 	NODE_SECRET_VERSION, /* -o fast: a secret's version as an inode of its own */
+	NODE_DELETED,        /* /.deleted */
+	NODE_DELETED_FILE,   /* /.deleted/ID: a deleted secret kept for undo */
 };
 
 struct node;
@@ -94,6 +100,10 @@ struct secret_node {
 	 * scopes or value the kernel's own count of its links may be off
 	 * (see entry_timeout_of), and only a lookup sets it right. */
 	int64_t settle_ns;
+	/* Made by mknod(2) (tar --xattrs makes a file, sets its xattrs, then
+	 * opens it): a pending node the kernel knows stays until its first
+	 * open is released, not only while something holds it open. */
+	bool mknod_hold;
 };
 
 struct scratch_node {
@@ -144,6 +154,14 @@ struct node {
 			struct node *secret;
 			struct node *files;
 		} vdir;
+		/* NODE_DELETED_FILE: one deleted incarnation, as the store
+		 * last listed it; dead once purged or restored. */
+		struct {
+			char *id;
+			uint64_t incarnation;
+			uint32_t size;
+			int64_t deleted_ns;
+		} deleted;
 	} u;
 };
 
@@ -162,10 +180,16 @@ struct fs_options {
 	char *store_dir;
 	char *mountpoint;
 	char *key_file;
-	char *attrs_file; /* this host's chmod/chown (hostattrs.h) */
+	char *attrs_file; /* this host's chmod/chown (hostattrs.h); NULL: not
+	                     kept (a Redpanda Cloud mount without -o attrs=) */
 	char *cache_file; /* etcd: the sealed cache (store_config.cache_file) */
+	/* remote stores: -o credentials=, token_url=, audience=, cacert=,
+	 * poll= (-1: the store's default) */
+	char *credentials, *token_url, *audience, *cacert;
+	int poll_s;
 	unsigned keep_versions;
-	int64_t stale_ns; /* -o stale= (store_config.stale_ns) */
+	int64_t keep_deleted_ns; /* -o keep_deleted; 0: deleted secrets purged at once */
+	int64_t stale_ns;        /* -o stale= (store_config.stale_ns) */
 	bool read_only;
 	bool reseal_digest; /* -o reseal_digest: accept the store's rows as they are */
 	bool foreground;
@@ -180,6 +204,7 @@ struct fs_options {
 	bool fast;            /* -o fast: zero-message open, page cache, an inode per version */
 	bool nonempty;        /* -o nonempty: mount over a directory that holds files */
 	char *credsocket;     /* -o credsocket=PATH: systemd credentials per unit (credsock.h) */
+	bool takeover;        /* -o takeover: the running daemon's connection (handover.c) */
 	mode_t dir_mode, file_mode;
 	uid_t uid;
 	gid_t gid;
@@ -201,6 +226,9 @@ struct fs {
 	struct node **nodes;
 	size_t nodes_cap;
 	fuse_ino_t next_ino; /* fs->lock */
+	/* Numbers below this may be known to the kernel after a restart
+	 * (handover.c hands them out in blocks).  fs->lock. */
+	fuse_ino_t ino_reserved;
 
 	/* ID -> secret node (open addressing, linear probing).  fs->lock. */
 	struct node **by_id;
@@ -215,6 +243,10 @@ struct fs {
 	struct node *scratch_head;
 	/* Recent unlinks (TOMBSTONE_NS).  fs->lock. */
 	struct tombstone *tombs;
+	/* /.deleted's files the kernel knows (sibling list).  fs->lock. */
+	struct node *deleted_files;
+	/* deleted.c's purger: purges what was kept longer than keep_deleted. */
+	struct purger *purger;
 
 	struct notifier *notifier;
 	struct echo *echo; /* a store with a watch, not under run_as */
@@ -240,6 +272,12 @@ struct node *fs_node_target(struct fs *fs, fuse_ino_t ino);
 bool fs_node_live(const struct node *n);
 struct node *fs_node_new(struct fs *fs, enum node_kind kind);
 struct node *fs_scope_node_new(struct fs *fs, enum scope sc);
+/* At start, after the store is listed: every secret node gets the number
+ * want returns for it (and its lookup count in *nlookup), or 0 for a new
+ * one; new numbers start at next or later.  Returns how many got the
+ * number they wanted. */
+size_t fs_secrets_renumber(struct fs *fs, fuse_ino_t (*want)(const struct node *, void *nlookup),
+                           fuse_ino_t next);
 /* Holding a node without fs->lock: pin under the lock (read is enough),
  * release under the write lock; the last count frees a node nothing
  * stands for any more. */
@@ -255,15 +293,17 @@ struct node *fs_secret_pending(struct fs *fs, const char *id);
  * out of memory).  Records older than what the table holds are ignored. */
 struct node *fs_apply(struct fs *fs, const struct store_change *c);
 struct node *fs_apply_meta(struct fs *fs, const struct secret_meta *meta);
-/* A change another client made, from a store's watch thread (no lock
- * held): applied once no change of this host's to the secret is in
- * flight, the kernel's caches of it dropped.  After fs->remote_off, none
- * is applied any more. */
-void fs_apply_remote(struct fs *fs, const struct store_change *c);
 /* The same for the record of pending node own's first commit, which own
  * becomes (every other record about a pending name makes a node of its
  * own). */
 struct node *fs_apply_for(struct fs *fs, const struct store_change *c, struct node *own);
+/* A change made by another client, announced by the store from a thread
+ * of its own (a watch, a poll; hold none of fs/'s locks to call it):
+ * applied with fs_apply() once no change of this host's to the secret is
+ * in flight (it takes the secret's change set), the kernel's caches of it
+ * dropped, inotify told (echo.c).  After fs->remote_off, none is applied
+ * any more. */
+void fs_apply_remote(struct fs *fs, const struct store_change *c);
 /* A pending name that never got a value goes: the node dies (the caller
  * still holds it and lets it go with fs_node_release or an unpin). */
 void fs_secret_drop_pending(struct fs *fs, struct node *n);
@@ -305,6 +345,25 @@ bool name_is_scratch(const char *name);
 bool name_suggest_id(const char *name, char *buf, size_t size);
 /* Why name is refused, for a log line: the rule, and the ID meant. */
 void name_refused_why(const char *name, char *buf, size_t size);
+
+/* deleted.c: /.deleted, secrets deleted less than -o keep_deleted ago
+ * (STORE_CAP_UNDELETE), read-only and root's only.  Called with no lock
+ * held; each takes fs->lock itself and calls the store without it. */
+bool deleted_shown(const struct fs *fs);
+/* /.deleted/NAME's node, pinned (the caller unpins it); -ENOENT. */
+int deleted_lookup(struct fs *fs, const char *name, struct node **ret);
+/* The names in /.deleted, for readdir: *ret_names malloc'ed, each too. */
+int deleted_names(struct fs *fs, char ***ret_names, size_t *ret_n);
+/* rm /.deleted/NAME: purged now. */
+int deleted_purge(struct fs *fs, const char *name);
+/* mv /.deleted/NAME SCOPE/NEWNAME: restored under its own ID (NEWNAME
+ * must name it) as a new incarnation, its versions, labels and scopes
+ * back, plus SCOPE. */
+int deleted_restore(struct fs *fs, const char *name, enum scope sc, const char *newname);
+/* The purger: once at mount (before serving), then every
+ * deleted_purge_period() until stopped. */
+int deleted_purger_start(struct fs *fs);
+void deleted_purger_stop(struct fs *fs);
 
 /* notify.c: kernel cache invalidations, sent from a thread of their own
  * (never from inside a request). */

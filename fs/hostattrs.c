@@ -17,6 +17,8 @@ int hostattrs_load(struct fs *fs, char *why, size_t why_size)
 	const char *path = fs->opt.attrs_file;
 	if (why && why_size)
 		why[0] = '\0';
+	if (!path)
+		return 0; /* not kept: none to load */
 	/* Whoever can write this file widens modes at the next mount: it
 	 * must be ours, a regular file (no FIFO to hang on: O_NONBLOCK), and
 	 * writable by nobody else (ownedfile.h). */
@@ -155,6 +157,8 @@ int hostattrs_save(struct fs *fs)
 	size_t len = 0;
 	int r = 0;
 
+	if (!fs->opt.attrs_file)
+		return 0; /* not kept across remounts (no -o attrs=) */
 	/* save_lock orders the writers: the last snapshot is written last. */
 	pthread_mutex_lock(&save_lock);
 	FILE *mem = open_memstream(&text, &len);

@@ -68,10 +68,7 @@ static void unescape(char *s)
 	*out = '\0';
 }
 
-/* The mount ID (/proc/self/mountinfo's first field) of the topmost mount
- * on mnt if that is a secretsfs mount, else -1: whatever is mounted on
- * top of ours is never taken for it. */
-static long mount_id_of(const char *mnt)
+long keeper_mount_of(const char *mnt, unsigned long *ret_minor)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	char *line = NULL;
@@ -80,15 +77,24 @@ static long mount_id_of(const char *mnt)
 	while (f && getline(&line, &cap, f) > 0) {
 		/* "ID PARENT MAJ:MIN ROOT POINT ... - FSTYPE ..." */
 		bool ours = strstr(line, " - fuse.secretsfs ") != NULL;
-		char *end, *save = NULL, *point = NULL;
+		char *end, *save = NULL, *point = NULL, *dev = NULL;
 		long this_id = strtol(line, &end, 10);
-		for (int field = 1; field <= 4; field++)
+		for (int field = 1; field <= 4; field++) {
 			point = strtok_r(field == 1 ? end : NULL, " ", &save);
+			if (field == 2)
+				dev = point;
+		}
 		if (!point)
 			continue;
 		unescape(point);
-		if (strcmp(point, mnt) == 0)
-			id = ours ? this_id : -1; /* later lines are mounted on top */
+		if (strcmp(point, mnt) != 0)
+			continue;
+		id = ours ? this_id : -1; /* later lines are mounted on top */
+		/* a FUSE mount's device is anonymous (major 0): its minor
+		 * names the connection in /sys/fs/fuse/connections */
+		char *colon = dev ? strchr(dev, ':') : NULL;
+		if (ret_minor && colon)
+			*ret_minor = strtoul(colon + 1, NULL, 10);
 	}
 	free(line);
 	if (f)
@@ -100,7 +106,7 @@ static long mount_id_of(const char *mnt)
  * still ours.  0, or -errno. */
 static int unmount_ours(const char *mnt, long mount_id)
 {
-	if (mount_id < 0 || mount_id_of(mnt) != mount_id)
+	if (mount_id < 0 || keeper_mount_of(mnt, NULL) != mount_id)
 		return -ENOENT;
 	return umount2(mnt, MNT_DETACH) < 0 ? -errno : 0;
 }
@@ -247,7 +253,7 @@ pid_t keeper_fork(const char *mnt, uid_t uid, gid_t gid, const char *const *writ
 {
 	sigset_t set, old;
 	stop_signals(&set);
-	*ret_mount_id = mount_id_of(mnt);
+	*ret_mount_id = keeper_mount_of(mnt, NULL);
 	sigprocmask(SIG_BLOCK, &set, &old);
 	pid_t pid = fork();
 	if (pid < 0) {

@@ -9,6 +9,13 @@
 /* USER's uid and gid; -ENOENT if there is none, -EPERM for root. */
 int keeper_user(const char *name, uid_t *uid, gid_t *gid);
 
+/* The mount ID (/proc/self/mountinfo's first field) of the topmost mount
+ * on mnt (an absolute path, as mountinfo has it) if that is a secretsfs
+ * mount, else -1: whatever is mounted on top of ours is never taken for
+ * it.  *ret_minor (if not NULL): its device's minor, which for a FUSE
+ * mount is its connection's number. */
+long keeper_mount_of(const char *mnt, unsigned long *ret_minor);
+
 /* The directories the server's namespace hides (keeper.c, sandbox()):
  * a store or host-attrs below one of them cannot be served under run_as.
  * NULL-terminated. */

@@ -3,6 +3,7 @@
  * secretsfs: the command line.
  *
  *   secretsfs init DIR [-o key=FILE]
+ *   secretsfs backup DIR FILE | restore FILE DIR | rekey DIR
  *   secretsfs list MOUNTPOINT [--label K=V] [--scope S] [--json]
  *   secretsfs DIR MOUNTPOINT [-o opt,...] [-f] [-d] [-s]
  *
@@ -36,8 +37,10 @@
 #include "crypto.h"
 #include "embedded.h"
 #include "etcd.h"
+#include "handover.h"
 #include "keeper.h"
 #include "keyfile.h"
+#include "redpanda.h"
 
 
 /* secretsfs init etcd://…/PREFIX -o key=FILE: a new key in FILE unless it
@@ -123,18 +126,139 @@ static int cmd_init(const char *dir, const char *key_file)
 	return 0;
 }
 
+/* secretsfs backup DIR FILE */
+static int cmd_backup(const char *dir, const char *file)
+{
+	char why[2 * PATH_MAX + 160] = "";
+	int r = embedded_store_backup(dir, file, why, sizeof(why));
+	if (r < 0)
+		return fail("%s", why[0] ? why : strerrordesc_np(-r));
+	printf("backed up the store in %s to %s: it opens with the same key (%s/%s); restore "
+	       "with: secretsfs restore %s NEWDIR (NEWDIR holding a copy of the key)\n",
+	       dir, file, dir, EMBEDDED_KEY_FILE, file);
+	return 0;
+}
+
+/* secretsfs restore FILE DIR: DIR holds the store's key, not a store. */
+static int cmd_restore(const char *file, const char *dir)
+{
+	char why[2 * PATH_MAX + 160] = "";
+	char *key_path = NULL;
+	uint8_t *key = NULL;
+	if (crypto_init() < 0)
+		return fail("libsodium failed to initialise");
+	int r = embedded_key_path(dir, &key_path);
+	if (r == 0)
+		r = key_load_why(key_path, &key, why, sizeof(why));
+	if (r < 0 && !why[0])
+		snprintf(why, sizeof(why),
+		         "%s: %s (put the store's key there first: install -m 0400 KEY %s)",
+		         key_path ? key_path : dir,
+		         r == -EINVAL ? "not a 32-byte key" : strerrordesc_np(-r),
+		         key_path ? key_path : dir);
+	if (r == 0)
+		r = embedded_store_restore(file, dir, key, why, sizeof(why));
+	key_free(key);
+	free(key_path);
+	if (r < 0)
+		return fail("%s", why[0] ? why : strerrordesc_np(-r));
+	printf("restored %s into %s: mount it with secretsfs %s MOUNTPOINT\n", file, dir, dir);
+	return 0;
+}
+
+#define REKEY_NEW_KEY_FILE "key.new"
+
+static void rekey_progress(size_t done, size_t total)
+{
+	fprintf(stderr, "secretsfs: rekey: %zu of %zu secrets sealed again\n", done, total);
+}
+
+/* secretsfs rekey DIR: the store sealed again under a new key, staged so
+ * that a kill at any moment leaves a store one of the two keys opens and
+ * a run again finishes it: the new key is made first as DIR/key.new (or
+ * taken from there: a run before was killed), the store sealed again
+ * under it in one transaction (the old key opens it until that commits),
+ * then key.new renamed over DIR/key. */
+static int cmd_rekey(const char *dir)
+{
+	char why[2 * PATH_MAX + 160] = "";
+	uint8_t *old = NULL, *new = NULL;
+	char *kp = NULL, *np = NULL;
+	bool made = false;
+	if (crypto_init() < 0)
+		return fail("libsodium failed to initialise");
+	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dirfd < 0)
+		return fail("%s: %s", dir, strerror(errno));
+	int r = embedded_key_path(dir, &kp);
+	if (r == 0 && asprintf(&np, "%s/%s", dir, REKEY_NEW_KEY_FILE) < 0) {
+		np = NULL;
+		r = -ENOMEM;
+	}
+	if (r == 0)
+		r = key_load_why(kp, &old, why, sizeof(why));
+	if (r < 0 && !why[0])
+		snprintf(why, sizeof(why), "%s: %s", kp ? kp : dir, strerrordesc_np(-r));
+	int rn = r == 0 ? key_load_why(np, &new, why, sizeof(why)) : 0;
+	if (r == 0 && rn == -ENOENT) {
+		why[0] = '\0';
+		rn = key_create_at(dirfd, REKEY_NEW_KEY_FILE, &new);
+		made = rn == 0;
+	} else if (r == 0 && rn == 0) {
+		fprintf(stderr,
+		        "secretsfs: %s exists: an earlier rekey was interrupted; "
+		        "finishing it with that key\n",
+		        np);
+	}
+	if (r == 0 && rn < 0) {
+		r = rn;
+		if (!why[0])
+			snprintf(why, sizeof(why), "%s: %s", np, strerrordesc_np(-r));
+	}
+	if (r == 0)
+		r = embedded_store_rekey(dir, old, new, rekey_progress, why, sizeof(why));
+	if (r >= 0) {
+		/* the store is the new key's now: DIR/key becomes it */
+		if (renameat(dirfd, REKEY_NEW_KEY_FILE, dirfd, EMBEDDED_KEY_FILE) < 0 ||
+		    fsync(dirfd) < 0) {
+			snprintf(
+			    why, sizeof(why),
+			    "the store is sealed under %s, but it could not be renamed to %s: %s "
+			    "(run secretsfs rekey %s again)",
+			    np, kp, strerror(errno), dir);
+			r = -EIO;
+		}
+	} else if (made) {
+		unlinkat(dirfd, REKEY_NEW_KEY_FILE, 0); /* nothing was sealed under it */
+	}
+	key_free(old);
+	key_free(new);
+	close(dirfd);
+	if (r < 0) {
+		free(kp);
+		free(np);
+		return fail("%s", why[0] ? why : strerrordesc_np(-r));
+	}
+	printf("the store in %s is sealed under a new key, now %s (mode 0400); the old key no "
+	       "longer opens it, only the backups taken before (take a new backup); keep a copy "
+	       "of the new key somewhere safe\n",
+	       dir, kp);
+	free(kp);
+	free(np);
+	return 0;
+}
+
 /* --- checks before mounting --- */
 
-/* The store the source argument names.  A directory holds the embedded
- * store; the remote stores have URLs of their own and are not in this
- * build yet (they will not take a directory or a key beside it). */
+/* The store the source argument names: a directory holds the embedded
+ * store, etcd://… names the etcd store, redpanda:https://… the Redpanda
+ * Cloud store (no key: it holds no values of ours to seal). */
 static int choose_store(const char *source, const struct store_ops **ret)
 {
 	static const struct {
 		const char *prefix, *name;
 	} remote[] = {
 		{ "etcd+https://", "etcd over TLS" },
-		{ "redpanda:", "Redpanda Cloud" },
 	};
 	for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
 		if (strncmp(source, remote[i].prefix, strlen(remote[i].prefix)) == 0)
@@ -142,6 +266,10 @@ static int choose_store(const char *source, const struct store_ops **ret)
 			            remote[i].name);
 	if (etcd_store_source(source)) {
 		*ret = &etcd_store_ops;
+		return 0;
+	}
+	if (redpanda_store_source(source)) {
+		*ret = &redpanda_store_ops;
 		return 0;
 	}
 	if (strstr(source, "://"))
@@ -415,6 +543,17 @@ static int fail_busy(const char *dir)
 	return fail("the store in %s is in use by another secretsfs", dir);
 }
 
+/* Does dir hold the new key of a rekey that did not finish? */
+static bool rekey_interrupted(const char *dir)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s/%s", dir, REKEY_NEW_KEY_FILE) < 0)
+		return false;
+	bool there = access(p, F_OK) == 0;
+	free(p);
+	return there;
+}
+
 /* Opens the store with the key from kp and mirrors its metadata; frees
  * both.  Returns 0 or prints why not. */
 static int setup_store(struct fs *fs, uint8_t *key, char *kp)
@@ -429,6 +568,12 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		.cache_file = fs->opt.cache_file,
 		.read_only = fs->opt.read_only,
 		.reseal_digest = fs->opt.reseal_digest,
+		.keep_deleted_ns = fs->opt.keep_deleted_ns,
+		.cacert = fs->opt.cacert,
+		.credentials = fs->opt.credentials,
+		.token_url = fs->opt.token_url,
+		.audience = fs->opt.audience,
+		.poll_s = fs->opt.poll_s,
 	};
 	r = fs->ops->open(&cfg, &fs->store);
 	key_free(key);
@@ -437,6 +582,10 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		         dir);
 	else if (r == -ENOTDIR)
 		r = fail("%s is not a directory", dir);
+	else if (r == -EKEYREJECTED && rekey_interrupted(dir))
+		r = fail("the key in %s does not open the store in %s: a rekey was interrupted; "
+		         "run secretsfs rekey %s to finish it",
+		         kp, dir, dir);
 	else if (r == -EKEYREJECTED)
 		r = fail("the key in %s does not open the store in %s (wrong key)", kp, dir);
 	else if (r == -EBUSY)
@@ -450,10 +599,12 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 	pthread_rwlock_wrlock(&fs->lock);
 	struct node *root = fs_node_new(fs, NODE_ROOT);
 	struct node *versions = fs_node_new(fs, NODE_VERSIONS);
-	bool ok = root && versions;
+	bool ok = root && versions && (!deleted_shown(fs) || fs_node_new(fs, NODE_DELETED));
 	for (int sc = 0; sc < SCOPE_COUNT && ok; sc++)
 		ok = fs_scope_node_new(fs, sc) != NULL;
 	r = ok ? fs->ops->list(fs->store, add_listed, fs) : -ENOMEM;
+	if (r == 0)
+		handover_restore_inodes(fs); /* the numbers the kernel knows */
 	char why[2 * PATH_MAX + 160] = "";
 	int ra = r == 0 ? hostattrs_load(fs, why, sizeof(why)) : 0;
 	pthread_rwlock_unlock(&fs->lock);
@@ -463,6 +614,10 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		return fail("%s", why);
 	if (ra < 0)
 		return fail("cannot read %s: %s", fs->opt.attrs_file, strerrordesc_np(-ra));
+	/* what was kept past -o keep_deleted goes before anything is served */
+	if ((r = deleted_purger_start(fs)) < 0)
+		return fail("cannot purge the deleted secrets kept in %s: %s", dir,
+		            strerrordesc_np(-r));
 	return 0;
 }
 
@@ -643,7 +798,7 @@ static int mount_options(const struct fs *fs, const struct cmdline *c, char **re
 	return 0;
 }
 
-static int serve(struct fs *fs, struct cmdline *c)
+static int serve(struct fs *fs, struct cmdline *c, bool adopted)
 {
 	struct fuse_args *args = &c->fuse_args;
 	char *opts = NULL;
@@ -660,9 +815,10 @@ static int serve(struct fs *fs, struct cmdline *c)
 		return fail("could not start the FUSE session (see the message above)");
 	if (fuse_set_signal_handlers(fs->se) < 0)
 		return fail("could not set signal handlers");
-	if (fuse_session_mount(fs->se, fs->opt.mountpoint) < 0)
+	/* A connection taken over is served as it is: no mount. */
+	if (!adopted && fuse_session_mount(fs->se, fs->opt.mountpoint) < 0)
 		return fail("could not mount on %s", fs->opt.mountpoint);
-	return 0;
+	return handover_session(fs);
 }
 
 /* -o run_as=USER: from here on this process serves as USER and the
@@ -671,7 +827,7 @@ static int serve(struct fs *fs, struct cmdline *c)
 static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
 {
 	/* What the server may write: the store, and host-attrs' directory. */
-	char *attrs = strdup(fs->opt.attrs_file);
+	char *attrs = strdup(fs->opt.attrs_file ? fs->opt.attrs_file : "/");
 	char *attrs_dir = attrs ? realpath(dirname(attrs), NULL) : NULL;
 	/* (A remote store's source is a URL, not a directory.) */
 	const char *writable[] = { attrs_dir,
@@ -727,7 +883,7 @@ static int check_run_as(struct fs *fs)
 	/* The server cannot see below the directories its namespace hides. */
 	const char *need[] = { fs->opt.store_dir, fs->opt.attrs_file };
 	for (size_t i = 0; i < 2; i++)
-		for (size_t h = 0; keeper_hidden[h]; h++) {
+		for (size_t h = 0; need[i] && keeper_hidden[h]; h++) {
 			size_t n = strlen(keeper_hidden[h]);
 			if (need[i][0] == '/' && strncmp(need[i], keeper_hidden[h], n) == 0 &&
 			    (need[i][n] == '/' || need[i][n] == '\0'))
@@ -781,9 +937,22 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	harden(fs->opt.debug);
 	if (crypto_init() < 0)
 		return fail("libsodium failed to initialise");
-	if ((r = check_mountpoint(fs->opt.mountpoint, fs->opt.nonempty)))
+	if (fs->opt.takeover && fs->opt.run_as)
+		return fail("-o takeover cannot be used with -o run_as (its keeper unmounts when "
+		            "the server exits)");
+	/* A connection left by the daemon before (systemd's fd store) or
+	 * handed over by the one serving now (-o takeover): the mount stays,
+	 * and looking at the mountpoint would wait for this daemon (so what
+	 * looks at it is left to the daemon that mounted it). */
+	int adopted = handover_adopt(fs, fs->opt.takeover);
+	if (adopted < 0)
+		return 1;
+	if (!adopted && fs->opt.takeover)
+		return fail("-o takeover: nothing taken over from the daemon serving %s",
+		            fs->opt.mountpoint);
+	if (!adopted && (r = check_mountpoint(fs->opt.mountpoint, fs->opt.nonempty)))
 		return r;
-	if (fs->opt.credsocket && (r = check_credsocket(fs)))
+	if (!adopted && fs->opt.credsocket && (r = check_credsocket(fs)))
 		return r;
 	if (fs->opt.run_as && (r = check_run_as(fs)))
 		return r;
@@ -803,30 +972,33 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	sd_notify_send("STATUS=Opening the store in %s", fs->opt.store_dir);
 	uint8_t *key = NULL;
 	char *kp = NULL;
-	if ((r = load_key(fs, c, &key, &kp)))
+	/* The Redpanda Cloud store seals nothing: it has no key. */
+	if (fs->ops != &redpanda_store_ops && (r = load_key(fs, c, &key, &kp)))
 		return r;
+	if (!kp && !(kp = strdup("(none)")))
+		return fail("out of memory");
 	/* As root, the store is opened first: its errors come before a
 	 * mount.  Under run_as it is opened by the server, as USER. */
 	if (fs->opt.run_as) {
-		if ((r = serve(fs, c))) {
+		if ((r = serve(fs, c, false))) {
 			key_free(key);
 			free(kp);
 			return r;
 		}
 		if ((r = serve_as(fs, key, kp, &ready_fd)))
 			return r;
-	} else if ((r = setup_store(fs, key, kp)) || (r = serve(fs, c))) {
+	} else if ((r = setup_store(fs, key, kp)) || (r = serve(fs, c, adopted))) {
 		return r;
 	}
 	fs->notifier = notifier_start(fs->se);
-	/* Under run_as the server's namespace has no copy of the mount to
-	 * make inotify events on. */
-	if ((fs->ops->caps & STORE_CAP_WATCH) && !fs->opt.run_as &&
-	    !(fs->echo = echo_start(fs->opt.mountpoint)))
+	/* Changes made by other clients (a watch, a poll), from now on: the
+	 * notifier they use is there, and the echo thread that gives them
+	 * inotify events (not under run_as: the server's namespace has no
+	 * copy of the mount to make them on). */
+	if (fs->ops->watch && !fs->opt.run_as && !(fs->echo = echo_start(fs->opt.mountpoint)))
 		return fail("out of memory");
-	if ((fs->ops->caps & STORE_CAP_WATCH) && (r = fs->ops->watch(fs->store, remote_change, fs)))
-		return fail("cannot follow the changes of other clients of %s: %s",
-		            fs->opt.store_dir, strerrordesc_np(-r));
+	if (fs->ops->watch && (r = fs->ops->watch(fs->store, remote_change, fs)) < 0)
+		return fail("cannot follow the store's changes: %s", strerrordesc_np(-r));
 	if (fs->opt.run_as)
 		log_info("mounted the %s store %s on %s; serving as %s (uid %u)", fs->ops->name,
 		         fs->opt.store_dir, fs->opt.mountpoint, fs->opt.run_as,
@@ -864,6 +1036,7 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	else
 		sd_notify_ready_when_mounted(fs);
 
+	handover_serving(fs);
 	if (c->single_thread) {
 		r = fuse_session_loop(fs->se);
 	} else {
@@ -875,7 +1048,11 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	/* A signal (SIGTERM, SIGINT, SIGHUP) or fusermount3 -u: a clean stop.
 	 * fuse_session_loop returns the signal's number then. */
 	sd_notify_send("STOPPING=1");
-	log_info("unmounted %s", fs->opt.mountpoint);
+	handover_finish(fs);
+	if (handover_handing_over())
+		log_info("handed the mount on %s over to the next daemon", fs->opt.mountpoint);
+	else
+		log_info("unmounted %s", fs->opt.mountpoint);
 	return r < 0 ? 1 : 0;
 }
 
@@ -883,29 +1060,56 @@ static int serve_store(struct fs *fs, struct cmdline *c)
  * missing (a refused start). */
 static void stop(struct fs *fs)
 {
-	/* The credential socket before the store goes, out of the change
-	 * path's reach first; a watch's changes stop before the notifier. */
+	/* Before the session goes (destroying it may still release open
+	 * handles, op_destroy, whose commits must find no notifier rather
+	 * than a freed one) and before the store: the credential socket, out
+	 * of the change path's reach first; and the notifier, under fs->lock,
+	 * since a store's thread may be applying a change that tells it
+	 * (fs_apply_remote). */
 	pthread_rwlock_wrlock(&fs->lock);
 	fs->remote_off = true;
 	struct credsock *cs = fs->credsock;
 	fs->credsock = NULL;
+	struct notifier *nt = fs->notifier;
+	fs->notifier = NULL;
 	pthread_rwlock_unlock(&fs->lock);
 	credsock_close(cs);
-	/* Before the session goes: destroying it may still release open
-	 * handles (op_destroy), whose commits must find no notifier rather
-	 * than a freed one. */
-	notifier_stop(fs->notifier);
-	fs->notifier = NULL;
+	notifier_stop(nt);
+	deleted_purger_stop(fs); /* before the store closes */
 	if (fs->se) {
-		/* Under run_as the server may not unmount: this finds the
-		 * mount gone, or fails quietly (fusermount3 -q) and the keeper
-		 * unmounts; it frees the session's mountpoint either way. */
-		fuse_session_unmount(fs->se);
-		/* once unmounted: an open of the echo thread's in flight fails */
-		echo_stop(fs->echo);
-		fs->echo = NULL;
+		/* Handing over a mount this session made: libfuse's session
+		 * is not destroyed, as destroying it would first unmount
+		 * (fuse_session_unmount is also what frees its copy of the
+		 * mountpoint).  The process ends now; what destroying does for
+		 * this filesystem (op_destroy) is done. */
+		bool keep_session = handover_handing_over() && !handover_adopted();
+		if (handover_handing_over()) {
+			/* the mount stays, for the next daemon */
+		} else if (handover_adopted()) {
+			/* not mounted by this session: libfuse would not */
+			if (umount2(fs->opt.mountpoint, MNT_DETACH) < 0 && errno != EINVAL &&
+			    errno != ENOENT) /* EINVAL: unmounted already (fusermount3 -u) */
+				log_warn("cannot unmount %s: %s", fs->opt.mountpoint,
+				         strerrordesc_np(errno));
+		} else {
+			/* Under run_as the server may not unmount: this finds
+			 * the mount gone, or fails quietly (fusermount3 -q) and
+			 * the keeper unmounts; it frees the session's
+			 * mountpoint either way. */
+			fuse_session_unmount(fs->se);
+		}
+		/* Once unmounted, an open of the echo thread's in flight fails;
+		 * handing over, one is answered by the next daemon, and this
+		 * process ends without waiting for it. */
+		if (!handover_handing_over()) {
+			echo_stop(fs->echo);
+			fs->echo = NULL;
+		}
 		fuse_remove_signal_handlers(fs->se);
-		fuse_session_destroy(fs->se);
+		if (keep_session)
+			secretsfs_ops.destroy(fs);
+		else
+			fuse_session_destroy(fs->se);
 	}
 	if (fs->store)
 		fs->ops->close(fs->store);
@@ -945,12 +1149,30 @@ int main(int argc, char **argv)
 		return cmd_init(argv[2], k);
 	}
 
+	if (argc >= 2 && strcmp(argv[1], "backup") == 0) {
+		if (argc != 4)
+			return fail("usage: secretsfs backup DIR FILE");
+		return cmd_backup(argv[2], argv[3]);
+	}
+	if (argc >= 2 && strcmp(argv[1], "rekey") == 0) {
+		if (argc != 3)
+			return fail("usage: secretsfs rekey DIR");
+		return cmd_rekey(argv[2]);
+	}
+	if (argc >= 2 && strcmp(argv[1], "restore") == 0) {
+		if (argc != 4)
+			return fail("usage: secretsfs restore FILE DIR");
+		return cmd_restore(argv[2], argv[3]);
+	}
+
 	static struct fs fs;
 	struct cmdline c = {
 		.opt = { .keep_versions = 5,
+		         .keep_deleted_ns = KEEP_DELETED_DEFAULT_NS,
 		         .stale_ns = 3600LL * 1000000000,
 		         .dir_mode = 0700,
-		         .file_mode = 0600 },
+		         .file_mode = 0600,
+		         .poll_s = -1 },
 		.fuse_args = FUSE_ARGS_INIT(0, NULL),
 	};
 	int r = fuse_opt_add_arg(&c.fuse_args, argv[0]) < 0 ? fail("out of memory")

@@ -13,6 +13,7 @@
 
 #include "fs.h"
 #include "credsock.h"
+#include "handover.h"
 
 static uint64_t hash_id(const char *s)
 {
@@ -35,6 +36,17 @@ int fs_nodes_init(struct fs *fs)
 }
 
 static void node_destroy(struct fs *fs, struct node *n);
+
+/* Takes n out of the sibling list at *pp. */
+static void list_remove(struct node **pp, struct node *n)
+{
+	for (; *pp; pp = &(*pp)->next) {
+		if (*pp == n) {
+			*pp = n->next;
+			return;
+		}
+	}
+}
 
 void fs_nodes_free(struct fs *fs)
 {
@@ -70,6 +82,8 @@ bool fs_node_live(const struct node *n)
 		return !n->dead;
 	if (n->kind == NODE_SCRATCH)
 		return !n->u.scratch.unlinked;
+	if (n->kind == NODE_DELETED_FILE)
+		return !n->dead;
 	return true;
 }
 
@@ -104,12 +118,13 @@ static struct node *node_new_at(struct fs *fs, enum node_kind kind, fuse_ino_t i
 		n->mode = fs->opt.dir_mode;
 	else
 		n->mode = fs->opt.file_mode;
-	if (kind == NODE_VERSIONS || kind == NODE_VERSION_DIR || kind == NODE_VERSION_FILE) {
+	if (kind == NODE_VERSIONS || kind == NODE_VERSION_DIR || kind == NODE_VERSION_FILE ||
+	    kind == NODE_DELETED || kind == NODE_DELETED_FILE) {
 		/* Every secret's old values, whatever scope and owner it has:
 		 * root's only, not uid='s or owner='s (chmod/chown: EPERM). */
 		n->uid = 0;
 		n->gid = 0;
-		n->mode = kind == NODE_VERSION_FILE ? 0400 : 0500;
+		n->mode = kind == NODE_VERSION_FILE || kind == NODE_DELETED_FILE ? 0400 : 0500;
 	}
 	if (place(fs, n, ino) < 0) {
 		free(n);
@@ -124,10 +139,46 @@ struct node *fs_node_new(struct fs *fs, enum node_kind kind)
 		return node_new_at(fs, kind, INO_ROOT);
 	if (kind == NODE_VERSIONS)
 		return node_new_at(fs, kind, INO_VERSIONS);
+	if (kind == NODE_DELETED)
+		return node_new_at(fs, kind, INO_DELETED);
 	struct node *n = node_new_at(fs, kind, fs->next_ino);
-	if (n)
-		fs->next_ino++;
+	if (n && ++fs->next_ino > fs->ino_reserved)
+		handover_reserve(fs);
 	return n;
+}
+
+size_t fs_secrets_renumber(struct fs *fs, fuse_ino_t (*want)(const struct node *, void *nlookup),
+                           fuse_ino_t next)
+{
+	size_t count = 0, kept = 0;
+	struct node **v = calloc(fs->next_ino, sizeof(*v));
+	if (!v)
+		return 0; /* as they are: the kernel's old numbers get ESTALE */
+	for (fuse_ino_t i = INO_FIRST_FREE; i < fs->next_ino; i++) {
+		struct node *n = fs_node(fs, i);
+		if (n && n->kind == NODE_SECRET) {
+			v[count++] = n;
+			fs->nodes[i] = NULL;
+		}
+	}
+	if (fs->next_ino < next)
+		fs->next_ino = next;
+	for (size_t i = 0; i < count; i++) {
+		uint64_t nlookup = 0;
+		fuse_ino_t ino = want(v[i], &nlookup);
+		/* a wanted number is below next and unique (one per ID) */
+		if (ino >= INO_FIRST_FREE && ino < next && !fs_node(fs, ino) &&
+		    place(fs, v[i], ino) == 0) {
+			v[i]->nlookup = nlookup;
+			v[i] = NULL;
+			kept++;
+		}
+	}
+	for (size_t i = 0; i < count; i++)
+		if (v[i] && place(fs, v[i], fs->next_ino) == 0)
+			fs->next_ino++;
+	free(v);
+	return kept;
 }
 
 /* Scope directories get fixed numbers. */
@@ -147,6 +198,9 @@ static void node_destroy(struct fs *fs, struct node *n)
 		free(n->u.scratch.stored_as);
 		lockedbuf_clear(&n->u.scratch.data);
 		labels_clear(&n->u.scratch.labels);
+	} else if (n->kind == NODE_DELETED_FILE) {
+		list_remove(&fs->deleted_files, n);
+		free(n->u.deleted.id);
 	}
 	if (n->ino < fs->nodes_cap && fs->nodes[n->ino] == n)
 		fs->nodes[n->ino] = NULL;
@@ -168,22 +222,12 @@ static bool version_current(const struct node *v)
 
 static void node_kill(struct fs *fs, struct node *n);
 
-/* Takes n out of the sibling list at *pp. */
-static void list_remove(struct node **pp, struct node *n)
-{
-	for (; *pp; pp = &(*pp)->next) {
-		if (*pp == n) {
-			*pp = n->next;
-			return;
-		}
-	}
-}
-
 void fs_node_release(struct fs *fs, struct node *n)
 {
 	if (n->open_count || n->pins)
 		return;
-	if (n->kind == NODE_SECRET && !n->dead && !n->u.secret.meta.incarnation) {
+	if (n->kind == NODE_SECRET && !n->dead && !n->u.secret.meta.incarnation &&
+	    !(n->u.secret.mknod_hold && n->nlookup)) {
 		/* Pending, and nothing holds it open: it was never stored, and
 		 * its name goes (it had no entry timeout: the kernel looks
 		 * again and finds nothing). */
@@ -204,6 +248,9 @@ void fs_node_release(struct fs *fs, struct node *n)
 	case NODE_SCRATCH:
 		if (n->u.scratch.unlinked)
 			node_destroy(fs, n);
+		break;
+	case NODE_DELETED_FILE:
+		node_destroy(fs, n); /* looked up again from the store */
 		break;
 	case NODE_SECRET_VERSION:
 		/* The current version is looked up again soon: kept. */
@@ -452,7 +499,10 @@ struct node *fs_apply_for(struct fs *fs, const struct store_change *c, struct no
 	}
 	if (!n && !(n = secret_node_new(fs, m->id)))
 		return NULL;
-	return set_meta(fs, n, m) < 0 ? NULL : n;
+	if (set_meta(fs, n, m) < 0)
+		return NULL;
+	handover_secret_born(fs); /* its number, for a restarted daemon */
+	return n;
 }
 
 struct node *fs_apply(struct fs *fs, const struct store_change *c)

@@ -38,7 +38,49 @@ struct handle {
 	int failed;
 	struct caller who;          /* who opened it (for the audit of commits) */
 	struct handle *prev, *next; /* fs->handles, under fs->handles_lock */
+	uint64_t fh;                /* what the kernel holds for it (handle_of) */
 };
+
+/* An fh is a random token, never a pointer: one the kernel kept from
+ * before a restart (handover.c) names nothing here instead of another
+ * process's memory.  A read-only open of a stored secret carries the
+ * version it reads (FH_SNAPSHOT), so that a restarted daemon can serve
+ * the same bytes to its end (handle_adopt). */
+#define FH_SNAPSHOT (1ULL << 63)
+#define FH_VERSION_MAX 0x7fffffffULL
+
+static struct handle *handle_find(struct fs *fs, uint64_t fh)
+{
+	struct handle *h;
+	pthread_mutex_lock(&fs->handles_lock);
+	for (h = fs->handles; h && h->fh != fh; h = h->next)
+		;
+	pthread_mutex_unlock(&fs->handles_lock);
+	return h;
+}
+
+static struct handle *handle_adopt(struct fs *fs, fuse_req_t req, fuse_ino_t ino, uint64_t fh,
+                                   int *err);
+
+/* The handle fi names; NULL with *err 0 for fh 0 (scratch files, -o
+ * fast), NULL with *err -ESTALE for an open from before a restart that
+ * cannot be carried on (a writer: its bytes were in the old daemon). */
+static struct handle *handle_of(struct fs *fs, fuse_req_t req, fuse_ino_t ino,
+                                const struct fuse_file_info *fi, int *err)
+{
+	*err = 0;
+	if (!fi || !fi->fh)
+		return NULL;
+	struct handle *h = handle_find(fs, fi->fh);
+	if (!h && (fi->fh & FH_SNAPSHOT))
+		h = handle_adopt(fs, req, ino, fi->fh, err);
+	else if (!h)
+		*err = -ESTALE;
+	if (*err == -ESTALE)
+		log_warn("a file opened before the daemon restarted cannot be used any more: "
+		         "ESTALE (open it again)");
+	return h;
+}
 
 /* A handle on node n; fs->lock held (read is enough). */
 static struct handle *handle_new(struct fs *fs, struct node *n, const char *id,
@@ -55,6 +97,9 @@ static struct handle *handle_new(struct fs *fs, struct node *n, const char *id,
 		free(h);
 		return NULL;
 	}
+	do
+		randombytes_buf(&h->fh, sizeof(h->fh));
+	while (!(h->fh &= ~FH_SNAPSHOT));
 	__atomic_add_fetch(&n->open_count, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&fs->handles_lock);
 	h->next = fs->handles;
@@ -93,6 +138,8 @@ static void handle_free(struct fs *fs, struct handle *h)
 	unlock(fs);
 	if (settle) {
 		wrlock(fs);
+		if (n->kind == NODE_SECRET)
+			n->u.secret.mknod_hold = false; /* its first open is done */
 		fs_node_unpin(fs, n);
 		unlock(fs);
 	}
@@ -265,6 +312,30 @@ static int value_gone(struct fs *fs, struct node *n)
 	return gone ? -ESTALE : -ENOENT;
 }
 
+/* A read-only open of /.deleted/ID: its value at deletion, from the
+ * store.  fs->lock held; dropped. */
+static int open_deleted(struct fs *fs, struct node *n, const struct caller *who,
+                        struct handle **ret)
+{
+	uint64_t incarnation = n->u.deleted.incarnation;
+	struct handle *h = handle_new(fs, n, n->u.deleted.id, who);
+	unlock(fs);
+	if (!h)
+		return -ENOMEM;
+	int r = fs->ops->get_deleted_value(fs->store, h->id, incarnation, &h->snap);
+	if (r == -ENOENT || r == -ESTALE)
+		r = -ESTALE; /* purged or restored meanwhile: the kernel looks again */
+	else if (r < 0)
+		r = user_errno(r);
+	audit_event(who, "read-deleted", h->id, h->snap ? h->snap->version : 0, r, NULL);
+	if (r < 0) {
+		release_handle(fs, h);
+		return r;
+	}
+	*ret = h;
+	return 0;
+}
+
 /* Opens the node ino as flags asks. */
 static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct caller *who,
                      struct handle **ret)
@@ -283,14 +354,18 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	int r = 0;
 	if (!n)
 		r = -ENOENT;
-	else if (n->kind != NODE_SECRET && n->kind != NODE_SCRATCH && n->kind != NODE_VERSION_FILE)
+	else if (n->kind != NODE_SECRET && n->kind != NODE_SCRATCH &&
+	         n->kind != NODE_VERSION_FILE && n->kind != NODE_DELETED_FILE)
 		r = -EISDIR;
 	else if (!fs_node_live(n) || (n->kind == NODE_VERSION_FILE && n->u.vfile.secret->dead))
 		r = -ESTALE; /* the kernel looks the name up again */
 	else if (writable && fs->opt.read_only)
 		r = -EROFS;
-	else if (writable && n->kind == NODE_VERSION_FILE)
+	else if (writable && (n->kind == NODE_VERSION_FILE || n->kind == NODE_DELETED_FILE))
 		r = -EACCES;
+	else if (n->kind == NODE_DELETED_FILE)
+		/* root's only (no scope's policy decides over what has none) */
+		r = who->uid == 0 ? 0 : -EACCES;
 	else
 		r = admit_open(fs, n, writable, who);
 	if (r == -EROFS)
@@ -318,6 +393,8 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 		*ret = h;
 		return 0;
 	}
+	if (n->kind == NODE_DELETED_FILE)
+		return open_deleted(fs, n, who, ret); /* drops the lock */
 	const struct node *s = n->kind == NODE_SECRET ? n : n->u.vfile.secret;
 	const char *id = s->u.secret.meta.id;
 	if (writable && fs->opt.fast)
@@ -328,11 +405,16 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 		log_warn("write to %s refused: with -o fast values change only by rename "
 		         "(write a scratch file such as .NAME.new, then mv it onto NAME)",
 		         id);
+	else if (r == -EACCES && !writable)
+		log_warn("%s: reading refused: the values of the %s store cannot be read back "
+		         "(they are write-only there); write a whole new value instead (printf v > "
+		         "FILE, cp, tee, or mv a scratch file onto it)",
+		         id, fs->ops->name);
 	else if (r == -EACCES)
-		log_warn("%s: %s refused: the %s store's values are write-only; write the whole "
-		         "value (printf v > FILE, or mv a scratch file onto it)",
-		         id, writable ? "a write that keeps the old value" : "reading",
-		         fs->ops->name);
+		log_warn("%s: write refused: the values of the %s store cannot be read back, so "
+		         "a write that keeps part of the old value (an append, a write in place, "
+		         "an editor) cannot work; write the whole value (printf v > FILE)",
+		         id, fs->ops->name);
 	if (r < 0) {
 		unlock(fs);
 		return r;
@@ -404,7 +486,13 @@ static void forget_entry(struct fs *fs, struct node *n)
 static void reply_open(fuse_req_t req, struct fs *fs, struct handle *h, struct fuse_file_info *fi,
                        const struct fuse_entry_param *e)
 {
-	fi->fh = (uintptr_t)h;
+	if (h->kind == NODE_SECRET && !h->writable && h->snap && h->snap->version &&
+	    h->snap->version <= FH_VERSION_MAX) {
+		pthread_mutex_lock(&fs->handles_lock);
+		h->fh = FH_SNAPSHOT | h->snap->version << 32 | (h->fh & 0xffffffffULL);
+		pthread_mutex_unlock(&fs->handles_lock);
+	}
+	fi->fh = h->fh;
 	/* No page cache: each open reads its own snapshot and no plaintext
 	 * lingers in the kernel. */
 	fi->direct_io = 1;
@@ -642,24 +730,89 @@ static int create_node(struct fs *fs, enum scope sc, const char *name, mode_t mo
 	return -EIO;
 }
 
+/* The kernel did not take an entry reply for ino: its count goes. */
+static void entry_not_taken(struct fs *fs, fuse_ino_t ino)
+{
+	wrlock(fs);
+	struct node *m = fs_node(fs, ino);
+	if (m && m->nlookup) {
+		m->nlookup--;
+		fs_node_release(fs, m);
+	}
+	unlock(fs);
+}
+
+/* What create and mknod check first: the scope of parent, or -errno
+ * (logged). */
+static int create_scope(struct fs *fs, fuse_ino_t parent, const char *name)
+{
+	int sc = scope_of_dir(parent);
+	if (sc < 0) {
+		log_warn("%s: not created: files live in the scope directories", name);
+		return -EPERM;
+	}
+	if (fs->opt.read_only)
+		return -EROFS;
+	if (name_too_long(name)) {
+		log_warn("%s/<%zu-byte name>: not created: names are at most %d bytes",
+		         scope_dir_name(sc), strlen(name), NAME_MAX_BYTES);
+		return -ENAMETOOLONG;
+	}
+	return sc;
+}
+
+/* mknod(2) of a regular file, and a creat(2) the kernel sends as MKNOD:
+ * the file is made as create makes it, not opened.  tar --xattrs
+ * extracts a file so (mknod, set its xattrs, open, write), so a pending
+ * secret made here stays until its first open is released
+ * (secret_node.mknod_hold).  Every other file type: EPERM. */
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct fs *fs = fs_of(req);
+	if ((mode & S_IFMT) != S_IFREG || rdev != 0) {
+		refuse_mknod(req, name);
+		return;
+	}
+	int sc = create_scope(fs, parent, name);
+	if (sc < 0) {
+		fuse_reply_err(req, -sc);
+		return;
+	}
+	mode = (mode & ~fuse_req_ctx(req)->umask) & 07777;
+	struct caller who;
+	caller_of_req(req, &who);
+	struct node *n = NULL;
+	int r = create_node(fs, sc, name, mode, O_EXCL, &who, &n);
+	if (r == -EACCES)
+		audit_event(&who, "create", name, 0, r, NULL);
+	caller_clear(&who);
+	struct fuse_entry_param e = { .attr_timeout = ATTR_TIMEOUT };
+	if (n) {
+		wrlock(fs);
+		if (n->kind == NODE_SECRET && !n->u.secret.meta.incarnation)
+			n->u.secret.mknod_hold = true;
+		n->nlookup++;
+		e.ino = n->ino;
+		e.entry_timeout = entry_timeout_of(n);
+		fill_attr(fs, n, &e.attr);
+		fs_node_unpin(fs, n);
+		unlock(fs);
+	}
+	if (r != 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	if (fuse_reply_entry(req, &e) != 0)
+		entry_not_taken(fs, e.ino);
+}
+
 void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	int sc = scope_of_dir(parent);
+	int sc = create_scope(fs, parent, name);
 	if (sc < 0) {
-		log_warn("%s: not created: files live in the scope directories", name);
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	if (fs->opt.read_only) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
-	if (name_too_long(name)) {
-		log_warn("%s/<%zu-byte name>: not created: names are at most %d bytes",
-		         scope_dir_name(sc), strlen(name), NAME_MAX_BYTES);
-		fuse_reply_err(req, ENAMETOOLONG);
+		fuse_reply_err(req, -sc);
 		return;
 	}
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -697,15 +850,8 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	}
 	if (fast) {
 		fi->fh = 0; /* a scratch file: its bytes are in its node */
-		if (fuse_reply_create(req, &e, fi) != 0) {
-			wrlock(fs);
-			struct node *m = fs_node(fs, e.ino);
-			if (m && m->nlookup) {
-				m->nlookup--;
-				fs_node_release(fs, m);
-			}
-			unlock(fs);
-		}
+		if (fuse_reply_create(req, &e, fi) != 0)
+			entry_not_taken(fs, e.ino);
 		return;
 	}
 	reply_open(req, fs, h, fi, &e);
@@ -737,7 +883,15 @@ static void read_unopened(fuse_req_t req, struct fs *fs, fuse_ino_t ino, size_t 
 	}
 	char *id = NULL;
 	uint64_t incarnation = 0, version = 0;
-	if (n && (n->kind == NODE_SECRET_VERSION || n->kind == NODE_VERSION_FILE)) {
+	bool deleted = n && n->kind == NODE_DELETED_FILE;
+	if (deleted && !n->dead) {
+		id = strdup(n->u.deleted.id);
+		incarnation = n->u.deleted.incarnation;
+	} else if (deleted) {
+		unlock(fs);
+		fuse_reply_err(req, ESTALE); /* purged or restored */
+		return;
+	} else if (n && (n->kind == NODE_SECRET_VERSION || n->kind == NODE_VERSION_FILE)) {
 		const struct node *s = n->u.vfile.secret;
 		id = strdup(s->u.secret.meta.id);
 		incarnation = s->u.secret.meta.incarnation;
@@ -757,7 +911,8 @@ static void read_unopened(fuse_req_t req, struct fs *fs, fuse_ino_t ino, size_t 
 	}
 	/* The version of this incarnation, never another one's. */
 	struct secret_value *v = NULL;
-	int r = fs->ops->get_value(fs->store, id, incarnation, version, &v);
+	int r = deleted ? fs->ops->get_deleted_value(fs->store, id, incarnation, &v)
+	                : fs->ops->get_value(fs->store, id, incarnation, version, &v);
 	if (r < 0) {
 		log_error("%s: version %" PRIu64 " could not be read (%s)", id, version,
 		          r == -ENOENT ? "it was deleted" : strerrordesc_np(-r));
@@ -769,10 +924,66 @@ static void read_unopened(fuse_req_t req, struct fs *fs, fuse_ino_t ino, size_t 
 	free(id);
 }
 
+/* A read-only open of a secret from before a restart: the version its fh
+ * names, read again from the store, so the reader gets the bytes it
+ * started on to the end.  One at a time (adopt_lock, taken before any
+ * other lock): two reads of the same open must not make two handles. */
+static struct handle *handle_adopt(struct fs *fs, fuse_req_t req, fuse_ino_t ino, uint64_t fh,
+                                   int *err)
+{
+	static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
+	uint64_t version = (fh >> 32) & FH_VERSION_MAX;
+	struct secret_value *v = NULL;
+	struct caller who;
+	pthread_mutex_lock(&adopt_lock);
+	struct handle *h = handle_find(fs, fh);
+	if (h) {
+		pthread_mutex_unlock(&adopt_lock);
+		return h;
+	}
+	caller_of_req(req, &who);
+	rdlock(fs);
+	struct node *n = fs_node(fs, ino);
+	uint64_t incarnation = 0;
+	if (n && n->kind == NODE_SECRET && !n->dead && n->u.secret.meta.incarnation) {
+		incarnation = n->u.secret.meta.incarnation;
+		h = handle_new(fs, n, n->u.secret.meta.id, &who);
+	}
+	unlock(fs);
+	int r = !incarnation ? -ESTALE : !h ? -ENOMEM : 0;
+	if (r == 0)
+		r = fs->ops->get_value(fs->store, h->id, incarnation, version, &v);
+	if (r == -ENOENT)
+		r = -ESTALE; /* that version is gone from the store */
+	else if (r < 0 && r != -ESTALE)
+		r = user_errno(r);
+	if (h)
+		audit_event(&who, "read", h->id, version, r, NULL);
+	if (r < 0 && h) {
+		release_handle(fs, h);
+		h = NULL;
+	} else if (h) {
+		h->incarnation = incarnation;
+		h->snap = v;
+		pthread_mutex_lock(&fs->handles_lock);
+		h->fh = fh;
+		pthread_mutex_unlock(&fs->handles_lock);
+	}
+	caller_clear(&who);
+	pthread_mutex_unlock(&adopt_lock);
+	*err = r;
+	return h;
+}
+
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int err;
+	struct handle *h = handle_of(fs, req, ino, fi, &err);
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
 	if (!h) {
 		read_unopened(req, fs, ino, size, off);
 		return;
@@ -847,9 +1058,15 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
               struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int err;
+	struct handle *h = handle_of(fs, req, ino, fi, &err);
 	int r;
 
+	if (err) {
+		sodium_memzero((void *)buf, size);
+		fuse_reply_err(req, -err);
+		return;
+	}
 	if (h)
 		pthread_mutex_lock(&h->lock);
 	if (!h || h->kind == NODE_SCRATCH) {
@@ -873,7 +1090,12 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int err;
+	struct handle *h = handle_of(fs, req, ino, fi, &err);
+	if (err) {
+		fuse_reply_err(req, -err);
+		return;
+	}
 	if (fs->opt.fast || !h) {
 		/* -o fast: ENOSYS once, and the kernel stops sending FLUSH. */
 		fuse_reply_err(req, fs->opt.fast ? ENOSYS : 0);
@@ -888,8 +1110,8 @@ void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	int r = 0;
+	int r;
+	struct handle *h = handle_of(fs, req, ino, fi, &r);
 	if (h) {
 		pthread_mutex_lock(&h->lock);
 		r = commit(fs, h);
@@ -934,9 +1156,11 @@ void release_open_handles(struct fs *fs)
 
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	if (fi->fh)
-		release_handle(fs_of(req), (struct handle *)(uintptr_t)fi->fh);
-	fuse_reply_err(req, 0);
+	struct fs *fs = fs_of(req);
+	struct handle *h = fi->fh ? handle_find(fs, fi->fh) : NULL;
+	if (h)
+		release_handle(fs, h);
+	fuse_reply_err(req, 0); /* one from before a restart: nothing here */
 }
 
 /* --- attributes that can be set --- */
@@ -951,9 +1175,11 @@ static int set_size(struct fs *fs, fuse_ino_t ino, off_t size, struct fuse_file_
 		         (long long)size, SECRET_VALUE_MAX);
 		return -EFBIG;
 	}
-	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL; /* NULL: -o fast */
 	struct handle *own = NULL;
 	int r;
+	struct handle *h = handle_of(fs, req, ino, fi, &r); /* NULL: -o fast or by name */
+	if (r < 0)
+		return r;
 	if (!h) {
 		struct caller who;
 		caller_of_req(req, &who);
@@ -1027,7 +1253,8 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	if (kind == NODE_VERSION_FILE || kind == NODE_VERSION_DIR || kind == NODE_VERSIONS) {
+	if (kind == NODE_VERSION_FILE || kind == NODE_VERSION_DIR || kind == NODE_VERSIONS ||
+	    kind == NODE_DELETED || kind == NODE_DELETED_FILE) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}

@@ -45,6 +45,20 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 
+	if (parent == INO_DELETED) {
+		struct node *n = NULL;
+		int r = fuse_req_ctx(req)->uid == 0 ? deleted_lookup(fs, name, &n) : -ENOENT;
+		if (r < 0) {
+			struct fuse_entry_param e = { .ino = 0 };
+			fuse_reply_entry(req, &e);
+			return;
+		}
+		reply_entry(req, fs, n->ino);
+		wrlock(fs);
+		fs_node_unpin(fs, n);
+		unlock(fs);
+		return;
+	}
 	/* Only /.versions and -o fast add nodes on lookup. */
 	bool adds = fs->opt.fast || (parent != INO_ROOT && sc < 0);
 	if (adds)
@@ -57,6 +71,10 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 				found = INO_SCOPE_FIRST + i;
 		if (strcmp(name, VERSIONS_DIR_NAME) == 0)
 			found = INO_VERSIONS;
+		/* root's only, and not even there for anyone else */
+		if (strcmp(name, DELETED_DIR_NAME) == 0 && fs_node(fs, INO_DELETED) &&
+		    fuse_req_ctx(req)->uid == 0)
+			found = INO_DELETED;
 	} else if (sc >= 0) {
 		struct node *n = scope_child(fs, sc, name);
 		if (n && fs->opt.fast && n->kind == NODE_SECRET && n->u.secret.meta.incarnation)
@@ -215,6 +233,16 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 		return;
 	}
 	uint64_t incarnation = 0;
+	bool root_caller = fuse_req_ctx(req)->uid == 0;
+	char **kept = NULL;
+	size_t nkept = 0;
+	if (dir->kind == NODE_DELETED && !root_caller) {
+		unlock(fs);
+		free(b.p);
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	bool deleted_dir = dir->kind == NODE_DELETED;
 	if (dir->kind == NODE_VERSION_DIR) {
 		struct node *s = dir->u.vdir.secret;
 		vid = strdup(s->u.secret.meta.id);
@@ -224,6 +252,8 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	if (vid && fs->ops->list_versions && incarnation)
 		fs->ops->list_versions(fs->store, vid, incarnation, &versions, &nversions);
 	free(vid);
+	if (deleted_dir)
+		deleted_names(fs, &kept, &nkept);
 
 	rdlock(fs);
 	if (off < 1 && !dir_add(&b, ".", ino, S_IFDIR, 1))
@@ -239,6 +269,12 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 		}
 		goto done;
 	}
+	if (deleted_dir) {
+		for (size_t i = off >= 2 ? (size_t)off - 2 : 0; i < nkept; i++)
+			if (!dir_add(&b, kept[i], 0xffffffff, S_IFREG, (off_t)i + 3))
+				goto done;
+		goto done;
+	}
 	for (fuse_ino_t i = off >= 2 ? (fuse_ino_t)off - 2 : 0; i < fs->next_ino; i++) {
 		struct node *n = fs_node(fs, i);
 		const char *name = NULL;
@@ -252,6 +288,9 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 				type = S_IFDIR;
 			} else if (n->kind == NODE_VERSIONS) {
 				name = VERSIONS_DIR_NAME;
+				type = S_IFDIR;
+			} else if (n->kind == NODE_DELETED && root_caller) {
+				name = DELETED_DIR_NAME;
 				type = S_IFDIR;
 			}
 		} else if (sc >= 0 && fs_node_in_scope(n, sc)) {
@@ -274,6 +313,9 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 done:
 	unlock(fs);
 	free(versions);
+	for (size_t i = 0; i < nkept; i++)
+		free(kept[i]);
+	free(kept);
 	fuse_reply_buf(req, b.p, b.used);
 	free(b.p);
 }

@@ -92,6 +92,15 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
 	int sc = scope_of_dir(parent);
+	if (parent == INO_DELETED) {
+		struct caller who;
+		caller_of_req(req, &who);
+		int r = who.uid == 0 ? deleted_purge(fs, name) : -EACCES;
+		audit_event(&who, "purge", name, 0, r, NULL);
+		caller_clear(&who);
+		fuse_reply_err(req, -r);
+		return;
+	}
 	if (sc < 0) {
 		fuse_reply_err(req, parent == INO_ROOT ? EPERM : EROFS);
 		return;
@@ -539,6 +548,28 @@ static int rename_nodes(struct rename_op *op, const struct caller *who)
 	return rename_secret(op);
 }
 
+/* mv /.deleted/ID SCOPE/ID: root restores a deleted secret, if the
+ * policy admits a change in the scopes it comes back to. */
+static int restore_deleted(fuse_req_t req, struct fs *fs, const char *name, enum scope sc,
+                           const char *newname)
+{
+	struct caller who;
+	caller_of_req(req, &who);
+	int r = who.uid == 0 ? 0 : -EACCES;
+	if (r == 0 && fs->opt.read_only)
+		r = -EROFS;
+	if (r == 0) {
+		rdlock(fs);
+		r = admit_change(fs, 1u << sc, &who, "restore of", name);
+		unlock(fs);
+	}
+	if (r == 0)
+		r = deleted_restore(fs, name, sc, newname);
+	audit_event(&who, "restore", name, 0, r, NULL);
+	caller_clear(&who);
+	return r;
+}
+
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                const char *newname, unsigned int flags)
 {
@@ -549,6 +580,10 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
 		log_warn("rename %s: flags %#x not supported", name, flags);
 		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (parent == INO_DELETED && nsc >= 0 && !(flags & RENAME_EXCHANGE)) {
+		fuse_reply_err(req, -restore_deleted(req, fs, name, nsc, newname));
 		return;
 	}
 	if (sc < 0 || nsc < 0) {
@@ -643,7 +678,8 @@ void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char 
 	refuse(req, "symlink", name);
 }
 
-void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+/* mknod of anything but a regular file (which ops_file.c makes) */
+void refuse_mknod(fuse_req_t req, const char *name)
 {
 	refuse(req, "mknod", name);
 }

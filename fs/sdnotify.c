@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The systemd notify protocol (Type=notify), without libsystemd: one
- * datagram to $NOTIFY_SOCKET.  READY=1 is sent only once the mount
- * answers: a thread stats the mountpoint, which needs the FUSE loop to
- * have answered INIT and GETATTR.
+ * The systemd notify protocol (Type=notify), through libsystemd.  READY=1
+ * is sent only once the mount answers: a thread stats the mountpoint,
+ * which needs the FUSE loop to have answered INIT and GETATTR.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -11,25 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
+#include <systemd/sd-daemon.h>
 
 #include "fs.h"
 
 int sd_notify_send(const char *fmt, ...)
 {
-	const char *path = getenv("NOTIFY_SOCKET");
-	if (!path || !*path)
-		return 0;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	size_t len = strlen(path);
-	if (len >= sizeof(sa.sun_path) || (path[0] != '/' && path[0] != '@'))
-		return -EINVAL;
-	memcpy(sa.sun_path, path, len);
-	if (path[0] == '@')
-		sa.sun_path[0] = '\0'; /* abstract namespace */
 	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
@@ -37,14 +24,8 @@ int sd_notify_send(const char *fmt, ...)
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(msg))
 		return -EINVAL;
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	ssize_t w = sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sa,
-	                   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
-	int r = w < 0 ? -errno : 0;
-	close(fd);
-	return r;
+	int r = sd_notify(0, msg);
+	return r < 0 ? r : 0;
 }
 
 static void *ready_main(void *arg)

@@ -17,9 +17,9 @@ no_mount_left() {
 
 # ---------------------------------------------------------------- the tree
 
-@test "tree: five scope dirs and .versions; mkdir, rmdir and symlink are refused with EPERM and logged" {
+@test "tree: five scope dirs, .versions and .deleted; mkdir, rmdir and symlink are refused with EPERM and logged" {
 	mount_store
-	eq "$(ls -a "$MNT" | tr '\n' ' ')" ". .. .versions ai_agent ai_gateway mcp_server redpanda_cluster redpanda_connect "
+	eq "$(ls -a "$MNT" | tr '\n' ' ')" ". .. .deleted .versions ai_agent ai_gateway mcp_server redpanda_cluster redpanda_connect "
 	eq "$(ls "$MNT" | tr '\n' ' ')" "ai_agent ai_gateway mcp_server redpanda_cluster redpanda_connect "
 	for d in ai_gateway mcp_server ai_agent redpanda_cluster redpanda_connect .versions; do
 		[ -d "$MNT/$d" ]

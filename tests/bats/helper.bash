@@ -24,11 +24,11 @@ mounted() {
 }
 
 # start_daemon [options...]: mounts $STORE on $MNT, in the foreground, and
-# waits until the mount answers.
+# waits until the mount answers ($START_WAIT_TRIES times 50 ms, default 200).
 start_daemon() {
 	"$SFS" "$STORE" "$MNT" -f "$@" 2>>"$LOG" &
 	DAEMON_PID=$!
-	for _ in $(seq 1 200); do
+	for _ in $(seq 1 "${START_WAIT_TRIES:-200}"); do
 		if mounted && [ -d "$MNT/ai_gateway" ]; then
 			return 0
 		fi

@@ -275,7 +275,7 @@ print("lost:", lost)
 	[[ "$output" == *"lost: 0"* ]]
 }
 
-@test "10. a deleted value's ciphertext is in no file of the store directory, the WAL included" {
+@test "10. a purged value's ciphertext is in no file of the store directory, the WAL included" {
 	mount_store
 	printf 'doomed-value' >"$MNT/ai_gateway/D"
 	ct=$(sqlite3 "$STORE/store.db" "SELECT hex(substr(ct, 1, 32)) FROM versions WHERE id = 'D'")
@@ -291,6 +291,18 @@ print(" ".join(found))
 sys.exit(0 if found else 1)
 PY
 	}
+	has_ct
+	rm "$MNT/ai_gateway/D"
+	# kept for undo (-o keep_deleted, sealed) until purged
+	has_ct
+	rm "$MNT/.deleted/D"
+	run has_ct
+	echo "still in: $output"
+	[ "$status" -eq 1 ]
+	# with -o keep_deleted=0 the rm itself purges
+	remount -o keep_deleted=0
+	printf 'doomed-value' >"$MNT/ai_gateway/D"
+	ct=$(sqlite3 "$STORE/store.db" "SELECT hex(substr(ct, 1, 32)) FROM versions WHERE id = 'D'")
 	has_ct
 	rm "$MNT/ai_gateway/D"
 	run has_ct

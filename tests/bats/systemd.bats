@@ -230,6 +230,9 @@ EOF
 
 @test "after a crash, Restart= mounts again over the dead mount" {
 	need_nspawn
+	# with no fd store to keep the connection (restart_systemd.bats: with)
+	mkdir -p "$W/units/secretsfs.service.d"
+	printf '[Service]\nFileDescriptorStoreMax=0\n' >"$W/units/secretsfs.service.d/no-fdstore.conf"
 	cat >"$W/check.sh" <<'EOF'
 secretsfs init /var/lib/secretsfs
 systemctl start secretsfs.service

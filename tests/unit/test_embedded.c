@@ -214,6 +214,13 @@ static struct seal_keys *raw_seal_keys(sqlite3 *db)
 	return k;
 }
 
+static int64_t now_ns_real(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* --- tests --- */
 
 static void test_init_and_open(const char *tmp)
@@ -282,7 +289,8 @@ static void test_basics(void)
 	struct secret_value *v = NULL;
 	uint8_t *big;
 
-	CHECK_EQ(embedded_store_ops.caps, STORE_CAP_VERSIONS | STORE_CAP_EXCHANGE);
+	CHECK_EQ(embedded_store_ops.caps,
+	         STORE_CAP_VERSIONS | STORE_CAP_EXCHANGE | STORE_CAP_UNDELETE);
 	CHECK(strcmp(ops->name, "embedded") == 0);
 
 	CHECK_EQ(labels_set(&l, "managed-by", "aigateway"), 0);
@@ -1105,6 +1113,236 @@ static void test_deleted_ciphertext_gone(void)
 	ops->close(s);
 }
 
+
+/* --- deleted secrets kept for undo (STORE_CAP_UNDELETE) --- */
+
+static struct store *open_store_keeping(int64_t keep_ns)
+{
+	struct store_config cfg = { .source = dir, .key = key, .keep_deleted_ns = keep_ns };
+	struct store *s = NULL;
+	int r = ops->open(&cfg, &s);
+	if (r != 0)
+		fprintf(stderr, "open (keep_deleted): error %d\n", r);
+	REQUIRE(r == 0 && s != NULL);
+	return s;
+}
+
+struct kept {
+	size_t n;
+	char id[8][64];
+	scope_set scopes[8];
+	size_t nlabels[8];
+	uint64_t version[8], incarnation[8];
+};
+
+static int collect_kept(void *userdata, const struct secret_meta *m)
+{
+	struct kept *k = userdata;
+	if (k->n < 8) {
+		snprintf(k->id[k->n], sizeof(k->id[0]), "%s", m->id);
+		k->scopes[k->n] = m->scopes;
+		k->nlabels[k->n] = m->labels.n;
+		k->version[k->n] = m->version;
+		k->incarnation[k->n] = m->incarnation;
+	}
+	k->n++;
+	return 0;
+}
+
+static void list_kept(struct store *s, struct kept *k)
+{
+	memset(k, 0, sizeof(*k));
+	CHECK_EQ(ops->list_deleted(s, collect_kept, k), 0);
+}
+
+static int deleted_value_is(struct store *s, const char *id, const char *expect)
+{
+	struct secret_value *v = NULL;
+	int r = ops->get_deleted_value(s, id, 0, &v);
+	int ok = r == 0 && v->len == strlen(expect) && memcmp(v->data, expect, v->len) == 0;
+	secret_value_free(v);
+	return ok;
+}
+
+static void test_undelete(void)
+{
+	REQUIRE(ops->caps & STORE_CAP_UNDELETE);
+	struct store *s = open_store_keeping(3600LL * 1000000000LL);
+	struct label lv[] = { { "managed-by", "aigateway" } };
+	struct labels l = { 1, lv };
+	struct secret_meta m = { 0 }, back = { 0 };
+	struct store_change gone = { 0 };
+	struct listing live;
+	struct kept k;
+
+	CHECK_EQ(create_str(s, "UNDO_ME", SA | SM, &l, "v1"), 0);
+	CHECK_EQ(put_str(s, "UNDO_ME", 0, "v2"), 0);
+	CHECK_EQ(ops->stat(s, "UNDO_ME", &m), 0);
+	CHECK_EQ(ops->delete_secret(s, "UNDO_ME", 0, &gone), 0);
+	CHECK_EQ(gone.kind, STORE_DELETED);
+	CHECK_EQ(gone.meta.incarnation, m.incarnation);
+	/* gone for every live reader */
+	CHECK_EQ(ops->stat(s, "UNDO_ME", &back), -ENOENT);
+	CHECK_EQ(get_err(s, "UNDO_ME", 0), -ENOENT);
+	CHECK_EQ(put_str(s, "UNDO_ME", 0, "x"), -ENOENT);
+	CHECK_EQ(ops->set_scopes(s, "UNDO_ME", 0, SA, NULL), -ENOENT);
+	CHECK_EQ(list_all(s, &live), 0);
+	for (size_t i = 0; i < live.n; i++)
+		CHECK(strcmp(live.ids[i], "UNDO_ME") != 0);
+	/* kept, as it was */
+	list_kept(s, &k);
+	CHECK_EQ(k.n, 1);
+	CHECK(strcmp(k.id[0], "UNDO_ME") == 0);
+	CHECK_EQ(k.scopes[0], SA | SM);
+	CHECK_EQ(k.nlabels[0], 1);
+	CHECK_EQ(k.version[0], 2);
+	CHECK_EQ(k.incarnation[0], m.incarnation);
+	CHECK(deleted_value_is(s, "UNDO_ME", "v2"));
+	/* and it survives a reopen (rows and digest consistent) */
+	ops->close(s);
+	s = open_store_keeping(3600LL * 1000000000LL);
+	list_kept(s, &k);
+	CHECK_EQ(k.n, 1);
+
+	/* undelete: a new incarnation, versions, labels and scopes back */
+	CHECK_EQ(ops->undelete(s, "UNDO_ME", m.incarnation + 1, 0, NULL), -ESTALE);
+	CHECK_EQ(ops->undelete(s, "UNDO_ME", m.incarnation, 1u << SCOPE_AI_AGENT, &back), 0);
+	CHECK(back.incarnation > m.incarnation);
+	CHECK_EQ(back.scopes, SA | SM | (1u << SCOPE_AI_AGENT));
+	CHECK_EQ(back.version, 2);
+	CHECK_EQ(back.labels.n, 1);
+	CHECK(back.labels.n == 1 && strcmp(back.labels.v[0].value, "aigateway") == 0);
+	CHECK_EQ(back.value_revision, back.incarnation);
+	CHECK(value_is(s, "UNDO_ME", 0, "v2"));
+	CHECK(value_is(s, "UNDO_ME", 1, "v1"));
+	CHECK_EQ(ops->put_value(s, "UNDO_ME", m.incarnation, 0, (const uint8_t *)"z", 1, NULL),
+	         -ESTALE);
+	CHECK_EQ(put_str(s, "UNDO_ME", back.value_revision, "v3"), 0);
+	list_kept(s, &k);
+	CHECK_EQ(k.n, 0);
+	CHECK_EQ(ops->undelete(s, "UNDO_ME", 0, 0, NULL), -EEXIST);
+	CHECK_EQ(ops->undelete(s, "NEVER_WAS", 0, 0, NULL), -ENOENT);
+	ops->close(s);
+	s = open_store_keeping(3600LL * 1000000000LL); /* the digest still matches */
+	CHECK(value_is(s, "UNDO_ME", 0, "v3"));
+
+	/* a create of the ID purges the kept one (one kept per ID) */
+	CHECK_EQ(ops->delete_secret(s, "UNDO_ME", 0, NULL), 0);
+	CHECK_EQ(create_str(s, "UNDO_ME", SA, NULL, "new life"), 0);
+	list_kept(s, &k);
+	CHECK_EQ(k.n, 0);
+	CHECK(value_is(s, "UNDO_ME", 0, "new life"));
+	CHECK_EQ(get_err(s, "UNDO_ME", 2), -ENOENT);
+
+	/* purge now, and purge_expired */
+	CHECK_EQ(ops->delete_secret(s, "UNDO_ME", 0, NULL), 0);
+	CHECK_EQ(create_str(s, "EXPIRES", SA, NULL, "e"), 0);
+	CHECK_EQ(ops->delete_secret(s, "EXPIRES", 0, NULL), 0);
+	CHECK_EQ(ops->purge(s, "UNDO_ME", 0), 0);
+	CHECK_EQ(ops->purge(s, "UNDO_ME", 0), -ENOENT);
+	unsigned n = 99;
+	CHECK_EQ(ops->purge_expired(s, now_ns_real(), &n), 0);
+	CHECK_EQ(n, 0); /* an hour to go */
+	CHECK_EQ(ops->purge_expired(s, now_ns_real() + 3601LL * 1000000000LL, &n), 0);
+	CHECK_EQ(n, 1);
+	list_kept(s, &k);
+	CHECK_EQ(k.n, 0);
+	ops->close(s);
+
+	/* tamper: a kept secret made live again, or kept longer, by sqlite3
+	 * alone fails authentication */
+	s = open_store_keeping(3600LL * 1000000000LL);
+	CHECK_EQ(create_str(s, "RESURRECT", SA, NULL, "r"), 0);
+	CHECK_EQ(create_str(s, "LONGER", SA, NULL, "l"), 0);
+	CHECK_EQ(ops->delete_secret(s, "RESURRECT", 0, NULL), 0);
+	CHECK_EQ(ops->delete_secret(s, "LONGER", 0, NULL), 0);
+	sqlite3 *db = raw_db();
+	raw_exec(db, "UPDATE secrets SET scopes = scopes >> 16 WHERE id = 'RESURRECT';"
+	             "UPDATE secrets SET mtime_ns = mtime_ns + 1000000000000 WHERE id = 'LONGER'");
+	sqlite3_close(db);
+	fprintf(stderr, "(two lines about metadata failing authentication are expected below)\n");
+	CHECK_EQ(ops->stat(s, "RESURRECT", &m), -EIO);
+	CHECK_EQ(get_err(s, "RESURRECT", 0), -EIO);
+	list_kept(s, &k);
+	CHECK_EQ(k.n, 0); /* LONGER left out */
+	CHECK_EQ(ops->undelete(s, "LONGER", 0, 0, NULL), -EIO);
+	ops->close(s);
+	/* back as they were: both kept and restorable again */
+	db = raw_db();
+	raw_exec(db, "UPDATE secrets SET scopes = scopes << 16 WHERE id = 'RESURRECT';"
+	             "UPDATE secrets SET mtime_ns = mtime_ns - 1000000000000 WHERE id = 'LONGER'");
+	sqlite3_close(db);
+	s = open_store_keeping(0); /* 0: everything kept is purged */
+	list_kept(s, &k);
+	CHECK_EQ(k.n, 2);
+	CHECK_EQ(ops->purge_expired(s, now_ns_real(), &n), 0);
+	CHECK_EQ(n, 2);
+	/* and with keep_deleted 0 a delete purges at once */
+	CHECK_EQ(create_str(s, "AT_ONCE", SA, NULL, "a"), 0);
+	CHECK_EQ(ops->delete_secret(s, "AT_ONCE", 0, NULL), 0);
+	list_kept(s, &k);
+	CHECK_EQ(k.n, 0);
+	ops->close(s);
+	secret_meta_clear(&m);
+	secret_meta_clear(&back);
+	store_change_clear(&gone);
+}
+
+
+/* secretsfs rekey's store side: everything under the new key in one
+ * transaction; a row that does not verify refuses it, changing nothing. */
+static void test_rekey(void)
+{
+	uint8_t newkey[STORE_KEY_BYTES];
+	char why[256] = "";
+	randombytes_buf(newkey, sizeof(newkey));
+	struct store *s = open_store_keeping(3600LL * 1000000000LL);
+	CHECK_EQ(create_str(s, "REKEYED", SA, NULL, "r1"), 0);
+	CHECK_EQ(put_str(s, "REKEYED", 0, "r2"), 0);
+	CHECK_EQ(create_str(s, "KEPT_DELETED", SM, NULL, "k"), 0);
+	CHECK_EQ(ops->delete_secret(s, "KEPT_DELETED", 0, NULL), 0);
+	CHECK_EQ(create_str(s, "TAMPERED", SA, NULL, "t"), 0);
+	/* open elsewhere: refused */
+	CHECK_EQ(embedded_store_rekey(dir, key, newkey, NULL, why, sizeof(why)), -EBUSY);
+	ops->close(s);
+
+	sqlite3 *db = raw_db();
+	raw_exec(db, "UPDATE secrets SET scopes = 3 WHERE id = 'TAMPERED'");
+	sqlite3_close(db);
+	fprintf(stderr, "(a line about TAMPERED failing authentication is expected below)\n");
+	CHECK(embedded_store_rekey(dir, key, newkey, NULL, why, sizeof(why)) < 0);
+	CHECK(value_is(s = open_store(0, false), "REKEYED", 0, "r2")); /* the old key still */
+	ops->close(s);
+	db = raw_db();
+	raw_exec(db, "UPDATE secrets SET scopes = 1 WHERE id = 'TAMPERED'");
+	sqlite3_close(db);
+
+	CHECK_EQ(embedded_store_rekey(dir, key, newkey, NULL, why, sizeof(why)), 0);
+	CHECK_EQ(open_err(false), -EKEYREJECTED);
+	/* done already: 1, nothing to do */
+	CHECK_EQ(embedded_store_rekey(dir, key, newkey, NULL, why, sizeof(why)), 1);
+	uint8_t *old = key;
+	key = newkey;
+	s = open_store_keeping(3600LL * 1000000000LL);
+	CHECK(value_is(s, "REKEYED", 0, "r2"));
+	CHECK(value_is(s, "REKEYED", 1, "r1"));
+	CHECK(value_is(s, "TAMPERED", 0, "t"));
+	CHECK(deleted_value_is(s, "KEPT_DELETED", "k"));
+	CHECK_EQ(ops->undelete(s, "KEPT_DELETED", 0, 0, NULL), 0);
+	CHECK(value_is(s, "KEPT_DELETED", 0, "k"));
+	/* back to the old key, for the tests after this one */
+	ops->close(s);
+	CHECK_EQ(embedded_store_rekey(dir, newkey, old, NULL, why, sizeof(why)), 0);
+	key = old;
+	s = open_store(0, false);
+	CHECK(value_is(s, "REKEYED", 0, "r2"));
+	CHECK_EQ(ops->delete_secret(s, "REKEYED", 0, NULL), 0);
+	CHECK_EQ(ops->delete_secret(s, "KEPT_DELETED", 0, NULL), 0);
+	CHECK_EQ(ops->delete_secret(s, "TAMPERED", 0, NULL), 0);
+	ops->close(s);
+	sodium_memzero(newkey, sizeof(newkey));
+}
+
 /* --- the store digest: one secret's rows replayed or removed --- */
 
 /* Copies id's rows (secrets, labels, versions) into tables PREFIX_s,
@@ -1698,6 +1936,8 @@ int main(void)
 	test_list_labels_merge();
 	test_incarnations();
 	test_deleted_ciphertext_gone();
+	test_undelete();
+	test_rekey();
 	test_digest();
 	test_digest_consistent();
 	test_upgrade_from_old_formats();

@@ -630,6 +630,69 @@ static void test_threads(void)
 	server_stop(s);
 }
 
+/* The rate limit: a burst, then no request before its slot; a call whose
+ * deadline comes first fails without sending anything (counted). */
+static void test_rate_limit(void)
+{
+	struct server *s = server_start(ANSWER, 200, "{}");
+	struct http_config cfg = { .endpoints = url_list,
+		                   .n_endpoints = 1,
+		                   .max_rate = 1,
+		                   .max_burst = 2,
+		                   .name = "test" };
+	struct http_client *c = NULL;
+	struct http_status st;
+
+	snprintf(urls[0], sizeof(urls[0]), "http://127.0.0.1:%d", s->port);
+	url_list[0] = urls[0];
+	REQUIRE(http_client_new(&cfg, &c) == 0);
+	CHECK_EQ(post(c, true, 5000, NULL), 0);
+	CHECK_EQ(post(c, true, 5000, NULL), 0);
+	CHECK_EQ(post(c, true, 50, &st), -ETIMEDOUT); /* the next slot is ~1 s away */
+	CHECK(strstr(st.reason, "rate limit") != NULL);
+	CHECK_EQ(atomic_load(&s->requests), 2);
+	CHECK_EQ(post(c, true, 5000, NULL), 0); /* waits for its slot */
+	CHECK_EQ(atomic_load(&s->requests), 3);
+	http_client_free(c);
+	server_stop(s);
+}
+
+/* A raw body with its own Content-Type, a wanted answer header, and the
+ * JSON of an error answer handed to the caller. */
+static void test_raw_body_and_error_json(void)
+{
+	struct server *s = server_start(ANSWER, 400, "{\"code\":\"INVALID_ARGUMENT\"}");
+	struct http_client *c = client(0, s->port, 0);
+	static const char form[] = "grant_type=client_credentials&client_secret=f0rm-s3cret";
+	json_t *err = NULL, *ans = NULL;
+	struct http_request req = { .method = "POST",
+		                    .path = "/oauth/token",
+		                    .raw_body = form,
+		                    .raw_len = sizeof(form) - 1,
+		                    .content_type = "application/x-www-form-urlencoded",
+		                    .want_header = "content-type",
+		                    .ret_error = &err,
+		                    .deadline = http_deadline(5000) };
+	struct http_status st;
+
+	CHECK_EQ(http_call(c, &req, &ans, &st), -EINVAL);
+	CHECK(json_is_object(err));
+	CHECK(strcmp(json_string_value(json_object_get(err, "code")), "INVALID_ARGUMENT") == 0);
+	CHECK(strcmp(st.header, "application/json") == 0);
+	CHECK_EQ(st.retry_after_s, -1);
+	CHECK(strstr(st.reason, "s3cret") == NULL);
+	pthread_mutex_lock(&s->lock);
+	CHECK(strstr(s->last, "Content-Type: application/x-www-form-urlencoded") != NULL);
+	CHECK(strstr(s->last, "Content-Type: application/json") == NULL);
+	pthread_mutex_unlock(&s->lock);
+	json_decref(err);
+	req.content_type = "a\r\nX-Injected: 1";
+	CHECK_EQ(http_call(c, &req, &ans, &st), -EINVAL);
+	CHECK_EQ(atomic_load(&s->requests), 1);
+	http_client_free(c);
+	server_stop(s);
+}
+
 int main(void)
 {
 	test_deadline_silent_server();
@@ -642,5 +705,7 @@ int main(void)
 	test_streams();
 	test_call_cancel();
 	test_threads();
+	test_rate_limit();
+	test_raw_body_and_error_json();
 	return harness_result("test_http");
 }

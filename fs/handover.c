@@ -1,0 +1,753 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Restart under a live mount.
+ *
+ * The kernel ends a FUSE connection only when the last file open on it
+ * (/dev/fuse) is closed.  So the daemon keeps a copy of its connection
+ * outside itself, and the next daemon takes it over: the mount never goes
+ * away, and callers block for the gap instead of failing.
+ *
+ *   Under systemd (FileDescriptorStoreMax=): the connection ("fuse") and
+ *   a memfd with the state below ("state") go to systemd's fd store and
+ *   come back as LISTEN_FDS after a crash (Restart=) or a restart.  A
+ *   restart job sends RestartKillSignal=SIGUSR1, on which the daemon ends
+ *   without unmounting; SIGTERM (systemctl stop) still unmounts.
+ *   Without systemd: -o takeover asks the daemon serving the mountpoint
+ *   over a unix socket (abstract, named after the mountpoint, the same
+ *   uid only), which ends its loop, writes the state and sends both
+ *   descriptors (SCM_RIGHTS); the new daemon serves once the old one has
+ *   exited (its end of the socket closes).
+ *
+ * The state (a memfd, rewritten in place: systemd holds the same file):
+ *   - the FUSE INIT request the kernel sent.  It comes once per
+ *     connection, and libfuse answers every request EIO until it has
+ *     seen one, so the new daemon's session reads the saved INIT first
+ *     (ho_read) and its reply, which the kernel does not expect, is
+ *     dropped (ho_writev);
+ *   - the inode table's secrets: ID, incarnation, inode number, lookup
+ *     count.  After the store is listed, each secret the kernel knows
+ *     gets the number it knows (handover_restore_inodes); inode numbers
+ *     are handed out in reserved blocks and the next daemon starts after
+ *     the block, so no number the kernel may hold is ever given to
+ *     something else.
+ * Written at start, when a secret is created (its number is new), on each
+ * new block, and at a handover.  The table is
+ * written to one of two regions and then made current by one small write
+ * with its checksum, so a daemon killed while writing leaves the previous
+ * table.  Scratch files and .versions inodes are not carried over: their
+ * numbers answer ESTALE, and the kernel looks the names up again.
+ *
+ * Open files: the kernel keeps their fh, a random token (ops_file.c); the
+ * new daemon has no handle for it and answers ESTALE: a file opened
+ * before a restart must be opened again (its value is in the old
+ * daemon's locked memory, which is gone, and is never written to the
+ * state).
+ *
+ * Requests the old daemon had read and not answered: the kernel resends
+ * them on FUSE_NOTIFY_RESEND (Linux 6.9).  On older kernels they stay
+ * unanswered until the connection ends; the daemon says so at start.
+ *
+ * A connection that cannot be taken over (no usable state) is aborted
+ * (/sys/fs/fuse/connections/N/abort) and the mount replaced by a new one.
+ *
+ * Not under -o run_as: the server is not the unit's main process and
+ * its keeper unmounts when the server exits (keeper.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fuse.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <sodium.h>
+#include <systemd/sd-daemon.h>
+
+#include "cmdline.h"
+#include "fs.h"
+#include "handover.h"
+#include "keeper.h"
+
+#ifndef FUSE_NOTIFY_RESEND
+#define FUSE_NOTIFY_RESEND 7 /* Linux 6.9, protocol 7.40 */
+#endif
+
+#define STATE_MAGIC "SFSHOV1"
+#define INIT_MAX 4000 /* a FUSE_INIT request is ~100 bytes */
+#define CUR_OFFSET 4064
+/* The two table regions: sparse, so only what is written takes memory. */
+#define REGION_OFFSET(r) ((off_t)1 << ((r) ? 34 : 24))
+#define REGION_MAX ((size_t)1 << 24)
+/* Inode numbers reserved at a time (each restart skips what is left). */
+#define INO_BLOCK 1024
+
+struct state_head {
+	char magic[8];
+	uint32_t init_len;
+	uint32_t pad;
+};
+
+struct state_cur {
+	uint64_t region, len;
+	uint8_t sum[16];
+};
+
+struct saved_ino {
+	char *id;
+	uint64_t ino, incarnation, nlookup;
+};
+
+static struct {
+	struct fs *fs;
+	int fuse_fd;  /* adopted connection; -1: mounted here */
+	int state_fd; /* the memfd; -1 if none */
+	bool adopted;
+	bool replay_pending, drop_reply;
+	uint8_t init[INIT_MAX];
+	uint32_t init_len; /* 0: no INIT seen yet */
+	uint64_t init_unique;
+	uint64_t region; /* the current table's */
+	struct saved_ino *saved;
+	size_t n_saved;
+	uint64_t saved_next;
+	int listen_fd, successor; /* -o takeover: ours, and a successor's */
+	pthread_t main_thread;
+	volatile sig_atomic_t handing_over;
+	/* adopted, the table not yet renumbered: nothing is written over the
+	 * saved state until then */
+	bool restore_pending;
+	pthread_mutex_t state_lock; /* state_write; a leaf, after fs->lock */
+} ho = { .fuse_fd = -1,
+	 .state_fd = -1,
+	 .listen_fd = -1,
+	 .successor = -1,
+	 .state_lock = PTHREAD_MUTEX_INITIALIZER };
+
+bool handover_handing_over(void)
+{
+	return ho.handing_over;
+}
+
+bool handover_adopted(void)
+{
+	return ho.adopted;
+}
+
+/* --- the state --- */
+
+/* All of len bytes at off, written (write) or read; 0 or -errno. */
+static int all_at(int fd, void *p, size_t len, off_t off, bool write)
+{
+	char *c = p;
+	while (len) {
+		ssize_t n = write ? pwrite(fd, c, len, off) : pread(fd, c, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		c += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+static int write_all_at(int fd, const void *p, size_t len, off_t off)
+{
+	return all_at(fd, (void *)p, len, off, true);
+}
+
+static int read_all_at(int fd, void *p, size_t len, off_t off)
+{
+	return all_at(fd, p, len, off, false);
+}
+
+/* A growing buffer for the table. */
+struct tbuf {
+	uint8_t *p;
+	size_t len, cap;
+	bool failed;
+};
+
+static void tput(struct tbuf *b, const void *p, size_t len)
+{
+	if (b->failed)
+		return;
+	if (b->len + len > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+		while (cap < b->len + len)
+			cap *= 2;
+		uint8_t *v = cap <= REGION_MAX ? realloc(b->p, cap) : NULL;
+		if (!v) {
+			b->failed = true;
+			return;
+		}
+		b->p = v;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, len);
+	b->len += len;
+}
+
+static void tput64(struct tbuf *b, uint64_t v)
+{
+	tput(b, &v, sizeof(v));
+}
+
+/* Writes the state; fs->lock held (read is enough).  Quiet unless it
+ * fails: it runs on every block of inode numbers. */
+static void state_write(struct fs *fs)
+{
+	if (ho.state_fd < 0 || !ho.init_len || ho.restore_pending)
+		return;
+	pthread_mutex_lock(&ho.state_lock);
+	struct state_head h = { .init_len = ho.init_len };
+	memcpy(h.magic, STATE_MAGIC, sizeof(h.magic));
+	struct tbuf b = { 0 };
+	uint64_t count = 0;
+	tput64(&b, fs->ino_reserved);
+	tput64(&b, 0); /* the count, filled in below */
+	for (fuse_ino_t i = INO_FIRST_FREE; i < fs->next_ino; i++) {
+		struct node *n = fs_node(fs, i);
+		if (!n || n->kind != NODE_SECRET || n->dead || !n->u.secret.meta.incarnation)
+			continue;
+		uint32_t idlen = (uint32_t)strlen(n->u.secret.meta.id);
+		tput64(&b, n->ino);
+		tput64(&b, n->u.secret.meta.incarnation);
+		tput64(&b, __atomic_load_n(&n->nlookup, __ATOMIC_RELAXED));
+		tput(&b, &idlen, sizeof(idlen));
+		tput(&b, n->u.secret.meta.id, idlen);
+		count++;
+	}
+	int r = b.failed ? -ENOMEM : 0;
+	struct state_cur cur = { .region = ho.region ^ 1, .len = b.len };
+	if (r == 0) {
+		memcpy(b.p + 8, &count, sizeof(count));
+		crypto_generichash(cur.sum, sizeof(cur.sum), b.p, b.len, NULL, 0);
+		r = write_all_at(ho.state_fd, &h, sizeof(h), 0);
+	}
+	if (r == 0)
+		r = write_all_at(ho.state_fd, ho.init, ho.init_len, sizeof(h));
+	if (r == 0)
+		r = write_all_at(ho.state_fd, b.p, b.len, REGION_OFFSET(cur.region));
+	/* The switch: one write of 32 bytes inside one page. */
+	if (r == 0)
+		r = write_all_at(ho.state_fd, &cur, sizeof(cur), CUR_OFFSET);
+	free(b.p);
+	if (r == 0) {
+		/* The old table's pages go. */
+		fallocate(ho.state_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		          REGION_OFFSET(ho.region), (off_t)REGION_MAX);
+		ho.region = cur.region;
+	}
+	pthread_mutex_unlock(&ho.state_lock);
+	if (r < 0)
+		log_error("cannot write the state a restarted daemon needs: %s; a restart "
+		          "will mount anew",
+		          strerrordesc_np(-r));
+}
+
+static uint64_t get64(const uint8_t **p)
+{
+	uint64_t v;
+	memcpy(&v, *p, sizeof(v));
+	*p += sizeof(v);
+	return v;
+}
+
+static void saved_free(void)
+{
+	for (size_t i = 0; ho.saved && i < ho.n_saved; i++)
+		free(ho.saved[i].id);
+	free(ho.saved);
+	ho.saved = NULL;
+	ho.n_saved = 0;
+}
+
+static int saved_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct saved_ino *)a)->id, ((const struct saved_ino *)b)->id);
+}
+
+/* Reads the state: 0, or why not (-EBADMSG: not whole). */
+static int state_read(int fd)
+{
+	struct state_head h = { 0 };
+	struct state_cur cur = { 0 };
+	int r = read_all_at(fd, &h, sizeof(h), 0);
+	if (r == 0 && (memcmp(h.magic, STATE_MAGIC, sizeof(h.magic)) != 0 || !h.init_len ||
+	               h.init_len > INIT_MAX || h.init_len < sizeof(struct fuse_in_header)))
+		r = -EBADMSG;
+	if (r == 0)
+		r = read_all_at(fd, ho.init, h.init_len, sizeof(h));
+	if (r == 0)
+		r = read_all_at(fd, &cur, sizeof(cur), CUR_OFFSET);
+	if (r == 0 && (cur.region > 1 || cur.len < 16 || cur.len > REGION_MAX))
+		r = -EBADMSG;
+	uint8_t *t = r == 0 ? malloc(cur.len) : NULL;
+	if (r == 0 && !t)
+		r = -ENOMEM;
+	if (r == 0)
+		r = read_all_at(fd, t, cur.len, REGION_OFFSET(cur.region));
+	uint8_t sum[16];
+	if (r == 0) {
+		crypto_generichash(sum, sizeof(sum), t, cur.len, NULL, 0);
+		if (sodium_memcmp(sum, cur.sum, sizeof(sum)) != 0)
+			r = -EBADMSG;
+	}
+	const uint8_t *p = t, *end = t + (r == 0 ? cur.len : 0);
+	uint64_t count = 0;
+	if (r == 0) {
+		ho.saved_next = get64(&p);
+		count = get64(&p);
+		if (count > cur.len / 28 ||
+		    !(ho.saved = calloc(count ? count : 1, sizeof(*ho.saved))))
+			r = count > cur.len / 28 ? -EBADMSG : -ENOMEM;
+	}
+	for (uint64_t i = 0; r == 0 && i < count; i++) {
+		struct saved_ino *s = &ho.saved[i];
+		uint32_t idlen;
+		if (end - p < 28) {
+			r = -EBADMSG;
+			break;
+		}
+		s->ino = get64(&p);
+		s->incarnation = get64(&p);
+		s->nlookup = get64(&p);
+		memcpy(&idlen, p, sizeof(idlen));
+		p += sizeof(idlen);
+		if ((size_t)(end - p) < idlen || s->ino < INO_FIRST_FREE ||
+		    s->ino >= ho.saved_next || !(s->id = strndup((const char *)p, idlen))) {
+			r = -EBADMSG;
+			break;
+		}
+		p += idlen;
+		ho.n_saved++;
+	}
+	free(t);
+	if (r < 0) {
+		saved_free();
+		return r;
+	}
+	qsort(ho.saved, ho.n_saved, sizeof(*ho.saved), saved_cmp);
+	ho.init_len = h.init_len;
+	ho.region = cur.region;
+	struct fuse_in_header in;
+	memcpy(&in, ho.init, sizeof(in)); /* ho.init has no alignment of its own */
+	ho.init_unique = in.unique;
+	return in.opcode == FUSE_INIT && in.len == h.init_len ? 0 : -EBADMSG;
+}
+
+static fuse_ino_t wanted_ino(const struct node *n, void *arg)
+{
+	struct saved_ino key = { .id = n->u.secret.meta.id };
+	const struct saved_ino *s = bsearch(&key, ho.saved, ho.n_saved, sizeof(*ho.saved),
+	                                    saved_cmp);
+	if (!s || s->incarnation != n->u.secret.meta.incarnation)
+		return 0;
+	*(uint64_t *)arg = s->nlookup;
+	return s->ino;
+}
+
+void handover_restore_inodes(struct fs *fs)
+{
+	if (!ho.restore_pending)
+		return;
+	size_t kept = fs_secrets_renumber(fs, wanted_ino, ho.saved_next);
+	log_info("took over the mount on %s: %zu of %zu secrets kept their inode numbers",
+	         fs->opt.mountpoint, kept, fs->by_id_count);
+	saved_free();
+	ho.restore_pending = false;
+	handover_reserve(fs);
+}
+
+void handover_secret_born(struct fs *fs)
+{
+	state_write(fs);
+}
+
+void handover_reserve(struct fs *fs)
+{
+	fs->ino_reserved = fs->next_ino + INO_BLOCK;
+	state_write(fs);
+}
+
+/* --- the session's I/O --- */
+
+static ssize_t ho_read(int fd, void *buf, size_t len, void *userdata)
+{
+	struct fs *fs = userdata;
+	if (__atomic_exchange_n(&ho.replay_pending, false, __ATOMIC_ACQ_REL)) {
+		memcpy(buf, ho.init, ho.init_len < len ? ho.init_len : len);
+		return ho.init_len;
+	}
+	ssize_t n = read(fd, buf, len);
+	const struct fuse_in_header *in = buf;
+	if (n >= (ssize_t)sizeof(*in) && in->opcode == FUSE_INIT && !ho.init_len &&
+	    (size_t)n <= INIT_MAX) {
+		memcpy(ho.init, buf, (size_t)n);
+		pthread_rwlock_rdlock(&fs->lock);
+		ho.init_len = (uint32_t)n;
+		state_write(fs);
+		pthread_rwlock_unlock(&fs->lock);
+	}
+	return n;
+}
+
+static ssize_t ho_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	if (__atomic_load_n(&ho.drop_reply, __ATOMIC_ACQUIRE) && count > 0 &&
+	    iov[0].iov_len >= sizeof(struct fuse_out_header) &&
+	    ((const struct fuse_out_header *)iov[0].iov_base)->unique == ho.init_unique &&
+	    __atomic_exchange_n(&ho.drop_reply, false, __ATOMIC_ACQ_REL)) {
+		/* the reply to the replayed INIT: the kernel had its answer */
+		ssize_t sum = 0;
+		for (int i = 0; i < count; i++)
+			sum += (ssize_t)iov[i].iov_len;
+		return sum;
+	}
+	return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io io = { .read = ho_read, .writev = ho_writev };
+
+/* --- the fd store --- */
+
+static bool under_systemd(const struct fs *fs)
+{
+	/* Under run_as the server is not the unit's main process. */
+	return getenv("NOTIFY_SOCKET") && !fs->opt.run_as;
+}
+
+static void fdstore(const struct fs *fs, int fd, const char *name)
+{
+	char msg[64];
+	snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s\nFDPOLL=0", name);
+	int r = under_systemd(fs) ? sd_pid_notify_with_fds(0, 0, msg, &fd, 1) : 0;
+	if (r < 0)
+		log_warn("cannot hand the %s descriptor to systemd's fd store: %s; a restart "
+		         "will mount anew",
+		         name, strerrordesc_np(-r));
+}
+
+/* The FUSE connection number of the secretsfs mount on mnt; -1 if none.
+ * Only mnt's parent is resolved: the mount itself may have no daemon to
+ * answer yet. */
+static long connection_of(const char *mnt)
+{
+	char *copy = strdup(mnt), *path = NULL;
+	char *slash = copy ? strrchr(copy, '/') : NULL;
+	unsigned long minor = 0;
+	long id = -1;
+	if (slash) {
+		*slash = '\0';
+		char *parent = realpath(copy[0] ? copy : "/", NULL);
+		if (parent &&
+		    asprintf(&path, "%s/%s", strcmp(parent, "/") ? parent : "", slash + 1) < 0)
+			path = NULL;
+		free(parent);
+	} else if (copy) {
+		char *cwd = getcwd(NULL, 0);
+		if (cwd && asprintf(&path, "%s/%s", cwd, copy) < 0)
+			path = NULL;
+		free(cwd);
+	}
+	if (path)
+		id = keeper_mount_of(path, &minor);
+	free(path);
+	free(copy);
+	return id < 0 ? -1 : (long)minor;
+}
+
+/* A connection that cannot be taken over ends, and its mount goes, so
+ * that a new one can be made: no daemon-less mount is left behind. */
+static void abandon(struct fs *fs, int fd, const char *why)
+{
+	long conn = connection_of(fs->opt.mountpoint);
+	log_warn("cannot take over the mount on %s (%s): aborting its connection and "
+	         "mounting anew",
+	         fs->opt.mountpoint, why);
+	if (conn >= 0) {
+		char path[64];
+		snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%ld/abort", conn);
+		int a = open(path, O_WRONLY | O_CLOEXEC);
+		if (a < 0 || write(a, "1", 1) != 1)
+			log_warn("%s: %s", path, strerrordesc_np(errno));
+		if (a >= 0)
+			close(a);
+		if (umount2(fs->opt.mountpoint, MNT_DETACH) < 0)
+			log_warn("cannot unmount %s: %s", fs->opt.mountpoint,
+			         strerrordesc_np(errno));
+	}
+	close(fd);
+	if (under_systemd(fs))
+		sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=fuse");
+}
+
+/* --- -o takeover --- */
+
+static int takeover_address(const char *mnt, struct sockaddr_un *sa, socklen_t *len)
+{
+	char *path = realpath(mnt, NULL);
+	if (!path)
+		return -errno;
+	uint8_t h[16];
+	crypto_generichash(h, sizeof(h), (const uint8_t *)path, strlen(path), NULL, 0);
+	free(path);
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	int n = snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1, "secretsfs/takeover/");
+	sodium_bin2hex(sa->sun_path + 1 + n, sizeof(sa->sun_path) - 1 - (size_t)n, h, sizeof(h));
+	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n + 32);
+	return 0;
+}
+
+/* The new daemon's side: the connection and the state from the one
+ * serving mnt, once it has stopped. */
+static int takeover_receive(struct fs *fs)
+{
+	struct sockaddr_un sa;
+	socklen_t len = 0;
+	const char *mnt = fs->opt.mountpoint;
+	int r = takeover_address(mnt, &sa, &len);
+	if (r < 0)
+		return -fail("-o takeover: %s: %s", mnt, strerrordesc_np(-r));
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0 || connect(s, (struct sockaddr *)&sa, len) < 0) {
+		int e = errno;
+		if (s >= 0)
+			close(s);
+		return -fail("-o takeover: no secretsfs serving %s answers (%s); is it running, "
+		             "as this user, without -o run_as?",
+		             mnt, strerrordesc_np(e));
+	}
+	char byte;
+	int fds[2] = { -1, -1 };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(fds))];
+	} u;
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov,
+		            .msg_iovlen = 1,
+		            .msg_control = u.buf,
+		            .msg_controllen = sizeof(u.buf) };
+	ssize_t n = recvmsg(s, &m, MSG_CMSG_CLOEXEC);
+	struct cmsghdr *c = n == 1 ? CMSG_FIRSTHDR(&m) : NULL;
+	if (c && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(fds)))
+		memcpy(fds, CMSG_DATA(c), sizeof(fds));
+	if (fds[0] < 0 || fds[1] < 0) {
+		close(s);
+		return -fail("-o takeover: the daemon serving %s did not hand over its "
+		             "connection (see its log)",
+		             mnt);
+	}
+	/* The old daemon exits now: its socket closes when it has.  Requests
+	 * it read and left are resent after that (handover_serving). */
+	while (read(s, &byte, 1) > 0 || errno == EINTR)
+		;
+	close(s);
+	ho.state_fd = fds[1];
+	if ((r = state_read(ho.state_fd)) < 0) {
+		/* it answered but its state is unusable: no mount is kept */
+		abandon(fs, fds[0], strerrordesc_np(-r));
+		return 0;
+	}
+	ho.fuse_fd = fds[0];
+	ho.restore_pending = true;
+	return 1;
+}
+
+/* The old daemon's side: a thread waiting for a successor. */
+static void *takeover_listen(void *arg)
+{
+	struct fs *fs = arg;
+	for (;;) {
+		int c = accept4(ho.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return NULL;
+		}
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+		if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 || cr.uid != geteuid()) {
+			log_warn("-o takeover refused to pid %d (uid %d): only uid %d may take "
+			         "over this mount",
+			         (int)cr.pid, (int)cr.uid, (int)geteuid());
+			close(c);
+			continue;
+		}
+		log_info("handing the mount on %s over to pid %d (-o takeover)", fs->opt.mountpoint,
+		         (int)cr.pid);
+		ho.successor = c;
+		ho.handing_over = 1;
+		fuse_session_exit(fs->se);
+		pthread_kill(ho.main_thread, SIGUSR1); /* out of its wait */
+		return NULL;
+	}
+}
+
+static void takeover_serve(struct fs *fs)
+{
+	struct sockaddr_un sa;
+	socklen_t len = 0;
+	pthread_t t;
+	int s = takeover_address(fs->opt.mountpoint, &sa, &len) == 0
+	          ? socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)
+	          : -1;
+	if (s >= 0 && bind(s, (struct sockaddr *)&sa, len) == 0 && listen(s, 4) == 0) {
+		ho.listen_fd = s;
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old); /* the thread takes no signal */
+		if (pthread_create(&t, NULL, takeover_listen, fs) == 0)
+			pthread_detach(t);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		return;
+	}
+	/* e.g. under PrivateNetwork= the address is another namespace's */
+	log_warn("-o takeover will not find this daemon: %s", strerrordesc_np(errno));
+	if (s >= 0)
+		close(s);
+}
+
+/* After the loop, handing over to -o takeover: the state, then both
+ * descriptors. */
+static void takeover_send(struct fs *fs)
+{
+	if (ho.successor < 0)
+		return;
+	/* The address is free before the successor has the connection: it
+	 * listens there itself as soon as it serves. */
+	close(ho.listen_fd);
+	ho.listen_fd = -1;
+	int fds[2] = { fuse_session_fd(fs->se), ho.state_fd };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(fds))];
+	} u;
+	memset(&u, 0, sizeof(u));
+	char byte = 1;
+	struct iovec iov = { &byte, 1 };
+	struct msghdr m = { .msg_iov = &iov,
+		            .msg_iovlen = 1,
+		            .msg_control = u.buf,
+		            .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(fds));
+	memcpy(CMSG_DATA(c), fds, sizeof(fds));
+	if (sendmsg(ho.successor, &m, MSG_NOSIGNAL) != 1)
+		log_error("-o takeover: could not send the connection: %s", strerrordesc_np(errno));
+	/* ho.successor stays open until this process exits */
+}
+
+/* --- start, serving, stop --- */
+
+static void on_restart_signal(int sig)
+{
+	ho.handing_over = 1;
+	if (ho.fs && ho.fs->se)
+		fuse_session_exit(ho.fs->se);
+}
+
+int handover_adopt(struct fs *fs, bool takeover)
+{
+	ho.fs = fs;
+	if (takeover)
+		return takeover_receive(fs);
+	char **names = NULL;
+	int n = fs->opt.run_as ? 0 : sd_listen_fds_with_names(1, &names);
+	int fuse = -1;
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+		if (strcmp(names[i], "fuse") == 0 && fuse < 0)
+			fuse = fd;
+		else if (strcmp(names[i], "state") == 0 && ho.state_fd < 0)
+			ho.state_fd = fd;
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		free(names[i]);
+	}
+	free(names);
+	if (fuse < 0)
+		return 0;
+	int r = ho.state_fd < 0 ? -ENOENT : state_read(ho.state_fd);
+	if (r == 0 && connection_of(fs->opt.mountpoint) < 0)
+		r = -ENOTCONN; /* unmounted meanwhile (umount -l) */
+	if (r < 0) {
+		abandon(fs, fuse,
+		        r == -ENOENT     ? "no state was stored with it"
+		        : r == -ENOTCONN ? "it is no longer mounted there"
+		                         : "its stored state is not whole");
+		return 0;
+	}
+	ho.fuse_fd = fuse;
+	ho.restore_pending = true;
+	return 1;
+}
+
+int handover_session(struct fs *fs)
+{
+	ho.fs = fs;
+	ho.main_thread = pthread_self(); /* the one that runs the loop */
+	int fd = ho.fuse_fd >= 0 ? ho.fuse_fd : fuse_session_fd(fs->se);
+	if (fuse_session_custom_io(fs->se, &io, fd) < 0)
+		return -fail("could not set up the FUSE session's I/O");
+	if (ho.fuse_fd >= 0) {
+		ho.adopted = true;
+		ho.replay_pending = true;
+		ho.drop_reply = true;
+	} else {
+		fdstore(fs, fd, "fuse");
+	}
+	if (ho.state_fd < 0 && !fs->opt.run_as) {
+		ho.state_fd = memfd_create("secretsfs-state", MFD_CLOEXEC);
+		if (ho.state_fd < 0)
+			log_warn("memfd_create: %s: a restart will mount anew",
+			         strerrordesc_np(errno));
+		else
+			fdstore(fs, ho.state_fd, "state");
+	}
+	struct sigaction sa = { .sa_handler = on_restart_signal };
+	sigemptyset(&sa.sa_mask);
+	if (!fs->opt.run_as)
+		sigaction(SIGUSR1, &sa, NULL);
+	if (!fs->opt.run_as)
+		takeover_serve(fs);
+	return 0;
+}
+
+void handover_serving(struct fs *fs)
+{
+	pthread_rwlock_rdlock(&fs->lock);
+	state_write(fs);
+	pthread_rwlock_unlock(&fs->lock);
+	if (!ho.adopted)
+		return;
+	struct fuse_out_header oh = { .len = sizeof(oh), .error = FUSE_NOTIFY_RESEND };
+	if (write(ho.fuse_fd, &oh, sizeof(oh)) != (ssize_t)sizeof(oh))
+		log_warn("this kernel does not resend the requests the old daemon had read "
+		         "(FUSE_NOTIFY_RESEND, Linux 6.9: %s): their callers wait until the "
+		         "mount ends",
+		         strerrordesc_np(errno));
+}
+
+void handover_finish(struct fs *fs)
+{
+	if (!ho.handing_over)
+		return;
+	pthread_rwlock_rdlock(&fs->lock);
+	state_write(fs);
+	pthread_rwlock_unlock(&fs->lock);
+	takeover_send(fs);
+}

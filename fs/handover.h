@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/* Restart under a live mount: the FUSE connection handed to the next
+ * daemon, through systemd's fd store or -o takeover (handover.c). */
+#ifndef SECRETSFS_HANDOVER_H
+#define SECRETSFS_HANDOVER_H
+
+#include <stdbool.h>
+
+struct fs;
+
+/* At start, before the mountpoint is looked at: a connection left in
+ * systemd's fd store (LISTEN_FDS "fuse" and "state") or, with -o
+ * takeover, received from the daemon serving the mountpoint.  1: adopted
+ * (serve it with handover_session, no mount); 0: mount as usual (a
+ * connection that cannot be adopted was aborted); <0: printed why not. */
+int handover_adopt(struct fs *fs, bool takeover);
+
+/* After fuse_session_new (and, unless adopted, fuse_session_mount): puts
+ * the session on its connection through handover.c's own I/O (which
+ * keeps the FUSE INIT for the next daemon, and replays it to this one
+ * after an adoption), stores the connection in systemd's fd store, and
+ * listens for -o takeover.  0 or printed why not. */
+int handover_session(struct fs *fs);
+
+/* Once the store is listed, fs->lock held for writing: secrets the
+ * kernel knows get the inode numbers it knows them by. */
+void handover_restore_inodes(struct fs *fs);
+
+/* Right before serving: the state written for a successor, requests
+ * the old daemon had read and not answered resent (FUSE_NOTIFY_RESEND). */
+void handover_serving(struct fs *fs);
+
+/* fs_node_new handed out the last reserved inode number: reserves more
+ * (fs->lock held for writing). */
+void handover_reserve(struct fs *fs);
+
+/* A secret got an inode number of its own (fs->lock held for writing):
+ * the state is written again, so a daemon killed from now on leaves it. */
+void handover_secret_born(struct fs *fs);
+
+/* After the loop, before the session goes: when handing over, the state
+ * written and, for -o takeover, both descriptors sent. */
+void handover_finish(struct fs *fs);
+
+/* After the loop: is the connection being handed over (then the mount
+ * stays), and did this daemon adopt it (then it unmounts itself). */
+bool handover_handing_over(void);
+bool handover_adopted(void);
+
+#endif

@@ -1,0 +1,135 @@
+#!/usr/bin/env bats
+# Restart under a live mount with systemd's fd store (issue 14): the
+# shipped secretsfs.service in a booted systemd 252 (tests/bats/nspawn.bash),
+# the daemon just built bound over /usr/local/bin.  Without systemd:
+# restart.bats.
+load helper
+load nspawn
+
+TOP=$BATS_TEST_DIRNAME/../..
+
+setup() {
+	W=$(nspawn_workdir)
+	sed 's|@bindir@|/usr/local/bin|g' "$TOP/systemd/secretsfs.service.in" \
+		>"$W/units/secretsfs.service"
+	cp "$SFS" "$W/bin/secretsfs"
+	head -c 3000 /dev/urandom >"$W/value"
+}
+
+teardown() {
+	[ -z "${W:-}" ] || rm -rf "$W"
+}
+
+need_nspawn() {
+	local why
+	why=$(nspawn_missing)
+	[ -z "$why" ] || skip "$why"
+}
+
+@test "fd store: a reader looping on cat through kill -9 (Restart=) and systemctl restart: no failed read, every value whole, the same inode, an fd opened before reads to the end" {
+	need_nspawn
+	cat >"$W/check.sh" <<'EOF2'
+K=/run/secretsfs/ai_gateway/OPENAI_API_KEY
+secretsfs init /var/lib/secretsfs
+systemctl start secretsfs.service
+cp /srv/t/value "$K"
+ino=$(stat -c %i "$K")
+exec 7<"$K"
+head -c 1000 <&7 >/tmp/got7 # GNU head leaves the offset at 1000
+(
+	ok=0 bad=0
+	while [ ! -e /tmp/stop ]; do
+		if cat "$K" >/tmp/got 2>>/srv/t-out/errors && cmp -s /tmp/got /srv/t/value; then
+			ok=$((ok + 1))
+		else
+			bad=$((bad + 1))
+		fi
+	done
+	echo "$ok $bad" >/srv/t-out/reads
+) &
+reader=$!
+pid=$(systemctl show -P MainPID secretsfs.service)
+systemctl kill --signal=SIGKILL secretsfs.service
+wait_restarted secretsfs.service 1
+pid2=$(systemctl show -P MainPID secretsfs.service)
+test "$pid2" != "$pid"
+systemctl restart secretsfs.service
+test "$(systemctl show -P ActiveState secretsfs.service)" = active
+test "$(systemctl show -P MainPID secretsfs.service)" != "$pid2"
+touch /tmp/stop
+wait "$reader"
+cat <&7 >>/tmp/got7
+exec 7<&-
+cmp /tmp/got7 /srv/t/value
+test "$(stat -c %i "$K")" = "$ino"
+test "$(grep -c ' /run/secretsfs fuse.secretsfs ' /proc/self/mounts)" = 1
+ls /run/secretsfs/ai_gateway >/srv/t-out/ls
+journalctl -u secretsfs.service -o cat >/srv/t-out/log
+systemctl stop secretsfs.service
+not grep -q ' /run/secretsfs ' /proc/self/mounts
+EOF2
+	nspawn_run "$W"
+	cat "$W/out/reads"
+	read -r ok bad <"$W/out/reads"
+	echo "reads: $ok whole, $bad failed" >&3
+	[ "$bad" = 0 ]
+	[ "$ok" -gt 0 ]
+	[ ! -s "$W/out/errors" ]
+	grep -qx OPENAI_API_KEY "$W/out/ls"
+	[ "$(grep -c 'took over the mount on /run/secretsfs: 1 of 1 secrets kept their inode numbers' "$W/out/log")" = 2 ]
+	grep -q 'handed the mount on /run/secretsfs over to the next daemon' "$W/out/log"
+	! grep -q 'cleaned up the dead secretsfs mount' "$W/out/log" || false
+	! grep -q 'does not resend' "$W/out/log" || false
+}
+
+@test "fd store: a stored connection whose mount is gone (umount -l) is dropped at the next start, which mounts anew" {
+	need_nspawn
+	cat >"$W/check.sh" <<'EOF2'
+secretsfs init /var/lib/secretsfs
+systemctl start secretsfs.service
+printf 'sk-1' >/run/secretsfs/ai_gateway/OPENAI_API_KEY
+# a file open on it keeps the detached mount's connection alive
+exec 9</run/secretsfs/ai_gateway/OPENAI_API_KEY
+umount -l /run/secretsfs
+not grep -q ' /run/secretsfs fuse.secretsfs ' /proc/self/mounts
+systemctl restart secretsfs.service
+# the old connection ended: its file cannot be read any more
+not cat <&9 2>/srv/t-out/old-fd
+exec 9<&-
+test "$(grep -c ' /run/secretsfs fuse.secretsfs ' /proc/self/mounts)" = 1
+test "$(cat /run/secretsfs/ai_gateway/OPENAI_API_KEY)" = sk-1
+# and the new mount's connection is the one stored now: a crash keeps it
+systemctl kill --signal=SIGKILL secretsfs.service
+wait_restarted secretsfs.service 1
+test "$(cat /run/secretsfs/ai_gateway/OPENAI_API_KEY)" = sk-1
+journalctl -u secretsfs.service -o cat >/srv/t-out/log
+EOF2
+	nspawn_run "$W"
+	cat "$W/out/old-fd"
+	grep -q 'cannot take over the mount on /run/secretsfs (it is no longer mounted there): aborting its connection and mounting anew' "$W/out/log"
+	grep -q 'took over the mount on /run/secretsfs: 1 of 1 secrets kept their inode numbers' "$W/out/log"
+}
+
+@test "fd store: a stored state that is not whole (overwritten, then kill -9) is refused: the old connection is dropped, the next daemon mounts anew and serves" {
+	need_nspawn
+	cat >"$W/check.sh" <<'EOF2'
+secretsfs init /var/lib/secretsfs
+systemctl start secretsfs.service
+printf 'sk-1' >/run/secretsfs/ai_gateway/OPENAI_API_KEY
+pid=$(systemctl show -P MainPID secretsfs.service)
+n=
+for f in /proc/$pid/fd/*; do
+	case "$(readlink "$f")" in /memfd:secretsfs-state*) n=$f ;; esac
+done
+test -n "$n"
+printf 'XXXXXXXX' | dd of="$n" conv=notrunc status=none
+systemctl kill --signal=SIGKILL secretsfs.service
+wait_restarted secretsfs.service 1
+test "$(grep -c ' /run/secretsfs fuse.secretsfs ' /proc/self/mounts)" = 1
+test "$(cat /run/secretsfs/ai_gateway/OPENAI_API_KEY)" = sk-1
+journalctl -u secretsfs.service -o cat >/srv/t-out/log
+EOF2
+	nspawn_run "$W"
+	grep -q 'cannot take over the mount on /run/secretsfs (its stored state is not whole): aborting its connection and mounting anew' "$W/out/log"
+	! grep -q 'took over the mount' "$W/out/log" || false
+}
