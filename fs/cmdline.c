@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "cmdline.h"
+#include "etcd.h"
+#include "etcd_conn.h"
 
 void cmdline_usage(FILE *out)
 {
@@ -182,6 +184,11 @@ static const char *const our_options[] = {
 	"keep_versions=",
 	"stale=",
 	"cache=",
+	"cacert=",
+	"cert=",
+	"certkey=",
+	"etcd_user=",
+	"etcd_password=",
 	"uid=",
 	"gid=",
 	"dir_mode=",
@@ -301,6 +308,21 @@ static int parse_option(struct cmdline *c, const char *o)
 	} else if (strncmp(o, "cache=", 6) == 0 && o[6]) {
 		free(c->opt.cache_file);
 		c->opt.cache_file = strdup(o + 6);
+	} else if (strncmp(o, "cacert=", 7) == 0 && o[7]) {
+		free(c->opt.cacert);
+		c->opt.cacert = strdup(o + 7);
+	} else if (strncmp(o, "cert=", 5) == 0 && o[5]) {
+		free(c->opt.cert);
+		c->opt.cert = strdup(o + 5);
+	} else if (strncmp(o, "certkey=", 8) == 0 && o[8]) {
+		free(c->opt.certkey);
+		c->opt.certkey = strdup(o + 8);
+	} else if (strncmp(o, "etcd_user=", 10) == 0 && o[10]) {
+		free(c->opt.etcd_user);
+		c->opt.etcd_user = strdup(o + 10);
+	} else if (strncmp(o, "etcd_password=", 14) == 0 && o[14]) {
+		free(c->opt.etcd_password_file);
+		c->opt.etcd_password_file = strdup(o + 14);
 	} else if (strncmp(o, "keep_versions=", 14) == 0) {
 		if (!parse_uint(o + 14, 10, 1000, &v) || v == 0)
 			return fail("keep_versions must be 1 to 1000, not '%s'", o + 14);
@@ -449,12 +471,12 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 	if (!c->opt.store_dir)
 		return fail("store %s: %s", positional[0], strerrordesc_np(errno));
 	c->opt.mountpoint = strdup(positional[1]);
+	bool etcd = etcd_store_source(positional[0]);
 	/* An etcd store has no directory of its own to keep its key or
 	 * host-attrs beside it. */
-	if (strncmp(positional[0], "etcd://", 7) == 0 && !c->opt.key_file &&
-	    !getenv("CREDENTIALS_DIRECTORY"))
+	if (etcd && !c->opt.key_file && !getenv("CREDENTIALS_DIRECTORY"))
 		return fail("%s: an etcd store needs its key: -o key=FILE", positional[0]);
-	if (strncmp(positional[0], "etcd://", 7) == 0 && !c->opt.attrs_file)
+	if (etcd && !c->opt.attrs_file)
 		return fail("%s: an etcd store needs -o attrs=FILE (where chmod and chown are "
 		            "kept on this host)",
 		            positional[0]);
@@ -463,11 +485,17 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 		return fail("out of memory");
 	/* the etcd store's sealed cache sits beside host-attrs (a directory
 	 * of this host's that -o run_as keeps writable) */
-	if (strncmp(positional[0], "etcd://", 7) == 0 && !c->opt.cache_file &&
+	if (etcd && !c->opt.cache_file &&
 	    asprintf(&c->opt.cache_file, "%s.etcd-cache", c->opt.attrs_file) < 0)
 		return fail("out of memory");
-	if (c->opt.cache_file && strncmp(positional[0], "etcd://", 7) != 0)
+	if (c->opt.cache_file && !etcd)
 		return fail("-o cache= is for etcd stores only");
+	if (!etcd && (c->opt.cacert || c->opt.cert || c->opt.certkey || c->opt.etcd_user ||
+	              c->opt.etcd_password_file))
+		return fail("-o cacert=, cert=, certkey=, etcd_user= and etcd_password= are for "
+		            "etcd stores only");
+	if (etcd && cmdline_etcd_password_default(&c->opt))
+		return 1;
 	if (c->opt.read_only && !c->file_mode_set)
 		c->opt.file_mode = 0400;
 	for (int sc = 0; sc < SCOPE_COUNT && c->opt.fast; sc++)
@@ -484,8 +512,36 @@ void cmdline_free(struct cmdline *c)
 	free(c->opt.key_file);
 	free(c->opt.attrs_file);
 	free(c->opt.cache_file);
+	free(c->opt.cacert);
+	free(c->opt.cert);
+	free(c->opt.certkey);
+	free(c->opt.etcd_user);
+	free(c->opt.etcd_password_file);
 	free(c->opt.run_as);
 	free(c->audit);
 	policy_clear(&c->policy);
 	fuse_opt_free_args(&c->fuse_args);
+}
+
+int cmdline_etcd_password_default(struct fs_options *o)
+{
+	const char *creds = getenv("CREDENTIALS_DIRECTORY");
+	if (!o->etcd_user || o->etcd_password_file || !creds)
+		return 0;
+	if (asprintf(&o->etcd_password_file, "%s/%s", creds, ETCD_PASSWORD_CREDENTIAL) < 0) {
+		o->etcd_password_file = NULL;
+		return fail("out of memory");
+	}
+	return 0;
+}
+
+struct store_remote cmdline_store_remote(const struct fs_options *o)
+{
+	return (struct store_remote){
+		.cacert = o->cacert,
+		.cert = o->cert,
+		.certkey = o->certkey,
+		.user = o->etcd_user,
+		.password_file = o->etcd_password_file,
+	};
 }

@@ -161,6 +161,8 @@ struct fs_options {
 	char *key_file;
 	char *attrs_file; /* this host's chmod/chown (hostattrs.h) */
 	char *cache_file; /* etcd: the sealed cache (store_config.cache_file) */
+	/* etcd+https and etcd auth (store_config.remote) */
+	char *cacert, *cert, *certkey, *etcd_user, *etcd_password_file;
 	unsigned keep_versions;
 	int64_t stale_ns; /* -o stale= (store_config.stale_ns) */
 	bool read_only;

@@ -10,7 +10,13 @@
 #   etcd_restart I              start it again, wait until healthy
 #   etcd_wait [I...]            wait until these (default: running) are healthy
 #   etcd_url I                  member I's client URL
-#   etcd_ctl ARGS...            etcdctl against every member
+#   etcd_ctl ARGS...            etcdctl against every member (TLS files and
+#                               root's login added when those are on)
+#   etcd_auth PREFIX            etcd auth on: users root and fleet (readwrite
+#                               on PREFIX); passwords in $ETCD_DIR/*.password
+# With ETCD_CLUSTER_TLS=1 the members speak TLS to clients and require a
+# client certificate (files in $ETCD_DIR/tls; see tests/tools/etcd-cluster);
+# ETCD_CLUSTER_TOKEN_TTL=N shortens etcd's auth token TTL.
 # A test that does not reach its teardown (bats killed) still leaves
 # nothing running: the harness's watchdog stops the members when the bats
 # process that started them exits.
@@ -35,9 +41,8 @@ etcd_restart() { "$ETCD_CLUSTER" restart "$ETCD_DIR" "$1"; }
 etcd_wait() { "$ETCD_CLUSTER" wait "$ETCD_DIR" "$@"; }
 etcd_url() { "$ETCD_CLUSTER" url "$ETCD_DIR" "$1"; }
 
-etcd_ctl() {
-	etcdctl --endpoints "$ETCD_ENDPOINTS" --dial-timeout 2s --command-timeout 10s "$@"
-}
+etcd_ctl() { "$ETCD_CLUSTER" ctl "$ETCD_DIR" "$@"; }
+etcd_auth() { "$ETCD_CLUSTER" auth "$ETCD_DIR" "$1"; }
 
 # etcd_teardown: every member killed, the dir removed (its logs printed
 # first if the test failed, for bats to show).
