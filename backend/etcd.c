@@ -516,12 +516,6 @@ static int digest_check(struct store *s, const struct etcd_range_result *all, bo
 
 /* --- open, close, init --- */
 
-bool etcd_store_source(const char *source)
-{
-	return source &&
-	       (strncmp(source, "etcd://", 7) == 0 || strncmp(source, "etcd+https://", 13) == 0);
-}
-
 /* etcd://H:P[,H:P...]/PREFIX -> endpoint URLs (http://H:P; https://H:P
  * for etcd+https://) and "/PREFIX". */
 static int parse_source(const char *source, char ***ret_eps, size_t *ret_n, char **ret_prefix)

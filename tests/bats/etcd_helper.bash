@@ -14,6 +14,13 @@
 #                               root's login added when those are on)
 #   etcd_auth PREFIX            etcd auth on: users root and fleet (readwrite
 #                               on PREFIX); passwords in $ETCD_DIR/*.password
+# Mounts of an etcd store ("hosts"), for tests with $T (their dir), $SRC
+# and $KEY set and PIDS=() in setup:
+#   etcd_host NAME [OPTIONS]    mounts SRC on $T/NAME in the foreground (log
+#                               $T/log.NAME, pid in PID_NAME), waits until
+#                               it answers
+#   etcd_hosts_teardown         unmounts them, fails if a sanitizer spoke in
+#                               a log, removes $T, stops the cluster
 # With ETCD_CLUSTER_TLS=1 the members speak TLS to clients and require a
 # client certificate (files in $ETCD_DIR/tls; see tests/tools/etcd-cluster);
 # ETCD_CLUSTER_TOKEN_TTL=N shortens etcd's auth token TTL.
@@ -70,4 +77,34 @@ eventually() {
 		sleep 0.02
 	done
 	"$@"
+}
+
+etcd_host() {
+	local m=$T/$1
+	"$SFS" "$SRC" "$m" -f -o "key=$KEY,attrs=$T/attrs.$1${2:+,$2}" 2>>"$T/log.$1" &
+	PIDS+=($!)
+	eval "PID_$1=$!"
+	for _ in $(seq 1 400); do
+		grep -qF " $m fuse.secretsfs " /proc/mounts && [ -d "$m/ai_agent" ] && return 0
+		kill -0 "$!" 2>/dev/null || { cat "$T/log.$1" >&2; return 1; }
+		sleep 0.05
+	done
+	cat "$T/log.$1" >&2
+	return 1
+}
+
+etcd_hosts_teardown() {
+	local m p rc=0
+	for m in "$T"/*/; do
+		m=${m%/}
+		grep -qF " $m fuse.secretsfs " /proc/mounts && fusermount3 -u "$m" 2>/dev/null
+	done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	if grep -qE 'AddressSanitizer|runtime error|LeakSanitizer' "$T"/log.* 2>/dev/null; then
+		cat "$T"/log.* >&2
+		rc=1
+	fi
+	rm -rf "$T"
+	etcd_teardown
+	return $rc
 }

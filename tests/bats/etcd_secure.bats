@@ -15,21 +15,7 @@ setup() {
 	PIDS=()
 }
 
-teardown() {
-	local m
-	for m in "$T/a" "$T/b"; do
-		grep -qF " $m fuse.secretsfs " /proc/mounts && fusermount3 -u "$m" 2>/dev/null
-	done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	local rc=0
-	if grep -qE 'AddressSanitizer|runtime error|LeakSanitizer' "$T"/log.* 2>/dev/null; then
-		cat "$T"/log.* >&2
-		rc=1
-	fi
-	rm -rf "$T"
-	etcd_teardown
-	return $rc
-}
+teardown() { etcd_hosts_teardown; }
 
 # tls_cluster N: N members speaking TLS; SRC is the etcd+https:// source,
 # TLS the options that reach it (this cluster's CA, the client certificate)
@@ -37,22 +23,6 @@ tls_cluster() {
 	ETCD_CLUSTER_TLS=1 etcd_start "$1"
 	SRC="etcd+https://${ETCD_ENDPOINTS//https:\/\//}/fleet"
 	TLS="cacert=$ETCD_DIR/tls/ca.pem,cert=$ETCD_DIR/tls/client.pem,certkey=$ETCD_DIR/tls/client.key"
-}
-
-# host NAME OPTIONS: mounts SRC on $T/NAME in the foreground (log
-# $T/log.NAME), waits until it answers
-host() {
-	local m=$T/$1
-	"$SFS" "$SRC" "$m" -f -o "key=$KEY,attrs=$T/attrs.$1,$2" 2>>"$T/log.$1" &
-	PIDS+=($!)
-	eval "PID_$1=$!"
-	for _ in $(seq 1 400); do
-		grep -qF " $m fuse.secretsfs " /proc/mounts && [ -d "$m/ai_agent" ] && return 0
-		kill -0 "$!" 2>/dev/null || { cat "$T/log.$1" >&2; return 1; }
-		sleep 0.05
-	done
-	cat "$T/log.$1" >&2
-	return 1
 }
 
 not_mounted() {
@@ -80,8 +50,8 @@ fleet_password() {
 	etcd_ctl get --keys-only /fleet/identity | grep -qx /fleet/identity
 	fails "already holds a store" "$SFS" init "$SRC" -o "key=$KEY,$TLS"
 
-	host a "$TLS"
-	host b "$TLS"
+	etcd_host a "$TLS"
+	etcd_host b "$TLS"
 	printf 'sk-over-tls-7f1e' >"$T/a/ai_agent/TLS_KEY"
 	eventually expect_value "$T/b/ai_agent/TLS_KEY" 'sk-over-tls-7f1e'
 	printf 'sk-over-tls-rotated' >"$T/b/ai_agent/.TLS_KEY.new"
@@ -185,13 +155,13 @@ fleet_password() {
 
 	# the right one, its first line only (CRLF too), from a file
 	(umask 077 && printf '%s\r\nsecond line\n' "$PW" >"$T/pw.crlf")
-	host a "etcd_user=fleet,etcd_password=$T/pw.crlf"
+	etcd_host a "etcd_user=fleet,etcd_password=$T/pw.crlf"
 	printf 'sk-behind-auth' >"$T/a/ai_agent/AUTH_KEY"
 	expect_value "$T/a/ai_agent/AUTH_KEY" 'sk-behind-auth'
 	# and by default from systemd's credential, never from argv or environment
 	mkdir -m 0700 "$T/creds"
 	cp "$T/pw" "$T/creds/etcd.password"
-	CREDENTIALS_DIRECTORY=$T/creds host b "etcd_user=fleet"
+	CREDENTIALS_DIRECTORY=$T/creds etcd_host b "etcd_user=fleet"
 	eventually expect_value "$T/b/ai_agent/AUTH_KEY" 'sk-behind-auth'
 	local p
 	for p in "$PID_a" "$PID_b"; do
@@ -213,7 +183,7 @@ fleet_password() {
 	fleet_password
 	local auth="$TLS,etcd_user=fleet,etcd_password=$T/pw"
 	"$SFS" init "$SRC" -o "key=$KEY,$auth" >/dev/null
-	host a "$auth"
+	etcd_host a "$auth"
 	printf 'before-the-lapse' >"$T/a/ai_agent/LAPSE"
 	# etcd logs each token it lets lapse: once two of fleet's are gone,
 	# init's and the mount's are (only a new login would make a third)
@@ -230,7 +200,7 @@ fleet_password() {
 	# new login and brings A's next change (a new name: B's listing comes
 	# from its watch alone, B makes no call that could log in for it); A's
 	# next write logs in again too
-	host b "$auth"
+	etcd_host b "$auth"
 	expect_value "$T/b/ai_agent/LAPSE" 'after-the-lapse'
 	etcd_ctl user passwd fleet --interactive=false <"$T/pw" >/dev/null
 	etcd_stop 1
