@@ -40,6 +40,7 @@
 
 #include "crypto.h"
 #include "etcd.h"
+#include "etcd_conn.h"
 #include "etcd_kv.h"
 #include "etcd_replica.h"
 #include "log.h"
@@ -515,17 +516,14 @@ static int digest_check(struct store *s, const struct etcd_range_result *all, bo
 
 /* --- open, close, init --- */
 
-bool etcd_store_source(const char *source)
-{
-	return source && strncmp(source, "etcd://", 7) == 0;
-}
-
-/* etcd://H:P[,H:P...]/PREFIX -> endpoint URLs and "/PREFIX". */
+/* etcd://H:P[,H:P...]/PREFIX -> endpoint URLs (http://H:P; https://H:P
+ * for etcd+https://) and "/PREFIX". */
 static int parse_source(const char *source, char ***ret_eps, size_t *ret_n, char **ret_prefix)
 {
 	if (!etcd_store_source(source))
 		return -EINVAL;
-	const char *hosts = source + 7, *slash = strchr(hosts, '/');
+	bool https = strncmp(source, "etcd+https://", 13) == 0;
+	const char *hosts = source + (https ? 13 : 7), *slash = strchr(hosts, '/');
 	if (!slash || slash == hosts)
 		return -EINVAL;
 	char *prefix = strdup(slash);
@@ -544,7 +542,7 @@ static int parse_source(const char *source, char ***ret_eps, size_t *ret_n, char
 	     t = strtok_r(NULL, ",", &save)) {
 		if (n == HTTP_ENDPOINTS_MAX || !strchr(t, ':') || strpbrk(t, "@?#"))
 			r = -EINVAL;
-		else if (asprintf(&eps[n], "http://%s", t) < 0)
+		else if (asprintf(&eps[n], "%s://%s", https ? "https" : "http", t) < 0)
 			r = -ENOMEM;
 		else
 			n++;
@@ -579,7 +577,10 @@ static void store_free(struct store *s)
 	free(s);
 }
 
-static int store_connect(const char *source, struct store **ret)
+/* The source parsed, its client set up and logged in (etcd_conn.h).  A
+ * refusal has its reason in why. */
+static int store_connect(const char *source, const struct store_remote *rem, struct store **ret,
+                         char *why, size_t why_size)
 {
 	char **eps = NULL;
 	size_t n = 0;
@@ -587,16 +588,13 @@ static int store_connect(const char *source, struct store **ret)
 	if (!s)
 		return -ENOMEM;
 	int r = parse_source(source, &eps, &n, &s->prefix);
+	if (r == -EINVAL)
+		snprintf(why, why_size,
+		         "%s: not an etcd store source (etcd://HOST:PORT[,...]/PREFIX or "
+		         "etcd+https://…)",
+		         source);
 	if (r == 0) {
-		struct etcd_kv_config cfg = {
-			.endpoints = (const char *const *)eps,
-			.n_endpoints = n,
-			.connect_timeout_ms = 2000,
-			.attempt_timeout_ms = 4000,
-			.retries = 3,
-			.backoff_ms = 100,
-		};
-		r = etcd_kv_open(&cfg, &s->kv);
+		r = etcd_conn_open((const char *const *)eps, n, rem, &s->kv, why, why_size);
 		for (size_t i = 0; i < n; i++)
 			free(eps[i]);
 		free(eps);
@@ -623,7 +621,7 @@ static size_t keycheck_ad(const uint8_t id[SEAL_STORE_ID_BYTES], uint8_t *ad)
 static int open_cache(struct store *s, const char *path, const char *ik, int err,
                       struct etcd_range_result *res)
 {
-	char why[PATH_MAX + 200];
+	char why[PATH_MAX + 200] = "";
 	int64_t saved = 0;
 	int r = etcd_replica_new(s->kv, s->prefix, &s->rep);
 	if (r == 0)
@@ -667,7 +665,10 @@ static int etcd_open(const struct store_config *cfg, struct store **ret_store)
 		return -EINVAL;
 	if (crypto_init() < 0)
 		return -EIO;
-	int r = store_connect(cfg->source, &s);
+	char why[PATH_MAX + 400] = "";
+	int r = store_connect(cfg->source, &cfg->remote, &s, why, sizeof(why));
+	if (r < 0 && why[0])
+		log_error("etcd store: %s", why);
 	if (r < 0)
 		return r;
 	s->keep_versions = cfg->keep_versions ? cfg->keep_versions
@@ -676,7 +677,8 @@ static int etcd_open(const struct store_config *cfg, struct store **ret_store)
 	s->stale_ns = cfg->stale_ns;
 	char *ik = key_fmt(s, "identity", NULL, 0, 0);
 	r = ik ? range_key(s, ik, 0, deadline, &res) : -ENOMEM;
-	if (r < 0 && r != -ENOMEM && cfg->cache_file && ik)
+	/* etcd away: the cache; not when it refused us (TLS, login) */
+	if (r < 0 && r != -ENOMEM && r != -EPROTO && r != -EACCES && cfg->cache_file && ik)
 		r = open_cache(s, cfg->cache_file, ik, r, &res);
 	free(ik);
 	if (r == 0 && res.n == 0)
@@ -747,7 +749,8 @@ static void etcd_close(struct store *s)
 	store_free(s);
 }
 
-int etcd_store_init(const char *source, const uint8_t *key, char *why, size_t why_size)
+int etcd_store_init(const char *source, const struct store_remote *remote, const uint8_t *key,
+                    char *why, size_t why_size)
 {
 	struct store *s = NULL;
 	struct etcd_range_result res = { 0 };
@@ -765,10 +768,12 @@ int etcd_store_init(const char *source, const uint8_t *key, char *why, size_t wh
 		return -EINVAL;
 	if (crypto_init() < 0)
 		return -EIO;
-	int r = store_connect(source, &s);
-	if (r == -EINVAL && why)
-		snprintf(why, why_size,
-		         "%s: not an etcd store source (etcd://HOST:PORT[,...]/PREFIX)", source);
+	char local[8];
+	if (!why || !why_size) {
+		why = local;
+		why_size = sizeof(local);
+	}
+	int r = store_connect(source, remote, &s, why, why_size);
 	if (r < 0)
 		return r;
 	/* nothing at all under PREFIX/ */

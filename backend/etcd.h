@@ -6,6 +6,9 @@
  * store".
  *
  *   source: etcd://HOST:PORT[,HOST:PORT...]/PREFIX   (plain http)
+ *           etcd+https://HOST:PORT[,...]/PREFIX      (TLS: store_remote's
+ *                                                    cacert, cert, certkey)
+ * and etcd auth with store_remote's user and password_file (etcd_conn.h).
  *
  * Notes on the ops beyond store.h:
  *  - open: -EINVAL for a source that does not parse, -ENOENT if PREFIX
@@ -28,8 +31,10 @@
 #ifndef SECRETSFS_ETCD_H
 #define SECRETSFS_ETCD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "store.h"
 
@@ -38,13 +43,19 @@
 
 extern const struct store_ops etcd_store_ops;
 
-/* Does source name an etcd store (etcd://)? */
-bool etcd_store_source(const char *source);
+/* Does source name an etcd store (etcd:// or etcd+https://)?  Inline:
+ * the command line (and its fuzz target) asks without the store. */
+static inline bool etcd_store_source(const char *source)
+{
+	return source &&
+	       (strncmp(source, "etcd://", 7) == 0 || strncmp(source, "etcd+https://", 13) == 0);
+}
 
 /* Creates a new, empty store under the source's PREFIX, sealed for key
  * (STORE_KEY_BYTES): its identity and head, in one create-if-absent Txn.
  * -EEXIST if PREFIX already holds keys (a store or anything else), with a
  * one-line reason in why (empty if none) for every refusal. */
-int etcd_store_init(const char *source, const uint8_t *key, char *why, size_t why_size);
+int etcd_store_init(const char *source, const struct store_remote *remote, const uint8_t *key,
+                    char *why, size_t why_size);
 
 #endif

@@ -375,7 +375,12 @@ static int call(struct etcd_kv *kv, const char *path, json_t *body, bool idempot
 	if (!body)
 		return -ENOMEM;
 	r = http_call(kv->http, &req, ret, st);
-	if (r == -EACCES && st->code == 401 && kv->user && reauthenticate(kv, deadline) == 0)
+	/* 401: the token lapsed; "user name is empty": there is none yet (the
+	 * first login found etcd away, etcd_kv_authenticate) */
+	bool no_token = r == -EINVAL && st->code == 400 &&
+	                strstr(st->reason, "etcdserver: user name is empty");
+	if (((r == -EACCES && st->code == 401) || no_token) && kv->user &&
+	    reauthenticate(kv, deadline) == 0)
 		r = http_call(kv->http, &req, ret, st);
 	json_decref(body);
 	return auth_errno(r, st);
@@ -443,7 +448,9 @@ int etcd_kv_authenticate(struct etcd_kv *kv, const char *user, const char *passw
 	}
 	pthread_mutex_lock(&kv->auth_lock);
 	r = login(kv, u, p, deadline, status);
-	if (r == 0) {
+	/* kept also when etcd did not answer, to log in once it does; not
+	 * when it refused them */
+	if (r != -EACCES && r != -EINVAL && r != -EPROTO && r != -ENOMEM) {
 		sodium_free(kv->user);
 		sodium_free(kv->password);
 		kv->user = u;
@@ -834,6 +841,7 @@ struct watch_ctx {
 	void *arg;
 	struct etcd_watch_end *end;
 	char message[HTTP_REASON_MAX]; /* of etcd's {"error":…} */
+	bool unauthenticated;          /* canceled: the token lapsed, or none */
 };
 
 static int parse_event(const json_t *o, struct etcd_event *e)
@@ -885,7 +893,10 @@ static int on_watch_object(json_t *o, void *arg)
 			return -ESTALE;
 		snprintf(w->message, sizeof(w->message), "etcd canceled the watch: %.160s",
 		         m ? m : "(no reason)");
-		return -EIO;
+		/* a watch is refused this way, in a 200 answer, not with a 401 */
+		w->unauthenticated = m && (strstr(m, "etcdserver: invalid auth token") ||
+		                           strstr(m, "etcdserver: user name is empty"));
+		return w->unauthenticated ? -EACCES : -EIO;
 	}
 	if (bad)
 		return -EIO;
@@ -943,6 +954,14 @@ int etcd_kv_watch(struct etcd_kv *kv, const struct etcd_watch *w, etcd_watch_fn 
 		return -ENOMEM;
 	}
 	r = http_stream(kv->http, &req, w->idle_timeout_ms, on_watch_object, &ctx, st);
+	/* the token lapsed (or the first login found etcd away): log in, once,
+	 * and create the watch again (nothing was delivered before) */
+	if (r == -EACCES && ctx.unauthenticated && kv->user &&
+	    reauthenticate(kv, http_deadline(10000)) == 0) {
+		ctx = (struct watch_ctx){ .fn = fn, .arg = arg, .end = end };
+		memset(end, 0, sizeof(*end));
+		r = http_stream(kv->http, &req, w->idle_timeout_ms, on_watch_object, &ctx, st);
+	}
 	json_decref(body);
 	if (ctx.message[0])
 		snprintf(st->reason, sizeof(st->reason), "%s", ctx.message);

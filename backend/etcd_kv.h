@@ -58,7 +58,9 @@ struct http_client *etcd_kv_http(struct etcd_kv *kv);
 /* Logs in as user (etcd auth): the token goes into every later request,
  * and user and password are kept, in locked memory, to log in again once
  * when etcd says the token is no longer valid (simple tokens lapse after
- * 5 idle minutes). */
+ * 5 idle minutes).  They are kept too when the login failed because etcd
+ * could not be reached (not when it refused them: -EACCES, or -EPROTO for
+ * TLS), so that the first call that finds etcd back logs in. */
 int etcd_kv_authenticate(struct etcd_kv *kv, const char *user, const char *password,
                          int64_t deadline, struct http_status *status);
 
@@ -237,7 +239,9 @@ struct etcd_watch_end {
 	int64_t compact_revision; /* > 0 with -ESTALE */
 };
 
-/* Runs the watch in this thread until it ends: 0 (fn asked), -ESTALE
+/* Runs the watch in this thread until it ends.  A watch etcd cancels for
+ * a lapsed token logs in again once and starts over (as calls do on a
+ * 401); refused again, it ends with -EACCES.  Ends: 0 (fn asked), -ESTALE
  * (start_revision was compacted: list again at end.compact_revision or
  * later and watch from there), -ECANCELED, -ETIMEDOUT (idle), -EIO (etcd
  * ended it with an error, e.g. no leader), -ECONNRESET (the stream ended),

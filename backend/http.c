@@ -234,11 +234,29 @@ static int curl_errno(CURLcode cc)
 	case CURLE_COULDNT_RESOLVE_HOST:
 	case CURLE_COULDNT_RESOLVE_PROXY:
 		return -EHOSTUNREACH;
+	/* TLS refused: a configuration to fix, not an outage to wait out */
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_ENGINE_NOTFOUND:
+		return -EPROTO;
 	case CURLE_OUT_OF_MEMORY:
 		return -ENOMEM;
 	default:
 		return -EIO;
 	}
+}
+
+/* The server ended the TLS session with an alert where an answer was due:
+ * with TLS 1.3 a refused client certificate (none, or one of another CA)
+ * shows only then, as "…alert certificate required" or "…alert bad
+ * certificate" on the first read.  The server handled no request. */
+static bool tls_alert(CURLcode cc, const char *errbuf)
+{
+	return (cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR) &&
+	       strstr(errbuf, "SSL routines") && strstr(errbuf, " alert ");
 }
 
 /* Failures before the request went out: another endpoint is always safe. */
@@ -839,10 +857,11 @@ static int attempt(struct http_client *c, struct xfer *x, size_t ep, int64_t tim
 	}
 	if (cc != CURLE_OK) {
 		WHAT("%.200s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc));
-		x->verdict = unsent(cc, sent) ? V_NEXT_ANY : V_NEXT_IDEMPOTENT;
+		bool alert = tls_alert(cc, x->errbuf);
+		x->verdict = alert || unsent(cc, sent) ? V_NEXT_ANY : V_NEXT_IDEMPOTENT;
 		if (x->delivered)
 			x->verdict = V_DONE; /* the caller has seen part of it */
-		return curl_errno(cc);
+		return alert ? -EPROTO : curl_errno(cc);
 	}
 	r = status_errno(x->code);
 	if (r < 0) {
@@ -934,6 +953,7 @@ static int run(struct http_client *c, struct xfer *x, struct http_status *status
 	long best_code = 0;
 	unsigned round = 0;
 	int r, best = 0;
+	size_t round_tls = 0; /* endpoints of this round that refused TLS */
 
 	memset(st, 0, sizeof(*st));
 	st->retry_after_s = -1;
@@ -1008,10 +1028,13 @@ static int run(struct http_client *c, struct xfer *x, struct http_status *status
 		}
 		if (x->verdict == V_DONE || (x->verdict == V_NEXT_IDEMPOTENT && !req->idempotent))
 			break;
+		round_tls += r == -EPROTO;
 		if (tried % c->n_endpoints)
 			continue; /* the next endpoint of this round */
-		if (x->is_stream || round >= c->retries)
+		/* TLS refused everywhere: a configuration to fix, no retry will */
+		if (x->is_stream || round >= c->retries || round_tls == c->n_endpoints)
 			break;
+		round_tls = 0;
 		round++;
 		x->retry_after_ms = backoff(c, round, x->retry_after_ms);
 		if (deadline && http_now_ms() + x->retry_after_ms >= deadline)

@@ -36,7 +36,9 @@
  * config.retries more rounds and never past the deadline.
  *
  * Errors are -errno: -ETIMEDOUT (the deadline passed), -EHOSTUNREACH (no
- * endpoint could be reached), -EINVAL (400 and other 4xx), -EACCES (401,
+ * endpoint could be reached), -EPROTO (TLS failed: the server's
+ * certificate did not verify, a CA or client certificate file is bad, the
+ * handshake was refused), -EINVAL (400 and other 4xx), -EACCES (401,
  * 403), -ENOENT (404), -EEXIST (409), -EAGAIN (429), -EMSGSIZE (answer over
  * max_response), -ECANCELED (cancelled), -EIO (5xx, a broken connection, an
  * answer that is not JSON).  The error of an endpoint that answered wins

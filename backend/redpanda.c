@@ -688,7 +688,7 @@ static int rp_open(const struct store_config *cfg, struct store **ret_store)
 		struct http_config api = {
 			.endpoints = api_ep,
 			.n_endpoints = 1,
-			.cacert = cfg->cacert,
+			.cacert = cfg->remote.cacert,
 			.retries = 4,
 			.backoff_ms = 200,
 			.max_rate = RP_MAX_RATE,
@@ -700,7 +700,7 @@ static int rp_open(const struct store_config *cfg, struct store **ret_store)
 		struct http_config auth = {
 			.endpoints = auth_ep,
 			.n_endpoints = 1,
-			.cacert = cfg->cacert,
+			.cacert = cfg->remote.cacert,
 			.retries = 0,
 			.max_rate = 1,
 			.max_burst = 2,

@@ -129,20 +129,36 @@ enum {
 };
 
 /* What a store was opened with (from the command line). */
+/* How a remote store is reached and logged in to (etcd: etcd+https://
+ * and etcd auth).  Paths; the store checks and reads them. */
+/* How to reach a remote store: TLS (etcd+https, Redpanda Cloud) and etcd
+ * auth. */
+struct store_remote {
+	const char *cacert;         /* CA to verify the server against; NULL:
+	                              the system's */
+	const char *cert, *certkey; /* client certificate and its private key
+	                               (owned by this uid, 0600 or tighter);
+	                               NULL: none */
+	const char *user;           /* etcd user; NULL: no login */
+	const char *password_file;  /* its password: the first line (owned by
+	                              this uid, 0600 or tighter) */
+};
+
 struct store_config {
 	const char *source;     /* the store's location: a directory, URL… */
 	const uint8_t *key;     /* STORE_KEY_BYTES of key material, locked;
 	                               the store copies what it needs */
 	unsigned keep_versions; /* how many versions to keep, >= 1 */
 	bool read_only;
-	bool reseal_digest; /* a store whose rows do not match its digest is
+	bool reseal_digest;     /* a store whose rows do not match its digest is
 	                       accepted as it is and its digest made again
 	                       (-o reseal_digest, after a repair by hand) */
 	const char *cache_file; /* a remote store's sealed copy on this host
 	                           (its values sealed, never plaintext), to
 	                           start from while the store cannot be
 	                           reached; NULL: none */
-	int64_t stale_ns;   /* a remote store that cannot be reached: how long
+	struct store_remote remote;
+	int64_t stale_ns; /* a remote store that cannot be reached: how long
 	                       after it was last reachable its values may still
 	                       be served from a local copy (0: never) */
 	/* STORE_CAP_UNDELETE: how long delete_secret keeps a deleted secret
@@ -150,7 +166,6 @@ struct store_config {
 	 * 0: it is purged at once, as stores without the capability do. */
 	int64_t keep_deleted_ns;
 	/* Remote stores (NULL or -1 when not given: the store's defaults) */
-	const char *cacert;      /* -o cacert=: PEM CA bundle for TLS */
 	const char *credentials; /* -o credentials=: Redpanda Cloud's OAuth
 	                            client file */
 	const char *token_url;   /* -o token_url= */

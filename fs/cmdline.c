@@ -9,20 +9,23 @@
 #include <string.h>
 
 #include "cmdline.h"
+#include "etcd.h"
+#include "etcd_conn.h"
 
 void cmdline_usage(FILE *out)
 {
 	fprintf(out,
 	        "usage: secretsfs init DIR [-o key=FILE]\n"
-	        "       secretsfs init etcd://HOST:PORT[,HOST:PORT...]/PREFIX -o key=FILE\n"
+	        "       secretsfs init etcd[+https]://HOST:PORT[,HOST:PORT...]/PREFIX -o "
+	        "key=FILE[,...]\n"
 	        "       secretsfs list MOUNTPOINT [--label KEY=VALUE]... [--scope SCOPE] "
 	        "[--json]\n"
 	        "       secretsfs backup DIR FILE\n"
 	        "       secretsfs restore FILE DIR\n"
 	        "       secretsfs rekey DIR\n"
 	        "       secretsfs DIR MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d] [-s]\n"
-	        "       secretsfs etcd://HOST:PORT[,...]/PREFIX MOUNTPOINT -o key=FILE,attrs=FILE "
-	        "[...]\n"
+	        "       secretsfs etcd[+https]://HOST:PORT[,...]/PREFIX MOUNTPOINT -o "
+	        "key=FILE,attrs=FILE[,...]\n"
 	        "       secretsfs redpanda:https://DATAPLANE-URL MOUNTPOINT -o credentials=FILE "
 	        "[...]\n"
 	        "\n"
@@ -59,6 +62,9 @@ void cmdline_usage(FILE *out)
 	        "                         key, which becomes DIR/key; made first as\n"
 	        "                         DIR/key.new, the old key opening the store until\n"
 	        "                         all is sealed again: killed, run it again\n"
+	        "                         FILE (a new one, 0400, if FILE does not exist);\n"
+	        "                         etcd+https:// for TLS; takes cacert=, cert=,\n"
+	        "                         certkey=, etcd_user=, etcd_password= as a mount does\n"
 	        "\n"
 	        "options:\n"
 	        "  -o key=FILE            the store key (default: $CREDENTIALS_DIRECTORY/%s\n"
@@ -77,6 +83,17 @@ void cmdline_usage(FILE *out)
 	        "                         only, for mv /.deleted/ID SCOPE/ID to restore it;\n"
 	        "                         rm there purges it.  Ns, Nm, Nh, Nd; 0: purge at\n"
 	        "                         once (default 7d)\n"
+	        "  -o cacert=FILE         etcd+https, Redpanda Cloud: verify the server's\n"
+	        "                         certificate against this CA (PEM; default: the\n"
+	        "                         system's CAs)\n"
+	        "  -o cert=FILE,certkey=FILE\n"
+	        "                         etcd+https: the client certificate and its key (the\n"
+	        "                         key refused if group or others can read it)\n"
+	        "  -o etcd_user=NAME      etcd auth: log in as NAME (again when the token\n"
+	        "                         lapses); the password from etcd_password=, else\n"
+	        "                         $CREDENTIALS_DIRECTORY/" ETCD_PASSWORD_CREDENTIAL "\n"
+	        "  -o etcd_password=FILE  the password: FILE's first line (refused if group\n"
+	        "                         or others can read it); never argv or environment\n"
 	        "  -o attrs=FILE          where chmod and chown of secrets and scopes are kept\n"
 	        "                         across remounts (default: DIR/host-attrs)\n"
 	        "  -o credentials=FILE    Redpanda Cloud: the OAuth client, lines client_id=…\n"
@@ -87,8 +104,6 @@ void cmdline_usage(FILE *out)
 	        "                         https://auth.prd.cloud.redpanda.com/oauth/token)\n"
 	        "  -o audience=NAME       Redpanda Cloud: the token's audience (default\n"
 	        "                         cloudv2-production.redpanda.cloud)\n"
-	        "  -o cacert=FILE         Redpanda Cloud: PEM CA bundle for a private CA\n"
-	        "                         (default: the system's CAs)\n"
 	        "  -o poll=SECONDS        Redpanda Cloud: list the store every SECONDS for\n"
 	        "                         changes made elsewhere (default 30; 0: never)\n"
 	        "  -o ro                  read-only: every change is refused with EROFS\n"
@@ -230,6 +245,10 @@ static const char *const our_options[] = {
 	"stale=",
 	"cache=",
 	"keep_deleted=",
+	"cert=",
+	"certkey=",
+	"etcd_user=",
+	"etcd_password=",
 	"uid=",
 	"gid=",
 	"dir_mode=",
@@ -382,6 +401,18 @@ static int parse_option(struct cmdline *c, const char *o)
 	} else if (strncmp(o, "cache=", 6) == 0 && o[6]) {
 		free(c->opt.cache_file);
 		c->opt.cache_file = strdup(o + 6);
+	} else if (strncmp(o, "cert=", 5) == 0 && o[5]) {
+		free(c->opt.cert);
+		c->opt.cert = strdup(o + 5);
+	} else if (strncmp(o, "certkey=", 8) == 0 && o[8]) {
+		free(c->opt.certkey);
+		c->opt.certkey = strdup(o + 8);
+	} else if (strncmp(o, "etcd_user=", 10) == 0 && o[10]) {
+		free(c->opt.etcd_user);
+		c->opt.etcd_user = strdup(o + 10);
+	} else if (strncmp(o, "etcd_password=", 14) == 0 && o[14]) {
+		free(c->opt.etcd_password_file);
+		c->opt.etcd_password_file = strdup(o + 14);
 	} else if (strncmp(o, "keep_versions=", 14) == 0) {
 		if (!parse_uint(o + 14, 10, 1000, &v) || v == 0)
 			return fail("keep_versions must be 1 to 1000, not '%s'", o + 14);
@@ -549,12 +580,12 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 	if (!c->opt.store_dir)
 		return fail("store %s: %s", positional[0], strerrordesc_np(errno));
 	c->opt.mountpoint = strdup(positional[1]);
+	bool etcd = etcd_store_source(positional[0]);
 	/* An etcd store has no directory of its own to keep its key or
 	 * host-attrs beside it. */
-	if (strncmp(positional[0], "etcd://", 7) == 0 && !c->opt.key_file &&
-	    !getenv("CREDENTIALS_DIRECTORY"))
+	if (etcd && !c->opt.key_file && !getenv("CREDENTIALS_DIRECTORY"))
 		return fail("%s: an etcd store needs its key: -o key=FILE", positional[0]);
-	if (strncmp(positional[0], "etcd://", 7) == 0 && !c->opt.attrs_file)
+	if (etcd && !c->opt.attrs_file)
 		return fail("%s: an etcd store needs -o attrs=FILE (where chmod and chown are "
 		            "kept on this host)",
 		            positional[0]);
@@ -572,11 +603,19 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 		return fail("out of memory");
 	/* the etcd store's sealed cache sits beside host-attrs (a directory
 	 * of this host's that -o run_as keeps writable) */
-	if (strncmp(positional[0], "etcd://", 7) == 0 && !c->opt.cache_file &&
+	if (etcd && !c->opt.cache_file &&
 	    asprintf(&c->opt.cache_file, "%s.etcd-cache", c->opt.attrs_file) < 0)
 		return fail("out of memory");
-	if (c->opt.cache_file && strncmp(positional[0], "etcd://", 7) != 0)
+	if (c->opt.cache_file && !etcd)
 		return fail("-o cache= is for etcd stores only");
+	bool redpanda = strncmp(positional[0], "redpanda:", 9) == 0;
+	if (!etcd && !redpanda && c->opt.cacert)
+		return fail("-o cacert= is for etcd+https and Redpanda Cloud stores only");
+	if (!etcd && (c->opt.cert || c->opt.certkey || c->opt.etcd_user || c->opt.etcd_password_file))
+		return fail("-o cert=, certkey=, etcd_user= and etcd_password= are for etcd stores "
+		            "only");
+	if (etcd && cmdline_etcd_password_default(&c->opt))
+		return 1;
 	if (c->opt.read_only && !c->file_mode_set)
 		c->opt.file_mode = 0400;
 	if (c->policy.restart_on_rotate && !c->opt.credsocket)
@@ -603,9 +642,36 @@ void cmdline_free(struct cmdline *c)
 	free(c->opt.token_url);
 	free(c->opt.audience);
 	free(c->opt.cacert);
+	free(c->opt.cert);
+	free(c->opt.certkey);
+	free(c->opt.etcd_user);
+	free(c->opt.etcd_password_file);
 	free(c->opt.run_as);
 	free(c->opt.credsocket);
 	free(c->audit);
 	policy_clear(&c->policy);
 	fuse_opt_free_args(&c->fuse_args);
+}
+
+int cmdline_etcd_password_default(struct fs_options *o)
+{
+	const char *creds = getenv("CREDENTIALS_DIRECTORY");
+	if (!o->etcd_user || o->etcd_password_file || !creds)
+		return 0;
+	if (asprintf(&o->etcd_password_file, "%s/%s", creds, ETCD_PASSWORD_CREDENTIAL) < 0) {
+		o->etcd_password_file = NULL;
+		return fail("out of memory");
+	}
+	return 0;
+}
+
+struct store_remote cmdline_store_remote(const struct fs_options *o)
+{
+	return (struct store_remote){
+		.cacert = o->cacert,
+		.cert = o->cert,
+		.certkey = o->certkey,
+		.user = o->etcd_user,
+		.password_file = o->etcd_password_file,
+	};
 }

@@ -33,5 +33,11 @@ const char *did_you_mean(const char *word, const char *const *choices, size_t n)
 int fail_unknown_scope(const char *in, const char *scope);
 int cmdline_parse_options(struct cmdline *c, const char *list);
 void cmdline_free(struct cmdline *c);
+/* -o etcd_user= without -o etcd_password=: systemd's credential
+ * $CREDENTIALS_DIRECTORY/etcd.password, if systemd passes credentials.
+ * 0, or 1 after saying why not (out of memory). */
+int cmdline_etcd_password_default(struct fs_options *o);
+/* The store_remote of these options (borrowing their strings). */
+struct store_remote cmdline_store_remote(const struct fs_options *o);
 
 #endif

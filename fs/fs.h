@@ -184,9 +184,11 @@ struct fs_options {
 	                     kept (a Redpanda Cloud mount without -o attrs=) */
 	char *cache_file; /* etcd: the sealed cache (store_config.cache_file) */
 	/* remote stores: -o credentials=, token_url=, audience=, cacert=,
-	 * poll= (-1: the store's default) */
+	 * poll= (-1: the store's default); etcd+https and etcd auth:
+	 * cacert=, cert=, certkey=, etcd_user=, etcd_password= (store_config.remote) */
 	char *credentials, *token_url, *audience, *cacert;
 	int poll_s;
+	char *cert, *certkey, *etcd_user, *etcd_password_file;
 	unsigned keep_versions;
 	int64_t keep_deleted_ns; /* -o keep_deleted; 0: deleted secrets purged at once */
 	int64_t stale_ns;        /* -o stale= (store_config.stale_ns) */

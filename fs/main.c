@@ -46,7 +46,8 @@
 /* secretsfs init etcd://…/PREFIX -o key=FILE: a new key in FILE unless it
  * exists (made through its directory's fd, O_EXCL, never read back by
  * name), then the store's identity under PREFIX. */
-static int cmd_init_etcd(const char *source, const char *key_file)
+static int cmd_init_etcd(const char *source, const char *key_file,
+                         const struct store_remote *remote)
 {
 	char why[2 * PATH_MAX + 160] = "";
 	uint8_t *key = NULL;
@@ -77,7 +78,7 @@ static int cmd_init_etcd(const char *source, const char *key_file)
 		         r == -EINVAL ? "not a 32-byte key" : strerrordesc_np(-r));
 	}
 	if (r == 0) {
-		r = etcd_store_init(source, key, why, sizeof(why));
+		r = etcd_store_init(source, remote, key, why, sizeof(why));
 		if (r < 0 && !why[0])
 			snprintf(why, sizeof(why), "cannot create a store at %s: %s", source,
 			         strerrordesc_np(-r));
@@ -97,6 +98,51 @@ static int cmd_init_etcd(const char *source, const char *key_file)
 		       "keep a copy somewhere safe\n",
 		       key_file);
 	return 0;
+}
+
+/* secretsfs init etcd…://…/PREFIX -o key=FILE[,OPTION…] (options: key and
+ * the connection's, nothing else): parsed as a mount's are. */
+static int init_etcd(int argc, char **argv, const char *source)
+{
+	static const char *const allowed[] = { "key=",     "cacert=",    "cert=",
+		                               "certkey=", "etcd_user=", "etcd_password=" };
+	struct cmdline c = { .fuse_args = FUSE_ARGS_INIT(0, NULL) };
+	int r = 0;
+	for (int i = 0; i < argc && r == 0; i++) {
+		const char *list = strcmp(argv[i], "-o") == 0 && i + 1 < argc   ? argv[++i]
+		                 : strncmp(argv[i], "-o", 2) == 0 && argv[i][2] ? argv[i] + 2
+		                                                                : NULL;
+		if (!list) {
+			r = fail("usage: secretsfs init etcd://HOST:PORT[,…]/PREFIX -o "
+			         "key=FILE[,cacert=FILE,cert=FILE,certkey=FILE,etcd_user=NAME,"
+			         "etcd_password=FILE]");
+			break;
+		}
+		char *copy = strdup(list), *save = NULL;
+		for (char *o = copy ? strtok_r(copy, ",", &save) : NULL; o && r == 0;
+		     o = strtok_r(NULL, ",", &save)) {
+			bool ok = false;
+			for (size_t j = 0; j < sizeof(allowed) / sizeof(allowed[0]); j++)
+				ok = ok || strncmp(o, allowed[j], strlen(allowed[j])) == 0;
+			r = ok ? cmdline_parse_options(&c, o)
+			       : fail("init: -o %s is not an option of init (key=, cacert=, cert=, "
+			              "certkey=, etcd_user=, etcd_password=)",
+			              o);
+		}
+		if (!copy)
+			r = fail("out of memory");
+		free(copy);
+	}
+	if (r == 0 && (!c.opt.key_file || !c.opt.key_file[0]))
+		r = fail("usage: secretsfs init etcd://HOST:PORT[,…]/PREFIX -o key=FILE[,…]");
+	if (r == 0)
+		r = cmdline_etcd_password_default(&c.opt);
+	if (r == 0) {
+		struct store_remote rem = cmdline_store_remote(&c.opt);
+		r = cmd_init_etcd(source, c.opt.key_file, &rem);
+	}
+	cmdline_free(&c);
+	return r;
 }
 
 /* secretsfs init DIR [-o key=FILE]: the key in DIR/key, or made new at
@@ -255,15 +301,6 @@ static int cmd_rekey(const char *dir)
  * Cloud store (no key: it holds no values of ours to seal). */
 static int choose_store(const char *source, const struct store_ops **ret)
 {
-	static const struct {
-		const char *prefix, *name;
-	} remote[] = {
-		{ "etcd+https://", "etcd over TLS" },
-	};
-	for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
-		if (strncmp(source, remote[i].prefix, strlen(remote[i].prefix)) == 0)
-			return fail("%s: this build of secretsfs has no %s store yet", source,
-			            remote[i].name);
 	if (etcd_store_source(source)) {
 		*ret = &etcd_store_ops;
 		return 0;
@@ -566,10 +603,10 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		.keep_versions = fs->opt.keep_versions,
 		.stale_ns = fs->opt.stale_ns,
 		.cache_file = fs->opt.cache_file,
+		.remote = cmdline_store_remote(&fs->opt),
 		.read_only = fs->opt.read_only,
 		.reseal_digest = fs->opt.reseal_digest,
 		.keep_deleted_ns = fs->opt.keep_deleted_ns,
-		.cacert = fs->opt.cacert,
 		.credentials = fs->opt.credentials,
 		.token_url = fs->opt.token_url,
 		.audience = fs->opt.audience,
@@ -590,6 +627,8 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		r = fail("the key in %s does not open the store in %s (wrong key)", kp, dir);
 	else if (r == -EBUSY)
 		r = fail_busy(dir);
+	else if (r == -EPROTO) /* the store logged which endpoint and why */
+		r = fail("cannot open the store in %s: TLS with etcd failed; nothing mounted", dir);
 	else if (r < 0)
 		r = fail("cannot open the store in %s: %s", dir, strerrordesc_np(-r));
 	free(kp);
@@ -1138,11 +1177,8 @@ int main(int argc, char **argv)
 		else if (argc == 4 && strncmp(argv[3], "-okey=", 6) == 0)
 			k = argv[3] + 6;
 		bool etcd = argc >= 3 && etcd_store_source(argv[2]);
-		if (etcd && (!k || !k[0]))
-			return fail(
-			    "usage: secretsfs init etcd://HOST:PORT[,…]/PREFIX -o key=FILE");
 		if (etcd)
-			return cmd_init_etcd(argv[2], k);
+			return init_etcd(argc - 3, argv + 3, argv[2]);
 		if ((argc != 3 && !k) || (k && !k[0]))
 			return fail("usage: secretsfs init DIR [-o key=FILE] | init "
 			            "etcd://HOST:PORT[,…]/PREFIX -o key=FILE");

@@ -10,7 +10,20 @@
 #   etcd_restart I              start it again, wait until healthy
 #   etcd_wait [I...]            wait until these (default: running) are healthy
 #   etcd_url I                  member I's client URL
-#   etcd_ctl ARGS...            etcdctl against every member
+#   etcd_ctl ARGS...            etcdctl against every member (TLS files and
+#                               root's login added when those are on)
+#   etcd_auth PREFIX            etcd auth on: users root and fleet (readwrite
+#                               on PREFIX); passwords in $ETCD_DIR/*.password
+# Mounts of an etcd store ("hosts"), for tests with $T (their dir), $SRC
+# and $KEY set and PIDS=() in setup:
+#   etcd_host NAME [OPTIONS]    mounts SRC on $T/NAME in the foreground (log
+#                               $T/log.NAME, pid in PID_NAME), waits until
+#                               it answers
+#   etcd_hosts_teardown         unmounts them, fails if a sanitizer spoke in
+#                               a log, removes $T, stops the cluster
+# With ETCD_CLUSTER_TLS=1 the members speak TLS to clients and require a
+# client certificate (files in $ETCD_DIR/tls; see tests/tools/etcd-cluster);
+# ETCD_CLUSTER_TOKEN_TTL=N shortens etcd's auth token TTL.
 # A test that does not reach its teardown (bats killed) still leaves
 # nothing running: the harness's watchdog stops the members when the bats
 # process that started them exits.
@@ -35,9 +48,8 @@ etcd_restart() { "$ETCD_CLUSTER" restart "$ETCD_DIR" "$1"; }
 etcd_wait() { "$ETCD_CLUSTER" wait "$ETCD_DIR" "$@"; }
 etcd_url() { "$ETCD_CLUSTER" url "$ETCD_DIR" "$1"; }
 
-etcd_ctl() {
-	etcdctl --endpoints "$ETCD_ENDPOINTS" --dial-timeout 2s --command-timeout 10s "$@"
-}
+etcd_ctl() { "$ETCD_CLUSTER" ctl "$ETCD_DIR" "$@"; }
+etcd_auth() { "$ETCD_CLUSTER" auth "$ETCD_DIR" "$1"; }
 
 # etcd_teardown: every member killed, the dir removed (its logs printed
 # first if the test failed, for bats to show).
@@ -65,4 +77,34 @@ eventually() {
 		sleep 0.02
 	done
 	"$@"
+}
+
+etcd_host() {
+	local m=$T/$1
+	"$SFS" "$SRC" "$m" -f -o "key=$KEY,attrs=$T/attrs.$1${2:+,$2}" 2>>"$T/log.$1" &
+	PIDS+=($!)
+	eval "PID_$1=$!"
+	for _ in $(seq 1 400); do
+		grep -qF " $m fuse.secretsfs " /proc/mounts && [ -d "$m/ai_agent" ] && return 0
+		kill -0 "$!" 2>/dev/null || { cat "$T/log.$1" >&2; return 1; }
+		sleep 0.05
+	done
+	cat "$T/log.$1" >&2
+	return 1
+}
+
+etcd_hosts_teardown() {
+	local m p rc=0
+	for m in "$T"/*/; do
+		m=${m%/}
+		grep -qF " $m fuse.secretsfs " /proc/mounts && fusermount3 -u "$m" 2>/dev/null
+	done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	if grep -qE 'AddressSanitizer|runtime error|LeakSanitizer' "$T"/log.* 2>/dev/null; then
+		cat "$T"/log.* >&2
+		rc=1
+	fi
+	rm -rf "$T"
+	etcd_teardown
+	return $rc
 }

@@ -17,21 +17,7 @@ setup() {
 	PIDS=()
 }
 
-teardown() {
-	local m
-	for m in "$T/a" "$T/b"; do
-		grep -qF " $m fuse.secretsfs " /proc/mounts && fusermount3 -u "$m" 2>/dev/null
-	done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	local rc=0
-	if grep -qE 'AddressSanitizer|runtime error|LeakSanitizer' "$T"/log.* 2>/dev/null; then
-		cat "$T"/log.* >&2
-		rc=1
-	fi
-	rm -rf "$T"
-	etcd_teardown
-	return $rc
-}
+teardown() { etcd_hosts_teardown; }
 
 # no_quorum: member 3, the one left, refuses a linearizable read (it may
 # still think it has a leader for a moment after the others died)
@@ -40,20 +26,8 @@ no_quorum() {
 		get /fleet/head >/dev/null 2>&1
 }
 
-# host NAME: mounts the store on $T/NAME (log $T/log.NAME), waits until it answers
-host() {
-	local m=$T/$1
-	"$SFS" "$SRC" "$m" -f -o "key=$KEY,attrs=$T/attrs.$1" 2>>"$T/log.$1" &
-	PIDS+=($!)
-	eval "PID_$1=$!"
-	for _ in $(seq 1 400); do
-		grep -qF " $m fuse.secretsfs " /proc/mounts && [ -d "$m/ai_agent" ] && return 0
-		kill -0 "$!" 2>/dev/null || { cat "$T/log.$1" >&2; return 1; }
-		sleep 0.05
-	done
-	cat "$T/log.$1" >&2
-	return 1
-}
+# host NAME: mounts the store on $T/NAME (etcd_helper.bash)
+host() { etcd_host "$1"; }
 
 # unhost NAME: unmounts it; the daemon exits 0
 unhost() {

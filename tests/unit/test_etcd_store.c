@@ -113,15 +113,15 @@ static void test_init(void)
 	struct store *s = NULL;
 
 	CHECK_EQ(open_store(src, key_a, 0, &s), -ENOENT);
-	CHECK_EQ(etcd_store_init(src, key_a, why, sizeof(why)), 0);
+	CHECK_EQ(etcd_store_init(src, NULL, key_a, why, sizeof(why)), 0);
 	/* a second init on the same prefix is refused, with a reason */
-	CHECK_EQ(etcd_store_init(src, key_b, why, sizeof(why)), -EEXIST);
+	CHECK_EQ(etcd_store_init(src, NULL, key_b, why, sizeof(why)), -EEXIST);
 	CHECK(strstr(why, "already holds") != NULL);
 	CHECK_EQ(open_store(src, key_b, 0, &s), -EKEYREJECTED);
 	REQUIRE(open_store(src, key_a, 0, &s) == 0);
 	CHECK_EQ(count(s), 0);
 	etcd_store_ops.close(s);
-	CHECK_EQ(etcd_store_init("etcd://nohostport", key_a, why, sizeof(why)), -EINVAL);
+	CHECK_EQ(etcd_store_init("etcd://nohostport", NULL, key_a, why, sizeof(why)), -EINVAL);
 	free(src);
 }
 
@@ -135,7 +135,7 @@ static void test_ops(void)
 	size_t nv = 0;
 	char val[32];
 
-	REQUIRE(etcd_store_init(src, key_a, NULL, 0) == 0);
+	REQUIRE(etcd_store_init(src, NULL, key_a, NULL, 0) == 0);
 	REQUIRE(open_store(src, key_a, 3, &s) == 0);
 
 	CHECK_EQ(create(s, "API_KEY", "one", &m), 0);
@@ -275,7 +275,7 @@ static void test_two_handles(void)
 	struct secret_meta m = { 0 };
 	char va[32], vb[32];
 
-	REQUIRE(etcd_store_init(src, key_a, NULL, 0) == 0);
+	REQUIRE(etcd_store_init(src, NULL, key_a, NULL, 0) == 0);
 	REQUIRE(open_store(src, key_a, 5, &a) == 0);
 	REQUIRE(open_store(src, key_a, 5, &b) == 0);
 	CHECK_EQ(create(a, "SHARED", "from a", &m), 0);
@@ -378,7 +378,7 @@ static void test_tamper(void)
 
 	/* scopes changed in the metadata JSON: stat/get refuse, list leaves it out */
 	char *src = source("t/tamper1");
-	REQUIRE(etcd_store_init(src, key_a, NULL, 0) == 0);
+	REQUIRE(etcd_store_init(src, NULL, key_a, NULL, 0) == 0);
 	REQUIRE(open_store(src, key_a, 5, &s) == 0);
 	CHECK_EQ(create(s, "MOVE_ME", "secret-scoped", &m), 0);
 	CHECK_EQ(create(s, "KEEP", "kept", NULL), 0);
@@ -401,7 +401,7 @@ static void test_tamper(void)
 
 	/* an old version's ciphertext put as the current one */
 	src = source("t/tamper2");
-	REQUIRE(etcd_store_init(src, key_a, NULL, 0) == 0);
+	REQUIRE(etcd_store_init(src, NULL, key_a, NULL, 0) == 0);
 	REQUIRE(open_store(src, key_a, 5, &s) == 0);
 	CHECK_EQ(create(s, "ROLLBACK", "old value", &m), 0);
 	CHECK_EQ(put(s, "ROLLBACK", 0, 0, "new value", NULL), 0);
@@ -423,7 +423,7 @@ static void test_tamper(void)
 
 	/* one secret's keys deleted: the next open (and list) refuse */
 	src = source("t/tamper3");
-	REQUIRE(etcd_store_init(src, key_a, NULL, 0) == 0);
+	REQUIRE(etcd_store_init(src, NULL, key_a, NULL, 0) == 0);
 	REQUIRE(open_store(src, key_a, 5, &s) == 0);
 	CHECK_EQ(create(s, "GONE", "gone", NULL), 0);
 	CHECK_EQ(create(s, "STAYS", "stays", NULL), 0);
@@ -445,7 +445,7 @@ static void test_tamper(void)
 
 	/* the head changed: refused */
 	src = source("t/tamper4");
-	REQUIRE(etcd_store_init(src, key_a, NULL, 0) == 0);
+	REQUIRE(etcd_store_init(src, NULL, key_a, NULL, 0) == 0);
 	raw_put(kv, "/t/tamper4/head", "{}", 2);
 	CHECK_EQ(open_store(src, key_a, 5, &s2), -EIO);
 	free(src);
@@ -468,7 +468,7 @@ static void test_no_plaintext(void)
 	struct etcd_kv *kv = raw_kv();
 	struct store *s = NULL;
 	char *src = source("t/plain");
-	REQUIRE(etcd_store_init(src, key_a, NULL, 0) == 0);
+	REQUIRE(etcd_store_init(src, NULL, key_a, NULL, 0) == 0);
 	REQUIRE(open_store(src, key_a, 5, &s) == 0);
 	CHECK_EQ(create(s, "PLAIN", value, NULL), 0);
 	CHECK_EQ(put(s, "PLAIN", 0, 0, value, NULL), 0);
