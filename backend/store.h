@@ -128,11 +128,9 @@ enum {
 	                                 purge_expired exist */
 };
 
-/* What a store was opened with (from the command line). */
-/* How a remote store is reached and logged in to (etcd: etcd+https://
- * and etcd auth).  Paths; the store checks and reads them. */
-/* How to reach a remote store: TLS (etcd+https, Redpanda Cloud) and etcd
- * auth. */
+/* How a remote store is reached and logged in to: TLS (etcd+https://,
+ * Redpanda Cloud: cacert) and etcd auth.  Paths; the store checks and
+ * reads them. */
 struct store_remote {
 	const char *cacert;         /* CA to verify the server against; NULL:
 	                              the system's */
@@ -144,6 +142,7 @@ struct store_remote {
 	                              this uid, 0600 or tighter) */
 };
 
+/* What a store was opened with (from the command line). */
 struct store_config {
 	const char *source;     /* the store's location: a directory, URL… */
 	const uint8_t *key;     /* STORE_KEY_BYTES of key material, locked;
