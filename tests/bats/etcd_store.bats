@@ -56,8 +56,8 @@ unhost() {
 	eventually expect_value "$T/b/ai_agent/FLEET_KEY" 'sk-fleet-first-4d2c'
 
 	# rotate on A with mv of a scratch file onto the secret
-	printf 'sk-fleet-second-91aa' >"$T/a/ai_agent/FLEET_KEY.new"
-	mv "$T/a/ai_agent/FLEET_KEY.new" "$T/a/ai_agent/FLEET_KEY"
+	printf 'sk-fleet-second-91aa' >"$T/a/ai_agent/.FLEET_KEY.new"
+	mv "$T/a/ai_agent/.FLEET_KEY.new" "$T/a/ai_agent/FLEET_KEY"
 	expect_value "$T/a/ai_agent/FLEET_KEY" 'sk-fleet-second-91aa'
 	[ "$(sfs_version "$T/a/ai_agent/FLEET_KEY")" = 2 ]
 	eventually expect_value "$T/b/ai_agent/FLEET_KEY" 'sk-fleet-second-91aa'
@@ -143,7 +143,8 @@ unhost() {
 		mv "$T/a/ai_gateway/.ROTATED.new" "$T/a/ai_gateway/ROTATED"
 		# B's event for rotation i before rotation i + 1 (inotify merges
 		# identical events that are not read yet)
-		eventually test "$(grep -c ' ROTATED$' "$T/events")" -eq "$i"
+		eventually test "$(grep -c ' ROTATED$' "$T/events")" -eq "$i" ||
+			{ cat "$T/events" "$T/log.b" >&2; false; }
 		expect_value "$T/b/ai_gateway/ROTATED" "v$i"
 	done
 	# a name new on A is told as a local create would be
