@@ -95,6 +95,9 @@ etcd_host() {
 
 etcd_hosts_teardown() {
 	local m p rc=0
+	# a test that failed while inotifywait (start_watch) ran: it must not
+	# keep bats' output open
+	[ -n "${WATCH_PID:-}" ] && kill "$WATCH_PID" 2>/dev/null
 	for m in "$T"/*/; do
 		m=${m%/}
 		grep -qF " $m fuse.secretsfs " /proc/mounts && fusermount3 -u "$m" 2>/dev/null
