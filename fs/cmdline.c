@@ -611,7 +611,8 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 	bool redpanda = strncmp(positional[0], "redpanda:", 9) == 0;
 	if (!etcd && !redpanda && c->opt.cacert)
 		return fail("-o cacert= is for etcd+https and Redpanda Cloud stores only");
-	if (!etcd && (c->opt.cert || c->opt.certkey || c->opt.etcd_user || c->opt.etcd_password_file))
+	if (!etcd &&
+	    (c->opt.cert || c->opt.certkey || c->opt.etcd_user || c->opt.etcd_password_file))
 		return fail("-o cert=, certkey=, etcd_user= and etcd_password= are for etcd stores "
 		            "only");
 	if (etcd && cmdline_etcd_password_default(&c->opt))

@@ -251,7 +251,7 @@ struct fs {
 	struct purger *purger;
 
 	struct notifier *notifier;
-	struct echo *echo; /* a store with a watch, not under run_as */
+	struct echo *echo;         /* a store with a watch, not under run_as */
 	struct credsock *credsock; /* -o credsocket, or NULL.  fs->lock */
 
 	/* The mount is going: changes from other clients are no longer
