@@ -929,7 +929,8 @@ struct reader {
 	struct store *s;
 	bool local;
 	int64_t deadline;
-	int64_t rev;      /* etcd: every read after the first at its revision */
+	int64_t rev;      /* every read after the first at its revision (the
+	                     replica: -ESTALE if it moved on in between) */
 	bool unreachable; /* etcd did not answer */
 };
 
@@ -953,9 +954,17 @@ static void reader_init(struct store *s, struct reader *rd)
 /* key's pair, or (prefix) every pair under it. */
 static int rd_fetch(struct reader *rd, const char *key, bool prefix, struct etcd_range_result *res)
 {
-	if (rd->local)
-		return prefix ? etcd_replica_range(rd->s->rep, key, res)
-		              : etcd_replica_get(rd->s->rep, key, res);
+	if (rd->local) {
+		int r = prefix ? etcd_replica_range(rd->s->rep, key, res)
+		               : etcd_replica_get(rd->s->rep, key, res);
+		if (r == 0 && rd->rev && res->revision != rd->rev) {
+			etcd_range_result_clear(res);
+			return -ESTALE; /* a batch came between two reads */
+		}
+		if (r == 0)
+			rd->rev = res->revision;
+		return r;
+	}
 	struct http_status st = { 0 };
 	struct etcd_range q = {
 		.key = key, .key_len = strlen(key), .prefix = prefix, .revision = rd->rev
@@ -1057,8 +1066,8 @@ static int open_version(struct store *s, const struct row *row, uint64_t ver,
 	return 0;
 }
 
-static int read_value(struct reader *rd, const char *id, uint64_t incarnation, uint64_t version,
-                      struct secret_value **ret_value)
+static int read_value_at(struct reader *rd, const char *id, uint64_t incarnation, uint64_t version,
+                         struct secret_value **ret_value)
 {
 	struct store *s = rd->s;
 	struct etcd_range_result res = { 0 };
@@ -1086,6 +1095,21 @@ static int read_value(struct reader *rd, const char *id, uint64_t incarnation, u
 	return r;
 }
 
+/* A value, its row and version key read at one revision: from the
+ * replica, read again if a batch came between the two reads. */
+static int read_value(struct reader *rd, const char *id, uint64_t incarnation, uint64_t version,
+                      struct secret_value **ret_value)
+{
+	int r;
+	for (int tries = 0;; tries++) {
+		if (rd->local)
+			rd->rev = 0;
+		r = read_value_at(rd, id, incarnation, version, ret_value);
+		if (r != -ESTALE || !rd->local || tries == 8)
+			return r == -ESTALE ? -EIO : r;
+	}
+}
+
 /* From the replica while it is current (no request), else from etcd; and
  * when etcd cannot be reached, from the replica still, marked stale, for
  * stale_ns after it was last current. */
@@ -1103,7 +1127,7 @@ static int etcd_get_value(struct store *s, const char *id, uint64_t incarnation,
 	if (r == 0 || !rd.unreachable || !s->watching)
 		return r;
 	int64_t behind = etcd_replica_behind_ns(s->rep);
-	if (behind < 0 || behind > s->stale_ns) {
+	if (s->stale_ns <= 0 || behind < 0 || behind > s->stale_ns) {
 		log_error(
 		    "etcd store: %.300s: etcd cannot be reached and the local copy is %" PRId64
 		    " s old, older than -o stale= allows (%" PRId64 " s): not served",
@@ -1424,10 +1448,15 @@ static int change(struct store *s, const char *const *ids, size_t nids, plan_fn 
 				        memcmp(wr.ops[0].range.kvs[0].value, hv, strlen(hv)) == 0);
 		}
 		if (done) {
-			/* a read of this client's waits until the replica has it */
+			/* A read of this client's waits until the replica has it:
+			 * the Txn's revision, or for a repeat that found its own
+			 * first copy, that copy's head (the answer's header is
+			 * etcd's revision now, maybe another prefix's). */
+			int64_t made = wr.succeeded ? wr.revision
+			                            : wr.ops[0].range.kvs[0].mod_revision;
 			int64_t cur = __atomic_load_n(&s->own_rev, __ATOMIC_RELAXED);
-			while (wr.revision > cur &&
-			       !__atomic_compare_exchange_n(&s->own_rev, &cur, wr.revision, false,
+			while (made > cur &&
+			       !__atomic_compare_exchange_n(&s->own_rev, &cur, made, false,
 			                                    __ATOMIC_RELEASE, __ATOMIC_RELAXED))
 				;
 		}

@@ -301,15 +301,29 @@ static int resync(struct etcd_replica *r)
 		}
 	}
 	/* deletions name keys the replica owns: copied before it drops them */
+	bool copied = true;
 	for (size_t k = 0; k < n; k++)
 		if (evs[k].type == ETCD_EVENT_DELETE) {
 			uint8_t *key = malloc(evs[k].kv.key_len + 1);
 			if (key) {
 				memcpy(key, evs[k].kv.key, evs[k].kv.key_len);
 				key[evs[k].kv.key_len] = 0;
+			} else {
+				evs[k].type = ETCD_EVENT_PUT; /* freed below: none */
+				copied = false;
 			}
 			evs[k].kv.key = key;
 		}
+	if (!copied) {
+		pthread_mutex_unlock(&r->lock);
+		for (size_t k = 0; k < n; k++)
+			if (evs[k].type == ETCD_EVENT_DELETE)
+				free(evs[k].kv.key);
+		free(evs);
+		etcd_range_result_clear(&all);
+		return -ENOMEM;
+	}
+	int64_t listed = all.revision;
 	r->loaded = true;
 	apply_batch(r, all.revision, evs, n);
 	r->rev = all.revision;
@@ -321,7 +335,7 @@ static int resync(struct etcd_replica *r)
 	etcd_range_result_clear(&all);
 	r->idle_fn(r->arg);
 	log_info("etcd store: %s listed again at revision %" PRId64 " (%zu keys changed)",
-	         r->prefix, all.revision, n);
+	         r->prefix, listed, n);
 	return 0;
 }
 
@@ -332,12 +346,30 @@ static int on_batch(const struct etcd_watch_batch *b, void *arg)
 		set_live(r, true);
 		return 0;
 	}
-	if (b->progress || b->n == 0)
+	if (b->n == 0) {
+		/* a progress notification: every change up to its revision
+		 * was sent (etcd sends them to a watcher that is caught up) */
+		pthread_mutex_lock(&r->lock);
+		if (b->progress && b->revision > r->rev) {
+			r->rev = b->revision;
+			pthread_cond_broadcast(&r->moved);
+		}
+		pthread_mutex_unlock(&r->lock);
 		return 0;
+	}
+	/* One message may carry many revisions (a watcher catching up gets
+	 * up to 1000 in one), and its header revision is etcd's current one,
+	 * not its last event's: each revision (one Txn) is a batch of its
+	 * own, and the replica is at the last event's revision. */
 	pthread_mutex_lock(&r->lock);
 	bool ok = r->loaded;
-	if (ok)
-		apply_batch(r, b->revision, b->events, b->n);
+	for (size_t i = 0, j; ok && i < b->n; i = j) {
+		int64_t rev = b->events[i].kv.mod_revision;
+		for (j = i + 1; j < b->n && b->events[j].kv.mod_revision == rev; j++)
+			;
+		apply_batch(r, rev, b->events + i, j - i);
+		ok = r->loaded;
+	}
 	pthread_mutex_unlock(&r->lock);
 	if (!ok)
 		return -ESTALE; /* list again */
@@ -412,7 +444,8 @@ bool etcd_replica_current(struct etcd_replica *r, int64_t min_rev, unsigned wait
 		until.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&r->lock);
-	while (!(r->live && r->loaded && r->rev >= min_rev) &&
+	/* (no waiting while the watch is down: it will not catch up soon) */
+	while (r->live && r->loaded && r->rev < min_rev &&
 	       pthread_cond_timedwait(&r->moved, &r->lock, &until) == 0)
 		;
 	bool ok = r->live && r->loaded && r->rev >= min_rev;
@@ -436,45 +469,43 @@ int64_t etcd_replica_revision(struct etcd_replica *r)
 	return rev;
 }
 
-int etcd_replica_range(struct etcd_replica *r, const char *prefix, struct etcd_range_result *res)
+/* A copy of r->kvs[i, j) into res, at the replica's revision; r->lock
+ * held.  On failure res is cleared. */
+static int copy_span(const struct etcd_replica *r, size_t i, size_t j,
+                     struct etcd_range_result *res)
 {
-	size_t pl = strlen(prefix);
-	bool found;
-	*res = (struct etcd_range_result){ 0 };
-	pthread_mutex_lock(&r->lock);
-	size_t i = find(r, (const uint8_t *)prefix, pl, &found), j = i;
-	while (j < r->n && r->kvs[j].key_len >= pl && memcmp(r->kvs[j].key, prefix, pl) == 0)
-		j++;
 	int e = 0;
+	*res = (struct etcd_range_result){ .revision = r->rev };
 	if (j > i && !(res->kvs = calloc(j - i, sizeof(res->kvs[0]))))
 		e = -ENOMEM;
 	for (size_t k = i; e == 0 && k < j; k++, res->n++)
 		e = pair_copy(&res->kvs[res->n], &r->kvs[k]);
-	res->revision = r->rev;
 	res->count = (int64_t)res->n;
-	pthread_mutex_unlock(&r->lock);
 	if (e < 0)
 		etcd_range_result_clear(res);
 	return e;
 }
 
+int etcd_replica_range(struct etcd_replica *r, const char *prefix, struct etcd_range_result *res)
+{
+	size_t pl = strlen(prefix);
+	bool found;
+	pthread_mutex_lock(&r->lock);
+	size_t i = find(r, (const uint8_t *)prefix, pl, &found), j = i;
+	while (j < r->n && r->kvs[j].key_len >= pl && memcmp(r->kvs[j].key, prefix, pl) == 0)
+		j++;
+	int e = copy_span(r, i, j, res);
+	pthread_mutex_unlock(&r->lock);
+	return e;
+}
+
 int etcd_replica_get(struct etcd_replica *r, const char *key, struct etcd_range_result *res)
 {
-	size_t kl = strlen(key);
 	bool found;
-	*res = (struct etcd_range_result){ 0 };
 	pthread_mutex_lock(&r->lock);
-	size_t i = find(r, (const uint8_t *)key, kl, &found);
-	int e = 0;
-	if (found && !(res->kvs = calloc(1, sizeof(res->kvs[0]))))
-		e = -ENOMEM;
-	if (found && e == 0 && (e = pair_copy(&res->kvs[0], &r->kvs[i])) == 0)
-		res->n = 1;
-	res->revision = r->rev;
-	res->count = (int64_t)res->n;
+	size_t i = find(r, (const uint8_t *)key, strlen(key), &found);
+	int e = copy_span(r, i, found ? i + 1 : i, res);
 	pthread_mutex_unlock(&r->lock);
-	if (e < 0)
-		etcd_range_result_clear(res);
 	return e;
 }
 
@@ -482,6 +513,7 @@ int etcd_replica_get(struct etcd_replica *r, const char *key, struct etcd_range_
 
 #define CACHE_MAGIC "secretsfs etcd replica cache 1\n"
 #define CACHE_MAX (1u << 30)
+#define CACHE_REFRESH_S 300
 
 static int64_t real_ns(void)
 {
@@ -595,6 +627,17 @@ static void *saver_main(void *arg)
 		while (!r->stopping &&
 		       pthread_cond_timedwait(&r->save_cond, &r->lock, &until) != ETIMEDOUT)
 			;
+		/* A quiet store: saved again every few minutes while the watch
+		 * is in place, so that the file's time (how stale it is when
+		 * a mount starts from it) is when it was last known current,
+		 * not its last change. */
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += CACHE_REFRESH_S;
+		while (!r->dirty && !r->stopping &&
+		       pthread_cond_timedwait(&r->save_cond, &r->lock, &until) != ETIMEDOUT)
+			;
+		if (!r->dirty && !r->stopping && r->live)
+			r->dirty = true;
 	}
 	pthread_mutex_unlock(&r->lock);
 	return NULL;
@@ -672,6 +715,9 @@ static int parse_cache(const struct etcd_replica *r, const uint8_t *buf, size_t 
 		return -EIO; /* another store's cache, or damaged */
 	all->revision = (int64_t)get_u64(&rd);
 	*saved = (int64_t)get_u64(&rd);
+	if (all->revision < 0 || all->revision > INT64_MAX / 2 || *saved < 0 ||
+	    *saved > real_ns() + 86400LL * 1000000000)
+		return -EIO;
 	uint64_t n = get_u64(&rd);
 	if (rd.bad || n > (uint64_t)(rd.end - rd.p) / (5 * 8))
 		return -EIO;

@@ -1137,18 +1137,18 @@ static void stop(struct fs *fs)
 			 * mountpoint either way. */
 			fuse_session_unmount(fs->se);
 		}
-		/* Once unmounted, an open of the echo thread's in flight fails;
-		 * handing over, one is answered by the next daemon, and this
-		 * process ends without waiting for it. */
-		if (!handover_handing_over()) {
-			echo_stop(fs->echo);
-			fs->echo = NULL;
-		}
 		fuse_remove_signal_handlers(fs->se);
 		if (keep_session)
 			secretsfs_ops.destroy(fs);
 		else
 			fuse_session_destroy(fs->se);
+		/* Once the session (its /dev/fuse) is gone, an open of the echo
+		 * thread's in flight fails; handing over, one is answered by
+		 * the next daemon, and this process ends without waiting. */
+		if (!handover_handing_over()) {
+			echo_stop(fs->echo);
+			fs->echo = NULL;
+		}
 	}
 	if (fs->store)
 		fs->ops->close(fs->store);

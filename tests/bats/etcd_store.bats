@@ -313,6 +313,34 @@ PY
 	unhost b
 }
 
+@test "etcd store: B cut off while A rotates one secret many times: B catches up without a false alarm" {
+	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
+	SRC_A="etcd://$(etcd_url 1 | sed 's|http://||'),$(etcd_url 2 | sed 's|http://||')/fleet"
+	SRC_B="etcd://$(etcd_url 3 | sed 's|http://||')/fleet"
+	SRC=$SRC_A host a
+	SRC=$SRC_B host b
+	printf 'r0' >"$T/a/ai_agent/ROTATES"
+	eventually expect_value "$T/b/ai_agent/ROTATES" 'r0'
+	etcd_kill 3
+	eventually grep -q 'the watch on /fleet/ ended' "$T/log.b"
+	# many revisions of the same keys: B's watch gets them in one message
+	for i in 1 2 3 4 5 6; do
+		printf 'r%s' "$i" >"$T/a/ai_agent/.ROTATES.new"
+		mv "$T/a/ai_agent/.ROTATES.new" "$T/a/ai_agent/ROTATES"
+	done
+	rm "$T/a/ai_agent/ROTATES"
+	printf 'again' >"$T/a/ai_agent/ROTATES"
+	etcd_restart 3
+	eventually expect_value "$T/b/ai_agent/ROTATES" 'again'
+	run grep -c 'do not match its authenticated digest' "$T/log.b"
+	[ "$output" = 0 ]
+	# and it goes on following
+	printf 'after' >"$T/a/ai_agent/ROTATES"
+	eventually expect_value "$T/b/ai_agent/ROTATES" 'after'
+	unhost a
+	unhost b
+}
+
 @test "etcd store: a host that starts while etcd is down mounts from its sealed cache, stale, and converges" {
 	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
 	host a
