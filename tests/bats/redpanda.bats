@@ -279,8 +279,9 @@ assert c["api"] == c["list_pages"], c' "$output"
 	# 409 ALREADY_EXISTS -> EEXIST (made elsewhere, not polled yet)
 	aigw_key TAKEN_KEY
 	printf 'v' >"$MNT/ai_gateway/.TAKEN_KEY.new"
-	run mv "$MNT/ai_gateway/.TAKEN_KEY.new" "$MNT/ai_gateway/TAKEN_KEY"
-	[[ "$output" == *"File exists"* ]]
+	# (one rename(2): mv's own retry after EEXIST is not what is tested)
+	run rename2 "$MNT/ai_gateway/.TAKEN_KEY.new" "$MNT/ai_gateway/TAKEN_KEY" 0
+	[[ "$output" == *"EEXIST File exists"* ]]
 	grep -q "ALREADY_EXISTS: secret TAKEN_KEY already exists" "$LOG"
 	# 500 with REASON_SECRET_STORE_ERROR -> EIO
 	rp_admin POST faults '{"match":"PUT /v1/secrets","status":500,"code":"INTERNAL","reason":"REASON_SECRET_STORE_ERROR","message":"backing store failed","count":5}' >/dev/null
