@@ -308,31 +308,23 @@ static int resync(struct etcd_replica *r)
 			if (key) {
 				memcpy(key, evs[k].kv.key, evs[k].kv.key_len);
 				key[evs[k].kv.key_len] = 0;
-			} else {
-				evs[k].type = ETCD_EVENT_PUT; /* freed below: none */
-				copied = false;
 			}
+			copied = copied && key;
 			evs[k].kv.key = key;
 		}
-	if (!copied) {
-		pthread_mutex_unlock(&r->lock);
-		for (size_t k = 0; k < n; k++)
-			if (evs[k].type == ETCD_EVENT_DELETE)
-				free(evs[k].kv.key);
-		free(evs);
-		etcd_range_result_clear(&all);
-		return -ENOMEM;
-	}
 	int64_t listed = all.revision;
-	r->loaded = true;
-	apply_batch(r, all.revision, evs, n);
-	r->rev = all.revision;
+	if (copied) {
+		r->loaded = true;
+		apply_batch(r, listed, evs, n);
+	}
 	pthread_mutex_unlock(&r->lock);
 	for (size_t k = 0; k < n; k++)
 		if (evs[k].type == ETCD_EVENT_DELETE)
 			free(evs[k].kv.key);
 	free(evs);
 	etcd_range_result_clear(&all);
+	if (!copied)
+		return -ENOMEM;
 	r->idle_fn(r->arg);
 	log_info("etcd store: %s listed again at revision %" PRId64 " (%zu keys changed)",
 	         r->prefix, listed, n);

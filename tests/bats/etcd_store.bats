@@ -26,6 +26,15 @@ no_quorum() {
 		get /fleet/head >/dev/null 2>&1
 }
 
+# hosts_split: mounts A talking to members 1 and 2 only, B to member 3
+# only (so that killing member 3 cuts B off while A goes on)
+hosts_split() {
+	local u1 u2 u3
+	u1=$(etcd_url 1) u2=$(etcd_url 2) u3=$(etcd_url 3)
+	SRC="etcd://${u1#http://},${u2#http://}/fleet" host a
+	SRC="etcd://${u3#http://}/fleet" host b
+}
+
 # host NAME: mounts the store on $T/NAME (etcd_helper.bash)
 host() { etcd_host "$1"; }
 
@@ -289,11 +298,7 @@ PY
 
 @test "etcd store: B cut off while A changes and compacts: B converges when it is back" {
 	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
-	# A talks to members 1 and 2 only, B to member 3 only
-	SRC_A="etcd://$(etcd_url 1 | sed 's|http://||'),$(etcd_url 2 | sed 's|http://||')/fleet"
-	SRC_B="etcd://$(etcd_url 3 | sed 's|http://||')/fleet"
-	SRC=$SRC_A host a
-	SRC=$SRC_B host b
+	hosts_split
 	printf 'one' >"$T/a/ai_agent/STAYS"
 	printf 'two' >"$T/a/ai_agent/GOES"
 	eventually expect_value "$T/b/ai_agent/GOES" 'two'
@@ -315,10 +320,7 @@ PY
 
 @test "etcd store: B cut off while A rotates one secret many times: B catches up without a false alarm" {
 	"$SFS" init "$SRC" -o "key=$KEY" >/dev/null
-	SRC_A="etcd://$(etcd_url 1 | sed 's|http://||'),$(etcd_url 2 | sed 's|http://||')/fleet"
-	SRC_B="etcd://$(etcd_url 3 | sed 's|http://||')/fleet"
-	SRC=$SRC_A host a
-	SRC=$SRC_B host b
+	hosts_split
 	printf 'r0' >"$T/a/ai_agent/ROTATES"
 	eventually expect_value "$T/b/ai_agent/ROTATES" 'r0'
 	etcd_kill 3
