@@ -464,7 +464,7 @@ PY
 			if grep -qF " $m fuse.secretsfs " /proc/mounts; then fusermount3 -u "$m"; fi
 		done
 		"$BATS_TEST_DIRNAME/../tools/etcd-cluster" stop-all /tmp/fleet-etcd >/dev/null 2>&1 || true
-		rm -rf /tmp/fleet-etcd /tmp/fleet.key /tmp/attrs.A /tmp/attrs.B
+		rm -rf /tmp/fleet-etcd /tmp/fleet.key /tmp/attrs.A /tmp/attrs.B /tmp/attrs.A.etcd-cache /tmp/attrs.B.etcd-cache
 	}
 	cleanup_walk
 	{
