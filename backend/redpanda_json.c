@@ -250,6 +250,43 @@ int rp_parse_token(const json_t *j, char **ret_token, int64_t *ret_expires_s)
 	return 0;
 }
 
+int rp_parse_cluster(const json_t *j, char **ret_url)
+{
+	const json_t *c = json_object_get(j, "cluster");
+	if (!json_is_object(c))
+		c = json_object_get(j, "serverless_cluster");
+	if (!json_is_object(c))
+		return -EINVAL;
+	const json_t *api = json_object_get(c, "dataplane_api");
+	if (!api || json_is_null(api))
+		return -EAGAIN;
+	if (!json_is_object(api))
+		return -EINVAL;
+	const json_t *u = json_object_get(api, "url");
+	if (!u || json_is_null(u) || (json_is_string(u) && json_string_length(u) == 0))
+		return -EAGAIN;
+	const char *url = json_string_value(u);
+	if (!url || strncmp(url, "https://", 8) != 0)
+		return -EINVAL;
+	size_t n = strlen(url);
+	if (n != json_string_length(u) || n > 2048) /* an embedded NUL, or absurd */
+		return -EINVAL;
+	while (n > 8 && url[n - 1] == '/')
+		n--;
+	if (n == 8 || url[8] == '/' || url[8] == ':')
+		return -EINVAL; /* no host */
+	for (size_t i = 8; i < n; i++) {
+		unsigned char ch = (unsigned char)url[i];
+		if (ch <= ' ' || ch >= 0x7f || ch == '?' || ch == '#' || ch == '@' || ch == '\\')
+			return -EINVAL;
+	}
+	char *copy = strndup(url, n);
+	if (!copy)
+		return -ENOMEM;
+	*ret_url = copy;
+	return 0;
+}
+
 long rp_quota_reset_s(const char *header)
 {
 	const char *p = header;

@@ -56,6 +56,15 @@ int rp_error_errno(long http_status, int http_errno, bool store_error);
  * lifetime in seconds (> 0). */
 int rp_parse_token(const json_t *j, char **ret_token, int64_t *ret_expires_s);
 
+/* The control plane's answer for a cluster (GET /v1/clusters/ID:
+ * {"cluster":{…,"dataplane_api":{"url":"https://…"}}}, or for a
+ * serverless one {"serverless_cluster":{…}}): its Data Plane API URL
+ * into *ret_url (malloc'ed, without a trailing '/'), which must be
+ * https://HOST[:PORT][/PATH] with nothing a URL should not hold (spaces,
+ * control characters, '?', '#', '@').  -EAGAIN while dataplane_api is
+ * null or its url empty: the cluster is not ready yet. */
+int rp_parse_cluster(const json_t *j, char **ret_url);
+
 /* The token endpoint's quota header "b=per_day;q=100;r=83;t=43200": t,
  * the seconds until it resets; -1 if it has none. */
 long rp_quota_reset_s(const char *header);

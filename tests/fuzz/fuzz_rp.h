@@ -49,7 +49,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		assert(r == -EINVAL || r == -ENOMEM);
 	}
-#elif RP_TARGET == 2 /* a secret */
+#elif RP_TARGET == 2 /* a secret, a cluster */
+	char *url = NULL;
+	int rc = rp_parse_cluster(j, &url);
+	if (rc == 0) {
+		assert(strncmp(url, "https://", 8) == 0 && url[8] && !strpbrk(url, " ?#@"));
+		free(url);
+	} else {
+		assert(rc == -EINVAL || rc == -EAGAIN || rc == -ENOMEM);
+	}
 	struct secret_meta m;
 	unsigned unknown = 0, skipped = 0;
 	size_t n = 0;

@@ -147,6 +147,40 @@ static void test_token_and_quota(void)
 	CHECK_EQ(rp_quota_reset_s(""), -1);
 }
 
+static void test_cluster(void)
+{
+	static const struct {
+		const char *json;
+		int r;
+		const char *url;
+	} cases[] = {
+		{ "{\"cluster\":{\"id\":\"c1\",\"dataplane_api\":{\"url\":\"https://api-1.example.com\"}}}",
+		  0, "https://api-1.example.com" },
+		{ "{\"serverless_cluster\":{\"dataplane_api\":{\"url\":\"https://h:8443/dp/\","
+		  "\"private_url\":\"https://p\"}}}",
+		  0, "https://h:8443/dp" },
+		{ "{\"cluster\":{\"dataplane_api\":null}}", -EAGAIN, NULL }, /* not ready */
+		{ "{\"cluster\":{\"state\":\"STATE_CREATING\"}}", -EAGAIN, NULL },
+		{ "{\"cluster\":{\"dataplane_api\":{\"url\":\"\"}}}", -EAGAIN, NULL },
+		{ "{\"cluster\":{\"dataplane_api\":{\"url\":\"http://plain\"}}}", -EINVAL, NULL },
+		{ "{\"cluster\":{\"dataplane_api\":{\"url\":\"https://\"}}}", -EINVAL, NULL },
+		{ "{\"cluster\":{\"dataplane_api\":{\"url\":\"https:///path\"}}}", -EINVAL, NULL },
+		{ "{\"cluster\":{\"dataplane_api\":{\"url\":\"https://a b\"}}}", -EINVAL, NULL },
+		{ "{\"cluster\":{\"dataplane_api\":{\"url\":\"https://u@evil\"}}}", -EINVAL, NULL },
+		{ "{\"cluster\":{\"dataplane_api\":{\"url\":7}}}", -EINVAL, NULL },
+		{ "{\"cluster\":[]}", -EINVAL, NULL },
+		{ "[]", -EINVAL, NULL },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *j = parse(cases[i].json);
+		char *url = NULL;
+		CHECK_EQ(rp_parse_cluster(j, &url), cases[i].r);
+		CHECK(cases[i].url ? url && strcmp(url, cases[i].url) == 0 : url == NULL);
+		free(url);
+		json_decref(j);
+	}
+}
+
 static void test_credentials_and_paths(void)
 {
 	static const char ok[] = "# the gateway's client\nclient_id=abc\r\n\n  client_secret=s3&x "
@@ -184,5 +218,6 @@ int main(void)
 	test_error();
 	test_token_and_quota();
 	test_credentials_and_paths();
+	test_cluster();
 	return harness_result("test_redpanda_json");
 }
