@@ -66,6 +66,8 @@ struct store {
 	char *token_path; /* "/oauth/token", on auth's one endpoint */
 	char *audience;
 	char *client_id, *client_secret; /* locked memory */
+	char *bearer;                    /* token_lock: "Bearer TOKEN" of the current token (locked
+	                  memory), for a client made after it (cluster=) */
 	bool read_only;
 	int poll_s;
 
@@ -309,6 +311,9 @@ static int token_ensure(struct store *s, uint64_t gen_stale)
 	snprintf(auth, strlen(tok) + 8, "Bearer %s", tok);
 	r = http_client_set_auth(s->api, auth);
 	if (r == 0) {
+		sodium_free(s->bearer);
+		s->bearer = auth;
+		auth = NULL;
 		/* renewed a minute before it expires, or halfway through a
 		 * shorter life (the clocks' and the network's slack) */
 		int64_t life = expires_s * 1000, margin = life / 2;
@@ -344,9 +349,10 @@ static uint64_t token_gen(struct store *s)
 
 /* One API call with the current token, once more with a new one after a
  * 401.  An error is logged once, with the server's message, reason and
- * field violations, and mapped to the contract's errno. */
-static int api_call(struct store *s, const char *method, const char *path, const json_t *body,
-                    bool idempotent, struct http_cancel *cancel, json_t **ret)
+ * field violations, and mapped to the contract's errno; unless quiet_404,
+ * for a caller that expects a 404 and says so itself. */
+static int api_call_as(struct store *s, const char *method, const char *path, const json_t *body,
+                       bool idempotent, struct http_cancel *cancel, bool quiet_404, json_t **ret)
 {
 	struct http_status st;
 	json_t *err = NULL;
@@ -386,11 +392,19 @@ static int api_call(struct store *s, const char *method, const char *path, const
 
 		rp_parse_error(err, text, sizeof(text), &store_error);
 		r = rp_error_errno(st.code, r, store_error);
-		log_error("redpanda: %s%s%s%s", st.reason, text[0] ? "; the server says: " : "",
-		          text, store_error ? " (the backing cloud secret manager failed)" : "");
+		if (!quiet_404 || st.code != 404)
+			log_error("redpanda: %s%s%s%s", st.reason,
+			          text[0] ? "; the server says: " : "", text,
+			          store_error ? " (the backing cloud secret manager failed)" : "");
 	}
 	json_decref(err);
 	return r;
+}
+
+static int api_call(struct store *s, const char *method, const char *path, const json_t *body,
+                    bool idempotent, struct http_cancel *cancel, json_t **ret)
+{
+	return api_call_as(s, method, path, body, idempotent, cancel, false, ret);
 }
 
 /* --- listing --- */
@@ -652,15 +666,83 @@ static int split_url(const char *url, char **ret_base, char **ret_path)
 	return 0;
 }
 
+/* The Data Plane API's client for url, as s->api. */
+static int api_client_new(struct store *s, const struct store_config *cfg, const char *url)
+{
+	const char *ep[] = { url };
+	struct http_config api = {
+		.endpoints = ep,
+		.n_endpoints = 1,
+		.cacert = cfg->remote.cacert,
+		.retries = 4,
+		.backoff_ms = 200,
+		.max_rate = RP_MAX_RATE,
+		.max_burst = RP_MAX_BURST,
+		.name = "redpanda",
+	};
+	int r = http_client_new(&api, &s->api);
+	if (r == -EINVAL)
+		log_error("redpanda: %s is not a URL secretsfs can use", url);
+	return r;
+}
+
+/* -o cluster=ID: the cluster's Data Plane API URL from the control plane
+ * (GET /v1/clusters/ID, or /v1/serverless/clusters/ID for a serverless
+ * one), asked with this store's token through a client of its own that
+ * is s->api for the while; the token stays for the data plane. */
+static int find_dataplane(struct store *s, const struct store_config *cfg, char **ret_url)
+{
+	const char *cp = cfg->controlplane ? cfg->controlplane : RP_DEFAULT_CONTROLPLANE;
+	const char *kinds[] = { "clusters", "serverless/clusters" };
+	char path[128];
+	json_t *ans = NULL;
+	int r = api_client_new(s, cfg, cp);
+
+	for (size_t i = 0; r == 0 && i < 2; i++) {
+		snprintf(path, sizeof(path), "/v1/%s/%s", kinds[i], cfg->cluster);
+		r = api_call_as(s, "GET", path, NULL, true, NULL, true, &ans);
+		if (r == -ENOENT && i == 0)
+			r = 0; /* not a dedicated or BYOC cluster: a serverless one? */
+		else if (r == 0)
+			break;
+	}
+	if (r == 0) {
+		r = rp_parse_cluster(ans, ret_url);
+		if (r == -EAGAIN)
+			log_error(
+			    "redpanda: cluster %s has no Data Plane API yet (it is not ready); "
+			    "mount it once the Console shows it running",
+			    cfg->cluster);
+		else if (r == -EINVAL)
+			log_error(
+			    "redpanda: the control plane's answer for cluster %s holds no Data "
+			    "Plane API URL secretsfs can use",
+			    cfg->cluster);
+		else if (r == 0)
+			log_info("redpanda: cluster %s: Data Plane API %s", cfg->cluster, *ret_url);
+	} else if (r == -ENOENT) {
+		log_error("redpanda: %s knows no cluster %s (neither dedicated nor serverless) for "
+		          "this OAuth client's organisation",
+		          cp, cfg->cluster);
+	}
+	json_decref(ans);
+	s->api = http_client_free(s->api);
+	return r;
+}
+
 static int rp_open(const struct store_config *cfg, struct store **ret_store)
 {
 	const char *url = cfg->source + 9;
-	char *auth_base = NULL;
+	char *auth_base = NULL, *found = NULL;
 	struct store *s;
 	int r;
 
-	if (!redpanda_store_source(cfg->source) || strncmp(url, "https://", 8) != 0 || !url[8]) {
-		log_error("redpanda: %s: expected redpanda:https://DATAPLANE-URL", cfg->source);
+	if (!redpanda_store_source(cfg->source) ||
+	    (*url ? strncmp(url, "https://", 8) != 0 || !url[8] : !cfg->cluster)) {
+		log_error(
+		    "redpanda: %s: expected redpanda:https://DATAPLANE-URL, or redpanda: with "
+		    "-o cluster=ID",
+		    cfg->source);
 		return -EINVAL;
 	}
 	if (!cfg->credentials) {
@@ -684,17 +766,7 @@ static int rp_open(const struct store_config *cfg, struct store **ret_store)
 			log_error("redpanda: -o token_url=%s: expected https://HOST/PATH", tu);
 	}
 	if (r == 0) {
-		const char *api_ep[] = { url }, *auth_ep[] = { auth_base };
-		struct http_config api = {
-			.endpoints = api_ep,
-			.n_endpoints = 1,
-			.cacert = cfg->remote.cacert,
-			.retries = 4,
-			.backoff_ms = 200,
-			.max_rate = RP_MAX_RATE,
-			.max_burst = RP_MAX_BURST,
-			.name = "redpanda",
-		};
+		const char *auth_ep[] = { auth_base };
 		/* A token request is never repeated by the layer: each one
 		 * spends the organisation's daily quota. */
 		struct http_config auth = {
@@ -707,16 +779,22 @@ static int rp_open(const struct store_config *cfg, struct store **ret_store)
 			.max_response = 64 << 10,
 			.name = "redpanda-token",
 		};
-		r = http_client_new(&api, &s->api);
-		if (r == 0)
-			r = http_client_new(&auth, &s->auth);
+		r = http_client_new(&auth, &s->auth);
 		if (r == -EINVAL)
-			log_error("redpanda: %s or %s is not a URL secretsfs can use", url,
-			          auth_base);
+			log_error("redpanda: %s is not a URL secretsfs can use", auth_base);
 	}
+	if (r == 0 && !*url) {
+		r = find_dataplane(s, cfg, &found);
+		url = found;
+	}
+	if (r == 0)
+		r = api_client_new(s, cfg, url);
+	if (r == 0 && s->bearer) /* the token find_dataplane got */
+		r = http_client_set_auth(s->api, s->bearer);
 	if (r == 0)
 		r = http_cancel_new(&s->cancel);
 	free(auth_base);
+	free(found);
 	if (r < 0) {
 		rp_close(s);
 		return r;
@@ -745,6 +823,7 @@ static void rp_close(struct store *s)
 	free(s->audience);
 	sodium_free(s->client_id);
 	sodium_free(s->client_secret);
+	sodium_free(s->bearer);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->token_lock);
 	free(s);

@@ -36,6 +36,7 @@
 
 #define RP_DEFAULT_TOKEN_URL "https://auth.prd.cloud.redpanda.com/oauth/token"
 #define RP_DEFAULT_AUDIENCE "cloudv2-production.redpanda.cloud"
+#define RP_DEFAULT_CONTROLPLANE "https://api.redpanda.com"
 #define RP_DEFAULT_POLL_S 30
 #define RP_CREDENTIAL_NAME "redpanda.credentials"
 #define RP_CALL_TIMEOUT_MS 15000

@@ -165,11 +165,14 @@ struct store_config {
 	 * 0: it is purged at once, as stores without the capability do. */
 	int64_t keep_deleted_ns;
 	/* Remote stores (NULL or -1 when not given: the store's defaults) */
-	const char *credentials; /* -o credentials=: Redpanda Cloud's OAuth
+	const char *credentials;  /* -o credentials=: Redpanda Cloud's OAuth
 	                            client file */
-	const char *token_url;   /* -o token_url= */
-	const char *audience;    /* -o audience= */
-	int poll_s;              /* -o poll=: seconds between listings, 0:
+	const char *token_url;    /* -o token_url= */
+	const char *audience;     /* -o audience= */
+	const char *cluster;      /* -o cluster=: Redpanda Cloud's data plane URL
+	                            looked up through the control plane */
+	const char *controlplane; /* -o controlplane=: its API's base URL */
+	int poll_s;               /* -o poll=: seconds between listings, 0:
 	                            never, -1: the store's default */
 };
 

@@ -28,6 +28,7 @@ void cmdline_usage(FILE *out)
 	        "key=FILE,attrs=FILE[,...]\n"
 	        "       secretsfs redpanda:https://DATAPLANE-URL MOUNTPOINT -o credentials=FILE "
 	        "[...]\n"
+	        "       secretsfs redpanda: MOUNTPOINT -o cluster=ID,credentials=FILE[,...]\n"
 	        "\n"
 	        "Serves the Secrets Store in DIR as files: one directory per scope, one file\n"
 	        "per secret, labels as user.tag.* extended attributes.\n"
@@ -104,6 +105,11 @@ void cmdline_usage(FILE *out)
 	        "                         https://auth.prd.cloud.redpanda.com/oauth/token)\n"
 	        "  -o audience=NAME       Redpanda Cloud: the token's audience (default\n"
 	        "                         cloudv2-production.redpanda.cloud)\n"
+	        "  -o cluster=ID          Redpanda Cloud: the cluster whose data plane to use,\n"
+	        "                         looked up through the control plane (the source is\n"
+	        "                         then just redpanda:)\n"
+	        "  -o controlplane=URL    Redpanda Cloud: the control plane API for cluster=\n"
+	        "                         (default https://api.redpanda.com)\n"
 	        "  -o poll=SECONDS        Redpanda Cloud: list the store every SECONDS for\n"
 	        "                         changes made elsewhere (default 30; 0: never)\n"
 	        "  -o ro                  read-only: every change is refused with EROFS\n"
@@ -270,6 +276,8 @@ static const char *const our_options[] = {
 	"credentials=",
 	"token_url=",
 	"audience=",
+	"cluster=",
+	"controlplane=",
 	"cacert=",
 	"poll=",
 	"credsocket=",
@@ -389,6 +397,23 @@ static int parse_option(struct cmdline *c, const char *o)
 		                                         : &c->opt.cacert;
 		free(*slot);
 		*slot = strdup(strchr(o, '=') + 1);
+		if (!*slot)
+			return fail("out of memory");
+	} else if (strncmp(o, "cluster=", 8) == 0 || strncmp(o, "controlplane=", 13) == 0) {
+		char **slot = o[7] == '=' ? &c->opt.cluster : &c->opt.controlplane;
+		const char *v = strchr(o, '=') + 1;
+		if (slot == &c->opt.cluster &&
+		    (!*v || strlen(v) > 64 ||
+		     strspn(v, "abcdefghijklmnopqrstuvwxyz"
+		               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != strlen(v)))
+			return fail(
+			    "-o cluster=%s: a Redpanda Cloud cluster ID is letters, digits, '_' "
+			    "and '-' (up to 64), as the Console shows it",
+			    v);
+		if (slot == &c->opt.controlplane && strncmp(v, "https://", 8) != 0)
+			return fail("-o controlplane=%s: expected https://HOST", v);
+		free(*slot);
+		*slot = strdup(v);
 		if (!*slot)
 			return fail("out of memory");
 	} else if (strncmp(o, "poll=", 5) == 0) {
@@ -609,6 +634,15 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 	if (c->opt.cache_file && !etcd)
 		return fail("-o cache= is for etcd stores only");
 	bool redpanda = strncmp(positional[0], "redpanda:", 9) == 0;
+	if (!redpanda && (c->opt.cluster || c->opt.controlplane))
+		return fail("-o cluster= and controlplane= are for Redpanda Cloud stores only");
+	if (redpanda && !positional[0][9] && !c->opt.cluster)
+		return fail("%s: which data plane? redpanda:https://DATAPLANE-URL, or redpanda: "
+		            "with -o cluster=ID",
+		            positional[0]);
+	if (redpanda && positional[0][9] && c->opt.cluster)
+		return fail("%s: give the data plane URL or -o cluster=ID, not both",
+		            positional[0]);
 	if (!etcd && !redpanda && c->opt.cacert)
 		return fail("-o cacert= is for etcd+https and Redpanda Cloud stores only");
 	if (!etcd &&
@@ -642,6 +676,8 @@ void cmdline_free(struct cmdline *c)
 	free(c->opt.credentials);
 	free(c->opt.token_url);
 	free(c->opt.audience);
+	free(c->opt.cluster);
+	free(c->opt.controlplane);
 	free(c->opt.cacert);
 	free(c->opt.cert);
 	free(c->opt.certkey);

@@ -187,6 +187,7 @@ struct fs_options {
 	 * poll= (-1: the store's default); etcd+https and etcd auth:
 	 * cacert=, cert=, certkey=, etcd_user=, etcd_password= (store_config.remote) */
 	char *credentials, *token_url, *audience, *cacert;
+	char *cluster, *controlplane; /* -o cluster=ID: the data plane URL looked up */
 	int poll_s;
 	char *cert, *certkey, *etcd_user, *etcd_password_file;
 	unsigned keep_versions;

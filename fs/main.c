@@ -610,6 +610,8 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		.credentials = fs->opt.credentials,
 		.token_url = fs->opt.token_url,
 		.audience = fs->opt.audience,
+		.cluster = fs->opt.cluster,
+		.controlplane = fs->opt.controlplane,
 		.poll_s = fs->opt.poll_s,
 	};
 	r = fs->ops->open(&cfg, &fs->store);

@@ -312,6 +312,34 @@ assert c["api"] == c["list_pages"], c' "$output"
 	[ -e "$MNT/ai_gateway/OPENAI_API_KEY" ]
 }
 
+@test "-o cluster=ID: the data plane URL comes from the control plane (dedicated or serverless); a cluster not ready or unknown is refused with one line" {
+	aigw_key OPENAI_API_KEY
+	rp_admin PUT clusters/cx1serverless '{"serverless":true}' >/dev/null
+	rp_admin PUT clusters/cx2creating '{"ready":false}' >/dev/null
+	rp_admin PUT clusters/cx0dedicated '{}' >/dev/null
+	opts="credentials=$RP_CREDS,cacert=$RP_DIR/ca.pem,token_url=$RP_URL/oauth/token,controlplane=$RP_URL,poll=0"
+	fails "cluster cx2creating has no Data Plane API yet" "$SFS" redpanda: "$MNT" -f -o "$opts,cluster=cx2creating"
+	fails "knows no cluster nosuch" "$SFS" redpanda: "$MNT" -f -o "$opts,cluster=nosuch"
+	fails "a Redpanda Cloud cluster ID is letters" "$SFS" redpanda: "$MNT" -f -o "$opts,cluster=../x"
+	fails "not both" "$SFS" "redpanda:$RP_URL" "$MNT" -f -o "$opts,cluster=cx0dedicated"
+	fails "which data plane?" "$SFS" redpanda: "$MNT" -f -o "credentials=$RP_CREDS"
+	! mounted || false
+	rp_admin POST counts/reset >/dev/null
+	STORE=redpanda: start_daemon -o "$opts,cluster=cx1serverless"
+	[ "$(ls "$MNT/ai_gateway")" = OPENAI_API_KEY ]
+	printf 'sk-new' >"$MNT/ai_gateway/NEW_KEY"
+	[ "$(rp_value NEW_KEY)" = sk-new ]
+	grep -q "cluster cx1serverless: Data Plane API $RP_URL" "$LOG"
+	! grep -q "not found" "$LOG" || false # the dedicated endpoint's 404 is no error
+	# one lookup (dedicated first, then serverless), one token for both planes
+	[ "$(rp_count by_call:GET\ /v1/clusters/{id})" = 1 ]
+	[ "$(rp_count by_call:GET\ /v1/serverless/clusters/{id})" = 1 ]
+	[ "$(rp_count token)" = 1 ]
+	stop_daemon
+	STORE=redpanda: start_daemon -o "$opts,cluster=cx0dedicated"
+	[ "$(ls "$MNT/ai_gateway")" = "$(printf 'NEW_KEY\nOPENAI_API_KEY')" ]
+}
+
 @test "a credentials file group or others can read is refused" {
 	chmod 0644 "$RP_CREDS"
 	run "$SFS" "redpanda:$RP_URL" "$MNT" -f -o "credentials=$RP_CREDS,cacert=$RP_DIR/ca.pem"
