@@ -50,8 +50,13 @@
  * A connection that cannot be taken over (no usable state) is aborted
  * (/sys/fs/fuse/connections/N/abort) and the mount replaced by a new one.
  *
- * Not under -o run_as: the server is not the unit's main process and
- * its keeper unmounts when the server exits (keeper.c).
+ * Under -o run_as (keeper.c) the keeper, root and the unit's main
+ * process, mounts (or takes the stored connection from LISTEN_FDS),
+ * stores both descriptors and forks the server, which inherits them and
+ * writes the state; the keeper then closes its copies.  The restart
+ * signal reaches the server through the keeper, which leaves the mount
+ * up when the server hands over or dies with the connection stored.
+ * -o takeover is not for run_as (the keeper would have to hand over).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -110,6 +115,7 @@ static struct {
 	int fuse_fd;  /* adopted connection; -1: mounted here */
 	int state_fd; /* the memfd; -1 if none */
 	bool adopted;
+	bool stored; /* the connection and the state sent to the fd store */
 	bool replay_pending, drop_reply;
 	uint8_t init[INIT_MAX];
 	uint32_t init_len; /* 0: no INIT seen yet */
@@ -421,21 +427,23 @@ static const struct fuse_custom_io io = { .read = ho_read, .writev = ho_writev }
 
 /* --- the fd store --- */
 
-static bool under_systemd(const struct fs *fs)
+static bool under_systemd(void)
 {
-	/* Under run_as the server is not the unit's main process. */
-	return getenv("NOTIFY_SOCKET") && !fs->opt.run_as;
+	return getenv("NOTIFY_SOCKET") != NULL;
 }
 
-static void fdstore(const struct fs *fs, int fd, const char *name)
+/* fd to systemd's fd store as name: true if sent (whether systemd keeps
+ * it, FileDescriptorStoreMax= says: 252 does not tell). */
+static bool fdstore(int fd, const char *name)
 {
 	char msg[64];
 	snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s\nFDPOLL=0", name);
-	int r = under_systemd(fs) ? sd_pid_notify_with_fds(0, 0, msg, &fd, 1) : 0;
+	int r = under_systemd() ? sd_pid_notify_with_fds(0, 0, msg, &fd, 1) : 0;
 	if (r < 0)
 		log_warn("cannot hand the %s descriptor to systemd's fd store: %s; a restart "
 		         "will mount anew",
 		         name, strerrordesc_np(-r));
+	return r > 0;
 }
 
 /* The FUSE connection number of the secretsfs mount on mnt; -1 if none.
@@ -443,27 +451,12 @@ static void fdstore(const struct fs *fs, int fd, const char *name)
  * answer yet. */
 static long connection_of(const char *mnt)
 {
-	char *copy = strdup(mnt), *path = NULL;
-	char *slash = copy ? strrchr(copy, '/') : NULL;
+	char *path = keeper_mount_path(mnt);
 	unsigned long minor = 0;
 	long id = -1;
-	if (slash) {
-		*slash = '\0';
-		char *parent = realpath(copy[0] ? copy : "/", NULL);
-		if (parent &&
-		    asprintf(&path, "%s/%s", strcmp(parent, "/") ? parent : "", slash + 1) < 0)
-			path = NULL;
-		free(parent);
-	} else if (copy) {
-		char *cwd = getcwd(NULL, 0);
-		if (cwd && asprintf(&path, "%s/%s", cwd, copy) < 0)
-			path = NULL;
-		free(cwd);
-	}
 	if (path)
 		id = keeper_mount_of(path, &minor);
 	free(path);
-	free(copy);
 	return id < 0 ? -1 : (long)minor;
 }
 
@@ -488,7 +481,7 @@ static void abandon(struct fs *fs, int fd, const char *why)
 			         strerrordesc_np(errno));
 	}
 	close(fd);
-	if (under_systemd(fs))
+	if (under_systemd())
 		sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=fuse");
 }
 
@@ -667,7 +660,7 @@ int handover_adopt(struct fs *fs, bool takeover)
 	if (takeover)
 		return takeover_receive(fs);
 	char **names = NULL;
-	int n = fs->opt.run_as ? 0 : sd_listen_fds_with_names(1, &names);
+	int n = sd_listen_fds_with_names(1, &names);
 	int fuse = -1;
 	for (int i = 0; i < n; i++) {
 		int fd = SD_LISTEN_FDS_START + i;
@@ -703,28 +696,40 @@ int handover_session(struct fs *fs)
 	int fd = ho.fuse_fd >= 0 ? ho.fuse_fd : fuse_session_fd(fs->se);
 	if (fuse_session_custom_io(fs->se, &io, fd) < 0)
 		return -fail("could not set up the FUSE session's I/O");
+	/* Adopted: both are in the store already (systemd keeps them). */
+	bool stored = ho.fuse_fd >= 0 && under_systemd();
 	if (ho.fuse_fd >= 0) {
 		ho.adopted = true;
 		ho.replay_pending = true;
 		ho.drop_reply = true;
 	} else {
-		fdstore(fs, fd, "fuse");
+		stored = fdstore(fd, "fuse");
 	}
-	if (ho.state_fd < 0 && !fs->opt.run_as) {
+	if (ho.state_fd < 0) {
 		ho.state_fd = memfd_create("secretsfs-state", MFD_CLOEXEC);
 		if (ho.state_fd < 0)
 			log_warn("memfd_create: %s: a restart will mount anew",
 			         strerrordesc_np(errno));
-		else
-			fdstore(fs, ho.state_fd, "state");
+		stored = ho.state_fd >= 0 && fdstore(ho.state_fd, "state") && stored;
 	}
+	ho.stored = stored;
+	/* Under run_as SIGUSR1 comes from the keeper's orders (keeper.c). */
 	struct sigaction sa = { .sa_handler = on_restart_signal };
 	sigemptyset(&sa.sa_mask);
-	if (!fs->opt.run_as)
-		sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	if (!fs->opt.run_as)
 		takeover_serve(fs);
 	return 0;
+}
+
+bool handover_stored(void)
+{
+	return ho.stored;
+}
+
+int handover_state_fd(void)
+{
+	return ho.state_fd;
 }
 
 void handover_serving(struct fs *fs)

@@ -47,4 +47,10 @@ void handover_finish(struct fs *fs);
 bool handover_handing_over(void);
 bool handover_adopted(void);
 
+/* Under -o run_as, for the keeper: were the connection and the state
+ * sent to systemd's fd store (or taken from it), and the state's memfd
+ * (-1 if none), which the keeper closes. */
+bool handover_stored(void);
+int handover_state_fd(void);
+
 #endif

@@ -4,6 +4,7 @@
 #ifndef SECRETSFS_KEEPER_H
 #define SECRETSFS_KEEPER_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 /* USER's uid and gid; -ENOENT if there is none, -EPERM for root. */
@@ -16,6 +17,12 @@ int keeper_user(const char *name, uid_t *uid, gid_t *gid);
  * mount is its connection's number. */
 long keeper_mount_of(const char *mnt, unsigned long *ret_minor);
 
+/* mnt as an absolute path with only its parent resolved (realpath), as
+ * mountinfo has it: the mount itself is not looked at, since it may have
+ * no daemon to answer yet (a connection taken over).  Malloc'd; NULL if
+ * the parent cannot be resolved (errno). */
+char *keeper_mount_path(const char *mnt);
+
 /* The directories the server's namespace hides (keeper.c, sandbox()):
  * a store or host-attrs below one of them cannot be served under run_as.
  * NULL-terminated. */
@@ -24,14 +31,19 @@ extern const char *const keeper_hidden[];
 /* Called once mnt is mounted, before any thread is started: forks.
  * Returns 0 in the server, now running as uid:gid in its sandbox, where
  * only the directories in writable (NULL-terminated, absolute) can be
- * written; the server's pid in the keeper, which must call keeper_run();
+ * written, with a thread that turns the keeper's orders into SIGTERM or
+ * SIGUSR1 for the calling thread (the one to run the FUSE loop); the server's pid in the keeper, which must call keeper_run();
  * -errno if it could not fork or, in the server, drop privileges (logged:
  * it must exit).  *ret_mount_id: the mount's ID, for keeper_run(). */
 pid_t keeper_fork(const char *mnt, uid_t uid, gid_t gid, const char *const *writable,
                   long *ret_mount_id);
 
-/* The keeper's life, with fuse_fd (which it closes) and the signals
- * keeper_fork() blocked; exits with the server's status. */
-_Noreturn void keeper_run(pid_t server, const char *mnt, long mount_id, int fuse_fd);
+/* The keeper's life, with fuse_fd and state_fd (closed: the keeper holds
+ * neither; state_fd -1 if none) and the signals keeper_fork() blocked;
+ * exits with the server's status.  stored: both are in systemd's fd
+ * store, so a restart (SIGUSR1) or the server's death leaves the mount
+ * for the next daemon (keeper.c). */
+_Noreturn void keeper_run(pid_t server, const char *mnt, long mount_id, int fuse_fd, int state_fd,
+                          bool stored);
 
 #endif

@@ -886,7 +886,8 @@ static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
 			null_stdio();
 			log_setup(false, fs->opt.debug);
 		}
-		keeper_run(pid, fs->opt.run_mountpoint, mount_id, fuse_session_fd(fs->se));
+		keeper_run(pid, fs->opt.run_mountpoint, mount_id, fuse_session_fd(fs->se),
+		           handover_state_fd(), handover_stored());
 	}
 	int r = (int)pid;
 	if (r < 0) {
@@ -903,8 +904,9 @@ static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
 	return setup_store(fs, key, kp);
 }
 
-/* The server's user, checked before anything is mounted. */
-static int check_run_as(struct fs *fs)
+/* The server's user, checked before anything is mounted (or, adopted,
+ * before the connection taken over is served). */
+static int check_run_as(struct fs *fs, bool adopted)
 {
 	int r = keeper_user(fs->opt.run_as, &fs->opt.run_uid, &fs->opt.run_gid);
 	if (r == -ENOENT)
@@ -916,8 +918,11 @@ static int check_run_as(struct fs *fs)
 		return fail("-o run_as=%s: only root mounts and then drops to another user",
 		            fs->opt.run_as);
 	/* The keeper finds its mount in /proc/self/mountinfo by this path;
-	 * resolved now, as once mounted it leads into the mount itself. */
-	if (!(fs->opt.run_mountpoint = realpath(fs->opt.mountpoint, NULL)))
+	 * resolved now, as once mounted it leads into the mount itself (and
+	 * a mount taken over has no daemon to answer yet: only its parent is
+	 * resolved). */
+	if (!(fs->opt.run_mountpoint = adopted ? keeper_mount_path(fs->opt.mountpoint)
+	                                       : realpath(fs->opt.mountpoint, NULL)))
 		return fail("%s: %s", fs->opt.mountpoint, strerrordesc_np(errno));
 	/* The server cannot see below the directories its namespace hides. */
 	const char *need[] = { fs->opt.store_dir, fs->opt.attrs_file };
@@ -977,8 +982,8 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	if (crypto_init() < 0)
 		return fail("libsodium failed to initialise");
 	if (fs->opt.takeover && fs->opt.run_as)
-		return fail("-o takeover cannot be used with -o run_as (its keeper unmounts when "
-		            "the server exits)");
+		return fail("-o takeover cannot be used with -o run_as (a keeper's server is "
+		            "restarted through systemd's fd store)");
 	/* A connection left by the daemon before (systemd's fd store) or
 	 * handed over by the one serving now (-o takeover): the mount stays,
 	 * and looking at the mountpoint would wait for this daemon (so what
@@ -993,7 +998,7 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		return r;
 	if (!adopted && fs->opt.credsocket && (r = check_credsocket(fs)))
 		return r;
-	if (fs->opt.run_as && (r = check_run_as(fs)))
+	if (fs->opt.run_as && (r = check_run_as(fs, adopted)))
 		return r;
 
 	int ready_fd = -1;
@@ -1019,7 +1024,7 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	/* As root, the store is opened first: its errors come before a
 	 * mount.  Under run_as it is opened by the server, as USER. */
 	if (fs->opt.run_as) {
-		if ((r = serve(fs, c, false))) {
+		if ((r = serve(fs, c, adopted))) {
 			key_free(key);
 			free(kp);
 			return r;
@@ -1124,8 +1129,9 @@ static void stop(struct fs *fs)
 		bool keep_session = handover_handing_over() && !handover_adopted();
 		if (handover_handing_over()) {
 			/* the mount stays, for the next daemon */
-		} else if (handover_adopted()) {
-			/* not mounted by this session: libfuse would not */
+		} else if (handover_adopted() && !fs->opt.run_as) {
+			/* not mounted by this session: libfuse would not (under
+			 * run_as the keeper unmounts) */
 			if (umount2(fs->opt.mountpoint, MNT_DETACH) < 0 && errno != EINVAL &&
 			    errno != ENOENT) /* EINVAL: unmounted already (fusermount3 -u) */
 				log_warn("cannot unmount %s: %s", fs->opt.mountpoint,

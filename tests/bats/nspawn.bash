@@ -10,7 +10,10 @@
 #   nspawn_boot "$W" [nspawn options]   # returns check.sh's status
 #   nspawn_show "$W"                     # check.log and the journal, on failure
 #
-# check.sh may use not CMD (CMD must fail) and wait_restarted UNIT N.
+# check.sh may use not CMD (CMD must fail), wait_restarted UNIT N,
+# reader_start FILE VALUE / reader_stop (a reader looping on cat FILE,
+# counting reads whole and failed into /srv/t-out/reads, errors into
+# /srv/t-out/errors) and run_as_store (the store of secretsfs-run-as.conf).
 # Inside: W at /srv/t (read-only), W/out at /srv/t-out, W/units over
 # /etc/systemd/system, W/bin (if not empty) over /usr/local/bin.
 
@@ -76,6 +79,33 @@ wait_restarted() {
 	done
 	echo "$1: not active after restart $2" >&2
 	return 1
+}
+reader_start() {
+	rm -f /tmp/reader.stop
+	(
+		ok=0 bad=0
+		while [ ! -e /tmp/reader.stop ]; do
+			if cat "$1" >/tmp/reader.got 2>>/srv/t-out/errors && cmp -s /tmp/reader.got "$2"; then
+				ok=$((ok + 1))
+			else
+				bad=$((bad + 1))
+			fi
+		done
+		echo "$ok $bad" >/srv/t-out/reads
+	) &
+	reader_pid=$!
+}
+reader_stop() {
+	touch /tmp/reader.stop
+	wait "$reader_pid"
+}
+# the user secretsfs, its store, the key root's in /etc/secretsfs
+run_as_store() {
+	useradd --system --no-create-home --shell /usr/sbin/nologin secretsfs
+	secretsfs init /var/lib/secretsfs
+	install -d -m 0700 /etc/secretsfs
+	mv /var/lib/secretsfs/key /etc/secretsfs/key
+	chown -R secretsfs: /var/lib/secretsfs
 }
 EOF
 }
@@ -143,4 +173,17 @@ nspawn_run() {
 		nspawn_show "$1"
 		return 1
 	fi
+}
+
+# nspawn_reads_ok W: reader_start's counts: some reads, none failed, no
+# error printed.
+nspawn_reads_ok() {
+	local ok bad
+	read -r ok bad <"$1/out/reads"
+	echo "reads: $ok whole, $bad failed" >&3
+	[ "$bad" = 0 ] && [ "$ok" -gt 0 ] && [ ! -s "$1/out/errors" ] || {
+		echo "reads: $ok whole, $bad failed; errors:" >&2
+		cat "$1/out/errors" >&2
+		return 1
+	}
 }

@@ -36,18 +36,7 @@ cp /srv/t/value "$K"
 ino=$(stat -c %i "$K")
 exec 7<"$K"
 head -c 1000 <&7 >/tmp/got7 # GNU head leaves the offset at 1000
-(
-	ok=0 bad=0
-	while [ ! -e /tmp/stop ]; do
-		if cat "$K" >/tmp/got 2>>/srv/t-out/errors && cmp -s /tmp/got /srv/t/value; then
-			ok=$((ok + 1))
-		else
-			bad=$((bad + 1))
-		fi
-	done
-	echo "$ok $bad" >/srv/t-out/reads
-) &
-reader=$!
+reader_start "$K" /srv/t/value
 pid=$(systemctl show -P MainPID secretsfs.service)
 systemctl kill --signal=SIGKILL secretsfs.service
 wait_restarted secretsfs.service 1
@@ -56,8 +45,7 @@ test "$pid2" != "$pid"
 systemctl restart secretsfs.service
 test "$(systemctl show -P ActiveState secretsfs.service)" = active
 test "$(systemctl show -P MainPID secretsfs.service)" != "$pid2"
-touch /tmp/stop
-wait "$reader"
+reader_stop
 cat <&7 >>/tmp/got7
 exec 7<&-
 cmp /tmp/got7 /srv/t/value
@@ -69,12 +57,7 @@ systemctl stop secretsfs.service
 not grep -q ' /run/secretsfs ' /proc/self/mounts
 EOF2
 	nspawn_run "$W"
-	cat "$W/out/reads"
-	read -r ok bad <"$W/out/reads"
-	echo "reads: $ok whole, $bad failed" >&3
-	[ "$bad" = 0 ]
-	[ "$ok" -gt 0 ]
-	[ ! -s "$W/out/errors" ]
+	nspawn_reads_ok "$W"
 	grep -qx OPENAI_API_KEY "$W/out/ls"
 	[ "$(grep -c 'took over the mount on /run/secretsfs: 1 of 1 secrets kept their inode numbers' "$W/out/log")" = 2 ]
 	grep -q 'handed the mount on /run/secretsfs over to the next daemon' "$W/out/log"
@@ -132,4 +115,48 @@ EOF2
 	nspawn_run "$W"
 	grep -q 'cannot take over the mount on /run/secretsfs (its stored state is not whole): aborting its connection and mounting anew' "$W/out/log"
 	! grep -q 'took over the mount' "$W/out/log" || false
+}
+
+@test "fd store under -o run_as (secretsfs-run-as.conf): a reader looping on cat through kill -9 of the server and systemctl restart: no failed read; the new servers run as secretsfs; stop unmounts" {
+	need_nspawn
+	mkdir -p "$W/units/secretsfs.service.d"
+	sed 's|@bindir@|/usr/local/bin|g' "$TOP/systemd/secretsfs-run-as.conf.in" \
+		>"$W/units/secretsfs.service.d/run-as.conf"
+	cat >"$W/check.sh" <<'EOF2'
+K=/run/secretsfs/ai_gateway/OPENAI_API_KEY
+run_as_store
+systemctl start secretsfs.service
+cp /srv/t/value "$K"
+ino=$(stat -c %i "$K")
+reader_start "$K" /srv/t/value
+keeper=$(systemctl show -P MainPID secretsfs.service)
+server=$(pgrep -P "$keeper")
+# the server dies outright: the keeper leaves the mount, Restart= follows
+kill -KILL "$server"
+wait_restarted secretsfs.service 1
+keeper2=$(systemctl show -P MainPID secretsfs.service)
+test "$keeper2" != "$keeper"
+systemctl restart secretsfs.service
+test "$(systemctl show -P ActiveState secretsfs.service)" = active
+keeper3=$(systemctl show -P MainPID secretsfs.service)
+test "$keeper3" != "$keeper2"
+reader_stop
+server3=$(pgrep -P "$keeper3")
+stat -c %U /proc/$server3 >/srv/t-out/server-user
+test "$(stat -c %i "$K")" = "$ino"
+test "$(grep -c ' /run/secretsfs fuse.secretsfs ' /proc/self/mounts)" = 1
+journalctl -u secretsfs.service -o cat >/srv/t-out/log
+systemctl stop secretsfs.service
+not grep -q ' /run/secretsfs ' /proc/self/mounts
+systemctl show -p Result secretsfs.service >/srv/t-out/show
+EOF2
+	nspawn_run "$W"
+	nspawn_reads_ok "$W"
+	[ "$(cat "$W/out/server-user")" = secretsfs ]
+	grep -qx 'Result=success' "$W/out/show"
+	grep -q 'was killed by signal 9; the mount on /run/secretsfs stays for the next daemon' "$W/out/log"
+	grep -q 'the server handed the mount on /run/secretsfs over; it stays for the next daemon' "$W/out/log"
+	[ "$(grep -c 'took over the mount on /run/secretsfs: 1 of 1 secrets kept their inode numbers' "$W/out/log")" = 2 ]
+	! grep -q 'cleaned up the dead secretsfs mount' "$W/out/log" || false
+	! grep -q 'unmounted /run/secretsfs' "$W/out/log" || false
 }

@@ -365,11 +365,7 @@ EOF
 	sed 's|@bindir@|/usr/local/bin|g' "$TOP/systemd/secretsfs-run-as.conf.in" \
 		>"$W/units/secretsfs.service.d/run-as.conf"
 	cat >"$W/check.sh" <<'EOF'
-useradd --system --no-create-home --shell /usr/sbin/nologin secretsfs
-secretsfs init /var/lib/secretsfs
-install -d -m 0700 /etc/secretsfs
-mv /var/lib/secretsfs/key /etc/secretsfs/key
-chown -R secretsfs: /var/lib/secretsfs
+run_as_store
 systemctl start secretsfs.service
 cp /srv/t/value1 /run/secretsfs/ai_gateway/OPENAI_API_KEY
 systemctl start secretsfs-example-consumer.service
