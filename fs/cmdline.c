@@ -15,7 +15,7 @@
 void cmdline_usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: secretsfs init DIR [-o key=FILE]\n"
+	        "usage: secretsfs init DIR [-o key=FILE[,run_as=USER]]\n"
 	        "       secretsfs init etcd[+https]://HOST:PORT[,HOST:PORT...]/PREFIX -o "
 	        "key=FILE[,...]\n"
 	        "       secretsfs list MOUNTPOINT [--label KEY=VALUE]... [--scope SCOPE] "
@@ -43,7 +43,11 @@ void cmdline_usage(FILE *out)
 	        "commands:\n"
 	        "  init DIR               create an empty store and a new key file DIR/key (0400)\n"
 	        "  init DIR -o key=FILE   the same with the new key at FILE, outside DIR\n"
-	        "                         (refused if FILE exists); mount with -o key=FILE\n"
+	        "                         (refused if FILE exists; its missing directory is\n"
+	        "                         made, 0700); mount with -o key=FILE\n"
+	        "  init DIR -o key=FILE,run_as=USER\n"
+	        "                         the same, then DIR made USER's (the store of\n"
+	        "                         -o run_as=USER); the key stays root's\n"
 	        "  list MOUNTPOINT        every secret of a mounted tree: ID, version, size,\n"
 	        "                         time, scopes, labels (reads the mount only: no\n"
 	        "                         store access, nothing decrypted); --label K=V and\n"

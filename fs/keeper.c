@@ -29,6 +29,7 @@
  * each order into the signal the daemon without run_as would get from
  * systemd: 'T' SIGTERM (stop), 'R' SIGUSR1 (hand over and end).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -62,6 +63,29 @@ int keeper_user(const char *name, uid_t *uid, gid_t *gid)
 	*uid = found->pw_uid;
 	*gid = found->pw_gid;
 	return 0;
+}
+
+int keeper_give_store(const char *dir, uid_t uid, gid_t gid)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	int lfd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+	int r = d ? 0 : -errno;
+	if (!d && lfd >= 0)
+		close(lfd);
+	struct dirent *e;
+	while (d && r == 0 && (e = readdir(d)))
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+		    fchownat(dfd, e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+			r = -errno;
+	if (d)
+		closedir(d);
+	if (r == 0 && fchown(dfd, uid, gid) < 0)
+		r = -errno;
+	close(dfd);
+	return r;
 }
 
 /* mountinfo's escapes (\040 for a space, \011, \012, \134) undone in place. */
@@ -227,7 +251,7 @@ static int orders_listen(int fd)
 
 /* The keeper's life: returns the exit status for the process.  stored:
  * the connection and the state are in systemd's fd store. */
-static int keep(pid_t server, const char *mnt, long mount_id, bool stored)
+static int keep(pid_t server, const char *mnt, long mount_id, bool stored, const char *ready_status)
 {
 	/* umount2 is all it does: root's other powers go.  If they cannot,
 	 * it does not go on as full root beside a server. */
@@ -255,7 +279,7 @@ static int keep(pid_t server, const char *mnt, long mount_id, bool stored)
 		if (probe > 0 && waitpid(probe, &probed, WNOHANG) == probe) {
 			probe = -1;
 			if (WIFEXITED(probed) && WEXITSTATUS(probed) == 0)
-				sd_notify_send("READY=1");
+				sd_notify_send("READY=1\nSTATUS=%s", ready_status);
 			else
 				log_error("the mount on %s does not answer", mnt);
 		}
@@ -391,6 +415,9 @@ pid_t keeper_fork(const char *mnt, uid_t uid, gid_t gid, const char *const *writ
 	}
 	close(p[1]);
 	sigprocmask(SIG_SETMASK, &old, NULL);
+	/* Only the keeper speaks to systemd (NotifyAccess=main): the server
+	 * can neither store descriptors nor name another main process. */
+	unsetenv("NOTIFY_SOCKET");
 	int r = sandbox(mnt, writable);
 	if (r < 0)
 		log_error("run_as: cannot set up the server's mount namespace: %s",
@@ -405,13 +432,14 @@ pid_t keeper_fork(const char *mnt, uid_t uid, gid_t gid, const char *const *writ
 	return r;
 }
 
-_Noreturn void keeper_run(pid_t server, const char *mnt, long mount_id, int fuse_fd, int state_fd,
-                          bool stored)
+_Noreturn void keeper_run(pid_t server, const char *mnt, long mount_id, const int *fds,
+                          size_t n_fds, bool stored, const char *ready_status)
 {
 	/* The connection lives in the server (and in systemd's fd store, if
-	 * stored): without the store it ends when the server does. */
-	close(fuse_fd);
-	if (state_fd >= 0)
-		close(state_fd);
-	_exit(keep(server, mnt, mount_id, stored));
+	 * stored): without the store it ends when the server does.  The
+	 * keeper keeps none of what the server serves from. */
+	for (size_t i = 0; i < n_fds; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	_exit(keep(server, mnt, mount_id, stored, ready_status));
 }

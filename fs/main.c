@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,41 +101,51 @@ static int cmd_init_etcd(const char *source, const char *key_file,
 	return 0;
 }
 
-/* secretsfs init etcd…://…/PREFIX -o key=FILE[,OPTION…] (options: key and
- * the connection's, nothing else): parsed as a mount's are. */
-static int init_etcd(int argc, char **argv, const char *source)
+/* init's -o lists into c, each option one of allowed (NULL-terminated),
+ * parsed as a mount's are.  0 or printed why not (usage: the line to
+ * print for anything but -o). */
+static int init_options(int argc, char **argv, const char *const *allowed, const char *usage,
+                        struct cmdline *c)
 {
-	static const char *const allowed[] = { "key=",     "cacert=",    "cert=",
-		                               "certkey=", "etcd_user=", "etcd_password=" };
-	struct cmdline c = { .fuse_args = FUSE_ARGS_INIT(0, NULL) };
 	int r = 0;
 	for (int i = 0; i < argc && r == 0; i++) {
 		const char *list = strcmp(argv[i], "-o") == 0 && i + 1 < argc   ? argv[++i]
 		                 : strncmp(argv[i], "-o", 2) == 0 && argv[i][2] ? argv[i] + 2
 		                                                                : NULL;
 		if (!list) {
-			r = fail("usage: secretsfs init etcd://HOST:PORT[,…]/PREFIX -o "
-			         "key=FILE[,cacert=FILE,cert=FILE,certkey=FILE,etcd_user=NAME,"
-			         "etcd_password=FILE]");
+			r = fail("usage: %s", usage);
 			break;
 		}
 		char *copy = strdup(list), *save = NULL;
 		for (char *o = copy ? strtok_r(copy, ",", &save) : NULL; o && r == 0;
 		     o = strtok_r(NULL, ",", &save)) {
 			bool ok = false;
-			for (size_t j = 0; j < sizeof(allowed) / sizeof(allowed[0]); j++)
+			for (size_t j = 0; allowed[j]; j++)
 				ok = ok || strncmp(o, allowed[j], strlen(allowed[j])) == 0;
-			r = ok ? cmdline_parse_options(&c, o)
-			       : fail("init: -o %s is not an option of init (key=, cacert=, cert=, "
-			              "certkey=, etcd_user=, etcd_password=)",
-			              o);
+			r = ok ? cmdline_parse_options(c, o)
+			       : fail("init: -o %s is not an option of init here (usage: %s)", o,
+			              usage);
 		}
 		if (!copy)
 			r = fail("out of memory");
 		free(copy);
 	}
+	return r;
+}
+
+/* secretsfs init etcd…://…/PREFIX -o key=FILE[,OPTION…] (options: key and
+ * the connection's, nothing else). */
+static int init_etcd(int argc, char **argv, const char *source)
+{
+	static const char *const allowed[] = { "key=",       "cacert=",        "cert=", "certkey=",
+		                               "etcd_user=", "etcd_password=", NULL };
+	static const char usage[] = "secretsfs init etcd://HOST:PORT[,…]/PREFIX -o "
+	                            "key=FILE[,cacert=FILE,cert=FILE,certkey=FILE,etcd_user=NAME,"
+	                            "etcd_password=FILE]";
+	struct cmdline c = { .fuse_args = FUSE_ARGS_INIT(0, NULL) };
+	int r = init_options(argc, argv, allowed, usage, &c);
 	if (r == 0 && (!c.opt.key_file || !c.opt.key_file[0]))
-		r = fail("usage: secretsfs init etcd://HOST:PORT[,…]/PREFIX -o key=FILE[,…]");
+		r = fail("usage: %s", usage);
 	if (r == 0)
 		r = cmdline_etcd_password_default(&c.opt);
 	if (r == 0) {
@@ -145,12 +156,55 @@ static int init_etcd(int argc, char **argv, const char *source)
 	return r;
 }
 
-/* secretsfs init DIR [-o key=FILE]: the key in DIR/key, or made new at
- * FILE (outside DIR; then every mount gives -o key=FILE). */
-static int cmd_init(const char *dir, const char *key_file)
+/* The directory a new key file goes into, made (0700) if it is missing:
+ * one level, for "-o key=/etc/secretsfs/key". */
+static int key_parent_made(const char *key_file)
 {
+	char *copy = strdup(key_file);
+	if (!copy)
+		return fail("out of memory");
+	char *slash = strrchr(copy, '/');
+	int r = 0;
+	if (slash && slash != copy) {
+		*slash = '\0';
+		if (mkdir(copy, 0700) < 0 && errno != EEXIST)
+			r = fail("key file %s: cannot make its directory %s: %s", key_file, copy,
+			         strerrordesc_np(errno));
+	}
+	free(copy);
+	return r;
+}
+
+/* secretsfs init DIR [-o key=FILE,run_as=USER]: the key in DIR/key, or made
+ * new at FILE (outside DIR; then every mount gives -o key=FILE); with
+ * run_as, DIR is USER's afterwards (the server of -o run_as=USER writes
+ * it) and the key stays root's, outside it. */
+static int cmd_init(const char *dir, const char *key_file, const char *run_as)
+{
+	uid_t uid = 0;
+	gid_t gid = 0;
+	if (run_as) {
+		int u = keeper_user(run_as, &uid, &gid);
+		if (u == -ENOENT)
+			return fail("init -o run_as=%s: no such user", run_as);
+		if (u < 0)
+			return fail(
+			    "init -o run_as=%s: that is root; name the user the server runs "
+			    "as",
+			    run_as);
+		if (!key_file)
+			return fail(
+			    "init -o run_as=%s: the key must stay root's, outside the store "
+			    "%s writes: give -o key=FILE (e.g. /etc/secretsfs/key)",
+			    run_as, run_as);
+		if (geteuid() != 0)
+			return fail("init -o run_as=%s: only root makes a store another user's",
+			            run_as);
+	}
 	if (crypto_init() < 0)
 		return fail("libsodium failed to initialise");
+	if (key_file && key_parent_made(key_file))
+		return 1;
 	char why[2 * PATH_MAX + 160];
 	int r = embedded_store_init_key(dir, key_file, why, sizeof(why));
 	if (r < 0 && why[0])
@@ -159,17 +213,36 @@ static int cmd_init(const char *dir, const char *key_file)
 		return fail("%s already holds a store", dir);
 	if (r < 0)
 		return fail("cannot create a store in %s: %s", dir, strerrordesc_np(-r));
+	if (run_as && (r = keeper_give_store(dir, uid, gid)) < 0)
+		return fail("created a store in %s, but cannot make it %s's: %s (chown -R %s: %s)",
+		            dir, run_as, strerrordesc_np(-r), run_as, dir);
 	if (key_file)
-		printf("created an empty store in %s\n"
+		printf("created an empty store in %s%s%s\n"
 		       "its key is the new file %s (mode 0400): mount with -o key=%s; without it "
 		       "no value can be read; keep a copy somewhere safe\n",
-		       dir, key_file, key_file);
+		       dir, run_as ? ", owned by " : "", run_as ? run_as : "", key_file, key_file);
 	else
 		printf("created an empty store in %s\n"
 		       "its key is %s/%s (mode 0400): without it no value can be read; keep a "
 		       "copy somewhere safe\n",
 		       dir, dir, EMBEDDED_KEY_FILE);
 	return 0;
+}
+
+/* secretsfs init DIR [-o key=FILE,run_as=USER] */
+static int init_dir(int argc, char **argv, const char *dir)
+{
+	static const char *const allowed[] = { "key=", "run_as=", NULL };
+	static const char usage[] = "secretsfs init DIR [-o key=FILE[,run_as=USER]] | init "
+	                            "etcd://HOST:PORT[,…]/PREFIX -o key=FILE";
+	struct cmdline c = { .fuse_args = FUSE_ARGS_INIT(0, NULL) };
+	int r = init_options(argc, argv, allowed, usage, &c);
+	if (r == 0 && c.opt.key_file && !c.opt.key_file[0])
+		r = fail("usage: %s", usage);
+	if (r == 0)
+		r = cmd_init(dir, c.opt.key_file, c.opt.run_as);
+	cmdline_free(&c);
+	return r;
 }
 
 /* secretsfs backup DIR FILE */
@@ -886,8 +959,13 @@ static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
 			null_stdio();
 			log_setup(false, fs->opt.debug);
 		}
-		keeper_run(pid, fs->opt.run_mountpoint, mount_id, fuse_session_fd(fs->se),
-		           handover_state_fd(), handover_stored());
+		char *status = NULL;
+		if (asprintf(&status, "Serving %s on %s as %s", fs->opt.store_dir,
+		             fs->opt.mountpoint, fs->opt.run_as) < 0)
+			status = NULL;
+		const int fds[] = { fuse_session_fd(fs->se), handover_state_fd() };
+		keeper_run(pid, fs->opt.run_mountpoint, mount_id, fds, sizeof(fds) / sizeof(fds[0]),
+		           handover_stored(), status ? status : "Serving");
 	}
 	int r = (int)pid;
 	if (r < 0) {
@@ -1071,13 +1149,11 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	}
 	if (!fs->opt.foreground)
 		detach_stdio(ready_fd, log_to_background(fs, c->audit));
-	/* Under run_as the keeper says READY=1: the server's namespace has
-	 * no copy of the mount to ask, and the mount (no allow_other) lets
-	 * in only the uid that mounted it. */
-	if (fs->opt.run_as)
-		sd_notify_send("STATUS=Serving %zu secrets from %s on %s", fs->by_id_count,
-		               fs->opt.store_dir, fs->opt.mountpoint);
-	else
+	/* Under run_as the keeper says READY=1 (and the server has no
+	 * $NOTIFY_SOCKET): the server's namespace has no copy of the mount
+	 * to ask, and the mount (no allow_other) lets in only the uid that
+	 * mounted it. */
+	if (!fs->opt.run_as)
 		sd_notify_ready_when_mounted(fs);
 
 	handover_serving(fs);
@@ -1143,6 +1219,13 @@ static void stop(struct fs *fs)
 			 * mountpoint either way. */
 			fuse_session_unmount(fs->se);
 		}
+		/* Stopping already: a stop signal now (the keeper's order to
+		 * the server may come after the loop ended by the unmount)
+		 * must not kill the process in the middle of it.  Set before
+		 * libfuse's handlers go, which it then leaves alone. */
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGINT, SIG_IGN);
+		signal(SIGHUP, SIG_IGN);
 		fuse_remove_signal_handlers(fs->se);
 		if (keep_session)
 			secretsfs_ops.destroy(fs);
@@ -1177,18 +1260,12 @@ int main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "list") == 0)
 		return cmd_list(argc - 2, argv + 2);
 	if (argc >= 2 && strcmp(argv[1], "init") == 0) {
-		const char *k = NULL;
-		if (argc == 5 && strcmp(argv[3], "-o") == 0 && strncmp(argv[4], "key=", 4) == 0)
-			k = argv[4] + 4;
-		else if (argc == 4 && strncmp(argv[3], "-okey=", 6) == 0)
-			k = argv[3] + 6;
-		bool etcd = argc >= 3 && etcd_store_source(argv[2]);
-		if (etcd)
-			return init_etcd(argc - 3, argv + 3, argv[2]);
-		if ((argc != 3 && !k) || (k && !k[0]))
-			return fail("usage: secretsfs init DIR [-o key=FILE] | init "
+		if (argc < 3)
+			return fail("usage: secretsfs init DIR [-o key=FILE[,run_as=USER]] | init "
 			            "etcd://HOST:PORT[,…]/PREFIX -o key=FILE");
-		return cmd_init(argv[2], k);
+		if (etcd_store_source(argv[2]))
+			return init_etcd(argc - 3, argv + 3, argv[2]);
+		return init_dir(argc - 3, argv + 3, argv[2]);
 	}
 
 	if (argc >= 2 && strcmp(argv[1], "backup") == 0) {

@@ -22,6 +22,10 @@ setup() {
 	W=$(nspawn_workdir)
 	sed 's|@bindir@|/usr/local/bin|g' "$TOP/systemd/secretsfs.service.in" \
 		>"$W/units/secretsfs.service"
+	# served as root (the shipped opt-out): the store is init's default
+	mkdir -p "$W/units/secretsfs.service.d"
+	sed 's|@bindir@|/usr/local/bin|g' "$TOP/systemd/secretsfs-as-root.conf.in" \
+		>"$W/units/secretsfs.service.d/as-root.conf"
 	cp "$SFS" "$W/bin/secretsfs"
 	# a value no text tool would keep: NUL, 0xff, no final newline
 	printf 'sk-proj-\000\001\377 A\n\nZ' >"$W/value1"

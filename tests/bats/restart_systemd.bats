@@ -13,7 +13,15 @@ setup() {
 	sed 's|@bindir@|/usr/local/bin|g' "$TOP/systemd/secretsfs.service.in" \
 		>"$W/units/secretsfs.service"
 	cp "$SFS" "$W/bin/secretsfs"
+	cp "$TOP/systemd/secretsfs.sysusers" "$W/"
 	head -c 3000 /dev/urandom >"$W/value"
+}
+
+# as_root: the root-mode drop-in (one process mounts and serves).
+as_root() {
+	mkdir -p "$W/units/secretsfs.service.d"
+	sed 's|@bindir@|/usr/local/bin|g' "$TOP/systemd/secretsfs-as-root.conf.in" \
+		>"$W/units/secretsfs.service.d/as-root.conf"
 }
 
 teardown() {
@@ -26,8 +34,9 @@ need_nspawn() {
 	[ -z "$why" ] || skip "$why"
 }
 
-@test "fd store: a reader looping on cat through kill -9 (Restart=) and systemctl restart: no failed read, every value whole, the same inode, an fd opened before reads to the end" {
+@test "fd store, as root (secretsfs-as-root.conf): a reader looping on cat through kill -9 (Restart=) and systemctl restart: no failed read, every value whole, the same inode, an fd opened before reads to the end" {
 	need_nspawn
+	as_root
 	cat >"$W/check.sh" <<'EOF2'
 K=/run/secretsfs/ai_gateway/OPENAI_API_KEY
 secretsfs init /var/lib/secretsfs
@@ -65,10 +74,10 @@ EOF2
 	! grep -q 'does not resend' "$W/out/log" || false
 }
 
-@test "fd store: a stored connection whose mount is gone (umount -l) is dropped at the next start, which mounts anew" {
+@test "fd store (run_as, the default): a stored connection whose mount is gone (umount -l) is dropped at the next start, which mounts anew" {
 	need_nspawn
 	cat >"$W/check.sh" <<'EOF2'
-secretsfs init /var/lib/secretsfs
+run_as_store
 systemctl start secretsfs.service
 printf 'sk-1' >/run/secretsfs/ai_gateway/OPENAI_API_KEY
 # a file open on it keeps the detached mount's connection alive
@@ -93,13 +102,14 @@ EOF2
 	grep -q 'took over the mount on /run/secretsfs: 1 of 1 secrets kept their inode numbers' "$W/out/log"
 }
 
-@test "fd store: a stored state that is not whole (overwritten, then kill -9) is refused: the old connection is dropped, the next daemon mounts anew and serves" {
+@test "fd store (run_as, the default): a stored state that is not whole (overwritten, then kill -9) is refused: the old connection is dropped, the next daemon mounts anew and serves" {
 	need_nspawn
 	cat >"$W/check.sh" <<'EOF2'
-secretsfs init /var/lib/secretsfs
+run_as_store
 systemctl start secretsfs.service
 printf 'sk-1' >/run/secretsfs/ai_gateway/OPENAI_API_KEY
-pid=$(systemctl show -P MainPID secretsfs.service)
+# the server holds the state (the keeper closed its copy)
+pid=$(pgrep -P "$(systemctl show -P MainPID secretsfs.service)")
 n=
 for f in /proc/$pid/fd/*; do
 	case "$(readlink "$f")" in /memfd:secretsfs-state*) n=$f ;; esac
@@ -117,11 +127,8 @@ EOF2
 	! grep -q 'took over the mount' "$W/out/log" || false
 }
 
-@test "fd store under -o run_as (secretsfs-run-as.conf): a reader looping on cat through kill -9 of the server and systemctl restart: no failed read; the new servers run as secretsfs; stop unmounts" {
+@test "fd store under -o run_as (the shipped unit): a reader looping on cat through kill -9 of the server and systemctl restart: no failed read; the new servers run as secretsfs; stop unmounts" {
 	need_nspawn
-	mkdir -p "$W/units/secretsfs.service.d"
-	sed 's|@bindir@|/usr/local/bin|g' "$TOP/systemd/secretsfs-run-as.conf.in" \
-		>"$W/units/secretsfs.service.d/run-as.conf"
 	cat >"$W/check.sh" <<'EOF2'
 K=/run/secretsfs/ai_gateway/OPENAI_API_KEY
 run_as_store
@@ -151,6 +158,7 @@ not grep -q ' /run/secretsfs ' /proc/self/mounts
 systemctl show -p Result secretsfs.service >/srv/t-out/show
 EOF2
 	nspawn_run "$W"
+	cat "$W/out/log" "$W/out/show" "$W/out/server-user" # shown if a check fails
 	nspawn_reads_ok "$W"
 	[ "$(cat "$W/out/server-user")" = secretsfs ]
 	grep -qx 'Result=success' "$W/out/show"
