@@ -138,7 +138,7 @@ void cmdline_usage(FILE *out)
 	        "  -o on_rotate=SCOPE:restart\n"
 	        "                         a new value of a secret in SCOPE restarts (systemctl\n"
 	        "                         try-restart) the units that loaded it from\n"
-	        "                         credsocket; repeatable\n"
+	        "                         credsocket; repeatable; not with run_as\n"
 	        "  -o run_as=USER         mount as root, then serve as USER (with no other\n"
 	        "                         privilege than locked memory); the mounting process\n"
 	        "                         stays to unmount when the server stops or dies\n"
@@ -626,9 +626,10 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 	if (c->policy.restart_on_rotate && !c->opt.credsocket)
 		return fail("-o on_rotate restarts units that loaded a secret from -o credsocket: "
 		            "give it too");
-	if (c->opt.credsocket && c->opt.run_as)
-		return fail("-o credsocket cannot be combined with -o run_as yet (the server's "
-		            "namespace would not see the socket's directory)");
+	if (c->policy.restart_on_rotate && c->opt.run_as)
+		return fail("-o on_rotate cannot be combined with -o run_as: restarting a unit "
+		            "takes root (systemd's private socket), and the server runs as %s",
+		            c->opt.run_as);
 	for (int sc = 0; sc < SCOPE_COUNT && c->opt.fast; sc++)
 		if (c->policy.scope[sc].nunits || c->policy.scope[sc].ncgroups)
 			return fail("-o fast cannot enforce unit= or cgroup= rules: the kernel "

@@ -936,7 +936,7 @@ static int serve(struct fs *fs, struct cmdline *c, bool adopted)
 /* -o run_as=USER: from here on this process serves as USER and the
  * mounting one keeps the mount (keeper.c).  Then the server locks its
  * memory and opens the store as USER. */
-static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
+static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd, int credsock_fd)
 {
 	/* What the server may write: the store, and host-attrs' directory. */
 	char *attrs = strdup(fs->opt.attrs_file ? fs->opt.attrs_file : "/");
@@ -963,7 +963,7 @@ static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
 		if (asprintf(&status, "Serving %s on %s as %s", fs->opt.store_dir,
 		             fs->opt.mountpoint, fs->opt.run_as) < 0)
 			status = NULL;
-		const int fds[] = { fuse_session_fd(fs->se), handover_state_fd() };
+		const int fds[] = { fuse_session_fd(fs->se), handover_state_fd(), credsock_fd };
 		keeper_run(pid, fs->opt.run_mountpoint, mount_id, fds, sizeof(fds) / sizeof(fds[0]),
 		           handover_stored(), status ? status : "Serving");
 	}
@@ -1046,6 +1046,19 @@ static int check_credsocket(const struct fs *fs)
 	return r;
 }
 
+/* -o credsocket=PATH: the socket made and listened on.  0 or printed why
+ * not. */
+static int open_credsocket(const struct fs *fs, struct credsock **ret)
+{
+	char why[PATH_MAX + 160] = "";
+	int r = credsock_open(fs->opt.credsocket, ret, why, sizeof(why));
+	if (r < 0)
+		return why[0]
+		         ? fail("%s", why)
+		         : fail("-o credsocket=%s: %s", fs->opt.credsocket, strerrordesc_np(-r));
+	return 0;
+}
+
 /* Mounts, serves until unmounted or signalled, stops.  Returns the exit
  * status; whatever was set up is taken down by stop(). */
 static int serve_store(struct fs *fs, struct cmdline *c)
@@ -1101,14 +1114,26 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		return fail("out of memory");
 	/* As root, the store is opened first: its errors come before a
 	 * mount.  Under run_as it is opened by the server, as USER. */
+	/* Under run_as the keeper makes the credential socket, before the
+	 * fork: the server's namespace cannot write its directory (and keeps
+	 * no copy of /run writable); the server accepts on what it inherits. */
+	struct credsock *cs = NULL;
+	if (fs->opt.run_as && fs->opt.credsocket && (r = open_credsocket(fs, &cs))) {
+		key_free(key);
+		free(kp);
+		return r;
+	}
 	if (fs->opt.run_as) {
 		if ((r = serve(fs, c, adopted))) {
 			key_free(key);
 			free(kp);
+			credsock_close(cs);
 			return r;
 		}
-		if ((r = serve_as(fs, key, kp, &ready_fd)))
+		if ((r = serve_as(fs, key, kp, &ready_fd, credsock_fd(cs)))) {
+			credsock_close(cs);
 			return r;
+		}
 	} else if ((r = setup_store(fs, key, kp)) || (r = serve(fs, c, adopted))) {
 		return r;
 	}
@@ -1129,12 +1154,8 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		log_info("mounted the %s store %s on %s", fs->ops->name, fs->opt.store_dir,
 		         fs->opt.mountpoint);
 	if (fs->opt.credsocket) {
-		char cwhy[PATH_MAX + 160] = "";
-		struct credsock *cs = NULL;
-		if ((r = credsock_open(fs->opt.credsocket, &cs, cwhy, sizeof(cwhy))) < 0)
-			return cwhy[0] ? fail("%s", cwhy)
-			               : fail("-o credsocket=%s: %s", fs->opt.credsocket,
-			                      strerrordesc_np(-r));
+		if (!cs && (r = open_credsocket(fs, &cs)))
+			return r;
 		if ((r = credsock_start(cs, fs)) < 0) {
 			credsock_close(cs);
 			return fail("-o credsocket: cannot start its thread: %s",
