@@ -53,7 +53,11 @@
  * Under -o run_as (keeper.c) the keeper, root and the unit's main
  * process, mounts (or takes the stored connection from LISTEN_FDS),
  * stores both descriptors and forks the server, which inherits them and
- * writes the state; the keeper then closes its copies.  The restart
+ * writes the state; the keeper then closes its copies.  The keeper never
+ * parses the state (the unprivileged server wrote it): the next server
+ * does, after the drop (handover_server_state), and exits
+ * HANDOVER_EXIT_UNADOPTABLE if it does not read, on which the keeper
+ * abandons the connection (handover_abandon).  The restart
  * signal reaches the server through the keeper, which leaves the mount
  * up when the server hands over or dies with the connection stored.
  * -o takeover is not for run_as (the keeper would have to hand over).
@@ -115,7 +119,8 @@ static struct {
 	int fuse_fd;  /* adopted connection; -1: mounted here */
 	int state_fd; /* the memfd; -1 if none */
 	bool adopted;
-	bool stored; /* the connection and the state sent to the fd store */
+	bool stored;       /* the connection and the state sent to the fd store */
+	bool state_unread; /* run_as: adopted, the state for the server to read */
 	bool replay_pending, drop_reply;
 	uint8_t init[INIT_MAX];
 	uint32_t init_len; /* 0: no INIT seen yet */
@@ -462,12 +467,12 @@ static long connection_of(const char *mnt)
 
 /* A connection that cannot be taken over ends, and its mount goes, so
  * that a new one can be made: no daemon-less mount is left behind. */
-static void abandon(struct fs *fs, int fd, const char *why)
+void handover_abandon(const char *mnt, const char *why)
 {
-	long conn = connection_of(fs->opt.mountpoint);
+	long conn = connection_of(mnt);
 	log_warn("cannot take over the mount on %s (%s): aborting its connection and "
 	         "mounting anew",
-	         fs->opt.mountpoint, why);
+	         mnt, why);
 	if (conn >= 0) {
 		char path[64];
 		snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%ld/abort", conn);
@@ -476,13 +481,17 @@ static void abandon(struct fs *fs, int fd, const char *why)
 			log_warn("%s: %s", path, strerrordesc_np(errno));
 		if (a >= 0)
 			close(a);
-		if (umount2(fs->opt.mountpoint, MNT_DETACH) < 0)
-			log_warn("cannot unmount %s: %s", fs->opt.mountpoint,
-			         strerrordesc_np(errno));
+		if (umount2(mnt, MNT_DETACH) < 0)
+			log_warn("cannot unmount %s: %s", mnt, strerrordesc_np(errno));
 	}
-	close(fd);
 	if (under_systemd())
 		sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=fuse");
+}
+
+static void abandon(struct fs *fs, int fd, const char *why)
+{
+	handover_abandon(fs->opt.mountpoint, why);
+	close(fd);
 }
 
 /* --- -o takeover --- */
@@ -674,7 +683,11 @@ int handover_adopt(struct fs *fs, bool takeover)
 	free(names);
 	if (fuse < 0)
 		return 0;
-	int r = ho.state_fd < 0 ? -ENOENT : state_read(ho.state_fd);
+	/* Under run_as this is the keeper, root: what the (unprivileged)
+	 * server wrote is read by the next server, after the drop
+	 * (handover_server_state). */
+	ho.state_unread = fs->opt.run_as != NULL;
+	int r = ho.state_fd < 0 ? -ENOENT : ho.state_unread ? 0 : state_read(ho.state_fd);
 	if (r == 0 && connection_of(fs->opt.mountpoint) < 0)
 		r = -ENOTCONN; /* unmounted meanwhile (umount -l) */
 	if (r < 0) {
@@ -720,6 +733,19 @@ int handover_session(struct fs *fs)
 	if (!fs->opt.run_as)
 		takeover_serve(fs);
 	return 0;
+}
+
+int handover_server_state(struct fs *fs)
+{
+	if (!ho.state_unread)
+		return 0;
+	ho.state_unread = false;
+	int r = state_read(ho.state_fd);
+	if (r < 0)
+		log_error("the stored state of the mount on %s is not whole (%s): the keeper "
+		          "aborts the connection, and the next start mounts anew",
+		          fs->opt.mountpoint, strerrordesc_np(-r));
+	return r;
 }
 
 bool handover_stored(void)

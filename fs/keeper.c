@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "handover.h"
 #include "keeper.h"
 #include "log.h"
 
@@ -309,6 +310,12 @@ static int keep(pid_t server, const char *mnt, long mount_id, bool stored, const
 			unmount_ours(mnt, mount_id);
 			order(ORDER_STOP);
 		}
+	}
+	if (stored && !stopping && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == HANDOVER_EXIT_UNADOPTABLE) {
+		/* the server could not take the stored connection over */
+		handover_abandon(mnt, "its stored state is not whole");
+		return 1;
 	}
 	bool died = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
 	if (stored && !stopping && (handing_over || died) &&

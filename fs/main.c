@@ -974,6 +974,11 @@ static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd, int cr
 		return fail("-o run_as=%s: cannot drop privileges: %s", fs->opt.run_as,
 		            strerrordesc_np(-r));
 	}
+	if (handover_server_state(fs) < 0) {
+		key_free(key);
+		free(kp);
+		return HANDOVER_EXIT_UNADOPTABLE;
+	}
 	if ((r = lock_memory(fs->opt.allow_unlocked))) {
 		key_free(key);
 		free(kp);
