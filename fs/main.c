@@ -1020,6 +1020,17 @@ static int check_run_as(struct fs *fs, bool adopted)
 				    "(e.g. /var/lib/secretsfs)",
 				    fs->opt.run_as, need[i], keeper_hidden[h]);
 		}
+	/* The server opens the embedded store as USER, which must own it (a
+	 * store left root's by the root mode, e.g. after a package upgrade,
+	 * is said so here, before anything is mounted). */
+	struct stat st;
+	if (fs->ops == &embedded_store_ops && stat(fs->opt.store_dir, &st) == 0 &&
+	    S_ISDIR(st.st_mode) && st.st_uid != fs->opt.run_uid)
+		return fail("-o run_as=%s: the server cannot open the store in %s: it is uid "
+		            "%u's, not %s's; make it %s's (chown -R %s: %s, with the key outside "
+		            "it: secretsfs(1), SYSTEMD) or serve as root (secretsfs-as-root.conf)",
+		            fs->opt.run_as, fs->opt.store_dir, (unsigned)st.st_uid, fs->opt.run_as,
+		            fs->opt.run_as, fs->opt.run_as, fs->opt.store_dir);
 	return 0;
 }
 
@@ -1094,8 +1105,13 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		return r;
 	if (!adopted && fs->opt.credsocket && (r = check_credsocket(fs)))
 		return r;
-	if (fs->opt.run_as && (r = check_run_as(fs, adopted)))
+	if (fs->opt.run_as && (r = check_run_as(fs, adopted))) {
+		/* a stored connection this start cannot serve: given up, so
+		 * that callers do not wait for a server that never comes */
+		if (adopted)
+			handover_abandon(fs->opt.mountpoint, "-o run_as refused it, see above");
 		return r;
+	}
 
 	int ready_fd = -1;
 	if (!fs->opt.foreground && (r = background(&ready_fd)))

@@ -178,7 +178,16 @@ server_pid() {
 	run "$SFS" "$STORE" "$MNT" -f -o run_as=no-such-user-here
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"run_as=no-such-user-here: no such user"* ]]
-	# the store is root's: the server cannot open it, and the keeper unmounts
+	# the store is root's: refused before mounting, saying whose it is and
+	# what to do
+	run timeout 20 "$SFS" "$STORE" "$MNT" -f -o run_as=$OTHER
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"-o run_as=$OTHER: the server cannot open the store in $STORE: it is uid 0's, not $OTHER's; make it $OTHER's (chown -R $OTHER: $STORE, with the key outside it"* ]]
+	! grep -q " $MNT " /proc/mounts
+	# a store the server cannot open for another reason (a file of it
+	# root's): the server says so, and the keeper unmounts
+	chown -R "$OTHER:" "$STORE"
+	chown root: "$STORE/key" "$STORE/store.db"
 	run timeout 20 "$SFS" "$STORE" "$MNT" -f -o run_as=$OTHER
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"cannot open the store"* ]]

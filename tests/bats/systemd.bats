@@ -382,7 +382,7 @@ EOF
 	grep -q 'op=read id=OPENAI_API_KEY .*unit=secretsfs-example-consumer.service result=ok' "$W/out/log"
 }
 
-@test "secretsfs-as-root.conf: the opt-out serves as root from the store init makes by default, hardened, in the host's mount namespace; a consumer gets its key; systemctl restart keeps the mount" {
+@test "secretsfs-as-root.conf: the opt-out serves as root from the store init makes by default, hardened, in the host's mount namespace; a consumer gets its key; systemctl restart keeps the mount; back to run_as over that root store is refused with the fix, leaving no mount" {
 	need_nspawn
 	consumer_writes_back
 	as_root
@@ -400,6 +400,16 @@ grep -E '^(Uid|NoNewPrivs|Seccomp|CapBnd|CapEff):' /proc/$pid/status >/srv/t-out
 test "$(readlink /proc/$pid/ns/net)" != "$(readlink /proc/1/ns/net)"
 systemctl restart secretsfs.service
 cmp /srv/t/value1 /run/secretsfs/ai_gateway/OPENAI_API_KEY
+# back to run_as without moving the store (as an upgrade over a root-mode
+# store would): the keeper refuses it before forking and gives up the
+# connection it took over, so no mount is left without a server
+systemd-sysusers /srv/t/secretsfs.sysusers
+mkdir -p /run/systemd/system/secretsfs.service.d
+printf '[Service]\nExecStart=\nExecStart=/usr/local/bin/secretsfs /var/lib/secretsfs /run/secretsfs -f -o run_as=secretsfs\n' \
+	>/run/systemd/system/secretsfs.service.d/zz-run-as.conf
+systemctl daemon-reload
+not systemctl restart secretsfs.service
+not grep -q ' /run/secretsfs ' /proc/self/mounts
 systemctl stop secretsfs.service
 not grep -q ' /run/secretsfs ' /proc/self/mounts
 journalctl -u secretsfs.service -o cat >/srv/t-out/log
@@ -413,4 +423,6 @@ EOF
 	grep -qx 'CapBnd:[[:space:]]*0000000000204000' "$W/out/status"
 	grep -q 'took over the mount on /run/secretsfs: 1 of 1 secrets kept their inode numbers' "$W/out/log"
 	! grep -q 'serving as' "$W/out/log" || false
+	grep -q "run_as=secretsfs: the server cannot open the store in /var/lib/secretsfs: it is uid 0's, not secretsfs's" "$W/out/log"
+	grep -q 'cannot take over the mount on /run/secretsfs (-o run_as refused it, see above): aborting its connection' "$W/out/log"
 }
