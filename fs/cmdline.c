@@ -15,7 +15,7 @@
 void cmdline_usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: secretsfs init DIR [-o key=FILE]\n"
+	        "usage: secretsfs init DIR [-o key=FILE[,run_as=USER]]\n"
 	        "       secretsfs init etcd[+https]://HOST:PORT[,HOST:PORT...]/PREFIX -o "
 	        "key=FILE[,...]\n"
 	        "       secretsfs list MOUNTPOINT [--label KEY=VALUE]... [--scope SCOPE] "
@@ -44,7 +44,11 @@ void cmdline_usage(FILE *out)
 	        "commands:\n"
 	        "  init DIR               create an empty store and a new key file DIR/key (0400)\n"
 	        "  init DIR -o key=FILE   the same with the new key at FILE, outside DIR\n"
-	        "                         (refused if FILE exists); mount with -o key=FILE\n"
+	        "                         (refused if FILE exists; its missing directory is\n"
+	        "                         made, 0700); mount with -o key=FILE\n"
+	        "  init DIR -o key=FILE,run_as=USER\n"
+	        "                         the same, then DIR made USER's (the store of\n"
+	        "                         -o run_as=USER); the key stays root's\n"
 	        "  list MOUNTPOINT        every secret of a mounted tree: ID, version, size,\n"
 	        "                         time, scopes, labels (reads the mount only: no\n"
 	        "                         store access, nothing decrypted); --label K=V and\n"
@@ -140,7 +144,7 @@ void cmdline_usage(FILE *out)
 	        "  -o on_rotate=SCOPE:restart\n"
 	        "                         a new value of a secret in SCOPE restarts (systemctl\n"
 	        "                         try-restart) the units that loaded it from\n"
-	        "                         credsocket; repeatable\n"
+	        "                         credsocket; repeatable; not with run_as\n"
 	        "  -o run_as=USER         mount as root, then serve as USER (with no other\n"
 	        "                         privilege than locked memory); the mounting process\n"
 	        "                         stays to unmount when the server stops or dies\n"
@@ -656,9 +660,10 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 	if (c->policy.restart_on_rotate && !c->opt.credsocket)
 		return fail("-o on_rotate restarts units that loaded a secret from -o credsocket: "
 		            "give it too");
-	if (c->opt.credsocket && c->opt.run_as)
-		return fail("-o credsocket cannot be combined with -o run_as yet (the server's "
-		            "namespace would not see the socket's directory)");
+	if (c->policy.restart_on_rotate && c->opt.run_as)
+		return fail("-o on_rotate cannot be combined with -o run_as: restarting a unit "
+		            "takes root (systemd's private socket), and the server runs as %s",
+		            c->opt.run_as);
 	for (int sc = 0; sc < SCOPE_COUNT && c->opt.fast; sc++)
 		if (c->policy.scope[sc].nunits || c->policy.scope[sc].ncgroups)
 			return fail("-o fast cannot enforce unit= or cgroup= rules: the kernel "

@@ -409,6 +409,11 @@ int credsock_start(struct credsock *cs, struct fs *fs)
 	return 0;
 }
 
+int credsock_fd(const struct credsock *cs)
+{
+	return cs ? cs->fd : -1;
+}
+
 void credsock_close(struct credsock *cs)
 {
 	struct stat st;

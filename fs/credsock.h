@@ -54,6 +54,10 @@ struct credsock;
 int credsock_open(const char *path, struct credsock **ret, char *why, size_t why_size);
 /* Serves on it from a thread of its own.  0 or -errno. */
 int credsock_start(struct credsock *cs, struct fs *fs);
+
+/* The listening socket (-o run_as: the keeper, which bound it before the
+ * fork, closes its copy; the server accepts on it). */
+int credsock_fd(const struct credsock *cs);
 /* Secret id (in scopes) has a new value: queued for the thread, which
  * restarts the units that loaded it if on_rotate says so.  Called under
  * fs->lock: takes only the queue's own mutex (a leaf, fs.h).  Accepts a

@@ -50,8 +50,17 @@
  * A connection that cannot be taken over (no usable state) is aborted
  * (/sys/fs/fuse/connections/N/abort) and the mount replaced by a new one.
  *
- * Not under -o run_as: the server is not the unit's main process and
- * its keeper unmounts when the server exits (keeper.c).
+ * Under -o run_as (keeper.c) the keeper, root and the unit's main
+ * process, mounts (or takes the stored connection from LISTEN_FDS),
+ * stores both descriptors and forks the server, which inherits them and
+ * writes the state; the keeper then closes its copies.  The keeper never
+ * parses the state (the unprivileged server wrote it): the next server
+ * does, after the drop (handover_server_state), and exits
+ * HANDOVER_EXIT_UNADOPTABLE if it does not read, on which the keeper
+ * abandons the connection (handover_abandon).  The restart
+ * signal reaches the server through the keeper, which leaves the mount
+ * up when the server hands over or dies with the connection stored.
+ * -o takeover is not for run_as (the keeper would have to hand over).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -110,6 +119,8 @@ static struct {
 	int fuse_fd;  /* adopted connection; -1: mounted here */
 	int state_fd; /* the memfd; -1 if none */
 	bool adopted;
+	bool stored;       /* the connection and the state sent to the fd store */
+	bool state_unread; /* run_as: adopted, the state for the server to read */
 	bool replay_pending, drop_reply;
 	uint8_t init[INIT_MAX];
 	uint32_t init_len; /* 0: no INIT seen yet */
@@ -421,21 +432,23 @@ static const struct fuse_custom_io io = { .read = ho_read, .writev = ho_writev }
 
 /* --- the fd store --- */
 
-static bool under_systemd(const struct fs *fs)
+static bool under_systemd(void)
 {
-	/* Under run_as the server is not the unit's main process. */
-	return getenv("NOTIFY_SOCKET") && !fs->opt.run_as;
+	return getenv("NOTIFY_SOCKET") != NULL;
 }
 
-static void fdstore(const struct fs *fs, int fd, const char *name)
+/* fd to systemd's fd store as name: true if sent (whether systemd keeps
+ * it, FileDescriptorStoreMax= says: 252 does not tell). */
+static bool fdstore(int fd, const char *name)
 {
 	char msg[64];
 	snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s\nFDPOLL=0", name);
-	int r = under_systemd(fs) ? sd_pid_notify_with_fds(0, 0, msg, &fd, 1) : 0;
+	int r = under_systemd() ? sd_pid_notify_with_fds(0, 0, msg, &fd, 1) : 0;
 	if (r < 0)
 		log_warn("cannot hand the %s descriptor to systemd's fd store: %s; a restart "
 		         "will mount anew",
 		         name, strerrordesc_np(-r));
+	return r > 0;
 }
 
 /* The FUSE connection number of the secretsfs mount on mnt; -1 if none.
@@ -443,38 +456,23 @@ static void fdstore(const struct fs *fs, int fd, const char *name)
  * answer yet. */
 static long connection_of(const char *mnt)
 {
-	char *copy = strdup(mnt), *path = NULL;
-	char *slash = copy ? strrchr(copy, '/') : NULL;
+	char *path = keeper_mount_path(mnt);
 	unsigned long minor = 0;
 	long id = -1;
-	if (slash) {
-		*slash = '\0';
-		char *parent = realpath(copy[0] ? copy : "/", NULL);
-		if (parent &&
-		    asprintf(&path, "%s/%s", strcmp(parent, "/") ? parent : "", slash + 1) < 0)
-			path = NULL;
-		free(parent);
-	} else if (copy) {
-		char *cwd = getcwd(NULL, 0);
-		if (cwd && asprintf(&path, "%s/%s", cwd, copy) < 0)
-			path = NULL;
-		free(cwd);
-	}
 	if (path)
 		id = keeper_mount_of(path, &minor);
 	free(path);
-	free(copy);
 	return id < 0 ? -1 : (long)minor;
 }
 
 /* A connection that cannot be taken over ends, and its mount goes, so
  * that a new one can be made: no daemon-less mount is left behind. */
-static void abandon(struct fs *fs, int fd, const char *why)
+void handover_abandon(const char *mnt, const char *why)
 {
-	long conn = connection_of(fs->opt.mountpoint);
+	long conn = connection_of(mnt);
 	log_warn("cannot take over the mount on %s (%s): aborting its connection and "
 	         "mounting anew",
-	         fs->opt.mountpoint, why);
+	         mnt, why);
 	if (conn >= 0) {
 		char path[64];
 		snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%ld/abort", conn);
@@ -483,13 +481,17 @@ static void abandon(struct fs *fs, int fd, const char *why)
 			log_warn("%s: %s", path, strerrordesc_np(errno));
 		if (a >= 0)
 			close(a);
-		if (umount2(fs->opt.mountpoint, MNT_DETACH) < 0)
-			log_warn("cannot unmount %s: %s", fs->opt.mountpoint,
-			         strerrordesc_np(errno));
+		if (umount2(mnt, MNT_DETACH) < 0)
+			log_warn("cannot unmount %s: %s", mnt, strerrordesc_np(errno));
 	}
-	close(fd);
-	if (under_systemd(fs))
+	if (under_systemd())
 		sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=fuse");
+}
+
+static void abandon(struct fs *fs, int fd, const char *why)
+{
+	handover_abandon(fs->opt.mountpoint, why);
+	close(fd);
 }
 
 /* --- -o takeover --- */
@@ -667,7 +669,7 @@ int handover_adopt(struct fs *fs, bool takeover)
 	if (takeover)
 		return takeover_receive(fs);
 	char **names = NULL;
-	int n = fs->opt.run_as ? 0 : sd_listen_fds_with_names(1, &names);
+	int n = sd_listen_fds_with_names(1, &names);
 	int fuse = -1;
 	for (int i = 0; i < n; i++) {
 		int fd = SD_LISTEN_FDS_START + i;
@@ -681,7 +683,11 @@ int handover_adopt(struct fs *fs, bool takeover)
 	free(names);
 	if (fuse < 0)
 		return 0;
-	int r = ho.state_fd < 0 ? -ENOENT : state_read(ho.state_fd);
+	/* Under run_as this is the keeper, root: what the (unprivileged)
+	 * server wrote is read by the next server, after the drop
+	 * (handover_server_state). */
+	ho.state_unread = fs->opt.run_as != NULL;
+	int r = ho.state_fd < 0 ? -ENOENT : ho.state_unread ? 0 : state_read(ho.state_fd);
 	if (r == 0 && connection_of(fs->opt.mountpoint) < 0)
 		r = -ENOTCONN; /* unmounted meanwhile (umount -l) */
 	if (r < 0) {
@@ -703,28 +709,53 @@ int handover_session(struct fs *fs)
 	int fd = ho.fuse_fd >= 0 ? ho.fuse_fd : fuse_session_fd(fs->se);
 	if (fuse_session_custom_io(fs->se, &io, fd) < 0)
 		return -fail("could not set up the FUSE session's I/O");
+	/* Adopted: both are in the store already (systemd keeps them). */
+	bool stored = ho.fuse_fd >= 0 && under_systemd();
 	if (ho.fuse_fd >= 0) {
 		ho.adopted = true;
 		ho.replay_pending = true;
 		ho.drop_reply = true;
 	} else {
-		fdstore(fs, fd, "fuse");
+		stored = fdstore(fd, "fuse");
 	}
-	if (ho.state_fd < 0 && !fs->opt.run_as) {
+	if (ho.state_fd < 0) {
 		ho.state_fd = memfd_create("secretsfs-state", MFD_CLOEXEC);
 		if (ho.state_fd < 0)
 			log_warn("memfd_create: %s: a restart will mount anew",
 			         strerrordesc_np(errno));
-		else
-			fdstore(fs, ho.state_fd, "state");
+		stored = ho.state_fd >= 0 && fdstore(ho.state_fd, "state") && stored;
 	}
+	ho.stored = stored;
+	/* Under run_as SIGUSR1 comes from the keeper's orders (keeper.c). */
 	struct sigaction sa = { .sa_handler = on_restart_signal };
 	sigemptyset(&sa.sa_mask);
-	if (!fs->opt.run_as)
-		sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	if (!fs->opt.run_as)
 		takeover_serve(fs);
 	return 0;
+}
+
+int handover_server_state(struct fs *fs)
+{
+	if (!ho.state_unread)
+		return 0;
+	ho.state_unread = false;
+	int r = state_read(ho.state_fd);
+	if (r < 0)
+		log_error("the stored state of the mount on %s is not whole (%s): the keeper "
+		          "aborts the connection, and the next start mounts anew",
+		          fs->opt.mountpoint, strerrordesc_np(-r));
+	return r;
+}
+
+bool handover_stored(void)
+{
+	return ho.stored;
+}
+
+int handover_state_fd(void)
+{
+	return ho.state_fd;
 }
 
 void handover_serving(struct fs *fs)

@@ -47,4 +47,22 @@ void handover_finish(struct fs *fs);
 bool handover_handing_over(void);
 bool handover_adopted(void);
 
+/* Under -o run_as the keeper (root) adopts without reading the state the
+ * old server wrote; the new server reads it, after the drop, with this.
+ * 0, or <0 (logged): the server must exit with HANDOVER_EXIT_UNADOPTABLE,
+ * on which the keeper gives the connection up (handover_abandon). */
+int handover_server_state(struct fs *fs);
+#define HANDOVER_EXIT_UNADOPTABLE 75
+
+/* A stored connection that cannot be taken over: aborted
+ * (/sys/fs/fuse/connections/N/abort), mnt unmounted, and dropped from the
+ * fd store, so that the next start mounts anew; why: for the log line. */
+void handover_abandon(const char *mnt, const char *why);
+
+/* Under -o run_as, for the keeper: were the connection and the state
+ * sent to systemd's fd store (or taken from it), and the state's memfd
+ * (-1 if none), which the keeper closes. */
+bool handover_stored(void);
+int handover_state_fd(void);
+
 #endif

@@ -13,15 +13,28 @@
  *     no_new_privs and opens the store as USER;
  *   the keeper (the parent) holds no FUSE descriptor and reads nothing a
  *     caller sends.  SIGTERM, SIGINT, SIGHUP: it unmounts (lazily, as
- *     fusermount3 -uz does) and passes SIGTERM on to the server.
- *     When the server exits, however it exits (a clean stop, a crash,
- *     SIGKILL), the keeper takes the mount down if it is still there, so
- *     no "Transport endpoint is not connected" is left behind, and exits
- *     with the server's status.
+ *     fusermount3 -uz does) and tells the server to stop.  When the
+ *     server exits, the keeper takes the mount down if it is still there,
+ *     so no "Transport endpoint is not connected" is left behind, and
+ *     exits with the server's status -- unless the connection is in
+ *     systemd's fd store (handover.c) and the server either handed it
+ *     over (SIGUSR1, systemd's RestartKillSignal=: a restart) or died
+ *     (a crash, SIGKILL): then the mount stays for the daemon systemd
+ *     starts next, which takes the stored connection over, and the keeper
+ *     exits 0 after a handover, 1 after a death (so Restart=on-failure
+ *     starts that daemon).
+ *
+ * The keeper has no CAP_KILL, so it cannot signal the server (another
+ * uid): it tells it over a pipe (orders_main), whose reading thread turns
+ * each order into the signal the daemon without run_as would get from
+ * systemd: 'T' SIGTERM (stop), 'R' SIGUSR1 (hand over and end).
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,6 +48,7 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "handover.h"
 #include "keeper.h"
 #include "log.h"
 
@@ -50,6 +64,29 @@ int keeper_user(const char *name, uid_t *uid, gid_t *gid)
 	*uid = found->pw_uid;
 	*gid = found->pw_gid;
 	return 0;
+}
+
+int keeper_give_store(const char *dir, uid_t uid, gid_t gid)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	int lfd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+	int r = d ? 0 : -errno;
+	if (!d && lfd >= 0)
+		close(lfd);
+	struct dirent *e;
+	while (d && r == 0 && (e = readdir(d)))
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+		    fchownat(dfd, e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+			r = -errno;
+	if (d)
+		closedir(d);
+	if (r == 0 && fchown(dfd, uid, gid) < 0)
+		r = -errno;
+	close(dfd);
+	return r;
 }
 
 /* mountinfo's escapes (\040 for a space, \011, \012, \134) undone in place. */
@@ -102,6 +139,27 @@ long keeper_mount_of(const char *mnt, unsigned long *ret_minor)
 	return id;
 }
 
+char *keeper_mount_path(const char *mnt)
+{
+	char *copy = strdup(mnt), *path = NULL;
+	char *slash = copy ? strrchr(copy, '/') : NULL;
+	if (slash) {
+		*slash = '\0';
+		char *parent = realpath(copy[0] ? copy : "/", NULL);
+		if (parent &&
+		    asprintf(&path, "%s/%s", strcmp(parent, "/") ? parent : "", slash + 1) < 0)
+			path = NULL;
+		free(parent);
+	} else if (copy) {
+		char *cwd = getcwd(NULL, 0);
+		if (cwd && asprintf(&path, "%s/%s", cwd, copy) < 0)
+			path = NULL;
+		free(cwd);
+	}
+	free(copy);
+	return path;
+}
+
 /* Unmounts mnt (lazily, as fusermount3 -uz) if the topmost mount there is
  * still ours.  0, or -errno. */
 static int unmount_ours(const char *mnt, long mount_id)
@@ -128,11 +186,73 @@ static void stop_signals(sigset_t *set)
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGINT);
 	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGUSR1);
 	sigaddset(set, SIGCHLD);
 }
 
-/* The keeper's life: returns the exit status for the process. */
-static int keep(pid_t server, const char *mnt, long mount_id)
+#define ORDER_STOP 'T'
+#define ORDER_HAND_OVER 'R'
+
+/* The keeper's end of the orders pipe (-1 in the server). */
+static int orders_fd = -1;
+
+static void order(char what)
+{
+	if (orders_fd >= 0 && write(orders_fd, &what, 1) != 1)
+		log_warn("run_as: cannot tell the server to %s: %s",
+		         what == ORDER_STOP ? "stop" : "hand over", strerrordesc_np(errno));
+}
+
+struct orders {
+	int fd;
+	pthread_t loop; /* the thread that will run the FUSE loop */
+};
+
+/* In the server: the keeper's orders, as signals to the thread of the
+ * FUSE loop.  EOF (the keeper is gone): nothing more to do. */
+static void *orders_main(void *arg)
+{
+	struct orders o = *(struct orders *)arg;
+	free(arg);
+	char what;
+	ssize_t n;
+	while ((n = read(o.fd, &what, 1)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		pthread_kill(o.loop, what == ORDER_HAND_OVER ? SIGUSR1 : SIGTERM);
+	}
+	close(o.fd);
+	return NULL;
+}
+
+/* In the server, once its privileges are dropped: the thread that takes
+ * the keeper's orders (all signals blocked in it). */
+static int orders_listen(int fd)
+{
+	struct orders *o = malloc(sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	o->fd = fd;
+	o->loop = pthread_self();
+	sigset_t all, old;
+	pthread_t t;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	int r = pthread_create(&t, NULL, orders_main, o);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		free(o);
+		return -r;
+	}
+	pthread_detach(t);
+	return 0;
+}
+
+/* The keeper's life: returns the exit status for the process.  stored:
+ * the connection and the state are in systemd's fd store. */
+static int keep(pid_t server, const char *mnt, long mount_id, bool stored, const char *ready_status)
 {
 	/* umount2 is all it does: root's other powers go.  If they cannot,
 	 * it does not go on as full root beside a server. */
@@ -154,13 +274,13 @@ static int keep(pid_t server, const char *mnt, long mount_id)
 	sigset_t set;
 	stop_signals(&set);
 	int status = 0;
-	bool stopping = false;
+	bool stopping = false, handing_over = false;
 	for (;;) {
 		int probed;
 		if (probe > 0 && waitpid(probe, &probed, WNOHANG) == probe) {
 			probe = -1;
 			if (WIFEXITED(probed) && WEXITSTATUS(probed) == 0)
-				sd_notify_send("READY=1");
+				sd_notify_send("READY=1\nSTATUS=%s", ready_status);
 			else
 				log_error("the mount on %s does not answer", mnt);
 		}
@@ -175,14 +295,42 @@ static int keep(pid_t server, const char *mnt, long mount_id)
 		}
 		siginfo_t info;
 		int sig = sigwaitinfo(&set, &info);
-		if (sig > 0 && sig != SIGCHLD && !stopping) {
+		if (sig == SIGUSR1 && stored && !stopping && !handing_over) {
+			/* A restart: the server hands the connection over to
+			 * the fd store and ends; the mount stays. */
+			handing_over = true;
+			order(ORDER_HAND_OVER);
+		} else if (sig > 0 && sig != SIGCHLD && !stopping) {
 			/* A stop, as the daemon without run_as stops: unmounted
 			 * (lazily), and the server told to end, which commits
-			 * what open writers left. */
+			 * what open writers left.  (SIGUSR1 with nothing
+			 * stored: nothing could take the mount over.) */
 			stopping = true;
+			handing_over = false;
 			unmount_ours(mnt, mount_id);
-			kill(server, SIGTERM);
+			order(ORDER_STOP);
 		}
+	}
+	if (stored && !stopping && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == HANDOVER_EXIT_UNADOPTABLE) {
+		/* the server could not take the stored connection over */
+		handover_abandon(mnt, "its stored state is not whole");
+		return 1;
+	}
+	bool died = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
+	if (stored && !stopping && (handing_over || died) &&
+	    keeper_mount_of(mnt, NULL) == mount_id) {
+		if (handing_over && !died) {
+			log_info("the server handed the mount on %s over; it stays for the next "
+			         "daemon",
+			         mnt);
+			return 0;
+		}
+		log_error("the server (pid %d) %s %d; the mount on %s stays for the next daemon "
+		          "(systemd's fd store holds its connection)",
+		          (int)server, WIFSIGNALED(status) ? "was killed by signal" : "exited with",
+		          WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), mnt);
+		return 1;
 	}
 	if (unmount_ours(mnt, mount_id) == 0)
 		log_warn("the server exited with the mount up; unmounted %s", mnt);
@@ -253,29 +401,52 @@ pid_t keeper_fork(const char *mnt, uid_t uid, gid_t gid, const char *const *writ
 {
 	sigset_t set, old;
 	stop_signals(&set);
+	int p[2];
 	*ret_mount_id = keeper_mount_of(mnt, NULL);
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
 	sigprocmask(SIG_BLOCK, &set, &old);
 	pid_t pid = fork();
 	if (pid < 0) {
 		int e = errno;
 		sigprocmask(SIG_SETMASK, &old, NULL);
+		close(p[0]);
+		close(p[1]);
 		return -e;
 	}
-	if (pid > 0)
-		return pid; /* the keeper: signals stay blocked for keeper_run() */
+	if (pid > 0) {
+		/* the keeper: signals stay blocked for keeper_run() */
+		close(p[0]);
+		orders_fd = p[1];
+		return pid;
+	}
+	close(p[1]);
 	sigprocmask(SIG_SETMASK, &old, NULL);
+	/* Only the keeper speaks to systemd (NotifyAccess=main): the server
+	 * can neither store descriptors nor name another main process. */
+	unsetenv("NOTIFY_SOCKET");
 	int r = sandbox(mnt, writable);
 	if (r < 0)
 		log_error("run_as: cannot set up the server's mount namespace: %s",
 		          strerrordesc_np(-r));
 	else if ((r = drop_privileges(uid, gid)) < 0)
 		log_error("run_as: cannot drop privileges: %s", strerrordesc_np(-r));
+	else if ((r = orders_listen(p[0])) < 0)
+		log_error("run_as: cannot start the thread that listens to the keeper: %s",
+		          strerrordesc_np(-r));
+	if (r < 0)
+		close(p[0]);
 	return r;
 }
 
-_Noreturn void keeper_run(pid_t server, const char *mnt, long mount_id, int fuse_fd)
+_Noreturn void keeper_run(pid_t server, const char *mnt, long mount_id, const int *fds,
+                          size_t n_fds, bool stored, const char *ready_status)
 {
-	/* The connection lives in the server alone: it ends when it does. */
-	close(fuse_fd);
-	_exit(keep(server, mnt, mount_id));
+	/* The connection lives in the server (and in systemd's fd store, if
+	 * stored): without the store it ends when the server does.  The
+	 * keeper keeps none of what the server serves from. */
+	for (size_t i = 0; i < n_fds; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	_exit(keep(server, mnt, mount_id, stored, ready_status));
 }

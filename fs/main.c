@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,41 +101,51 @@ static int cmd_init_etcd(const char *source, const char *key_file,
 	return 0;
 }
 
-/* secretsfs init etcd…://…/PREFIX -o key=FILE[,OPTION…] (options: key and
- * the connection's, nothing else): parsed as a mount's are. */
-static int init_etcd(int argc, char **argv, const char *source)
+/* init's -o lists into c, each option one of allowed (NULL-terminated),
+ * parsed as a mount's are.  0 or printed why not (usage: the line to
+ * print for anything but -o). */
+static int init_options(int argc, char **argv, const char *const *allowed, const char *usage,
+                        struct cmdline *c)
 {
-	static const char *const allowed[] = { "key=",     "cacert=",    "cert=",
-		                               "certkey=", "etcd_user=", "etcd_password=" };
-	struct cmdline c = { .fuse_args = FUSE_ARGS_INIT(0, NULL) };
 	int r = 0;
 	for (int i = 0; i < argc && r == 0; i++) {
 		const char *list = strcmp(argv[i], "-o") == 0 && i + 1 < argc   ? argv[++i]
 		                 : strncmp(argv[i], "-o", 2) == 0 && argv[i][2] ? argv[i] + 2
 		                                                                : NULL;
 		if (!list) {
-			r = fail("usage: secretsfs init etcd://HOST:PORT[,…]/PREFIX -o "
-			         "key=FILE[,cacert=FILE,cert=FILE,certkey=FILE,etcd_user=NAME,"
-			         "etcd_password=FILE]");
+			r = fail("usage: %s", usage);
 			break;
 		}
 		char *copy = strdup(list), *save = NULL;
 		for (char *o = copy ? strtok_r(copy, ",", &save) : NULL; o && r == 0;
 		     o = strtok_r(NULL, ",", &save)) {
 			bool ok = false;
-			for (size_t j = 0; j < sizeof(allowed) / sizeof(allowed[0]); j++)
+			for (size_t j = 0; allowed[j]; j++)
 				ok = ok || strncmp(o, allowed[j], strlen(allowed[j])) == 0;
-			r = ok ? cmdline_parse_options(&c, o)
-			       : fail("init: -o %s is not an option of init (key=, cacert=, cert=, "
-			              "certkey=, etcd_user=, etcd_password=)",
-			              o);
+			r = ok ? cmdline_parse_options(c, o)
+			       : fail("init: -o %s is not an option of init here (usage: %s)", o,
+			              usage);
 		}
 		if (!copy)
 			r = fail("out of memory");
 		free(copy);
 	}
+	return r;
+}
+
+/* secretsfs init etcd…://…/PREFIX -o key=FILE[,OPTION…] (options: key and
+ * the connection's, nothing else). */
+static int init_etcd(int argc, char **argv, const char *source)
+{
+	static const char *const allowed[] = { "key=",       "cacert=",        "cert=", "certkey=",
+		                               "etcd_user=", "etcd_password=", NULL };
+	static const char usage[] = "secretsfs init etcd://HOST:PORT[,…]/PREFIX -o "
+	                            "key=FILE[,cacert=FILE,cert=FILE,certkey=FILE,etcd_user=NAME,"
+	                            "etcd_password=FILE]";
+	struct cmdline c = { .fuse_args = FUSE_ARGS_INIT(0, NULL) };
+	int r = init_options(argc, argv, allowed, usage, &c);
 	if (r == 0 && (!c.opt.key_file || !c.opt.key_file[0]))
-		r = fail("usage: secretsfs init etcd://HOST:PORT[,…]/PREFIX -o key=FILE[,…]");
+		r = fail("usage: %s", usage);
 	if (r == 0)
 		r = cmdline_etcd_password_default(&c.opt);
 	if (r == 0) {
@@ -145,12 +156,55 @@ static int init_etcd(int argc, char **argv, const char *source)
 	return r;
 }
 
-/* secretsfs init DIR [-o key=FILE]: the key in DIR/key, or made new at
- * FILE (outside DIR; then every mount gives -o key=FILE). */
-static int cmd_init(const char *dir, const char *key_file)
+/* The directory a new key file goes into, made (0700) if it is missing:
+ * one level, for "-o key=/etc/secretsfs/key". */
+static int key_parent_made(const char *key_file)
 {
+	char *copy = strdup(key_file);
+	if (!copy)
+		return fail("out of memory");
+	char *slash = strrchr(copy, '/');
+	int r = 0;
+	if (slash && slash != copy) {
+		*slash = '\0';
+		if (mkdir(copy, 0700) < 0 && errno != EEXIST)
+			r = fail("key file %s: cannot make its directory %s: %s", key_file, copy,
+			         strerrordesc_np(errno));
+	}
+	free(copy);
+	return r;
+}
+
+/* secretsfs init DIR [-o key=FILE,run_as=USER]: the key in DIR/key, or made
+ * new at FILE (outside DIR; then every mount gives -o key=FILE); with
+ * run_as, DIR is USER's afterwards (the server of -o run_as=USER writes
+ * it) and the key stays root's, outside it. */
+static int cmd_init(const char *dir, const char *key_file, const char *run_as)
+{
+	uid_t uid = 0;
+	gid_t gid = 0;
+	if (run_as) {
+		int u = keeper_user(run_as, &uid, &gid);
+		if (u == -ENOENT)
+			return fail("init -o run_as=%s: no such user", run_as);
+		if (u < 0)
+			return fail(
+			    "init -o run_as=%s: that is root; name the user the server runs "
+			    "as",
+			    run_as);
+		if (!key_file)
+			return fail(
+			    "init -o run_as=%s: the key must stay root's, outside the store "
+			    "%s writes: give -o key=FILE (e.g. /etc/secretsfs/key)",
+			    run_as, run_as);
+		if (geteuid() != 0)
+			return fail("init -o run_as=%s: only root makes a store another user's",
+			            run_as);
+	}
 	if (crypto_init() < 0)
 		return fail("libsodium failed to initialise");
+	if (key_file && key_parent_made(key_file))
+		return 1;
 	char why[2 * PATH_MAX + 160];
 	int r = embedded_store_init_key(dir, key_file, why, sizeof(why));
 	if (r < 0 && why[0])
@@ -159,17 +213,36 @@ static int cmd_init(const char *dir, const char *key_file)
 		return fail("%s already holds a store", dir);
 	if (r < 0)
 		return fail("cannot create a store in %s: %s", dir, strerrordesc_np(-r));
+	if (run_as && (r = keeper_give_store(dir, uid, gid)) < 0)
+		return fail("created a store in %s, but cannot make it %s's: %s (chown -R %s: %s)",
+		            dir, run_as, strerrordesc_np(-r), run_as, dir);
 	if (key_file)
-		printf("created an empty store in %s\n"
+		printf("created an empty store in %s%s%s\n"
 		       "its key is the new file %s (mode 0400): mount with -o key=%s; without it "
 		       "no value can be read; keep a copy somewhere safe\n",
-		       dir, key_file, key_file);
+		       dir, run_as ? ", owned by " : "", run_as ? run_as : "", key_file, key_file);
 	else
 		printf("created an empty store in %s\n"
 		       "its key is %s/%s (mode 0400): without it no value can be read; keep a "
 		       "copy somewhere safe\n",
 		       dir, dir, EMBEDDED_KEY_FILE);
 	return 0;
+}
+
+/* secretsfs init DIR [-o key=FILE,run_as=USER] */
+static int init_dir(int argc, char **argv, const char *dir)
+{
+	static const char *const allowed[] = { "key=", "run_as=", NULL };
+	static const char usage[] = "secretsfs init DIR [-o key=FILE[,run_as=USER]] | init "
+	                            "etcd://HOST:PORT[,…]/PREFIX -o key=FILE";
+	struct cmdline c = { .fuse_args = FUSE_ARGS_INIT(0, NULL) };
+	int r = init_options(argc, argv, allowed, usage, &c);
+	if (r == 0 && c.opt.key_file && !c.opt.key_file[0])
+		r = fail("usage: %s", usage);
+	if (r == 0)
+		r = cmd_init(dir, c.opt.key_file, c.opt.run_as);
+	cmdline_free(&c);
+	return r;
 }
 
 /* secretsfs backup DIR FILE */
@@ -865,7 +938,7 @@ static int serve(struct fs *fs, struct cmdline *c, bool adopted)
 /* -o run_as=USER: from here on this process serves as USER and the
  * mounting one keeps the mount (keeper.c).  Then the server locks its
  * memory and opens the store as USER. */
-static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
+static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd, int credsock_fd)
 {
 	/* What the server may write: the store, and host-attrs' directory. */
 	char *attrs = strdup(fs->opt.attrs_file ? fs->opt.attrs_file : "/");
@@ -888,7 +961,13 @@ static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
 			null_stdio();
 			log_setup(false, fs->opt.debug);
 		}
-		keeper_run(pid, fs->opt.run_mountpoint, mount_id, fuse_session_fd(fs->se));
+		char *status = NULL;
+		if (asprintf(&status, "Serving %s on %s as %s", fs->opt.store_dir,
+		             fs->opt.mountpoint, fs->opt.run_as) < 0)
+			status = NULL;
+		const int fds[] = { fuse_session_fd(fs->se), handover_state_fd(), credsock_fd };
+		keeper_run(pid, fs->opt.run_mountpoint, mount_id, fds, sizeof(fds) / sizeof(fds[0]),
+		           handover_stored(), status ? status : "Serving");
 	}
 	int r = (int)pid;
 	if (r < 0) {
@@ -896,6 +975,11 @@ static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
 		free(kp);
 		return fail("-o run_as=%s: cannot drop privileges: %s", fs->opt.run_as,
 		            strerrordesc_np(-r));
+	}
+	if (handover_server_state(fs) < 0) {
+		key_free(key);
+		free(kp);
+		return HANDOVER_EXIT_UNADOPTABLE;
 	}
 	if ((r = lock_memory(fs->opt.allow_unlocked))) {
 		key_free(key);
@@ -905,8 +989,9 @@ static int serve_as(struct fs *fs, uint8_t *key, char *kp, int *ready_fd)
 	return setup_store(fs, key, kp);
 }
 
-/* The server's user, checked before anything is mounted. */
-static int check_run_as(struct fs *fs)
+/* The server's user, checked before anything is mounted (or, adopted,
+ * before the connection taken over is served). */
+static int check_run_as(struct fs *fs, bool adopted)
 {
 	int r = keeper_user(fs->opt.run_as, &fs->opt.run_uid, &fs->opt.run_gid);
 	if (r == -ENOENT)
@@ -918,8 +1003,11 @@ static int check_run_as(struct fs *fs)
 		return fail("-o run_as=%s: only root mounts and then drops to another user",
 		            fs->opt.run_as);
 	/* The keeper finds its mount in /proc/self/mountinfo by this path;
-	 * resolved now, as once mounted it leads into the mount itself. */
-	if (!(fs->opt.run_mountpoint = realpath(fs->opt.mountpoint, NULL)))
+	 * resolved now, as once mounted it leads into the mount itself (and
+	 * a mount taken over has no daemon to answer yet: only its parent is
+	 * resolved). */
+	if (!(fs->opt.run_mountpoint = adopted ? keeper_mount_path(fs->opt.mountpoint)
+	                                       : realpath(fs->opt.mountpoint, NULL)))
 		return fail("%s: %s", fs->opt.mountpoint, strerrordesc_np(errno));
 	/* The server cannot see below the directories its namespace hides. */
 	const char *need[] = { fs->opt.store_dir, fs->opt.attrs_file };
@@ -934,6 +1022,17 @@ static int check_run_as(struct fs *fs)
 				    "(e.g. /var/lib/secretsfs)",
 				    fs->opt.run_as, need[i], keeper_hidden[h]);
 		}
+	/* The server opens the embedded store as USER, which must own it (a
+	 * store left root's by the root mode, e.g. after a package upgrade,
+	 * is said so here, before anything is mounted). */
+	struct stat st;
+	if (fs->ops == &embedded_store_ops && stat(fs->opt.store_dir, &st) == 0 &&
+	    S_ISDIR(st.st_mode) && st.st_uid != fs->opt.run_uid)
+		return fail("-o run_as=%s: the server cannot open the store in %s: it is uid "
+		            "%u's, not %s's; make it %s's (chown -R %s: %s, with the key outside "
+		            "it: secretsfs(1), SYSTEMD) or serve as root (secretsfs-as-root.conf)",
+		            fs->opt.run_as, fs->opt.store_dir, (unsigned)st.st_uid, fs->opt.run_as,
+		            fs->opt.run_as, fs->opt.run_as, fs->opt.store_dir);
 	return 0;
 }
 
@@ -965,6 +1064,19 @@ static int check_credsocket(const struct fs *fs)
 	return r;
 }
 
+/* -o credsocket=PATH: the socket made and listened on.  0 or printed why
+ * not. */
+static int open_credsocket(const struct fs *fs, struct credsock **ret)
+{
+	char why[PATH_MAX + 160] = "";
+	int r = credsock_open(fs->opt.credsocket, ret, why, sizeof(why));
+	if (r < 0)
+		return why[0]
+		         ? fail("%s", why)
+		         : fail("-o credsocket=%s: %s", fs->opt.credsocket, strerrordesc_np(-r));
+	return 0;
+}
+
 /* Mounts, serves until unmounted or signalled, stops.  Returns the exit
  * status; whatever was set up is taken down by stop(). */
 static int serve_store(struct fs *fs, struct cmdline *c)
@@ -979,8 +1091,8 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	if (crypto_init() < 0)
 		return fail("libsodium failed to initialise");
 	if (fs->opt.takeover && fs->opt.run_as)
-		return fail("-o takeover cannot be used with -o run_as (its keeper unmounts when "
-		            "the server exits)");
+		return fail("-o takeover cannot be used with -o run_as (a keeper's server is "
+		            "restarted through systemd's fd store)");
 	/* A connection left by the daemon before (systemd's fd store) or
 	 * handed over by the one serving now (-o takeover): the mount stays,
 	 * and looking at the mountpoint would wait for this daemon (so what
@@ -995,8 +1107,13 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		return r;
 	if (!adopted && fs->opt.credsocket && (r = check_credsocket(fs)))
 		return r;
-	if (fs->opt.run_as && (r = check_run_as(fs)))
+	if (fs->opt.run_as && (r = check_run_as(fs, adopted))) {
+		/* a stored connection this start cannot serve: given up, so
+		 * that callers do not wait for a server that never comes */
+		if (adopted)
+			handover_abandon(fs->opt.mountpoint, "-o run_as refused it, see above");
 		return r;
+	}
 
 	int ready_fd = -1;
 	if (!fs->opt.foreground && (r = background(&ready_fd)))
@@ -1020,14 +1137,26 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		return fail("out of memory");
 	/* As root, the store is opened first: its errors come before a
 	 * mount.  Under run_as it is opened by the server, as USER. */
+	/* Under run_as the keeper makes the credential socket, before the
+	 * fork: the server's namespace cannot write its directory (and keeps
+	 * no copy of /run writable); the server accepts on what it inherits. */
+	struct credsock *cs = NULL;
+	if (fs->opt.run_as && fs->opt.credsocket && (r = open_credsocket(fs, &cs))) {
+		key_free(key);
+		free(kp);
+		return r;
+	}
 	if (fs->opt.run_as) {
-		if ((r = serve(fs, c, false))) {
+		if ((r = serve(fs, c, adopted))) {
 			key_free(key);
 			free(kp);
+			credsock_close(cs);
 			return r;
 		}
-		if ((r = serve_as(fs, key, kp, &ready_fd)))
+		if ((r = serve_as(fs, key, kp, &ready_fd, credsock_fd(cs)))) {
+			credsock_close(cs);
 			return r;
+		}
 	} else if ((r = setup_store(fs, key, kp)) || (r = serve(fs, c, adopted))) {
 		return r;
 	}
@@ -1048,12 +1177,8 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 		log_info("mounted the %s store %s on %s", fs->ops->name, fs->opt.store_dir,
 		         fs->opt.mountpoint);
 	if (fs->opt.credsocket) {
-		char cwhy[PATH_MAX + 160] = "";
-		struct credsock *cs = NULL;
-		if ((r = credsock_open(fs->opt.credsocket, &cs, cwhy, sizeof(cwhy))) < 0)
-			return cwhy[0] ? fail("%s", cwhy)
-			               : fail("-o credsocket=%s: %s", fs->opt.credsocket,
-			                      strerrordesc_np(-r));
+		if (!cs && (r = open_credsocket(fs, &cs)))
+			return r;
 		if ((r = credsock_start(cs, fs)) < 0) {
 			credsock_close(cs);
 			return fail("-o credsocket: cannot start its thread: %s",
@@ -1068,13 +1193,11 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	}
 	if (!fs->opt.foreground)
 		detach_stdio(ready_fd, log_to_background(fs, c->audit));
-	/* Under run_as the keeper says READY=1: the server's namespace has
-	 * no copy of the mount to ask, and the mount (no allow_other) lets
-	 * in only the uid that mounted it. */
-	if (fs->opt.run_as)
-		sd_notify_send("STATUS=Serving %zu secrets from %s on %s", fs->by_id_count,
-		               fs->opt.store_dir, fs->opt.mountpoint);
-	else
+	/* Under run_as the keeper says READY=1 (and the server has no
+	 * $NOTIFY_SOCKET): the server's namespace has no copy of the mount
+	 * to ask, and the mount (no allow_other) lets in only the uid that
+	 * mounted it. */
+	if (!fs->opt.run_as)
 		sd_notify_ready_when_mounted(fs);
 
 	handover_serving(fs);
@@ -1126,8 +1249,9 @@ static void stop(struct fs *fs)
 		bool keep_session = handover_handing_over() && !handover_adopted();
 		if (handover_handing_over()) {
 			/* the mount stays, for the next daemon */
-		} else if (handover_adopted()) {
-			/* not mounted by this session: libfuse would not */
+		} else if (handover_adopted() && !fs->opt.run_as) {
+			/* not mounted by this session: libfuse would not (under
+			 * run_as the keeper unmounts) */
 			if (umount2(fs->opt.mountpoint, MNT_DETACH) < 0 && errno != EINVAL &&
 			    errno != ENOENT) /* EINVAL: unmounted already (fusermount3 -u) */
 				log_warn("cannot unmount %s: %s", fs->opt.mountpoint,
@@ -1139,6 +1263,13 @@ static void stop(struct fs *fs)
 			 * mountpoint either way. */
 			fuse_session_unmount(fs->se);
 		}
+		/* Stopping already: a stop signal now (the keeper's order to
+		 * the server may come after the loop ended by the unmount)
+		 * must not kill the process in the middle of it.  Set before
+		 * libfuse's handlers go, which it then leaves alone. */
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGINT, SIG_IGN);
+		signal(SIGHUP, SIG_IGN);
 		fuse_remove_signal_handlers(fs->se);
 		if (keep_session)
 			secretsfs_ops.destroy(fs);
@@ -1173,18 +1304,12 @@ int main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "list") == 0)
 		return cmd_list(argc - 2, argv + 2);
 	if (argc >= 2 && strcmp(argv[1], "init") == 0) {
-		const char *k = NULL;
-		if (argc == 5 && strcmp(argv[3], "-o") == 0 && strncmp(argv[4], "key=", 4) == 0)
-			k = argv[4] + 4;
-		else if (argc == 4 && strncmp(argv[3], "-okey=", 6) == 0)
-			k = argv[3] + 6;
-		bool etcd = argc >= 3 && etcd_store_source(argv[2]);
-		if (etcd)
-			return init_etcd(argc - 3, argv + 3, argv[2]);
-		if ((argc != 3 && !k) || (k && !k[0]))
-			return fail("usage: secretsfs init DIR [-o key=FILE] | init "
+		if (argc < 3)
+			return fail("usage: secretsfs init DIR [-o key=FILE[,run_as=USER]] | init "
 			            "etcd://HOST:PORT[,…]/PREFIX -o key=FILE");
-		return cmd_init(argv[2], k);
+		if (etcd_store_source(argv[2]))
+			return init_etcd(argc - 3, argv + 3, argv[2]);
+		return init_dir(argc - 3, argv + 3, argv[2]);
 	}
 
 	if (argc >= 2 && strcmp(argv[1], "backup") == 0) {

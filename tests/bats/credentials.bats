@@ -22,6 +22,10 @@ setup() {
 	W=$(nspawn_workdir)
 	sed 's|@bindir@|/usr/local/bin|g' "$TOP/systemd/secretsfs.service.in" \
 		>"$W/units/secretsfs.service"
+	# served as root (the shipped opt-out): the store is init's default
+	mkdir -p "$W/units/secretsfs.service.d"
+	sed 's|@bindir@|/usr/local/bin|g' "$TOP/systemd/secretsfs-as-root.conf.in" \
+		>"$W/units/secretsfs.service.d/as-root.conf"
 	cp "$SFS" "$W/bin/secretsfs"
 	# a value no text tool would keep: NUL, 0xff, no final newline
 	printf 'sk-proj-\000\001\377 A\n\nZ' >"$W/value1"
@@ -109,6 +113,48 @@ EOF
 	grep -q 'Failed to set up credentials' "$W/out/intruder.log"
 	# never a value in the log
 	! grep -q 'sk-proj' "$W/out/log"
+}
+
+
+@test "credsocket under run_as (the shipped unit's default): the keeper binds the socket, the server (as secretsfs, which cannot write /run) serves it: an admitted unit gets the exact bytes, another is refused; a restart keeps serving it" {
+	need_nspawn
+	rm "$W/units/secretsfs.service.d/as-root.conf"
+	cp "$TOP/systemd/secretsfs.sysusers" "$W/"
+	consumer consumer OPENAI_API_KEY
+	consumer intruder OPENAI_API_KEY
+	cat >"$W/check.sh" <<'EOF'
+refused() {
+	not systemctl start "$1.service"
+	test "$(systemctl show -P ExecMainStatus "$1.service")" = 243
+	test ! -e "/srv/t-out/$1"
+}
+run_as_store
+systemctl start secretsfs.service
+cp /srv/t/value1 /run/secretsfs/ai_gateway/OPENAI_API_KEY
+mkdir -p /run/systemd/system/secretsfs.service.d
+printf '[Service]\nExecStart=\nExecStart=/usr/local/bin/secretsfs /var/lib/secretsfs /run/secretsfs -f -o run_as=secretsfs,credsocket=/run/secretsfs-credentials.sock,unit=ai_gateway:consumer.service\n' \
+	>/run/systemd/system/secretsfs.service.d/cred.conf
+systemctl daemon-reload
+systemctl restart secretsfs.service
+test -S /run/secretsfs-credentials.sock
+stat -c %U /run/secretsfs-credentials.sock >/srv/t-out/sock-owner
+systemctl start consumer.service
+cp /srv/t-out/consumer /srv/t-out/consumer.1
+refused intruder
+# a restart (the mount taken over) binds it again: still served
+systemctl restart secretsfs.service
+rm /srv/t-out/consumer
+systemctl start consumer.service
+cp /srv/t-out/consumer /srv/t-out/consumer.2
+journalctl -u secretsfs.service -o cat >/srv/t-out/log
+EOF
+	nspawn_run "$W"
+	cmp "$W/value1" "$W/out/consumer.1"
+	cmp "$W/value1" "$W/out/consumer.2"
+	[ "$(cat "$W/out/sock-owner")" = root ]
+	grep -q 'serving as secretsfs' "$W/out/log"
+	grep -q 'audit: .* op=credential id=OPENAI_API_KEY unit=consumer.service result=ok ' "$W/out/log"
+	grep -q 'audit: .* op=credential id=OPENAI_API_KEY unit=intruder.service result=EACCES ' "$W/out/log"
 }
 
 @test "credsocket: an address that names another unit is refused (the peer's cgroup decides), and gets the refusal text, not the key" {
@@ -327,7 +373,7 @@ EOF
 	mount_fails "-o credsocket=$T/nodir/c.sock: its directory: No such file or directory" -o credsocket="$T/nodir/c.sock"
 	mount_fails "restarts units that loaded a secret from -o credsocket: give it too" -o on_rotate=ai_gateway:restart
 	mount_fails "expected on_rotate=SCOPE:restart" -o credsocket="$s",on_rotate=ai_gateway:reload
-	mount_fails "-o credsocket cannot be combined with -o run_as yet" -o credsocket="$s",run_as=nobody
+	mount_fails "-o on_rotate cannot be combined with -o run_as: restarting a unit takes root" -o credsocket="$s",on_rotate=ai_gateway:restart,run_as=nobody
 	mkdir -m 0777 "$T/open"
 	mount_fails "-o credsocket=$T/open/c.sock: its directory is writable by group or others" -o credsocket="$T/open/c.sock"
 	: >"$T/file"

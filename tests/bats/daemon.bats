@@ -109,6 +109,51 @@ server_pid() {
 	expect_value "$MNT/ai_gateway/KEY" v1
 }
 
+
+@test "run_as=USER: SIGTERM to the keeper reaches the server (which the keeper, without CAP_KILL, cannot signal): a writer left open is committed and both exit 0" {
+	run_as_store
+	start_daemon -o run_as=$OTHER
+	# an open writer keeps the lazily unmounted mount alive: only the
+	# server's own stop (told by the keeper) ends it and commits
+	exec 5>"$MNT/ai_gateway/KEY"
+	printf 'pending' >&5
+	kill -TERM "$DAEMON_PID"
+	run timeout 20 sh -c 'while kill -0 "$1" 2>/dev/null; do sleep 0.05; done' sh "$DAEMON_PID"
+	exec 5>&-
+	[ "$status" -eq 0 ]
+	wait "$DAEMON_PID"
+	DAEMON_PID=
+	start_daemon -o run_as=$OTHER
+	expect_value "$MNT/ai_gateway/KEY" pending
+}
+
+@test "init DIR -o key=FILE,run_as=USER: the store USER's, the key root's in a directory init made (0700); a run_as mount serves it; refused without key=, for root, for no such user" {
+	T=$(mktemp -d "${SECRETSFS_TEST_TMP:-/tmp}/secretsfs-test.XXXXXX")
+	chmod 0755 "$T"
+	STORE=$T/store MNT=$T/mnt LOG=$T/log
+	mkdir "$MNT"
+	run "$SFS" init "$STORE" -o "key=$T/etc/key,run_as=$OTHER"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"created an empty store in $STORE, owned by $OTHER"* ]]
+	[ "$(stat -c '%U %a' "$STORE")" = "$OTHER 700" ]
+	[ "$(find "$STORE" -mindepth 1 ! -user "$OTHER" | wc -l)" = 0 ]
+	[ "$(stat -c '%U %a' "$T/etc" "$T/etc/key")" = "$(printf 'root 700\nroot 400')" ]
+	[ ! -e "$STORE/key" ]
+	start_daemon -o "run_as=$OTHER,key=$T/etc/key"
+	printf 'v1' >"$MNT/ai_gateway/KEY"
+	expect_value "$MNT/ai_gateway/KEY" v1
+	[ "$(stat -c %U "$STORE/store.db")" = "$OTHER" ]
+	fails "the key must stay root's, outside the store $OTHER writes: give -o key=FILE" \
+		"$SFS" init "$T/s2" -o "run_as=$OTHER"
+	fails "init -o run_as=root: that is root" "$SFS" init "$T/s3" -o "key=$T/k3,run_as=root"
+	fails "init -o run_as=no-such-user-here: no such user" \
+		"$SFS" init "$T/s4" -o "key=$T/k4,run_as=no-such-user-here"
+	fails "init: -o attrs=x is not an option of init here" "$SFS" init "$T/s5" -o "key=$T/k5,attrs=x"
+	# nothing was made by the refused ones
+	[ ! -e "$T/s2" ] && [ ! -e "$T/s3" ] && [ ! -e "$T/k3" ] && [ ! -e "$T/s4" ] && [ ! -e "$T/s5" ]
+}
+
 @test "run_as=USER: a server killed with SIGKILL leaves no dead mount: the keeper unmounts and exits 1" {
 	run_as_store
 	start_daemon -o run_as=$OTHER
@@ -133,7 +178,16 @@ server_pid() {
 	run "$SFS" "$STORE" "$MNT" -f -o run_as=no-such-user-here
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"run_as=no-such-user-here: no such user"* ]]
-	# the store is root's: the server cannot open it, and the keeper unmounts
+	# the store is root's: refused before mounting, saying whose it is and
+	# what to do
+	run timeout 20 "$SFS" "$STORE" "$MNT" -f -o run_as=$OTHER
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"-o run_as=$OTHER: the server cannot open the store in $STORE: it is uid 0's, not $OTHER's; make it $OTHER's (chown -R $OTHER: $STORE, with the key outside it"* ]]
+	! grep -q " $MNT " /proc/mounts
+	# a store the server cannot open for another reason (a file of it
+	# root's): the server says so, and the keeper unmounts
+	chown -R "$OTHER:" "$STORE"
+	chown root: "$STORE/key" "$STORE/store.db"
 	run timeout 20 "$SFS" "$STORE" "$MNT" -f -o run_as=$OTHER
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"cannot open the store"* ]]

@@ -10,7 +10,11 @@
 #   nspawn_boot "$W" [nspawn options]   # returns check.sh's status
 #   nspawn_show "$W"                     # check.log and the journal, on failure
 #
-# check.sh may use not CMD (CMD must fail) and wait_restarted UNIT N.
+# check.sh may use not CMD (CMD must fail), wait_restarted UNIT N,
+# reader_start FILE VALUE / reader_stop (a reader looping on cat FILE,
+# counting reads whole and failed into /srv/t-out/reads, errors into
+# /srv/t-out/errors) and run_as_store (the store secretsfs.service
+# serves by default; W/secretsfs.sysusers must be the package's file).
 # Inside: W at /srv/t (read-only), W/out at /srv/t-out, W/units over
 # /etc/systemd/system, W/bin (if not empty) over /usr/local/bin.
 
@@ -77,12 +81,42 @@ wait_restarted() {
 	echo "$1: not active after restart $2" >&2
 	return 1
 }
+reader_start() {
+	rm -f /tmp/reader.stop
+	(
+		ok=0 bad=0
+		while [ ! -e /tmp/reader.stop ]; do
+			if cat "$1" >/tmp/reader.got 2>>/srv/t-out/errors && cmp -s /tmp/reader.got "$2"; then
+				ok=$((ok + 1))
+			else
+				bad=$((bad + 1))
+			fi
+		done
+		echo "$ok $bad" >/srv/t-out/reads
+	) &
+	reader_pid=$!
+}
+reader_stop() {
+	touch /tmp/reader.stop
+	wait "$reader_pid"
+}
+# as the README says: the user secretsfs from the package's sysusers.d
+# file, its store, the key root's in /etc/secretsfs
+run_as_store() {
+	systemd-sysusers /srv/t/secretsfs.sysusers
+	secretsfs init /var/lib/secretsfs -o key=/etc/secretsfs/key,run_as=secretsfs
+}
 EOF
 }
 
 # nspawn_boot W [nspawn options...]: boots, runs check.service, returns its
 # exit status (124 if the container did not finish within 120 s).  The
 # container runs in cgroups of its own, removed afterwards.
+# NSPAWN_ROOT=overlay: the root is the host's / under an overlay whose
+# upper layer is a tmpfs of the test's own mount namespace (so dpkg -i can
+# run inside: /usr and the dpkg database are writable, and nothing of the
+# host's is touched); by default (--volatile=yes) the host's /usr is
+# read-only and /etc and /var start empty.
 nspawn_boot() {
 	local w=$1 rc c
 	shift
@@ -97,6 +131,16 @@ nspawn_boot() {
 	# Hybrid cgroups (this machine kind): nspawn needs a subtree of its own
 	# in the unified and the name=systemd hierarchies, under the same name
 	# (nspawn mirrors its unified cgroup's path into name=systemd).
+	local root=(-D / --volatile=yes)
+	NSPAWN_PRE=
+	if [ "${NSPAWN_ROOT:-}" = overlay ]; then
+		# nspawn refuses -D / with --volatile=overlay: the overlay is ours
+		mkdir -p "$w/ov"
+		NSPAWN_PRE="mount -t tmpfs tmpfs '$w/ov' && mkdir '$w/ov/u' '$w/ov/w' '$w/ov/r' &&
+			mount -t overlay overlay -o lowerdir=/,upperdir='$w/ov/u',workdir='$w/ov/w' '$w/ov/r' &&"
+		root=(-D "$w/ov/r")
+	fi
+	export NSPAWN_PRE
 	local name=secretsfs-test-$$-$RANDOM
 	for c in /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do
 		[ -f "$c/cgroup.procs" ] || continue
@@ -104,9 +148,9 @@ nspawn_boot() {
 	done
 	# shellcheck disable=SC2016
 	bash -c 'for c in "$@"; do [ "$c" = -- ] && break; echo $$ >"$c/cgroup.procs"; shift; done; shift
-		exec unshare -m --propagation private sh -c "mount -t tmpfs tmpfs /run && exec \"\$@\"" sh "$@"' \
+		exec unshare -m --propagation private sh -c "$NSPAWN_PRE mount -t tmpfs tmpfs /run && exec \"\$@\"" sh "$@"' \
 		sh "${cgroups[@]}" -- \
-		timeout 120 systemd-nspawn -q --register=no --keep-unit -D / --volatile=yes \
+		timeout 120 systemd-nspawn -q --register=no --keep-unit "${root[@]}" \
 		--capability=CAP_IPC_LOCK \
 		"${binds[@]}" "$@" \
 		--boot -- systemd.unit=check.service systemd.firstboot=no \
@@ -143,4 +187,17 @@ nspawn_run() {
 		nspawn_show "$1"
 		return 1
 	fi
+}
+
+# nspawn_reads_ok W: reader_start's counts: some reads, none failed, no
+# error printed.
+nspawn_reads_ok() {
+	local ok bad
+	read -r ok bad <"$1/out/reads"
+	echo "reads: $ok whole, $bad failed" >&3
+	[ "$bad" = 0 ] && [ "$ok" -gt 0 ] && [ ! -s "$1/out/errors" ] || {
+		echo "reads: $ok whole, $bad failed; errors:" >&2
+		cat "$1/out/errors" >&2
+		return 1
+	}
 }

@@ -83,12 +83,13 @@ ensure_installed() {
 	ls "$PKG"/deb/secretsfs_*.dsc "$PKG"/deb/secretsfs_*.tar.* "$PKG"/deb/secretsfs_*.changes
 	dpkg-deb -c "$DEB" >"$PKG/contents"
 	for f in ./usr/bin/secretsfs ./usr/sbin/mount.fuse.secretsfs ./usr/sbin/mount.secretsfs \
-		./lib/systemd/system/secretsfs.service \
+		./lib/systemd/system/secretsfs.service ./usr/lib/sysusers.d/secretsfs.conf \
 		./usr/share/man/man1/secretsfs.1.gz ./usr/share/man/man5/secretsfs.5.gz \
 		./usr/share/man/man8/mount.fuse.secretsfs.8.gz \
 		./usr/share/doc/secretsfs/README.md.gz ./usr/share/doc/secretsfs/copyright \
 		./usr/share/doc/secretsfs/examples/secretsfs-example-consumer.service \
-		./usr/share/doc/secretsfs/examples/run-secretsfs.mount; do
+		./usr/share/doc/secretsfs/examples/run-secretsfs.mount \
+		./usr/share/doc/secretsfs/examples/secretsfs-as-root.conf; do
 		grep -q " $f\( ->.*\)\?$" "$PKG/contents" || { echo "missing in the .deb: $f" >&2; false; }
 	done
 	# the helpers are links to the daemon
@@ -96,6 +97,14 @@ ensure_installed() {
 	# the license
 	dpkg-deb --fsys-tarfile "$DEB" | tar -xO ./usr/share/doc/secretsfs/copyright |
 		grep -q '^License: Expat'
+	# the server's user is made at install (systemd-sysusers), and an upgrade
+	# restarts a running service after the files are in (try-restart: the
+	# mount stays), never stops it before
+	dpkg-deb -e "$DEB" "$PKG/control"
+	grep -q 'systemd-sysusers.*secretsfs.conf' "$PKG/control/postinst"
+	grep -q 'deb-systemd-invoke try-restart .*secretsfs.service' "$PKG/control/postinst"
+	! grep -qs 'stop' "$PKG/control/preinst" || false
+	! grep -qs 'deb-systemd-invoke stop' "$PKG/control/prerm" || false
 }
 
 @test "lintian reports nothing (every override is explained)" {
@@ -165,13 +174,13 @@ ensure_installed() {
 	! kill -0 "$pid" 2>/dev/null || false
 }
 
-@test "done when: the installed package under a real systemd, the fstab line from the man page, a LoadCredential= consumer" {
+@test "done when: the installed package under a real systemd, the fstab line from the man page, a LoadCredential= consumer; secretsfs.service as the README sets it up (run_as, the package's user)" {
 	why=$(nspawn_missing)
 	[ -z "$why" ] || skip "$why"
 	ensure_installed
 	W=$(nspawn_workdir)   # W/bin stays empty: the installed files only
 
-	# A store made with the installed command, holding a key.
+	# A store made with the installed command, holding a key, for mount(8).
 	secretsfs init "$W/store" >/dev/null
 	mkdir "$W/mnt"
 	mount -t fuse.secretsfs "$W/store" "$W/mnt"
@@ -180,9 +189,11 @@ ensure_installed() {
 	umount "$W/mnt"
 	for _ in $(seq 1 100); do pgrep -f "mount.fuse.secretsfs $W/store" >/dev/null || break; sleep 0.05; done
 
-	# /etc/fstab: the line secretsfs(1) gives, as it is printed.
+	# /etc/fstab: the line secretsfs(1) gives, as it is printed, for the
+	# root-owned store above (bound at /srv/fstab-store).
 	LC_ALL=C MANWIDTH=200 man -l /usr/share/man/man1/secretsfs.1.gz |
-		sed -n 's/^ *\(\/var\/lib\/secretsfs .*fuse\.secretsfs.*\)$/\1/p' >"$W/fstab"
+		sed -n 's/^ *\(\/var\/lib\/secretsfs .*fuse\.secretsfs.*\)$/\1/p' |
+		sed 's|^/var/lib/secretsfs |/srv/fstab-store |' >"$W/fstab"
 	[ "$(wc -l <"$W/fstab")" -eq 1 ]
 	cat "$W/fstab"
 	# A service that reads its key as secretsfs(1) says, ordered after the
@@ -207,6 +218,9 @@ ExecStart=
 ExecStart=/bin/cat ${CREDENTIALS_DIRECTORY}/openai
 StandardOutput=truncate:/srv/t-out/service-consumer
 EOF
+	# the README's commands for secretsfs.service, as they are printed there
+	sed -n '/^# secretsfs.service, as root/,/^```$/p' "$TOP/README.md" | grep -v '^```$' >"$W/readme.sh"
+	grep -q 'secretsfs init /var/lib/secretsfs -o key=/etc/secretsfs/key,run_as=secretsfs' "$W/readme.sh"
 	cat >"$W/check.sh" <<'EOF'
 # mounted at boot from /etc/fstab; with nofail nothing at boot waits for
 # the mount (check.service may start first): wait for it, up to 20 s
@@ -218,18 +232,71 @@ systemctl stop run-secretsfs.mount
 not grep -q ' /run/secretsfs ' /proc/self/mounts
 for i in $(seq 1 50); do pgrep -f '^/sbin/mount.fuse.secretsfs ' >/dev/null || break; sleep 0.1; done
 not pgrep -f '^/sbin/mount.fuse.secretsfs '
-# the packaged secretsfs.service, pulled in by the consumer
+# the package's sysusers.d file made the server's user at boot
+getent passwd secretsfs
+# the packaged secretsfs.service, set up as the README says, pulled in by
+# the consumer
 systemctl show -P FragmentPath secretsfs.service | grep -x '.*/lib/systemd/system/secretsfs.service'
 test "$(systemctl is-enabled secretsfs.service)" = disabled
+grep -v 'systemctl enable' /srv/t/readme.sh | sed 's/^/+ /'
+. <(grep -v 'systemctl enable' /srv/t/readme.sh)
+systemctl start secretsfs.service
+cp /srv/t/value /run/secretsfs/ai_gateway/OPENAI_API_KEY
+systemctl stop secretsfs.service
 systemctl start secretsfs-example-consumer.service
 systemctl is-active -q secretsfs.service
+keeper=$(systemctl show -P MainPID secretsfs.service)
+stat -c %U "/proc/$(pgrep -P "$keeper")" >/srv/t-out/server-user
 systemctl stop secretsfs.service
 test "$(systemctl show -P Result secretsfs.service)" = success
 not grep -q ' /run/secretsfs ' /proc/self/mounts
 EOF
-	nspawn_run "$W" --bind="$W/store":/var/lib/secretsfs --bind-ro="$W/fstab":/etc/fstab
+	nspawn_run "$W" --bind="$W/store":/srv/fstab-store --bind-ro="$W/fstab":/etc/fstab
 	cmp "$W/value" "$W/out/fstab-consumer"
 	cmp "$W/value" "$W/out/service-consumer"
+	[ "$(cat "$W/out/server-user")" = secretsfs ]
+}
+
+@test "upgrade under load: dpkg -i of a newer package while a reader loops on cat of a key served by secretsfs.service: zero failed reads, the service restarted (try-restart), the mount kept" {
+	why=$(nspawn_missing)
+	[ -z "$why" ] || skip "$why"
+	ensure_built   # sets DEB
+	ensure_installed
+	W=$(nspawn_workdir)   # W/bin stays empty: the installed files only
+	# the newer package: this build repacked as version 0.1.0+upgrade1
+	dpkg-deb -R "$DEB" "$W/new"
+	sed -i 's/^Version: .*/Version: 0.1.0+upgrade1/' "$W/new/DEBIAN/control"
+	dpkg-deb -b "$W/new" "$W/new.deb" >/dev/null
+	rm -rf "$W/new"
+	head -c 3000 /dev/urandom >"$W/value"
+	cat >"$W/check.sh" <<'EOF'
+K=/run/secretsfs/ai_gateway/OPENAI_API_KEY
+# this machine's policy-rc.d (a container image's) forbids every service
+# action from maintainer scripts; a real host has none (only the overlay
+# loses it)
+rm -f /usr/sbin/policy-rc.d
+test "$(dpkg-query -W -f='${Version}' secretsfs)" = 0.1.0
+getent passwd secretsfs
+secretsfs init /var/lib/secretsfs -o key=/etc/secretsfs/key,run_as=secretsfs
+systemctl start secretsfs.service
+cp /srv/t/value "$K"
+ino=$(stat -c %i "$K")
+keeper=$(systemctl show -P MainPID secretsfs.service)
+reader_start "$K" /srv/t/value
+dpkg -i /srv/t/new.deb
+reader_stop
+test "$(dpkg-query -W -f='${Version}' secretsfs)" = 0.1.0+upgrade1
+test "$(systemctl show -P ActiveState secretsfs.service)" = active
+test "$(systemctl show -P MainPID secretsfs.service)" != "$keeper"
+test "$(stat -c %i "$K")" = "$ino"
+test "$(grep -c ' /run/secretsfs fuse.secretsfs ' /proc/self/mounts)" = 1
+journalctl -u secretsfs.service -o cat >/srv/t-out/log
+EOF
+	NSPAWN_ROOT=overlay nspawn_run "$W"
+	cat "$W/out/log"
+	nspawn_reads_ok "$W"
+	grep -q 'the server handed the mount on /run/secretsfs over; it stays for the next daemon' "$W/out/log"
+	grep -q 'took over the mount on /run/secretsfs: 1 of 1 secrets kept their inode numbers' "$W/out/log"
 }
 
 @test "apt-get purge leaves nothing behind but the store" {
@@ -270,10 +337,13 @@ EOF
 	rpm=$(ls "$PKG"/rpm/secretsfs-0.1.0-*.rpm | grep -v -e debuginfo -e debugsource -e '\.src\.rpm$')
 	rpm -qlp "$rpm" >"$PKG/rpm.files"
 	for f in /usr/bin/secretsfs /usr/sbin/mount.fuse.secretsfs /usr/sbin/mount.secretsfs \
-		/usr/lib/systemd/system/secretsfs.service /usr/share/licenses/secretsfs-0.1.0/LICENSE; do
+		/usr/lib/systemd/system/secretsfs.service /usr/lib/sysusers.d/secretsfs.conf \
+		/usr/share/licenses/secretsfs-0.1.0/LICENSE; do
 		grep -qx "$f" "$PKG/rpm.files" || { echo "missing in the RPM: $f" >&2; false; }
 	done
 	grep -q '^/usr/share/man/man1/secretsfs.1' "$PKG/rpm.files"
 	grep -q '^/usr/share/man/man5/secretsfs.5' "$PKG/rpm.files"
 	rpm -qp --requires "$rpm" | grep -q '^libfuse3.so.3'
+	rpm -qlp "$rpm" | grep -q '^/usr/share/doc/secretsfs-0.1.0/secretsfs-as-root.conf$'
+	rpm -qp --scripts "$rpm" | grep -q 'systemd-sysusers /usr/lib/sysusers.d/secretsfs.conf'
 }

@@ -15,6 +15,8 @@ setup_file() {
 	mkdir -p "$BASE/units"
 	sed 's|@bindir@|/usr/local/bin|g' "$TOP/systemd/secretsfs.service.in" \
 		>"$BASE/units/secretsfs.service"
+	sed 's|@bindir@|/usr/local/bin|g' "$TOP/systemd/secretsfs-as-root.conf.in" \
+		>"$BASE/as-root.conf"
 	cp "$TOP/systemd/secretsfs-example-consumer.service" "$TOP/systemd/run-secretsfs.mount" \
 		"$BASE/units/"
 	# A value no text tool would keep: NUL, 0xff, no final newline but
@@ -52,7 +54,13 @@ setup() {
 	W=$(nspawn_workdir)
 	cp "$BASE"/units/* "$W/units/"
 	cp "$SFS" "$W/bin/secretsfs"
-	cp "$BASE/value1" "$BASE/value2" "$BASE/slowmount.so" "$W/"
+	cp "$BASE/value1" "$BASE/value2" "$BASE/slowmount.so" "$TOP/systemd/secretsfs.sysusers" "$W/"
+}
+
+# as_root: secretsfs.service with the shipped root-mode drop-in.
+as_root() {
+	mkdir -p "$W/units/secretsfs.service.d"
+	cp "$BASE/as-root.conf" "$W/units/secretsfs.service.d/as-root.conf"
 }
 
 teardown() {
@@ -88,11 +96,11 @@ same_bytes() {
 	}
 }
 
-@test "systemd-analyze verify prints nothing for the shipped units" {
-	command -v systemd-analyze >/dev/null || skip "systemd-analyze is not installed"
-	# In a mount namespace with a tmpfs /run (as root, verify leaves
-	# /run/systemd/systemd-units-load behind) and the daemon in
-	# /usr/local/bin, where the units under test expect it.
+# verify_units: systemd-analyze verify of the units in W/units, in a mount
+# namespace with a tmpfs /run (as root, verify leaves
+# /run/systemd/systemd-units-load behind) and the daemon in /usr/local/bin,
+# where the units under test expect it.  Any output is a failure.
+verify_units() {
 	run unshare -m --propagation private sh -c '
 		mount -t tmpfs tmpfs /run && mount --bind "$1" /usr/local/bin &&
 		cd "$2" && exec systemd-analyze verify --man=no \
@@ -101,6 +109,13 @@ same_bytes() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ -z "$output" ]
+}
+
+@test "systemd-analyze verify prints nothing for the shipped units, with and without the root-mode drop-in" {
+	command -v systemd-analyze >/dev/null || skip "systemd-analyze is not installed"
+	verify_units
+	as_root
+	verify_units
 }
 
 @test "mount.fuse.secretsfs takes what mount(8) passes, fstab options included" {
@@ -122,7 +137,7 @@ same_bytes() {
 	need_nspawn
 	consumer_writes_back
 	cat >"$W/check.sh" <<'EOF'
-secretsfs init /var/lib/secretsfs
+run_as_store
 systemctl start secretsfs.service
 cp /srv/t/value1 /run/secretsfs/ai_gateway/OPENAI_API_KEY
 systemctl stop secretsfs.service
@@ -145,7 +160,7 @@ not grep -q ' /run/secretsfs ' /proc/self/mounts
 systemctl start secretsfs-example-consumer.service
 test "$(systemctl show -P Result secretsfs-example-consumer.service)" = success
 test "$(systemctl show -P ActiveState secretsfs.service)" = active
-systemctl show -P StatusText secretsfs.service | grep '^Serving 1 secrets from /var/lib/secretsfs on /run/secretsfs'
+systemctl show -P StatusText secretsfs.service | grep -x 'Serving /var/lib/secretsfs on /run/secretsfs as secretsfs'
 start=$(systemctl show -P ExecMainStartTimestampMonotonic secretsfs.service)
 active=$(systemctl show -P ActiveEnterTimestampMonotonic secretsfs.service)
 test $((active - start)) -ge 2000000
@@ -154,33 +169,67 @@ EOF
 	same_bytes "$W/value1" "$W/out/openai"
 }
 
-@test "secretsfs.service runs hardened, in the host's mount namespace" {
+@test "secretsfs.service serves as the user secretsfs in its own read-only namespace; only the keeper, in the host's namespace, keeps CAP_SYS_ADMIN; a consumer gets its key; the store is secretsfs's, the key root's; stop unmounts and is recorded as success" {
 	need_nspawn
+	consumer_writes_back
 	cat >"$W/check.sh" <<'EOF'
-secretsfs init /var/lib/secretsfs
+run_as_store
+stat -c '%U %a' /var/lib/secretsfs /var/lib/secretsfs/store.db /etc/secretsfs /etc/secretsfs/key >/srv/t-out/owners
 systemctl start secretsfs.service
-pid=$(systemctl show -P MainPID secretsfs.service)
-# the mount is made where everyone sees it
-test "$(readlink /proc/$pid/ns/mnt)" = "$(readlink /proc/1/ns/mnt)"
+cp /srv/t/value1 /run/secretsfs/ai_gateway/OPENAI_API_KEY
+systemctl start secretsfs-example-consumer.service
+keeper=$(systemctl show -P MainPID secretsfs.service)
+server=$(pgrep -P "$keeper")
+grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/$keeper/status >/srv/t-out/keeper
+grep -E '^(Uid|CapEff|NoNewPrivs):' /proc/$server/status >/srv/t-out/server
+# the mount is made where everyone sees it; the server has a view of its own
+test "$(readlink /proc/$keeper/ns/mnt)" = "$(readlink /proc/1/ns/mnt)"
 grep -q ' /run/secretsfs fuse.secretsfs ' /proc/1/mounts
-grep -E '^(NoNewPrivs|Seccomp|CapBnd|CapEff):' /proc/$pid/status >/srv/t-out/status
-cat /proc/$pid/status >/srv/t-out/status.all
+test "$(readlink /proc/$server/ns/mnt)" != "$(readlink /proc/1/ns/mnt)"
+grep -E '^[0-9]+ [0-9]+ [^ ]+ [^ ]+ / ' /proc/$server/mountinfo | cut -d' ' -f6 >/srv/t-out/server-root
 # no network
-test "$(readlink /proc/$pid/ns/net)" != "$(readlink /proc/1/ns/net)"
+test "$(readlink /proc/$keeper/ns/net)" != "$(readlink /proc/1/ns/net)"
+# stop: unmounted, both gone, recorded as a success
 systemctl stop secretsfs.service
+not grep -q ' /run/secretsfs ' /proc/self/mounts
+not kill -0 "$keeper"
+not kill -0 "$server"
+systemctl show -p ActiveState -p Result -p ExecMainStatus -p NRestarts \
+	secretsfs.service >/srv/t-out/show
+not systemctl is-failed -q secretsfs.service
+journalctl -u secretsfs.service -o cat >/srv/t-out/log
 EOF
 	nspawn_run "$W"
-	grep -qx 'NoNewPrivs:[[:space:]]*1' "$W/out/status"
-	grep -qx 'Seccomp:[[:space:]]*2' "$W/out/status"
-	# CAP_SYS_ADMIN (21) and CAP_IPC_LOCK (14), nothing else
-	grep -qx 'CapBnd:[[:space:]]*0000000000204000' "$W/out/status" || { cat "$W/out/status.all"; false; }
+	same_bytes "$W/value1" "$W/out/openai"
+	cat "$W/out/show"
+	grep -qx 'ActiveState=inactive' "$W/out/show"
+	grep -qx 'Result=success' "$W/out/show"
+	grep -qx 'ExecMainStatus=0' "$W/out/show"
+	grep -qx 'NRestarts=0' "$W/out/show"
+	grep -q 'unmounted /run/secretsfs' "$W/out/log"
+	grep -q 'serving as secretsfs' "$W/out/log"
+	grep -q 'secretsfs.service: Deactivated successfully' "$W/out/journal.log"
+	# only the keeper speaks to systemd (NotifyAccess=main refuses others)
+	! grep -q 'secretsfs.service: Got notification message from PID' "$W/out/journal.log" || false
+	cat "$W/out/owners"
+	[ "$(cat "$W/out/owners")" = "$(printf 'secretsfs 700\nsecretsfs 600\nroot 700\nroot 400')" ]
+	grep -qx 'Uid:[[:space:]]*0[[:space:]]*0[[:space:]]*0[[:space:]]*0' "$W/out/keeper"
+	grep -qx 'CapEff:[[:space:]]*0000000000200000' "$W/out/keeper"
+	# the unit's set: CAP_SYS_ADMIN (21), CAP_IPC_LOCK (14), CAP_SETUID (7), CAP_SETGID (6)
+	grep -qx 'CapBnd:[[:space:]]*00000000002040c0' "$W/out/keeper"
+	grep -qx 'NoNewPrivs:[[:space:]]*1' "$W/out/keeper"
+	grep -qx 'Seccomp:[[:space:]]*2' "$W/out/keeper"
+	! grep -qx 'Uid:[[:space:]]*0.*' "$W/out/server" || false
+	grep -qx 'CapEff:[[:space:]]*0000000000004000' "$W/out/server"
+	grep -qx 'NoNewPrivs:[[:space:]]*1' "$W/out/server"
+	grep -q '^ro,nosuid' "$W/out/server-root"
 }
 
 @test "a secret rotated with mv is what the consumer gets after systemctl restart" {
 	need_nspawn
 	consumer_writes_back
 	cat >"$W/check.sh" <<'EOF'
-secretsfs init /var/lib/secretsfs
+run_as_store
 systemctl start secretsfs.service
 cp /srv/t/value1 /run/secretsfs/ai_gateway/OPENAI_API_KEY
 systemctl start secretsfs-example-consumer.service
@@ -203,38 +252,13 @@ EOF
 	[ "$(cat "$W/out/version")" = 2 ]
 }
 
-@test "systemctl stop unmounts and is recorded as success" {
-	need_nspawn
-	cat >"$W/check.sh" <<'EOF'
-secretsfs init /var/lib/secretsfs
-systemctl start secretsfs.service
-grep -q ' /run/secretsfs fuse.secretsfs ' /proc/self/mounts
-pid=$(systemctl show -P MainPID secretsfs.service)
-systemctl stop secretsfs.service
-not grep -q ' /run/secretsfs ' /proc/self/mounts
-not kill -0 "$pid"
-systemctl show -p ActiveState -p Result -p ExecMainStatus -p NRestarts \
-	secretsfs.service >/srv/t-out/show
-not systemctl is-failed -q secretsfs.service
-journalctl -u secretsfs.service -o cat >/srv/t-out/log
-EOF
-	nspawn_run "$W"
-	cat "$W/out/show"
-	grep -qx 'ActiveState=inactive' "$W/out/show"
-	grep -qx 'Result=success' "$W/out/show"
-	grep -qx 'ExecMainStatus=0' "$W/out/show"
-	grep -qx 'NRestarts=0' "$W/out/show"
-	grep -q 'unmounted /run/secretsfs' "$W/out/log"
-	grep -q 'secretsfs.service: Deactivated successfully' "$W/out/journal.log"
-}
-
 @test "after a crash, Restart= mounts again over the dead mount" {
 	need_nspawn
 	# with no fd store to keep the connection (restart_systemd.bats: with)
 	mkdir -p "$W/units/secretsfs.service.d"
 	printf '[Service]\nFileDescriptorStoreMax=0\n' >"$W/units/secretsfs.service.d/no-fdstore.conf"
 	cat >"$W/check.sh" <<'EOF'
-secretsfs init /var/lib/secretsfs
+run_as_store
 systemctl start secretsfs.service
 printf 'sk-before-crash' >/run/secretsfs/ai_gateway/OPENAI_API_KEY
 systemctl kill --signal=SIGKILL secretsfs.service
@@ -253,17 +277,17 @@ EOF
 @test "the store key from LoadCredentialEncrypted=" {
 	need_nspawn
 	cat >"$W/check.sh" <<'EOF'
-secretsfs init /var/lib/secretsfs
+run_as_store
 systemctl start secretsfs.service
 printf 'sk-credential' >/run/secretsfs/ai_gateway/OPENAI_API_KEY
 systemctl stop secretsfs.service
-# the key leaves the store's directory, encrypted with the host key
+# the key encrypted with the host key instead of in /etc/secretsfs
 mkdir -p /etc/credstore.encrypted
-systemd-creds encrypt --with-key=host --name=secretsfs.key /var/lib/secretsfs/key \
+systemd-creds encrypt --with-key=host --name=secretsfs.key /etc/secretsfs/key \
 	/etc/credstore.encrypted/secretsfs.key
-mv /var/lib/secretsfs/key /root/key.backup
+mv /etc/secretsfs/key /root/key.backup
 mkdir -p /run/systemd/system/secretsfs.service.d
-printf '[Service]\nLoadCredentialEncrypted=secretsfs.key:/etc/credstore.encrypted/secretsfs.key\n' \
+printf '[Service]\nLoadCredential=\nLoadCredentialEncrypted=secretsfs.key:/etc/credstore.encrypted/secretsfs.key\n' \
 	>/run/systemd/system/secretsfs.service.d/key.conf
 systemctl daemon-reload
 systemctl start secretsfs.service
@@ -337,12 +361,12 @@ EOF
 	need_nspawn
 	consumer_writes_back
 	cat >"$W/check.sh" <<'EOF'
-secretsfs init /var/lib/secretsfs
+run_as_store
 systemctl start secretsfs.service
 cp /srv/t/value1 /run/secretsfs/ai_gateway/OPENAI_API_KEY
 systemctl stop secretsfs.service
 mkdir -p /run/systemd/system/secretsfs.service.d
-printf '[Service]\nExecStart=\nExecStart=/usr/local/bin/secretsfs /var/lib/secretsfs /run/secretsfs -f -o unit=ai_gateway:secretsfs-example-consumer.service\n' \
+printf '[Service]\nExecStart=\nExecStart=/usr/local/bin/secretsfs /var/lib/secretsfs /run/secretsfs -f -o run_as=secretsfs,unit=ai_gateway:secretsfs-example-consumer.service\n' \
 	>/run/systemd/system/secretsfs.service.d/policy.conf
 systemctl daemon-reload
 systemctl start secretsfs.service
@@ -358,50 +382,47 @@ EOF
 	grep -q 'op=read id=OPENAI_API_KEY .*unit=secretsfs-example-consumer.service result=ok' "$W/out/log"
 }
 
-@test "secretsfs-run-as.conf: served as the user secretsfs in its own read-only namespace, only the keeper keeps CAP_SYS_ADMIN; a consumer gets its key; stop and a killed server leave no mount" {
+@test "secretsfs-as-root.conf: the opt-out serves as root from the store init makes by default, hardened, in the host's mount namespace; a consumer gets its key; systemctl restart keeps the mount; back to run_as over that root store is refused with the fix, leaving no mount" {
 	need_nspawn
 	consumer_writes_back
-	mkdir -p "$W/units/secretsfs.service.d"
-	sed 's|@bindir@|/usr/local/bin|g' "$TOP/systemd/secretsfs-run-as.conf.in" \
-		>"$W/units/secretsfs.service.d/run-as.conf"
+	as_root
 	cat >"$W/check.sh" <<'EOF'
-useradd --system --no-create-home --shell /usr/sbin/nologin secretsfs
 secretsfs init /var/lib/secretsfs
-install -d -m 0700 /etc/secretsfs
-mv /var/lib/secretsfs/key /etc/secretsfs/key
-chown -R secretsfs: /var/lib/secretsfs
 systemctl start secretsfs.service
 cp /srv/t/value1 /run/secretsfs/ai_gateway/OPENAI_API_KEY
 systemctl start secretsfs-example-consumer.service
-cp /srv/t-out/openai /srv/t-out/openai.1
-keeper=$(systemctl show -P MainPID secretsfs.service)
-server=$(pgrep -P "$keeper")
-grep -E '^(Uid|CapEff|NoNewPrivs):' /proc/$keeper/status >/srv/t-out/keeper
-grep -E '^(Uid|CapEff|NoNewPrivs):' /proc/$server/status >/srv/t-out/server
-test "$(readlink /proc/$keeper/ns/mnt)" = "$(readlink /proc/1/ns/mnt)"
-test "$(readlink /proc/$server/ns/mnt)" != "$(readlink /proc/1/ns/mnt)"
-grep -E '^[0-9]+ [0-9]+ [^ ]+ [^ ]+ / ' /proc/$server/mountinfo | cut -d' ' -f6 >/srv/t-out/server-root
-stat -c %U /var/lib/secretsfs/store.db >/srv/t-out/store-owner
-# a server killed outright: the keeper unmounts, systemd restarts it
-kill -KILL "$server"
-wait_restarted secretsfs.service 1
+pid=$(systemctl show -P MainPID secretsfs.service)
+# one process, no server child
+not pgrep -P "$pid"
+test "$(readlink /proc/$pid/ns/mnt)" = "$(readlink /proc/1/ns/mnt)"
+grep -q ' /run/secretsfs fuse.secretsfs ' /proc/1/mounts
+grep -E '^(Uid|NoNewPrivs|Seccomp|CapBnd|CapEff):' /proc/$pid/status >/srv/t-out/status
+test "$(readlink /proc/$pid/ns/net)" != "$(readlink /proc/1/ns/net)"
+systemctl restart secretsfs.service
 cmp /srv/t/value1 /run/secretsfs/ai_gateway/OPENAI_API_KEY
-test "$(grep -c ' /run/secretsfs fuse.secretsfs ' /proc/self/mounts)" = 1
+# back to run_as without moving the store (as an upgrade over a root-mode
+# store would): the keeper refuses it before forking and gives up the
+# connection it took over, so no mount is left without a server
+systemd-sysusers /srv/t/secretsfs.sysusers
+mkdir -p /run/systemd/system/secretsfs.service.d
+printf '[Service]\nExecStart=\nExecStart=/usr/local/bin/secretsfs /var/lib/secretsfs /run/secretsfs -f -o run_as=secretsfs\n' \
+	>/run/systemd/system/secretsfs.service.d/zz-run-as.conf
+systemctl daemon-reload
+not systemctl restart secretsfs.service
+not grep -q ' /run/secretsfs ' /proc/self/mounts
 systemctl stop secretsfs.service
 not grep -q ' /run/secretsfs ' /proc/self/mounts
-systemctl show -p Result secretsfs.service >/srv/t-out/show
 journalctl -u secretsfs.service -o cat >/srv/t-out/log
 EOF
 	nspawn_run "$W"
-	same_bytes "$W/value1" "$W/out/openai.1"
-	grep -qx 'Uid:[[:space:]]*0[[:space:]]*0[[:space:]]*0[[:space:]]*0' "$W/out/keeper"
-	grep -qx 'CapEff:[[:space:]]*0000000000200000' "$W/out/keeper"
-	! grep -qx 'Uid:[[:space:]]*0.*' "$W/out/server"
-	grep -qx 'CapEff:[[:space:]]*0000000000004000' "$W/out/server"
-	grep -qx 'NoNewPrivs:[[:space:]]*1' "$W/out/server"
-	grep -q '^ro,nosuid' "$W/out/server-root"
-	[ "$(cat "$W/out/store-owner")" = secretsfs ]
-	grep -qx 'Result=success' "$W/out/show"
-	grep -q 'serving as secretsfs' "$W/out/log"
-	grep -q 'killed by signal 9' "$W/out/log"
+	same_bytes "$W/value1" "$W/out/openai"
+	grep -qx 'Uid:[[:space:]]*0[[:space:]]*0[[:space:]]*0[[:space:]]*0' "$W/out/status"
+	grep -qx 'NoNewPrivs:[[:space:]]*1' "$W/out/status"
+	grep -qx 'Seccomp:[[:space:]]*2' "$W/out/status"
+	# CAP_SYS_ADMIN (21) and CAP_IPC_LOCK (14), nothing else
+	grep -qx 'CapBnd:[[:space:]]*0000000000204000' "$W/out/status"
+	grep -q 'took over the mount on /run/secretsfs: 1 of 1 secrets kept their inode numbers' "$W/out/log"
+	! grep -q 'serving as' "$W/out/log" || false
+	grep -q "run_as=secretsfs: the server cannot open the store in /var/lib/secretsfs: it is uid 0's, not secretsfs's" "$W/out/log"
+	grep -q 'cannot take over the mount on /run/secretsfs (-o run_as refused it, see above): aborting its connection' "$W/out/log"
 }
