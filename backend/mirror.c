@@ -97,6 +97,8 @@ struct mirror {
 	 * lock. */
 	int64_t pause_ms;
 	unsigned outage;
+	int outage_error; /* lock: its last -errno, and when */
+	int64_t outage_ns;
 
 	pthread_t thread;
 	bool running;
@@ -345,7 +347,8 @@ static int reconcile(struct mirror *m)
 		}
 		if (synced(&e->cloud, &here.v[i]))
 			continue;
-		log_info("mirror: %s: %s", e->id, difference(&e->cloud, &here.v[i]));
+		if (queued < MIRROR_LOG_DIFFERENCES)
+			log_info("mirror: %s: %s", e->id, difference(&e->cloud, &here.v[i]));
 		mark_pending(m, e);
 		queued++;
 	}
@@ -355,14 +358,14 @@ static int reconcile(struct mirror *m)
 		if (meta_list_find(&here, e->id))
 			continue;
 		if (e->cloud.recorded) {
-			log_info("mirror: %s: deleted here: deleted in the cloud", e->id);
+			if (queued < MIRROR_LOG_DIFFERENCES)
+				log_info("mirror: %s: deleted here: deleted in the cloud", e->id);
 			mark_pending(m, e);
 			queued++;
-		} else if (e->cloud.in_cloud) {
+		} else if (e->cloud.in_cloud && left_alone++ < MIRROR_LOG_DIFFERENCES) {
 			log_info("mirror: %s: only in the cloud, not pushed by this host: left "
 			         "alone",
 			         e->id);
-			left_alone++;
 		}
 	}
 	if (r == 0) {
@@ -372,8 +375,11 @@ static int reconcile(struct mirror *m)
 	pthread_mutex_unlock(&m->lock);
 	if (r == 0)
 		log_info("mirror: reconciled with %s: %zu secret(s) here, %zu in the cloud; %zu "
-		         "to push, %zu only in the cloud left alone",
-		         m->source, here.n, cloud.n, queued, left_alone);
+		         "to push, %zu only in the cloud left alone%s",
+		         m->source, here.n, cloud.n, queued, left_alone,
+		         queued > MIRROR_LOG_DIFFERENCES || left_alone > MIRROR_LOG_DIFFERENCES
+		             ? " (the first " MIRROR_LOG_DIFFERENCES_TEXT " of each logged)"
+		             : "");
 out:
 	meta_list_clear(&here);
 	meta_list_clear(&cloud);
@@ -567,6 +573,8 @@ static void push(struct mirror *m, const char *id, uint64_t kicks)
 					         "trying again with backoff",
 					         strerror(-r));
 				m->pause_ms = now + backoff_ms(m->outage);
+				m->outage_error = r;
+				m->outage_ns = e->error_ns;
 			}
 		} else if (r == 0 && m->outage) {
 			log_info("mirror: the cloud takes changes again");
@@ -790,11 +798,15 @@ void mirror_status(struct mirror *m, const char *id, char *buf, size_t size)
 		snprintf(buf, size, "pending since %s: reconciling with the cloud%s%s", since,
 		         err ? "; last error: " : "", err ? strerror(-err) : "");
 	} else if (e && e->pending) {
+		/* its own last error, or the cloud's while every push waits */
+		bool outage = m->outage && (!e->error || m->outage_ns > e->error_ns);
+
+		err = outage ? m->outage_error : e->error;
 		utc(e->since_ns, since, sizeof(since));
-		utc(e->error_ns, at, sizeof(at));
-		if (e->error)
+		utc(outage ? m->outage_ns : e->error_ns, at, sizeof(at));
+		if (err)
 			snprintf(buf, size, "pending since %s; last error (%s): %s", since, at,
-			         strerror(-e->error));
+			         strerror(-err));
 		else
 			snprintf(buf, size, "pending since %s", since);
 	} else if (e && e->cloud.recorded) {

@@ -46,6 +46,9 @@
 /* pushes between two saves of the record while more are queued */
 #define MIRROR_SAVE_EVERY 32
 #define MIRROR_STATUS_MAX 400
+/* differences the reconcile logs one line each (of each kind), then counts */
+#define MIRROR_LOG_DIFFERENCES 100
+#define MIRROR_LOG_DIFFERENCES_TEXT "100"
 
 struct mirror;
 

@@ -129,9 +129,15 @@ for h in json.load(sys.stdin)["history"]:
 	wait_for eval 'mstatus "$K" | grep -q "^pending since .*; last error (.*): "'
 	cloud_has ANTHROPIC_API_KEY sk-old
 	log_has 'mirror: ANTHROPIC_API_KEY: not pushed'
+	log_has 'mirror: the cloud cannot take changes now'
+	# another change meanwhile waits too, and says why
+	printf 'sk-other' >"$MNT/ai_gateway/OTHER_KEY"
+	wait_for eval 'mstatus "$MNT/ai_gateway/OTHER_KEY" | grep -q "; last error (.*): "'
 	rp_admin POST faults/clear >/dev/null
 	wait_for cloud_has ANTHROPIC_API_KEY sk-new
 	wait_for is_synced "$K"
+	wait_for cloud_has OTHER_KEY sk-other
+	log_has 'mirror: the cloud takes changes again' 
 	run history ANTHROPIC_API_KEY
 	[ "${#lines[@]}" = 2 ]
 	[ "${lines[1]}" = 'update sk-new SCOPE_AI_GATEWAY {}' ]
@@ -282,5 +288,11 @@ for h in json.load(sys.stdin)["history"]:
 	[[ "$output" == *"needs its OAuth client: -o credentials=FILE"* ]]
 	run "$SFS" --help
 	[[ "$output" == *"-o mirror=redpanda:https://DATAPLANE-URL"* ]]
+	# a record others may read (or write) is refused, not adopted
+	printf 'mirror redpanda:%s\n' "$RP_URL" >"$STORE/host-attrs.mirror"
+	chmod 0644 "$STORE/host-attrs.mirror"
+	run "$SFS" "$STORE" "$MNT" -f -o "mirror=redpanda:$RP_URL,credentials=$RP_CREDS,cacert=$RP_DIR/ca.pem"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"mirror record $STORE/host-attrs.mirror is open to group or others"* ]]
 	! mounted
 }
