@@ -79,6 +79,7 @@ struct entry {
 struct mirror {
 	const struct store_ops *local_ops;
 	struct store *local;
+	const struct store_ops *remote_ops; /* redpanda_store_ops (a unit test's fake) */
 	struct store *remote;
 	char *source; /* redpanda:https://… */
 	char *record_path;
@@ -316,7 +317,7 @@ static int reconcile(struct mirror *m)
 		log_error("mirror: cannot list the local store (%s)", strerror(-r));
 		goto out;
 	}
-	r = redpanda_store_ops.list(m->remote, meta_list_add, &cloud);
+	r = m->remote_ops->list(m->remote, meta_list_add, &cloud);
 	if (r < 0)
 		goto out; /* logged by the store */
 	meta_list_sort(&here);
@@ -393,7 +394,7 @@ out:
  * needed); v is updated as the cloud changes. */
 static int push_secret(struct mirror *m, const struct secret_meta *l, struct view *v)
 {
-	const struct store_ops *rp = &redpanda_store_ops;
+	const struct store_ops *rp = m->remote_ops;
 	struct secret_value *value = NULL;
 	bool need_value = !v->recorded || !v->in_cloud || v->incarnation != l->incarnation ||
 	                  v->value_revision != l->value_revision;
@@ -520,7 +521,7 @@ static void push(struct mirror *m, const char *id, uint64_t kicks)
 	if (gone) {
 		r = 0;
 		if (v.recorded) {
-			r = redpanda_store_ops.delete_secret(m->remote, id, 0, NULL);
+			r = m->remote_ops->delete_secret(m->remote, id, 0, NULL);
 			if (r == 0)
 				log_info("mirror: %s: deleted in the cloud", id);
 			if (r == -ENOENT)
@@ -683,8 +684,9 @@ static void *mirror_main(void *arg)
 
 /* --- the interface --- */
 
-int mirror_open(const struct store_config *cfg, const struct store_ops *local_ops,
-                struct store *local, const char *record_path, struct mirror **ret)
+int mirror_open(const struct store_config *cfg, const struct store_ops *remote_ops,
+                const struct store_ops *local_ops, struct store *local, const char *record_path,
+                struct mirror **ret)
 {
 	struct store_config rc = *cfg;
 	pthread_condattr_t ca;
@@ -705,6 +707,7 @@ int mirror_open(const struct store_config *cfg, const struct store_ops *local_op
 	pthread_condattr_destroy(&ca);
 	m->local_ops = local_ops;
 	m->local = local;
+	m->remote_ops = remote_ops;
 	m->start_ns = wall_ns();
 	m->source = strdup(cfg->source);
 	m->record_path = strdup(record_path);
@@ -712,7 +715,7 @@ int mirror_open(const struct store_config *cfg, const struct store_ops *local_op
 	rc.poll_s = 0; /* the mirror lists once, at start */
 	rc.read_only = false;
 	if (r == 0)
-		r = redpanda_store_ops.open(&rc, &m->remote);
+		r = remote_ops->open(&rc, &m->remote);
 	if (r == 0)
 		r = record_load(m);
 	if (r < 0) {
@@ -740,12 +743,14 @@ void mirror_stop(struct mirror *m)
 		m->stop = true;
 		pthread_cond_broadcast(&m->cond);
 		pthread_mutex_unlock(&m->lock);
-		redpanda_store_cancel(m->remote);
+		if (m->remote_ops == &redpanda_store_ops)
+			redpanda_store_cancel(m->remote);
 		pthread_join(m->thread, NULL);
 		if (m->unsaved)
 			record_save(m);
 	}
-	redpanda_store_ops.close(m->remote);
+	if (m->remote)
+		m->remote_ops->close(m->remote);
 	for (size_t i = 0; i < m->n; i++) {
 		free(m->v[i].id);
 		labels_clear(&m->v[i].cloud.labels);

@@ -59,12 +59,15 @@ static inline bool mirror_source_valid(const char *source)
 	return strncmp(source, "redpanda:https://", 17) == 0 && source[17];
 }
 
-/* Opens the remote store (cfg: its source and credentials; poll_s is
- * forced to 0) and reads the record at record_path (the record of another
- * mirror URL is not used: logged).  local/local_ops stay the caller's and
- * must outlive the mirror.  Nothing is sent yet.  0 or -errno (logged). */
-int mirror_open(const struct store_config *cfg, const struct store_ops *local_ops,
-                struct store *local, const char *record_path, struct mirror **ret);
+/* Opens the remote store with remote_ops (&redpanda_store_ops; a unit
+ * test's fake store, whose calls mirror_stop cannot cancel) and cfg (its
+ * source and credentials; poll_s is forced to 0), and reads the record at
+ * record_path (the record of another mirror URL is not used: logged).
+ * local/local_ops stay the caller's and must outlive the mirror.  Nothing
+ * is sent yet.  0 or -errno (logged). */
+int mirror_open(const struct store_config *cfg, const struct store_ops *remote_ops,
+                const struct store_ops *local_ops, struct store *local, const char *record_path,
+                struct mirror **ret);
 /* Starts the thread: reconcile, then pushes. */
 int mirror_start(struct mirror *m);
 /* Stops the thread promptly (a call in flight is cancelled: what it was

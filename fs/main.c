@@ -685,7 +685,7 @@ static int setup_mirror(struct fs *fs)
 		return 0;
 	if (asprintf(&record, "%s.mirror", fs->opt.attrs_file) < 0)
 		return fail("out of memory");
-	int r = mirror_open(&cfg, fs->ops, fs->store, record, &m);
+	int r = mirror_open(&cfg, &redpanda_store_ops, fs->ops, fs->store, record, &m);
 	free(record);
 	if (r < 0) /* logged: why */
 		return fail("-o mirror=%s: cannot use it: %s", fs->opt.mirror, strerrordesc_np(-r));
