@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -70,4 +72,57 @@ int owned_fd_check(int fd, mode_t forbidden, const char *what, const char *path,
 	if (why && size)
 		owned_reason(p, &st, forbidden, what, path, why, size);
 	return -EPERM;
+}
+
+int owned_file_replace(const char *path, const char *text, size_t len)
+{
+	char *copy = strdup(path), *tmp = NULL;
+	int dirfd = -1, fd = -1, r = 0;
+	if (!copy)
+		return -ENOMEM;
+	char *base = strrchr(copy, '/');
+	const char *dir = ".";
+	if (base) {
+		*base++ = '\0';
+		dir = copy[0] ? copy : "/";
+	} else {
+		base = copy;
+	}
+	if (asprintf(&tmp, "%s.tmp", base) < 0) {
+		tmp = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT) {
+		r = -errno;
+		goto out;
+	}
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+	            0600);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	errno = 0;
+	if (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0)
+		r = errno ? -errno : -EIO;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && renameat(dirfd, tmp, dirfd, base) < 0)
+		r = -errno;
+	if (r < 0)
+		unlinkat(dirfd, tmp, 0);
+	else if (fsync(dirfd) < 0)
+		r = -errno;
+out:
+	if (dirfd >= 0)
+		close(dirfd);
+	free(tmp);
+	free(copy);
+	return r;
 }

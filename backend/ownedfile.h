@@ -42,4 +42,11 @@ int owned_fd_check(int fd, mode_t forbidden, const char *what, const char *path,
  * errors as their strerror text. */
 char *owned_open_reason(int err, const char *what, const char *path, char *why, size_t size);
 
+/* Replaces path with text: a temporary (path.tmp) made new (O_CREAT |
+ * O_EXCL | O_NOFOLLOW, 0600) through the directory's fd, after removing
+ * whatever was at its name (a stale one of ours, or anything planted
+ * there: never written into, never adopted), synced, renamed over path,
+ * the directory synced.  0 or -errno. */
+int owned_file_replace(const char *path, const char *text, size_t len);
+
 #endif

@@ -109,20 +109,7 @@ bool redpanda_store_source(const char *source)
 /* index of id, or -(insertion point) - 1 */
 static long find(const struct store *s, const char *id)
 {
-	size_t lo = 0, hi = s->n;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(s->v[mid].id, id);
-
-		if (c == 0)
-			return (long)mid;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -(long)lo - 1;
+	return sorted_find(s->v, s->n, sizeof(*s->v), id);
 }
 
 /* Puts a copy of m at its place (replacing what is there). */
@@ -264,6 +251,7 @@ static int token_ensure(struct store *s, uint64_t gen_stale)
 			.want_header = "Auth0-Organization-Quota-Limit",
 			.deadline = http_deadline(RP_CALL_TIMEOUT_MS),
 			.no_auth = true,
+			.cancel = s->cancel,
 			.ret_error = &err,
 		};
 		r = http_call(s->auth, &req, &ans, &st);
@@ -373,7 +361,7 @@ static int api_call_as(struct store *s, const char *method, const char *path, co
 			.body = body,
 			.deadline = http_deadline(RP_CALL_TIMEOUT_MS),
 			.idempotent = idempotent,
-			.cancel = cancel,
+			.cancel = cancel ? cancel : s->cancel,
 			.ret_error = &err,
 		};
 		r = http_call(s->api, &req, ret, &st);
@@ -409,42 +397,8 @@ static int api_call(struct store *s, const char *method, const char *path, const
 
 /* --- listing --- */
 
-struct listing {
-	struct secret_meta *v;
-	size_t n, cap;
-};
-
-static int listing_add(void *arg, const struct secret_meta *m)
-{
-	struct listing *l = arg;
-
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct secret_meta *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	return secret_meta_copy(&l->v[l->n++], m) < 0 ? (l->n--, -ENOMEM) : 0;
-}
-
-static void listing_clear(struct listing *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		secret_meta_clear(&l->v[i]);
-	free(l->v);
-	*l = (struct listing){ 0 };
-}
-
-static int by_id(const void *a, const void *b)
-{
-	return strcmp(((const struct secret_meta *)a)->id, ((const struct secret_meta *)b)->id);
-}
-
 /* Every page of the listing into l, sorted by ID. */
-static int list_all(struct store *s, struct http_cancel *cancel, struct listing *l)
+static int list_all(struct store *s, struct http_cancel *cancel, struct meta_list *l)
 {
 	char *tokens[LIST_PAGES_MAX] = { 0 };
 	size_t pages = 0;
@@ -467,7 +421,7 @@ static int list_all(struct store *s, struct http_cancel *cancel, struct listing 
 		r = api_call(s, "GET", path, NULL, true, cancel, &page);
 		if (r < 0)
 			break;
-		r = rp_parse_list_page(page, listing_add, l, &next, &bad);
+		r = rp_parse_list_page(page, meta_list_add, l, &next, &bad);
 		json_decref(page);
 		if (r < 0) {
 			log_error("redpanda: page %zu of the listing is not a list of secrets; the "
@@ -504,7 +458,7 @@ static int list_all(struct store *s, struct http_cancel *cancel, struct listing 
 		         "knows, or not a secret",
 		         bad_total);
 	if (r == 0 && l->n)
-		qsort(l->v, l->n, sizeof(*l->v), by_id);
+		meta_list_sort(l);
 	return r;
 }
 
@@ -541,7 +495,7 @@ static void changes_clear(struct changes *c)
 
 /* Merges a complete listing, begun when the counter was at since, into
  * the table; the differences into out (may be NULL).  s->lock held. */
-static int merge(struct store *s, struct listing *l, uint64_t since, struct changes *out)
+static int merge(struct store *s, struct meta_list *l, uint64_t since, struct changes *out)
 {
 	struct secret_meta *old = s->v;
 	size_t n_old = s->n, i = 0, j = 0;
@@ -803,6 +757,11 @@ static int rp_open(const struct store_config *cfg, struct store **ret_store)
 	return 0;
 }
 
+void redpanda_store_cancel(struct store *s)
+{
+	http_cancel(s->cancel);
+}
+
 static void rp_close(struct store *s)
 {
 	if (!s)
@@ -833,7 +792,7 @@ static void rp_close(struct store *s)
 
 static int rp_list(struct store *s, store_list_fn fn, void *userdata)
 {
-	struct listing l = { 0 };
+	struct meta_list l = { 0 };
 	uint64_t since;
 	int r;
 
@@ -847,7 +806,7 @@ static int rp_list(struct store *s, store_list_fn fn, void *userdata)
 	for (size_t i = 0; i < s->n && r == 0; i++)
 		r = fn(userdata, &s->v[i]);
 	pthread_mutex_unlock(&s->lock);
-	listing_clear(&l);
+	meta_list_clear(&l);
 	return r;
 }
 
@@ -1124,7 +1083,7 @@ static int rp_delete(struct store *s, const char *id, uint64_t incarnation,
 /* One listing of the whole mount; its differences go to the callback. */
 static void poll_once(struct store *s)
 {
-	struct listing l = { 0 };
+	struct meta_list l = { 0 };
 	struct changes out = { 0 };
 	uint64_t since;
 	int r;
@@ -1138,7 +1097,7 @@ static void poll_once(struct store *s)
 		r = merge(s, &l, since, &out);
 		pthread_mutex_unlock(&s->lock);
 	}
-	listing_clear(&l);
+	meta_list_clear(&l);
 	if (r < 0 && r != -ECANCELED)
 		log_warn("redpanda: this poll found no complete listing (%s); the mount shows "
 		         "what it last knew until the next one",

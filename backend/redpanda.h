@@ -46,6 +46,11 @@
 
 extern const struct store_ops redpanda_store_ops;
 
+/* From any thread: every call of s in flight or made from now on fails
+ * soon with -ECANCELED (the mirror's way to stop promptly; s stays open
+ * until closed).  Cannot be undone. */
+void redpanda_store_cancel(struct store *s);
+
 /* Does source name a Redpanda Cloud store (redpanda:)? */
 bool redpanda_store_source(const char *source);
 

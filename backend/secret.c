@@ -194,14 +194,14 @@ int scope_from_dir_name(const char *name)
 
 /* --- label maps --- */
 
-/* Index of key in l, or -(insertion point) - 1. */
-static long labels_find(const struct labels *l, const char *key)
+long sorted_find(const void *v, size_t n, size_t size, const char *key)
 {
-	size_t lo = 0, hi = l->n;
+	size_t lo = 0, hi = n;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(l->v[mid].key, key);
+		const char *at = *(const char *const *)((const char *)v + mid * size);
+		int c = strcmp(at, key);
 
 		if (c == 0)
 			return (long)mid;
@@ -211,6 +211,12 @@ static long labels_find(const struct labels *l, const char *key)
 			hi = mid;
 	}
 	return -(long)lo - 1;
+}
+
+/* Index of key in l, or -(insertion point) - 1. */
+static long labels_find(const struct labels *l, const char *key)
+{
+	return sorted_find(l->v, l->n, sizeof(*l->v), key);
 }
 
 const char *labels_get(const struct labels *l, const char *key)
@@ -383,6 +389,51 @@ int secret_meta_hand_over(int r, struct secret_meta *m, struct secret_meta *ret)
 	else
 		*ret = *m;
 	return r;
+}
+
+int meta_list_add(void *list, const struct secret_meta *meta)
+{
+	struct meta_list *l = list;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct secret_meta *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	if (secret_meta_copy(&l->v[l->n], meta) < 0)
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+static int meta_by_id(const void *a, const void *b)
+{
+	return strcmp(((const struct secret_meta *)a)->id, ((const struct secret_meta *)b)->id);
+}
+
+void meta_list_sort(struct meta_list *l)
+{
+	if (l->n)
+		qsort(l->v, l->n, sizeof(*l->v), meta_by_id);
+}
+
+const struct secret_meta *meta_list_find(const struct meta_list *l, const char *id)
+{
+	long i = sorted_find(l->v, l->n, sizeof(*l->v), id);
+
+	return i >= 0 ? &l->v[i] : NULL;
+}
+
+void meta_list_clear(struct meta_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		secret_meta_clear(&l->v[i]);
+	free(l->v);
+	*l = (struct meta_list){ 0 };
 }
 
 void store_change_clear(struct store_change *c)

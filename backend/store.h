@@ -337,6 +337,23 @@ void labels_clear(struct labels *l);
 int secret_meta_copy(struct secret_meta *dst, const struct secret_meta *src);
 void secret_meta_clear(struct secret_meta *m);
 void store_change_clear(struct store_change *c);
+
+/* Metadata of many secrets: a whole listing (meta_list_add is list()'s
+ * callback), then sorted by ID to look IDs up. */
+struct meta_list {
+	struct secret_meta *v;
+	size_t n, cap;
+};
+int meta_list_add(void *list, const struct secret_meta *meta); /* a store_list_fn */
+void meta_list_sort(struct meta_list *l);
+/* (sorted) the secret id, or NULL */
+const struct secret_meta *meta_list_find(const struct meta_list *l, const char *id);
+void meta_list_clear(struct meta_list *l);
+
+/* In an array of n elements of size bytes sorted by the string their first
+ * member (a char *: secret_meta.id, label.key) points to: the index of
+ * key, or -(its insertion point) - 1. */
+long sorted_find(const void *v, size_t n, size_t size, const char *key);
 /* The end of a store call that made *m: with r == 0 and ret, *m is
  * handed to *ret; else it is cleared.  Returns r. */
 int secret_meta_hand_over(int r, struct secret_meta *m, struct secret_meta *ret);

@@ -11,6 +11,7 @@
 #include "cmdline.h"
 #include "etcd.h"
 #include "etcd_conn.h"
+#include "mirror.h"
 
 void cmdline_usage(FILE *out)
 {
@@ -116,6 +117,14 @@ void cmdline_usage(FILE *out)
 	        "                         (default https://api.redpanda.com)\n"
 	        "  -o poll=SECONDS        Redpanda Cloud: list the store every SECONDS for\n"
 	        "                         changes made elsewhere (default 30; 0: never)\n"
+	        "  -o mirror=redpanda:https://DATAPLANE-URL\n"
+	        "                         embedded and etcd stores: every committed change is\n"
+	        "                         also applied to that Redpanda Cloud store, in the\n"
+	        "                         background, with the credentials=, cacert=,\n"
+	        "                         token_url=, audience= above; kept pending while the\n"
+	        "                         cloud is down (ATTRS.mirror records what was pushed);\n"
+	        "                         reconciled at mount; getfattr -n secretsfs.mirror\n"
+	        "                         FILE says synced, pending since … or the last error\n"
 	        "  -o ro                  read-only: every change is refused with EROFS\n"
 	        "  -o reseal_digest       accept a store.db whose rows no longer match its\n"
 	        "                         authenticated digest (rows removed or repaired by\n"
@@ -284,6 +293,7 @@ static const char *const our_options[] = {
 	"controlplane=",
 	"cacert=",
 	"poll=",
+	"mirror=",
 	"credsocket=",
 	"on_rotate=",
 	/* fstab, mount(8), systemd: accepted and ignored */
@@ -419,6 +429,14 @@ static int parse_option(struct cmdline *c, const char *o)
 		free(*slot);
 		*slot = strdup(v);
 		if (!*slot)
+			return fail("out of memory");
+	} else if (strncmp(o, "mirror=", 7) == 0) {
+		if (!mirror_source_valid(o + 7))
+			return fail("-o %s: expected mirror=redpanda:https://DATAPLANE-URL (or "
+			            "mirror=redpanda: with -o cluster=ID)",
+			            o);
+		free(c->opt.mirror);
+		if (!(c->opt.mirror = strdup(o + 7)))
 			return fail("out of memory");
 	} else if (strncmp(o, "poll=", 5) == 0) {
 		if (!parse_uint(o + 5, 10, 86400, &v))
@@ -618,12 +636,17 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 		return fail("%s: an etcd store needs -o attrs=FILE (where chmod and chown are "
 		            "kept on this host)",
 		            positional[0]);
-	if (strncmp(positional[0], "redpanda:", 9) == 0 && !c->opt.credentials) {
+	bool redpanda = strncmp(positional[0], "redpanda:", 9) == 0;
+	if (redpanda && c->opt.mirror)
+		return fail("-o mirror= is for embedded and etcd stores (values readable here, "
+		            "also sent to Redpanda Cloud); %s is Redpanda Cloud itself",
+		            positional[0]);
+	if ((redpanda || c->opt.mirror) && !c->opt.credentials) {
 		const char *dir = getenv("CREDENTIALS_DIRECTORY");
 		if (!dir)
-			return fail("%s: a Redpanda Cloud store needs its OAuth client: -o "
+			return fail("%s: Redpanda Cloud needs its OAuth client: -o "
 			            "credentials=FILE (lines client_id=… and client_secret=…)",
-			            positional[0]);
+			            redpanda ? positional[0] : c->opt.mirror);
 		if (asprintf(&c->opt.credentials, "%s/redpanda.credentials", dir) < 0)
 			return fail("out of memory");
 	}
@@ -637,18 +660,20 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 		return fail("out of memory");
 	if (c->opt.cache_file && !etcd)
 		return fail("-o cache= is for etcd stores only");
-	bool redpanda = strncmp(positional[0], "redpanda:", 9) == 0;
-	if (!redpanda && (c->opt.cluster || c->opt.controlplane))
-		return fail("-o cluster= and controlplane= are for Redpanda Cloud stores only");
-	if (redpanda && !positional[0][9] && !c->opt.cluster)
+	/* Redpanda Cloud: the store itself, or the mirror's */
+	const char *rp = redpanda ? positional[0] : c->opt.mirror;
+	if (!rp && (c->opt.cluster || c->opt.controlplane))
+		return fail("-o cluster= and controlplane= are for Redpanda Cloud (a redpanda: "
+		            "store or -o mirror=) only");
+	if (rp && !rp[9] && !c->opt.cluster)
 		return fail("%s: which data plane? redpanda:https://DATAPLANE-URL, or redpanda: "
 		            "with -o cluster=ID",
-		            positional[0]);
-	if (redpanda && positional[0][9] && c->opt.cluster)
-		return fail("%s: give the data plane URL or -o cluster=ID, not both",
-		            positional[0]);
-	if (!etcd && !redpanda && c->opt.cacert)
-		return fail("-o cacert= is for etcd+https and Redpanda Cloud stores only");
+		            rp);
+	if (rp && rp[9] && c->opt.cluster)
+		return fail("%s: give the data plane URL or -o cluster=ID, not both", rp);
+	if (!etcd && !redpanda && !c->opt.mirror && c->opt.cacert)
+		return fail("-o cacert= is for etcd+https, Redpanda Cloud stores and -o mirror= "
+		            "only");
 	if (!etcd &&
 	    (c->opt.cert || c->opt.certkey || c->opt.etcd_user || c->opt.etcd_password_file))
 		return fail("-o cert=, certkey=, etcd_user= and etcd_password= are for etcd stores "
@@ -690,6 +715,7 @@ void cmdline_free(struct cmdline *c)
 	free(c->opt.etcd_password_file);
 	free(c->opt.run_as);
 	free(c->opt.credsocket);
+	free(c->opt.mirror);
 	free(c->audit);
 	policy_clear(&c->policy);
 	fuse_opt_free_args(&c->fuse_args);

@@ -34,7 +34,9 @@
  *     this one, for reading, and never wait on the store;
  *  4. leaves: fs->change_mutex (the sets' busy bits), fs->handles_lock,
  *     the notifier's queue, the credential socket's queue of rotated
- *     secrets (credsock_value_changed, called from fs_apply).
+ *     secrets (credsock_value_changed, called from fs_apply), the
+ *     mirror's lock (mirror_kick from fs_apply, mirror_status from
+ *     getxattr; backend/mirror.h).
  * The credential socket's thread (credsock.c) takes none of them: it
  * calls the store directly and reads only the read-only policy.
  */
@@ -207,6 +209,7 @@ struct fs_options {
 	bool fast;            /* -o fast: zero-message open, page cache, an inode per version */
 	bool nonempty;        /* -o nonempty: mount over a directory that holds files */
 	char *credsocket;     /* -o credsocket=PATH: systemd credentials per unit (credsock.h) */
+	char *mirror;         /* -o mirror=redpanda:https://…: changes also go there (mirror.h) */
 	bool takeover;        /* -o takeover: the running daemon's connection (handover.c) */
 	mode_t dir_mode, file_mode;
 	uid_t uid;
@@ -254,6 +257,7 @@ struct fs {
 	struct notifier *notifier;
 	struct echo *echo;         /* a store with a watch, not under run_as */
 	struct credsock *credsock; /* -o credsocket, or NULL.  fs->lock */
+	struct mirror *mirror;     /* -o mirror, or NULL.  fs->lock */
 
 	/* The mount is going: changes from other clients are no longer
 	 * applied (fs->lock). */

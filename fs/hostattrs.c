@@ -92,64 +92,6 @@ static void put_entry(FILE *f, const char *kind, const char *name, const struct 
 		fprintf(f, "%s %s %s - -\n", kind, name, mode);
 }
 
-/* Replaces path with text: a temporary made new (O_CREAT | O_EXCL |
- * O_NOFOLLOW, 0600) through the directory's fd, after removing whatever
- * was at its name (a stale one of ours, or anything planted there: never
- * written into, never adopted), synced, renamed over path, the directory
- * synced.  0 or -errno. */
-static int write_new(const char *path, const char *text, size_t len)
-{
-	char *copy = strdup(path), *tmp = NULL;
-	int dirfd = -1, fd = -1, r = 0;
-	if (!copy)
-		return -ENOMEM;
-	char *base = strrchr(copy, '/');
-	const char *dir = ".";
-	if (base) {
-		*base++ = '\0';
-		dir = copy[0] ? copy : "/";
-	} else {
-		base = copy;
-	}
-	if (asprintf(&tmp, "%s.tmp", base) < 0) {
-		tmp = NULL;
-		r = -ENOMEM;
-		goto out;
-	}
-	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT) {
-		r = -errno;
-		goto out;
-	}
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
-	            0600);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	errno = 0;
-	if (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0)
-		r = errno ? -errno : -EIO;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	if (r == 0 && renameat(dirfd, tmp, dirfd, base) < 0)
-		r = -errno;
-	if (r < 0)
-		unlinkat(dirfd, tmp, 0);
-	else if (fsync(dirfd) < 0)
-		r = -errno;
-out:
-	if (dirfd >= 0)
-		close(dirfd);
-	free(tmp);
-	free(copy);
-	return r;
-}
-
 int hostattrs_save(struct fs *fs)
 {
 	static pthread_mutex_t save_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -181,7 +123,7 @@ int hostattrs_save(struct fs *fs)
 		goto out;
 	}
 
-	r = write_new(fs->opt.attrs_file, text, len);
+	r = owned_file_replace(fs->opt.attrs_file, text, len);
 out:
 	if (r < 0)
 		log_error("could not keep this host's modes and owners in %s (%s); they last until "

@@ -41,6 +41,7 @@
 #include "handover.h"
 #include "keeper.h"
 #include "keyfile.h"
+#include "mirror.h"
 #include "redpanda.h"
 
 
@@ -687,6 +688,10 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 		.controlplane = fs->opt.controlplane,
 		.poll_s = fs->opt.poll_s,
 	};
+	/* -o cacert= of a mirror on plain etcd:// is the mirror's only (on
+	 * etcd+https:// one CA file serves both: a bundle of their CAs) */
+	if (fs->opt.mirror && strncmp(dir, "etcd://", 7) == 0)
+		cfg.remote.cacert = NULL;
 	r = fs->ops->open(&cfg, &fs->store);
 	key_free(key);
 	if (r == -ENOENT)
@@ -732,6 +737,44 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 	if ((r = deleted_purger_start(fs)) < 0)
 		return fail("cannot purge the deleted secrets kept in %s: %s", dir,
 		            strerrordesc_np(-r));
+	return 0;
+}
+
+/* -o mirror=: the mirror's record beside host-attrs (a directory of this
+ * host's that -o run_as keeps writable), its remote store opened, its
+ * thread started (it reconciles first, in the background).  0 or prints
+ * why not. */
+static int setup_mirror(struct fs *fs)
+{
+	char *record = NULL;
+	struct mirror *m = NULL;
+	struct store_config cfg = {
+		.source = fs->opt.mirror,
+		.remote = { .cacert = fs->opt.cacert },
+		.credentials = fs->opt.credentials,
+		.token_url = fs->opt.token_url,
+		.audience = fs->opt.audience,
+		.cluster = fs->opt.cluster,
+		.controlplane = fs->opt.controlplane,
+		.poll_s = 0,
+	};
+	if (!fs->opt.mirror)
+		return 0;
+	if (asprintf(&record, "%s.mirror", fs->opt.attrs_file) < 0)
+		return fail("out of memory");
+	int r = mirror_open(&cfg, &redpanda_store_ops, fs->ops, fs->store, record, &m);
+	free(record);
+	if (r < 0) /* logged: why */
+		return fail("-o mirror=%s: cannot use it: %s", fs->opt.mirror, strerrordesc_np(-r));
+	if ((r = mirror_start(m)) < 0) {
+		mirror_stop(m);
+		return fail("-o mirror: cannot start its thread: %s", strerrordesc_np(-r));
+	}
+	/* the change path (fs_apply, under fs->lock) kicks it from now on */
+	pthread_rwlock_wrlock(&fs->lock);
+	fs->mirror = m;
+	pthread_rwlock_unlock(&fs->lock);
+	log_info("mirroring every change to %s", fs->opt.mirror);
 	return 0;
 }
 
@@ -1153,11 +1196,13 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 			credsock_close(cs);
 			return r;
 		}
-		if ((r = serve_as(fs, key, kp, &ready_fd, credsock_fd(cs)))) {
+		if ((r = serve_as(fs, key, kp, &ready_fd, credsock_fd(cs))) ||
+		    (r = setup_mirror(fs))) {
 			credsock_close(cs);
 			return r;
 		}
-	} else if ((r = setup_store(fs, key, kp)) || (r = serve(fs, c, adopted))) {
+	} else if ((r = setup_store(fs, key, kp)) || (r = setup_mirror(fs)) ||
+	           (r = serve(fs, c, adopted))) {
 		return r;
 	}
 	fs->notifier = notifier_start(fs->se);
@@ -1236,8 +1281,11 @@ static void stop(struct fs *fs)
 	fs->credsock = NULL;
 	struct notifier *nt = fs->notifier;
 	fs->notifier = NULL;
+	struct mirror *mi = fs->mirror; /* what it did not push stays pending */
+	fs->mirror = NULL;
 	pthread_rwlock_unlock(&fs->lock);
 	credsock_close(cs);
+	mirror_stop(mi);
 	notifier_stop(nt);
 	deleted_purger_stop(fs); /* before the store closes */
 	if (fs->se) {

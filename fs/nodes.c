@@ -14,6 +14,7 @@
 #include "fs.h"
 #include "credsock.h"
 #include "handover.h"
+#include "mirror.h"
 
 static uint64_t hash_id(const char *s)
 {
@@ -467,6 +468,7 @@ struct node *fs_apply_for(struct fs *fs, const struct store_change *c, struct no
 	struct node *n = fs_secret_by_id(fs, m->id);
 	uint64_t have = n ? n->u.secret.meta.incarnation : 0;
 
+	mirror_kick(fs->mirror, m->id); /* committed: the mirror pushes it soon */
 	if (c->kind == STORE_DELETED) {
 		/* A deleted incarnation newer than ours means ours is gone too. */
 		if (n && have && have <= m->incarnation) {

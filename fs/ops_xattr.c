@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Extended attributes.  Label K=V is user.tag.K with value V.  Read-only
- * facts (secretsfs.id, .version, .scopes, .store) are answered by name and
- * never listed, so cp -a, rsync -X and getfattr -d see labels only.
+ * facts (secretsfs.id, .version, .scopes, .store, .mirror) are answered
+ * by name and never listed, so cp -a, rsync -X and getfattr -d see
+ * labels only.
  * Every other name is EOPNOTSUPP: tools then fall back to chmod instead of
  * storing a POSIX ACL (see ../shared/notes/fuse-facts.md).
  */
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/xattr.h>
 
+#include "mirror.h"
 #include "ops.h"
 
 static void reply_xattr(fuse_req_t req, const char *value, size_t len, size_t size)
@@ -50,6 +52,8 @@ static int fact(struct fs *fs, const struct node *n, const char *name, char *buf
 		snprintf(buf, size, "%" PRIu64, m->version);
 	else if (stored && strcmp(name, "scopes") == 0)
 		scope_names(m->scopes, buf, size);
+	else if (stored && strcmp(name, "mirror") == 0 && fs->mirror)
+		mirror_status(fs->mirror, m->id, buf, size);
 	else
 		return -ENODATA;
 	return 0;
