@@ -76,6 +76,22 @@ static bool read_proc_file(const char *path, char *buf, size_t size)
 	return true;
 }
 
+/* "/proc/PID/name" into path (64 bytes); by hand: this runs on every
+ * audited open. */
+static void proc_path(char *path, pid_t pid, const char *name)
+{
+	char digits[16], *d = digits + sizeof(digits);
+	unsigned v = (unsigned)pid;
+	do
+		*--d = (char)('0' + v % 10);
+	while ((v /= 10));
+	size_t n = (size_t)(digits + sizeof(digits) - d), k = strlen(name);
+	memcpy(path, "/proc/", 6);
+	memcpy(path + 6, d, n);
+	path[6 + n] = '/';
+	memcpy(path + 7 + n, name, k + 1);
+}
+
 void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid, bool details)
 {
 	char path[64], exe[PATH_MAX];
@@ -83,7 +99,7 @@ void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid, bool details
 	if (!details)
 		goto unknown;
 
-	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	proc_path(path, pid, "exe");
 	ssize_t n = readlink(path, exe, sizeof(exe) - 1);
 	if (n > 0) {
 		exe[n] = '\0';
@@ -95,7 +111,7 @@ void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid, bool details
 		 * comm is readable by anyone, and set by the process itself:
 		 * logged beside exe=?, as a name it gave, not a verified path. */
 		char comm[64];
-		snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+		proc_path(path, pid, "comm");
 		if (read_proc_file(path, comm, sizeof(comm))) {
 			size_t l = strlen(comm);
 			if (l && comm[l - 1] == '\n') /* the kernel's; any other is the name's */
@@ -105,7 +121,7 @@ void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid, bool details
 		}
 	}
 	char text[4096]; /* one line per hierarchy: a dozen lines */
-	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	proc_path(path, pid, "cgroup");
 	if (read_proc_file(path, text, sizeof(text)))
 		c->cgroup = cgroup_from_proc_text(text);
 	if (c->cgroup)
