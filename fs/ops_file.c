@@ -110,8 +110,7 @@ static uint64_t fh_new(void)
 /* A handle on node n; fs->lock held (read is enough).  The caller's
  * identity moves into the handle (who keeps only its numbers): use
  * h->who from then on. */
-static struct handle *handle_new(struct fs *fs, struct node *n, const char *id,
-                                 struct caller *who)
+static struct handle *handle_new(struct fs *fs, struct node *n, const char *id, struct caller *who)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 	if (!h)
