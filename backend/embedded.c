@@ -680,12 +680,18 @@ static enum row_problem row_check_shape(const struct secret_meta *m, const struc
 	return ROW_OK;
 }
 
-static struct row_memo *row_memo_of(struct store *s, const char *id)
+/* FNV-1a of an ID: the bucket of the row memo and of the value cache. */
+static uint32_t id_hash(const char *id)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
+	uint32_t h = 2166136261u;
 	for (const char *c = id; *c; c++)
 		h = (h ^ (uint8_t)*c) * 16777619u;
-	return &s->memo[h % ROW_MEMO_SIZE];
+	return h;
+}
+
+static struct row_memo *row_memo_of(struct store *s, const char *id)
+{
+	return &s->memo[id_hash(id) % ROW_MEMO_SIZE];
 }
 
 /* The row read is, in every field the MAC covers and in its nonce and MAC,
@@ -2648,10 +2654,7 @@ static bool value_stamp_equal(const struct value_stamp *a, const struct value_st
 
 static struct value_entry *value_entry_of(struct store *s, const char *id)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
-	for (const char *c = id; *c; c++)
-		h = (h ^ (uint8_t)*c) * 16777619u;
-	return &s->values[h % VALUE_CACHE_SIZE];
+	return &s->values[id_hash(id) % VALUE_CACHE_SIZE];
 }
 
 static void value_entry_clear(struct value_entry *e)
