@@ -381,6 +381,48 @@ mount_with_values() {
 	eq "$(stat -c %s "$f")" 11
 }
 
+@test "unit=: the caller's cgroup is known by its id: /proc/PID/cgroup read once per cgroup; a process moved to another cgroup is judged by that one" {
+	mount_with_values
+	stop_daemon
+	local real=$SFS
+	printf '#!/bin/sh\nASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" exec strace -f -e trace=openat -o %s %s "$@"\n' \
+		"$T/strace" "$real" >"$T/traced"
+	chmod +x "$T/traced"
+	SFS=$T/traced start_daemon -o unit=ai_gateway:allowed.service
+	SFS=$real
+	mkdir -p "$CGROOT/allowed.service" "$CGROOT/other.service"
+	run python3 - "$CGROOT" "$MNT/ai_gateway/OPENAI_API_KEY" "$T/pid" <<'PY'
+import os, sys
+cg, f, pidfile = sys.argv[1:]
+open(pidfile, "w").write(str(os.getpid()))
+def move(to):
+    with open(f"{cg}/{to}/cgroup.procs", "w") as p:
+        p.write(str(os.getpid()))
+def read():
+    try:
+        with open(f) as h:
+            return h.read()
+    except PermissionError:
+        return "EACCES"
+move("allowed.service")
+out = [read(), read()]
+move("other.service")
+out.append(read())
+print(" ".join(out))
+PY
+	echo "$output"
+	eq "$output" "sk-openai-1 sk-openai-1 EACCES" "reads in allowed.service, then in other.service"
+	local pid
+	pid=$(cat "$T/pid")
+	log_has "OPENAI_API_KEY: read refused to uid 0 pid $pid \\(.*, unit other.service\\)"
+	# PIDFD_GET_INFO (kernel 6.13) tells a cgroup's id; without it the
+	# daemon reads /proc every time, as before
+	python3 -c 'import os, fcntl; fcntl.ioctl(os.pidfd_open(os.getpid()), 0xC040FF0B, bytearray(b"\x04" + bytes(63)))' 2>/dev/null ||
+		skip "the kernel has no PIDFD_GET_INFO: the cgroup is read from /proc each time"
+	# 3 opens in 2 cgroups: /proc read twice
+	eq "$(grep -c "open.*\"/proc/$pid/cgroup\"" "$T/strace")" 2 "/proc/$pid/cgroup reads"
+}
+
 @test "unit=: writes and creates in a restricted scope are refused to others (EACCES, audited), allowed to the unit" {
 	mount_with_values -o unit=ai_gateway:ai-gateway.service
 	local d=$MNT/ai_gateway
