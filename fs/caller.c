@@ -134,14 +134,15 @@ static void cgc_find_mount(void)
 /* The id of tid's cgroup in the unified hierarchy; 0 if unknown. */
 static uint64_t cgroup_id_of(pid_t tid)
 {
-	if (__atomic_load_n(&cgc.off, __ATOMIC_RELAXED))
+	/* pid 0: a request from outside the daemon's pid namespace */
+	if (tid <= 0 || __atomic_load_n(&cgc.off, __ATOMIC_RELAXED))
 		return 0;
 	pthread_once(&cgc_once, cgc_find_mount);
 	if (!cgc.mount)
 		return 0;
 	int fd = (int)syscall(SYS_pidfd_open, tid, CALLER_PIDFD_THREAD);
 	if (fd < 0) {
-		if (errno == ENOSYS || errno == EINVAL) /* no pidfd, or no PIDFD_THREAD */
+		if (errno == ENOSYS || errno == EINVAL) /* no pidfd, or no PIDFD_THREAD (6.9) */
 			__atomic_store_n(&cgc.off, true, __ATOMIC_RELAXED);
 		return 0;
 	}
