@@ -54,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -88,6 +89,12 @@ static const char keycheck_plaintext[] = "secretsfs key check: the key is right"
 
 #define STMT_CACHE_SIZE 48
 #define ROW_MEMO_SIZE 64
+/* the value cache (value_cached): buckets, and the largest ciphertext
+ * kept (an API key is well under it; 256 full buckets: 2 MiB) */
+#define VALUE_CACHE_SIZE 256
+#define VALUE_CACHE_CT_MAX 8192
+
+struct value_entry;
 
 struct store {
 	pthread_mutex_t mutex;
@@ -126,6 +133,19 @@ struct store {
 		uint8_t nonce[SEAL_NONCE_BYTES];
 		uint8_t mac[SEAL_MAC_BYTES];
 	} memo[ROW_MEMO_SIZE];
+	/* The current value of recently read secrets, sealed, with their
+	 * verified rows (value_cached).  An entry counts while its gen is
+	 * value_gen, which every write transaction bumps (tx_begin, mutex
+	 * held; read without it, atomically).  The entries: value_lock. */
+	pthread_rwlock_t value_lock;
+	uint64_t value_gen;
+	struct value_entry *values; /* VALUE_CACHE_SIZE of them */
+	uint64_t transactions;      /* begun (tx_begin), for the tests; mutex */
+	/* store.db-shm's first page, mapped read-only (wal_map): its
+	 * WAL-index header changes with every commit, by any process.  NULL
+	 * if not mapped (an immutable store has none).  Immutable after open. */
+	const uint32_t *wal_hdr;
+	size_t wal_map_len;
 };
 
 static const char schema_sql[] = "CREATE TABLE meta ("
@@ -435,6 +455,10 @@ static int sql_step_done(struct store *s, sqlite3_stmt *st)
 
 static int tx_begin(struct store *s, bool write)
 {
+	/* whatever it changes, no value cached before it is served after it */
+	if (write)
+		__atomic_add_fetch(&s->value_gen, 1, __ATOMIC_RELEASE);
+	s->transactions++;
 	return sql_exec(s, write ? "BEGIN IMMEDIATE" : "BEGIN");
 }
 
@@ -656,12 +680,18 @@ static enum row_problem row_check_shape(const struct secret_meta *m, const struc
 	return ROW_OK;
 }
 
-static struct row_memo *row_memo_of(struct store *s, const char *id)
+/* FNV-1a of an ID: the bucket of the row memo and of the value cache. */
+static uint32_t id_hash(const char *id)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
+	uint32_t h = 2166136261u;
 	for (const char *c = id; *c; c++)
 		h = (h ^ (uint8_t)*c) * 16777619u;
-	return &s->memo[h % ROW_MEMO_SIZE];
+	return h;
+}
+
+static struct row_memo *row_memo_of(struct store *s, const char *id)
+{
+	return &s->memo[id_hash(id) % ROW_MEMO_SIZE];
 }
 
 /* The row read is, in every field the MAC covers and in its nonce and MAC,
@@ -1457,10 +1487,17 @@ out:
 	return r;
 }
 
+static struct value_entry *values_alloc(void);
+static void values_free(struct store *s);
+static void wal_map(struct store *s, const char *dbpath);
+
 static void store_free(struct store *s)
 {
 	if (!s)
 		return;
+	values_free(s);
+	if (s->wal_hdr)
+		munmap((void *)s->wal_hdr, s->wal_map_len);
 	sql_cache_clear(s);
 	for (size_t i = 0; i < ROW_MEMO_SIZE; i++)
 		secret_meta_clear(&s->memo[i].meta);
@@ -1471,6 +1508,7 @@ static void store_free(struct store *s)
 	sodium_free(s->key); /* wipes */
 	seal_keys_free(s->keys);
 	sodium_memzero(s->store_id, sizeof(s->store_id));
+	pthread_rwlock_destroy(&s->value_lock);
 	pthread_mutex_destroy(&s->mutex);
 	free(s);
 }
@@ -1482,7 +1520,15 @@ static struct store *store_alloc(void)
 	if (!s)
 		return NULL;
 	s->lock_fd = -1;
-	if (pthread_mutex_init(&s->mutex, NULL) != 0) {
+	s->values = values_alloc();
+	if (!s->values || pthread_mutex_init(&s->mutex, NULL) != 0) {
+		free(s->values);
+		free(s);
+		return NULL;
+	}
+	if (pthread_rwlock_init(&s->value_lock, NULL) != 0) {
+		pthread_mutex_destroy(&s->mutex);
+		free(s->values);
 		free(s);
 		return NULL;
 	}
@@ -2006,6 +2052,7 @@ static int embedded_open(const struct store_config *cfg, struct store **ret_stor
 	r = check_key_locked(s);
 	if (r < 0)
 		goto fail;
+	wal_map(s, dbpath);
 
 	free(dbpath);
 	*ret_store = s;
@@ -2461,11 +2508,12 @@ static int embedded_stat(struct store *s, const char *id, struct secret_meta *re
 	return 0;
 }
 
-/* Opens a sealed version of the life l of id into a value; frees what
- * sealed held.  With cur (the verified row), the version must be its
+/* Opens a sealed version of the life l of id into a value; sealed is
+ * left as it is.  With cur (the verified row), the version must be its
  * current one, exactly as the row says. */
-static int open_sealed(struct store *s, const char *id, const struct life *l, struct sealed *sealed,
-                       const struct row *cur, struct secret_value **ret_value)
+static int open_sealed_keep(struct store *s, const char *id, const struct life *l,
+                            const struct sealed *sealed, const struct row *cur,
+                            struct secret_value **ret_value)
 {
 	struct secret_value *v = NULL;
 	struct seal_place p = { .id = id,
@@ -2492,8 +2540,6 @@ static int open_sealed(struct store *s, const char *id, const struct life *l, st
 			r = -EIO;
 		}
 	}
-	free(sealed->ct);
-	sealed->ct = NULL;
 	if (r < 0)
 		return r;
 	if (v->len != sealed->size) {
@@ -2508,6 +2554,175 @@ static int open_sealed(struct store *s, const char *id, const struct life *l, st
 	v->mtime_ns = sealed->mtime_ns;
 	*ret_value = v;
 	return 0;
+}
+
+/* open_sealed_keep, and frees what sealed held. */
+static int open_sealed(struct store *s, const char *id, const struct life *l, struct sealed *sealed,
+                       const struct row *cur, struct secret_value **ret_value)
+{
+	int r = open_sealed_keep(s, id, l, sealed, cur, ret_value);
+	free(sealed->ct);
+	sealed->ct = NULL;
+	return r;
+}
+
+/* --- the value cache: opens without SQL --- */
+
+/*
+ * An open of a secret's current value needs no SQLite transaction when
+ * its current version's ciphertext and the verified row it belongs to are
+ * in memory: one entry per recently read secret (a bucket by ID, the last
+ * one read wins).  Each open still decrypts, and so authenticates, that
+ * ciphertext into its own locked snapshot (open_sealed_keep): what is
+ * kept here is ciphertext, as in store.db, never plaintext.
+ *
+ * Why it is sound: this process is the store's only writer.  store.lock
+ * is flock'ed for the life of the open store (take_lock: one daemon per
+ * store), and every write transaction this process makes begins in
+ * tx_begin(), which bumps value_gen; an entry counts only while its gen is
+ * value_gen, so nothing read before a change is served after it begins
+ * (the whole cache goes at once: changes are rare next to opens, and
+ * there is no per-ID invalidation to forget).  An entry is filled from a
+ * read transaction that ran under the mutex, with the gen read there.
+ *
+ * Another process may still commit to store.db behind the lock while
+ * mounted (sqlite3 by hand; docs/threat-model.md, "replace rows while
+ * the store is mounted"): every entry also carries the WAL-index header
+ * of store.db-shm as it was before its read (wal_map), and any commit
+ * changes that header, so after one nothing cached counts and the next
+ * open reads and verifies the rows as before.  A change that bypasses
+ * SQLite's WAL (bytes written into store.db itself) is not seen by SQLite
+ * either until it reads those pages again; the next mount verifies every
+ * row and the store digest.
+ */
+/* What an entry was read at: value_gen and store.db-shm's WAL-index
+ * header (SQLite's walformat: the header's first copy, 48 bytes, which a
+ * commit writes last; its change counter, frame count and salts change
+ * with every commit and checkpoint, whoever makes them). */
+#define WAL_HDR_WORDS 12
+struct value_stamp {
+	uint64_t gen;
+	uint32_t wal[WAL_HDR_WORDS];
+};
+
+struct value_entry {
+	char *id; /* NULL: empty */
+	struct value_stamp stamp;
+	struct row row;       /* verified */
+	struct sealed sealed; /* the row's current version; ct owned */
+};
+
+/* Maps the WAL-index header of the database at dbpath (its -shm file,
+ * which SQLite keeps while the connection is open), so that the cache
+ * also sees commits of other processes behind the lock (sqlite3 on
+ * store.db while mounted): those are refused at the next read as before,
+ * at the price of one 48-byte compare per open.  Without it (no -shm: an
+ * immutable store, which nobody changes) the cache goes by value_gen. */
+static void wal_map(struct store *s, const char *dbpath)
+{
+	char *path = NULL;
+	struct stat st;
+	if (asprintf(&path, "%s-shm", dbpath) < 0)
+		return;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	free(path);
+	if (fd < 0)
+		return;
+	long page = sysconf(_SC_PAGESIZE);
+	size_t len = page > 0 ? (size_t)page : 4096;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size >= len) {
+		void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+		if (p != MAP_FAILED) {
+			s->wal_hdr = p;
+			s->wal_map_len = len;
+		}
+	}
+	close(fd);
+}
+
+static void value_stamp_now(const struct store *s, struct value_stamp *ret)
+{
+	ret->gen = __atomic_load_n(&s->value_gen, __ATOMIC_ACQUIRE);
+	for (size_t i = 0; i < WAL_HDR_WORDS; i++)
+		ret->wal[i] = s->wal_hdr ? __atomic_load_n(&s->wal_hdr[i], __ATOMIC_ACQUIRE) : 0;
+}
+
+static bool value_stamp_equal(const struct value_stamp *a, const struct value_stamp *b)
+{
+	return a->gen == b->gen && memcmp(a->wal, b->wal, sizeof(a->wal)) == 0;
+}
+
+static struct value_entry *value_entry_of(struct store *s, const char *id)
+{
+	return &s->values[id_hash(id) % VALUE_CACHE_SIZE];
+}
+
+static void value_entry_clear(struct value_entry *e)
+{
+	free(e->id);
+	free(e->sealed.ct);
+	*e = (struct value_entry){ 0 };
+}
+
+static struct value_entry *values_alloc(void)
+{
+	return calloc(VALUE_CACHE_SIZE, sizeof(struct value_entry));
+}
+
+static void values_free(struct store *s)
+{
+	for (size_t i = 0; s->values && i < VALUE_CACHE_SIZE; i++)
+		value_entry_clear(&s->values[i]);
+	free(s->values);
+	s->values = NULL;
+}
+
+/* The current value of id from the cache: 1 (*ret_value set), 0 if it
+ * is not there, or get_value's -errno (-ENOENT: another incarnation). */
+static int value_cached(struct store *s, const char *id, uint64_t incarnation,
+                        struct secret_value **ret_value)
+{
+	struct value_stamp now;
+	int r = 0;
+	value_stamp_now(s, &now);
+	pthread_rwlock_rdlock(&s->value_lock);
+	struct value_entry *e = value_entry_of(s, id);
+	if (e->id && value_stamp_equal(&e->stamp, &now) && strcmp(e->id, id) == 0) {
+		if (incarnation && incarnation != e->row.life.incarnation)
+			r = -ENOENT;
+		else if ((r = open_sealed_keep(s, id, &e->row.life, &e->sealed, &e->row,
+		                               ret_value)) == 0)
+			r = 1;
+	}
+	pthread_rwlock_unlock(&s->value_lock);
+	return r;
+}
+
+uint64_t embedded_transactions(struct store *s)
+{
+	pthread_mutex_lock(&s->mutex);
+	uint64_t n = s->transactions;
+	pthread_mutex_unlock(&s->mutex);
+	return n;
+}
+
+/* Keeps what a get_value of id's current value read after stamp (its
+ * row, the sealed version: taken over, freed if not kept). */
+static void value_keep(struct store *s, const char *id, const struct value_stamp *stamp,
+                       const struct row *row, struct sealed *sealed)
+{
+	char *copy = sealed->ctlen <= VALUE_CACHE_CT_MAX ? strdup(id) : NULL;
+	if (!copy) {
+		free(sealed->ct);
+		sealed->ct = NULL;
+		return;
+	}
+	pthread_rwlock_wrlock(&s->value_lock);
+	struct value_entry *e = value_entry_of(s, id);
+	value_entry_clear(e);
+	*e = (struct value_entry){ .id = copy, .stamp = *stamp, .row = *row, .sealed = *sealed };
+	pthread_rwlock_unlock(&s->value_lock);
+	sealed->ct = NULL;
 }
 
 /* The current value of a verified row (a change's source); mutex held. */
@@ -2533,6 +2748,12 @@ static int embedded_get_value(struct store *s, const char *id, uint64_t incarnat
 	r = check_id(id);
 	if (r < 0)
 		return r;
+	if (!version && (r = value_cached(s, id, incarnation, ret_value)) != 0)
+		return r < 0 ? r : 0;
+	/* taken before the transaction: a commit between the two leaves an
+	 * entry that never counts, never a stale one that does */
+	struct value_stamp stamp;
+	value_stamp_now(s, &stamp);
 	r = tx_lock(s, false);
 	if (r < 0)
 		return r;
@@ -2548,7 +2769,13 @@ static int embedded_get_value(struct store *s, const char *id, uint64_t incarnat
 		return r;
 	}
 	/* decrypted without the mutex */
-	return open_sealed(s, id, &row.life, &sealed, version ? NULL : &row, ret_value);
+	if (version)
+		return open_sealed(s, id, &row.life, &sealed, NULL, ret_value);
+	r = open_sealed_keep(s, id, &row.life, &sealed, &row, ret_value);
+	if (r == 0)
+		value_keep(s, id, &stamp, &row, &sealed);
+	free(sealed.ct);
+	return r;
 }
 
 static int embedded_list_versions(struct store *s, const char *id, uint64_t incarnation,

@@ -92,6 +92,10 @@ int embedded_store_restore(const char *file, const char *dir, const uint8_t *key
 int embedded_store_rekey(const char *dir, const uint8_t *old_key, const uint8_t *new_key,
                          void (*progress)(size_t done, size_t total), char *why, size_t why_size);
 
+/* How many SQLite transactions the store has begun, for the unit tests
+ * (a get_value the value cache answers begins none: embedded.c). */
+uint64_t embedded_transactions(struct store *s);
+
 /* Does DIR hold a store database?  (For error messages; open() decides.) */
 bool embedded_store_present(const char *dir);
 

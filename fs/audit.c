@@ -1,7 +1,27 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The audit trail (audit.h).  Lines for a file or for the log on stderr
+ * are batched: a request appends its line to a buffer and goes on, and
+ * the writer thread writes what accumulated with one write(2) at most
+ * AUDIT_BATCH_MS after the first line of the batch (or sooner when the
+ * buffer fills up), so an open makes no syscall of its own for the
+ * audit.  audit_close() (a clean stop: unmount, SIGTERM, SIGINT, whose
+ * handlers end the FUSE loop first) writes what is left: nothing is lost
+ * then.  A crash (SIGKILL, a fault, power loss) loses the lines of the
+ * batch under way: at most the last AUDIT_BATCH_MS, never more than
+ * AUDIT_BUF_MAX bytes.  audit_flush() writes the batch at once (fsync(2)
+ * of any file or directory of the mount: `sync MOUNTPOINT`).  The journal
+ * and syslog sinks take one datagram
+ * per record (sd_journal_send, syslog(3)): written at once, as before.
+ *
+ * Lock order: batch.write_lock (whoever writes a batch: the writer, or a
+ * request that found the buffer full), then batch.lock (the buffer); both
+ * leaves below everything in fs/.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +40,188 @@ enum sink { SINK_LOG, SINK_SYSLOG, SINK_JOURNAL, SINK_FILE, SINK_OFF };
 static enum sink sink = SINK_LOG;
 static int audit_fd = -1;
 
+#define AUDIT_BATCH_MS 100
+#define AUDIT_BUF_MAX (256 * 1024)          /* a full buffer is written at once */
+#define AUDIT_BUF_SOON (64 * 1024)          /* the writer is woken early past this */
+#define LOG_INFO_PREFIX "secretsfs: info: " /* log.c's on stderr */
+
+static struct {
+	pthread_mutex_t lock;       /* guards the fields below */
+	pthread_mutex_t write_lock; /* one batch written at a time, in order */
+	pthread_cond_t wake;        /* lines came, or the buffer is filling, or stop */
+	char *buf;                  /* the one lines go to: one of bufs */
+	char *bufs[2];              /* AUDIT_BUF_MAX bytes each; the other
+	                               one is written, under write_lock */
+	size_t used;
+	int fd; /* where batches go: audit_fd, or 2 for the log */
+	bool started, stop;
+	pthread_t thread;
+} batch = { .lock = PTHREAD_MUTEX_INITIALIZER,
+	    .write_lock = PTHREAD_MUTEX_INITIALIZER,
+	    .wake = PTHREAD_COND_INITIALIZER,
+	    .fd = -1 };
+
+/* Writes buf whole; batch.write_lock held. */
+static void batch_write(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (fd != 2)
+				log_error("audit file write failed: %s",
+				          n < 0 ? strerrordesc_np(errno) : "nothing written");
+			return;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Takes the buffer's lines and writes them, while new lines go to the
+ * other buffer; batch.write_lock held, batch.lock held and dropped. */
+static void batch_take_and_write(void)
+{
+	char *full = batch.buf;
+	size_t len = batch.used;
+	batch.buf = full == batch.bufs[0] ? batch.bufs[1] : batch.bufs[0];
+	batch.used = 0;
+	int fd = batch.fd;
+	pthread_mutex_unlock(&batch.lock);
+	batch_write(fd, full, len);
+}
+
+static void *batch_writer(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pthread_mutex_lock(&batch.lock);
+		while (!batch.used && !batch.stop)
+			pthread_cond_wait(&batch.wake, &batch.lock);
+		if (batch.used && !batch.stop && batch.used < AUDIT_BUF_SOON) {
+			/* let the batch gather, from its first line on */
+			struct timespec until;
+			clock_gettime(CLOCK_MONOTONIC, &until);
+			until.tv_nsec += AUDIT_BATCH_MS * 1000000L;
+			until.tv_sec += until.tv_nsec / 1000000000L;
+			until.tv_nsec %= 1000000000L;
+			while (!batch.stop && batch.used < AUDIT_BUF_SOON &&
+			       pthread_cond_timedwait(&batch.wake, &batch.lock, &until) == 0)
+				;
+		}
+		bool stop = batch.stop;
+		pthread_mutex_unlock(&batch.lock);
+		pthread_mutex_lock(&batch.write_lock);
+		pthread_mutex_lock(&batch.lock);
+		if (batch.used)
+			batch_take_and_write(); /* drops batch.lock */
+		else
+			pthread_mutex_unlock(&batch.lock);
+		pthread_mutex_unlock(&batch.write_lock);
+		if (stop)
+			return NULL;
+	}
+}
+
+/* After fork: the child has no writer thread, and the parent's lines are
+ * the parent's to write. */
+static void batch_atfork_child(void)
+{
+	pthread_mutex_init(&batch.lock, NULL);
+	pthread_mutex_init(&batch.write_lock, NULL);
+	pthread_cond_init(&batch.wake, NULL);
+	batch.used = 0;
+	batch.started = batch.stop = false;
+}
+
+static void batch_setup(int fd)
+{
+	static bool atfork;
+	if (!atfork && pthread_atfork(NULL, NULL, batch_atfork_child) == 0)
+		atfork = true;
+	batch.fd = fd;
+}
+
+/* Appends line (len bytes, its '\n' included); batch.lock not held.
+ * False if there is no batching (no buffer, no thread): the caller
+ * writes the line itself. */
+static bool batch_append(const char *line, size_t len)
+{
+	pthread_mutex_lock(&batch.lock);
+	if (!batch.started && !batch.stop) {
+		/* started by the first line, in the process that serves (after
+		 * any fork); with a condition variable on CLOCK_MONOTONIC */
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_destroy(&batch.wake);
+		pthread_cond_init(&batch.wake, &ca);
+		pthread_condattr_destroy(&ca);
+		for (int i = 0; i < 2; i++)
+			if (!batch.bufs[i])
+				batch.bufs[i] = malloc(AUDIT_BUF_MAX);
+		batch.buf = batch.bufs[0];
+		batch.started = batch.bufs[0] && batch.bufs[1] &&
+		                pthread_create(&batch.thread, NULL, batch_writer, NULL) == 0;
+	}
+	if (!batch.started) {
+		pthread_mutex_unlock(&batch.lock);
+		return false;
+	}
+	while (batch.used + len > AUDIT_BUF_MAX) {
+		/* full: written now, by this request, in order */
+		pthread_mutex_unlock(&batch.lock);
+		pthread_mutex_lock(&batch.write_lock);
+		pthread_mutex_lock(&batch.lock);
+		if (batch.used + len > AUDIT_BUF_MAX) {
+			batch_take_and_write(); /* drops batch.lock */
+			pthread_mutex_lock(&batch.lock);
+		}
+		pthread_mutex_unlock(&batch.write_lock);
+	}
+	bool first = batch.used == 0;
+	memcpy(batch.buf + batch.used, line, len);
+	batch.used += len;
+	/* one wake per batch: the writer then waits AUDIT_BATCH_MS */
+	if (first || (batch.used >= AUDIT_BUF_SOON && batch.used - len < AUDIT_BUF_SOON))
+		pthread_cond_signal(&batch.wake);
+	pthread_mutex_unlock(&batch.lock);
+	return true;
+}
+
+/* Stops the writer, which writes what is left. */
+static void batch_stop(void)
+{
+	pthread_mutex_lock(&batch.lock);
+	bool started = batch.started;
+	batch.stop = true;
+	pthread_cond_signal(&batch.wake);
+	pthread_mutex_unlock(&batch.lock);
+	if (started)
+		pthread_join(batch.thread, NULL);
+	pthread_mutex_lock(&batch.write_lock);
+	pthread_mutex_lock(&batch.lock);
+	if (batch.used) /* appended after the writer's last batch */
+		batch_write(batch.fd, batch.buf, batch.used);
+	batch.used = 0;
+	batch.started = false;
+	for (int i = 0; i < 2; i++) {
+		free(batch.bufs[i]);
+		batch.bufs[i] = NULL;
+	}
+	batch.buf = NULL;
+	pthread_mutex_unlock(&batch.lock);
+	pthread_mutex_unlock(&batch.write_lock);
+}
+
 int audit_setup(const char *spec, char *why, size_t why_size)
 {
 	if (why && why_size)
 		why[0] = '\0';
 	if (!spec || strcmp(spec, "log") == 0) {
 		sink = SINK_LOG;
+		batch_setup(2); /* used while the log is on stderr */
 	} else if (strcmp(spec, "off") == 0) {
 		sink = SINK_OFF;
 	} else if (strcmp(spec, "syslog") == 0) {
@@ -70,10 +266,24 @@ int audit_setup(const char *spec, char *why, size_t why_size)
 		}
 		audit_fd = fd;
 		sink = SINK_FILE;
+		batch_setup(fd);
 	} else {
 		return -EINVAL;
 	}
 	return 0;
+}
+
+void audit_flush(void)
+{
+	pthread_mutex_lock(&batch.write_lock);
+	pthread_mutex_lock(&batch.lock);
+	if (batch.started && batch.used)
+		batch_take_and_write(); /* drops batch.lock */
+	else
+		pthread_mutex_unlock(&batch.lock);
+	if (sink == SINK_FILE && fdatasync(audit_fd) < 0 && errno != EINVAL)
+		log_error("audit file: fdatasync failed: %s", strerrordesc_np(errno));
+	pthread_mutex_unlock(&batch.write_lock);
 }
 
 bool audit_enabled(void)
@@ -83,6 +293,7 @@ bool audit_enabled(void)
 
 void audit_close(void)
 {
+	batch_stop();
 	if (audit_fd >= 0)
 		close(audit_fd);
 	audit_fd = -1;
@@ -183,6 +394,37 @@ static const char *decimal(uint64_t v, char *buf)
 	return p;
 }
 
+/* "audit: time=2026-11-28T20:55:01.123Z" into line; returns its length.
+ * The date and time of the second are formatted once per second and
+ * thread (strftime and snprintf were a third of an audit line's cost). */
+static size_t put_time(char *line)
+{
+	static const char head[] = "audit: time=";
+	static __thread time_t last_sec = -1;
+	static __thread char last[32]; /* YYYY-MM-DDTHH:MM:SS */
+	static __thread size_t last_len;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (ts.tv_sec != last_sec) {
+		struct tm tm;
+		gmtime_r(&ts.tv_sec, &tm);
+		last_len = strftime(last, sizeof(last), "%Y-%m-%dT%H:%M:%S", &tm);
+		last_sec = ts.tv_sec;
+	}
+	size_t used = sizeof(head) - 1;
+	memcpy(line, head, used);
+	memcpy(line + used, last, last_len);
+	used += last_len;
+	long ms = ts.tv_nsec / 1000000;
+	line[used++] = '.';
+	line[used++] = (char)('0' + ms / 100);
+	line[used++] = (char)('0' + ms / 10 % 10);
+	line[used++] = (char)('0' + ms % 10);
+	line[used++] = 'Z';
+	line[used] = '\0';
+	return used;
+}
+
 /* The record as journal fields besides its line (MESSAGE=), each value
  * escaped and capped as in the line: "journalctl SECRETSFS_ID=X". */
 static void to_journal(const char *line, const char *op, const char *id, const char *unit,
@@ -211,15 +453,9 @@ void audit_event(const struct caller *c, const char *op, const char *id, uint64_
 	/* AUDIT_LINE_MAX with the '\n' of the file sink; what is searched
 	 * for (op, id, unit, result) first, the caller's own strings last, and
 	 * every field capped, so a line is whole in the log's 1,024 bytes. */
-	char line[AUDIT_LINE_MAX + 1], num[32], stamp[40];
+	char line[AUDIT_LINE_MAX + 1], num[32];
 	const size_t size = AUDIT_LINE_MAX;
-	size_t used = 0;
-	struct timespec ts;
-	struct tm tm;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-	used = (size_t)snprintf(line, size, "audit: time=%s.%03ldZ", stamp, ts.tv_nsec / 1000000);
+	size_t used = put_time(line);
 	const char *res = result == 0 ? "ok" : strerrorname_np(-result);
 	put(line, size, &used, "op", op, AUDIT_CAP_OP);
 	put(line, size, &used, "id", id ? id : "-", AUDIT_CAP_ID);
@@ -244,11 +480,22 @@ void audit_event(const struct caller *c, const char *op, const char *id, uint64_
 
 	switch (sink) {
 	case SINK_LOG:
-		if (log_reaches_journal())
+		if (log_reaches_journal()) {
 			to_journal(line, op, id ? id : "-", c->unit ? c->unit : "-",
 			           res ? res : "error", version, c);
-		else
+		} else if (log_destination() == LOG_TO_STDERR) {
+			/* as log_info() writes it (no control characters: every
+			 * value is escaped), in a batch */
+			char out[sizeof(LOG_INFO_PREFIX) + AUDIT_LINE_MAX + 1];
+			memcpy(out, LOG_INFO_PREFIX, sizeof(LOG_INFO_PREFIX) - 1);
+			memcpy(out + sizeof(LOG_INFO_PREFIX) - 1, line, used);
+			size_t n = sizeof(LOG_INFO_PREFIX) - 1 + used;
+			out[n++] = '\n';
+			if (!batch_append(out, n))
+				log_info("%s", line);
+		} else {
 			log_info("%s", line);
+		}
 		break;
 	case SINK_JOURNAL:
 		to_journal(line, op, id ? id : "-", c->unit ? c->unit : "-", res ? res : "error",
@@ -259,8 +506,8 @@ void audit_event(const struct caller *c, const char *op, const char *id, uint64_
 		break;
 	case SINK_FILE:
 		line[used++] = '\n';
-		/* One write per line: O_APPEND keeps lines whole. */
-		if (write(audit_fd, line, used) < 0)
+		/* O_APPEND: batches stay whole between writers */
+		if (!batch_append(line, used) && write(audit_fd, line, used) < 0)
 			log_error("audit file write failed: %s", strerrordesc_np(errno));
 		break;
 	case SINK_OFF:

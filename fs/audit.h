@@ -50,6 +50,10 @@
  * why. */
 int audit_setup(const char *spec, char *why, size_t why_size);
 bool audit_enabled(void);
+/* Lines for a file or for the log on stderr are written in batches (up to
+ * 100 ms after the first line; audit.c): this writes what is pending now
+ * (and fdatasyncs an audit file).  audit_close() writes it too. */
+void audit_flush(void);
 void audit_close(void);
 /* result: 0 or -errno.  extra: "key=value" detail, or NULL. */
 void audit_event(const struct caller *c, const char *op, const char *id, uint64_t version,

@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdbool.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "caller.h"
@@ -33,9 +39,13 @@ char *cgroup_path_unit(const char *path)
 	return best ? strndup(best, best_len) : NULL;
 }
 
-char *cgroup_from_proc_text(const char *text)
+/* cgroup_from_proc_text; *ret_unified (if given) says whether the path is
+ * the unified hierarchy's, which the cgroup's id names (cgroup_cached). */
+static char *cgroup_pick(const char *text, bool *ret_unified)
 {
 	char *unified = NULL, *named = NULL;
+	if (ret_unified)
+		*ret_unified = false;
 	const char *line = text;
 	while (line && *line) {
 		const char *end = strchr(line, '\n');
@@ -56,10 +66,128 @@ char *cgroup_from_proc_text(const char *text)
 	}
 	if (unified && (strcmp(unified, "/") != 0 || !named)) {
 		free(named);
+		if (ret_unified)
+			*ret_unified = true;
 		return unified;
 	}
 	free(unified);
 	return named;
+}
+
+char *cgroup_from_proc_text(const char *text)
+{
+	return cgroup_pick(text, NULL);
+}
+
+/* --- the caller's cgroup by its id ---
+ *
+ * Reading /proc/PID/cgroup costs more than the rest of an open (the kernel
+ * formats every hierarchy's path: 11-35 us here, docs/benchmarks.md); the
+ * cgroup's id costs a pidfd_open, a PIDFD_GET_INFO ioctl and a close
+ * (about 3.6 us).  So the path is kept per cgroup id, and an open asks the
+ * kernel only for the id of the requester's cgroup (it is blocked in its
+ * request: the tid names it).  An id is never reused while the system
+ * runs, and an entry is made only after stat(2) of the path under the
+ * cgroup2 mount shows that id as its inode, so a process moved between
+ * the two reads cannot file a path under the wrong id.  An entry stays
+ * right until its cgroup directory is renamed (which only whoever may
+ * write its parent can do, and which changes the /proc text the same
+ * way).  Only where the unified hierarchy decides (cgroup_pick): with the
+ * unified path "/" and a name=systemd hierarchy (cgroup v1 hosts), the
+ * path is not the id's, and /proc is read every time, as before.  Kernels
+ * without PIDFD_THREAD (6.9) or PIDFD_GET_INFO (6.13): /proc every time.
+ */
+struct caller_pidfd_info { /* linux/pidfd.h's struct pidfd_info, version 0 */
+	uint64_t mask;
+	uint64_t cgroupid;
+	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+	int32_t exit_code;
+};
+#define CALLER_PIDFD_GET_INFO _IOWR(0xFF, 11, struct caller_pidfd_info)
+#define CALLER_PIDFD_INFO_CGROUPID (1ULL << 2)
+#define CALLER_PIDFD_THREAD O_EXCL
+#define CGROUP2_MAGIC 0x63677270 /* CGROUP2_SUPER_MAGIC */
+#define CGROUP_CACHE_SIZE 64
+
+static struct {
+	pthread_mutex_t lock; /* a leaf */
+	bool off;             /* the kernel cannot tell ids */
+	const char *mount;    /* the cgroup2 mount, or NULL (set once) */
+	struct {
+		uint64_t id; /* 0: empty */
+		char *path;
+	} e[CGROUP_CACHE_SIZE];
+} cgc = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static pthread_once_t cgc_once = PTHREAD_ONCE_INIT;
+
+static void cgc_find_mount(void)
+{
+	static const char *const where[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
+	struct statfs sf;
+	for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++)
+		if (statfs(where[i], &sf) == 0 && (unsigned long)sf.f_type == CGROUP2_MAGIC) {
+			cgc.mount = where[i];
+			return;
+		}
+}
+
+/* The id of tid's cgroup in the unified hierarchy; 0 if unknown. */
+static uint64_t cgroup_id_of(pid_t tid)
+{
+	/* pid 0: a request from outside the daemon's pid namespace */
+	if (tid <= 0 || __atomic_load_n(&cgc.off, __ATOMIC_RELAXED))
+		return 0;
+	pthread_once(&cgc_once, cgc_find_mount);
+	if (!cgc.mount)
+		return 0;
+	int fd = (int)syscall(SYS_pidfd_open, tid, CALLER_PIDFD_THREAD);
+	if (fd < 0) {
+		if (errno == ENOSYS || errno == EINVAL) /* no pidfd, or no PIDFD_THREAD (6.9) */
+			__atomic_store_n(&cgc.off, true, __ATOMIC_RELAXED);
+		return 0;
+	}
+	struct caller_pidfd_info info = { .mask = CALLER_PIDFD_INFO_CGROUPID };
+	uint64_t id = 0;
+	if (ioctl(fd, CALLER_PIDFD_GET_INFO, &info) == 0) {
+		if (info.mask & CALLER_PIDFD_INFO_CGROUPID)
+			id = info.cgroupid;
+	} else if (errno == ENOTTY || errno == EINVAL) {
+		__atomic_store_n(&cgc.off, true, __ATOMIC_RELAXED); /* no PIDFD_GET_INFO */
+	}
+	close(fd);
+	return id;
+}
+
+/* A copy of the path of cgroup id, NULL if not kept (or no memory). */
+static char *cgroup_cached(uint64_t id)
+{
+	char *path = NULL;
+	pthread_mutex_lock(&cgc.lock);
+	size_t i = id % CGROUP_CACHE_SIZE;
+	if (cgc.e[i].id == id && cgc.e[i].path)
+		path = strdup(cgc.e[i].path);
+	pthread_mutex_unlock(&cgc.lock);
+	return path;
+}
+
+/* Keeps path as cgroup id's if the cgroup2 mount says it is. */
+static void cgroup_keep(uint64_t id, const char *path)
+{
+	char full[PATH_MAX];
+	struct stat st;
+	if (!cgc.mount || path[0] != '/' ||
+	    (size_t)snprintf(full, sizeof(full), "%s%s", cgc.mount, path) >= sizeof(full) ||
+	    stat(full, &st) != 0 || !S_ISDIR(st.st_mode) || (uint64_t)st.st_ino != id)
+		return;
+	char *copy = strdup(path);
+	if (!copy)
+		return;
+	pthread_mutex_lock(&cgc.lock);
+	size_t i = id % CGROUP_CACHE_SIZE;
+	free(cgc.e[i].path);
+	cgc.e[i].id = id;
+	cgc.e[i].path = copy;
+	pthread_mutex_unlock(&cgc.lock);
 }
 
 /* Reads a small /proc file into buf (NUL-terminated); false if it can't. */
@@ -76,6 +204,22 @@ static bool read_proc_file(const char *path, char *buf, size_t size)
 	return true;
 }
 
+/* "/proc/PID/name" into path (64 bytes); by hand: this runs on every
+ * audited open. */
+static void proc_path(char *path, pid_t pid, const char *name)
+{
+	char digits[16], *d = digits + sizeof(digits);
+	unsigned v = (unsigned)pid;
+	do
+		*--d = (char)('0' + v % 10);
+	while ((v /= 10));
+	size_t n = (size_t)(digits + sizeof(digits) - d), k = strlen(name);
+	memcpy(path, "/proc/", 6);
+	memcpy(path + 6, d, n);
+	path[6 + n] = '/';
+	memcpy(path + 7 + n, name, k + 1);
+}
+
 void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid, bool details)
 {
 	char path[64], exe[PATH_MAX];
@@ -83,7 +227,7 @@ void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid, bool details
 	if (!details)
 		goto unknown;
 
-	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	proc_path(path, pid, "exe");
 	ssize_t n = readlink(path, exe, sizeof(exe) - 1);
 	if (n > 0) {
 		exe[n] = '\0';
@@ -95,7 +239,7 @@ void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid, bool details
 		 * comm is readable by anyone, and set by the process itself:
 		 * logged beside exe=?, as a name it gave, not a verified path. */
 		char comm[64];
-		snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+		proc_path(path, pid, "comm");
 		if (read_proc_file(path, comm, sizeof(comm))) {
 			size_t l = strlen(comm);
 			if (l && comm[l - 1] == '\n') /* the kernel's; any other is the name's */
@@ -104,10 +248,18 @@ void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid, bool details
 				c->comm = strdup(comm);
 		}
 	}
-	char text[4096]; /* one line per hierarchy: a dozen lines */
-	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-	if (read_proc_file(path, text, sizeof(text)))
-		c->cgroup = cgroup_from_proc_text(text);
+	uint64_t cgid = cgroup_id_of(pid);
+	if (cgid)
+		c->cgroup = cgroup_cached(cgid);
+	if (!c->cgroup) {
+		char text[4096]; /* one line per hierarchy: a dozen lines */
+		bool unified = false;
+		proc_path(path, pid, "cgroup");
+		if (read_proc_file(path, text, sizeof(text)))
+			c->cgroup = cgroup_pick(text, &unified);
+		if (c->cgroup && cgid && unified)
+			cgroup_keep(cgid, c->cgroup);
+	}
 	if (c->cgroup)
 		c->unit = cgroup_path_unit(c->cgroup);
 unknown:

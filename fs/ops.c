@@ -71,6 +71,7 @@ const struct fuse_lowlevel_ops secretsfs_ops = {
 	.write = op_write,
 	.flush = op_flush,
 	.fsync = op_fsync,
+	.fsyncdir = op_fsyncdir,
 	.release = op_release,
 	.unlink = op_unlink,
 	.rename = op_rename,

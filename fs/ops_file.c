@@ -82,24 +82,49 @@ static struct handle *handle_of(struct fs *fs, fuse_req_t req, fuse_ino_t ino,
 	return h;
 }
 
-/* A handle on node n; fs->lock held (read is enough). */
-static struct handle *handle_new(struct fs *fs, struct node *n, const char *id,
-                                 const struct caller *who)
+/* A new fh: SipHash of a counter under a key drawn once per process, so
+ * as unpredictable as randombytes_buf() and without its getrandom(2)
+ * per open.  Never 0, FH_SNAPSHOT clear. */
+static uint8_t fh_key[crypto_shorthash_KEYBYTES];
+
+static void fh_key_init(void)
+{
+	randombytes_buf(fh_key, sizeof(fh_key));
+}
+
+static uint64_t fh_new(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	static uint64_t counter;
+	pthread_once(&once, fh_key_init);
+	uint64_t fh;
+	do {
+		uint64_t c = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+		uint8_t out[crypto_shorthash_BYTES];
+		crypto_shorthash(out, (const uint8_t *)&c, sizeof(c), fh_key);
+		memcpy(&fh, out, sizeof(fh));
+	} while (!(fh &= ~FH_SNAPSHOT));
+	return fh;
+}
+
+/* A handle on node n; fs->lock held (read is enough).  The caller's
+ * identity moves into the handle (who keeps only its numbers): use
+ * h->who from then on. */
+static struct handle *handle_new(struct fs *fs, struct node *n, const char *id, struct caller *who)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
-	pthread_mutex_init(&h->lock, NULL);
-	h->node = n;
-	h->kind = n->kind;
-	if ((id && !(h->id = strdup(id))) || caller_copy(&h->who, who) < 0) {
-		free(h->id);
+	if (id && !(h->id = strdup(id))) {
 		free(h);
 		return NULL;
 	}
-	do
-		randombytes_buf(&h->fh, sizeof(h->fh));
-	while (!(h->fh &= ~FH_SNAPSHOT));
+	pthread_mutex_init(&h->lock, NULL);
+	h->node = n;
+	h->kind = n->kind;
+	h->who = *who;
+	who->exe = who->cgroup = who->unit = who->comm = NULL;
+	h->fh = fh_new();
 	__atomic_add_fetch(&n->open_count, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&fs->handles_lock);
 	h->next = fs->handles;
@@ -314,8 +339,7 @@ static int value_gone(struct fs *fs, struct node *n)
 
 /* A read-only open of /.deleted/ID: its value at deletion, from the
  * store.  fs->lock held; dropped. */
-static int open_deleted(struct fs *fs, struct node *n, const struct caller *who,
-                        struct handle **ret)
+static int open_deleted(struct fs *fs, struct node *n, struct caller *who, struct handle **ret)
 {
 	uint64_t incarnation = n->u.deleted.incarnation;
 	struct handle *h = handle_new(fs, n, n->u.deleted.id, who);
@@ -327,7 +351,7 @@ static int open_deleted(struct fs *fs, struct node *n, const struct caller *who,
 		r = -ESTALE; /* purged or restored meanwhile: the kernel looks again */
 	else if (r < 0)
 		r = user_errno(r);
-	audit_event(who, "read-deleted", h->id, h->snap ? h->snap->version : 0, r, NULL);
+	audit_event(&h->who, "read-deleted", h->id, h->snap ? h->snap->version : 0, r, NULL);
 	if (r < 0) {
 		release_handle(fs, h);
 		return r;
@@ -337,7 +361,7 @@ static int open_deleted(struct fs *fs, struct node *n, const struct caller *who,
 }
 
 /* Opens the node ino as flags asks. */
-static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct caller *who,
+static int open_node(struct fs *fs, fuse_ino_t ino, int flags, struct caller *who,
                      struct handle **ret)
 {
 	bool writable = (flags & O_ACCMODE) != O_RDONLY;
@@ -384,7 +408,7 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 			n->u.scratch.mtime_ns = now_ns();
 		}
 		if (h && !writable)
-			audit_event(who, "read", audit_name(n, name, sizeof(name)), 0, 0, NULL);
+			audit_event(&h->who, "read", audit_name(n, name, sizeof(name)), 0, 0, NULL);
 		unlock(fs);
 		if (!h)
 			return -ENOMEM;
@@ -463,7 +487,7 @@ static int open_node(struct fs *fs, fuse_ino_t ino, int flags, const struct call
 	if (r == 0 && !writable && !h->snap)
 		r = -ENOMEM;
 	if (!writable || r < 0)
-		audit_event(who, writable ? "open-write" : "read", h->id,
+		audit_event(&h->who, writable ? "open-write" : "read", h->id,
 		            h->snap ? h->snap->version : 0, r,
 		            h->snap && h->snap->stale ? "stale=yes" : NULL);
 	if (r < 0) {
@@ -958,7 +982,7 @@ static struct handle *handle_adopt(struct fs *fs, fuse_req_t req, fuse_ino_t ino
 	else if (r < 0 && r != -ESTALE)
 		r = user_errno(r);
 	if (h)
-		audit_event(&who, "read", h->id, version, r, NULL);
+		audit_event(&h->who, "read", h->id, version, r, NULL);
 	if (r < 0 && h) {
 		release_handle(fs, h);
 		h = NULL;
@@ -1117,7 +1141,20 @@ void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_inf
 		r = commit(fs, h);
 		pthread_mutex_unlock(&h->lock);
 	}
+	/* what this open did is in the audit trail, durably */
+	audit_flush();
 	fuse_reply_err(req, -r);
+}
+
+/* fsync(2) of a directory (sync MOUNTPOINT): the audit lines still in a
+ * batch are written. */
+void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	audit_flush();
+	fuse_reply_err(req, 0);
 }
 
 static void release_handle(struct fs *fs, struct handle *h)

@@ -171,6 +171,7 @@ unhost() {
 	eq "$(grep -c ' NEW_ONE$' "$T/events")" 1
 	grep -v ' ROTATED$\| NEW_ONE$' "$T/events" && return 1
 	# the echo's opens are neither reads nor writes: no audit line for them
+	sync "$T/b" # the audit lines still batched
 	eq "$(grep -c 'op=write id=ROTATED' "$T/log.b")" 1
 	run grep -c 'op=open-write' "$T/log.b"
 	eq "$output" 0
@@ -241,6 +242,7 @@ PY
 	eventually no_quorum
 	eventually sh -c "cat '$T/b/ai_gateway/OUTAGE_KEY' >/dev/null && grep -q 'OUTAGE_KEY: etcd cannot be reached: version 2 served from the local copy' '$T/log.b'"
 	expect_value "$T/b/ai_gateway/OUTAGE_KEY" 'sk-one-member-down'
+	sync "$T/b" # the audit lines still batched
 	grep -q 'op=read id=OUTAGE_KEY .*result=ok .* stale=yes' "$T/log.b"
 	# metadata is served from the inode table
 	ls -l "$T/b/ai_gateway/OUTAGE_KEY"

@@ -53,6 +53,7 @@ spaces() { printf "%$1s" ""; }
 
 # audit_line OP ID FILE: the last audit line for OP on ID in FILE.
 audit_line() {
+	sync "$MNT" # the lines still batched
 	grep -o 'audit: .*' "$3" | grep -E " op=$1 id=$2 " | tail -n 1
 }
 

@@ -89,6 +89,7 @@ teardown() { unmount_store; }
 	ln "$G/OPENAI_API_KEY" "$M/OPENAI_API_KEY"
 	printf 'tok' >"$M/MCP_TOKEN"
 	printf 'draft' >"$M/.scratch"
+	sync "$MNT" # the audit lines still batched
 	reads=$(grep -c 'op=read' "$LOG" || true)
 
 	run "$SFS" list "$MNT"
@@ -128,6 +129,7 @@ assert v[0]["labels"] == {} and v[0]["scopes"] == ["mcp_server"], v[0]
 PY
 	"$SFS" list "$MNT" --json --scope ai_agent | python3 -c 'import json, sys; assert json.load(sys.stdin) == []'
 	# it opened no value
+	sync "$MNT"
 	[ "$(grep -c 'op=read' "$LOG" || true)" = "$reads" ]
 
 	# bad arguments: one line each

@@ -686,6 +686,37 @@ static void test_tampering(void)
 	ops->close(s);
 }
 
+/* Opens of a current value come from the value cache, which no change
+ * outlives: the store's own, or another process's commit to store.db
+ * while it is open (a row changed by hand is refused at once, as without
+ * the cache). */
+static void test_value_cache(void)
+{
+	struct store *s = open_store(0, false);
+	CHECK_EQ(create_str(s, "CACHED", SA, NULL, "one"), 0);
+	CHECK(value_is(s, "CACHED", 0, "one"));
+	uint64_t t = embedded_transactions(s);
+	CHECK(value_is(s, "CACHED", 0, "one"));
+	CHECK_EQ(embedded_transactions(s), t); /* no SQL */
+	CHECK_EQ(put_str(s, "CACHED", 0, "two"), 0);
+	CHECK(value_is(s, "CACHED", 0, "two"));
+	t = embedded_transactions(s);
+	CHECK(value_is(s, "CACHED", 0, "two"));
+	CHECK_EQ(embedded_transactions(s), t);
+	CHECK(value_is(s, "CACHED", 1, "one")); /* an old version: from the store */
+	CHECK_EQ(embedded_transactions(s), t + 1);
+	sqlite3 *db = raw_db();
+	raw_exec(db, "UPDATE secrets SET version = 1 WHERE id = 'CACHED'");
+	fprintf(stderr, "(an authentication failure is expected below)\n");
+	CHECK_EQ(get_err(s, "CACHED", 0), -EIO);
+	raw_exec(db, "UPDATE secrets SET version = 2 WHERE id = 'CACHED'");
+	sqlite3_close(db);
+	CHECK(value_is(s, "CACHED", 0, "two"));
+	CHECK_EQ(ops->delete_secret(s, "CACHED", 0, NULL), 0);
+	CHECK_EQ(get_err(s, "CACHED", 0), -ENOENT);
+	ops->close(s);
+}
+
 /* Metadata changed behind the store's back (security item 7) and SQL
  * planted in the database (item 8): refused, never served. */
 static void test_metadata_tampering(void)
@@ -1918,6 +1949,7 @@ int main(void)
 	test_labels_scopes_exchange_delete();
 	test_no_plaintext_on_disk();
 	test_tampering();
+	test_value_cache();
 	test_metadata_tampering();
 	test_threads();
 	/* the thread test leaves THREAD_* and SHARED; drop them */
