@@ -337,10 +337,16 @@ PY
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"key file $T/keys/store.key already exists (a key from elsewhere is never adopted)"* ]]
 	[ ! -e "$T/store2" ]
+	# a missing key directory is made, 0700 (/etc/secretsfs for the
+	# shipped unit); one whose parent is missing too is refused
 	run "$SFS" init "$T/store3" -o key="$T/nowhere/k"
+	[ "$status" -eq 0 ]
+	[ "$(stat -c %a "$T/nowhere")" = 700 ]
+	[ "$(stat -c %a "$T/nowhere/k")" = 400 ]
+	run "$SFS" init "$T/store4" -o key="$T/no/where/k"
 	[ "$status" -eq 1 ]
-	[[ "$output" == *"$T/nowhere/k"* ]]
-	[ ! -e "$T/store3" ]
+	[[ "$output" == *"cannot make its directory $T/no/where"* ]]
+	[ ! -e "$T/store4" ]
 }
 
 @test "--help lists every scope directory of a mount, the ID rule and the scratch names" {
