@@ -146,6 +146,13 @@ struct store {
 	 * if not mapped (an immutable store has none).  Immutable after open. */
 	const uint32_t *wal_hdr;
 	size_t wal_map_len;
+	/* The -shm file's descriptor, kept open until SQLite has closed the
+	 * database: closing any descriptor of a file drops every POSIX lock
+	 * the process holds on it (fcntl(2)), SQLite's own on -shm included,
+	 * after which another process (secretsfs backup) takes itself for
+	 * the only user and resets the WAL index under us. */
+	int wal_fd;
+	bool value_cache_off; /* a writable store whose -shm could not be mapped */
 };
 
 static const char schema_sql[] = "CREATE TABLE meta ("
@@ -1503,6 +1510,8 @@ static void store_free(struct store *s)
 		secret_meta_clear(&s->memo[i].meta);
 	if (s->db)
 		sqlite3_close_v2(s->db);
+	if (s->wal_fd >= 0) /* only now: see wal_fd */
+		close(s->wal_fd);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	sodium_free(s->key); /* wipes */
@@ -1520,6 +1529,7 @@ static struct store *store_alloc(void)
 	if (!s)
 		return NULL;
 	s->lock_fd = -1;
+	s->wal_fd = -1;
 	s->values = values_alloc();
 	if (!s->values || pthread_mutex_init(&s->mutex, NULL) != 0) {
 		free(s->values);
@@ -2626,18 +2636,26 @@ static void wal_map(struct store *s, const char *dbpath)
 		return;
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 	free(path);
-	if (fd < 0)
-		return;
 	long page = sysconf(_SC_PAGESIZE);
 	size_t len = page > 0 ? (size_t)page : 4096;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size >= len) {
+	/* one page, of which only the header is read: within the file
+	 * (136 bytes of WAL-index header at least), whatever the page size */
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (size_t)st.st_size >= WAL_HDR_WORDS * sizeof(uint32_t) * 2 + 40) {
 		void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
 		if (p != MAP_FAILED) {
 			s->wal_hdr = p;
 			s->wal_map_len = len;
 		}
 	}
-	close(fd);
+	if (fd >= 0)
+		s->wal_fd = fd; /* never closed before the database: see wal_fd */
+	if (!s->wal_hdr && !s->read_only) {
+		s->value_cache_off = true;
+		log_warn("store %s: its -shm file could not be mapped; opens read the store each "
+		         "time (no value cache)",
+		         dbpath);
+	}
 }
 
 static void value_stamp_now(const struct store *s, struct value_stamp *ret)
@@ -2684,6 +2702,8 @@ static int value_cached(struct store *s, const char *id, uint64_t incarnation,
 {
 	struct value_stamp now;
 	int r = 0;
+	if (s->value_cache_off)
+		return 0;
 	value_stamp_now(s, &now);
 	pthread_rwlock_rdlock(&s->value_lock);
 	struct value_entry *e = value_entry_of(s, id);
@@ -2711,7 +2731,7 @@ uint64_t embedded_transactions(struct store *s)
 static void value_keep(struct store *s, const char *id, const struct value_stamp *stamp,
                        const struct row *row, struct sealed *sealed)
 {
-	char *copy = sealed->ctlen <= VALUE_CACHE_CT_MAX ? strdup(id) : NULL;
+	char *copy = sealed->ctlen <= VALUE_CACHE_CT_MAX && !s->value_cache_off ? strdup(id) : NULL;
 	if (!copy) {
 		free(sealed->ct);
 		sealed->ct = NULL;

@@ -25,6 +25,18 @@ mount_copy() {
 	return 1
 }
 
+@test "the daemon keeps SQLite's locks on store.db-shm after its opens (so a backup's connection never resets the WAL index under it)" {
+	printf 'v' >"$MNT/ai_gateway/K"
+	for _ in 1 2 3; do cat "$MNT/ai_gateway/K" >/dev/null; done
+	local ino pid
+	ino=$(stat -c %i "$STORE/store.db-shm")
+	pid=$DAEMON_PID
+	# POSIX locks of the daemon on the -shm file (SQLite's DMS lock is held
+	# for the connection's life); closing any other descriptor of the file
+	# would drop them all (fcntl(2)): a daemon bus error in the backup test
+	awk -v p="$pid" -v i="$ino" '$2 == "POSIX" && $5 == p && $6 ~ (":" i "$") { n++ } END { exit !n }' /proc/locks
+}
+
 @test "backup of a live store while a writer commits: the copy restores elsewhere, whole and sealed" {
 	T2=$(mktemp -d "${SECRETSFS_TEST_TMP:-/tmp}/secretsfs-copy.XXXXXX")
 	printf 'steady' >"$MNT/ai_gateway/STEADY"
