@@ -49,14 +49,26 @@ struct handle {
 #define FH_SNAPSHOT (1ULL << 63)
 #define FH_VERSION_MAX 0x7fffffffULL
 
-static struct handle *handle_find(struct fs *fs, uint64_t fh)
+/* The handle fh names on the file ino: the kernel sends both, and a
+ * handle answers only for the node it was opened on, so that even two
+ * equal tokens could never hand one file's snapshot to another's fd. */
+static struct handle *handle_find(struct fs *fs, fuse_ino_t ino, uint64_t fh)
 {
 	struct handle *h;
 	pthread_mutex_lock(&fs->handles_lock);
-	for (h = fs->handles; h && h->fh != fh; h = h->next)
+	for (h = fs->handles; h && (h->fh != fh || h->node->ino != ino); h = h->next)
 		;
 	pthread_mutex_unlock(&fs->handles_lock);
 	return h;
+}
+
+/* Does a handle other than self hold fh?  handles_lock held. */
+static bool fh_taken(const struct fs *fs, uint64_t fh, const struct handle *self)
+{
+	for (const struct handle *h = fs->handles; h; h = h->next)
+		if (h != self && h->fh == fh)
+			return true;
+	return false;
 }
 
 static struct handle *handle_adopt(struct fs *fs, fuse_req_t req, fuse_ino_t ino, uint64_t fh,
@@ -71,7 +83,7 @@ static struct handle *handle_of(struct fs *fs, fuse_req_t req, fuse_ino_t ino,
 	*err = 0;
 	if (!fi || !fi->fh)
 		return NULL;
-	struct handle *h = handle_find(fs, fi->fh);
+	struct handle *h = handle_find(fs, ino, fi->fh);
 	if (!h && (fi->fh & FH_SNAPSHOT))
 		h = handle_adopt(fs, req, ino, fi->fh, err);
 	else if (!h)
@@ -124,9 +136,11 @@ static struct handle *handle_new(struct fs *fs, struct node *n, const char *id, 
 	h->kind = n->kind;
 	h->who = *who;
 	who->exe = who->cgroup = who->unit = who->comm = NULL;
-	h->fh = fh_new();
 	__atomic_add_fetch(&n->open_count, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&fs->handles_lock);
+	do /* unique among open handles (reply_open keeps it so) */
+		h->fh = fh_new();
+	while (fh_taken(fs, h->fh, NULL));
 	h->next = fs->handles;
 	if (h->next)
 		h->next->prev = h;
@@ -512,8 +526,13 @@ static void reply_open(fuse_req_t req, struct fs *fs, struct handle *h, struct f
 {
 	if (h->kind == NODE_SECRET && !h->writable && h->snap && h->snap->version &&
 	    h->snap->version <= FH_VERSION_MAX) {
+		/* 32 bits of the token are left beside the version: drawn
+		 * again while another handle holds the same */
 		pthread_mutex_lock(&fs->handles_lock);
-		h->fh = FH_SNAPSHOT | h->snap->version << 32 | (h->fh & 0xffffffffULL);
+		uint64_t low = h->fh & 0xffffffffULL, fh;
+		while (fh_taken(fs, fh = FH_SNAPSHOT | h->snap->version << 32 | low, h))
+			low = fh_new() & 0xffffffffULL;
+		h->fh = fh;
 		pthread_mutex_unlock(&fs->handles_lock);
 	}
 	fi->fh = h->fh;
@@ -960,7 +979,7 @@ static struct handle *handle_adopt(struct fs *fs, fuse_req_t req, fuse_ino_t ino
 	struct secret_value *v = NULL;
 	struct caller who;
 	pthread_mutex_lock(&adopt_lock);
-	struct handle *h = handle_find(fs, fh);
+	struct handle *h = handle_find(fs, ino, fh);
 	if (h) {
 		pthread_mutex_unlock(&adopt_lock);
 		return h;
@@ -1194,7 +1213,7 @@ void release_open_handles(struct fs *fs)
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct handle *h = fi->fh ? handle_find(fs, fi->fh) : NULL;
+	struct handle *h = fi->fh ? handle_find(fs, ino, fi->fh) : NULL;
 	if (h)
 		release_handle(fs, h);
 	fuse_reply_err(req, 0); /* one from before a restart: nothing here */
