@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <syslog.h>
@@ -53,7 +54,8 @@ static struct {
 	char *bufs[2];              /* AUDIT_BUF_MAX bytes each; the other
 	                               one is written, under write_lock */
 	size_t used;
-	int fd; /* where batches go: audit_fd, or 2 for the log */
+	struct timespec first; /* CLOCK_MONOTONIC: when buf's first line came */
+	int fd;                /* where batches go: audit_fd, or 2 for the log */
 	bool started, stop;
 	pthread_t thread;
 } batch = { .lock = PTHREAD_MUTEX_INITIALIZER,
@@ -61,11 +63,21 @@ static struct {
 	    .wake = PTHREAD_COND_INITIALIZER,
 	    .fd = -1 };
 
-/* Writes buf whole; batch.write_lock held. */
+/* Writes buf whole; batch.write_lock held.  Into a pipe or socket (the
+ * log on stderr read by a collector) only PIPE_BUF bytes go in one piece:
+ * a longer write can be cut into by the log's own lines once the pipe is
+ * full, so there it goes in chunks of whole lines. */
 static void batch_write(int fd, const char *buf, size_t len)
 {
+	struct stat st;
+	bool pipe_like = fstat(fd, &st) == 0 && !S_ISREG(st.st_mode);
 	while (len) {
-		ssize_t n = write(fd, buf, len);
+		size_t chunk = len;
+		if (pipe_like && chunk > PIPE_BUF) {
+			const char *nl = memrchr(buf, '\n', PIPE_BUF);
+			chunk = nl ? (size_t)(nl - buf) + 1 : PIPE_BUF;
+		}
+		ssize_t n = write(fd, buf, chunk);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -100,9 +112,9 @@ static void *batch_writer(void *arg)
 		while (!batch.used && !batch.stop)
 			pthread_cond_wait(&batch.wake, &batch.lock);
 		if (batch.used && !batch.stop && batch.used < AUDIT_BUF_SOON) {
-			/* let the batch gather, from its first line on */
-			struct timespec until;
-			clock_gettime(CLOCK_MONOTONIC, &until);
+			/* let the batch gather, from its first line on (which
+			 * may have come while the last batch was written) */
+			struct timespec until = batch.first;
 			until.tv_nsec += AUDIT_BATCH_MS * 1000000L;
 			until.tv_sec += until.tv_nsec / 1000000000L;
 			until.tv_nsec %= 1000000000L;
@@ -181,6 +193,8 @@ static bool batch_append(const char *line, size_t len)
 		pthread_mutex_unlock(&batch.write_lock);
 	}
 	bool first = batch.used == 0;
+	if (first)
+		clock_gettime(CLOCK_MONOTONIC, &batch.first);
 	memcpy(batch.buf + batch.used, line, len);
 	batch.used += len;
 	/* one wake per batch: the writer then waits AUDIT_BATCH_MS */
