@@ -34,8 +34,10 @@
  *     through them with no open, from its page cache or not): the new
  *     daemon gives the current version its old number back; an older
  *     version's number answers ESTALE.
- * Written at start, when a secret is created (its number is new), when a
- * version inode is (-o fast), on each new block, and at a handover.  The
+ * Written at start, when a secret is created (its number is new), on
+ * each new block, and at a handover (so after a crash, version inodes
+ * made since the last block are unknown: their reads that the page cache
+ * does not answer fail ESTALE).  The
  * table is written to one of two regions and then made current by one
  * small write with its checksum, so a daemon killed while writing leaves
  * the previous table (the layout, and the checks a state read must pass:

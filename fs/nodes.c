@@ -606,12 +606,11 @@ struct node *fs_secret_version_node(struct fs *fs, struct node *secret)
 {
 	const struct secret_meta *m = &secret->u.secret.meta;
 	struct secret_version current = { m->version, m->size, m->mtime_ns };
-	const struct node *before = secret->u.secret.versions;
-	struct node *v = fs_version_node(fs, &secret->u.secret.versions, NODE_SECRET_VERSION,
-	                                 secret, &current);
-	if (secret->u.secret.versions != before)
-		handover_secret_born(fs); /* a new number the kernel reads by */
-	return v;
+	/* (Not written to the handover state now, as a secret's birth is:
+	 * each lookup would rewrite the whole table.  A handover writes it,
+	 * and so does each block of numbers.) */
+	return fs_version_node(fs, &secret->u.secret.versions, NODE_SECRET_VERSION, secret,
+	                       &current);
 }
 
 struct node *fs_secret_version_restore(struct fs *fs, struct node *secret, fuse_ino_t ino,
