@@ -326,6 +326,11 @@ struct node *fs_version_node(struct fs *fs, struct node **list, enum node_kind k
                              struct node *secret, const struct secret_version *version);
 /* -o fast: the inode of a secret's current version. */
 struct node *fs_secret_version_node(struct fs *fs, struct node *secret);
+/* After a handover (handover.c): secret's current version at the number
+ * ino the kernel knows it by, with its lookup count; NULL if ino is taken
+ * or secret has version inodes already.  fs->lock held for writing. */
+struct node *fs_secret_version_restore(struct fs *fs, struct node *secret, fuse_ino_t ino,
+                                       uint64_t nlookup);
 /* Tombstones: record an unlink of scope sc; find a recent one. */
 void fs_tomb_add(struct fs *fs, const struct node *n, enum scope sc);
 struct tombstone *fs_tomb_find(struct fs *fs, const char *id, enum scope sc);

@@ -30,12 +30,20 @@
  *     are handed out in reserved blocks and the next daemon starts after
  *     the block, so no number the kernel may hold is ever given to
  *     something else.
- * Written at start, when a secret is created (its number is new), on each
- * new block, and at a handover.  The table is
- * written to one of two regions and then made current by one small write
- * with its checksum, so a daemon killed while writing leaves the previous
- * table.  Scratch files and .versions inodes are not carried over: their
- * numbers answer ESTALE, and the kernel looks the names up again.
+ *   - under -o fast, each secret's version inodes (the kernel reads
+ *     through them with no open, from its page cache or not): the new
+ *     daemon gives the current version its old number back; an older
+ *     version's number answers ESTALE.
+ * Written at start, when a secret is created (its number is new), on
+ * each new block, and at a handover (so after a crash, version inodes
+ * made since the last block are unknown: their reads that the page cache
+ * does not answer fail ESTALE).  The
+ * table is written to one of two regions and then made current by one
+ * small write with its checksum, so a daemon killed while writing leaves
+ * the previous table (the layout, and the checks a state read must pass:
+ * handover_state.c, unit-tested).  Scratch files and .versions inodes are
+ * not carried over: their numbers answer ESTALE, and the kernel looks the
+ * names up again.
  *
  * Open files: the kernel keeps their fh, a random token (ops_file.c); the
  * new daemon has no handle for it and answers ESTALE: a file opened
@@ -49,6 +57,14 @@
  *
  * A connection that cannot be taken over (no usable state) is aborted
  * (/sys/fs/fuse/connections/N/abort) and the mount replaced by a new one.
+ * So is a mount of ours left on the mountpoint whose daemon does not
+ * answer a statfs within ANSWER_BOUND_MS (stopped, or stuck dying with
+ * nothing stored: handover_unstick, at start), which would otherwise hang
+ * the start and every caller; a stopped daemon that holds the store's
+ * lock is then continued (main.c), reads ENODEV and ends.  fusectl is
+ * mounted on /sys/fs/fuse/connections when it is not and this process
+ * may (root), as systemd does at boot; if it cannot be, the mount is only
+ * detached and the stuck daemon stays until it is killed (said so).
  *
  * Under -o run_as (keeper.c) the keeper, root and the unit's main
  * process, mounts (or takes the stored connection from LISTEN_FDS),
@@ -74,6 +90,9 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -83,36 +102,15 @@
 #include "cmdline.h"
 #include "fs.h"
 #include "handover.h"
+#include "handover_state.h"
 #include "keeper.h"
 
 #ifndef FUSE_NOTIFY_RESEND
 #define FUSE_NOTIFY_RESEND 7 /* Linux 6.9, protocol 7.40 */
 #endif
 
-#define STATE_MAGIC "SFSHOV1"
-#define INIT_MAX 4000 /* a FUSE_INIT request is ~100 bytes */
-#define CUR_OFFSET 4064
-/* The two table regions: sparse, so only what is written takes memory. */
-#define REGION_OFFSET(r) ((off_t)1 << ((r) ? 34 : 24))
-#define REGION_MAX ((size_t)1 << 24)
 /* Inode numbers reserved at a time (each restart skips what is left). */
 #define INO_BLOCK 1024
-
-struct state_head {
-	char magic[8];
-	uint32_t init_len;
-	uint32_t pad;
-};
-
-struct state_cur {
-	uint64_t region, len;
-	uint8_t sum[16];
-};
-
-struct saved_ino {
-	char *id;
-	uint64_t ino, incarnation, nlookup;
-};
 
 static struct {
 	struct fs *fs;
@@ -122,13 +120,11 @@ static struct {
 	bool stored;       /* the connection and the state sent to the fd store */
 	bool state_unread; /* run_as: adopted, the state for the server to read */
 	bool replay_pending, drop_reply;
-	uint8_t init[INIT_MAX];
+	uint8_t init[HS_INIT_MAX];
 	uint32_t init_len; /* 0: no INIT seen yet */
 	uint64_t init_unique;
-	uint64_t region; /* the current table's */
-	struct saved_ino *saved;
-	size_t n_saved;
-	uint64_t saved_next;
+	uint64_t region;          /* the current table's */
+	struct hs_state saved;    /* read at an adoption, until renumbered */
 	int listen_fd, successor; /* -o takeover: ours, and a successor's */
 	pthread_t main_thread;
 	volatile sig_atomic_t handing_over;
@@ -152,66 +148,7 @@ bool handover_adopted(void)
 	return ho.adopted;
 }
 
-/* --- the state --- */
-
-/* All of len bytes at off, written (write) or read; 0 or -errno. */
-static int all_at(int fd, void *p, size_t len, off_t off, bool write)
-{
-	char *c = p;
-	while (len) {
-		ssize_t n = write ? pwrite(fd, c, len, off) : pread(fd, c, len, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		c += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
-static int write_all_at(int fd, const void *p, size_t len, off_t off)
-{
-	return all_at(fd, (void *)p, len, off, true);
-}
-
-static int read_all_at(int fd, void *p, size_t len, off_t off)
-{
-	return all_at(fd, p, len, off, false);
-}
-
-/* A growing buffer for the table. */
-struct tbuf {
-	uint8_t *p;
-	size_t len, cap;
-	bool failed;
-};
-
-static void tput(struct tbuf *b, const void *p, size_t len)
-{
-	if (b->failed)
-		return;
-	if (b->len + len > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 4096;
-		while (cap < b->len + len)
-			cap *= 2;
-		uint8_t *v = cap <= REGION_MAX ? realloc(b->p, cap) : NULL;
-		if (!v) {
-			b->failed = true;
-			return;
-		}
-		b->p = v;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, len);
-	b->len += len;
-}
-
-static void tput64(struct tbuf *b, uint64_t v)
-{
-	tput(b, &v, sizeof(v));
-}
+/* --- the state (its layout: handover_state.c) --- */
 
 /* Writes the state; fs->lock held (read is enough).  Quiet unless it
  * fails: it runs on every block of inode numbers. */
@@ -220,44 +157,26 @@ static void state_write(struct fs *fs)
 	if (ho.state_fd < 0 || !ho.init_len || ho.restore_pending)
 		return;
 	pthread_mutex_lock(&ho.state_lock);
-	struct state_head h = { .init_len = ho.init_len };
-	memcpy(h.magic, STATE_MAGIC, sizeof(h.magic));
-	struct tbuf b = { 0 };
-	uint64_t count = 0;
-	tput64(&b, fs->ino_reserved);
-	tput64(&b, 0); /* the count, filled in below */
+	struct hs_table t;
+	hs_table_begin(&t, fs->ino_reserved);
 	for (fuse_ino_t i = INO_FIRST_FREE; i < fs->next_ino; i++) {
 		struct node *n = fs_node(fs, i);
 		if (!n || n->kind != NODE_SECRET || n->dead || !n->u.secret.meta.incarnation)
 			continue;
-		uint32_t idlen = (uint32_t)strlen(n->u.secret.meta.id);
-		tput64(&b, n->ino);
-		tput64(&b, n->u.secret.meta.incarnation);
-		tput64(&b, __atomic_load_n(&n->nlookup, __ATOMIC_RELAXED));
-		tput(&b, &idlen, sizeof(idlen));
-		tput(&b, n->u.secret.meta.id, idlen);
-		count++;
+		hs_table_add(&t, n->ino, n->u.secret.meta.incarnation,
+		             __atomic_load_n(&n->nlookup, __ATOMIC_RELAXED), n->u.secret.meta.id);
+		/* -o fast: the kernel reads a secret through its version
+		 * inodes, from its page cache or with no open behind */
+		for (const struct node *v = n->u.secret.versions; v; v = v->next)
+			hs_table_add_version(&t, v->ino, v->u.vfile.version,
+			                     __atomic_load_n(&v->nlookup, __ATOMIC_RELAXED),
+			                     n->ino);
 	}
-	int r = b.failed ? -ENOMEM : 0;
-	struct state_cur cur = { .region = ho.region ^ 1, .len = b.len };
+	int r = hs_write(ho.state_fd, ho.init, ho.init_len, &t, ho.region ^ 1);
+	hs_table_free(&t);
 	if (r == 0) {
-		memcpy(b.p + 8, &count, sizeof(count));
-		crypto_generichash(cur.sum, sizeof(cur.sum), b.p, b.len, NULL, 0);
-		r = write_all_at(ho.state_fd, &h, sizeof(h), 0);
-	}
-	if (r == 0)
-		r = write_all_at(ho.state_fd, ho.init, ho.init_len, sizeof(h));
-	if (r == 0)
-		r = write_all_at(ho.state_fd, b.p, b.len, REGION_OFFSET(cur.region));
-	/* The switch: one write of 32 bytes inside one page. */
-	if (r == 0)
-		r = write_all_at(ho.state_fd, &cur, sizeof(cur), CUR_OFFSET);
-	free(b.p);
-	if (r == 0) {
-		/* The old table's pages go. */
-		fallocate(ho.state_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		          REGION_OFFSET(ho.region), (off_t)REGION_MAX);
-		ho.region = cur.region;
+		hs_forget_region(ho.state_fd, ho.region); /* the old table's pages go */
+		ho.region ^= 1;
 	}
 	pthread_mutex_unlock(&ho.state_lock);
 	if (r < 0)
@@ -266,102 +185,22 @@ static void state_write(struct fs *fs)
 		          strerrordesc_np(-r));
 }
 
-static uint64_t get64(const uint8_t **p)
-{
-	uint64_t v;
-	memcpy(&v, *p, sizeof(v));
-	*p += sizeof(v);
-	return v;
-}
-
-static void saved_free(void)
-{
-	for (size_t i = 0; ho.saved && i < ho.n_saved; i++)
-		free(ho.saved[i].id);
-	free(ho.saved);
-	ho.saved = NULL;
-	ho.n_saved = 0;
-}
-
-static int saved_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct saved_ino *)a)->id, ((const struct saved_ino *)b)->id);
-}
-
 /* Reads the state: 0, or why not (-EBADMSG: not whole). */
 static int state_read(int fd)
 {
-	struct state_head h = { 0 };
-	struct state_cur cur = { 0 };
-	int r = read_all_at(fd, &h, sizeof(h), 0);
-	if (r == 0 && (memcmp(h.magic, STATE_MAGIC, sizeof(h.magic)) != 0 || !h.init_len ||
-	               h.init_len > INIT_MAX || h.init_len < sizeof(struct fuse_in_header)))
-		r = -EBADMSG;
-	if (r == 0)
-		r = read_all_at(fd, ho.init, h.init_len, sizeof(h));
-	if (r == 0)
-		r = read_all_at(fd, &cur, sizeof(cur), CUR_OFFSET);
-	if (r == 0 && (cur.region > 1 || cur.len < 16 || cur.len > REGION_MAX))
-		r = -EBADMSG;
-	uint8_t *t = r == 0 ? malloc(cur.len) : NULL;
-	if (r == 0 && !t)
-		r = -ENOMEM;
-	if (r == 0)
-		r = read_all_at(fd, t, cur.len, REGION_OFFSET(cur.region));
-	uint8_t sum[16];
-	if (r == 0) {
-		crypto_generichash(sum, sizeof(sum), t, cur.len, NULL, 0);
-		if (sodium_memcmp(sum, cur.sum, sizeof(sum)) != 0)
-			r = -EBADMSG;
-	}
-	const uint8_t *p = t, *end = t + (r == 0 ? cur.len : 0);
-	uint64_t count = 0;
-	if (r == 0) {
-		ho.saved_next = get64(&p);
-		count = get64(&p);
-		if (count > cur.len / 28 ||
-		    !(ho.saved = calloc(count ? count : 1, sizeof(*ho.saved))))
-			r = count > cur.len / 28 ? -EBADMSG : -ENOMEM;
-	}
-	for (uint64_t i = 0; r == 0 && i < count; i++) {
-		struct saved_ino *s = &ho.saved[i];
-		uint32_t idlen;
-		if (end - p < 28) {
-			r = -EBADMSG;
-			break;
-		}
-		s->ino = get64(&p);
-		s->incarnation = get64(&p);
-		s->nlookup = get64(&p);
-		memcpy(&idlen, p, sizeof(idlen));
-		p += sizeof(idlen);
-		if ((size_t)(end - p) < idlen || s->ino < INO_FIRST_FREE ||
-		    s->ino >= ho.saved_next || !(s->id = strndup((const char *)p, idlen))) {
-			r = -EBADMSG;
-			break;
-		}
-		p += idlen;
-		ho.n_saved++;
-	}
-	free(t);
-	if (r < 0) {
-		saved_free();
+	int r = hs_read(fd, &ho.saved, INO_FIRST_FREE);
+	if (r < 0)
 		return r;
-	}
-	qsort(ho.saved, ho.n_saved, sizeof(*ho.saved), saved_cmp);
-	ho.init_len = h.init_len;
-	ho.region = cur.region;
-	struct fuse_in_header in;
-	memcpy(&in, ho.init, sizeof(in)); /* ho.init has no alignment of its own */
-	ho.init_unique = in.unique;
-	return in.opcode == FUSE_INIT && in.len == h.init_len ? 0 : -EBADMSG;
+	memcpy(ho.init, ho.saved.init, ho.saved.init_len);
+	ho.init_len = ho.saved.init_len;
+	ho.init_unique = ho.saved.init_unique;
+	ho.region = ho.saved.region;
+	return 0;
 }
 
 static fuse_ino_t wanted_ino(const struct node *n, void *arg)
 {
-	struct saved_ino key = { .id = n->u.secret.meta.id };
-	const struct saved_ino *s = bsearch(&key, ho.saved, ho.n_saved, sizeof(*ho.saved),
-	                                    saved_cmp);
+	const struct hs_entry *s = hs_find(&ho.saved, n->u.secret.meta.id);
 	if (!s || s->incarnation != n->u.secret.meta.incarnation)
 		return 0;
 	*(uint64_t *)arg = s->nlookup;
@@ -372,10 +211,22 @@ void handover_restore_inodes(struct fs *fs)
 {
 	if (!ho.restore_pending)
 		return;
-	size_t kept = fs_secrets_renumber(fs, wanted_ino, ho.saved_next);
-	log_info("took over the mount on %s: %zu of %zu secrets kept their inode numbers",
-	         fs->opt.mountpoint, kept, fs->by_id_count);
-	saved_free();
+	size_t kept = fs_secrets_renumber(fs, wanted_ino, ho.saved.next), vkept = 0;
+	/* -o fast: each secret's current version where the kernel knows it
+	 * (older versions answer ESTALE: their value is not listed) */
+	for (size_t i = 0; fs->opt.fast && i < ho.saved.vcount; i++) {
+		const struct hs_version *v = &ho.saved.versions[i];
+		struct node *s = fs_node(fs, v->secret_ino);
+		if (s && s->kind == NODE_SECRET && s->u.secret.meta.version == v->version &&
+		    fs_secret_version_restore(fs, s, v->ino, v->nlookup))
+			vkept++;
+	}
+	char fast[64] = "";
+	if (fs->opt.fast)
+		snprintf(fast, sizeof(fast), ", %zu of %zu version inodes", vkept, ho.saved.vcount);
+	log_info("took over the mount on %s: %zu of %zu secrets kept their inode numbers%s",
+	         fs->opt.mountpoint, kept, fs->by_id_count, fast);
+	hs_free(&ho.saved);
 	ho.restore_pending = false;
 	handover_reserve(fs);
 }
@@ -403,7 +254,7 @@ static ssize_t ho_read(int fd, void *buf, size_t len, void *userdata)
 	ssize_t n = read(fd, buf, len);
 	const struct fuse_in_header *in = buf;
 	if (n >= (ssize_t)sizeof(*in) && in->opcode == FUSE_INIT && !ho.init_len &&
-	    (size_t)n <= INIT_MAX) {
+	    (size_t)n <= HS_INIT_MAX) {
 		memcpy(ho.init, buf, (size_t)n);
 		pthread_rwlock_rdlock(&fs->lock);
 		ho.init_len = (uint32_t)n;
@@ -465,6 +316,29 @@ static long connection_of(const char *mnt)
 	return id < 0 ? -1 : (long)minor;
 }
 
+#define FUSECTL "/sys/fs/fuse/connections"
+#define FUSECTL_SUPER_MAGIC 0x65735543
+
+/* Aborts FUSE connection conn: its requests fail ENOTCONN, its daemon
+ * reads ENODEV.  fusectl is mounted on FUSECTL first if it is not (as
+ * systemd does at boot; it stays mounted), *mounted says if it was.  0 or
+ * -errno. */
+static int abort_connection(long conn, bool *mounted)
+{
+	char path[64];
+	struct statfs sf;
+	*mounted = false;
+	if ((statfs(FUSECTL, &sf) < 0 || sf.f_type != FUSECTL_SUPER_MAGIC) &&
+	    mount("fusectl", FUSECTL, "fusectl", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0)
+		*mounted = true;
+	snprintf(path, sizeof(path), FUSECTL "/%ld/abort", conn);
+	int a = open(path, O_WRONLY | O_CLOEXEC);
+	int r = a < 0 || write(a, "1", 1) != 1 ? -errno : 0;
+	if (a >= 0)
+		close(a);
+	return r;
+}
+
 /* A connection that cannot be taken over ends, and its mount goes, so
  * that a new one can be made: no daemon-less mount is left behind. */
 void handover_abandon(const char *mnt, const char *why)
@@ -474,18 +348,75 @@ void handover_abandon(const char *mnt, const char *why)
 	         "mounting anew",
 	         mnt, why);
 	if (conn >= 0) {
-		char path[64];
-		snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%ld/abort", conn);
-		int a = open(path, O_WRONLY | O_CLOEXEC);
-		if (a < 0 || write(a, "1", 1) != 1)
-			log_warn("%s: %s", path, strerrordesc_np(errno));
-		if (a >= 0)
-			close(a);
+		bool ctl;
+		int r = abort_connection(conn, &ctl);
+		if (r < 0)
+			log_warn("cannot abort FUSE connection %ld (" FUSECTL "/%ld/abort): %s",
+			         conn, conn, strerrordesc_np(-r));
 		if (umount2(mnt, MNT_DETACH) < 0)
 			log_warn("cannot unmount %s: %s", mnt, strerrordesc_np(errno));
 	}
 	if (under_systemd())
 		sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=fuse");
+}
+
+/* How long a mount left on the mountpoint has to answer a statfs. */
+#define ANSWER_BOUND_MS 3000
+
+static bool unstuck;
+
+bool handover_unstuck(void)
+{
+	return unstuck;
+}
+
+void handover_unstick(const char *mnt)
+{
+	char *path = keeper_mount_path(mnt);
+	unsigned long conn = 0;
+	if (!path || keeper_mount_of(path, &conn) < 0) {
+		free(path);
+		return;
+	}
+	/* statfs always goes to the daemon (no cache answers it); a
+	 * daemon that does not answer holds the child, not this process. */
+	pid_t child = fork();
+	if (child == 0) {
+		struct statfs sf;
+		_exit(statfs(path, &sf) == 0 ? 0 : 1);
+	}
+	bool answered = child < 0; /* cannot tell: as before */
+	for (int ms = 0; !answered && ms < ANSWER_BOUND_MS; ms += 20) {
+		if (waitpid(child, NULL, WNOHANG) == child)
+			answered = true;
+		else
+			nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000000 }, NULL);
+	}
+	if (answered) {
+		free(path);
+		return;
+	}
+	bool ctl;
+	int r = abort_connection((long)conn, &ctl);
+	unstuck = true;
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	int u = umount2(path, MNT_DETACH) < 0 ? -errno : 0;
+	if (r == 0)
+		log_warn("the secretsfs mount on %s did not answer for %d s (its daemon stopped "
+		         "or stuck): aborted its FUSE connection %lu%s, unmounted it%s, mounting "
+		         "anew",
+		         path, ANSWER_BOUND_MS / 1000, conn,
+		         ctl ? " (mounted fusectl on " FUSECTL " for it)" : "",
+		         u < 0 ? " (failed)" : "");
+	else
+		log_warn("the secretsfs mount on %s did not answer for %d s (its daemon stopped "
+		         "or stuck) and its FUSE connection %lu cannot be aborted (" FUSECTL
+		         ": %s): unmounted it%s, mounting anew; its daemon stays stuck until it "
+		         "is killed",
+		         path, ANSWER_BOUND_MS / 1000, conn, strerrordesc_np(-r),
+		         u < 0 ? " (failed)" : "");
+	free(path);
 }
 
 static void abandon(struct fs *fs, int fd, const char *why)

@@ -59,6 +59,15 @@ int handover_server_state(struct fs *fs);
  * fd store, so that the next start mounts anew; why: for the log line. */
 void handover_abandon(const char *mnt, const char *why);
 
+/* At start, before anything looks at mnt: a secretsfs mount left there
+ * whose daemon does not answer (stopped, or stuck dying) would hang
+ * whatever looks.  Its connection is aborted and the mount detached
+ * (one log line), so that a new one can be made; a mount that answers,
+ * or one already dead (ENOTCONN), is left as it is. */
+void handover_unstick(const char *mnt);
+/* Did it?  (Then the old daemon, which may hold the store, is ending.) */
+bool handover_unstuck(void);
+
 /* Under -o run_as, for the keeper: were the connection and the state
  * sent to systemd's fd store (or taken from it), and the state's memfd
  * (-1 if none), which the keeper closes. */

@@ -457,6 +457,7 @@ static int check_mountpoint(const char *mnt, bool nonempty)
 {
 	struct stat st, up;
 	char *parent = NULL;
+	handover_unstick(mnt); /* a mount whose daemon is stopped would hang the stat */
 	if (stat(mnt, &st) < 0 && errno == ENOTCONN && is_secretsfs_mount(mnt)) {
 		/* A daemon that died (crash, SIGKILL) leaves its mount behind;
 		 * a restart must not be blocked by it. */
@@ -654,6 +655,31 @@ static int fail_busy(const char *dir)
 	return fail("the store in %s is in use by another secretsfs", dir);
 }
 
+/* After handover_unstick aborted a stuck mount: its daemon, which may
+ * hold the store's lock, ends as soon as it runs again.  A stopped one
+ * (SIGSTOP) is let go on (SIGCONT, harmless to any process).  True while
+ * a secretsfs holds the lock: worth waiting for. */
+static bool predecessor_ending(const char *dir)
+{
+	char *lock = NULL, comm[32] = "", path[64], state = 0;
+	pid_t pid = asprintf(&lock, "%s/%s", dir, EMBEDDED_LOCK_FILE) >= 0 ? flock_holder(lock) : 0;
+	free(lock);
+	if (pid > 0)
+		comm_of(pid, comm, sizeof(comm));
+	if (pid <= 0 || strcmp(comm, "secretsfs") != 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (f && fscanf(f, "%*d (secretsfs) %c", &state) == 1 && (state == 'T' || state == 't')) {
+		log_warn("continued pid %d (stopped), which holds the store in %s, so that it ends",
+		         (int)pid, dir);
+		kill(pid, SIGCONT);
+	}
+	if (f)
+		fclose(f);
+	return true;
+}
+
 /* Does dir hold the new key of a rekey that did not finish? */
 static bool rekey_interrupted(const char *dir)
 {
@@ -693,6 +719,11 @@ static int setup_store(struct fs *fs, uint8_t *key, char *kp)
 	if (fs->opt.mirror && strncmp(dir, "etcd://", 7) == 0)
 		cfg.remote.cacert = NULL;
 	r = fs->ops->open(&cfg, &fs->store);
+	for (int i = 0; r == -EBUSY && handover_unstuck() && i < 100 && predecessor_ending(dir);
+	     i++) {
+		nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000000 }, NULL);
+		r = fs->ops->open(&cfg, &fs->store);
+	}
 	key_free(key);
 	if (r == -ENOENT)
 		r = fail("%s is not a secretsfs store; create one with: secretsfs init %s", dir,

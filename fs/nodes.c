@@ -606,8 +606,26 @@ struct node *fs_secret_version_node(struct fs *fs, struct node *secret)
 {
 	const struct secret_meta *m = &secret->u.secret.meta;
 	struct secret_version current = { m->version, m->size, m->mtime_ns };
+	/* (Not written to the handover state now, as a secret's birth is:
+	 * each lookup would rewrite the whole table.  A handover writes it,
+	 * and so does each block of numbers.) */
 	return fs_version_node(fs, &secret->u.secret.versions, NODE_SECRET_VERSION, secret,
 	                       &current);
+}
+
+struct node *fs_secret_version_restore(struct fs *fs, struct node *secret, fuse_ino_t ino,
+                                       uint64_t nlookup)
+{
+	if (secret->u.secret.versions || ino < INO_FIRST_FREE || ino >= fs->next_ino ||
+	    fs_node(fs, ino))
+		return NULL;
+	struct node *v = fs_secret_version_node(fs, secret);
+	if (!v)
+		return NULL;
+	fs->nodes[v->ino] = NULL; /* that number is skipped */
+	place(fs, v, ino);        /* below next_ino: no growth, no failure */
+	v->nlookup = nlookup;
+	return v;
 }
 
 scope_set fs_secret_visible_scopes(const struct node *n)

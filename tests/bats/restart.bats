@@ -12,6 +12,7 @@ setup() {
 }
 
 teardown() {
+	[ -z "${STOPPED:-}" ] || kill -CONT "$STOPPED" 2>/dev/null || true
 	[ -z "${READER:-}" ] || { touch "$T/stop"; wait "$READER" || true; }
 	unmount_store
 }
@@ -121,5 +122,56 @@ stop_reader() {
 	[[ "$output" == *"did not hand over its connection"* ]]
 	grep -q "takeover refused to pid .* (uid $(id -u "$other"))" "$LOG"
 	kill -0 "$DAEMON_PID"
+	cmp "$MNT/ai_gateway/KEY" "$T/value"
+}
+
+@test "a daemon SIGSTOPped on its mount: a new daemon on the same mountpoint aborts the old connection and serves, nothing hangs" {
+	local old=$DAEMON_PID conn
+	conn=$(awk -v m="$MNT" '$5 == m && / - fuse.secretsfs / { split($3, d, ":"); print d[2] }' /proc/self/mountinfo)
+	[ -n "$conn" ]
+	kill -STOP "$old"
+	STOPPED=$old
+	# (the old one's mount answers nothing now: every look at it would hang)
+	timeout 60 "$SFS" "$STORE" "$MNT" -f 2>>"$LOG" &
+	DAEMON_PID=$!
+	for _ in $(seq 1 400); do
+		grep -q "the secretsfs mount on $MNT did not answer" "$LOG" && break
+		kill -0 "$DAEMON_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	grep -q "the secretsfs mount on $MNT did not answer for 3 s (its daemon stopped or stuck): aborted its FUSE connection $conn" "$LOG"
+	timeout 30 bash -c 'until [ -d "$1/ai_gateway" ]; do sleep 0.05; done' _ "$MNT"
+	timeout 10 cmp "$MNT/ai_gateway/KEY" "$T/value"
+	# one mount there, the new one's; the old connection is gone or aborted
+	[ "$(grep -c ' fuse.secretsfs ' <(grep -F " $MNT " /proc/mounts))" = 1 ]
+	[ ! -e "/sys/fs/fuse/connections/$conn/waiting" ] || [ "$(cat "/sys/fs/fuse/connections/$conn/waiting")" = 0 ]
+	# the old daemon (it held the store's lock) was let go on: it found
+	# its connection ended and exited, without touching the new mount
+	grep -q "continued pid $old (stopped), which holds the store in $STORE, so that it ends" "$LOG"
+	timeout 30 tail --pid="$old" -f /dev/null
+	timeout 10 cmp "$MNT/ai_gateway/KEY" "$T/value"
+	[ "$(grep -c ' fuse.secretsfs ' <(grep -F " $MNT " /proc/mounts))" = 1 ]
+	kill -0 "$DAEMON_PID"
+}
+
+@test "-o fast through -o takeover twice under a reader looping on cat: no failed read, every value whole" {
+	stop_daemon
+	start_daemon -o fast
+	cmp "$MNT/ai_gateway/KEY" "$T/value"
+	local ino
+	ino=$(stat -c %i "$MNT/ai_gateway/KEY") # its current version's inode
+	start_reader
+	for _ in 1 2; do
+		takeover -o fast
+		# the page cache dropped: the next read is the new daemon's, of
+		# an inode number the old one gave out
+		dd if="$MNT/ai_gateway/KEY" iflag=nocache count=0 status=none
+		cmp "$MNT/ai_gateway/KEY" "$T/value"
+	done
+	stop_reader
+	[ "$(stat -c %i "$MNT/ai_gateway/KEY")" = "$ino" ]
+	[ "$(grep -c 'took over the mount on .*: 1 of 1 secrets kept their inode numbers, 1 of 1 version inodes' "$LOG")" = 2 ]
+	[ "$(cat "$T/bad")" = 0 ]
+	[ "$(cat "$T/ok")" -gt 0 ]
 	cmp "$MNT/ai_gateway/KEY" "$T/value"
 }

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/* The state a restarted daemon reads (handover.c): its layout in the
+ * memfd, written and read here, with no FUSE session, so that
+ * tests/unit/test_handover_state.c can feed it any bytes.
+ *
+ *   0        head: magic "SFSHOV1", the INIT's length (u32), padding
+ *   16       the FUSE INIT request the kernel sent (at most HS_INIT_MAX)
+ *   4064     cur: the current table's region (0 or 1), its length, and
+ *            its checksum (BLAKE2b-128): one 32-byte write switches tables
+ *   16 MiB   region 0, 16 GiB region 1 (sparse), each at most 16 MiB:
+ *            u64 next inode number, u64 count, then count times
+ *            u64 ino, u64 incarnation, u64 lookup count, u32 ID length,
+ *            the ID (no NUL); then, if any (-o fast), u64 count and
+ *            count times u64 ino, u64 version, u64 lookup count, u64 the
+ *            inode number of its secret: a secret's version inodes
+ *
+ * All numbers in the host's order: the file never leaves the machine.
+ * The checksum covers the table, not the INIT (written once per
+ * connection, with the same bytes each time; its header is checked). */
+#ifndef SECRETSFS_HANDOVER_STATE_H
+#define SECRETSFS_HANDOVER_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define HS_INIT_MAX 4000 /* a FUSE_INIT request is ~100 bytes */
+#define HS_CUR_OFFSET 4064
+#define HS_REGION_OFFSET(r) ((off_t)1 << ((r) ? 34 : 24))
+#define HS_REGION_MAX ((size_t)1 << 24)
+#define HS_TABLE_HEAD 16
+#define HS_ENTRY_MIN 28 /* an entry with an empty ID */
+/* Inode numbers index an array (fs->nodes): a table whose next number
+ * is above this is refused rather than grown into. */
+#define HS_INO_MAX ((uint64_t)1 << 28)
+
+/* One secret the kernel knows. */
+struct hs_entry {
+	char *id;
+	uint64_t ino, incarnation, nlookup;
+};
+
+/* -o fast: one version inode the kernel knows. */
+struct hs_version {
+	uint64_t ino, version, nlookup, secret_ino;
+};
+#define HS_VERSION_SIZE 32
+
+/* A state read. */
+struct hs_state {
+	uint8_t init[HS_INIT_MAX];
+	uint32_t init_len;
+	uint64_t init_unique;     /* the INIT's, whose reply is dropped */
+	uint64_t region;          /* the current table's */
+	uint64_t next;            /* the first inode number not handed out */
+	struct hs_entry *entries; /* sorted by ID */
+	size_t count;
+	struct hs_version *versions; /* their secret_ino is an entry's */
+	size_t vcount;
+};
+
+/* A table being built (hs_table_add), then written (hs_write). */
+struct hs_buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+struct hs_table {
+	struct hs_buf main, ver;
+	uint64_t count, vcount;
+	bool failed; /* out of memory or over HS_REGION_MAX */
+};
+
+void hs_table_begin(struct hs_table *t, uint64_t next);
+void hs_table_add(struct hs_table *t, uint64_t ino, uint64_t incarnation, uint64_t nlookup,
+                  const char *id);
+void hs_table_add_version(struct hs_table *t, uint64_t ino, uint64_t version, uint64_t nlookup,
+                          uint64_t secret_ino);
+void hs_table_free(struct hs_table *t);
+
+/* Writes head, INIT and the table t to region, then makes it current.
+ * 0 or -errno (-ENOMEM: t failed).  The other region is left alone: the
+ * caller punches it (hs_forget_region) once this returned 0. */
+int hs_write(int fd, const uint8_t *init, uint32_t init_len, struct hs_table *t, uint64_t region);
+void hs_forget_region(int fd, uint64_t region);
+
+/* Reads the state in fd into s (which it owns then: hs_free).  0, or
+ * -EBADMSG (not whole, or not one a daemon writes: every ID valid, no ID
+ * or inode number twice, numbers in [first_ino, next), a version's
+ * secret in the table), -EIO (shorter
+ * than it says), -ENOMEM; on error s holds nothing. */
+int hs_read(int fd, struct hs_state *s, uint64_t first_ino);
+void hs_free(struct hs_state *s);
+
+/* The entry for id, or NULL. */
+const struct hs_entry *hs_find(const struct hs_state *s, const char *id);
+
+#endif

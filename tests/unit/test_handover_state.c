@@ -1,0 +1,379 @@
+/* SPDX-License-Identifier: MIT */
+/* The restart state's parser (fs/handover_state.c): a state as a daemon
+ * writes it is read exactly; torn, truncated, bit-flipped and hostile
+ * ones are refused, never half read. */
+#include <linux/fuse.h>
+#include <sys/mman.h>
+#include <sodium.h>
+
+#include "harness.h"
+#include "handover_state.h"
+
+#define FIRST 16
+
+static uint8_t init[64];
+static const uint32_t init_len = sizeof(init);
+
+static void make_init(void)
+{
+	struct fuse_in_header in = { .len = sizeof(init), .opcode = FUSE_INIT, .unique = 42 };
+	memset(init, 0x5a, sizeof(init));
+	memcpy(init, &in, sizeof(in));
+}
+
+static int fresh(void)
+{
+	int fd = memfd_create("state-test", MFD_CLOEXEC);
+	REQUIRE(fd >= 0);
+	return fd;
+}
+
+/* A good state of three secrets into region. */
+static void write_good(int fd, uint64_t region, uint64_t next)
+{
+	struct hs_table t;
+	hs_table_begin(&t, next);
+	hs_table_add(&t, 20, 7, 3, "DB_PASSWORD");
+	hs_table_add(&t, 16, 1, 1, "API_KEY");
+	hs_table_add(&t, 17, 2, 0, "team/svc-x_y");
+	REQUIRE(hs_write(fd, init, init_len, &t, region) == 0);
+	hs_table_free(&t);
+}
+
+/* A raw table (its count and checksum as written) made current. */
+static int write_raw(int fd, const void *table, size_t len)
+{
+	struct hs_table t = { .main = { .p = malloc(len), .len = len, .cap = len } };
+	REQUIRE(t.main.p);
+	memcpy(t.main.p, table, len);
+	memcpy(&t.count, t.main.p + 8, sizeof(t.count)); /* hs_write puts it back */
+	int r = hs_write(fd, init, init_len, &t, 0);
+	hs_table_free(&t);
+	return r;
+}
+
+static int read_state(int fd)
+{
+	struct hs_state s;
+	int r = hs_read(fd, &s, FIRST);
+	if (r == 0)
+		hs_free(&s);
+	else
+		CHECK(s.entries == NULL && s.count == 0);
+	return r;
+}
+
+static void test_good(void)
+{
+	int fd = fresh();
+	write_good(fd, 1, 1040);
+	struct hs_state s;
+	REQUIRE(hs_read(fd, &s, FIRST) == 0);
+	CHECK_EQ(s.count, 3);
+	CHECK_EQ(s.next, 1040);
+	CHECK_EQ(s.region, 1);
+	CHECK_EQ(s.init_len, init_len);
+	CHECK_EQ(s.init_unique, 42);
+	CHECK(memcmp(s.init, init, init_len) == 0);
+	const struct hs_entry *e = hs_find(&s, "DB_PASSWORD");
+	REQUIRE(e);
+	CHECK_EQ(e->ino, 20);
+	CHECK_EQ(e->incarnation, 7);
+	CHECK_EQ(e->nlookup, 3);
+	REQUIRE((e = hs_find(&s, "team/svc-x_y")));
+	CHECK_EQ(e->ino, 17);
+	CHECK_EQ(e->nlookup, 0);
+	REQUIRE((e = hs_find(&s, "API_KEY")));
+	CHECK_EQ(e->ino, 16);
+	CHECK(hs_find(&s, "NOPE") == NULL);
+	hs_free(&s);
+
+	/* an empty table reads as one */
+	struct hs_table t;
+	hs_table_begin(&t, FIRST);
+	REQUIRE(hs_write(fd, init, init_len, &t, 0) == 0);
+	hs_table_free(&t);
+	REQUIRE(hs_read(fd, &s, FIRST) == 0);
+	CHECK_EQ(s.count, 0);
+	CHECK(hs_find(&s, "API_KEY") == NULL);
+	hs_free(&s);
+	close(fd);
+}
+
+/* Killed while writing the other region: the current table still reads;
+ * a pointer to a half-written table does not. */
+static void test_torn(void)
+{
+	int fd = fresh();
+	write_good(fd, 0, 1040);
+	uint8_t junk[40];
+	memset(junk, 0xff, sizeof(junk));
+	REQUIRE(pwrite(fd, junk, sizeof(junk), HS_REGION_OFFSET(1)) == sizeof(junk));
+	struct hs_state s;
+	REQUIRE(hs_read(fd, &s, FIRST) == 0);
+	CHECK_EQ(s.count, 3);
+	CHECK_EQ(s.region, 0);
+	hs_free(&s);
+	/* the switch written, the table not all there */
+	write_good(fd, 1, 1040);
+	REQUIRE(pwrite(fd, junk, 8, HS_REGION_OFFSET(1) + 30) == 8);
+	CHECK_EQ(read_state(fd), -EBADMSG);
+	/* the new table punched away after the switch (a bug): zeros */
+	write_good(fd, 0, 1040);
+	hs_forget_region(fd, 0);
+	CHECK_EQ(read_state(fd), -EBADMSG);
+	close(fd);
+}
+
+static void test_truncated(void)
+{
+	int fd = fresh();
+	CHECK_EQ(read_state(fd), -EIO); /* empty: nothing was written */
+	write_good(fd, 1, 1040);
+	off_t end = HS_REGION_OFFSET(1) + 16 + 3 * 28 + 30;
+	off_t cuts[] = { 0, 10, 16 + 20, HS_CUR_OFFSET + 10, HS_REGION_OFFSET(1) + 5, end - 1 };
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+		int c = fresh();
+		write_good(c, 1, 1040);
+		REQUIRE(ftruncate(c, cuts[i]) == 0);
+		int r = read_state(c);
+		CHECK(r == -EIO || r == -EBADMSG);
+		close(c);
+	}
+	REQUIRE(ftruncate(fd, end) == 0); /* exactly the table's end: still whole */
+	CHECK_EQ(read_state(fd), 0);
+	close(fd);
+}
+
+/* Every single bit flipped in the head, the INIT's header, the pointer
+ * and the table: refused (the INIT's body is not checksummed). */
+static void test_bitflips(void)
+{
+	int fd = fresh();
+	write_good(fd, 1, 1040);
+	const size_t table_len = 16 + 3 * 28 + 11 + 7 + 12;
+	struct {
+		off_t off;
+		size_t len;
+	} parts[] = { { 0, 12 },
+		      { 16, 8 }, /* the INIT's length and opcode */
+		      { HS_CUR_OFFSET, 32 },
+		      { HS_REGION_OFFSET(1), table_len } };
+	int refused = 0, flips = 0;
+	for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++)
+		for (size_t byte = 0; byte < parts[p].len; byte++)
+			for (int bit = 0; bit < 8; bit++) {
+				uint8_t b;
+				off_t at = parts[p].off + (off_t)byte;
+				REQUIRE(pread(fd, &b, 1, at) == 1);
+				b ^= (uint8_t)(1u << bit);
+				REQUIRE(pwrite(fd, &b, 1, at) == 1);
+				int r = read_state(fd);
+				flips++;
+				refused += r == -EBADMSG || r == -EIO;
+				if (r == 0)
+					fprintf(stderr, "flip at %lld bit %d read\n", (long long)at,
+					        bit);
+				b ^= (uint8_t)(1u << bit);
+				REQUIRE(pwrite(fd, &b, 1, at) == 1);
+			}
+	CHECK_EQ(refused, flips);
+	CHECK_EQ(read_state(fd), 0); /* all flipped back */
+	close(fd);
+}
+
+/* Checksummed, so only a writer could make them: refused all the same. */
+static void test_hostile(void)
+{
+	int fd = fresh();
+	struct hs_table t;
+	struct {
+		const char *why;
+		uint64_t next, ino[2];
+		const char *id[2];
+		uint64_t incarnation;
+	} cases[] = {
+		{ "duplicate ID", 100, { 20, 21 }, { "A", "A" }, 1 },
+		{ "duplicate inode number", 100, { 20, 20 }, { "A", "B" }, 1 },
+		{ "invalid ID", 100, { 20, 21 }, { "A", "../etc" }, 1 },
+		{ "empty ID", 100, { 20, 21 }, { "A", "" }, 1 },
+		{ "number below the first", 100, { 20, 3 }, { "A", "B" }, 1 },
+		{ "number at next", 100, { 20, 100 }, { "A", "B" }, 1 },
+		{ "next above the maximum", HS_INO_MAX + 1, { 20, 21 }, { "A", "B" }, 1 },
+		{ "next below the first", 2, { 20, 21 }, { "A", "B" }, 1 },
+		{ "incarnation 0", 100, { 20, 21 }, { "A", "B" }, 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		hs_table_begin(&t, cases[i].next);
+		for (int j = 0; j < 2; j++)
+			hs_table_add(&t, cases[i].ino[j], cases[i].incarnation, 1, cases[i].id[j]);
+		REQUIRE(hs_write(fd, init, init_len, &t, 0) == 0);
+		hs_table_free(&t);
+		int r = read_state(fd);
+		if (r != -EBADMSG)
+			fprintf(stderr, "hostile state read (%d): %s\n", r, cases[i].why);
+		CHECK_EQ(r, -EBADMSG);
+	}
+
+	/* raw tables: counts and lengths that do not add up */
+	uint8_t raw[16 + 28 + 8] = { 0 };
+	uint64_t next = 100, count, ino = 20, inc = 1, nl = 1;
+	uint32_t idlen;
+	memcpy(raw, &next, 8);
+	memcpy(raw + 16, &ino, 8);
+	memcpy(raw + 24, &inc, 8);
+	memcpy(raw + 32, &nl, 8);
+	memcpy(raw + 44, "ABCDEFGH", 8);
+	uint64_t counts[] = { UINT64_MAX, UINT64_MAX / 28 + 1, 2, 0 };
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		count = counts[i];
+		memcpy(raw + 8, &count, 8);
+		idlen = 8;
+		memcpy(raw + 40, &idlen, 4);
+		CHECK_EQ(write_raw(fd, raw, sizeof(raw)), 0);
+		CHECK_EQ(read_state(fd), -EBADMSG);
+	}
+	count = 1;
+	memcpy(raw + 8, &count, 8);
+	uint32_t idlens[] = { 9, UINT32_MAX, 0x80000000u, 7 /* a byte left over */ };
+	for (size_t i = 0; i < sizeof(idlens) / sizeof(idlens[0]); i++) {
+		memcpy(raw + 40, &idlens[i], 4);
+		CHECK_EQ(write_raw(fd, raw, sizeof(raw)), 0);
+		CHECK_EQ(read_state(fd), -EBADMSG);
+	}
+	raw[46] = '\0'; /* a NUL inside the ID */
+	idlen = 8;
+	memcpy(raw + 40, &idlen, 4);
+	CHECK_EQ(write_raw(fd, raw, sizeof(raw)), 0);
+	CHECK_EQ(read_state(fd), -EBADMSG);
+	raw[46] = 'G'; /* and the same table whole: read */
+	CHECK_EQ(write_raw(fd, raw, sizeof(raw)), 0);
+	CHECK_EQ(read_state(fd), 0);
+
+	/* the pointer: a region that is not one, a length out of range */
+	struct {
+		uint64_t region, len;
+	} curs[] = { { 2, 52 },
+		     { UINT64_MAX, 52 },
+		     { 0, 15 },
+		     { 0, HS_REGION_MAX + 1 },
+		     { 0, UINT64_MAX } };
+	for (size_t i = 0; i < sizeof(curs) / sizeof(curs[0]); i++) {
+		REQUIRE(pwrite(fd, &curs[i], 16, HS_CUR_OFFSET) == 16);
+		CHECK_EQ(read_state(fd), -EBADMSG);
+	}
+	/* the INIT: lengths out of range, not an INIT */
+	CHECK_EQ(write_raw(fd, raw, sizeof(raw)), 0);
+	uint32_t lens[] = { 0, sizeof(struct fuse_in_header) - 1, HS_INIT_MAX + 1, UINT32_MAX };
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		REQUIRE(pwrite(fd, &lens[i], 4, 8) == 4);
+		CHECK_EQ(read_state(fd), -EBADMSG);
+	}
+	REQUIRE(pwrite(fd, &init_len, 4, 8) == 4);
+	CHECK_EQ(read_state(fd), 0);
+	uint32_t op = FUSE_LOOKUP;
+	REQUIRE(pwrite(fd, &op, 4, 16 + 4) == 4);
+	CHECK_EQ(read_state(fd), -EBADMSG);
+	close(fd);
+
+	/* a table over the region's size is not written at all */
+	hs_table_begin(&t, 100);
+	char big[4096];
+	memset(big, 'A', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	for (int i = 0; i < (int)(HS_REGION_MAX / sizeof(big)) + 1 && !t.failed; i++)
+		hs_table_add(&t, 20, 1, 1, big);
+	CHECK(t.failed);
+	CHECK_EQ(hs_write(fresh(), init, init_len, &t, 0), -ENOMEM);
+	hs_table_free(&t);
+}
+
+/* -o fast's version inodes, after the secrets: read exactly; refused if
+ * their secret is not in the table, their number is taken or out of
+ * range, or the bytes do not add up. */
+static void test_versions(void)
+{
+	int fd = fresh();
+	struct hs_table t;
+	hs_table_begin(&t, 1040);
+	hs_table_add(&t, 20, 7, 3, "DB_PASSWORD");
+	hs_table_add(&t, 16, 1, 1, "API_KEY");
+	hs_table_add_version(&t, 30, 4, 2, 20);
+	hs_table_add_version(&t, 31, 1, 5, 16);
+	REQUIRE(hs_write(fd, init, init_len, &t, 0) == 0);
+	hs_table_free(&t);
+	struct hs_state s;
+	REQUIRE(hs_read(fd, &s, FIRST) == 0);
+	CHECK_EQ(s.count, 2);
+	REQUIRE(s.vcount == 2);
+	CHECK_EQ(s.versions[0].ino, 30);
+	CHECK_EQ(s.versions[0].version, 4);
+	CHECK_EQ(s.versions[0].nlookup, 2);
+	CHECK_EQ(s.versions[0].secret_ino, 20);
+	CHECK_EQ(s.versions[1].ino, 31);
+	CHECK_EQ(s.versions[1].secret_ino, 16);
+	CHECK(hs_find(&s, "API_KEY") && hs_find(&s, "API_KEY")->ino == 16);
+	hs_free(&s);
+
+	struct {
+		const char *why;
+		uint64_t ino, version, secret_ino;
+	} bad[] = {
+		{ "its secret not in the table", 30, 1, 21 }, { "a secret's number", 16, 1, 20 },
+		{ "the other version's number", 31, 1, 20 },  { "a number at next", 1040, 1, 20 },
+		{ "a number below the first", 3, 1, 20 },     { "version 0", 30, 0, 20 },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		hs_table_begin(&t, 1040);
+		hs_table_add(&t, 20, 7, 3, "DB_PASSWORD");
+		hs_table_add(&t, 16, 1, 1, "API_KEY");
+		hs_table_add_version(&t, 31, 1, 1, 16);
+		hs_table_add_version(&t, bad[i].ino, bad[i].version, 1, bad[i].secret_ino);
+		REQUIRE(hs_write(fd, init, init_len, &t, 0) == 0);
+		hs_table_free(&t);
+		int r = read_state(fd);
+		if (r != -EBADMSG)
+			fprintf(stderr, "hostile version read (%d): %s\n", r, bad[i].why);
+		CHECK_EQ(r, -EBADMSG);
+	}
+
+	/* raw: a count that overflows, one that is short, bytes left over */
+	uint8_t raw[16 + 28 + 1 + 8 + 32 + 1] = { 0 };
+	uint64_t next = 100, count = 1, ino = 20, inc = 1, one = 1, vino = 21;
+	uint32_t idlen = 1;
+	memcpy(raw, &next, 8);
+	memcpy(raw + 8, &count, 8);
+	memcpy(raw + 16, &ino, 8);
+	memcpy(raw + 24, &inc, 8);
+	memcpy(raw + 32, &one, 8);
+	memcpy(raw + 40, &idlen, 4);
+	raw[44] = 'A';
+	memcpy(raw + 53, &vino, 8);
+	memcpy(raw + 61, &one, 8);
+	memcpy(raw + 69, &one, 8);
+	memcpy(raw + 77, &ino, 8);
+	uint64_t vcounts[] = { UINT64_MAX, UINT64_MAX / 32 + 1, 2, 0, 1 };
+	for (size_t i = 0; i < sizeof(vcounts) / sizeof(vcounts[0]); i++) {
+		memcpy(raw + 45, &vcounts[i], 8);
+		CHECK_EQ(write_raw(fd, raw, sizeof(raw)), 0); /* one byte left over */
+		CHECK_EQ(read_state(fd), -EBADMSG);
+	}
+	CHECK_EQ(write_raw(fd, raw, sizeof(raw) - 1), 0); /* vcount 1, whole */
+	CHECK_EQ(read_state(fd), 0);
+	CHECK_EQ(write_raw(fd, raw, 16 + 28 + 1 + 4), 0); /* a count cut short */
+	CHECK_EQ(read_state(fd), -EBADMSG);
+	close(fd);
+}
+
+int main(void)
+{
+	REQUIRE(sodium_init() >= 0);
+	make_init();
+	test_good();
+	test_torn();
+	test_truncated();
+	test_bitflips();
+	test_hostile();
+	test_versions();
+	return harness_result("test_handover_state");
+}
