@@ -101,6 +101,7 @@
 
 #include "cmdline.h"
 #include "fs.h"
+#include "audit.h"
 #include "handover.h"
 #include "handover_state.h"
 #include "keeper.h"
@@ -711,5 +712,7 @@ void handover_finish(struct fs *fs)
 	pthread_rwlock_rdlock(&fs->lock);
 	state_write(fs);
 	pthread_rwlock_unlock(&fs->lock);
+	/* this daemon's last audit lines before its successor's first */
+	audit_flush();
 	takeover_send(fs);
 }

@@ -1100,8 +1100,9 @@ static int check_run_as(struct fs *fs, bool adopted)
 	 * store left root's by the root mode, e.g. after a package upgrade,
 	 * is said so here, before anything is mounted). */
 	struct stat st;
-	if (fs->ops == &embedded_store_ops && stat(fs->opt.store_dir, &st) == 0 &&
-	    S_ISDIR(st.st_mode) && st.st_uid != fs->opt.run_uid)
+	if (fs->ops == &embedded_store_ops && fs->opt.store_dir &&
+	    stat(fs->opt.store_dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    st.st_uid != fs->opt.run_uid)
 		return fail("-o run_as=%s: the server cannot open the store in %s: it is uid "
 		            "%u's, not %s's; make it %s's (chown -R %s: %s, with the key outside "
 		            "it: secretsfs(1), SYSTEMD) or serve as root (secretsfs-as-root.conf)",
