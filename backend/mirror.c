@@ -319,11 +319,45 @@ static const char *difference(const struct view *e, const struct secret_meta *l)
 	return "other labels in the cloud: updated";
 }
 
+/* Logs each line of text (written under m->lock, logged without it). */
+static void log_lines(char *text)
+{
+	for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		log_info("mirror: %s", line);
+	}
+}
+
+/* The intents of the local secrets reconcile queued that this host never
+ * pushed (intent[i]: here.v[i]'s), written in one record write rather than
+ * one per push; those not written are not ours yet. */
+static void record_intents(struct mirror *m, const struct meta_list *here, const bool *intent,
+                           size_t n)
+{
+	if (!n || record_save(m) == 0)
+		return;
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < here->n; i++) {
+		long j = intent[i] ? find(m, here->v[i].id) : -1;
+
+		if (j >= 0 && m->v[j].cloud.incarnation == here->v[i].incarnation &&
+		    m->v[j].cloud.value_revision == 0)
+			m->v[j].cloud.recorded = false;
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
 /* One local and one remote listing; every difference logged and queued. */
 static int reconcile(struct mirror *m)
 {
 	struct meta_list here = { 0 }, cloud = { 0 };
-	size_t queued = 0, left_alone = 0;
+	size_t queued = 0, left_alone = 0, intents = 0;
+	char *notes_text = NULL;
+	size_t notes_len = 0;
+	FILE *notes = NULL;
+	bool *intent = NULL;
 	int r;
 
 	r = m->local_ops->list(m->local, meta_list_add, &here);
@@ -336,6 +370,12 @@ static int reconcile(struct mirror *m)
 		goto out; /* logged by the store */
 	meta_list_sort(&here);
 	meta_list_sort(&cloud);
+	intent = calloc(here.n + 1, sizeof(*intent));
+	notes = open_memstream(&notes_text, &notes_len);
+	if (!intent || !notes) {
+		r = -ENOMEM;
+		goto out;
+	}
 	pthread_mutex_lock(&m->lock);
 	for (size_t i = 0; i < m->n; i++) {
 		m->v[i].cloud.in_cloud = false;
@@ -363,7 +403,15 @@ static int reconcile(struct mirror *m)
 		if (synced(&e->cloud, &here.v[i]))
 			continue;
 		if (queued < MIRROR_LOG_DIFFERENCES)
-			log_info("mirror: %s: %s", e->id, difference(&e->cloud, &here.v[i]));
+			fprintf(notes, "%s: %s\n", e->id, difference(&e->cloud, &here.v[i]));
+		if (!e->cloud.recorded) {
+			/* its intent (record_intent), for one write below */
+			e->cloud.recorded = true;
+			e->cloud.incarnation = here.v[i].incarnation;
+			e->cloud.value_revision = 0;
+			intent[i] = true;
+			intents++;
+		}
 		mark_pending(m, e);
 		queued++;
 	}
@@ -374,13 +422,13 @@ static int reconcile(struct mirror *m)
 			continue;
 		if (e->cloud.recorded) {
 			if (queued < MIRROR_LOG_DIFFERENCES)
-				log_info("mirror: %s: deleted here: deleted in the cloud", e->id);
+				fprintf(notes, "%s: deleted here: deleted in the cloud\n", e->id);
 			mark_pending(m, e);
 			queued++;
 		} else if (e->cloud.in_cloud && left_alone++ < MIRROR_LOG_DIFFERENCES) {
-			log_info("mirror: %s: only in the cloud, not pushed by this host: left "
-			         "alone",
-			         e->id);
+			fprintf(notes,
+			        "%s: only in the cloud, not pushed by this host: left alone\n",
+			        e->id);
 		}
 	}
 	if (r == 0) {
@@ -388,6 +436,10 @@ static int reconcile(struct mirror *m)
 		m->reconcile_error = 0;
 	}
 	pthread_mutex_unlock(&m->lock);
+	if (fclose(notes) == 0)
+		log_lines(notes_text);
+	notes = NULL;
+	record_intents(m, &here, intent, intents);
 	if (r == 0)
 		log_info("mirror: reconciled with %s: %zu secret(s) here, %zu in the cloud; %zu "
 		         "to push, %zu only in the cloud left alone%s",
@@ -396,6 +448,10 @@ static int reconcile(struct mirror *m)
 		             ? " (the first " MIRROR_LOG_DIFFERENCES_TEXT " of each logged)"
 		             : "");
 out:
+	if (notes)
+		fclose(notes);
+	free(notes_text);
+	free(intent);
 	meta_list_clear(&here);
 	meta_list_clear(&cloud);
 	return r;
@@ -412,10 +468,14 @@ static bool secret_refused(int r)
 }
 
 /* Did a changing call that failed with r perhaps reach the cloud all the
- * same (no answer, a cancel, a 5xx), so that it may still land later? */
+ * same, so that it may still land later: no answer in time (-ETIMEDOUT,
+ * a 504), cut off (-ECONNRESET, -ECANCELED), a 500 (-EIO)?  Not so for a
+ * refusal, a 429 or 503 (-EAGAIN: not taken), no connection
+ * (-EHOSTUNREACH) or TLS refused (-EPROTO) (http.c's errnos). */
 static bool outcome_unknown(int r)
 {
-	return !secret_refused(r) && r != -EACCES && r != -EPERM && r != -EROFS;
+	return !secret_refused(r) && r != -EACCES && r != -EPERM && r != -EROFS && r != -EAGAIN &&
+	       r != -EHOSTUNREACH && r != -EPROTO && r != -EMSGSIZE;
 }
 
 /* What one push found, for push()'s bookkeeping. */
@@ -467,7 +527,6 @@ static int push_secret(struct mirror *m, const struct secret_meta *l, struct vie
 				log_info("mirror: %s: created in the cloud", l->id);
 				v->in_cloud = true;
 				value_sent(v, l, value);
-				need_value = false;
 				v->scopes = l->scopes;
 				labels_clear(&v->labels);
 				r = labels_copy(&v->labels, &l->labels);
@@ -493,7 +552,6 @@ static int push_secret(struct mirror *m, const struct secret_meta *l, struct vie
 			if (r == 0) {
 				log_info("mirror: %s: new value in the cloud", l->id);
 				value_sent(v, l, value);
-				need_value = false;
 			}
 		}
 		if (r == 0 && v->scopes != l->scopes &&

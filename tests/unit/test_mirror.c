@@ -525,6 +525,32 @@ static void test_record_written_ahead(void)
 	CHECK(fake_value_is("AHEAD", "x"));
 }
 
+/* Secrets the reconcile finds never pushed: their intents are written
+ * (at once, in one write) before any is sent. */
+static void test_reconcile_intents_ahead(void)
+{
+	struct secret_meta meta = { 0 };
+	struct mirror *m;
+	char line[64];
+
+	pthread_mutex_lock(&fake_lock);
+	fake_create_fail = -EIO;
+	pthread_mutex_unlock(&fake_lock);
+	put("AT_START", "s");
+	REQUIRE(lops->stat(local, "AT_START", &meta) == 0);
+	snprintf(line, sizeof(line), "AT_START %" PRIu64 " 0\n", meta.incarnation);
+	secret_meta_clear(&meta);
+	m = start();
+	CHECK(eventually_error(m, "AT_START"));
+	CHECK(record_has(line));
+	pthread_mutex_lock(&fake_lock);
+	fake_create_fail = 0;
+	pthread_mutex_unlock(&fake_lock);
+	CHECK(eventually(m, "AT_START", "synced"));
+	mirror_stop(m);
+	CHECK(!record_has(line));
+}
+
 static void test_other_mirror_record(void)
 {
 	struct store_config cfg = { .source = "redpanda:https://other.example" };
@@ -707,6 +733,7 @@ int main(void)
 	test_outage_and_409();
 	test_delete_and_record();
 	test_record_written_ahead();
+	test_reconcile_intents_ahead();
 	test_other_mirror_record();
 	test_delete_after_lost_create();
 	test_lost_put_lands_late();
