@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,9 @@
 #include "redpanda.h"
 
 #define RECORD_MAGIC "# secretsfs mirror record"
+/* A call whose answer was lost (http.h: the client gave up at its
+ * deadline) is taken to land, if ever, within this long of then. */
+#define MIRROR_SETTLE_MS (RP_CALL_TIMEOUT_MS + 5000)
 
 /* What the cloud holds of one ID, as this mount knows it. */
 struct view {
@@ -74,7 +78,16 @@ struct entry {
 	unsigned failures;
 	int error; /* the last push's -errno, or 0 */
 	int64_t error_ns;
+	/* A call of ours whose outcome is unknown (timed out, cancelled, a
+	 * 5xx) may still land until unsure_ms (http_now_ms) and undo a later
+	 * push: verify makes one more push that starts after then and sends
+	 * the value (or the delete) again before the entry is synced. */
+	bool verify;
+	int64_t unsure_ms;
 };
+/* find() hands sorted_find (backend/secret.c) entries keyed by their first
+ * field */
+_Static_assert(offsetof(struct entry, id) == 0, "struct entry: id first");
 
 struct mirror {
 	const struct store_ops *local_ops;
@@ -84,6 +97,7 @@ struct mirror {
 	char *source; /* redpanda:https://… */
 	char *record_path;
 	int64_t start_ns;
+	int64_t settle_ms; /* how long a call whose answer was lost may still land */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* lock: a kick, or stop (CLOCK_MONOTONIC) */
@@ -305,11 +319,45 @@ static const char *difference(const struct view *e, const struct secret_meta *l)
 	return "other labels in the cloud: updated";
 }
 
+/* Logs each line of text (written under m->lock, logged without it). */
+static void log_lines(char *text)
+{
+	for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		log_info("mirror: %s", line);
+	}
+}
+
+/* The intents of the local secrets reconcile queued that this host never
+ * pushed (intent[i]: here.v[i]'s), written in one record write rather than
+ * one per push; those not written are not ours yet. */
+static void record_intents(struct mirror *m, const struct meta_list *here, const bool *intent,
+                           size_t n)
+{
+	if (!n || record_save(m) == 0)
+		return;
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < here->n; i++) {
+		long j = intent[i] ? find(m, here->v[i].id) : -1;
+
+		if (j >= 0 && m->v[j].cloud.incarnation == here->v[i].incarnation &&
+		    m->v[j].cloud.value_revision == 0)
+			m->v[j].cloud.recorded = false;
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
 /* One local and one remote listing; every difference logged and queued. */
 static int reconcile(struct mirror *m)
 {
 	struct meta_list here = { 0 }, cloud = { 0 };
-	size_t queued = 0, left_alone = 0;
+	size_t queued = 0, left_alone = 0, intents = 0;
+	char *notes_text = NULL;
+	size_t notes_len = 0;
+	FILE *notes = NULL;
+	bool *intent = NULL;
 	int r;
 
 	r = m->local_ops->list(m->local, meta_list_add, &here);
@@ -322,6 +370,12 @@ static int reconcile(struct mirror *m)
 		goto out; /* logged by the store */
 	meta_list_sort(&here);
 	meta_list_sort(&cloud);
+	intent = calloc(here.n + 1, sizeof(*intent));
+	notes = open_memstream(&notes_text, &notes_len);
+	if (!intent || !notes) {
+		r = -ENOMEM;
+		goto out;
+	}
 	pthread_mutex_lock(&m->lock);
 	for (size_t i = 0; i < m->n; i++) {
 		m->v[i].cloud.in_cloud = false;
@@ -349,7 +403,15 @@ static int reconcile(struct mirror *m)
 		if (synced(&e->cloud, &here.v[i]))
 			continue;
 		if (queued < MIRROR_LOG_DIFFERENCES)
-			log_info("mirror: %s: %s", e->id, difference(&e->cloud, &here.v[i]));
+			fprintf(notes, "%s: %s\n", e->id, difference(&e->cloud, &here.v[i]));
+		if (!e->cloud.recorded) {
+			/* its intent (record_intent), for one write below */
+			e->cloud.recorded = true;
+			e->cloud.incarnation = here.v[i].incarnation;
+			e->cloud.value_revision = 0;
+			intent[i] = true;
+			intents++;
+		}
 		mark_pending(m, e);
 		queued++;
 	}
@@ -360,13 +422,13 @@ static int reconcile(struct mirror *m)
 			continue;
 		if (e->cloud.recorded) {
 			if (queued < MIRROR_LOG_DIFFERENCES)
-				log_info("mirror: %s: deleted here: deleted in the cloud", e->id);
+				fprintf(notes, "%s: deleted here: deleted in the cloud\n", e->id);
 			mark_pending(m, e);
 			queued++;
 		} else if (e->cloud.in_cloud && left_alone++ < MIRROR_LOG_DIFFERENCES) {
-			log_info("mirror: %s: only in the cloud, not pushed by this host: left "
-			         "alone",
-			         e->id);
+			fprintf(notes,
+			        "%s: only in the cloud, not pushed by this host: left alone\n",
+			        e->id);
 		}
 	}
 	if (r == 0) {
@@ -374,6 +436,10 @@ static int reconcile(struct mirror *m)
 		m->reconcile_error = 0;
 	}
 	pthread_mutex_unlock(&m->lock);
+	if (fclose(notes) == 0)
+		log_lines(notes_text);
+	notes = NULL;
+	record_intents(m, &here, intent, intents);
 	if (r == 0)
 		log_info("mirror: reconciled with %s: %zu secret(s) here, %zu in the cloud; %zu "
 		         "to push, %zu only in the cloud left alone%s",
@@ -382,6 +448,10 @@ static int reconcile(struct mirror *m)
 		             ? " (the first " MIRROR_LOG_DIFFERENCES_TEXT " of each logged)"
 		             : "");
 out:
+	if (notes)
+		fclose(notes);
+	free(notes_text);
+	free(intent);
 	meta_list_clear(&here);
 	meta_list_clear(&cloud);
 	return r;
@@ -389,27 +459,74 @@ out:
 
 /* --- one push --- */
 
+/* An error about this one secret (the cloud refused its ID, labels or
+ * value; it changed meanwhile), not about the cloud as a whole. */
+static bool secret_refused(int r)
+{
+	return r == -EINVAL || r == -EFBIG || r == -EEXIST || r == -ENOENT || r == -ESTALE ||
+	       r == -ENOMEM;
+}
+
+/* Did a changing call that failed with r perhaps reach the cloud all the
+ * same, so that it may still land later: no answer in time (-ETIMEDOUT,
+ * a 504), cut off (-ECONNRESET, -ECANCELED), a 500 (-EIO)?  Not so for a
+ * refusal, a 429 or 503 (-EAGAIN: not taken), no connection
+ * (-EHOSTUNREACH) or TLS refused (-EPROTO) (http.c's errnos). */
+static bool outcome_unknown(int r)
+{
+	return !secret_refused(r) && r != -EACCES && r != -EPERM && r != -EROFS && r != -EAGAIN &&
+	       r != -EHOSTUNREACH && r != -EPROTO && r != -EMSGSIZE;
+}
+
+/* What one push found, for push()'s bookkeeping. */
+struct outcome {
+	bool local;   /* the error is this host's (local store, record) */
+	bool unknown; /* a changing call may still land (outcome_unknown) */
+};
+
+/* A changing call to the cloud answered r: notes an unknown outcome. */
+static int sent(struct outcome *o, int r)
+{
+	if (r < 0 && outcome_unknown(r))
+		o->unknown = true;
+	return r;
+}
+
+/* The value of local secret l (its revision) is in the cloud now: known
+ * at once, so that a later step failing does not send it again. */
+static void value_sent(struct view *v, const struct secret_meta *l,
+                       const struct secret_value *value)
+{
+	v->recorded = true;
+	v->incarnation = l->incarnation;
+	v->value_revision = value->revision;
+}
 
 /* Makes the cloud hold local secret l (meta l, current value fetched if
- * needed); v is updated as the cloud changes. */
-static int push_secret(struct mirror *m, const struct secret_meta *l, struct view *v)
+ * needed, always if resend); v is updated as the cloud changes. */
+static int push_secret(struct mirror *m, const struct secret_meta *l, struct view *v, bool resend,
+                       struct outcome *o)
 {
 	const struct store_ops *rp = m->remote_ops;
 	struct secret_value *value = NULL;
-	bool need_value = !v->recorded || !v->in_cloud || v->incarnation != l->incarnation ||
+	bool need_value = resend || !v->recorded || !v->in_cloud ||
+	                  v->incarnation != l->incarnation ||
 	                  v->value_revision != l->value_revision;
 	int r = 0;
 
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (need_value && !value &&
-		    (r = m->local_ops->get_value(m->local, l->id, l->incarnation, 0, &value)) < 0)
-			break; /* changed or deleted meanwhile: its kick follows */
+		    (r = m->local_ops->get_value(m->local, l->id, l->incarnation, 0, &value)) < 0) {
+			o->local = true; /* (changed or deleted meanwhile: its kick follows) */
+			break;
+		}
 		if (!v->in_cloud) {
-			r = rp->create(m->remote, l->id, l->scopes, &l->labels, value->data,
-			               value->len, NULL);
+			r = sent(o, rp->create(m->remote, l->id, l->scopes, &l->labels, value->data,
+			                       value->len, NULL));
 			if (r == 0) {
 				log_info("mirror: %s: created in the cloud", l->id);
 				v->in_cloud = true;
+				value_sent(v, l, value);
 				v->scopes = l->scopes;
 				labels_clear(&v->labels);
 				r = labels_copy(&v->labels, &l->labels);
@@ -430,15 +547,18 @@ static int push_secret(struct mirror *m, const struct secret_meta *l, struct vie
 			secret_meta_clear(&there);
 		}
 		if (need_value) {
-			r = rp->put_value(m->remote, l->id, 0, 0, value->data, value->len, NULL);
-			if (r == 0)
+			r = sent(o, rp->put_value(m->remote, l->id, 0, 0, value->data, value->len,
+			                          NULL));
+			if (r == 0) {
 				log_info("mirror: %s: new value in the cloud", l->id);
+				value_sent(v, l, value);
+			}
 		}
 		if (r == 0 && v->scopes != l->scopes &&
-		    (r = rp->set_scopes(m->remote, l->id, 0, l->scopes, NULL)) == 0)
+		    (r = sent(o, rp->set_scopes(m->remote, l->id, 0, l->scopes, NULL))) == 0)
 			v->scopes = l->scopes;
 		if (r == 0 && !labels_equal(&v->labels, &l->labels) &&
-		    (r = rp->set_labels(m->remote, l->id, 0, &l->labels, NULL)) == 0) {
+		    (r = sent(o, rp->set_labels(m->remote, l->id, 0, &l->labels, NULL))) == 0) {
 			labels_clear(&v->labels);
 			r = labels_copy(&v->labels, &l->labels);
 		}
@@ -448,13 +568,31 @@ static int push_secret(struct mirror *m, const struct secret_meta *l, struct vie
 		v->in_cloud = false;
 		need_value = true;
 	}
-	if (r == 0 && value) {
-		v->recorded = true;
-		v->incarnation = l->incarnation;
-		v->value_revision = value->revision;
-	}
 	secret_value_free(value);
 	return r;
+}
+
+/* Deletes id in the cloud: 0 once the cloud said 204 or 404.  The remote
+ * store knows only the IDs it listed or made (a create whose answer was
+ * lost is not among them) and answers -ENOENT for the others without a
+ * call, so a -ENOENT is checked with the cloud itself. */
+static int push_delete(struct mirror *m, const char *id, struct outcome *o)
+{
+	const struct store_ops *rp = m->remote_ops;
+	struct secret_meta there = { 0 };
+	int r = sent(o, rp->delete_secret(m->remote, id, 0, NULL));
+
+	if (r == -ENOENT) {
+		r = rp->stat(m->remote, id, &there);
+		secret_meta_clear(&there);
+		if (r == -ENOENT)
+			return 0; /* a 404: not there */
+		if (r == 0)
+			r = sent(o, rp->delete_secret(m->remote, id, 0, NULL));
+	}
+	if (r == 0)
+		log_info("mirror: %s: deleted in the cloud", id);
+	return r == -ENOENT ? 0 : r; /* (a 404 after the stat: gone meanwhile) */
 }
 
 static int64_t backoff_ms(unsigned failures)
@@ -469,21 +607,15 @@ static int64_t backoff_ms(unsigned failures)
 	return ms * 3 / 4 + (int64_t)randombytes_uniform((uint32_t)(ms / 2 + 1));
 }
 
-/* An error about this one secret (the cloud refused its ID, labels or
- * value; it changed meanwhile), not about the cloud as a whole. */
-static bool secret_refused(int r)
-{
-	return r == -EINVAL || r == -EFBIG || r == -EEXIST || r == -ENOENT || r == -ESTALE ||
-	       r == -ENOMEM;
-}
-
 /* Before this host first sends a secret, the record says it is ours
  * (value revision 0: no value confirmed), written ahead: a daemon killed
  * right after the cloud made it still deletes it there once it is
- * deleted here, and pushes its value again. */
+ * deleted here, and pushes its value again.  v says so only once the
+ * record is written. */
 static int record_intent(struct mirror *m, const struct secret_meta *l, struct view *v)
 {
 	long i;
+	int r;
 
 	pthread_mutex_lock(&m->lock);
 	i = find(m, l->id);
@@ -493,10 +625,97 @@ static int record_intent(struct mirror *m, const struct secret_meta *l, struct v
 		m->v[i].cloud.value_revision = 0;
 	}
 	pthread_mutex_unlock(&m->lock);
+	r = record_save(m);
+	if (r < 0) {
+		/* not written: not ours yet (tried again with the push) */
+		pthread_mutex_lock(&m->lock);
+		i = find(m, l->id);
+		if (i >= 0 && m->v[i].cloud.incarnation == l->incarnation &&
+		    m->v[i].cloud.value_revision == 0)
+			m->v[i].cloud.recorded = false;
+		pthread_mutex_unlock(&m->lock);
+		return r;
+	}
 	v->recorded = true;
 	v->incarnation = l->incarnation;
 	v->value_revision = 0;
-	return record_save(m);
+	return 0;
+}
+
+static void remove_entry(struct mirror *m, long i)
+{
+	free(m->v[i].id);
+	labels_clear(&m->v[i].cloud.labels);
+	m->n--;
+	memmove(&m->v[i], &m->v[i + 1], (m->n - (size_t)i) * sizeof(*m->v));
+}
+
+/* After a push of e that ended with r (m->lock held; kicks, started,
+ * o: push()'s): done, again at the back of the queue, or a failure. */
+static void push_done(struct mirror *m, long i, int r, uint64_t kicks, int64_t started,
+                      const struct outcome *o)
+{
+	struct entry *e = &m->v[i];
+	int64_t now = http_now_ms();
+	bool changed = e->kicks != kicks;
+
+	if (r == -ECANCELED)
+		return; /* stopping: still pending for the next mount */
+	if (r < 0 && o->unknown) {
+		e->verify = true;
+		e->unsure_ms = now + m->settle_ms;
+	}
+	if (r == 0 || (changed && o->local)) {
+		if (r == 0 && m->outage) {
+			log_info("mirror: the cloud takes changes again");
+			m->outage = 0;
+			m->pause_ms = 0;
+		}
+		if (changed) {
+			/* changed meanwhile (the kick set retry_ms = 0): again,
+			 * behind the others */
+			e->seq = ++m->seq;
+		} else if (e->verify && started < e->unsure_ms) {
+			/* a call of ours may still land: once more after then */
+			e->retry_ms = e->unsure_ms;
+			e->seq = ++m->seq;
+		} else {
+			e->pending = false;
+			e->failures = 0;
+			e->error = 0;
+			e->verify = false;
+			e->unsure_ms = 0;
+			if (!e->cloud.recorded && !e->cloud.in_cloud)
+				remove_entry(m, i); /* deleted both here and there */
+		}
+		return;
+	}
+	if (r != e->error || !e->failures) {
+		if (o->local)
+			log_warn("mirror: %s: not pushed, a local error (%s); kept pending, tried "
+			         "again later",
+			         e->id, strerror(-r));
+		else
+			log_warn("mirror: %s: not pushed (%s); kept pending, tried again later",
+			         e->id, strerror(-r));
+	}
+	e->failures++;
+	e->error = r;
+	e->error_ns = wall_ns();
+	e->seq = ++m->seq; /* the others first */
+	if (!changed)
+		e->retry_ms = now + backoff_ms(e->failures);
+	if (!o->local && !secret_refused(r)) {
+		/* perhaps every push would fail: all of them wait a moment;
+		 * the next one to get through ends it */
+		if (!m->outage++)
+			log_warn("mirror: the cloud cannot take changes now (%s); trying again "
+			         "with backoff",
+			         strerror(-r));
+		m->pause_ms = now + backoff_ms(m->outage);
+		m->outage_error = r;
+		m->outage_ns = e->error_ns;
+	}
 }
 
 /* Pushes the current state of id (kicks: its count when picked). */
@@ -504,15 +723,20 @@ static void push(struct mirror *m, const char *id, uint64_t kicks)
 {
 	struct secret_meta l = { 0 };
 	struct view v = { 0 };
-	struct entry *e;
+	struct outcome o = { 0 };
+	int64_t started = http_now_ms();
+	bool resend = false;
 	long i;
 	int r = m->local_ops->stat(m->local, id, &l);
 	bool gone = r == -ENOENT;
 
+	if (r < 0 && !gone)
+		o.local = true;
 	pthread_mutex_lock(&m->lock);
 	i = find(m, id);
 	if (i >= 0) {
 		v = m->v[i].cloud;
+		resend = m->v[i].verify;
 		v.labels = (struct labels){ 0 };
 		if (labels_copy(&v.labels, &m->v[i].cloud.labels) < 0 && r == 0)
 			r = -ENOMEM;
@@ -520,29 +744,26 @@ static void push(struct mirror *m, const char *id, uint64_t kicks)
 	pthread_mutex_unlock(&m->lock);
 	if (gone) {
 		r = 0;
-		if (v.recorded) {
-			r = m->remote_ops->delete_secret(m->remote, id, 0, NULL);
-			if (r == 0)
-				log_info("mirror: %s: deleted in the cloud", id);
-			if (r == -ENOENT)
-				r = 0; /* gone there too (or never known by the remote table) */
+		if (v.recorded || resend) {
+			r = push_delete(m, id, &o);
 			if (r == 0) {
 				labels_clear(&v.labels);
 				v = (struct view){ 0 };
 			}
 		}
-	} else if (r == 0 && !synced(&v, &l)) {
-		if (!v.recorded)
-			r = record_intent(m, &l, &v);
+	} else if (r == 0 && (resend || !synced(&v, &l))) {
+		if (!v.recorded && (r = record_intent(m, &l, &v)) < 0)
+			o.local = true;
 		if (r == 0)
-			r = push_secret(m, &l, &v);
+			r = push_secret(m, &l, &v, resend, &o);
 	}
 	secret_meta_clear(&l);
 
 	pthread_mutex_lock(&m->lock);
 	i = find(m, id);
 	if (i >= 0) {
-		e = &m->v[i];
+		struct entry *e = &m->v[i];
+
 		/* what the cloud got stays known even if a later step failed */
 		if (e->cloud.recorded != v.recorded || e->cloud.incarnation != v.incarnation ||
 		    e->cloud.value_revision != v.value_revision)
@@ -550,38 +771,7 @@ static void push(struct mirror *m, const char *id, uint64_t kicks)
 		labels_clear(&e->cloud.labels);
 		e->cloud = v;
 		v.labels = (struct labels){ 0 };
-		if (r == 0 && e->kicks == kicks) {
-			e->pending = false;
-			e->failures = 0;
-			e->error = 0;
-		}
-		if (r < 0 && r != -ECANCELED) {
-			int64_t now = http_now_ms();
-
-			if (r != e->error || !e->failures)
-				log_warn("mirror: %s: not pushed (%s); kept pending, tried again "
-				         "later",
-				         id, strerror(-r));
-			e->failures++;
-			e->error = r;
-			e->error_ns = wall_ns();
-			if (secret_refused(r)) {
-				e->retry_ms = now + backoff_ms(e->failures);
-			} else {
-				/* every push would fail: all of them wait */
-				if (!m->outage++)
-					log_warn("mirror: the cloud cannot take changes now (%s); "
-					         "trying again with backoff",
-					         strerror(-r));
-				m->pause_ms = now + backoff_ms(m->outage);
-				m->outage_error = r;
-				m->outage_ns = e->error_ns;
-			}
-		} else if (r == 0 && m->outage) {
-			log_info("mirror: the cloud takes changes again");
-			m->outage = 0;
-			m->pause_ms = 0;
-		}
+		push_done(m, i, r, kicks, started, &o);
 	}
 	pthread_mutex_unlock(&m->lock);
 	labels_clear(&v.labels);
@@ -711,6 +901,7 @@ int mirror_open(const struct store_config *cfg, const struct store_ops *remote_o
 	m->local = local;
 	m->remote_ops = remote_ops;
 	m->start_ns = wall_ns();
+	m->settle_ms = MIRROR_SETTLE_MS;
 	/* the cloud this mirror's record is about (its first line) */
 	if (cfg->cluster ? asprintf(&m->source, "redpanda:cluster=%s", cfg->cluster) < 0
 	                 : !(m->source = strdup(cfg->source)))
@@ -729,6 +920,11 @@ int mirror_open(const struct store_config *cfg, const struct store_ops *remote_o
 	}
 	*ret = m;
 	return 0;
+}
+
+void mirror_set_settle_ms(struct mirror *m, int64_t ms)
+{
+	m->settle_ms = ms;
 }
 
 int mirror_start(struct mirror *m)

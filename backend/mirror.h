@@ -37,6 +37,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "store.h"
@@ -70,6 +71,12 @@ static inline bool mirror_source_valid(const char *source)
 int mirror_open(const struct store_config *cfg, const struct store_ops *remote_ops,
                 const struct store_ops *local_ops, struct store *local, const char *record_path,
                 struct mirror **ret);
+/* How long a call whose outcome is unknown (timed out, cancelled, a 5xx)
+ * may still land in the cloud and undo a later push: the secret is pushed
+ * once more after then before it is synced.  Default RP_CALL_TIMEOUT_MS
+ * plus 5 s; a unit test's fake remote answers at once.  Before
+ * mirror_start. */
+void mirror_set_settle_ms(struct mirror *m, int64_t ms);
 /* Starts the thread: reconcile, then pushes. */
 int mirror_start(struct mirror *m);
 /* Stops the thread promptly (a call in flight is cancelled: what it was

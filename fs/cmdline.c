@@ -641,6 +641,11 @@ int cmdline_parse(struct cmdline *c, int argc, char **argv)
 		return fail("-o mirror= is for embedded and etcd stores (values readable here, "
 		            "also sent to Redpanda Cloud); %s is Redpanda Cloud itself",
 		            positional[0]);
+	if (c->opt.mirror && c->opt.read_only)
+		return fail(
+		    "-o ro and -o mirror= together: the mirror would still change the "
+		    "cloud (its reconcile at mount pushes and deletes there); mount without "
+		    "one of them");
 	if ((redpanda || c->opt.mirror) && !c->opt.credentials) {
 		const char *dir = getenv("CREDENTIALS_DIRECTORY");
 		if (!dir)

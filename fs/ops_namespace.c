@@ -435,8 +435,10 @@ static int rename_secret(struct rename_op *op)
 	labels_clear(&labels);
 	wrlock(fs);
 	if (r == 0) {
-		fs_apply(fs, &gone);
+		/* the destination first: the mirror (its kicks, in order)
+		 * makes it in the cloud before it deletes the source there */
 		fs_apply_meta(fs, &meta);
+		fs_apply(fs, &gone);
 		op->version = meta.version;
 		log_info("%s: deleted after its value moved to %s (version %" PRIu64 ")", src_id,
 		         op->dst_id, meta.version);

@@ -35,6 +35,22 @@ static struct fake_secret fake[FAKE_MAX]; /* fake_lock; id[0] == 0: free */
 static int fake_fail;                     /* fake_lock: every call's answer, 0: none */
 static int fake_create_fail;              /* fake_lock: create's answer, 0: none */
 static unsigned fake_calls;               /* fake_lock */
+/* fake_lock: the next create lands unseen (hidden) but answers this */
+static int fake_create_lost;
+/* fake_lock: the next value PUT answers -ETIMEDOUT and lands after the
+ * one that follows it (late[]: its ID and value) */
+static bool fake_put_lost;
+static char late_id[64], late_value[64];
+/* fake_lock: every call about fail_id answers fail_id_r */
+static const char *fail_id;
+static int fail_id_r;
+/* fake_lock: value PUTs and label PUTs per call, of count_id */
+static const char *count_id;
+static const char *fake_labels_refused; /* fake_lock: its label PUTs answer -EINVAL */
+static unsigned count_put_values, count_set_labels;
+/* called (without fake_lock) after each value PUT of hook_id */
+static const char *hook_id;
+static void (*hook)(void);
 
 struct store {
 	int unused;
@@ -49,16 +65,21 @@ static struct fake_secret *fake_find(const char *id)
 	return NULL;
 }
 
-static int fake_enter(void)
+static int fake_enter_id(const char *id)
 {
 	pthread_mutex_lock(&fake_lock);
 	fake_calls++;
-	if (fake_fail) {
-		int r = fake_fail;
+	if (fake_fail || (id && fail_id && strcmp(id, fail_id) == 0)) {
+		int r = fake_fail ? fake_fail : fail_id_r;
 		pthread_mutex_unlock(&fake_lock);
 		return r;
 	}
 	return 0;
+}
+
+static int fake_enter(void)
+{
+	return fake_enter_id(NULL);
 }
 
 static int f_open(const struct store_config *cfg, struct store **ret)
@@ -91,7 +112,7 @@ static int f_list(struct store *s, store_list_fn fn, void *arg)
 
 static int f_stat(struct store *s, const char *id, struct secret_meta *ret)
 {
-	int r = fake_enter();
+	int r = fake_enter_id(id);
 	struct fake_secret *f;
 
 	if (r)
@@ -117,7 +138,7 @@ static int f_get_value(struct store *s, const char *id, uint64_t inc, uint64_t v
 static int f_create(struct store *s, const char *id, scope_set scopes, const struct labels *labels,
                     const uint8_t *value, size_t len, struct secret_meta *ret)
 {
-	int r = fake_enter();
+	int r = fake_enter_id(id);
 
 	if (r)
 		return r;
@@ -135,6 +156,13 @@ static int f_create(struct store *s, const char *id, scope_set scopes, const str
 			labels_copy(&fake[i].labels, labels);
 			snprintf(fake[i].value, sizeof(fake[i].value), "%.*s", (int)len, value);
 			r = 0;
+			if (fake_create_lost) {
+				/* it landed, its answer was lost: the real remote
+				 * store's table does not know it */
+				fake[i].hidden = true;
+				r = fake_create_lost;
+				fake_create_lost = 0;
+			}
 			break;
 		}
 	}
@@ -146,17 +174,35 @@ static int f_create(struct store *s, const char *id, scope_set scopes, const str
 static int f_update(const char *id, const uint8_t *value, size_t len, scope_set scopes,
                     const struct labels *labels)
 {
-	int r = fake_enter();
+	int r = fake_enter_id(id);
 	struct fake_secret *f;
+	bool hooked = false;
 
 	if (r)
 		return r;
 	f = fake_find(id);
-	if (!f) {
-		r = -ENOENT;
+	if (count_id && strcmp(id, count_id) == 0) {
+		count_put_values += value != NULL;
+		count_set_labels += labels != NULL;
+	}
+	if (!f || f->hidden) {
+		r = -ENOENT; /* (hidden: not in the real remote store's table) */
+	} else if (labels && fake_labels_refused && strcmp(id, fake_labels_refused) == 0) {
+		r = -EINVAL;
+	} else if (value && fake_put_lost) {
+		fake_put_lost = false;
+		snprintf(late_id, sizeof(late_id), "%s", id);
+		snprintf(late_value, sizeof(late_value), "%.*s", (int)len, value);
+		r = -ETIMEDOUT;
 	} else {
 		if (value)
 			snprintf(f->value, sizeof(f->value), "%.*s", (int)len, value);
+		if (value && late_id[0] && strcmp(late_id, id) == 0) {
+			/* the lost PUT lands now, after this one */
+			snprintf(f->value, sizeof(f->value), "%s", late_value);
+			late_id[0] = '\0';
+		}
+		hooked = value && hook && hook_id && strcmp(id, hook_id) == 0;
 		if (scopes)
 			f->scopes = scopes;
 		if (labels) {
@@ -165,6 +211,8 @@ static int f_update(const char *id, const uint8_t *value, size_t len, scope_set 
 		}
 	}
 	pthread_mutex_unlock(&fake_lock);
+	if (hooked)
+		hook();
 	return r;
 }
 
@@ -188,12 +236,18 @@ static int f_set_scopes(struct store *s, const char *id, uint64_t inc, scope_set
 
 static int f_delete(struct store *s, const char *id, uint64_t inc, struct store_change *ret)
 {
-	int r = fake_enter();
+	int r = fake_enter_id(id);
 	struct fake_secret *f;
 
 	if (r)
 		return r;
 	f = fake_find(id);
+	if (f && f->hidden) {
+		/* the real remote store answers -ENOENT for an ID its table
+		 * does not know, without a call */
+		pthread_mutex_unlock(&fake_lock);
+		return -ENOENT;
+	}
 	if (f) {
 		labels_clear(&f->labels);
 		memset(f, 0, sizeof(*f));
@@ -223,14 +277,21 @@ static const struct store_ops *lops = &embedded_store_ops;
 static struct store *local;
 static char *record;
 
-static struct mirror *start(void)
+/* settle_ms: how long the fake's lost calls may take to land */
+static struct mirror *start_settle(int64_t settle_ms)
 {
 	struct store_config cfg = { .source = "redpanda:https://fake.example" };
 	struct mirror *m = NULL;
 
 	REQUIRE(mirror_open(&cfg, &fake_ops, lops, local, record, &m) == 0);
+	mirror_set_settle_ms(m, settle_ms);
 	REQUIRE(mirror_start(m) == 0);
 	return m;
+}
+
+static struct mirror *start(void)
+{
+	return start_settle(200);
 }
 
 static bool status_is(struct mirror *m, const char *id, const char *prefix)
@@ -274,6 +335,21 @@ static bool fake_value_is(const char *id, const char *value)
 	bool ok = f && strcmp(f->value, value) == 0;
 	pthread_mutex_unlock(&fake_lock);
 	return ok;
+}
+
+static void put(const char *id, const char *v);
+
+static void del(const char *id)
+{
+	struct store_change c = { 0 };
+
+	REQUIRE(lops->delete_secret(local, id, 0, &c) == 0);
+	store_change_clear(&c);
+}
+
+static void sleep_ms(long ms)
+{
+	nanosleep(&(struct timespec){ ms / 1000, (ms % 1000) * 1000000 }, NULL);
 }
 
 static void put(const char *id, const char *v)
@@ -449,6 +525,32 @@ static void test_record_written_ahead(void)
 	CHECK(fake_value_is("AHEAD", "x"));
 }
 
+/* Secrets the reconcile finds never pushed: their intents are written
+ * (at once, in one write) before any is sent. */
+static void test_reconcile_intents_ahead(void)
+{
+	struct secret_meta meta = { 0 };
+	struct mirror *m;
+	char line[64];
+
+	pthread_mutex_lock(&fake_lock);
+	fake_create_fail = -EIO;
+	pthread_mutex_unlock(&fake_lock);
+	put("AT_START", "s");
+	REQUIRE(lops->stat(local, "AT_START", &meta) == 0);
+	snprintf(line, sizeof(line), "AT_START %" PRIu64 " 0\n", meta.incarnation);
+	secret_meta_clear(&meta);
+	m = start();
+	CHECK(eventually_error(m, "AT_START"));
+	CHECK(record_has(line));
+	pthread_mutex_lock(&fake_lock);
+	fake_create_fail = 0;
+	pthread_mutex_unlock(&fake_lock);
+	CHECK(eventually(m, "AT_START", "synced"));
+	mirror_stop(m);
+	CHECK(!record_has(line));
+}
+
 static void test_other_mirror_record(void)
 {
 	struct store_config cfg = { .source = "redpanda:https://other.example" };
@@ -462,6 +564,154 @@ static void test_other_mirror_record(void)
 	mirror_stop(m);
 	CHECK(record_has("mirror redpanda:https://other.example"));
 	CHECK(fake_value_is("AGAIN", "a"));
+}
+
+/* A create whose answer was lost landed (the remote store's table does
+ * not know it); deleted here: the DELETE reaches the cloud all the same. */
+static void test_delete_after_lost_create(void)
+{
+	struct mirror *m = start();
+
+	pthread_mutex_lock(&fake_lock);
+	fake_create_lost = -ETIMEDOUT;
+	pthread_mutex_unlock(&fake_lock);
+	put("ZOMBIE", "z");
+	mirror_kick(m, "ZOMBIE");
+	CHECK(eventually_error(m, "ZOMBIE"));
+	del("ZOMBIE");
+	mirror_kick(m, "ZOMBIE");
+	for (int i = 0; i < 1000 && fake_find("ZOMBIE"); i++)
+		sleep_ms(10);
+	CHECK(!fake_find("ZOMBIE"));
+	CHECK(eventually(m, "ZOMBIE", "not mirrored"));
+	mirror_stop(m);
+	CHECK(!record_has("ZOMBIE "));
+}
+
+/* A value PUT whose answer was lost lands after the next one: the newer
+ * value is sent once more before the secret is synced. */
+static void test_lost_put_lands_late(void)
+{
+	/* (it lands at the next PUT: within 3 s, after the outage pause) */
+	struct mirror *m = start_settle(3000);
+
+	put("LATE", "v1");
+	mirror_kick(m, "LATE");
+	CHECK(eventually(m, "LATE", "synced"));
+	pthread_mutex_lock(&fake_lock);
+	fake_put_lost = true;
+	pthread_mutex_unlock(&fake_lock);
+	put("LATE", "v2");
+	mirror_kick(m, "LATE");
+	CHECK(eventually_error(m, "LATE"));
+	put("LATE", "v3");
+	mirror_kick(m, "LATE");
+	CHECK(eventually(m, "LATE", "synced"));
+	CHECK(fake_value_is("LATE", "v3"));
+	mirror_stop(m);
+}
+
+/* One secret the cloud keeps failing (a 5xx for its ID) holds up no other. */
+static void test_one_failing_secret(void)
+{
+	struct mirror *m = start();
+
+	pthread_mutex_lock(&fake_lock);
+	fail_id = "BAD";
+	fail_id_r = -EIO;
+	pthread_mutex_unlock(&fake_lock);
+	put("BAD", "b");
+	mirror_kick(m, "BAD");
+	CHECK(eventually_error(m, "BAD"));
+	put("GOOD", "g");
+	mirror_kick(m, "GOOD");
+	CHECK(eventually(m, "GOOD", "synced"));
+	CHECK(fake_value_is("GOOD", "g"));
+	CHECK(status_is(m, "BAD", "pending since "));
+	pthread_mutex_lock(&fake_lock);
+	fail_id = NULL;
+	pthread_mutex_unlock(&fake_lock);
+	CHECK(eventually(m, "BAD", "synced"));
+	mirror_stop(m);
+}
+
+/* A secret changed during each of its pushes holds up no other. */
+#define HOT_MAX 200
+static struct mirror *hot_m;
+static unsigned hot_changes;
+
+static void change_hot(void)
+{
+	char v[32];
+
+	if (fake_find("COLD") || hot_changes >= HOT_MAX)
+		return; /* (read without fake_lock: only this thread writes it) */
+	snprintf(v, sizeof(v), "h%u", ++hot_changes);
+	put("HOT", v);
+	mirror_kick(hot_m, "HOT");
+}
+
+static void test_hot_secret(void)
+{
+	hot_m = start();
+	put("HOT", "h0");
+	mirror_kick(hot_m, "HOT");
+	CHECK(eventually(hot_m, "HOT", "synced"));
+	hook_id = "HOT";
+	hook = change_hot;
+	put("HOT", "h");
+	mirror_kick(hot_m, "HOT");
+	put("COLD", "c");
+	mirror_kick(hot_m, "COLD");
+	CHECK(eventually(hot_m, "COLD", "synced"));
+	CHECK(hot_changes < 5);
+	CHECK(eventually(hot_m, "HOT", "synced"));
+	hook = NULL;
+	mirror_stop(hot_m);
+}
+
+/* A label the cloud refuses: each retry sends the labels, not the value. */
+static void test_value_sent_once(void)
+{
+	struct mirror *m = start();
+	struct labels l = { 0 };
+	struct secret_meta meta = { 0 };
+	unsigned labels_tries = 0, values = 0;
+
+	put("LBL", "l1");
+	mirror_kick(m, "LBL");
+	CHECK(eventually(m, "LBL", "synced"));
+	put("LBL", "l2");
+	labels_set(&l, "team", "ops");
+	REQUIRE(lops->set_labels(local, "LBL", 0, &l, &meta) == 0);
+	secret_meta_clear(&meta);
+	labels_clear(&l);
+	pthread_mutex_lock(&fake_lock);
+	count_id = "LBL";
+	pthread_mutex_unlock(&fake_lock);
+	/* refused: a label PUT answers -EINVAL (fail_id is checked on entry:
+	 * the value PUT would fail too, so the refusal is in the hook's
+	 * place: labels only) */
+	pthread_mutex_lock(&fake_lock);
+	fake_labels_refused = "LBL";
+	pthread_mutex_unlock(&fake_lock);
+	mirror_kick(m, "LBL");
+	for (int i = 0; i < 1000 && labels_tries < 3; i++) {
+		sleep_ms(10);
+		pthread_mutex_lock(&fake_lock);
+		labels_tries = count_set_labels;
+		values = count_put_values;
+		pthread_mutex_unlock(&fake_lock);
+	}
+	CHECK(labels_tries >= 3);
+	CHECK_EQ(values, 1);
+	CHECK(fake_value_is("LBL", "l2"));
+	pthread_mutex_lock(&fake_lock);
+	fake_labels_refused = NULL;
+	count_id = NULL;
+	pthread_mutex_unlock(&fake_lock);
+	CHECK(eventually(m, "LBL", "synced"));
+	mirror_stop(m);
 }
 
 int main(void)
@@ -483,7 +733,13 @@ int main(void)
 	test_outage_and_409();
 	test_delete_and_record();
 	test_record_written_ahead();
+	test_reconcile_intents_ahead();
 	test_other_mirror_record();
+	test_delete_after_lost_create();
+	test_lost_put_lands_late();
+	test_one_failing_secret();
+	test_hot_secret();
+	test_value_sent_once();
 
 	lops->close(local);
 	key_free(key);
