@@ -152,7 +152,6 @@ struct store {
 	 * after which another process (secretsfs backup) takes itself for
 	 * the only user and resets the WAL index under us. */
 	int wal_fd;
-	bool value_cache_off; /* a writable store whose -shm could not be mapped */
 };
 
 static const char schema_sql[] = "CREATE TABLE meta ("
@@ -2650,12 +2649,17 @@ static void wal_map(struct store *s, const char *dbpath)
 	}
 	if (fd >= 0)
 		s->wal_fd = fd; /* never closed before the database: see wal_fd */
-	if (!s->wal_hdr && !s->read_only) {
-		s->value_cache_off = true;
+	if (!s->wal_hdr && !s->read_only)
 		log_warn("store %s: its -shm file could not be mapped; opens read the store each "
 		         "time (no value cache)",
 		         dbpath);
-	}
+}
+
+/* A writable store whose -shm could not be mapped (wal_map) could be
+ * changed behind the lock unseen: no value cache for it. */
+static bool value_cache_on(const struct store *s)
+{
+	return s->wal_hdr || s->read_only;
 }
 
 static void value_stamp_now(const struct store *s, struct value_stamp *ret)
@@ -2702,7 +2706,7 @@ static int value_cached(struct store *s, const char *id, uint64_t incarnation,
 {
 	struct value_stamp now;
 	int r = 0;
-	if (s->value_cache_off)
+	if (!value_cache_on(s))
 		return 0;
 	value_stamp_now(s, &now);
 	pthread_rwlock_rdlock(&s->value_lock);
@@ -2731,7 +2735,7 @@ uint64_t embedded_transactions(struct store *s)
 static void value_keep(struct store *s, const char *id, const struct value_stamp *stamp,
                        const struct row *row, struct sealed *sealed)
 {
-	char *copy = sealed->ctlen <= VALUE_CACHE_CT_MAX && !s->value_cache_off ? strdup(id) : NULL;
+	char *copy = sealed->ctlen <= VALUE_CACHE_CT_MAX && value_cache_on(s) ? strdup(id) : NULL;
 	if (!copy) {
 		free(sealed->ct);
 		sealed->ct = NULL;
