@@ -131,30 +131,81 @@ static void cgc_find_mount(void)
 		}
 }
 
+/* A pidfd per requesting thread, kept: opening and closing one for every
+ * request cost two more syscalls and two updates of the fd table the
+ * daemon's threads share.  A kept pidfd names one task for good: while
+ * PIDFD_GET_INFO answers on it, its task is alive (or a zombie) and so
+ * holds its tid, and a request from that tid is that task's.  Once the
+ * task is gone the ioctl says ESRCH, and the tid may name another task
+ * now: a new pidfd is opened, the old answer never reused.  A slot holds
+ * the last tid that hashed there (its fd closed when another takes it). */
+#define PIDFD_CACHE_SIZE 64
+static struct pidfd_slot {
+	pthread_mutex_t lock; /* a leaf; held across the ioctl (one slot) */
+	pid_t tid;            /* 0: empty */
+	int fd;
+} pidfds[PIDFD_CACHE_SIZE];
+
+static void cgc_init(void)
+{
+	for (size_t i = 0; i < PIDFD_CACHE_SIZE; i++) {
+		pthread_mutex_init(&pidfds[i].lock, NULL);
+		pidfds[i].fd = -1;
+	}
+	cgc_find_mount();
+}
+
+/* PIDFD_GET_INFO's cgroup id into *id; 0 or -errno (ESRCH: the task is
+ * gone). */
+static int pidfd_cgroup(int fd, uint64_t *id)
+{
+	struct caller_pidfd_info info = { .mask = CALLER_PIDFD_INFO_CGROUPID };
+	if (ioctl(fd, CALLER_PIDFD_GET_INFO, &info) != 0) {
+		if (errno == ENOTTY || errno == EINVAL) /* no PIDFD_GET_INFO (6.13) */
+			__atomic_store_n(&cgc.off, true, __ATOMIC_RELAXED);
+		return -errno;
+	}
+	if (info.mask & CALLER_PIDFD_INFO_CGROUPID)
+		*id = info.cgroupid;
+	return 0;
+}
+
 /* The id of tid's cgroup in the unified hierarchy; 0 if unknown. */
 static uint64_t cgroup_id_of(pid_t tid)
 {
 	/* pid 0: a request from outside the daemon's pid namespace */
 	if (tid <= 0 || __atomic_load_n(&cgc.off, __ATOMIC_RELAXED))
 		return 0;
-	pthread_once(&cgc_once, cgc_find_mount);
+	pthread_once(&cgc_once, cgc_init);
 	if (!cgc.mount)
 		return 0;
-	int fd = (int)syscall(SYS_pidfd_open, tid, CALLER_PIDFD_THREAD);
-	if (fd < 0) {
-		if (errno == ENOSYS || errno == EINVAL) /* no pidfd, or no PIDFD_THREAD (6.9) */
-			__atomic_store_n(&cgc.off, true, __ATOMIC_RELAXED);
-		return 0;
-	}
-	struct caller_pidfd_info info = { .mask = CALLER_PIDFD_INFO_CGROUPID };
+	struct pidfd_slot *s = &pidfds[(unsigned)tid % PIDFD_CACHE_SIZE];
 	uint64_t id = 0;
-	if (ioctl(fd, CALLER_PIDFD_GET_INFO, &info) == 0) {
-		if (info.mask & CALLER_PIDFD_INFO_CGROUPID)
-			id = info.cgroupid;
-	} else if (errno == ENOTTY || errno == EINVAL) {
-		__atomic_store_n(&cgc.off, true, __ATOMIC_RELAXED); /* no PIDFD_GET_INFO */
+	pthread_mutex_lock(&s->lock);
+	bool kept = s->tid == tid && s->fd >= 0;
+	int r = kept ? pidfd_cgroup(s->fd, &id) : -ESRCH;
+	if (r == -ESRCH) {
+		/* not kept, or its task is gone (the tid reused): a new one */
+		if (s->fd >= 0)
+			close(s->fd);
+		s->tid = tid;
+		s->fd = (int)syscall(SYS_pidfd_open, tid, CALLER_PIDFD_THREAD);
+		if (s->fd < 0) {
+			/* no pidfd, or no PIDFD_THREAD (6.9) */
+			if (errno == ENOSYS || errno == EINVAL)
+				__atomic_store_n(&cgc.off, true, __ATOMIC_RELAXED);
+			r = -errno;
+		} else {
+			r = pidfd_cgroup(s->fd, &id);
+		}
 	}
-	close(fd);
+	if (r < 0 && s->fd >= 0) {
+		close(s->fd);
+		s->fd = -1;
+	}
+	if (r < 0)
+		s->tid = 0;
+	pthread_mutex_unlock(&s->lock);
 	return id;
 }
 

@@ -385,7 +385,7 @@ mount_with_values() {
 	mount_with_values
 	stop_daemon
 	local real=$SFS
-	printf '#!/bin/sh\nASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" exec strace -f -e trace=openat -o %s %s "$@"\n' \
+	printf '#!/bin/sh\nASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" exec strace -f -e trace=openat,pidfd_open -o %s %s "$@"\n' \
 		"$T/strace" "$real" >"$T/traced"
 	chmod +x "$T/traced"
 	SFS=$T/traced start_daemon -o unit=ai_gateway:allowed.service
@@ -421,6 +421,50 @@ PY
 		skip "the kernel has no PIDFD_GET_INFO: the cgroup is read from /proc each time"
 	# 3 opens in 2 cgroups: /proc read twice
 	eq "$(grep -c "open.*\"/proc/$pid/cgroup\"" "$T/strace")" 2 "/proc/$pid/cgroup reads"
+	# one thread's pidfd is kept for its next requests
+	eq "$(grep -c "pidfd_open($pid," "$T/strace")" 1 "pidfd_open of $pid"
+}
+
+@test "unit=: a pid reused by another process in another cgroup is judged by that one (the kept pidfd is not trusted for it)" {
+	mount_with_values -o unit=ai_gateway:allowed.service
+	mkdir -p "$CGROOT/allowed.service" "$CGROOT/other.service"
+	# The first reader reads in allowed.service and exits; then the same
+	# pid is made for a second process (ns_last_pid), which reads from
+	# other.service.  The daemon keeps a pidfd of the first: it must see
+	# that its task is gone rather than take the pid for it.
+	run python3 - "$CGROOT" "$MNT/ai_gateway/OPENAI_API_KEY" <<'PY'
+import os, sys
+cg, f = sys.argv[1:]
+def reader(to):
+    with open(f"{cg}/{to}/cgroup.procs", "w") as p:
+        p.write(str(os.getpid()))
+    try:
+        with open(f) as h:
+            h.read()
+        os._exit(0)
+    except PermissionError:
+        os._exit(13)
+def spawn(to, want=None):
+    for _ in range(1000):  # another process may take the pid first
+        if want:
+            with open("/proc/sys/kernel/ns_last_pid", "w") as n:
+                n.write(str(want - 1))
+        pid = os.fork()
+        if pid == 0:
+            if want and os.getpid() != want:
+                os._exit(99)
+            reader(to)
+        _, st = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(st) != 99:
+            return pid, os.waitstatus_to_exitcode(st)
+    sys.exit("pid %d never came back" % want)
+first, a = spawn("allowed.service")
+second, b = spawn("other.service", first)
+print(first == second, a, b)
+PY
+	echo "$output"
+	eq "$output" "True 0 13" "same pid; the first read, the second refused"
+	log_has "OPENAI_API_KEY: read refused to uid 0 pid [0-9]+ \\(.*, unit other.service\\)"
 }
 
 @test "unit=: writes and creates in a restricted scope are refused to others (EACCES, audited), allowed to the unit" {
