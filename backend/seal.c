@@ -130,16 +130,28 @@ static void value_ad(struct buf *b, const struct seal_keys *k, const struct seal
 	put_u64(b, (uint64_t)p->mtime_ns);
 }
 
-/* Runs value_ad twice: once to size the buffer, once to fill it. */
-static int value_ad_new(const struct seal_keys *k, const struct seal_place *p, struct buf *b)
+/* The AD of an ID of up to SECRET_ID_MAX bytes fits here: no malloc on
+ * the open path. */
+#define VALUE_AD_STACK                                                                             \
+	(sizeof(value_domain) + SEAL_STORE_ID_BYTES + 4 + SECRET_ID_MAX + 8 + SEAL_NONCE_BYTES +   \
+	 3 * 8)
+
+/* value_ad into b, which starts as stack (VALUE_AD_STACK bytes); an AD
+ * that does not fit (a longer ID) is built again in a buffer of its size,
+ * which *heap then holds (to free; else NULL). */
+static int value_ad_build(const struct seal_keys *k, const struct seal_place *p, struct buf *b,
+                          uint8_t *stack, uint8_t **heap)
 {
+	*heap = NULL;
 	if (!k || !p || !p->id || !p->nonce)
 		return -EINVAL;
-	*b = (struct buf){ 0 };
+	*b = (struct buf){ .p = stack, .cap = VALUE_AD_STACK };
 	value_ad(b, k, p);
+	if (b->n <= b->cap)
+		return 0;
 	b->cap = b->n;
 	b->n = 0;
-	b->p = malloc(b->cap);
+	b->p = *heap = malloc(b->cap);
 	if (!b->p)
 		return -ENOMEM;
 	value_ad(b, k, p);
@@ -149,24 +161,24 @@ static int value_ad_new(const struct seal_keys *k, const struct seal_place *p, s
 int seal_value(const struct seal_keys *k, const struct seal_place *p, const uint8_t *value,
                size_t len, uint8_t **ret_ct, size_t *ret_ctlen)
 {
+	uint8_t stack[VALUE_AD_STACK], *heap;
 	struct buf ad;
-	int r = value_ad_new(k, p, &ad);
-	if (r < 0)
-		return r;
-	r = crypto_seal(k->value_key, ad.p, ad.n, value, len, ret_ct, ret_ctlen);
-	free(ad.p);
+	int r = value_ad_build(k, p, &ad, stack, &heap);
+	if (r == 0)
+		r = crypto_seal(k->value_key, ad.p, ad.n, value, len, ret_ct, ret_ctlen);
+	free(heap);
 	return r;
 }
 
 int seal_value_open(const struct seal_keys *k, const struct seal_place *p, const uint8_t *ct,
                     size_t ctlen, struct secret_value **ret_value)
 {
+	uint8_t stack[VALUE_AD_STACK], *heap;
 	struct buf ad;
-	int r = value_ad_new(k, p, &ad);
-	if (r < 0)
-		return r;
-	r = crypto_open(k->value_key, ad.p, ad.n, ct, ctlen, ret_value);
-	free(ad.p);
+	int r = value_ad_build(k, p, &ad, stack, &heap);
+	if (r == 0)
+		r = crypto_open(k->value_key, ad.p, ad.n, ct, ctlen, ret_value);
+	free(heap);
 	return r;
 }
 

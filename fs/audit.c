@@ -338,6 +338,18 @@ static void put_escaped(char *out, size_t size, size_t *used, const char *s, siz
 	if (cap > room)
 		cap = room;
 	size_t start = *used, keep = start; /* keep: the end that leaves room for the mark */
+	/* The common value (an ID, a unit, a path) needs no escape: its run
+	 * of plain bytes, as far as it leaves room for the mark, is copied in
+	 * one go (every end in it is a keep). */
+	size_t plain = 0, plain_max = cap > mlen ? cap - mlen : 0;
+	while (s && plain < plain_max && s[plain] && !needs_escape((unsigned char)s[plain]))
+		plain++;
+	if (plain) {
+		memcpy(out + *used, s, plain);
+		*used += plain;
+		keep = *used;
+		s += plain;
+	}
 	for (; s && *s; s++) {
 		unsigned char ch = (unsigned char)*s;
 		size_t w = needs_escape(ch) ? 3 : 1;
