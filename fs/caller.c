@@ -137,20 +137,24 @@ static void cgc_find_mount(void)
  * PIDFD_GET_INFO answers on it, its task is alive (or a zombie) and so
  * holds its tid, and a request from that tid is that task's.  Once the
  * task is gone the ioctl says ESRCH, and the tid may name another task
- * now: a new pidfd is opened, the old answer never reused.  A slot holds
- * the last tid that hashed there (its fd closed when another takes it). */
-#define PIDFD_CACHE_SIZE 64
-static struct pidfd_slot {
-	pthread_mutex_t lock; /* a leaf; held across the ioctl (one slot) */
+ * now: the slot starts again with a new pidfd, nothing of the old task's
+ * reused.  Beside it, /proc/TID/comm once it was needed (a caller whose
+ * exe the daemon may not read: every other uid's under run_as), opened
+ * while its task was the requester and so that task's: re-read with
+ * pread, not opened again.  A slot holds the last tid that hashed there
+ * (its fds closed when another takes it). */
+#define TASK_SLOTS 64
+static struct task_slot {
+	pthread_mutex_t lock; /* a leaf; held across the requester's /proc reads */
 	pid_t tid;            /* 0: empty */
-	int fd;
-} pidfds[PIDFD_CACHE_SIZE];
+	int pidfd, comm_fd;   /* -1: not open */
+} slots[TASK_SLOTS];
 
 static void cgc_init(void)
 {
-	for (size_t i = 0; i < PIDFD_CACHE_SIZE; i++) {
-		pthread_mutex_init(&pidfds[i].lock, NULL);
-		pidfds[i].fd = -1;
+	for (size_t i = 0; i < TASK_SLOTS; i++) {
+		pthread_mutex_init(&slots[i].lock, NULL);
+		slots[i].pidfd = slots[i].comm_fd = -1;
 	}
 	cgc_find_mount();
 }
@@ -170,43 +174,58 @@ static int pidfd_cgroup(int fd, uint64_t *id)
 	return 0;
 }
 
-/* The id of tid's cgroup in the unified hierarchy; 0 if unknown. */
-static uint64_t cgroup_id_of(pid_t tid)
+static void slot_empty(struct task_slot *s)
 {
+	if (s->pidfd >= 0)
+		close(s->pidfd);
+	if (s->comm_fd >= 0)
+		close(s->comm_fd);
+	s->pidfd = s->comm_fd = -1;
+	s->tid = 0;
+}
+
+/* The slot of the requesting thread tid, locked, its pidfd checked now
+ * (the task is the requester) and *cgid the id of its cgroup in the
+ * unified hierarchy (0 if unknown); NULL (and *cgid 0) without pidfds. */
+static struct task_slot *slot_lock(pid_t tid, uint64_t *cgid)
+{
+	*cgid = 0;
 	/* pid 0: a request from outside the daemon's pid namespace */
 	if (tid <= 0 || __atomic_load_n(&cgc.off, __ATOMIC_RELAXED))
-		return 0;
+		return NULL;
 	pthread_once(&cgc_once, cgc_init);
-	if (!cgc.mount)
-		return 0;
-	struct pidfd_slot *s = &pidfds[(unsigned)tid % PIDFD_CACHE_SIZE];
-	uint64_t id = 0;
+	struct task_slot *s = &slots[(unsigned)tid % TASK_SLOTS];
 	pthread_mutex_lock(&s->lock);
-	bool kept = s->tid == tid && s->fd >= 0;
-	int r = kept ? pidfd_cgroup(s->fd, &id) : -ESRCH;
+	int r = s->tid == tid ? pidfd_cgroup(s->pidfd, cgid) : -ESRCH;
 	if (r == -ESRCH) {
-		/* not kept, or its task is gone (the tid reused): a new one */
-		if (s->fd >= 0)
-			close(s->fd);
-		s->tid = tid;
-		s->fd = (int)syscall(SYS_pidfd_open, tid, CALLER_PIDFD_THREAD);
-		if (s->fd < 0) {
+		/* not kept, or its task is gone (the tid reused): anew */
+		slot_empty(s);
+		s->pidfd = (int)syscall(SYS_pidfd_open, tid, CALLER_PIDFD_THREAD);
+		if (s->pidfd < 0) {
 			/* no pidfd, or no PIDFD_THREAD (6.9) */
 			if (errno == ENOSYS || errno == EINVAL)
 				__atomic_store_n(&cgc.off, true, __ATOMIC_RELAXED);
 			r = -errno;
 		} else {
-			r = pidfd_cgroup(s->fd, &id);
+			s->tid = tid;
+			r = pidfd_cgroup(s->pidfd, cgid);
 		}
 	}
-	if (r < 0 && s->fd >= 0) {
-		close(s->fd);
-		s->fd = -1;
+	if (r < 0) {
+		slot_empty(s);
+		pthread_mutex_unlock(&s->lock);
+		*cgid = 0;
+		return NULL;
 	}
-	if (r < 0)
-		s->tid = 0;
-	pthread_mutex_unlock(&s->lock);
-	return id;
+	if (!cgc.mount)
+		*cgid = 0; /* no cgroup2 mount to tell an id's path */
+	return s;
+}
+
+static void slot_unlock(struct task_slot *s)
+{
+	if (s)
+		pthread_mutex_unlock(&s->lock);
 }
 
 /* A copy of the path of cgroup id, NULL if not kept (or no memory). */
@@ -271,6 +290,34 @@ static void proc_path(char *path, pid_t pid, const char *name)
 	memcpy(path + 7 + n, name, k + 1);
 }
 
+/* The requester's comm into buf (NUL-terminated, the kernel's '\n'
+ * dropped); through the slot's kept fd when there is a slot. */
+static bool read_comm(struct task_slot *s, pid_t pid, char *buf, size_t size)
+{
+	char path[64];
+	proc_path(path, pid, "comm");
+	bool ok;
+	if (s) {
+		if (s->comm_fd < 0)
+			s->comm_fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = s->comm_fd >= 0 ? pread(s->comm_fd, buf, size - 1, 0) : -1;
+		if (n < 0 && s->comm_fd >= 0) {
+			close(s->comm_fd);
+			s->comm_fd = -1;
+		}
+		if ((ok = n >= 0))
+			buf[n] = '\0';
+	} else {
+		ok = read_proc_file(path, buf, size);
+	}
+	if (!ok)
+		return false;
+	size_t l = strlen(buf);
+	if (l && buf[l - 1] == '\n') /* the kernel's; any other is the name's */
+		buf[l - 1] = '\0';
+	return true;
+}
+
 void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid, bool details)
 {
 	char path[64], exe[PATH_MAX];
@@ -278,6 +325,8 @@ void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid, bool details
 	if (!details)
 		goto unknown;
 
+	uint64_t cgid;
+	struct task_slot *slot = slot_lock(pid, &cgid);
 	proc_path(path, pid, "exe");
 	ssize_t n = readlink(path, exe, sizeof(exe) - 1);
 	if (n > 0) {
@@ -290,16 +339,10 @@ void caller_init(struct caller *c, pid_t pid, uid_t uid, gid_t gid, bool details
 		 * comm is readable by anyone, and set by the process itself:
 		 * logged beside exe=?, as a name it gave, not a verified path. */
 		char comm[64];
-		proc_path(path, pid, "comm");
-		if (read_proc_file(path, comm, sizeof(comm))) {
-			size_t l = strlen(comm);
-			if (l && comm[l - 1] == '\n') /* the kernel's; any other is the name's */
-				comm[l - 1] = '\0';
-			if (comm[0])
-				c->comm = strdup(comm);
-		}
+		if (read_comm(slot, pid, comm, sizeof(comm)) && comm[0])
+			c->comm = strdup(comm);
 	}
-	uint64_t cgid = cgroup_id_of(pid);
+	slot_unlock(slot);
 	if (cgid)
 		c->cgroup = cgroup_cached(cgid);
 	if (!c->cgroup) {

@@ -267,3 +267,30 @@ EOF
 	[[ "$line" =~ \ uid=$(id -u "$AIGW")\  ]]
 	[[ "$line" == *" exe=? comm=cat" ]]
 }
+
+@test "exe: the comm of a caller the daemon may not ptrace is read again at each open (a name changed between two opens shows), through one kept /proc/PID/comm" {
+	new_store
+	chmod 0755 "$T"
+	real=$SFS
+	cat >"$T/noptrace" <<EOF
+#!/bin/sh
+ASAN_OPTIONS="\${ASAN_OPTIONS:+\$ASAN_OPTIONS:}detect_leaks=0" exec strace -f -e trace=openat -o "$T/strace" setpriv --bounding-set=-sys_ptrace "$real" "\$@"
+EOF
+	chmod 0755 "$T/noptrace"
+	SFS=$T/noptrace start_daemon -o allow_other,owner=ai_gateway:"$AIGW"
+	SFS=$real
+	printf 'v' >"$MNT/ai_gateway/COMM_KEY"
+	run as "$AIGW" /usr/bin/python3 -c '
+import os, sys
+print(os.getpid())
+for name in ("first-name", "second-name"):
+    with open("/proc/self/comm", "w") as c:
+        c.write(name)
+    with open(sys.argv[1]) as f:
+        f.read()' "$MNT/ai_gateway/COMM_KEY"
+	[ "$status" -eq 0 ] || { echo "reads as $AIGW: $output" >&2; return 1; }
+	local pid=$output
+	log_has " op=read id=COMM_KEY .* pid=$pid .* exe=\\? comm=first-name$"
+	log_has " op=read id=COMM_KEY .* pid=$pid .* exe=\\? comm=second-name$"
+	eq "$(grep -c "open.*\"/proc/$pid/comm\"" "$T/strace")" 1 "opens of /proc/$pid/comm"
+}
