@@ -32,7 +32,9 @@
  *     every node (scratch data too).  Never held across a store call.
  *     Metadata operations (lookup, getattr, readdir, getxattr) take only
  *     this one, for reading, and never wait on the store;
- *  4. leaves: fs->change_mutex (the sets' busy bits), fs->handles_lock,
+ *  4. leaves: fs->change_mutex (the sets' busy bits), a bucket of
+ *     fs->handles (two only to move a handle between them: the lower
+ *     index first),
  *     the notifier's queue, the credential socket's queue of rotated
  *     secrets (credsock_value_changed, called from fs_apply), the
  *     mirror's lock (mirror_kick from fs_apply, mirror_status from
@@ -72,6 +74,8 @@ enum {
 /* How long after an unlink a create of the same name restores the secret's
  * labels and scopes (install(1) unlinks, then creates). */
 #define TOMBSTONE_NS (30LL * 1000000000LL)
+/* Buckets of fs->handles (open files by token). */
+#define HANDLE_BUCKETS 64
 /* How long a secret's names get no entry timeout after its scopes or value
  * changed (struct secret_node.settle_ns): twice the entry timeout. */
 #define SETTLE_NS (2LL * 1000000000LL)
@@ -240,10 +244,15 @@ struct fs {
 	struct node **by_id;
 	size_t by_id_cap, by_id_count;
 
-	/* Open files (ops_file.c), so unmount can release what the kernel
-	 * did not.  Guarded by handles_lock. */
-	struct handle *handles;
-	pthread_mutex_t handles_lock;
+	/* Open files by fh (ops_file.c: every read and release finds its
+	 * handle here; unmount releases what the kernel did not), in buckets
+	 * by the token's low 32 bits, which a snapshot fh keeps: requests on
+	 * different files meet on no common lock, and a lookup does not walk
+	 * every open file.  Each bucket under its own lock. */
+	struct handle_bucket {
+		pthread_mutex_t lock;
+		struct handle *first;
+	} handles[HANDLE_BUCKETS];
 
 	/* Linked (not unlinked) scratch files.  fs->lock. */
 	struct node *scratch_head;

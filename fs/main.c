@@ -1154,6 +1154,15 @@ static int open_credsocket(const struct fs *fs, struct credsock **ret)
 
 /* Mounts, serves until unmounted or signalled, stops.  Returns the exit
  * status; whatever was set up is taken down by stop(). */
+/* Is a secretsfs mount still on this daemon's mountpoint? */
+static bool our_mount_left(const struct fs *fs)
+{
+	char *path = keeper_mount_path(fs->opt.mountpoint);
+	bool left = path && keeper_mount_of(path, NULL) >= 0;
+	free(path);
+	return left;
+}
+
 static int serve_store(struct fs *fs, struct cmdline *c)
 {
 	int r;
@@ -1288,6 +1297,17 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	}
 	/* A signal (SIGTERM, SIGINT, SIGHUP) or fusermount3 -u: a clean stop.
 	 * fuse_session_loop returns the signal's number then. */
+	if (r == -ECONNABORTED && !our_mount_left(fs)) {
+		/* An unmount that meets a request the kernel was handing to
+		 * a thread (a RELEASE of a file closed just before) ends that
+		 * thread's read with ECONNABORTED, not ENODEV (fuse_dev_do_read:
+		 * the queue went down between taking the request and queueing
+		 * it for the reply); libfuse logged "reading device".  The
+		 * mount is gone: a clean stop.  An abort through fusectl leaves
+		 * the mount: still an error. */
+		log_info("the unmount ended a request in flight: a clean stop");
+		r = 0;
+	}
 	sd_notify_send("STOPPING=1");
 	handover_finish(fs);
 	if (handover_handing_over())
@@ -1429,7 +1449,8 @@ int main(int argc, char **argv)
 		pthread_rwlock_init(&fs.lock, NULL);
 		pthread_mutex_init(&fs.change_mutex, NULL);
 		pthread_cond_init(&fs.change_done, NULL);
-		pthread_mutex_init(&fs.handles_lock, NULL);
+		for (size_t i = 0; i < HANDLE_BUCKETS; i++)
+			pthread_mutex_init(&fs.handles[i].lock, NULL);
 		r = serve_store(&fs, &c);
 		stop(&fs);
 	}

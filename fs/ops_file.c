@@ -37,7 +37,7 @@ struct handle {
 	 * and every later write, flush and fsync says so again. */
 	int failed;
 	struct caller who;          /* who opened it (for the audit of commits) */
-	struct handle *prev, *next; /* fs->handles, under fs->handles_lock */
+	struct handle *prev, *next; /* its bucket of fs->handles, under its lock */
 	uint64_t fh;                /* what the kernel holds for it (handle_of) */
 };
 
@@ -52,23 +52,71 @@ struct handle {
 /* The handle fh names on the file ino: the kernel sends both, and a
  * handle answers only for the node it was opened on, so that even two
  * equal tokens could never hand one file's snapshot to another's fd. */
+static struct handle_bucket *bucket_of(struct fs *fs, uint64_t fh)
+{
+	return &fs->handles[(uint32_t)fh % HANDLE_BUCKETS];
+}
+
 static struct handle *handle_find(struct fs *fs, fuse_ino_t ino, uint64_t fh)
 {
+	struct handle_bucket *b = bucket_of(fs, fh);
 	struct handle *h;
-	pthread_mutex_lock(&fs->handles_lock);
-	for (h = fs->handles; h && (h->fh != fh || h->node->ino != ino); h = h->next)
+	pthread_mutex_lock(&b->lock);
+	for (h = b->first; h && (h->fh != fh || h->node->ino != ino); h = h->next)
 		;
-	pthread_mutex_unlock(&fs->handles_lock);
+	pthread_mutex_unlock(&b->lock);
 	return h;
 }
 
-/* Does a handle other than self hold fh?  handles_lock held. */
-static bool fh_taken(const struct fs *fs, uint64_t fh, const struct handle *self)
+/* Does a handle other than self hold fh?  Its bucket b locked. */
+static bool fh_taken(const struct handle_bucket *b, uint64_t fh, const struct handle *self)
 {
-	for (const struct handle *h = fs->handles; h; h = h->next)
+	for (const struct handle *h = b->first; h; h = h->next)
 		if (h != self && h->fh == fh)
 			return true;
 	return false;
+}
+
+static void bucket_add(struct handle_bucket *b, struct handle *h)
+{
+	h->prev = NULL;
+	h->next = b->first;
+	if (h->next)
+		h->next->prev = h;
+	b->first = h;
+}
+
+static void bucket_remove(struct handle_bucket *b, struct handle *h)
+{
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		b->first = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	h->prev = h->next = NULL;
+}
+
+/* Gives the open handle h the token fh, unless another handle holds it
+ * (false).  Both buckets are held while h moves, so a lookup of either
+ * token finds it or finds nothing, never another handle. */
+static bool handle_retoken(struct fs *fs, struct handle *h, uint64_t fh)
+{
+	struct handle_bucket *from = bucket_of(fs, h->fh), *to = bucket_of(fs, fh);
+	struct handle_bucket *first = from < to ? from : to, *second = from < to ? to : from;
+	pthread_mutex_lock(&first->lock);
+	if (second != first)
+		pthread_mutex_lock(&second->lock);
+	bool taken = fh_taken(to, fh, h);
+	if (!taken) {
+		bucket_remove(from, h);
+		h->fh = fh;
+		bucket_add(to, h);
+	}
+	if (second != first)
+		pthread_mutex_unlock(&second->lock);
+	pthread_mutex_unlock(&first->lock);
+	return !taken;
 }
 
 static struct handle *handle_adopt(struct fs *fs, fuse_req_t req, fuse_ino_t ino, uint64_t fh,
@@ -137,16 +185,19 @@ static struct handle *handle_new(struct fs *fs, struct node *n, const char *id, 
 	h->who = *who;
 	who->exe = who->cgroup = who->unit = who->comm = NULL;
 	__atomic_add_fetch(&n->open_count, 1, __ATOMIC_RELAXED);
-	pthread_mutex_lock(&fs->handles_lock);
-	do /* unique among open handles (reply_open keeps it so) */
-		h->fh = fh_new();
-	while (fh_taken(fs, h->fh, NULL));
-	h->next = fs->handles;
-	if (h->next)
-		h->next->prev = h;
-	fs->handles = h;
-	pthread_mutex_unlock(&fs->handles_lock);
-	return h;
+	for (;;) { /* unique among open handles (handle_retoken keeps it so) */
+		uint64_t fh = fh_new();
+		struct handle_bucket *b = bucket_of(fs, fh);
+		pthread_mutex_lock(&b->lock);
+		bool taken = fh_taken(b, fh, NULL);
+		if (!taken) {
+			h->fh = fh;
+			bucket_add(b, h);
+		}
+		pthread_mutex_unlock(&b->lock);
+		if (!taken)
+			return h;
+	}
 }
 
 /* Frees h and lets its node go; a pending secret that nobody holds open
@@ -154,14 +205,10 @@ static struct handle *handle_new(struct fs *fs, struct node *n, const char *id, 
  * refused with EFBIG).  fs->lock not held. */
 static void handle_free(struct fs *fs, struct handle *h)
 {
-	pthread_mutex_lock(&fs->handles_lock);
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		fs->handles = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
-	pthread_mutex_unlock(&fs->handles_lock);
+	struct handle_bucket *b = bucket_of(fs, h->fh);
+	pthread_mutex_lock(&b->lock);
+	bucket_remove(b, h);
+	pthread_mutex_unlock(&b->lock);
 
 	/* The common case (a stored secret's last reader) needs no write
 	 * lock: only a node that may have to go is pinned and settled under
@@ -528,12 +575,9 @@ static void reply_open(fuse_req_t req, struct fs *fs, struct handle *h, struct f
 	    h->snap->version <= FH_VERSION_MAX) {
 		/* 32 bits of the token are left beside the version: drawn
 		 * again while another handle holds the same */
-		pthread_mutex_lock(&fs->handles_lock);
-		uint64_t low = h->fh & 0xffffffffULL, fh;
-		while (fh_taken(fs, fh = FH_SNAPSHOT | h->snap->version << 32 | low, h))
+		uint64_t low = h->fh & 0xffffffffULL;
+		while (!handle_retoken(fs, h, FH_SNAPSHOT | h->snap->version << 32 | low))
 			low = fh_new() & 0xffffffffULL;
-		h->fh = fh;
-		pthread_mutex_unlock(&fs->handles_lock);
 	}
 	fi->fh = h->fh;
 	/* No page cache: each open reads its own snapshot and no plaintext
@@ -1008,9 +1052,13 @@ static struct handle *handle_adopt(struct fs *fs, fuse_req_t req, fuse_ino_t ino
 	} else if (h) {
 		h->incarnation = incarnation;
 		h->snap = v;
-		pthread_mutex_lock(&fs->handles_lock);
-		h->fh = fh;
-		pthread_mutex_unlock(&fs->handles_lock);
+		if (!handle_retoken(fs, h, fh)) {
+			/* a handle of this daemon drew the same token (1 in
+			 * 2^32 per pair): this open cannot be told from it */
+			release_handle(fs, h);
+			h = NULL;
+			r = -ESTALE;
+		}
 	}
 	caller_clear(&who);
 	pthread_mutex_unlock(&adopt_lock);
@@ -1200,13 +1248,16 @@ static void release_handle(struct fs *fs, struct handle *h)
  * left, wiping every buffer. */
 void release_open_handles(struct fs *fs)
 {
-	for (;;) {
-		pthread_mutex_lock(&fs->handles_lock);
-		struct handle *h = fs->handles;
-		pthread_mutex_unlock(&fs->handles_lock);
-		if (!h)
-			break;
-		release_handle(fs, h);
+	for (size_t i = 0; i < HANDLE_BUCKETS; i++) {
+		struct handle_bucket *b = &fs->handles[i];
+		for (;;) {
+			pthread_mutex_lock(&b->lock);
+			struct handle *h = b->first;
+			pthread_mutex_unlock(&b->lock);
+			if (!h)
+				break;
+			release_handle(fs, h);
+		}
 	}
 }
 

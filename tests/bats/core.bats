@@ -445,6 +445,30 @@ os.close(fd)' "$F"
 	eq "$(stat -c %s "$MNT/ai_gateway/K10000")" 6
 }
 
+@test "2,000 files open at once over three secrets: each fd reads its own file's value, also after half are closed and the secrets rotated" {
+	mount_store
+	for k in A_KEY B_KEY C_KEY; do printf "v1-$k" >"$MNT/ai_gateway/$k"; done
+	run python3 - "$MNT/ai_gateway" <<'PY'
+import os, sys, resource
+d = sys.argv[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+keys = ["A_KEY", "B_KEY", "C_KEY"]
+fds = [(k, os.open(f"{d}/{k}", os.O_RDONLY)) for i in range(2000) for k in [keys[i % 3]]]
+bad = [k for k, fd in fds if os.pread(fd, 100, 0) != f"v1-{k}".encode()]
+for k, fd in fds[::2]:
+    os.close(fd)
+for k in keys:  # a rotation: open snapshots keep the value they opened
+    with open(f"{d}/.{k}.new", "w") as f:
+        f.write(f"v2-{k}")
+    os.rename(f"{d}/.{k}.new", f"{d}/{k}")
+bad += [k for k, fd in fds[1::2] if os.pread(fd, 100, 0) != f"v1-{k}".encode()]
+new = [open(f"{d}/{k}").read() for k in keys]
+print(len(bad), " ".join(new))
+PY
+	echo "$output"
+	eq "$output" "0 v2-A_KEY v2-B_KEY v2-C_KEY"
+}
+
 @test "no plaintext in the store directory (db, -wal, anything) while mounted and after" {
 	mount_store
 	printf 'PLAINTEXT-CANARY-7f3a9' > "$MNT/ai_gateway/CANARY"
