@@ -83,8 +83,8 @@ char *cgroup_from_proc_text(const char *text)
  *
  * Reading /proc/PID/cgroup costs more than the rest of an open (the kernel
  * formats every hierarchy's path: 11-35 us here, docs/benchmarks.md); the
- * cgroup's id costs a pidfd_open, a PIDFD_GET_INFO ioctl and a close
- * (about 3.6 us).  So the path is kept per cgroup id, and an open asks the
+ * cgroup's id costs a PIDFD_GET_INFO ioctl on the requester's pidfd,
+ * which is kept (task slots, below).  So the path is kept per cgroup id, and an open asks the
  * kernel only for the id of the requester's cgroup (it is blocked in its
  * request: the tid names it).  An id is never reused while the system
  * runs, and an entry is made only after stat(2) of the path under the
@@ -95,7 +95,9 @@ char *cgroup_from_proc_text(const char *text)
  * way).  Only where the unified hierarchy decides (cgroup_pick): with the
  * unified path "/" and a name=systemd hierarchy (cgroup v1 hosts), the
  * path is not the id's, and /proc is read every time, as before.  Kernels
- * without PIDFD_THREAD (6.9) or PIDFD_GET_INFO (6.13): /proc every time.
+ * without PIDFD_THREAD (6.9) or PIDFD_GET_INFO (6.13), found by a probe
+ * on the daemon's own thread at the first request: no slots, /proc every
+ * time.
  */
 struct caller_pidfd_info { /* linux/pidfd.h's struct pidfd_info, version 0 */
 	uint64_t mask;
@@ -111,7 +113,7 @@ struct caller_pidfd_info { /* linux/pidfd.h's struct pidfd_info, version 0 */
 
 static struct {
 	pthread_mutex_t lock; /* a leaf */
-	bool off;             /* the kernel cannot tell ids */
+	bool off;             /* no thread pidfds or PIDFD_GET_INFO (cgc_init) */
 	const char *mount;    /* the cgroup2 mount, or NULL (set once) */
 	struct {
 		uint64_t id; /* 0: empty */
@@ -150,6 +152,21 @@ static struct task_slot {
 	int pidfd, comm_fd;   /* -1: not open */
 } slots[TASK_SLOTS];
 
+/* PIDFD_GET_INFO's cgroup id into *id; 0 or -errno.  ESRCH: the task is
+ * gone — which is what a slot relies on, so the mask must never ask for
+ * PIDFD_INFO_EXIT (6.15), with which a reaped task answers too.  (6.13
+ * and 6.14 also say ESRCH for a live task whose parent is outside the
+ * daemon's pid namespace: that slot is emptied each time, /proc read.) */
+static int pidfd_cgroup(int fd, uint64_t *id)
+{
+	struct caller_pidfd_info info = { .mask = CALLER_PIDFD_INFO_CGROUPID };
+	if (ioctl(fd, CALLER_PIDFD_GET_INFO, &info) != 0)
+		return -errno;
+	if (info.mask & CALLER_PIDFD_INFO_CGROUPID)
+		*id = info.cgroupid;
+	return 0;
+}
+
 static void cgc_init(void)
 {
 	for (size_t i = 0; i < TASK_SLOTS; i++) {
@@ -157,21 +174,16 @@ static void cgc_init(void)
 		slots[i].pidfd = slots[i].comm_fd = -1;
 	}
 	cgc_find_mount();
-}
-
-/* PIDFD_GET_INFO's cgroup id into *id; 0 or -errno (ESRCH: the task is
- * gone). */
-static int pidfd_cgroup(int fd, uint64_t *id)
-{
-	struct caller_pidfd_info info = { .mask = CALLER_PIDFD_INFO_CGROUPID };
-	if (ioctl(fd, CALLER_PIDFD_GET_INFO, &info) != 0) {
-		if (errno == ENOTTY || errno == EINVAL) /* no PIDFD_GET_INFO (6.13) */
-			__atomic_store_n(&cgc.off, true, __ATOMIC_RELAXED);
-		return -errno;
-	}
-	if (info.mask & CALLER_PIDFD_INFO_CGROUPID)
-		*id = info.cgroupid;
-	return 0;
+	/* Whether the kernel has thread pidfds (6.9) and PIDFD_GET_INFO
+	 * (6.13), asked once of this thread: a later error is that request's
+	 * own (a task being released says EINVAL too), never a reason to
+	 * stop asking. */
+	uint64_t id;
+	int fd = (int)syscall(SYS_pidfd_open, gettid(), CALLER_PIDFD_THREAD);
+	if (fd < 0 || pidfd_cgroup(fd, &id) < 0)
+		cgc.off = true;
+	if (fd >= 0)
+		close(fd);
 }
 
 static void slot_empty(struct task_slot *s)
@@ -191,9 +203,11 @@ static struct task_slot *slot_lock(pid_t tid, uint64_t *cgid)
 {
 	*cgid = 0;
 	/* pid 0: a request from outside the daemon's pid namespace */
-	if (tid <= 0 || __atomic_load_n(&cgc.off, __ATOMIC_RELAXED))
+	if (tid <= 0)
 		return NULL;
 	pthread_once(&cgc_once, cgc_init);
+	if (cgc.off)
+		return NULL;
 	struct task_slot *s = &slots[(unsigned)tid % TASK_SLOTS];
 	pthread_mutex_lock(&s->lock);
 	int r = s->tid == tid ? pidfd_cgroup(s->pidfd, cgid) : -ESRCH;
@@ -202,9 +216,6 @@ static struct task_slot *slot_lock(pid_t tid, uint64_t *cgid)
 		slot_empty(s);
 		s->pidfd = (int)syscall(SYS_pidfd_open, tid, CALLER_PIDFD_THREAD);
 		if (s->pidfd < 0) {
-			/* no pidfd, or no PIDFD_THREAD (6.9) */
-			if (errno == ENOSYS || errno == EINVAL)
-				__atomic_store_n(&cgc.off, true, __ATOMIC_RELAXED);
 			r = -errno;
 		} else {
 			s->tid = tid;

@@ -38,7 +38,11 @@
  *     the notifier's queue, the credential socket's queue of rotated
  *     secrets (credsock_value_changed, called from fs_apply), the
  *     mirror's lock (mirror_kick from fs_apply, mirror_status from
- *     getxattr; backend/mirror.h).
+ *     getxattr; backend/mirror.h);
+ *  5. leaves taken with none of the above held: handle_adopt's
+ *     adopt_lock (ops_file.c), and under it the caller's task slot
+ *     (caller.c, held across the requester's /proc reads), then after it
+ *     the cgroup cache's lock.
  * The credential socket's thread (credsock.c) takes none of them: it
  * calls the store directly and reads only the read-only policy.
  */
