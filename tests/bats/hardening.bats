@@ -298,3 +298,31 @@ for name in ("first-name", "second-name"):
 		skip "the kernel has no PIDFD_GET_INFO: /proc/PID/comm is opened at each open"
 	eq "$(grep -c "open.*\"/proc/$pid/comm\"" "$T/strace")" 1 "opens of /proc/$pid/comm"
 }
+
+@test "exe: after an execve by a non-leader thread (its tid becomes the leader's), the next open is audited by the new program's comm" {
+	new_store
+	chmod 0755 "$T"
+	real=$SFS
+	printf '#!/bin/sh\nexec setpriv --bounding-set=-sys_ptrace "%s" "$@"\n' "$real" >"$T/noptrace"
+	chmod 0755 "$T/noptrace"
+	SFS=$T/noptrace start_daemon -o allow_other,owner=ai_gateway:"$AIGW"
+	SFS=$real
+	printf 'v' >"$MNT/ai_gateway/EXEC_KEY"
+	run as "$AIGW" /usr/bin/python3 -c '
+import os, sys, threading
+print(os.getpid(), flush=True)
+with open("/proc/self/comm", "w") as c:
+    c.write("before-exec")
+with open(sys.argv[1]) as f:
+    f.read()
+def go():
+    os.execv(sys.argv[2], [sys.argv[2], sys.argv[1]])
+t = threading.Thread(target=go)
+t.start()
+t.join()' "$MNT/ai_gateway/EXEC_KEY" "$CAT"
+	[ "$status" -eq 0 ] || { echo "as $AIGW: $output" >&2; return 1; }
+	local pid=${lines[0]}
+	eq "${lines[1]}" v "what the exec'd cat read"
+	log_has " op=read id=EXEC_KEY .* pid=$pid .* exe=\\? comm=before-exec$"
+	log_has " op=read id=EXEC_KEY .* pid=$pid .* exe=\\? comm=cat$"
+}

@@ -81,6 +81,35 @@ int main(void)
 			CHECK(false);
 		}
 	}
+	/* appending (the escape starts where the line is): audit_exe puts
+	 * comm= after exe= */
+	for (int round = 0; round < 5000; round++) {
+		char exe[80], comm[40];
+		size_t el = next() % 70, cl = 1 + next() % 30;
+		for (size_t i = 0; i < el; i++)
+			exe[i] = next() % 5 ? (char)('a' + next() % 26)
+			                    : special[next() % (sizeof(special) - 1)];
+		exe[el] = '\0';
+		for (size_t i = 0; i < cl; i++)
+			comm[i] = next() % 5 ? (char)('a' + next() % 26)
+			                     : special[next() % (sizeof(special) - 1)];
+		comm[cl] = '\0';
+		struct caller c = { .exe = exe, .comm = comm };
+		size_t size = next() % 2 ? sizeof(got) : 8 + next() % 200;
+		audit_exe(&c, got, size);
+		size_t w = reference_escape(want, size, exe, AUDIT_CAP_EXE);
+		if (w + 7 < size) {
+			memcpy(want + w, " comm=", 6);
+			w += 6;
+			w += reference_escape(want + w, size - w, comm, AUDIT_CAP_COMM);
+		}
+		if (strcmp(got, want) != 0) {
+			fprintf(stderr, "exe \"%s\" comm \"%s\" size %zu: \"%s\" != \"%s\"\n", exe,
+			        comm, size, got, want);
+			CHECK(false);
+		}
+		CHECK(strlen(got) < size);
+	}
 	/* the figures in docs/audit.md */
 	audit_escape(got, sizeof(got), "/opt/my tool", AUDIT_CAP_EXE);
 	CHECK(strcmp(got, "/opt/my%20tool") == 0);
