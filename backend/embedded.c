@@ -2359,130 +2359,179 @@ static int check_write(struct store *s, const char *id)
 	return check_id(id);
 }
 
+/* One batch of a listing: rows read, and what their checks found. */
+struct list_batch {
+	struct secret_meta *meta; /* LIST_BATCH of them; n filled */
+	struct row_auth *auth;
+	enum row_problem *problem; /* list_verify's verdicts */
+	size_t n, rows;            /* rows: read, n: kept */
+	const struct store *s;
+};
+
+/* Reads the batch of rows after `last` (keyset pagination, one read
+ * transaction: two ordered range queries merged) into b; *seen becomes
+ * the last ID read.  Takes and lets go of the mutex. */
+static int list_read(struct store *s, const char *last, struct list_batch *b, char **seen)
+{
+	sqlite3_stmt *st = NULL;
+	size_t j = 0;
+	int r, rc;
+
+	b->n = b->rows = 0;
+	pthread_mutex_lock(&s->mutex);
+	r = tx_begin(s, false);
+	if (r < 0) {
+		pthread_mutex_unlock(&s->mutex);
+		return r;
+	}
+	r = sql_prepare(s,
+	                "SELECT id, " META_COLUMNS " FROM secrets "
+	                "WHERE id > ?1 AND scopes < " DELETED_MIN " ORDER BY id LIMIT ?2",
+	                &st);
+	if (r == 0) {
+		const char *id = NULL;
+		sqlite3_bind_text(st, 1, last, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, LIST_BATCH);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			struct secret_meta *m = &b->meta[b->n];
+
+			b->rows++;
+			meta_from_row(st, 1, m, &b->auth[b->n]);
+			if (!(m->id = strdup(col_text(st, 0)))) {
+				r = -ENOMEM;
+				break;
+			}
+			id = m->id;
+			b->n++;
+		}
+		if (r == 0 && rc != SQLITE_DONE)
+			r = sql_fail(s, rc);
+		if (r == 0 && id) {
+			free(*seen);
+			if (!(*seen = strdup(id)))
+				r = -ENOMEM;
+		}
+		sql_done(s, st);
+		st = NULL;
+	}
+	if (r == 0 && b->n > 0)
+		r = sql_prepare(s,
+		                "SELECT id, key, value FROM labels "
+		                "WHERE id > ?1 AND id <= ?2 ORDER BY id, key",
+		                &st);
+	if (r == 0 && b->n > 0) {
+		sqlite3_bind_text(st, 1, last, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, *seen, -1, SQLITE_STATIC);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			const char *lid = col_text(st, 0);
+			int c = -1;
+
+			while (j < b->n && (c = strcmp(b->meta[j].id, lid)) < 0)
+				j++;
+			if (j < b->n && c == 0) {
+				if (b->meta[j].labels.n == LABELS_MAX) {
+					b->auth[j].too_many = true;
+					continue;
+				}
+				r = labels_append(&b->meta[j].labels, col_text(st, 1),
+				                  col_text(st, 2));
+				if (r < 0)
+					break;
+			}
+		}
+		if (r == 0 && rc != SQLITE_DONE)
+			r = sql_fail(s, rc);
+		sql_done(s, st);
+	}
+	r = tx_end(s, r);
+	pthread_mutex_unlock(&s->mutex);
+	return r;
+}
+
+/* Every row of b checked (its MAC: most of a listing's cost); touches
+ * only b and the store's read-only keys, so it runs on a thread of its
+ * own while the next batch is read. */
+static void *list_verify(void *arg)
+{
+	struct list_batch *b = arg;
+	for (size_t i = 0; i < b->n; i++)
+		b->problem[i] = row_check(b->s, &b->meta[i], &b->auth[i]);
+	return NULL;
+}
+
+static void list_batch_clear(struct list_batch *b)
+{
+	for (size_t i = 0; b->meta && i < b->n; i++)
+		secret_meta_clear(&b->meta[i]);
+	b->n = b->rows = 0;
+}
+
+static void list_batch_free(struct list_batch *b)
+{
+	list_batch_clear(b);
+	free(b->meta);
+	if (b->auth)
+		sodium_memzero(b->auth, LIST_BATCH * sizeof(*b->auth));
+	free(b->auth);
+	free(b->problem);
+}
+
+static int list_batch_init(const struct store *s, struct list_batch *b)
+{
+	*b = (struct list_batch){ .s = s };
+	b->meta = calloc(LIST_BATCH, sizeof(*b->meta));
+	b->auth = calloc(LIST_BATCH, sizeof(*b->auth));
+	b->problem = calloc(LIST_BATCH, sizeof(*b->problem));
+	return b->meta && b->auth && b->problem ? 0 : -ENOMEM;
+}
+
+/* Batch by batch, in ID order; fn runs without the mutex, and only for
+ * rows that verified.  Batch k's rows are verified on a second thread
+ * while batch k+1 is read (a listing at mount checks a MAC per secret:
+ * with one thread, half its time).  A row that does not verify is left
+ * out with a line: one tampered secret hides no other. */
 static int embedded_list(struct store *s, store_list_fn fn, void *userdata)
 {
-	struct secret_meta *batch = NULL;
-	struct row_auth *auth = NULL;
-	sqlite3_stmt *st = NULL;
+	struct list_batch batch[2], *cur = &batch[0], *next = &batch[1];
 	char *last = NULL, *seen = NULL;
-	size_t n = 0;
-	int r = 0, rc;
+	int r;
 
 	if (!s || !fn)
 		return -EINVAL;
-	batch = calloc(LIST_BATCH, sizeof(*batch));
-	auth = calloc(LIST_BATCH, sizeof(*auth));
-	last = strdup("");
-	if (!batch || !auth || !last) {
+	r = list_batch_init(s, &batch[0]);
+	if (r == 0)
+		r = list_batch_init(s, &batch[1]);
+	if (r == 0 && !(last = strdup("")))
 		r = -ENOMEM;
-		goto out;
+	if (r == 0)
+		r = list_read(s, last, cur, &seen);
+	while (r == 0 && cur->rows > 0) {
+		pthread_t verifier;
+		bool threaded = cur->rows == LIST_BATCH &&
+		                pthread_create(&verifier, NULL, list_verify, cur) == 0;
+		if (!threaded)
+			list_verify(cur);
+		/* the next batch starts after this one's last ID */
+		if (cur->rows == LIST_BATCH) {
+			free(last);
+			last = seen ? strdup(seen) : NULL;
+			r = last ? list_read(s, last, next, &seen) : -ENOMEM;
+		}
+		if (threaded)
+			pthread_join(verifier, NULL);
+		for (size_t i = 0; r == 0 && i < cur->n; i++) {
+			if (cur->problem[i] != ROW_OK)
+				row_log(cur->problem[i], cur->meta[i].id, true);
+			else
+				r = fn(userdata, &cur->meta[i]);
+		}
+		list_batch_clear(cur);
+		struct list_batch *t = cur;
+		cur = next;
+		next = t;
 	}
-
-	/* Keyset pagination: one read transaction per batch, two ordered
-	 * range queries merged; fn runs without the mutex.  `seen` is the
-	 * last ID the batch read, `last` the one before the batch.  A row
-	 * that does not verify is left out with a line: one tampered secret
-	 * hides no other. */
-	for (;;) {
-		size_t j = 0, rows = 0;
-
-		pthread_mutex_lock(&s->mutex);
-		r = tx_begin(s, false);
-		if (r < 0) {
-			pthread_mutex_unlock(&s->mutex);
-			goto out;
-		}
-		r = sql_prepare(s,
-		                "SELECT id, " META_COLUMNS " FROM secrets "
-		                "WHERE id > ?1 AND scopes < " DELETED_MIN " ORDER BY id LIMIT ?2",
-		                &st);
-		if (r == 0) {
-			sqlite3_bind_text(st, 1, last, -1, SQLITE_STATIC);
-			sqlite3_bind_int(st, 2, LIST_BATCH);
-			while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-				struct secret_meta *m = &batch[n];
-
-				rows++;
-				free(seen);
-				if (!(seen = strdup(col_text(st, 0)))) {
-					r = -ENOMEM;
-					break;
-				}
-				meta_from_row(st, 1, m, &auth[n]);
-				if (!(m->id = strdup(seen))) {
-					r = -ENOMEM;
-					break;
-				}
-				n++;
-			}
-			if (r == 0 && rc != SQLITE_DONE)
-				r = sql_fail(s, rc);
-			sql_done(s, st);
-			st = NULL;
-		}
-		if (r == 0 && n > 0)
-			r = sql_prepare(s,
-			                "SELECT id, key, value FROM labels "
-			                "WHERE id > ?1 AND id <= ?2 ORDER BY id, key",
-			                &st);
-		if (r == 0 && n > 0) {
-			sqlite3_bind_text(st, 1, last, -1, SQLITE_STATIC);
-			sqlite3_bind_text(st, 2, seen, -1, SQLITE_STATIC);
-			while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-				const char *lid = col_text(st, 0);
-				int c = -1;
-
-				while (j < n && (c = strcmp(batch[j].id, lid)) < 0)
-					j++;
-				if (j < n && c == 0) {
-					if (batch[j].labels.n == LABELS_MAX) {
-						auth[j].too_many = true;
-						continue;
-					}
-					r = labels_append(&batch[j].labels, col_text(st, 1),
-					                  col_text(st, 2));
-					if (r < 0)
-						break;
-				}
-			}
-			if (r == 0 && rc != SQLITE_DONE)
-				r = sql_fail(s, rc);
-			sql_done(s, st);
-			st = NULL;
-		}
-		r = tx_end(s, r);
-		pthread_mutex_unlock(&s->mutex);
-		if (r < 0 || rows == 0)
-			goto out;
-
-		for (size_t i = 0; i < n; i++) {
-			enum row_problem p = row_check(s, &batch[i], &auth[i]);
-			if (p != ROW_OK) {
-				row_log(p, batch[i].id, true);
-				continue;
-			}
-			r = fn(userdata, &batch[i]);
-			if (r != 0)
-				goto out;
-		}
-		if (rows < LIST_BATCH)
-			goto out;
-
-		free(last);
-		last = seen;
-		seen = NULL;
-		for (size_t i = 0; i < n; i++)
-			secret_meta_clear(&batch[i]);
-		n = 0;
-	}
-out:
-	if (batch)
-		for (size_t i = 0; i < n; i++)
-			secret_meta_clear(&batch[i]);
-	free(batch);
-	if (auth)
-		sodium_memzero(auth, LIST_BATCH * sizeof(*auth));
-	free(auth);
+	list_batch_free(&batch[0]);
+	list_batch_free(&batch[1]);
 	free(last);
 	free(seen);
 	return r;

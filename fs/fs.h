@@ -101,19 +101,23 @@ struct node;
 
 struct secret_node {
 	/* Copy of the store's metadata.  meta.incarnation == 0: pending
-	 * (created here, no value stored yet), in pending_scopes. */
+	 * (created here, no value stored yet), in pending_scopes.  meta.id
+	 * lies in the node's own allocation (nodes.c); a stored secret's
+	 * meta.labels are a shared, read-only label set (labels_interned:
+	 * change them only through the store), a pending one's its own. */
 	struct secret_meta meta;
-	scope_set pending_scopes;
 	fuse_ino_t vdir_ino;   /* its /.versions/ID directory, 0 if none yet */
 	struct node *versions; /* -o fast: its NODE_SECRET_VERSION inodes */
 	/* Until then its names get no entry timeout: after a change of its
 	 * scopes or value the kernel's own count of its links may be off
 	 * (see entry_timeout_of), and only a lookup sets it right. */
 	int64_t settle_ns;
+	scope_set pending_scopes;
 	/* Made by mknod(2) (tar --xattrs makes a file, sets its xattrs, then
 	 * opens it): a pending node the kernel knows stays until its first
 	 * open is released, not only while something holds it open. */
 	bool mknod_hold;
+	bool labels_interned; /* meta.labels belong to fs->label_sets */
 };
 
 struct scratch_node {
@@ -129,26 +133,27 @@ struct scratch_node {
 	                               are no whole value (until truncated) */
 };
 
+/* Fields ordered so that no padding is left: there is one per secret. */
 struct node {
 	fuse_ino_t ino;
-	enum node_kind kind;
 	/* Counts that keep a node: the kernel's references, open handles,
 	 * operations and version inodes that hold it.  Atomic increments
 	 * under fs->lock read, the rest under write (fs_node_release). */
 	uint64_t nlookup;
-	unsigned open_count;
-	unsigned pins;
-	bool dead;   /* secret: its incarnation is gone */
-	bool busy;   /* in a change set (fs->change_mutex) */
-	mode_t mode; /* permission bits, this host's view */
-	uid_t uid;
-	gid_t gid;
 	int64_t ctime_ns;  /* last chmod/chown/link count change */
-	bool owner_set;    /* chown'ed: uid/gid override the scope's owner */
-	bool mode_set;     /* chmod'ed (both kept in hostattrs.c's file) */
 	struct node *next; /* sibling list: live scratch files, a
 	                               version directory's files, or a
 	                               secret's version inodes */
+	unsigned open_count;
+	unsigned pins;
+	enum node_kind kind;
+	mode_t mode; /* permission bits, this host's view */
+	uid_t uid;
+	gid_t gid;
+	bool dead;      /* secret: its incarnation is gone */
+	bool busy;      /* in a change set (fs->change_mutex) */
+	bool owner_set; /* chown'ed: uid/gid override the scope's owner */
+	bool mode_set;  /* chmod'ed (both kept in hostattrs.c's file) */
 	union {
 		struct secret_node secret;
 		struct scratch_node scratch;
@@ -247,6 +252,11 @@ struct fs {
 	/* ID -> secret node (open addressing, linear probing).  fs->lock. */
 	struct node **by_id;
 	size_t by_id_cap, by_id_count;
+	/* The stored secrets' label sets, each kept once however many
+	 * secrets carry it (AI Gateway's keys share a few: managed-by,
+	 * provider, team), counted (nodes.c).  fs->lock. */
+	struct label_set **label_sets;
+	size_t label_sets_cap, label_sets_count;
 
 	/* Open files by fh (ops_file.c: every read and release finds its
 	 * handle here; unmount releases what the kernel did not), in buckets

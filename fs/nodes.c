@@ -5,9 +5,15 @@
  * to the node of its live or pending incarnation, and fs_apply(), the one
  * place where change records enter the table.  The caller holds fs->lock
  * (write for changes) unless a function says otherwise.
+ *
+ * Memory per secret (a million of them must fit in a few hundred MiB):
+ * a secret node is one allocation with its ID behind it, and a stored
+ * secret's labels are a label set kept once for every secret that
+ * carries the same labels in the same order (struct label_set, counted).
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,13 +30,140 @@ static uint64_t hash_id(const char *s)
 	return h;
 }
 
+/* --- label sets: one copy of each distinct set of labels --- */
+
+/* Read-only once made; meta.labels.v of the secrets carrying it points
+ * at v.  The strings follow v in the same allocation. */
+struct label_set {
+	struct label_set *next; /* in its hash chain */
+	uint64_t hash;
+	size_t refs; /* secret nodes whose meta.labels it is */
+	size_t n;
+	struct label v[];
+};
+
+static uint64_t labels_hash(const struct labels *l)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a over key\0value\0... */
+	for (size_t i = 0; i < l->n; i++)
+		for (int f = 0; f < 2; f++)
+			for (const char *c = f ? l->v[i].value : l->v[i].key;; c++) {
+				h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+				if (!*c)
+					break;
+			}
+	return h;
+}
+
+static bool label_set_is(const struct label_set *set, uint64_t hash, const struct labels *l)
+{
+	if (set->hash != hash || set->n != l->n)
+		return false;
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(set->v[i].key, l->v[i].key) != 0 ||
+		    strcmp(set->v[i].value, l->v[i].value) != 0)
+			return false;
+	return true;
+}
+
+static struct label_set *label_set_new(const struct labels *l, uint64_t hash)
+{
+	size_t bytes = sizeof(struct label_set) + l->n * sizeof(struct label);
+	for (size_t i = 0; i < l->n; i++)
+		bytes += strlen(l->v[i].key) + strlen(l->v[i].value) + 2;
+	struct label_set *set = malloc(bytes);
+	if (!set)
+		return NULL;
+	*set = (struct label_set){ .hash = hash, .n = l->n };
+	char *p = (char *)&set->v[l->n];
+	for (size_t i = 0; i < l->n; i++) {
+		size_t k = strlen(l->v[i].key) + 1, v = strlen(l->v[i].value) + 1;
+		set->v[i].key = memcpy(p, l->v[i].key, k);
+		set->v[i].value = memcpy(p + k, l->v[i].value, v);
+		p += k + v;
+	}
+	return set;
+}
+
+static int label_sets_grow(struct fs *fs)
+{
+	size_t cap = fs->label_sets_cap * 2;
+	struct label_set **v = calloc(cap, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < fs->label_sets_cap; i++)
+		for (struct label_set *set = fs->label_sets[i], *next; set; set = next) {
+			next = set->next;
+			set->next = v[set->hash & (cap - 1)];
+			v[set->hash & (cap - 1)] = set;
+		}
+	free(fs->label_sets);
+	fs->label_sets = v;
+	fs->label_sets_cap = cap;
+	return 0;
+}
+
+/* *ret: l as a label set's labels, counted once more (no labels: none). */
+static int labels_intern(struct fs *fs, const struct labels *l, struct labels *ret)
+{
+	if (!l->n) {
+		*ret = (struct labels){ 0 };
+		return 0;
+	}
+	uint64_t hash = labels_hash(l);
+	struct label_set **head = &fs->label_sets[hash & (fs->label_sets_cap - 1)], *set;
+	for (set = *head; set && !label_set_is(set, hash, l); set = set->next)
+		;
+	if (!set) {
+		if (fs->label_sets_count >= fs->label_sets_cap && label_sets_grow(fs) == 0)
+			head = &fs->label_sets[hash & (fs->label_sets_cap - 1)];
+		if (!(set = label_set_new(l, hash)))
+			return -ENOMEM;
+		set->next = *head;
+		*head = set;
+		fs->label_sets_count++;
+	}
+	set->refs++;
+	*ret = (struct labels){ .n = set->n, .v = set->v };
+	return 0;
+}
+
+/* Counts l (from labels_intern) once less; the last one frees its set. */
+static void labels_release(struct fs *fs, struct labels *l)
+{
+	if (!l->n)
+		return;
+	struct label_set *set = (struct label_set *)((char *)l->v - offsetof(struct label_set, v));
+	*l = (struct labels){ 0 };
+	if (--set->refs)
+		return;
+	struct label_set **pp = &fs->label_sets[set->hash & (fs->label_sets_cap - 1)];
+	while (*pp != set)
+		pp = &(*pp)->next;
+	*pp = set->next;
+	fs->label_sets_count--;
+	free(set);
+}
+
+/* A secret node's labels go: a stored one's set, or a pending one's own. */
+static void secret_labels_drop(struct fs *fs, struct secret_node *sn)
+{
+	if (sn->labels_interned)
+		labels_release(fs, &sn->meta.labels);
+	else
+		labels_clear(&sn->meta.labels);
+	sn->labels_interned = false;
+}
+
 int fs_nodes_init(struct fs *fs)
 {
 	fs->nodes_cap = 1024;
 	fs->nodes = calloc(fs->nodes_cap, sizeof(*fs->nodes));
 	fs->by_id_cap = 1024;
 	fs->by_id = calloc(fs->by_id_cap, sizeof(*fs->by_id));
-	if (!fs->nodes || !fs->by_id)
+	fs->label_sets_cap = 64;
+	fs->label_sets = calloc(fs->label_sets_cap, sizeof(*fs->label_sets));
+	if (!fs->nodes || !fs->by_id || !fs->label_sets)
 		return -ENOMEM;
 	fs->next_ino = INO_FIRST_FREE;
 	return 0;
@@ -60,6 +193,9 @@ void fs_nodes_free(struct fs *fs)
 	free(fs->by_id);
 	fs->nodes = NULL;
 	fs->by_id = NULL;
+	/* every set went with the last node carrying it */
+	free(fs->label_sets);
+	fs->label_sets = NULL;
 }
 
 struct node *fs_node(struct fs *fs, fuse_ino_t ino)
@@ -106,9 +242,10 @@ static int place(struct fs *fs, struct node *n, fuse_ino_t ino)
 	return 0;
 }
 
-static struct node *node_new_at(struct fs *fs, enum node_kind kind, fuse_ino_t ino)
+/* A node with extra bytes behind it (a secret's ID). */
+static struct node *node_new_at(struct fs *fs, enum node_kind kind, fuse_ino_t ino, size_t extra)
 {
-	struct node *n = calloc(1, sizeof(*n));
+	struct node *n = calloc(1, sizeof(*n) + extra);
 	if (!n)
 		return NULL;
 	n->kind = kind;
@@ -134,18 +271,23 @@ static struct node *node_new_at(struct fs *fs, enum node_kind kind, fuse_ino_t i
 	return n;
 }
 
-struct node *fs_node_new(struct fs *fs, enum node_kind kind)
+static struct node *node_new_next(struct fs *fs, enum node_kind kind, size_t extra)
 {
-	if (kind == NODE_ROOT)
-		return node_new_at(fs, kind, INO_ROOT);
-	if (kind == NODE_VERSIONS)
-		return node_new_at(fs, kind, INO_VERSIONS);
-	if (kind == NODE_DELETED)
-		return node_new_at(fs, kind, INO_DELETED);
-	struct node *n = node_new_at(fs, kind, fs->next_ino);
+	struct node *n = node_new_at(fs, kind, fs->next_ino, extra);
 	if (n && ++fs->next_ino > fs->ino_reserved)
 		handover_reserve(fs);
 	return n;
+}
+
+struct node *fs_node_new(struct fs *fs, enum node_kind kind)
+{
+	if (kind == NODE_ROOT)
+		return node_new_at(fs, kind, INO_ROOT, 0);
+	if (kind == NODE_VERSIONS)
+		return node_new_at(fs, kind, INO_VERSIONS, 0);
+	if (kind == NODE_DELETED)
+		return node_new_at(fs, kind, INO_DELETED, 0);
+	return node_new_next(fs, kind, 0);
 }
 
 size_t fs_secrets_renumber(struct fs *fs, fuse_ino_t (*want)(const struct node *, void *nlookup),
@@ -185,14 +327,14 @@ size_t fs_secrets_renumber(struct fs *fs, fuse_ino_t (*want)(const struct node *
 /* Scope directories get fixed numbers. */
 struct node *fs_scope_node_new(struct fs *fs, enum scope sc)
 {
-	return node_new_at(fs, NODE_SCOPE, INO_SCOPE_FIRST + sc);
+	return node_new_at(fs, NODE_SCOPE, INO_SCOPE_FIRST + sc, 0);
 }
 
 /* Frees n and what it owns, unconditionally. */
 static void node_destroy(struct fs *fs, struct node *n)
 {
 	if (n->kind == NODE_SECRET) {
-		secret_meta_clear(&n->u.secret.meta);
+		secret_labels_drop(fs, &n->u.secret); /* meta.id is in n */
 	} else if (n->kind == NODE_SCRATCH) {
 		fs_scratch_unlink(fs, n);
 		free(n->u.scratch.name);
@@ -360,11 +502,12 @@ static void id_index_remove(struct fs *fs, struct node *n)
 
 static struct node *secret_node_new(struct fs *fs, const char *id)
 {
-	struct node *n = fs_node_new(fs, NODE_SECRET);
+	size_t len = strlen(id) + 1;
+	struct node *n = node_new_next(fs, NODE_SECRET, len);
 	if (!n)
 		return NULL;
-	n->u.secret.meta.id = strdup(id);
-	if (!n->u.secret.meta.id || id_index_add(fs, n) < 0) {
+	n->u.secret.meta.id = memcpy(n + 1, id, len);
+	if (id_index_add(fs, n) < 0) {
 		node_destroy(fs, n);
 		return NULL;
 	}
@@ -428,10 +571,13 @@ void fs_change_done(struct fs *fs, struct node *const *nodes, size_t n)
 	pthread_rwlock_unlock(&fs->lock);
 }
 
+/* n (whose ID meta names) takes meta: its fields, its labels as a label
+ * set.  0 or -ENOMEM (n unchanged). */
 static int set_meta(struct fs *fs, struct node *n, const struct secret_meta *meta)
 {
-	struct secret_meta copy;
-	int r = secret_meta_copy(&copy, meta);
+	struct secret_meta copy = *meta;
+	copy.id = n->u.secret.meta.id;
+	int r = labels_intern(fs, &meta->labels, &copy.labels);
 	if (r < 0)
 		return r;
 	const struct secret_meta *old = &n->u.secret.meta;
@@ -450,8 +596,9 @@ static int set_meta(struct fs *fs, struct node *n, const struct secret_meta *met
 		credsock_value_changed(fs->credsock, copy.id, copy.scopes);
 	if (new_scopes)
 		n->ctime_ns = now_ns();
-	secret_meta_clear(&n->u.secret.meta);
+	secret_labels_drop(fs, &n->u.secret);
 	n->u.secret.meta = copy;
+	n->u.secret.labels_interned = true;
 	n->u.secret.pending_scopes = 0;
 	/* -o fast: version inodes the kernel has forgotten go once they are
 	 * not current (n is held by the caller: it stays). */

@@ -209,6 +209,14 @@ static bool dir_add(struct dirbuf *b, const char *name, fuse_ino_t ino, mode_t t
 	return true;
 }
 
+/* A secret's file name: its ID itself unless the ID has a '/' to escape
+ * (then *owned, malloc'ed; NULL: no memory).  A listing of a million
+ * secrets makes no copy of each. */
+static const char *secret_name(const char *id, char **owned)
+{
+	return strchr(id, '/') ? (*owned = id_to_name(id)) : id;
+}
+
 /* Offsets: 1 after ".", 2 after "..", ino + 3 after a node's entry: a
  * listing survives entries coming and going between calls. */
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -295,12 +303,12 @@ void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 			}
 		} else if (sc >= 0 && fs_node_in_scope(n, sc)) {
 			if (n->kind == NODE_SECRET)
-				name = owned = id_to_name(n->u.secret.meta.id);
+				name = secret_name(n->u.secret.meta.id, &owned);
 			else
 				name = n->u.scratch.name;
 		} else if (ino == INO_VERSIONS && n->kind == NODE_SECRET && !n->dead &&
 		           n->u.secret.meta.incarnation) {
-			name = owned = id_to_name(n->u.secret.meta.id);
+			name = secret_name(n->u.secret.meta.id, &owned);
 			type = S_IFDIR;
 		}
 		if (!name)

@@ -276,6 +276,37 @@ os.close(fd)' "$F"
 	eq "$(getfattr --only-values -n user.tag.empty "$F")" ""
 }
 
+@test "labels: secrets with the same labels share them in memory; a change to one leaves the others', also after a remount, a delete and a re-create" {
+	mount_store
+	for id in A B C; do
+		printf v > "$MNT/ai_gateway/SHARED_$id"
+		setfattr -n user.tag.managed-by -v aigateway "$MNT/ai_gateway/SHARED_$id"
+		setfattr -n user.tag.team -v search "$MNT/ai_gateway/SHARED_$id"
+	done
+	remount # one label set for the three
+	setfattr -n user.tag.team -v ml "$MNT/ai_gateway/SHARED_B"
+	setfattr -x user.tag.managed-by "$MNT/ai_gateway/SHARED_C"
+	eq "$(getfattr --only-values -n user.tag.team "$MNT/ai_gateway/SHARED_A")" search
+	eq "$(getfattr --only-values -n user.tag.managed-by "$MNT/ai_gateway/SHARED_A")" aigateway
+	eq "$(getfattr --only-values -n user.tag.team "$MNT/ai_gateway/SHARED_B")" ml
+	eq "$(getfattr --only-values -n user.tag.managed-by "$MNT/ai_gateway/SHARED_B")" aigateway
+	fails "No such attribute" getfattr -n user.tag.managed-by "$MNT/ai_gateway/SHARED_C"
+	eq "$(getfattr --only-values -n user.tag.team "$MNT/ai_gateway/SHARED_C")" search
+	# the last secret with a set goes, the others keep theirs
+	rm "$MNT/ai_gateway/SHARED_B"
+	printf w > "$MNT/ai_gateway/SHARED_A" # a new version: its labels again
+	eq "$(getfattr -d "$MNT/ai_gateway/SHARED_A" | grep -c '^user\.tag\.')" 2
+	eq "$(getfattr --only-values -n user.tag.team "$MNT/ai_gateway/SHARED_A")" search
+	# re-created right after its delete: its own labels come back (a
+	# pending secret's labels are its own until stored)
+	printf x > "$MNT/ai_gateway/SHARED_B"
+	eq "$(getfattr --only-values -n user.tag.team "$MNT/ai_gateway/SHARED_B")" ml
+	eq "$(getfattr --only-values -n user.tag.managed-by "$MNT/ai_gateway/SHARED_B")" aigateway
+	remount
+	eq "$(getfattr --only-values -n user.tag.team "$MNT/ai_gateway/SHARED_A")" search
+	eq "$(getfattr --only-values -n user.tag.team "$MNT/ai_gateway/SHARED_C")" search
+}
+
 @test "labels: values the store refuses are EINVAL and logged; other namespaces are EOPNOTSUPP" {
 	mount_store
 	F=$MNT/ai_gateway/LBL

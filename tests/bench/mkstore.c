@@ -3,12 +3,19 @@
  * Bulk store generator for tests/bench/run, linked against the project's
  * backend library: every value is sealed by the store itself.
  *
- *   mkstore DIR N     creates the store DIR if needed, then secrets S0000000 ..
- *                     S(N-1) in ai_gateway (64-byte value, label k=v) that
- *                     are not there yet; prints creates per second
+ *   mkstore DIR N     creates the store DIR if needed, then secrets 0 .. N-1
+ *                     in ai_gateway that are not there yet; prints creates
+ *                     per second.  Metadata as AI Gateway's keys look: IDs
+ *                     of 23 to 40 characters (OPENAI_API_KEY_SEARCH_0000042:
+ *                     provider, team, number), three labels (managed-by,
+ *                     provider, team), a 64-byte value
+ *   mkstore -i I      prints secret I's ID
  *   mkstore -l DIR    opens DIR and lists it through the store interface,
  *                     keeping nothing; prints "SECRETS SECONDS RSS_KB": the
  *                     store's own cost of a listing, without the daemon
+ *                     (and on stderr the CPU seconds of the whole process
+ *                     and of its main thread: the listing verifies rows on
+ *                     a second thread)
  *
  * Each create is one transaction; with synchronous=FULL that is one fsync
  * each.  tests/bench/run runs this under eatmydata when it is installed
@@ -19,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -32,6 +40,12 @@ static double now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double cpu_s(const struct rusage *u)
+{
+	return (double)u->ru_utime.tv_sec + u->ru_utime.tv_usec / 1e6 + (double)u->ru_stime.tv_sec +
+	       u->ru_stime.tv_usec / 1e6;
 }
 
 static long rss_kb(void)
@@ -63,6 +77,30 @@ static int open_store(const char *dir, uint8_t **ret_key, struct store **ret_sto
 	return embedded_store_ops.open(&cfg, ret_store);
 }
 
+static const char *const providers[] = { "OPENAI",  "ANTHROPIC", "GOOGLE_VERTEX", "AZURE_OPENAI",
+	                                 "MISTRAL", "COHERE",    "AWS_BEDROCK",   "GROQ" };
+static const char *const teams[] = {
+	"ML", "SEARCH", "PLATFORM", "SUPPORT", "DATA_INFRA", "RESEARCH"
+};
+#define N_PROVIDERS (sizeof(providers) / sizeof(providers[0]))
+#define N_TEAMS (sizeof(teams) / sizeof(teams[0]))
+
+/* Secret i's ID: PROVIDER_API_KEY_TEAM_NNNNNNN, 23 to 40 characters. */
+static void id_of(unsigned long i, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s_API_KEY_%s_%07lu", providers[i % N_PROVIDERS],
+	         teams[i / N_PROVIDERS % N_TEAMS], i);
+}
+
+/* A label value: the upper-case name in lower case. */
+static void lower(const char *from, char *buf, size_t size)
+{
+	size_t k = 0;
+	for (; from[k] && k + 1 < size; k++)
+		buf[k] = (char)(from[k] >= 'A' && from[k] <= 'Z' ? from[k] - 'A' + 'a' : from[k]);
+	buf[k] = 0;
+}
+
 static unsigned long listed;
 static int count_one(void *userdata, const struct secret_meta *meta)
 {
@@ -85,13 +123,24 @@ int main(int argc, char **argv)
 			fprintf(stderr, "mkstore: %s: %s\n", argv[2], strerror(-r));
 			return 1;
 		}
+		struct rusage all, main_thread;
+		getrusage(RUSAGE_SELF, &all);
+		getrusage(RUSAGE_THREAD, &main_thread);
 		printf("%lu %.3f %ld\n", listed, now() - t0, rss_kb());
+		fprintf(stderr, "mkstore: CPU %.2f s, of which the main thread %.2f s\n",
+		        cpu_s(&all), cpu_s(&main_thread));
 		embedded_store_ops.close(s);
 		key_free(key);
 		return 0;
 	}
+	if (argc == 3 && strcmp(argv[1], "-i") == 0) {
+		char id[64];
+		id_of(strtoul(argv[2], NULL, 10), id, sizeof(id));
+		printf("%s\n", id);
+		return 0;
+	}
 	if (argc != 3) {
-		fprintf(stderr, "usage: mkstore DIR N | mkstore -l DIR\n");
+		fprintf(stderr, "usage: mkstore DIR N | mkstore -l DIR | mkstore -i I\n");
 		return 2;
 	}
 	const char *dir = argv[1];
@@ -108,14 +157,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mkstore: open %s: %s\n", dir, strerror(-r));
 		return 1;
 	}
-	struct label lab = { .key = "k", .value = "v" };
-	struct labels labels = { .n = 1, .v = &lab };
+	char provider[32], team[32];
+	struct label lab[3] = { { .key = "managed-by", .value = "aigateway" },
+		                { .key = "provider", .value = provider },
+		                { .key = "team", .value = team } };
+	struct labels labels = { .n = 3, .v = lab };
 	uint8_t value[64];
 	unsigned long made = 0;
 	double t0 = now(), last = t0;
 	for (unsigned long i = 0; i < n; i++) {
-		char id[32];
-		snprintf(id, sizeof(id), "S%07lu", i);
+		char id[64];
+		id_of(i, id, sizeof(id));
+		lower(providers[i % N_PROVIDERS], provider, sizeof(provider));
+		lower(teams[i / N_PROVIDERS % N_TEAMS], team, sizeof(team));
 		snprintf((char *)value, sizeof(value), "%063lu", i);
 		r = embedded_store_ops.create(s, id, 1u << SCOPE_AI_GATEWAY, &labels, value,
 		                              sizeof(value), NULL);
