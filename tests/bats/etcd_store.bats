@@ -457,6 +457,9 @@ PY
 # a person would type; its output must show what its comments promise.
 @test "etcd store: the README's fleet walkthrough runs as written" {
 	[ -x "$BATS_TEST_DIRNAME/../../build/fs/secretsfs" ] || skip "no build/fs/secretsfs (the walkthrough uses it)"
+	# the README's commands run build/fs/secretsfs whatever $SFS is: under
+	# the ASan stage this would be the normal run's test again
+	skip_if_sanitized "the walkthrough runs build/fs/secretsfs, not this build"
 	awk '/^## A fleet/ { on = 1; next } on && /^## / { exit }
 	     on && /^```/ { inblock = !inblock; next } on && inblock' \
 		"$BATS_TEST_DIRNAME/../../README.md" >"$T/walk.sh"

@@ -1,7 +1,8 @@
 # The Redpanda Cloud emulator for bats tests (tests/tools/rp-emulator: an
 # emulator of the Data Plane API and the token endpoint written from the
 # public contract, since the cloud cannot be reached from here), with a CA
-# and a server certificate the test makes with openssl, and a mount of it.
+# and a server certificate made with openssl (once per file: rp_certs), and
+# a mount of it.
 #
 #   load helper; load rp_helper
 #   setup()    { rp_start; rp_mount; }     # rp_mount [options...]
@@ -17,6 +18,26 @@
 
 RP_EMULATOR=${RP_EMULATOR:-$BATS_TEST_DIRNAME/../tools/rp-emulator}
 
+# rp_certs DIR: a CA (DIR/ca.pem) and the emulator's certificate for
+# 127.0.0.1 (DIR/server.pem, DIR/server.key) that it signed, made once per
+# bats file (two RSA keys: about a second), each test's emulator serving
+# its own copy.
+rp_certs() {
+	[ -f "$1/server.pem" ] && return 0
+	mkdir -p "$1"
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=secretsfs test CA" \
+		-keyout "$1/ca.key" -out "$1/ca.pem" \
+		-addext "basicConstraints=critical,CA:TRUE" \
+		-addext "keyUsage=critical,keyCertSign,cRLSign" >/dev/null 2>&1 || return 1
+	openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+		-keyout "$1/server.key" -out "$1/server.csr" >/dev/null 2>&1 || return 1
+	printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$1/ext"
+	openssl x509 -req -in "$1/server.csr" -CA "$1/ca.pem" -CAkey "$1/ca.key" \
+		-CAcreateserial -days 2 -extfile "$1/ext" -out "$1/server.tmp" \
+		>/dev/null 2>&1 || return 1
+	mv "$1/server.tmp" "$1/server.pem"
+}
+
 rp_start() {
 	command -v openssl >/dev/null || skip "openssl is not installed (scripts/install-deps)"
 	command -v curl >/dev/null || skip "curl is not installed (scripts/install-deps)"
@@ -25,16 +46,8 @@ rp_start() {
 	MNT=$T/mnt
 	LOG=$T/log
 	mkdir -p "$RP_DIR" "$MNT"
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=secretsfs test CA" \
-		-keyout "$RP_DIR/ca.key" -out "$RP_DIR/ca.pem" \
-		-addext "basicConstraints=critical,CA:TRUE" \
-		-addext "keyUsage=critical,keyCertSign,cRLSign" >/dev/null 2>&1 || return 1
-	openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
-		-keyout "$RP_DIR/server.key" -out "$RP_DIR/server.csr" >/dev/null 2>&1 || return 1
-	printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$RP_DIR/ext"
-	openssl x509 -req -in "$RP_DIR/server.csr" -CA "$RP_DIR/ca.pem" -CAkey "$RP_DIR/ca.key" \
-		-CAcreateserial -days 2 -extfile "$RP_DIR/ext" -out "$RP_DIR/server.pem" \
-		>/dev/null 2>&1 || return 1
+	rp_certs "$BATS_FILE_TMPDIR/rp-certs" || return 1
+	cp "$BATS_FILE_TMPDIR"/rp-certs/{ca.pem,server.key,server.pem} "$RP_DIR/"
 	RP_CLIENT_ID=test-client-$RANDOM
 	RP_CLIENT_SECRET=cs-$(openssl rand -hex 16)
 	printf 'client_id=%s\nclient_secret=%s\n' "$RP_CLIENT_ID" "$RP_CLIENT_SECRET" >"$RP_DIR/client"
