@@ -9,6 +9,9 @@
 #include <sodium.h>
 
 #include "handover_state.h"
+
+_Static_assert(HS_REGION_OFFSET(0) + (off_t)HS_REGION_MAX <= HS_REGION_OFFSET(1),
+               "region 0 ends before region 1 begins");
 #include "store.h"
 
 #define STATE_MAGIC "SFSHOV1"

@@ -7,7 +7,8 @@
  *   16       the FUSE INIT request the kernel sent (at most HS_INIT_MAX)
  *   4064     cur: the current table's region (0 or 1), its length, and
  *            its checksum (BLAKE2b-128): one 32-byte write switches tables
- *   16 MiB   region 0, 16 GiB region 1 (sparse), each at most 16 MiB:
+ *   16 MiB   region 0, 16 GiB region 1 (sparse), each at most 256 MiB
+ *            (1,000,000 secrets with 40-character IDs take ~70 MB):
  *            u64 next inode number, u64 count, then count times
  *            u64 ino, u64 incarnation, u64 lookup count, u32 ID length,
  *            the ID (no NUL); then, if any (-o fast), u64 count and
@@ -28,7 +29,7 @@
 #define HS_INIT_MAX 4000 /* a FUSE_INIT request is ~100 bytes */
 #define HS_CUR_OFFSET 4064
 #define HS_REGION_OFFSET(r) ((off_t)1 << ((r) ? 34 : 24))
-#define HS_REGION_MAX ((size_t)1 << 24)
+#define HS_REGION_MAX ((size_t)1 << 28) /* region 0 ends below region 1 */
 #define HS_TABLE_HEAD 16
 #define HS_ENTRY_MIN 28 /* an entry with an empty ID */
 /* Inode numbers index an array (fs->nodes): a table whose next number

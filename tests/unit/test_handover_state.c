@@ -365,6 +365,38 @@ static void test_versions(void)
 	close(fd);
 }
 
+/* A big store's table (1,000,000 secrets with 40-character IDs take
+ * ~70 MB; here 400,000, ~27 MB: over the old 16 MiB cap) is written and
+ * read back whole, in both regions. */
+static void test_big(void)
+{
+	enum { N = 400000 };
+	int fd = fresh();
+	for (uint64_t region = 0; region < 2; region++) {
+		struct hs_table t;
+		hs_table_begin(&t, FIRST + N);
+		char id[48];
+		for (uint64_t i = 0; i < N; i++) {
+			snprintf(id, sizeof(id), "OPENAI_API_KEY_SEARCH_SERVICE_%09llu",
+			         (unsigned long long)i);
+			hs_table_add(&t, FIRST + i, i + 1, i % 3, id);
+		}
+		CHECK(t.main.len > ((size_t)16 << 20));
+		REQUIRE(hs_write(fd, init, init_len, &t, region) == 0);
+		hs_table_free(&t);
+		struct hs_state s;
+		REQUIRE(hs_read(fd, &s, FIRST) == 0);
+		CHECK_EQ(s.count, N);
+		CHECK_EQ(s.region, region);
+		const struct hs_entry *e = hs_find(&s, "OPENAI_API_KEY_SEARCH_SERVICE_000399999");
+		REQUIRE(e);
+		CHECK_EQ(e->ino, FIRST + N - 1);
+		CHECK_EQ(e->incarnation, N);
+		hs_free(&s);
+	}
+	close(fd);
+}
+
 int main(void)
 {
 	REQUIRE(sodium_init() >= 0);
@@ -375,5 +407,6 @@ int main(void)
 	test_bitflips();
 	test_hostile();
 	test_versions();
+	test_big();
 	return harness_result("test_handover_state");
 }
