@@ -4,7 +4,7 @@
  * and fdatasync(2) takes $SLOW_FLUSH_US microseconds longer, as on a disk
  * whose cache flush is slow (a SATA SSD's flush takes 1-5 ms; this VM's
  * virtual disk answers one in ~0.1 ms).  The real call is still made, so
- * durability is what it was.  Used by tests/bench/rotations.
+ * durability is what it was.  Used by tests/bench/rotations and tests/bats/stress.bats.
  */
 #include <dlfcn.h>
 #include <stdlib.h>
