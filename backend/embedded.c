@@ -23,7 +23,7 @@
  * SQLITE_DBCONFIG_DEFENSIVE, without trusted schema, triggers or views,
  * and its schema must be exactly the one init_db() creates.
  *
- * Revisions (store.h): meta.revision counts every write transaction; each
+ * Revisions (store.h): meta.revision counts every change; each
  * secret row keeps its incarnation (the revision that created it), the
  * revision of its last change and the revision that wrote its current
  * value; each version row the revision that wrote it.
@@ -40,9 +40,12 @@
  * second, and the keep_versions versions before it are in the store
  * anyway (as ciphertext, like everything here).
  *
- * One connection, one mutex: every statement, and every transaction from
- * BEGIN to COMMIT, runs with s->mutex held, so transactions are never
- * interleaved.  get_value decrypts after the mutex is released;
+ * One connection, one mutex: every statement runs with s->mutex held.
+ * A read transaction runs from BEGIN to COMMIT under it; changes that
+ * come together share one write transaction and its COMMIT (group
+ * commit, groupcommit.h: each from its own savepoint, the mutex let go
+ * between them, no read served while the batch is open), so
+ * transactions are never interleaved.  get_value decrypts after the mutex is released;
  * exchange_values and rename decrypt inside their transaction (they
  * re-seal what they read for its new place).
  */

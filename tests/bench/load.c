@@ -85,32 +85,30 @@ static void one_cat(void)
 	close(fd);
 }
 
-static void one_rotate(unsigned t, unsigned long i)
+/* 64 bytes of value i written over file (created if need be), closed. */
+static void write_value(const char *file, unsigned long i)
 {
 	char v[64];
 	memset(v, 'a' + (int)(i % 26), sizeof(v));
-	int fd = open(rot_scratch[t], O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0)
-		die("open scratch");
-	if (write(fd, v, sizeof(v)) != (ssize_t)sizeof(v))
-		die("write scratch");
-	if (close(fd) < 0)
-		die("close scratch");
-	if (rename(rot_scratch[t], rot_target[t]) < 0)
-		die("rename onto");
-}
-
-static void one_write(unsigned t, unsigned long i)
-{
-	char v[64];
-	memset(v, 'a' + (int)(i % 26), sizeof(v));
-	int fd = open(rot_target[t], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0)
 		die("open");
 	if (write(fd, v, sizeof(v)) != (ssize_t)sizeof(v))
 		die("write");
 	if (close(fd) < 0)
 		die("close");
+}
+
+static void one_rotate(unsigned t, unsigned long i)
+{
+	write_value(rot_scratch[t], i);
+	if (rename(rot_scratch[t], rot_target[t]) < 0)
+		die("rename onto");
+}
+
+static void one_write(unsigned t, unsigned long i)
+{
+	write_value(rot_target[t], i);
 }
 
 static void *worker(void *arg)
