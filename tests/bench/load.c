@@ -215,24 +215,30 @@ int main(int argc, char **argv)
 	double seconds = strtod(argv[4], &end_seconds);
 	if (*end_threads || *end_seconds || threads < 1 || threads > THREADS_MAX || !(seconds > 0))
 		return 2;
-	char *paths[THREADS_MAX];
-	unsigned npaths = 0;
-	for (char *p = strdup(path), *save = NULL, *tok;
-	     (mode == M_ROTATE || mode == M_WRITE) && npaths < THREADS_MAX &&
-	     (tok = strtok_r(p, ":", &save));
-	     p = NULL)
-		paths[npaths++] = tok;
-	for (unsigned t = 0; (mode == M_ROTATE || mode == M_WRITE) && t < threads; t++) {
-		char *d = strdup(paths[t % npaths]), *b = strdup(paths[t % npaths]), name[1024];
-		if (t < npaths)
-			snprintf(name, sizeof(name), "%s", basename(b));
-		else
-			snprintf(name, sizeof(name), "%s_%u", basename(b), t);
-		const char *dir = dirname(d);
-		snprintf(rot_target[t], sizeof(rot_target[t]), "%s/%s", dir, name);
-		snprintf(rot_scratch[t], sizeof(rot_scratch[t]), "%s/.%s.new", dir, name);
-		free(d);
-		free(b);
+	if (mode == M_ROTATE || mode == M_WRITE) {
+		char *list = strdup(path), *paths[THREADS_MAX], *save = NULL, *tok;
+		unsigned npaths = 0;
+		for (char *p = list; npaths < THREADS_MAX && (tok = strtok_r(p, ":", &save));
+		     p = NULL)
+			paths[npaths++] = tok;
+		if (npaths == 0) {
+			free(list);
+			return 2;
+		}
+		for (unsigned t = 0; t < threads; t++) {
+			char *d = strdup(paths[t % npaths]), *b = strdup(paths[t % npaths]),
+			     name[1024];
+			if (t < npaths)
+				snprintf(name, sizeof(name), "%s", basename(b));
+			else
+				snprintf(name, sizeof(name), "%s_%u", basename(b), t);
+			const char *dir = dirname(d);
+			snprintf(rot_target[t], sizeof(rot_target[t]), "%s/%s", dir, name);
+			snprintf(rot_scratch[t], sizeof(rot_scratch[t]), "%s/.%s.new", dir, name);
+			free(d);
+			free(b);
+		}
+		free(list);
 	}
 
 	pthread_t tid[THREADS_MAX];

@@ -13,7 +13,7 @@
 static void flush_delay(void)
 {
 	const char *us = getenv("SLOW_FLUSH_US");
-	long n = us ? atol(us) : 0;
+	long n = us ? strtol(us, NULL, 10) : 0;
 	if (n > 0) {
 		struct timespec ts = { n / 1000000, (n % 1000000) * 1000 };
 		while (nanosleep(&ts, &ts) != 0)
