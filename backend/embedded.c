@@ -45,9 +45,9 @@
  * come together share one write transaction and its COMMIT (group
  * commit, groupcommit.h: each from its own savepoint, the mutex let go
  * between them, no read served while the batch is open), so
- * transactions are never interleaved.  get_value decrypts after the mutex is released;
- * exchange_values and rename decrypt inside their transaction (they
- * re-seal what they read for its new place).
+ * transactions are never interleaved.  get_value decrypts after the
+ * mutex is released; exchange_values and rename decrypt inside their
+ * transaction (they re-seal what they read for its new place).
  */
 #include <errno.h>
 #include <fcntl.h>
