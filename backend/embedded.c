@@ -23,7 +23,7 @@
  * SQLITE_DBCONFIG_DEFENSIVE, without trusted schema, triggers or views,
  * and its schema must be exactly the one init_db() creates.
  *
- * Revisions (store.h): meta.revision counts every write transaction; each
+ * Revisions (store.h): meta.revision counts every change; each
  * secret row keeps its incarnation (the revision that created it), the
  * revision of its last change and the revision that wrote its current
  * value; each version row the revision that wrote it.
@@ -40,11 +40,14 @@
  * second, and the keep_versions versions before it are in the store
  * anyway (as ciphertext, like everything here).
  *
- * One connection, one mutex: every statement, and every transaction from
- * BEGIN to COMMIT, runs with s->mutex held, so transactions are never
- * interleaved.  get_value decrypts after the mutex is released;
- * exchange_values and rename decrypt inside their transaction (they
- * re-seal what they read for its new place).
+ * One connection, one mutex: every statement runs with s->mutex held.
+ * A read transaction runs from BEGIN to COMMIT under it; changes that
+ * come together share one write transaction and its COMMIT (group
+ * commit, groupcommit.h: each from its own savepoint, the mutex let go
+ * between them, no read served while the batch is open), so
+ * transactions are never interleaved.  get_value decrypts after the
+ * mutex is released; exchange_values and rename decrypt inside their
+ * transaction (they re-seal what they read for its new place).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -64,6 +67,7 @@
 
 #include "crypto.h"
 #include "embedded.h"
+#include "groupcommit.h"
 #include "keyfile.h"
 #include "log.h"
 #include "seal.h"
@@ -119,6 +123,20 @@ struct store {
 	bool tx_head;   /* tx_digest is loaded: store it at commit */
 	bool upgrading; /* the upgrade, which computes D afresh at its end */
 	bool tx_broken; /* a row changed outside a head's transaction (a bug) */
+	/* Group commit (groupcommit.h): the changes that come together are
+	 * made in one write transaction, each from its own savepoint, and
+	 * share its COMMIT and fsync.  tx_op_write: the operation under way
+	 * is a change (tx_lock(s, true)); tx_op_savepoint: it joined a batch
+	 * other changes are in, from savepoint "op", and tx_saved is the
+	 * transaction's state before it (restored if it fails).  Protected
+	 * by mutex. */
+	struct group_commit batch;
+	bool tx_op_write, tx_op_savepoint;
+	struct tx_saved {
+		struct seal_digest digest;
+		uint64_t revision;
+		bool head, dropped_values;
+	} tx_saved;
 	/* Statements compiled once per connection (compiling one costs more
 	 * than a whole get_value otherwise).  Protected by mutex. */
 	struct {
@@ -468,23 +486,108 @@ static int tx_begin(struct store *s, bool write)
 	return sql_exec(s, write ? "BEGIN IMMEDIATE" : "BEGIN");
 }
 
-/* Takes the store's mutex and begins a transaction; on failure holds
- * nothing.  Every operation runs between tx_lock and tx_unlock. */
-static int tx_lock(struct store *s, bool write)
-{
-	pthread_mutex_lock(&s->mutex);
-	int r = tx_begin(s, write);
-	if (r < 0)
-		pthread_mutex_unlock(&s->mutex);
-	return r;
-}
-
 static int tx_end(struct store *s, int r);
 
-/* Ends the transaction (commits if r == 0) and lets the mutex go. */
+/* The store's mutex, once no batch of changes is open: a read sees only
+ * what is committed (groupcommit.h). */
+static void store_lock_idle(struct store *s)
+{
+	pthread_mutex_lock(&s->mutex);
+	gc_wait_idle(&s->batch);
+}
+
+/* Commits the batch's transaction (gc_leave's commit). */
+static int batch_commit(void *store)
+{
+	return tx_end(store, 0);
+}
+
+/* The change under way failed (r < 0): it alone is undone.  One that
+ * joined other changes goes back to its savepoint; the first of a batch
+ * rolls the transaction back (nothing else is in it).  If SQLite rolled
+ * the whole transaction back itself (SQLITE_FULL, an I/O error may),
+ * the batch is lost and its members fail with r. */
+static void op_undo(struct store *s, int r)
+{
+	if (s->tx_op_savepoint && !sqlite3_get_autocommit(s->db) &&
+	    sql_exec(s, "ROLLBACK TO op") == 0 && sql_exec(s, "RELEASE op") == 0) {
+		s->tx_digest = s->tx_saved.digest;
+		s->tx_revision = s->tx_saved.revision;
+		s->tx_head = s->tx_saved.head;
+		s->dropped_values = s->tx_saved.dropped_values;
+		s->tx_broken = false; /* it was not before the change */
+		return;
+	}
+	tx_end(s, r); /* rolls back */
+	gc_abort(&s->batch, r);
+}
+
+/* Takes the store's mutex and begins a transaction; on failure holds
+ * nothing.  Every operation runs between tx_lock and tx_unlock.  A change
+ * (write) is made in the open batch's transaction if there is one, from
+ * a savepoint, and else begins it. */
+static int tx_lock(struct store *s, bool write)
+{
+	struct gc_member m;
+	size_t others;
+	int r;
+
+	if (!write) {
+		store_lock_idle(s);
+		r = tx_begin(s, false);
+		if (r < 0)
+			pthread_mutex_unlock(&s->mutex);
+		return r;
+	}
+	gc_arrive(&s->batch);
+	pthread_mutex_lock(&s->mutex);
+	s->tx_op_savepoint = false;
+	others = gc_join(&s->batch);
+	if (others == 0) {
+		r = tx_begin(s, true);
+		if (r == 0)
+			gc_opened(&s->batch);
+	} else {
+		s->tx_saved = (struct tx_saved){ .digest = s->tx_digest,
+			                         .revision = s->tx_revision,
+			                         .head = s->tx_head,
+			                         .dropped_values = s->dropped_values };
+		__atomic_add_fetch(&s->value_gen, 1, __ATOMIC_RELEASE); /* as tx_begin */
+		r = sql_exec(s, "SAVEPOINT op");
+		if (r < 0)
+			op_undo(s, r); /* (no savepoint: the batch goes) */
+	}
+	if (r < 0) {
+		r = gc_leave(&s->batch, &m, r, batch_commit, s);
+		pthread_mutex_unlock(&s->mutex);
+		return r;
+	}
+	s->tx_op_write = true;
+	s->tx_op_savepoint = others > 0;
+	return 0;
+}
+
+/* Ends the operation: a read's transaction, or a change (r == 0: kept
+ * for its batch's commit; r < 0: undone), and lets the mutex go.  A
+ * change returns once its batch is committed (or failed): the result is
+ * the commit's. */
 static int tx_unlock(struct store *s, int r)
 {
-	r = tx_end(s, r);
+	struct gc_member m;
+
+	if (!s->tx_op_write) {
+		r = tx_end(s, r);
+		pthread_mutex_unlock(&s->mutex);
+		return r;
+	}
+	s->tx_op_write = false;
+	if (r == 0 && s->tx_broken)
+		r = -EIO;
+	if (r == 0 && s->tx_op_savepoint)
+		r = sql_exec(s, "RELEASE op");
+	if (r < 0)
+		op_undo(s, r);
+	r = gc_leave(&s->batch, &m, r, batch_commit, s);
 	pthread_mutex_unlock(&s->mutex);
 	return r;
 }
@@ -1517,6 +1620,7 @@ static void store_free(struct store *s)
 	seal_keys_free(s->keys);
 	sodium_memzero(s->store_id, sizeof(s->store_id));
 	pthread_rwlock_destroy(&s->value_lock);
+	gc_destroy(&s->batch);
 	pthread_mutex_destroy(&s->mutex);
 	free(s);
 }
@@ -1536,6 +1640,13 @@ static struct store *store_alloc(void)
 		return NULL;
 	}
 	if (pthread_rwlock_init(&s->value_lock, NULL) != 0) {
+		pthread_mutex_destroy(&s->mutex);
+		free(s->values);
+		free(s);
+		return NULL;
+	}
+	if (gc_init(&s->batch, &s->mutex) != 0) {
+		pthread_rwlock_destroy(&s->value_lock);
 		pthread_mutex_destroy(&s->mutex);
 		free(s->values);
 		free(s);
@@ -2378,7 +2489,7 @@ static int list_read(struct store *s, const char *last, struct list_batch *b, ch
 	int r, rc;
 
 	b->n = b->rows = 0;
-	pthread_mutex_lock(&s->mutex);
+	store_lock_idle(s);
 	r = tx_begin(s, false);
 	if (r < 0) {
 		pthread_mutex_unlock(&s->mutex);
@@ -2547,7 +2658,7 @@ static int embedded_stat(struct store *s, const char *id, struct secret_meta *re
 	r = check_id(id);
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&s->mutex);
+	store_lock_idle(s);
 	r = tx_begin(s, false);
 	if (r == 0) {
 		struct row_auth a;
@@ -2777,6 +2888,14 @@ uint64_t embedded_transactions(struct store *s)
 	uint64_t n = s->transactions;
 	pthread_mutex_unlock(&s->mutex);
 	return n;
+}
+
+void embedded_group_commits(struct store *s, uint64_t *ret_commits, uint64_t *ret_changes)
+{
+	pthread_mutex_lock(&s->mutex);
+	*ret_commits = s->batch.commits;
+	*ret_changes = s->batch.changes;
+	pthread_mutex_unlock(&s->mutex);
 }
 
 /* Keeps what a get_value of id's current value read after stamp (its
@@ -3907,7 +4026,7 @@ int embedded_store_rekey(const char *dir, const uint8_t *old_key, const uint8_t 
 		         strerrordesc_np(-r));
 	if (r < 0 || !s)
 		return r < 0 ? r : -EIO;
-	pthread_mutex_lock(&s->mutex);
+	store_lock_idle(s);
 	r = rekey_locked(s, new_key, progress);
 	pthread_mutex_unlock(&s->mutex);
 	if (r < 0)

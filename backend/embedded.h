@@ -95,6 +95,9 @@ int embedded_store_rekey(const char *dir, const uint8_t *old_key, const uint8_t 
 /* How many SQLite transactions the store has begun, for the unit tests
  * (a get_value the value cache answers begins none: embedded.c). */
 uint64_t embedded_transactions(struct store *s);
+/* Group commit (groupcommit.h), for the unit tests: how many batches of
+ * changes were committed, and how many changes they held. */
+void embedded_group_commits(struct store *s, uint64_t *ret_commits, uint64_t *ret_changes);
 
 /* Does DIR hold a store database?  (For error messages; open() decides.) */
 bool embedded_store_present(const char *dir);

@@ -6,7 +6,20 @@
  *   load stat   PATH THREADS SECONDS  stat(2)
  *   load xattr  PATH THREADS SECONDS  getxattr(2) of user.tag.k
  *   load rotate PATH THREADS SECONDS  write 64 bytes to DIR/.NAME.new, rename
- *                                     it onto PATH (a rotation); THREADS 1
+ *                                     it onto PATH (a rotation); with
+ *                                     THREADS > 1 each thread rotates a
+ *                                     secret of its own: thread 0 PATH,
+ *                                     thread t PATH_t (made by its first
+ *                                     rotation), from DIR/.NAME_t.new.
+ *                                     PATH may be a list P0:P1:...: thread t
+ *                                     takes Pt (P(t mod n)_t past the end),
+ *                                     e.g. one secret per directory (the
+ *                                     kernel serialises renames and creates
+ *                                     within one directory)
+ *   load write  PATH THREADS SECONDS  write 64 bytes over PATH in place (open
+ *                                     O_TRUNC, write, close: a new version
+ *                                     committed at close); PATH and its
+ *                                     threads as for rotate
  *   load hold   PATH COUNT  THREADS   COUNT opens of PATH held open at once
  *                                     (from THREADS threads), then each read
  *                                     and closed; prints the seconds taken
@@ -30,12 +43,15 @@
 #include <time.h>
 #include <unistd.h>
 
-enum mode { M_CAT, M_STAT, M_XATTR, M_ROTATE, M_HOLD };
+enum mode { M_CAT, M_STAT, M_XATTR, M_ROTATE, M_WRITE, M_HOLD };
 
 static enum mode mode;
 static const char *path;
-static char scratch[4096];
+/* rotate: thread t's secret and its scratch file */
+#define THREADS_MAX 64
+static char rot_target[THREADS_MAX][4096], rot_scratch[THREADS_MAX][4096];
 static atomic_bool stop;
+static unsigned long counts[THREADS_MAX];
 static pthread_barrier_t start_line;
 
 static double now(void)
@@ -69,24 +85,36 @@ static void one_cat(void)
 	close(fd);
 }
 
-static void one_rotate(unsigned long i)
+/* 64 bytes of value i written over file (created if need be), closed. */
+static void write_value(const char *file, unsigned long i)
 {
 	char v[64];
 	memset(v, 'a' + (int)(i % 26), sizeof(v));
-	int fd = open(scratch, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0)
-		die("open scratch");
+		die("open");
 	if (write(fd, v, sizeof(v)) != (ssize_t)sizeof(v))
-		die("write scratch");
+		die("write");
 	if (close(fd) < 0)
-		die("close scratch");
-	if (rename(scratch, path) < 0)
+		die("close");
+}
+
+static void one_rotate(unsigned t, unsigned long i)
+{
+	write_value(rot_scratch[t], i);
+	if (rename(rot_scratch[t], rot_target[t]) < 0)
 		die("rename onto");
+}
+
+static void one_write(unsigned t, unsigned long i)
+{
+	write_value(rot_target[t], i);
 }
 
 static void *worker(void *arg)
 {
 	unsigned long *count = arg, n = 0;
+	unsigned t = (unsigned)(count - counts);
 	struct stat st;
 	char v[256];
 	pthread_barrier_wait(&start_line);
@@ -104,7 +132,10 @@ static void *worker(void *arg)
 				die("getxattr");
 			break;
 		case M_ROTATE:
-			one_rotate(n);
+			one_rotate(t, n);
+			break;
+		case M_WRITE:
+			one_write(t, n);
 			break;
 		case M_HOLD:
 			break;
@@ -159,7 +190,7 @@ static int run_hold(unsigned long count, unsigned long threads)
 int main(int argc, char **argv)
 {
 	if (argc != 5) {
-		fprintf(stderr, "usage: load cat|stat|xattr|rotate PATH THREADS SECONDS\n"
+		fprintf(stderr, "usage: load cat|stat|xattr|rotate|write PATH THREADS SECONDS\n"
 		                "       load hold PATH COUNT THREADS\n");
 		return 2;
 	}
@@ -173,6 +204,8 @@ int main(int argc, char **argv)
 		mode = M_XATTR;
 	else if (strcmp(m, "rotate") == 0)
 		mode = M_ROTATE;
+	else if (strcmp(m, "write") == 0)
+		mode = M_WRITE;
 	else if (strcmp(m, "hold") == 0)
 		return run_hold(strtoul(argv[3], NULL, 10), strtoul(argv[4], NULL, 10));
 	else
@@ -180,17 +213,35 @@ int main(int argc, char **argv)
 	char *end_threads, *end_seconds;
 	unsigned long threads = strtoul(argv[3], &end_threads, 10);
 	double seconds = strtod(argv[4], &end_seconds);
-	if (*end_threads || *end_seconds || threads < 1 || threads > 64 || !(seconds > 0))
+	if (*end_threads || *end_seconds || threads < 1 || threads > THREADS_MAX || !(seconds > 0))
 		return 2;
-	if (mode == M_ROTATE) {
-		char *d = strdup(path), *b = strdup(path);
-		snprintf(scratch, sizeof(scratch), "%s/.%s.new", dirname(d), basename(b));
-		free(d);
-		free(b);
+	if (mode == M_ROTATE || mode == M_WRITE) {
+		char *list = strdup(path), *paths[THREADS_MAX], *save = NULL, *tok;
+		unsigned npaths = 0;
+		for (char *p = list; npaths < THREADS_MAX && (tok = strtok_r(p, ":", &save));
+		     p = NULL)
+			paths[npaths++] = tok;
+		if (npaths == 0) {
+			free(list);
+			return 2;
+		}
+		for (unsigned t = 0; t < threads; t++) {
+			char *d = strdup(paths[t % npaths]), *b = strdup(paths[t % npaths]),
+			     name[1024];
+			if (t < npaths)
+				snprintf(name, sizeof(name), "%s", basename(b));
+			else
+				snprintf(name, sizeof(name), "%s_%u", basename(b), t);
+			const char *dir = dirname(d);
+			snprintf(rot_target[t], sizeof(rot_target[t]), "%s/%s", dir, name);
+			snprintf(rot_scratch[t], sizeof(rot_scratch[t]), "%s/.%s.new", dir, name);
+			free(d);
+			free(b);
+		}
+		free(list);
 	}
 
-	pthread_t tid[64];
-	unsigned long counts[64] = { 0 };
+	pthread_t tid[THREADS_MAX];
 	pthread_barrier_init(&start_line, NULL, (unsigned)threads + 1);
 	for (unsigned t = 0; t < threads; t++)
 		pthread_create(&tid[t], NULL, worker, &counts[t]);
