@@ -163,10 +163,14 @@ static int parse(struct cmdline *c, const char *list, char *err, size_t errsize)
 	return r;
 }
 
-/* a and b (from fresh()) hold the same options */
+/* a and b (from fresh()) hold the same options.  Their bytes compared:
+ * fresh() zeroes all of them, padding included, and the parser only
+ * stores members. */
 static bool same(const struct cmdline *a, const struct cmdline *b)
 {
+	/* NOLINTNEXTLINE(bugprone-suspicious-memory-comparison,cert-exp42-c,cert-flp37-c) */
 	return memcmp(&a->opt, &b->opt, sizeof(a->opt)) == 0 &&
+	       /* NOLINTNEXTLINE(bugprone-suspicious-memory-comparison,cert-exp42-c,cert-flp37-c) */
 	       memcmp(&a->policy, &b->policy, sizeof(a->policy)) == 0 && a->audit == b->audit &&
 	       a->single_thread == b->single_thread && a->file_mode_set == b->file_mode_set &&
 	       a->fake == b->fake && a->fuse_args.argc == b->fuse_args.argc;
