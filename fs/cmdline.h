@@ -32,6 +32,13 @@ const char *did_you_mean(const char *word, const char *const *choices, size_t n)
  * was given, e.g. "-o owner=x:root"); returns 1. */
 int fail_unknown_scope(const char *in, const char *scope);
 int cmdline_parse_options(struct cmdline *c, const char *list);
+/* The -o options, from cmdline.c's one table (for tests): how many, the
+ * i-th as spelt ("ro" a flag, "key=" with a value, "x-" any option that
+ * begins so), and the index of the one that takes option o ("key=FILE"),
+ * -1 if none does. */
+size_t cmdline_option_count(void);
+const char *cmdline_option_name(size_t i);
+int cmdline_option_find(const char *o);
 void cmdline_free(struct cmdline *c);
 /* -o etcd_user= without -o etcd_password=: systemd's credential
  * $CREDENTIALS_DIRECTORY/etcd.password, if systemd passes credentials.
