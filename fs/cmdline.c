@@ -322,10 +322,9 @@ struct mount_option {
 	enum option_shape shape;
 	mount_option_parser *parse;
 	/* what the generic parsers below need (the others ignore them): */
-	size_t field;        /* set_*: the field of struct cmdline set (FIELD()) */
-	bool nonempty;       /* an empty VALUE is not this option: refused as unknown */
-	bool unchecked_copy; /* set_string: a failed copy leaves the field NULL, no error */
-	int base;            /* unsigned numbers: base (10, 8) and bounds */
+	size_t field;  /* set_*: the field of struct cmdline set (FIELD()) */
+	bool nonempty; /* an empty VALUE is not this option: refused as unknown */
+	int base;      /* unsigned numbers: base (10, 8) and bounds */
 	unsigned long min, max;
 	/* numbers, durations: "NAME must be MUST, not 'VALUE'" */
 	const char *must;
@@ -357,7 +356,7 @@ static int set_string(struct cmdline *c, const struct mount_option *opt, const c
 	char **slot = FIELD_OF(c, opt, char *);
 	free(*slot);
 	*slot = strdup(value);
-	if (!*slot && !opt->unchecked_copy)
+	if (!*slot)
 		return fail("out of memory");
 	return 0;
 }
@@ -503,11 +502,6 @@ static int add_scope_rule(struct cmdline *c, const struct mount_option *opt, con
 #define CHECKED_STRING(m, check, text)                                                             \
 	.parse = set_checked_string, .field = FIELD(m, char *), .valid = (check), .why = (text)
 #define DURATION(m, text) .parse = set_duration, .field = FIELD(m, int64_t), .must = (text)
-/* A failed copy (out of memory) leaves the field NULL, as if the option
- * had not been given, with no error: how these options have always
- * behaved, kept by the move to this table.  New options leave it out. */
-#define UNCHECKED .unchecked_copy = true
-
 /*
  * Every -o option there is: ours, the fstab ones we ignore, FUSE's.
  * parse_option() takes each -o option to the one entry that matches it;
@@ -527,18 +521,18 @@ static int add_scope_rule(struct cmdline *c, const struct mount_option *opt, con
  * its list agree).
  */
 static const struct mount_option options[] = {
-	{ VALUE("key"), STRING(opt.key_file), UNCHECKED },
-	{ VALUE("attrs"), STRING(opt.attrs_file), UNCHECKED },
+	{ VALUE("key"), STRING(opt.key_file) },
+	{ VALUE("attrs"), STRING(opt.attrs_file) },
 	{ VALUE("keep_versions"), UNSIGNED(opt.keep_versions, 10, 1, 1000, "1 to 1000") },
 	{ VALUE("stale"), DURATION(opt.stale_ns, "a duration such as 0, 90s, 10m or 1h") },
-	{ VALUE("cache"), STRING(opt.cache_file), UNCHECKED, .nonempty = true },
+	{ VALUE("cache"), STRING(opt.cache_file), .nonempty = true },
 	{ VALUE("keep_deleted"),
 	  DURATION(opt.keep_deleted_ns,
 	           "a duration such as 7d, 12h, 30m, 10s or 0 (purge at once)") },
-	{ VALUE("cert"), STRING(opt.cert), UNCHECKED, .nonempty = true },
-	{ VALUE("certkey"), STRING(opt.certkey), UNCHECKED, .nonempty = true },
-	{ VALUE("etcd_user"), STRING(opt.etcd_user), UNCHECKED, .nonempty = true },
-	{ VALUE("etcd_password"), STRING(opt.etcd_password_file), UNCHECKED, .nonempty = true },
+	{ VALUE("cert"), STRING(opt.cert), .nonempty = true },
+	{ VALUE("certkey"), STRING(opt.certkey), .nonempty = true },
+	{ VALUE("etcd_user"), STRING(opt.etcd_user), .nonempty = true },
+	{ VALUE("etcd_password"), STRING(opt.etcd_password_file), .nonempty = true },
 	{ VALUE("uid"), UNSIGNED(opt.uid, 10, 0, UINT_MAX - 1, "a number") },
 	{ VALUE("gid"), UNSIGNED(opt.gid, 10, 0, UINT_MAX - 1, "a number") },
 	{ VALUE("dir_mode"), UNSIGNED(opt.dir_mode, 8, 0, 07777, "octal") },
@@ -551,7 +545,7 @@ static const struct mount_option options[] = {
 	{ VALUE("run_as"), STRING(opt.run_as) },
 	{ FLAG("allow_unlocked"), BOOL(opt.allow_unlocked) },
 	{ FLAG("root_bypass"), BOOL(policy.root_bypass) },
-	{ VALUE("audit"), STRING(audit), UNCHECKED },
+	{ VALUE("audit"), STRING(audit) },
 	{ FLAG("ro"), BOOL(opt.read_only) },
 	{ FLAG("reseal_digest"), BOOL(opt.reseal_digest) },
 	{ FLAG("allow_other"), .parse = parse_allow_other },
