@@ -123,6 +123,9 @@ struct store {
 	bool tx_head;   /* tx_digest is loaded: store it at commit */
 	bool upgrading; /* the upgrade, which computes D afresh at its end */
 	bool tx_broken; /* a row changed outside a head's transaction (a bug) */
+	/* a transaction is open (tx_begin to tx_end); SQLite rolled it back by
+	 * itself: every statement refused until tx_end (sql_prepare) */
+	bool in_tx, tx_lost;
 	/* Group commit (groupcommit.h): the changes that come together are
 	 * made in one write transaction, each from its own savepoint, and
 	 * share its COMMIT and fsync.  tx_op_write: the operation under way
@@ -401,6 +404,19 @@ static int sql_fail(struct store *s, int rc)
 static int sql_prepare(struct store *s, const char *sql, sqlite3_stmt **ret)
 {
 	int free_slot = -1;
+	if (s->in_tx && sqlite3_get_autocommit(s->db)) {
+		/* SQLite rolled the transaction under way back by itself (an
+		 * I/O error, a full disk: even a SELECT may): whatever comes
+		 * next would run and commit on its own, outside it, half a
+		 * change (and a head that sums nothing).  Refused until
+		 * tx_end. */
+		if (!s->tx_lost)
+			log_error("embedded store: the transaction was rolled back by SQLite (%s); "
+			          "the change fails",
+			          sqlite3_errmsg(s->db));
+		s->tx_lost = true;
+		return -EIO;
+	}
 	for (int i = 0; i < STMT_CACHE_SIZE; i++) {
 		if (!s->stmts[i].sql) {
 			if (free_slot < 0)
@@ -483,7 +499,9 @@ static int tx_begin(struct store *s, bool write)
 	if (write)
 		__atomic_add_fetch(&s->value_gen, 1, __ATOMIC_RELEASE);
 	s->transactions++;
-	return sql_exec(s, write ? "BEGIN IMMEDIATE" : "BEGIN");
+	int r = sql_exec(s, write ? "BEGIN IMMEDIATE" : "BEGIN");
+	s->in_tx = r == 0;
+	return r;
 }
 
 static int tx_end(struct store *s, int r);
@@ -519,7 +537,9 @@ static void op_undo(struct store *s, int r)
 		return;
 	}
 	tx_end(s, r); /* rolls back */
-	gc_abort(&s->batch, r);
+	/* the others in the batch lost their changes to the store, not to
+	 * anything of theirs: not this change's own refusal (ESTALE, EEXIST) */
+	gc_abort(&s->batch, r == -ENOSPC || r == -ENOMEM ? r : -EIO);
 }
 
 /* Takes the store's mutex and begins a transaction; on failure holds
@@ -609,6 +629,8 @@ static int head_put_locked(struct store *s, uint64_t rev, const struct seal_dige
 static int tx_end(struct store *s, int r)
 {
 	bool dropped = s->dropped_values, head = s->tx_head, broken = s->tx_broken;
+	if (r == 0 && s->tx_lost)
+		r = -EIO;
 	s->dropped_values = false;
 	s->tx_head = false;
 	s->tx_broken = false;
@@ -620,12 +642,14 @@ static int tx_end(struct store *s, int r)
 	if (r == 0) {
 		r = sql_exec(s, "COMMIT");
 		if (r == 0) {
+			s->in_tx = false;
 			if (dropped)
 				drop_wal(s);
 			return 0;
 		}
 	}
 	/* some errors roll the transaction back by themselves */
+	s->in_tx = s->tx_lost = false;
 	if (!sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	return r;

@@ -30,7 +30,7 @@ size_t gc_join(struct group_commit *g)
 void gc_opened(struct group_commit *g)
 {
 	g->open = true;
-	g->n = 0;
+	g->n = g->left = 0;
 	g->members = NULL;
 }
 
@@ -42,7 +42,7 @@ static void batch_end(struct group_commit *g, int r)
 		m->done = true;
 	}
 	g->members = NULL;
-	g->n = 0;
+	g->n = g->left = 0;
 	g->open = false;
 	pthread_cond_broadcast(&g->ended);
 }
@@ -58,8 +58,11 @@ int gc_leave(struct group_commit *g, struct gc_member *m, int r, int (*commit)(v
 		g->members = m;
 		g->n++;
 	}
-	/* Anyone on the way will join and commit; the last one in commits. */
-	if (__atomic_load_n(&g->coming, __ATOMIC_SEQ_CST) == 0 || g->n >= GC_BATCH_MAX) {
+	/* Anyone on the way will join and commit; the last one in commits.
+	 * Failed changes count towards the cap too: callers failing in a
+	 * loop cannot keep a batch (and the readers waiting on it) open. */
+	g->left++;
+	if (__atomic_load_n(&g->coming, __ATOMIC_SEQ_CST) == 0 || g->left >= GC_BATCH_MAX) {
 		g->commits++;
 		g->changes += g->n;
 		batch_end(g, commit(ctx));

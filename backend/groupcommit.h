@@ -17,9 +17,11 @@
  *
  * A batch only grows while another change is already on its way
  * (between gc_arrive and gc_join), so a change alone commits at once:
- * no timer, no added latency.  Each caller is in at most one batch and
- * waits for it, so a batch holds at most as many changes as there are
- * threads making them (and at most GC_BATCH_MAX).
+ * no timer, no added latency.  Each caller whose change succeeded waits
+ * for its batch, so a batch holds at most as many changes as there are
+ * threads making them; one that failed returns at once and may come
+ * again, so at most GC_BATCH_MAX callers (failed or not) leave a batch
+ * before it is committed.
  *
  * Every call but gc_arrive is made with the owner's mutex held.
  */
@@ -46,6 +48,7 @@ struct group_commit {
 	unsigned coming;           /* callers between gc_arrive and gc_join (atomic) */
 	bool open;                 /* a batch is open; mutex */
 	size_t n;                  /* changes in the open batch; mutex */
+	size_t left;               /* callers that left it, failed or not; mutex */
 	struct gc_member *members; /* of the open batch; mutex */
 	uint64_t commits;          /* batches committed (tried); mutex */
 	uint64_t changes;          /* changes those batches held; mutex */

@@ -101,7 +101,7 @@ int main(void)
 		if (w + 7 < size) {
 			memcpy(want + w, " comm=", 6);
 			w += 6;
-			w += reference_escape(want + w, size - w, comm, AUDIT_CAP_COMM);
+			reference_escape(want + w, size - w, comm, AUDIT_CAP_COMM);
 		}
 		if (strcmp(got, want) != 0) {
 			fprintf(stderr, "exe \"%s\" comm \"%s\" size %zu: \"%s\" != \"%s\"\n", exe,

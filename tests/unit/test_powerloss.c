@@ -12,7 +12,8 @@
  * the last value reported committed before the power went, or a later
  * one that was under way (never an older one), and its digest must
  * verify (the store opens).  Now and then a writer's change is refused
- * (-ESTALE) and undone alone, inside a batch of others.
+ * (-ESTALE before it changed anything, -EEXIST after it took a revision)
+ * and undone alone, inside a batch of others.
  *
  * What it does not model: a file's directory entry is taken as durable
  * once the file is (SQLite syncs the directory of a new journal itself);
@@ -414,11 +415,22 @@ static void *writer_main(void *arg)
 	struct writer *w = arg;
 	char id[32], v[64];
 	snprintf(id, sizeof(id), "PL_%d", w->idx);
-	for (unsigned k = 2; !atomic_load(&power_off); k++) {
+	/* a store that refuses every change would never reach the power cut:
+	 * many errors end the run (and fail it) */
+	for (unsigned k = 2; !atomic_load(&power_off) && w->errors < 50; k++) {
 		/* now and then a change the store refuses (-ESTALE: based on
 		 * the first value), undone alone inside its batch */
 		if (k % 7 == 0 &&
-		    ops->put_value(st, id, 0, 1, (const uint8_t *)"stale", 5, NULL) != -ESTALE)
+		    ops->put_value(st, id, 0, 1, (const uint8_t *)"stale", 5, NULL) != -ESTALE &&
+		    !atomic_load(&power_off))
+			w->errors++;
+		/* and one refused after it took a revision (EEXIST: the name
+		 * is there): its savepoint must give the revision, the digest
+		 * and the head back, or the next commit's head sums nothing */
+		if (k % 5 == 0 &&
+		    ops->create(st, id, 1u << SCOPE_AI_GATEWAY, NULL, (const uint8_t *)"dup", 3,
+		                NULL) != -EEXIST &&
+		    !atomic_load(&power_off))
 			w->errors++;
 		value_of(v, sizeof(v), w->idx, k);
 		w->tried = k;
@@ -427,11 +439,13 @@ static void *writer_main(void *arg)
 		bool before = !atomic_load(&power_off);
 		if (r == 0 && before)
 			w->acked = k;
-		else if (r != 0)
+		else if (r != 0 && before)
 			w->errors++;
 		if (r == 0 && atomic_fetch_add(&acked_total, 1) + 1 == POWER_OFF_AFTER)
 			atomic_store(&power_off, true);
 	}
+	if (w->errors >= 50)
+		atomic_store(&power_off, true);
 	return NULL;
 }
 
