@@ -84,9 +84,9 @@ char *cgroup_from_proc_text(const char *text)
  * Reading /proc/PID/cgroup costs more than the rest of an open (the kernel
  * formats every hierarchy's path: 11-35 us here, docs/benchmarks.md); the
  * cgroup's id costs a PIDFD_GET_INFO ioctl on the requester's pidfd,
- * which is kept (task slots, below).  So the path is kept per cgroup id, and an open asks the
- * kernel only for the id of the requester's cgroup (it is blocked in its
- * request: the tid names it).  An id is never reused while the system
+ * which is kept (task slots, below).  So the path is kept per cgroup id,
+ * and an open asks the kernel only for the id of the requester's cgroup
+ * (it is blocked in its request: the tid names it).  An id is never reused while the system
  * runs, and an entry is made only after stat(2) of the path under the
  * cgroup2 mount shows that id as its inode, so a process moved between
  * the two reads cannot file a path under the wrong id.  An entry stays
