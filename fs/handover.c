@@ -306,7 +306,7 @@ static bool fdstore(int fd, const char *name)
 /* The FUSE connection number of the secretsfs mount on mnt; -1 if none.
  * Only mnt's parent is resolved: the mount itself may have no daemon to
  * answer yet. */
-static long connection_of(const char *mnt)
+long handover_connection_of(const char *mnt)
 {
 	char *path = keeper_mount_path(mnt);
 	unsigned long minor = 0;
@@ -344,7 +344,7 @@ static int abort_connection(long conn, bool *mounted)
  * that a new one can be made: no daemon-less mount is left behind. */
 void handover_abandon(const char *mnt, const char *why)
 {
-	long conn = connection_of(mnt);
+	long conn = handover_connection_of(mnt);
 	log_warn("cannot take over the mount on %s (%s): aborting its connection and "
 	         "mounting anew",
 	         mnt, why);
@@ -620,7 +620,7 @@ int handover_adopt(struct fs *fs, bool takeover)
 	 * (handover_server_state). */
 	ho.state_unread = fs->opt.run_as != NULL;
 	int r = ho.state_fd < 0 ? -ENOENT : ho.state_unread ? 0 : state_read(ho.state_fd);
-	if (r == 0 && connection_of(fs->opt.mountpoint) < 0)
+	if (r == 0 && handover_connection_of(fs->opt.mountpoint) < 0)
 		r = -ENOTCONN; /* unmounted meanwhile (umount -l) */
 	if (r < 0) {
 		abandon(fs, fuse,

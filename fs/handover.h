@@ -58,6 +58,9 @@ int handover_server_state(struct fs *fs);
  * (/sys/fs/fuse/connections/N/abort), mnt unmounted, and dropped from the
  * fd store, so that the next start mounts anew; why: for the log line. */
 void handover_abandon(const char *mnt, const char *why);
+/* The FUSE connection number of the secretsfs mount on mnt (the topmost
+ * one), or -1 if none is mounted there. */
+long handover_connection_of(const char *mnt);
 
 /* At start, before anything looks at mnt: a secretsfs mount left there
  * whose daemon does not answer (stopped, or stuck dying) would hang

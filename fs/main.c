@@ -1154,15 +1154,6 @@ static int open_credsocket(const struct fs *fs, struct credsock **ret)
 
 /* Mounts, serves until unmounted or signalled, stops.  Returns the exit
  * status; whatever was set up is taken down by stop(). */
-/* Is a secretsfs mount still on this daemon's mountpoint? */
-static bool our_mount_left(const struct fs *fs)
-{
-	char *path = keeper_mount_path(fs->opt.mountpoint);
-	bool left = path && keeper_mount_of(path, NULL) >= 0;
-	free(path);
-	return left;
-}
-
 static int serve_store(struct fs *fs, struct cmdline *c)
 {
 	int r;
@@ -1297,7 +1288,7 @@ static int serve_store(struct fs *fs, struct cmdline *c)
 	}
 	/* A signal (SIGTERM, SIGINT, SIGHUP) or fusermount3 -u: a clean stop.
 	 * fuse_session_loop returns the signal's number then. */
-	if (r == -ECONNABORTED && !our_mount_left(fs)) {
+	if (r == -ECONNABORTED && handover_connection_of(fs->opt.mountpoint) < 0) {
 		/* An unmount that meets a request the kernel was handing to
 		 * a thread (a RELEASE of a file closed just before) ends that
 		 * thread's read with ECONNABORTED, not ENODEV (fuse_dev_do_read:

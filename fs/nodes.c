@@ -57,13 +57,8 @@ static uint64_t labels_hash(const struct labels *l)
 
 static bool label_set_is(const struct label_set *set, uint64_t hash, const struct labels *l)
 {
-	if (set->hash != hash || set->n != l->n)
-		return false;
-	for (size_t i = 0; i < l->n; i++)
-		if (strcmp(set->v[i].key, l->v[i].key) != 0 ||
-		    strcmp(set->v[i].value, l->v[i].value) != 0)
-			return false;
-	return true;
+	const struct labels set_labels = { .n = set->n, .v = (struct label *)set->v };
+	return set->hash == hash && labels_equal(&set_labels, l);
 }
 
 static struct label_set *label_set_new(const struct labels *l, uint64_t hash)
