@@ -3470,12 +3470,15 @@ static int embedded_set_scopes(struct store *s, const char *id, uint64_t incarna
 /* --- deleted secrets kept for undo (STORE_CAP_UNDELETE) --- */
 
 /* The IDs of the deleted secrets, in ID order; mutex held, in a
- * transaction.  With before > 0 only those deleted at or before it. */
+ * transaction.  With before > 0 only those deleted at or before it.  The
+ * table is scanned in storage order and the few IDs found sorted ("+id":
+ * walking the whole ID index instead, to skip that sort, looked up every
+ * row, deleted or not: ~4 s of a 1,000,000-secret mount in format 4). */
 static int deleted_ids_locked(struct store *s, int64_t before, char ***ret_ids, size_t *ret_n)
 {
 	return ids_query_locked(s,
 	                        "SELECT id FROM secrets WHERE scopes >= " DELETED_MIN
-	                        " AND (?1 = 0 OR mtime_ns <= ?1) ORDER BY id",
+	                        " AND (?1 = 0 OR mtime_ns <= ?1) ORDER BY +id",
 	                        before, ret_ids, ret_n);
 }
 
