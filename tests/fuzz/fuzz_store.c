@@ -259,7 +259,7 @@ static void other_change(sqlite3 *db, struct input *in)
 		"UPDATE versions SET version = version + 1 WHERE rowid = (SELECT MAX(rowid) FROM versions)",
 		"DELETE FROM versions WHERE rowid = (SELECT MIN(rowid) FROM versions)",
 		"DELETE FROM versions WHERE rowid = (SELECT MAX(rowid) FROM versions)",
-		"DELETE FROM secrets WHERE rowid = (SELECT MIN(rowid) FROM secrets)",
+		"DELETE FROM secrets WHERE id = (SELECT MIN(id) FROM secrets)",
 		"DELETE FROM meta WHERE key = 'keycheck'",
 		"DELETE FROM meta WHERE key = 'store_id'",
 		"DELETE FROM meta WHERE key = 'format'",

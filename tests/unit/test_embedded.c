@@ -1914,7 +1914,7 @@ static void test_upgrade_from_old_formats(void)
 	fprintf(stderr, "(an error about a changed format record is expected below)\n");
 	CHECK_EQ(ops->open(&cfg, &s), -EIO);
 	db = raw_db();
-	raw_exec(db, "UPDATE meta SET value = x'04' WHERE key = 'format'");
+	raw_exec(db, "UPDATE meta SET value = x'05' WHERE key = 'format'");
 	sqlite3_close(db);
 	s = open_store(0, false);
 	CHECK(value_is(s, "OLD_ONE", 0, "new"));
@@ -1934,31 +1934,73 @@ static void test_upgrade_from_old_formats(void)
  * it, a read-only one is refused; a format 4 store whose format record
  * alone says 3 is refused, never upgraded (that would take its rows on
  * trust). */
-static void make_format3(bool keycheck_too)
+/* The key-check record as a format whose domain is `domain` wrote it. */
+static void old_keycheck(sqlite3 *db, const char *domain)
 {
-	sqlite3 *db = raw_db();
 	sqlite3_stmt *st = NULL;
 	uint8_t store_id[SEAL_STORE_ID_BYTES], *ct = NULL;
 	size_t ctlen = 0;
 
+	REQUIRE(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'store_id'", -1, &st,
+	                           NULL) == SQLITE_OK);
+	REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+	memcpy(store_id, sqlite3_column_blob(st, 0), sizeof(store_id));
+	sqlite3_finalize(st);
+	old_seal(db, store_id, domain, NULL, 0, "secretsfs key check: the key is right", &ct,
+	         &ctlen);
+	REQUIRE(sqlite3_prepare_v2(db, "UPDATE meta SET value = ?1 WHERE key = 'keycheck'", -1, &st,
+	                           NULL) == SQLITE_OK);
+	sqlite3_bind_blob(st, 1, ct, (int)ctlen, SQLITE_TRANSIENT);
+	REQUIRE(sqlite3_step(st) == SQLITE_DONE);
+	sqlite3_finalize(st);
+	free(ct);
+}
+
+/* secrets as formats 1-4 stored it: a rowid table, in no ID order, found
+ * by ID through an index. */
+static void rowid_secrets(sqlite3 *db)
+{
+	raw_exec(db,
+	         "PRAGMA foreign_keys = OFF; BEGIN;"
+	         "CREATE TABLE f5 AS SELECT * FROM secrets; DROP TABLE secrets;"
+	         "CREATE TABLE secrets (  id TEXT PRIMARY KEY NOT NULL,  scopes INTEGER NOT "
+	         "NULL,  version INTEGER NOT NULL,  size INTEGER NOT NULL,  ctime_ns INTEGER "
+	         "NOT NULL,  mtime_ns INTEGER NOT NULL,  incarnation INTEGER NOT NULL,  "
+	         "revision INTEGER NOT NULL,  value_revision INTEGER NOT NULL,  nonce BLOB NOT "
+	         "NULL,  mac BLOB NOT NULL);"
+	         "INSERT INTO secrets SELECT * FROM f5 ORDER BY id DESC; DROP TABLE f5; COMMIT");
+}
+
+static void make_format3(bool keycheck_too)
+{
+	sqlite3 *db = raw_db();
+
+	rowid_secrets(db);
 	raw_exec(db, "DELETE FROM meta WHERE key = 'digest';"
 	             "UPDATE meta SET value = x'03' WHERE key = 'format'");
-	if (keycheck_too) {
-		REQUIRE(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'store_id'", -1,
-		                           &st, NULL) == SQLITE_OK);
-		REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-		memcpy(store_id, sqlite3_column_blob(st, 0), sizeof(store_id));
-		sqlite3_finalize(st);
-		old_seal(db, store_id, "secretsfs key check v3", NULL, 0,
-		         "secretsfs key check: the key is right", &ct, &ctlen);
-		REQUIRE(sqlite3_prepare_v2(db, "UPDATE meta SET value = ?1 WHERE key = 'keycheck'",
-		                           -1, &st, NULL) == SQLITE_OK);
-		sqlite3_bind_blob(st, 1, ct, (int)ctlen, SQLITE_TRANSIENT);
-		REQUIRE(sqlite3_step(st) == SQLITE_DONE);
-		sqlite3_finalize(st);
-		free(ct);
-	}
+	if (keycheck_too)
+		old_keycheck(db, "secretsfs key check v3");
 	sqlite3_close(db);
+}
+
+/* Whether secrets is format 5's table (its rows in ID order, no index). */
+static bool secrets_by_id(void)
+{
+	sqlite3 *db = raw_db();
+	sqlite3_stmt *st = NULL;
+	bool by_id = false;
+	int objects = 0;
+
+	REQUIRE(sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_schema WHERE tbl_name = 'secrets'",
+	                           -1, &st, NULL) == SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *sql = (const char *)sqlite3_column_text(st, 0);
+		objects++;
+		by_id = sql && strstr(sql, "WITHOUT ROWID");
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return by_id && objects == 1;
 }
 
 static void test_upgrade_from_format3(void)
@@ -1992,8 +2034,83 @@ static void test_upgrade_from_format3(void)
 	CHECK_EQ(open_err(true), 0);
 	s = open_store(2, false);
 	CHECK(value_is(s, "F3_ONE", 0, "one-5"));
+	CHECK(secrets_by_id());
 	CHECK_EQ(ops->delete_secret(s, "F3_ONE", 0, NULL), 0);
 	CHECK_EQ(ops->delete_secret(s, "F3_TWO", 0, NULL), 0);
+	ops->close(s);
+	CHECK_EQ(open_err(false), 0);
+}
+
+/* A store turned into what format 4 left (secrets a rowid table, the
+ * key-check record under format 4's domain): read-only it is refused;
+ * read-write it becomes format 5 with its rows as they were, and keeps
+ * its digest (a version removed by hand before the upgrade is still
+ * caught after it: nothing is taken on trust); a format 5 store whose
+ * format record alone says 4 is refused, never upgraded. */
+static void make_format4(bool keycheck_too)
+{
+	sqlite3 *db = raw_db();
+
+	rowid_secrets(db);
+	raw_exec(db, "UPDATE meta SET value = x'04' WHERE key = 'format'");
+	if (keycheck_too)
+		old_keycheck(db, "secretsfs key check v4");
+	sqlite3_close(db);
+}
+
+static void test_upgrade_from_format4(void)
+{
+	struct store *s = open_store(3, false);
+	struct labels lb = { 0, NULL };
+	struct secret_meta m = { 0 };
+	struct listing li;
+	char id[32];
+
+	REQUIRE(labels_set(&lb, "managed-by", "aigateway") == 0);
+	for (int i = 0; i < 40; i++) {
+		snprintf(id, sizeof(id), "F4_%02d", i);
+		CHECK_EQ(create_str(s, id, i % 2 ? SA : SM, i % 3 ? &lb : NULL, id), 0);
+	}
+	labels_clear(&lb);
+	CHECK_EQ(put_str(s, "F4_07", 0, "seven-2"), 0);
+	ops->close(s);
+
+	make_format4(false);
+	fprintf(stderr, "(an error about a changed format record is expected below)\n");
+	CHECK_EQ(open_err(false), -EIO);
+	make_format4(true);
+	CHECK(!secrets_by_id());
+	fprintf(stderr, "(an error about format 4 is expected below)\n");
+	CHECK_EQ(open_err(true), -EIO);
+	s = open_store(3, false); /* upgraded */
+	CHECK(secrets_by_id());
+	CHECK_EQ(list_all(s, &li), 0);
+	CHECK_EQ(li.total, 40);
+	CHECK(value_is(s, "F4_07", 0, "seven-2"));
+	CHECK(value_is(s, "F4_07", 1, "F4_07"));
+	CHECK(value_is(s, "F4_39", 0, "F4_39"));
+	CHECK_EQ(ops->stat(s, "F4_04", &m), 0);
+	CHECK_EQ(m.labels.n, 1);
+	CHECK_EQ(m.scopes, SM);
+	secret_meta_clear(&m);
+	CHECK_EQ(put_str(s, "F4_07", 0, "seven-3"), 0);
+	ops->close(s);
+	CHECK_EQ(open_err(true), 0);
+
+	/* a version removed by hand, then the store made to look format 4 */
+	sqlite3 *db = raw_db();
+	raw_exec(db, "DELETE FROM versions WHERE id = 'F4_07' AND version = 1");
+	sqlite3_close(db);
+	make_format4(true);
+	fprintf(stderr, "(an error about the store's digest is expected below)\n");
+	CHECK_EQ(open_err(false), -EIO);
+	CHECK_EQ(open_err(true), -EIO);
+	s = open_store_reseal(3);
+	CHECK(value_is(s, "F4_07", 0, "seven-3"));
+	for (int i = 0; i < 40; i++) {
+		snprintf(id, sizeof(id), "F4_%02d", i);
+		CHECK_EQ(ops->delete_secret(s, id, 0, NULL), 0);
+	}
 	ops->close(s);
 	CHECK_EQ(open_err(false), 0);
 }
@@ -2037,6 +2154,7 @@ int main(void)
 	test_digest_consistent();
 	test_upgrade_from_old_formats();
 	test_upgrade_from_format3();
+	test_upgrade_from_format4();
 
 	key = key_free(key);
 	harness_rmrf(tmp);
