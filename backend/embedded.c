@@ -110,10 +110,11 @@ struct store {
 	uint8_t store_id[STORE_ID_BYTES]; /* immutable after open */
 	unsigned keep_versions;           /* immutable after open */
 	bool read_only;                   /* immutable after open */
-	int lock_fd;                      /* flock'ed DIR/store.lock */
-	bool reseal_digest;               /* immutable after open */
-	int64_t keep_deleted_ns;          /* immutable after open: 0, purge at delete */
-	bool dropped_values;              /* this transaction deleted a
+	bool second;             /* a second connection, for one job (digest_committed_locked) */
+	int lock_fd;             /* flock'ed DIR/store.lock */
+	bool reseal_digest;      /* immutable after open */
+	int64_t keep_deleted_ns; /* immutable after open: 0, purge at delete */
+	bool dropped_values;     /* this transaction deleted a
 	                                     secret: checkpoint after it */
 	/* The store digest of the write transaction under way (seal.h):
 	 * loaded from the verified head by next_revision_locked(), updated
@@ -1399,46 +1400,110 @@ static int revision_get_locked(struct store *s, uint64_t *ret)
 	return revision_query_locked(s, "SELECT value FROM meta WHERE key = 'revision'", 0, ret);
 }
 
+/* D over every row of secrets as stored (secrets_part) or of versions,
+ * added to d, and the highest revision a row names, raised in *max_rev;
+ * mutex held, inside a transaction. */
+static int digest_part_locked(struct store *s, bool secrets_part, struct seal_digest *d,
+                              uint64_t *max_rev)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = SQLITE_DONE;
+	int r = sql_prepare(s,
+	                    secrets_part ? "SELECT id, incarnation, mac, revision FROM secrets"
+	                                 : "SELECT id, version, revision FROM versions",
+	                    &st);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+		size_t idlen = id ? (size_t)sqlite3_column_bytes(st, 0) : 0;
+		uint64_t n = (uint64_t)sqlite3_column_int64(st, 1);
+		uint64_t rev = (uint64_t)sqlite3_column_int64(st, secrets_part ? 3 : 2);
+		if (secrets_part)
+			seal_digest_secret(s->keys, d, +1, id ? id : "", idlen, n,
+			                   sqlite3_column_blob(st, 2),
+			                   (size_t)sqlite3_column_bytes(st, 2));
+		else
+			seal_digest_version(s->keys, d, +1, id ? id : "", idlen, n, rev);
+		if (rev > *max_rev && rev <= INT64_MAX)
+			*max_rev = rev;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = sql_fail(s, rc);
+	sql_done(s, st);
+	return r;
+}
+
 /* D over every row of secrets and versions as stored, and the highest
  * revision a row names; mutex held, inside a transaction (one snapshot). */
 static int digest_compute_locked(struct store *s, struct seal_digest *d, uint64_t *ret_max_rev)
 {
-	sqlite3_stmt *st = NULL;
 	uint64_t max_rev = 0;
-	int rc = SQLITE_DONE;
 	memset(d, 0, sizeof(*d));
-	int r = sql_prepare(s, "SELECT id, incarnation, mac, revision FROM secrets", &st);
-	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *id = (const char *)sqlite3_column_text(st, 0);
-		size_t idlen = (size_t)sqlite3_column_bytes(st, 0);
-		const void *mac = sqlite3_column_blob(st, 2);
-		size_t maclen = (size_t)sqlite3_column_bytes(st, 2);
-		uint64_t rev = (uint64_t)sqlite3_column_int64(st, 3);
-		seal_digest_secret(s->keys, d, +1, id ? id : "", id ? idlen : 0,
-		                   (uint64_t)sqlite3_column_int64(st, 1), mac, maclen);
-		if (rev > max_rev && rev <= INT64_MAX)
-			max_rev = rev;
-	}
-	if (r == 0 && rc != SQLITE_DONE)
-		r = sql_fail(s, rc);
-	sql_done(s, st);
-	st = NULL;
+	int r = digest_part_locked(s, true, d, &max_rev);
 	if (r == 0)
-		r = sql_prepare(s, "SELECT id, version, revision FROM versions", &st);
-	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *id = (const char *)sqlite3_column_text(st, 0);
-		size_t idlen = (size_t)sqlite3_column_bytes(st, 0);
-		uint64_t rev = (uint64_t)sqlite3_column_int64(st, 2);
-		seal_digest_version(s->keys, d, +1, id ? id : "", id ? idlen : 0,
-		                    (uint64_t)sqlite3_column_int64(st, 1), rev);
-		if (rev > max_rev && rev <= INT64_MAX)
-			max_rev = rev;
-	}
-	if (r == 0 && rc != SQLITE_DONE)
-		r = sql_fail(s, rc);
-	sql_done(s, st);
+		r = digest_part_locked(s, false, d, &max_rev);
 	if (ret_max_rev)
 		*ret_max_rev = max_rev;
+	return r;
+}
+
+static struct store *store_alloc(void);
+static void store_free(struct store *s);
+static int open_db(struct store *s, const char *path);
+
+/* The versions' part of D on a second connection of its own, on a thread
+ * (digest_check_locked): at open, half of a big store's check. */
+struct digest_helper {
+	struct store *c; /* the second connection; keys borrowed */
+	struct seal_digest d;
+	int r;
+};
+
+static void *digest_helper_run(void *arg)
+{
+	struct digest_helper *h = arg;
+	uint64_t max_rev = 0;
+	h->r = tx_begin(h->c, false);
+	if (h->r == 0)
+		h->r = tx_end(h->c, digest_part_locked(h->c, false, &h->d, &max_rev));
+	return NULL;
+}
+
+/* D over the rows as committed, for the check at open: the secrets' part
+ * here, the versions' part on a second connection beside it (another
+ * process committing between the two reads can only make them disagree
+ * with the head: a refusal, never an acceptance of rows that do not sum
+ * to it).  On one connection when no second one opens.  Mutex held,
+ * inside a transaction that has changed nothing yet. */
+static int digest_committed_locked(struct store *s, struct seal_digest *d)
+{
+	struct digest_helper h = { .c = store_alloc() };
+	const char *path = sqlite3_db_filename(s->db, "main");
+	pthread_t t;
+	bool helped = false;
+	uint64_t max_rev = 0;
+
+	if (h.c && path && path[0]) {
+		h.c->read_only = s->read_only;
+		h.c->second = true;
+		h.c->keys = s->keys;
+		helped = open_db(h.c, path) == 0 &&
+		         pthread_create(&t, NULL, digest_helper_run, &h) == 0;
+	}
+	memset(d, 0, sizeof(*d));
+	int r = digest_part_locked(s, true, d, &max_rev);
+	if (helped) {
+		pthread_join(t, NULL);
+		if (r == 0 && h.r == 0)
+			seal_digest_add(d, &h.d);
+		else if (r == 0)
+			r = h.r;
+	} else if (r == 0) {
+		r = digest_part_locked(s, false, d, &max_rev);
+	}
+	if (h.c)
+		h.c->keys = NULL; /* s's */
+	store_free(h.c);
+	sodium_memzero(&h.d, sizeof(h.d));
 	return r;
 }
 
@@ -1487,7 +1552,7 @@ static int digest_check_locked(struct store *s)
 			r = hr;
 	}
 	if (r == 0)
-		r = digest_compute_locked(s, &have, NULL);
+		r = digest_committed_locked(s, &have);
 	if (r == 0 && hr == 0 && seal_digest_equal(&want, &have)) {
 		if (reseal)
 			log_info("embedded store: -o reseal_digest: store.db matches its digest "
@@ -1591,7 +1656,7 @@ static int open_db(struct store *s, const char *path)
 		free(uri);
 		if (rc == SQLITE_OK)
 			rc = harden_db(s->db);
-		if (rc == SQLITE_OK)
+		if (rc == SQLITE_OK && !s->second)
 			log_warn(
 			    "embedded store: %s is on a read-only filesystem: opened as immutable; "
 			    "changes a crash left in its -wal file are not visible",

@@ -398,6 +398,11 @@ int seal_head_verify(const struct seal_keys *k, uint64_t revision, const struct 
 	return r;
 }
 
+void seal_digest_add(struct seal_digest *d, const struct seal_digest *e)
+{
+	digest_apply(d, e->d, +1);
+}
+
 int seal_digest_equal(const struct seal_digest *a, const struct seal_digest *b)
 {
 	return sodium_memcmp(a->d, b->d, SEAL_DIGEST_BYTES) == 0;

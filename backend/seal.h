@@ -136,6 +136,8 @@ void seal_head_mac(const struct seal_keys *k, uint64_t revision, const struct se
  * Constant time in the MAC's bytes. */
 int seal_head_verify(const struct seal_keys *k, uint64_t revision, const struct seal_digest *d,
                      const uint8_t *mac, size_t maclen);
+/* d += e: the digest of two disjoint sets of rows is the sum of theirs. */
+void seal_digest_add(struct seal_digest *d, const struct seal_digest *e);
 /* 1 if a and b are the same digest (constant time), else 0. */
 int seal_digest_equal(const struct seal_digest *a, const struct seal_digest *b);
 
