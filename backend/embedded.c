@@ -178,48 +178,54 @@ struct store {
 	int wal_fd;
 };
 
-/* secrets is stored in ID order (WITHOUT ROWID: the primary key is the
- * table), as labels and versions are: a listing, which goes by ID, reads
- * each table front to back instead of looking every row up through an
- * index (format 4: a 1,000,000-secret mount spent a third of its time
- * there).  The upgrade from 3 and 4 makes this one table again. */
-#define SECRETS_TABLE_SQL                                                                          \
-	"CREATE TABLE secrets ("                                                                   \
-	"  id TEXT PRIMARY KEY NOT NULL,"                                                          \
-	"  scopes INTEGER NOT NULL,"                                                               \
-	"  version INTEGER NOT NULL,"                                                              \
-	"  size INTEGER NOT NULL,"                                                                 \
-	"  ctime_ns INTEGER NOT NULL,"                                                             \
-	"  mtime_ns INTEGER NOT NULL,"                                                             \
-	"  incarnation INTEGER NOT NULL,"                                                          \
-	"  revision INTEGER NOT NULL,"                                                             \
-	"  value_revision INTEGER NOT NULL,"                                                       \
-	"  nonce BLOB NOT NULL,"                                                                   \
-	"  mac BLOB NOT NULL"                                                                      \
-	") WITHOUT ROWID;"
-
+/* The tables, as the current format makes them (schema_sql) and as
+ * formats 3 and 4 made them (schema4_sql: a store in either is compared
+ * with it, exactly, before its upgrade reads a row).  Format 5 stores
+ * secrets in ID order (WITHOUT ROWID: the primary key is the table), as
+ * labels are: a listing, which goes by ID, reads both front to back
+ * instead of looking every secret up through an ID index (a third of a
+ * 1,000,000-secret mount in format 4).  versions keeps its rowid: its
+ * ciphertexts make its rows long. */
 /* clang-format off */
-static const char schema_sql[] = "CREATE TABLE meta ("
-                                 "  key TEXT PRIMARY KEY NOT NULL,"
-                                 "  value BLOB NOT NULL"
-                                 ");"
-                                 SECRETS_TABLE_SQL
-                                 "CREATE TABLE labels ("
-                                 "  id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,"
-                                 "  key TEXT NOT NULL,"
-                                 "  value TEXT NOT NULL,"
-                                 "  PRIMARY KEY (id, key)"
-                                 ") WITHOUT ROWID;"
-                                 "CREATE TABLE versions ("
-                                 "  id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,"
-                                 "  version INTEGER NOT NULL,"
-                                 "  size INTEGER NOT NULL,"
-                                 "  mtime_ns INTEGER NOT NULL,"
-                                 "  ct BLOB NOT NULL,"
-                                 "  revision INTEGER NOT NULL,"
-                                 "  PRIMARY KEY (id, version)"
-                                 ");";
+#define META_TABLE_SQL \
+	"CREATE TABLE meta (" \
+	"  key TEXT PRIMARY KEY NOT NULL," \
+	"  value BLOB NOT NULL" \
+	");"
+#define SECRETS_COLUMNS_SQL \
+	"CREATE TABLE secrets (" \
+	"  id TEXT PRIMARY KEY NOT NULL," \
+	"  scopes INTEGER NOT NULL," \
+	"  version INTEGER NOT NULL," \
+	"  size INTEGER NOT NULL," \
+	"  ctime_ns INTEGER NOT NULL," \
+	"  mtime_ns INTEGER NOT NULL," \
+	"  incarnation INTEGER NOT NULL," \
+	"  revision INTEGER NOT NULL," \
+	"  value_revision INTEGER NOT NULL," \
+	"  nonce BLOB NOT NULL," \
+	"  mac BLOB NOT NULL" \
+	")"
+#define SECRETS_TABLE_SQL SECRETS_COLUMNS_SQL " WITHOUT ROWID;"
+#define LABELS_VERSIONS_TABLES_SQL \
+	"CREATE TABLE labels (" \
+	"  id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE," \
+	"  key TEXT NOT NULL," \
+	"  value TEXT NOT NULL," \
+	"  PRIMARY KEY (id, key)" \
+	") WITHOUT ROWID;" \
+	"CREATE TABLE versions (" \
+	"  id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE," \
+	"  version INTEGER NOT NULL," \
+	"  size INTEGER NOT NULL," \
+	"  mtime_ns INTEGER NOT NULL," \
+	"  ct BLOB NOT NULL," \
+	"  revision INTEGER NOT NULL," \
+	"  PRIMARY KEY (id, version)" \
+	");"
 /* clang-format on */
+static const char schema_sql[] = META_TABLE_SQL SECRETS_TABLE_SQL LABELS_VERSIONS_TABLES_SQL;
+static const char schema4_sql[] = META_TABLE_SQL SECRETS_COLUMNS_SQL ";" LABELS_VERSIONS_TABLES_SQL;
 
 /* Format 1 -> 2: revisions.  Incarnations, value revisions and the store
  * counter are made up once, in an order that keeps them unique. */
@@ -1791,8 +1797,9 @@ static char *dup_col(sqlite3_stmt *st, int col)
 	return t ? strdup((const char *)t) : NULL;
 }
 
-/* The schema schema_sql makes, read back from a scratch database. */
-static int expected_schema(struct schema *sc)
+/* The schema sql (schema_sql, schema4_sql) makes, read back from a
+ * scratch database. */
+static int expected_schema(const char *sql, struct schema *sc)
 {
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
@@ -1801,8 +1808,7 @@ static int expected_schema(struct schema *sc)
 	sc->n = 0;
 	if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
 	        SQLITE_OK ||
-	    harden_db(db) != SQLITE_OK ||
-	    sqlite3_exec(db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
+	    harden_db(db) != SQLITE_OK || sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "SELECT type, name, tbl_name, sql FROM sqlite_schema", -1, &st,
 	                       NULL) != SQLITE_OK)
 		goto out;
@@ -1834,16 +1840,16 @@ static bool str_eq(const char *a, const char *b)
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-/* Compares store.db's schema with the one secretsfs creates.  Anything
- * there that secretsfs does not create (a trigger, a view, another table
- * or index) is refused, whatever the format; with exact (the current format) every
- * object must also be the very one (same SQL).  -EIO with one line naming
- * what was found.  Mutex held (or the store not yet shared). */
-static int schema_check_locked(struct store *s, bool exact)
+/* Compares store.db's schema with the one sql (schema_sql, schema4_sql)
+ * creates.  Anything there that it does not create (a trigger, a view,
+ * another table or index) is refused; with exact every object must also
+ * be the very one (same SQL).  -EIO with one line naming what was found
+ * (none if quiet).  Mutex held (or the store not yet shared). */
+static int schema_check_locked(struct store *s, const char *sql_want, bool exact, bool quiet)
 {
 	struct schema want;
 	sqlite3_stmt *st = NULL;
-	int r = expected_schema(&want), rc;
+	int r = expected_schema(sql_want, &want), rc;
 	if (r < 0)
 		return r;
 	r = sql_prepare(s, "SELECT type, name, tbl_name, sql FROM sqlite_schema", &st);
@@ -1854,23 +1860,22 @@ static int schema_check_locked(struct store *s, bool exact)
 		for (size_t i = 0; i < want.n && !o; i++)
 			if (strcmp(want.v[i].type, type) == 0 && strcmp(want.v[i].name, name) == 0)
 				o = &want.v[i];
-		if (!o && !exact && strcmp(type, "index") == 0 &&
-		    strcmp(name, "sqlite_autoindex_secrets_1") == 0 && strcmp(tbl, "secrets") == 0)
-			continue; /* formats 1-4's ID index (SQLite's own, for their
-			           * primary key: a name no SQL can create) */
 		if (!o || strcmp(o->tbl, tbl) != 0) {
-			log_error(
-			    "embedded store: store.db holds %.20s \"%.100s\" on %.100s, which "
-			    "secretsfs did not create: refusing to open the store (SQL in it "
-			    "must never run); drop it with sqlite3 only if you trust the rest "
-			    "of the store, or restore a backup",
-			    type, name, tbl);
+			if (!quiet)
+				log_error(
+				    "embedded store: store.db holds %.20s \"%.100s\" on %.100s, which "
+				    "secretsfs did not create: refusing to open the store (SQL in it "
+				    "must never run); drop it with sqlite3 only if you trust the rest "
+				    "of the store, or restore a backup",
+				    type, name, tbl);
 			r = -EIO;
 		} else if (exact && !str_eq(o->sql, sql)) {
-			log_error("embedded store: store.db: %.20s \"%.100s\" is not the one "
-			          "secretsfs creates (altered outside secretsfs): refusing to open "
-			          "the store; restore a backup",
-			          type, name);
+			if (!quiet)
+				log_error(
+				    "embedded store: store.db: %.20s \"%.100s\" is not the one "
+				    "secretsfs creates (altered outside secretsfs): refusing to open "
+				    "the store; restore a backup",
+				    type, name);
 			r = -EIO;
 		} else {
 			o->seen = true;
@@ -1881,9 +1886,11 @@ static int schema_check_locked(struct store *s, bool exact)
 	sql_done(s, st);
 	for (size_t i = 0; r == 0 && i < want.n; i++) {
 		if (!want.v[i].seen) {
-			log_error("embedded store: store.db lacks %s \"%s\" (damaged, or not a "
-			          "secretsfs store): refusing to open it",
-			          want.v[i].type, want.v[i].name);
+			if (!quiet)
+				log_error(
+				    "embedded store: store.db lacks %s \"%s\" (damaged, or not a "
+				    "secretsfs store): refusing to open it",
+				    want.v[i].type, want.v[i].name);
 			r = -EIO;
 		}
 	}
@@ -2105,6 +2112,24 @@ static int write_keycheck_locked(struct store *s)
 	return r;
 }
 
+/* Inside the upgrade of format 3 or 4, before its commit: every label
+ * and version it had is still there (labels, versions: the counts
+ * before; a store changed by hand may hold rows of no secret, which stay
+ * as they were); -EIO, logged, if not. */
+static int upgrade_kept_rows_locked(struct store *s, uint64_t labels, uint64_t versions)
+{
+	uint64_t l = 0, v = 0;
+	int r = revision_query_locked(s, "SELECT count(*) FROM labels", 0, &l);
+	if (r == 0)
+		r = revision_query_locked(s, "SELECT count(*) FROM versions", 0, &v);
+	if (r == 0 && (l != labels || v != versions)) {
+		log_error("embedded store: the upgrade would have lost labels or versions: "
+		          "nothing changed");
+		r = -EIO;
+	}
+	return r;
+}
+
 /* A store in format 1 to 4 becomes format 5, in one transaction; a
  * read-only mount cannot do that and says so.  Formats 1 and 2 get
  * their tables made again, nonces, re-sealed values and metadata MACs;
@@ -2122,12 +2147,29 @@ static int upgrade_locked(struct store *s, int format)
 		          format, FORMAT_VERSION);
 		return -EIO;
 	}
-	/* (a no-op inside a transaction: set before it, and again after) */
-	int r = sql_exec(s, "PRAGMA foreign_keys = OFF");
-	if (r < 0)
-		return r;
-	r = tx_begin(s, true);
+	/* Foreign keys off, or dropping the old tables would take every label
+	 * and version with them: a no-op inside a transaction, so set before
+	 * it (and read back), and on again after. */
+	uint64_t fk = 1, labels = 0, versions = 0;
+	int r = sqlite3_get_autocommit(s->db) ? sql_exec(s, "PRAGMA foreign_keys = OFF") : -EIO;
+	if (r == 0)
+		r = revision_query_locked(s, "PRAGMA foreign_keys", 0, &fk);
+	if (r == 0 && fk != 0)
+		r = -EIO;
+	if (r == 0)
+		r = tx_begin(s, true);
+	if (r < 0) {
+		log_error("embedded store: cannot turn foreign keys off for the upgrade: nothing "
+		          "changed");
+		sql_exec(s, "PRAGMA foreign_keys = ON");
+		return r < 0 ? r : -EIO;
+	}
 	s->upgrading = true;
+	if (format >= 3) {
+		r = revision_query_locked(s, "SELECT count(*) FROM labels", 0, &labels);
+		if (r == 0)
+			r = revision_query_locked(s, "SELECT count(*) FROM versions", 0, &versions);
+	}
 	if (r == 0 && format == 1)
 		r = sql_exec_script(s, upgrade_1_sql);
 	if (r == 0 && format <= 2)
@@ -2146,8 +2188,15 @@ static int upgrade_locked(struct store *s, int format)
 		r = head_reset_locked(s);
 	if (r == 0)
 		r = meta_put_blob(s, "format", &format_now, 1);
-	if (r == 0 && format <= 2)
-		s->dropped_values = true; /* the old ciphertexts: out of the WAL too */
+	/* before it counts: the tables exactly as a new store has them, no
+	 * label or version of formats 3-4 lost */
+	if (r == 0)
+		r = schema_check_locked(s, schema_sql, true, false);
+	if (r == 0 && format >= 3)
+		r = upgrade_kept_rows_locked(s, labels, versions);
+	/* the old ciphertexts (1-2), the copied table (3-4): out of the WAL */
+	if (r == 0)
+		s->dropped_values = true;
 	s->upgrading = false;
 	r = tx_end(s, r);
 	int fr = sql_exec(s, "PRAGMA foreign_keys = ON");
@@ -2155,8 +2204,6 @@ static int upgrade_locked(struct store *s, int format)
 		r = fr;
 	/* the statements cached against the old tables */
 	sql_cache_clear(s);
-	if (r == 0)
-		r = schema_check_locked(s, true);
 	if (r == 0 && format <= 2)
 		log_info("embedded store: upgraded from format %d to %d (metadata and the store "
 		         "digest authenticated from now on; the rows were taken as found)",
@@ -2182,8 +2229,14 @@ static int check_key_locked(struct store *s)
 	size_t n = 0;
 	int r, format = 0;
 
-	/* before anything reads a table: nothing the database holds runs */
-	r = schema_check_locked(s, false);
+	/* before anything reads a table: nothing the database holds runs.  The
+	 * names first (the format is in a table), as this format or formats
+	 * 1-4 have them; once the format is known, every object exactly. */
+	r = schema_check_locked(s, schema_sql, false, true);
+	if (r == -EIO && schema_check_locked(s, schema4_sql, false, true) == 0)
+		r = 0;
+	else if (r == -EIO)
+		r = schema_check_locked(s, schema_sql, false, false); /* says why */
 	if (r < 0)
 		return r;
 	r = meta_get_blob(s, "format", &blob, &n);
@@ -2197,8 +2250,9 @@ static int check_key_locked(struct store *s)
 	blob = NULL;
 	if (r < 0)
 		return r == -ENOENT ? -EIO : r;
-	if (format == FORMAT_VERSION) {
-		r = schema_check_locked(s, true);
+	if (format >= 3) {
+		r = schema_check_locked(s, format == FORMAT_VERSION ? schema_sql : schema4_sql,
+		                        true, false);
 		if (r < 0)
 			return r;
 	}
@@ -2243,6 +2297,10 @@ static int check_key_locked(struct store *s)
 	if (r < 0)
 		return r;
 	r = seal_keys_new(s->key, s->store_id, &s->keys);
+	/* format 4's rows must sum to its digest before anything changes them
+	 * (the upgrade keeps the digest; a refused store stays as it was) */
+	if (r == 0 && format == 4)
+		r = digest_check_locked(s);
 	if (r == 0 && format < FORMAT_VERSION)
 		r = upgrade_locked(s, format);
 	if (r == 0)
@@ -3582,15 +3640,15 @@ static int embedded_set_scopes(struct store *s, const char *id, uint64_t incarna
 /* --- deleted secrets kept for undo (STORE_CAP_UNDELETE) --- */
 
 /* The IDs of the deleted secrets, in ID order; mutex held, in a
- * transaction.  With before > 0 only those deleted at or before it.  The
- * table is scanned in storage order and the few IDs found sorted ("+id":
- * walking the whole ID index instead, to skip that sort, looked up every
- * row, deleted or not: ~4 s of a 1,000,000-secret mount in format 4). */
+ * transaction.  With before > 0 only those deleted at or before it.  One
+ * scan of secrets, which is in ID order (format 4 walked its ID index
+ * for the order and looked up every row, deleted or not: ~4 s of a
+ * 1,000,000-secret mount). */
 static int deleted_ids_locked(struct store *s, int64_t before, char ***ret_ids, size_t *ret_n)
 {
 	return ids_query_locked(s,
 	                        "SELECT id FROM secrets WHERE scopes >= " DELETED_MIN
-	                        " AND (?1 = 0 OR mtime_ns <= ?1) ORDER BY +id",
+	                        " AND (?1 = 0 OR mtime_ns <= ?1) ORDER BY id",
 	                        before, ret_ids, ret_n);
 }
 

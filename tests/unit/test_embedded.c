@@ -202,6 +202,21 @@ static void raw_exec(sqlite3 *db, const char *sql)
 }
 
 /* The store's sub-keys, from its key and the identity in its database. */
+/* The first column of the first row sql returns, as an integer. */
+static int64_t raw_int(const char *sql)
+{
+	sqlite3 *db = raw_db();
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	REQUIRE(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
 static struct seal_keys *raw_seal_keys(sqlite3 *db)
 {
 	sqlite3_stmt *st = NULL;
@@ -2018,7 +2033,7 @@ static void test_upgrade_from_format3(void)
 	CHECK_EQ(create_str(s, "F3_TWO", SM, NULL, "two"), 0);
 	ops->close(s);
 
-	/* a format 4 store claiming format 3 */
+	/* a format 5 store claiming format 3 */
 	make_format3(false);
 	fprintf(stderr, "(an error about a changed format record is expected below)\n");
 	CHECK_EQ(open_err(false), -EIO);
@@ -2043,10 +2058,12 @@ static void test_upgrade_from_format3(void)
 
 /* A store turned into what format 4 left (secrets a rowid table, the
  * key-check record under format 4's domain): read-only it is refused;
- * read-write it becomes format 5 with its rows as they were, and keeps
- * its digest (a version removed by hand before the upgrade is still
- * caught after it: nothing is taken on trust); a format 5 store whose
- * format record alone says 4 is refused, never upgraded. */
+ * read-write it becomes format 5 with its rows as they were, deletes
+ * still cascade; a format 5 store whose format record alone says 4 is
+ * refused, never upgraded.  A format 4 store with a table altered, or
+ * with a version removed by hand, is refused and left as it was (its
+ * schema is checked exactly, its digest verified, before the upgrade
+ * changes anything). */
 static void make_format4(bool keycheck_too)
 {
 	sqlite3 *db = raw_db();
@@ -2082,15 +2099,41 @@ static void test_upgrade_from_format4(void)
 	CHECK(!secrets_by_id());
 	fprintf(stderr, "(an error about format 4 is expected below)\n");
 	CHECK_EQ(open_err(true), -EIO);
+	/* a table altered: a generated column would run as the upgrade reads
+	 * the rows, and its results be copied in */
+	sqlite3 *db = raw_db();
+	raw_exec(db, "PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = "
+	             "replace(replace(sql, 'revision INTEGER NOT NULL,  value_revision', "
+	             "'rs INTEGER NOT NULL,  value_revision'), 'mac BLOB NOT NULL)', "
+	             "'mac BLOB NOT NULL, revision INTEGER GENERATED ALWAYS AS (rs + 1) VIRTUAL)') "
+	             "WHERE name = 'secrets'");
+	sqlite3_close(db);
+	CHECK_EQ(raw_int("SELECT count(*) FROM secrets WHERE revision = rs + 1"), 40);
+	fprintf(stderr, "(an error about table \"secrets\" is expected below)\n");
+	CHECK_EQ(open_err(false), -EIO);
+	CHECK_EQ(raw_int("SELECT hex(value) FROM meta WHERE key = 'format'"), 4);
+	CHECK_EQ(raw_int("SELECT count(*) FROM secrets WHERE revision = rs + 1"), 40);
+	db = raw_db();
+	raw_exec(db, "PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = "
+	             "replace(replace(sql, 'rs INTEGER NOT NULL,  value_revision', "
+	             "'revision INTEGER NOT NULL,  value_revision'), ', revision INTEGER GENERATED "
+	             "ALWAYS AS (rs + 1) VIRTUAL)', ')') WHERE name = 'secrets'");
+	sqlite3_close(db);
+
 	s = open_store(3, false); /* upgraded */
 	CHECK(secrets_by_id());
 	CHECK_EQ(list_all(s, &li), 0);
 	CHECK_EQ(li.total, 40);
+	/* deletes cascade on the connection that upgraded (foreign keys on) */
+	CHECK_EQ(ops->delete_secret(s, "F4_04", 0, NULL), 0);
+	CHECK_EQ(raw_int("SELECT count(*) FROM labels WHERE id = 'F4_04'"), 0);
+	CHECK_EQ(raw_int("SELECT count(*) FROM versions WHERE id = 'F4_04'"), 0);
+	CHECK_EQ(create_str(s, "F4_04", SM, NULL, "F4_04"), 0);
 	CHECK(value_is(s, "F4_07", 0, "seven-2"));
 	CHECK(value_is(s, "F4_07", 1, "F4_07"));
 	CHECK(value_is(s, "F4_39", 0, "F4_39"));
 	CHECK_EQ(ops->stat(s, "F4_04", &m), 0);
-	CHECK_EQ(m.labels.n, 1);
+	CHECK_EQ(m.labels.n, 0); /* the new one's: none of the purged one's */
 	CHECK_EQ(m.scopes, SM);
 	secret_meta_clear(&m);
 	CHECK_EQ(put_str(s, "F4_07", 0, "seven-3"), 0);
@@ -2098,12 +2141,14 @@ static void test_upgrade_from_format4(void)
 	CHECK_EQ(open_err(true), 0);
 
 	/* a version removed by hand, then the store made to look format 4 */
-	sqlite3 *db = raw_db();
+	db = raw_db();
 	raw_exec(db, "DELETE FROM versions WHERE id = 'F4_07' AND version = 1");
 	sqlite3_close(db);
 	make_format4(true);
 	fprintf(stderr, "(an error about the store's digest is expected below)\n");
 	CHECK_EQ(open_err(false), -EIO);
+	CHECK_EQ(raw_int("SELECT hex(value) FROM meta WHERE key = 'format'"), 4);
+	CHECK(!secrets_by_id());
 	CHECK_EQ(open_err(true), -EIO);
 	s = open_store_reseal(3);
 	CHECK(value_is(s, "F4_07", 0, "seven-3"));
