@@ -36,7 +36,7 @@ static void write_good(int fd, uint64_t region, uint64_t next)
 	hs_table_add(&t, 20, 7, 3, "DB_PASSWORD");
 	hs_table_add(&t, 16, 1, 1, "API_KEY");
 	hs_table_add(&t, 17, 2, 0, "team/svc-x_y");
-	REQUIRE(hs_write(fd, init, init_len, &t, region) == 0);
+	REQUIRE(hs_write(fd, init, init_len, &t, region, NULL) == 0);
 	hs_table_free(&t);
 }
 
@@ -47,7 +47,7 @@ static int write_raw(int fd, const void *table, size_t len)
 	REQUIRE(t.main.p);
 	memcpy(t.main.p, table, len);
 	memcpy(&t.count, t.main.p + 8, sizeof(t.count)); /* hs_write puts it back */
-	int r = hs_write(fd, init, init_len, &t, 0);
+	int r = hs_write(fd, init, init_len, &t, 0, NULL);
 	hs_table_free(&t);
 	return r;
 }
@@ -91,7 +91,7 @@ static void test_good(void)
 	/* an empty table reads as one */
 	struct hs_table t;
 	hs_table_begin(&t, FIRST);
-	REQUIRE(hs_write(fd, init, init_len, &t, 0) == 0);
+	REQUIRE(hs_write(fd, init, init_len, &t, 0, NULL) == 0);
 	hs_table_free(&t);
 	REQUIRE(hs_read(fd, &s, FIRST) == 0);
 	CHECK_EQ(s.count, 0);
@@ -207,7 +207,7 @@ static void test_hostile(void)
 		hs_table_begin(&t, cases[i].next);
 		for (int j = 0; j < 2; j++)
 			hs_table_add(&t, cases[i].ino[j], cases[i].incarnation, 1, cases[i].id[j]);
-		REQUIRE(hs_write(fd, init, init_len, &t, 0) == 0);
+		REQUIRE(hs_write(fd, init, init_len, &t, 0, NULL) == 0);
 		hs_table_free(&t);
 		int r = read_state(fd);
 		if (r != -EBADMSG)
@@ -284,7 +284,7 @@ static void test_hostile(void)
 	for (int i = 0; i < (int)(HS_REGION_MAX / sizeof(big)) + 1 && !t.failed; i++)
 		hs_table_add(&t, 20, 1, 1, big);
 	CHECK(t.failed);
-	CHECK_EQ(hs_write(fresh(), init, init_len, &t, 0), -ENOMEM);
+	CHECK_EQ(hs_write(fresh(), init, init_len, &t, 0, NULL), -ENOMEM);
 	hs_table_free(&t);
 }
 
@@ -300,7 +300,7 @@ static void test_versions(void)
 	hs_table_add(&t, 16, 1, 1, "API_KEY");
 	hs_table_add_version(&t, 30, 4, 2, 20);
 	hs_table_add_version(&t, 31, 1, 5, 16);
-	REQUIRE(hs_write(fd, init, init_len, &t, 0) == 0);
+	REQUIRE(hs_write(fd, init, init_len, &t, 0, NULL) == 0);
 	hs_table_free(&t);
 	struct hs_state s;
 	REQUIRE(hs_read(fd, &s, FIRST) == 0);
@@ -329,7 +329,7 @@ static void test_versions(void)
 		hs_table_add(&t, 16, 1, 1, "API_KEY");
 		hs_table_add_version(&t, 31, 1, 1, 16);
 		hs_table_add_version(&t, bad[i].ino, bad[i].version, 1, bad[i].secret_ino);
-		REQUIRE(hs_write(fd, init, init_len, &t, 0) == 0);
+		REQUIRE(hs_write(fd, init, init_len, &t, 0, NULL) == 0);
 		hs_table_free(&t);
 		int r = read_state(fd);
 		if (r != -EBADMSG)
@@ -382,7 +382,7 @@ static void test_big(void)
 			hs_table_add(&t, FIRST + i, i + 1, i % 3, id);
 		}
 		CHECK(t.main.len > ((size_t)16 << 20));
-		REQUIRE(hs_write(fd, init, init_len, &t, region) == 0);
+		REQUIRE(hs_write(fd, init, init_len, &t, region, NULL) == 0);
 		hs_table_free(&t);
 		struct hs_state s;
 		REQUIRE(hs_read(fd, &s, FIRST) == 0);
