@@ -271,7 +271,7 @@ void handover_restore_inodes(struct fs *fs)
 		snprintf(fast, sizeof(fast), ", %zu of %zu version inodes", vkept, ho.saved.vcount);
 	char journaled[64] = "";
 	if (ho.saved.journaled)
-		snprintf(journaled, sizeof(journaled), " (%zu of the state's from its journal)",
+		snprintf(journaled, sizeof(journaled), "; %zu of the state's secrets from its journal",
 		         ho.saved.journaled);
 	log_info("took over the mount on %s: %zu of %zu secrets kept their inode numbers%s%s",
 	         fs->opt.mountpoint, kept, fs->by_id_count, fast, journaled);

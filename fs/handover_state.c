@@ -458,13 +458,14 @@ static int apply_journal(struct hs_state *s, const struct journal *jl, uint64_t 
 	uint64_t *gone = calloc(born, sizeof(*gone));
 	if (!gone)
 		return -ENOMEM;
-	size_t w = 0, ngone = 0;
+	size_t w = 0, ngone = 0, table = s->count - born;
 	for (size_t i = 0; i < s->count; i++) {
 		if (i + 1 < s->count && strcmp(s->entries[i].id, s->entries[i + 1].id) == 0) {
 			gone[ngone++] = s->entries[i].ino;
 			free(s->entries[i].id);
 			continue;
 		}
+		s->journaled += s->entries[i].seq >= table;
 		s->entries[w++] = s->entries[i];
 	}
 	s->count = w;
@@ -475,7 +476,6 @@ static int apply_journal(struct hs_state *s, const struct journal *jl, uint64_t 
 			s->versions[w++] = s->versions[i];
 	s->vcount = w;
 	free(gone);
-	s->journaled = born;
 	return numbers_unique(s);
 }
 

@@ -77,7 +77,7 @@ struct hs_state {
 	size_t count;
 	struct hs_version *versions; /* their secret_ino is an entry's */
 	size_t vcount;
-	size_t journaled; /* secrets read from the journal */
+	size_t journaled; /* of the entries, those the journal had */
 };
 
 /* Where the next journal record goes (hs_write sets it). */
