@@ -133,8 +133,8 @@ static struct {
 	uint64_t init_unique;
 	uint64_t region;           /* the current table's */
 	struct hs_journal journal; /* after it; state_lock */
-	struct hs_state saved;    /* read at an adoption, until renumbered */
-	int listen_fd, successor; /* -o takeover: ours, and a successor's */
+	struct hs_state saved;     /* read at an adoption, until renumbered */
+	int listen_fd, successor;  /* -o takeover: ours, and a successor's */
 	pthread_t main_thread;
 	volatile sig_atomic_t handing_over;
 	/* adopted, the table not yet renumbered: nothing is written over the
@@ -271,8 +271,8 @@ void handover_restore_inodes(struct fs *fs)
 		snprintf(fast, sizeof(fast), ", %zu of %zu version inodes", vkept, ho.saved.vcount);
 	char journaled[64] = "";
 	if (ho.saved.journaled)
-		snprintf(journaled, sizeof(journaled), "; %zu of the state's secrets from its journal",
-		         ho.saved.journaled);
+		snprintf(journaled, sizeof(journaled),
+		         "; %zu of the state's secrets from its journal", ho.saved.journaled);
 	log_info("took over the mount on %s: %zu of %zu secrets kept their inode numbers%s%s",
 	         fs->opt.mountpoint, kept, fs->by_id_count, fast, journaled);
 	hs_free(&ho.saved);

@@ -326,7 +326,8 @@ static size_t record_len(const uint8_t *p, size_t avail)
 		return 0;
 	memcpy(&idlen, p + 1 + 24, sizeof(idlen));
 	size_t len = 1 + HS_ENTRY_MIN + (size_t)idlen + JOURNAL_SUM;
-	return idlen <= JOURNAL_RECORD_MAX - (1 + HS_ENTRY_MIN + JOURNAL_SUM) && len <= avail ? len : 0;
+	return idlen <= JOURNAL_RECORD_MAX - (1 + HS_ENTRY_MIN + JOURNAL_SUM) && len <= avail ? len
+	                                                                                      : 0;
 }
 
 /* Record p (checked) onto jl. */

@@ -616,7 +616,8 @@ static void test_journal_cap(void)
 	uint64_t n = 0;
 	int r;
 	for (;;) {
-		snprintf(id, sizeof(id), "OPENAI_API_KEY_SEARCH_SERVICE_%09llu", (unsigned long long)n);
+		snprintf(id, sizeof(id), "OPENAI_API_KEY_SEARCH_SERVICE_%09llu",
+		         (unsigned long long)n);
 		size_t len = j.len;
 		if ((r = hs_journal_born(fd, &j, 100 + n, 1, 0, id)) < 0)
 			break;
@@ -642,10 +643,10 @@ static void test_journal_cap(void)
 	for (size_t i = 0; i < s.count; i++)
 		hs_table_add(&t, s.entries[i].ino, s.entries[i].incarnation, s.entries[i].nlookup,
 		             s.entries[i].id);
-	for (uint64_t i = 0; i < n; i++) { /* over HS_JOURNAL_MIN */
+	for (uint64_t i = n; i < 2 * n; i++) { /* over HS_JOURNAL_MIN */
 		snprintf(id, sizeof(id), "OPENAI_API_KEY_SEARCH_SERVICE_%09llu",
-		         (unsigned long long)(n + i));
-		hs_table_add(&t, 100 + n + i, 1, 0, id);
+		         (unsigned long long)i);
+		hs_table_add(&t, 100 + i, 1, 0, id);
 	}
 	hs_free(&s);
 	REQUIRE(hs_write(fd, init, init_len, &t, 1, &j) == 0);
