@@ -19,8 +19,10 @@ _Static_assert(HS_REGION_OFFSET(0) + (off_t)HS_REGION_MAX <= HS_REGION_OFFSET(1)
 #define JOURNAL_BORN 'B'
 #define JOURNAL_NEXT 'N'
 #define JOURNAL_SUM 16
-/* A record read is at most this long (an ID is at most SECRET_ID_MAX). */
-#define JOURNAL_RECORD_MAX (1 + HS_ENTRY_MIN + 4096 + JOURNAL_SUM)
+/* A record is at most this long (an ID is at most SECRET_ID_MAX; a longer
+ * one goes into the table instead). */
+#define JOURNAL_ID_MAX 4096
+#define JOURNAL_RECORD_MAX (1 + HS_ENTRY_MIN + JOURNAL_ID_MAX + JOURNAL_SUM)
 
 struct state_head {
 	char magic[8];
@@ -187,6 +189,8 @@ int hs_journal_born(int fd, struct hs_journal *j, uint64_t ino, uint64_t incarna
 {
 	struct hs_table r = { 0 };
 	uint8_t kind = JOURNAL_BORN;
+	if (strlen(id) > JOURNAL_ID_MAX)
+		return -ENOSPC;
 	tput(&r, &r.main, &kind, 1);
 	hs_table_add(&r, ino, incarnation, nlookup, id); /* as in the table */
 	int e = journal_put(fd, j, &r);
@@ -325,9 +329,10 @@ static size_t record_len(const uint8_t *p, size_t avail)
 	if (avail < 1 + HS_ENTRY_MIN || p[0] != JOURNAL_BORN)
 		return 0;
 	memcpy(&idlen, p + 1 + 24, sizeof(idlen));
+	if (idlen > JOURNAL_ID_MAX)
+		return 0;
 	size_t len = 1 + HS_ENTRY_MIN + (size_t)idlen + JOURNAL_SUM;
-	return idlen <= JOURNAL_RECORD_MAX - (1 + HS_ENTRY_MIN + JOURNAL_SUM) && len <= avail ? len
-	                                                                                      : 0;
+	return len <= avail ? len : 0;
 }
 
 /* Record p (checked) onto jl. */

@@ -599,6 +599,18 @@ static void test_journal_hostile(void)
 		CHECK_EQ(r, -EBADMSG);
 		close(fd);
 	}
+	/* an ID too long for a record goes into the table instead */
+	int fd = fresh();
+	struct hs_journal j;
+	write_good_j(fd, 0, 1040, &j);
+	char big[4098];
+	memset(big, 'A', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	CHECK_EQ(hs_journal_born(fd, &j, 1000, 1, 1, big), -ENOSPC);
+	CHECK_EQ(j.len, 0);
+	CHECK_EQ(hs_journal_born(fd, &j, 1000, 1, 1, "NEW_ONE"), 0);
+	CHECK_EQ(read_count(fd, NULL), 4);
+	close(fd);
 	/* a record after a table that failed: not written */
 	struct hs_journal none = { 0 };
 	CHECK_EQ(hs_journal_born(fresh(), &none, 1000, 1, 1, "NEW_ONE"), -ENOSPC);
