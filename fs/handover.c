@@ -34,14 +34,21 @@
  *     through them with no open, from its page cache or not): the new
  *     daemon gives the current version its old number back; an older
  *     version's number answers ESTALE.
- * Written at start, when a secret is created (its number is new), on
- * each new block, and at a handover (so after a crash, version inodes
- * made since the last block are unknown: their reads that the page cache
- * does not answer fail ESTALE).  The
- * table is written to one of two regions and then made current by one
- * small write with its checksum, so a daemon killed while writing leaves
- * the previous table (the layout, and the checks a state read must pass:
- * handover_state.c, unit-tested).  Scratch files and .versions inodes are
+ * The whole table is written at start, at a handover, on each new block
+ * under -o fast, and when its journal is full.  A secret created (its
+ * number is new) and, without -o fast, a new block are a record appended
+ * to the journal after the table, one small write whatever the number of
+ * secrets; the journal is full when it is as long as the table (at least
+ * 1 MiB), so its rewrites cost O(1) a create, amortised.  (So after a
+ * crash, version inodes made since the last whole write are unknown:
+ * their reads that the page cache does not answer fail ESTALE; lookup
+ * counts are the last whole write's, or a record's.)  The table is
+ * written to one of two regions and then made current by one small write
+ * with its checksum, so a daemon killed while writing leaves the previous
+ * table; a journal record checks itself, chained from that checksum, so
+ * an append torn by a kill is ignored: that create was not answered yet
+ * (the layout, and the checks a state read must pass: handover_state.c,
+ * unit-tested).  Scratch files and .versions inodes are
  * not carried over: their numbers answer ESTALE, and the kernel looks the
  * names up again.
  *
@@ -124,9 +131,10 @@ static struct {
 	uint8_t init[HS_INIT_MAX];
 	uint32_t init_len; /* 0: no INIT seen yet */
 	uint64_t init_unique;
-	uint64_t region;          /* the current table's */
-	struct hs_state saved;    /* read at an adoption, until renumbered */
-	int listen_fd, successor; /* -o takeover: ours, and a successor's */
+	uint64_t region;           /* the current table's */
+	struct hs_journal journal; /* after it; state_lock */
+	struct hs_state saved;     /* read at an adoption, until renumbered */
+	int listen_fd, successor;  /* -o takeover: ours, and a successor's */
 	pthread_t main_thread;
 	volatile sig_atomic_t handing_over;
 	/* adopted, the table not yet renumbered: nothing is written over the
@@ -151,13 +159,14 @@ bool handover_adopted(void)
 
 /* --- the state (its layout: handover_state.c) --- */
 
-/* Writes the state; fs->lock held (read is enough).  Quiet unless it
- * fails: it runs on every block of inode numbers. */
-static void state_write(struct fs *fs)
+static bool state_writable(void)
 {
-	if (ho.state_fd < 0 || !ho.init_len || ho.restore_pending)
-		return;
-	pthread_mutex_lock(&ho.state_lock);
+	return ho.state_fd >= 0 && ho.init_len && !ho.restore_pending;
+}
+
+/* Writes the whole state, state_lock held: 0 or -errno. */
+static int state_write_locked(struct fs *fs)
+{
 	struct hs_table t;
 	hs_table_begin(&t, fs->ino_reserved);
 	for (fuse_ino_t i = INO_FIRST_FREE; i < fs->next_ino; i++) {
@@ -173,17 +182,52 @@ static void state_write(struct fs *fs)
 			                     __atomic_load_n(&v->nlookup, __ATOMIC_RELAXED),
 			                     n->ino);
 	}
-	int r = hs_write(ho.state_fd, ho.init, ho.init_len, &t, ho.region ^ 1);
+	int r = hs_write(ho.state_fd, ho.init, ho.init_len, &t, ho.region ^ 1, &ho.journal);
 	hs_table_free(&t);
 	if (r == 0) {
 		hs_forget_region(ho.state_fd, ho.region); /* the old table's pages go */
 		ho.region ^= 1;
 	}
+	return r;
+}
+
+static void state_write_failed(int r)
+{
+	log_error("cannot write the state a restarted daemon needs: %s; a restart "
+	          "will mount anew",
+	          strerrordesc_np(-r));
+}
+
+/* Writes the state; fs->lock held (read is enough).  Quiet unless it
+ * fails. */
+static void state_write(struct fs *fs)
+{
+	if (!state_writable())
+		return;
+	pthread_mutex_lock(&ho.state_lock);
+	int r = state_write_locked(fs);
 	pthread_mutex_unlock(&ho.state_lock);
 	if (r < 0)
-		log_error("cannot write the state a restarted daemon needs: %s; a restart "
-		          "will mount anew",
-		          strerrordesc_np(-r));
+		state_write_failed(r);
+}
+
+/* A record appended to the state's journal (n: a secret born, else the
+ * new block's next); the whole state when it cannot be (the journal
+ * full, or a write failed).  fs->lock held. */
+static void state_journal(struct fs *fs, const struct node *n)
+{
+	if (!state_writable())
+		return;
+	pthread_mutex_lock(&ho.state_lock);
+	int r = n ? hs_journal_born(ho.state_fd, &ho.journal, n->ino, n->u.secret.meta.incarnation,
+	                            __atomic_load_n(&n->nlookup, __ATOMIC_RELAXED),
+	                            n->u.secret.meta.id)
+	          : hs_journal_next(ho.state_fd, &ho.journal, fs->ino_reserved);
+	if (r < 0)
+		r = state_write_locked(fs); /* which empties the journal */
+	pthread_mutex_unlock(&ho.state_lock);
+	if (r < 0)
+		state_write_failed(r);
 }
 
 /* Reads the state: 0, or why not (-EBADMSG: not whole). */
@@ -225,22 +269,30 @@ void handover_restore_inodes(struct fs *fs)
 	char fast[64] = "";
 	if (fs->opt.fast)
 		snprintf(fast, sizeof(fast), ", %zu of %zu version inodes", vkept, ho.saved.vcount);
-	log_info("took over the mount on %s: %zu of %zu secrets kept their inode numbers%s",
-	         fs->opt.mountpoint, kept, fs->by_id_count, fast);
+	char journaled[64] = "";
+	if (ho.saved.journaled)
+		snprintf(journaled, sizeof(journaled),
+		         "; %zu of the state's secrets from its journal", ho.saved.journaled);
+	log_info("took over the mount on %s: %zu of %zu secrets kept their inode numbers%s%s",
+	         fs->opt.mountpoint, kept, fs->by_id_count, fast, journaled);
 	hs_free(&ho.saved);
 	ho.restore_pending = false;
 	handover_reserve(fs);
 }
 
-void handover_secret_born(struct fs *fs)
+void handover_secret_born(struct fs *fs, const struct node *n)
 {
-	state_write(fs);
+	state_journal(fs, n);
 }
 
 void handover_reserve(struct fs *fs)
 {
 	fs->ino_reserved = fs->next_ino + INO_BLOCK;
-	state_write(fs);
+	/* -o fast: the version inodes made since are in the table only */
+	if (fs->opt.fast)
+		state_write(fs);
+	else
+		state_journal(fs, NULL);
 }
 
 /* --- the session's I/O --- */

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 struct fs;
+struct node;
 
 /* At start, before the mountpoint is looked at: a connection left in
  * systemd's fd store (LISTEN_FDS "fuse" and "state") or, with -o
@@ -30,13 +31,14 @@ void handover_restore_inodes(struct fs *fs);
  * the old daemon had read and not answered resent (FUSE_NOTIFY_RESEND). */
 void handover_serving(struct fs *fs);
 
-/* fs_node_new handed out the last reserved inode number: reserves more
- * (fs->lock held for writing). */
+/* fs_node_new handed out the last reserved inode number: reserves more,
+ * in the state before the number is used (fs->lock held for writing). */
 void handover_reserve(struct fs *fs);
 
-/* A secret got an inode number of its own (fs->lock held for writing):
- * the state is written again, so a daemon killed from now on leaves it. */
-void handover_secret_born(struct fs *fs);
+/* Secret n got an inode number of its own (fs->lock held for writing):
+ * the state's journal has it (or the state is written again), so a
+ * daemon killed from now on leaves it. */
+void handover_secret_born(struct fs *fs, const struct node *n);
 
 /* After the loop, before the session goes: when handing over, the state
  * written and, for -o takeover, both descriptors sent. */

@@ -14,7 +14,15 @@ _Static_assert(HS_REGION_OFFSET(0) + (off_t)HS_REGION_MAX <= HS_REGION_OFFSET(1)
                "region 0 ends before region 1 begins");
 #include "store.h"
 
-#define STATE_MAGIC "SFSHOV1"
+#define STATE_MAGIC "SFSHOV2"
+#define STATE_MAGIC_V1 "SFSHOV1" /* before the journal: read as its table alone */
+#define JOURNAL_BORN 'B'
+#define JOURNAL_NEXT 'N'
+#define JOURNAL_SUM 16
+/* A record is at most this long (an ID is at most SECRET_ID_MAX; a longer
+ * one goes into the table instead). */
+#define JOURNAL_ID_MAX 4096
+#define JOURNAL_RECORD_MAX (1 + HS_ENTRY_MIN + JOURNAL_ID_MAX + JOURNAL_SUM)
 
 struct state_head {
 	char magic[8];
@@ -110,7 +118,8 @@ void hs_table_free(struct hs_table *t)
 	memset(t, 0, sizeof(*t));
 }
 
-int hs_write(int fd, const uint8_t *init, uint32_t init_len, struct hs_table *t, uint64_t region)
+int hs_write(int fd, const uint8_t *init, uint32_t init_len, struct hs_table *t, uint64_t region,
+             struct hs_journal *j)
 {
 	if (t->vcount) {
 		/* the versions after the secrets (a reader from before they
@@ -134,10 +143,70 @@ int hs_write(int fd, const uint8_t *init, uint32_t init_len, struct hs_table *t,
 		r = all_at(fd, (void *)init, init_len, sizeof(h), true);
 	if (r == 0)
 		r = all_at(fd, t->main.p, t->main.len, HS_REGION_OFFSET(region), true);
+	/* the journal, empty: whatever the region held before is not read */
+	uint8_t end = 0;
+	if (r == 0 && t->main.len < HS_REGION_MAX)
+		r = all_at(fd, &end, 1, HS_REGION_OFFSET(region) + (off_t)t->main.len, true);
 	/* The switch: one write of 32 bytes inside one page. */
 	if (r == 0)
 		r = all_at(fd, &cur, sizeof(cur), HS_CUR_OFFSET, true);
+	if (r == 0 && j) {
+		*j = (struct hs_journal){ .region = region, .table_len = t->main.len, .ok = true };
+		memcpy(j->chain, cur.sum, sizeof(j->chain));
+	}
 	return r;
+}
+
+/* Record r (its kind and body; its checksum and the end byte are added
+ * here) after the last one in j. */
+static int journal_put(int fd, struct hs_journal *j, struct hs_table *r)
+{
+	uint8_t sum[JOURNAL_SUM], end = 0;
+	size_t cap = j->table_len > HS_JOURNAL_MIN ? j->table_len : HS_JOURNAL_MIN;
+	if (!r->failed && r->main.len)
+		crypto_generichash(sum, sizeof(sum), r->main.p, r->main.len, j->chain,
+		                   sizeof(j->chain));
+	tput(r, &r->main, sum, sizeof(sum));
+	tput(r, &r->main, &end, 1);
+	if (r->failed)
+		return -ENOMEM;
+	size_t len = r->main.len - 1; /* the end byte is the next record's */
+	if (!j->ok || j->len + len > cap || j->table_len + j->len + len + 1 > HS_REGION_MAX)
+		return -ENOSPC;
+	int e = all_at(fd, r->main.p, r->main.len,
+	               HS_REGION_OFFSET(j->region) + (off_t)(j->table_len + j->len), true);
+	if (e < 0) {
+		j->ok = false; /* a part may be there: the next record would not check */
+		return e;
+	}
+	j->len += len;
+	memcpy(j->chain, sum, sizeof(sum));
+	return 0;
+}
+
+int hs_journal_born(int fd, struct hs_journal *j, uint64_t ino, uint64_t incarnation,
+                    uint64_t nlookup, const char *id)
+{
+	struct hs_table r = { 0 };
+	uint8_t kind = JOURNAL_BORN;
+	if (strlen(id) > JOURNAL_ID_MAX)
+		return -ENOSPC;
+	tput(&r, &r.main, &kind, 1);
+	hs_table_add(&r, ino, incarnation, nlookup, id); /* as in the table */
+	int e = journal_put(fd, j, &r);
+	hs_table_free(&r);
+	return e;
+}
+
+int hs_journal_next(int fd, struct hs_journal *j, uint64_t next)
+{
+	struct hs_table r = { 0 };
+	uint8_t kind = JOURNAL_NEXT;
+	tput(&r, &r.main, &kind, 1);
+	tput64(&r, &r.main, next);
+	int e = journal_put(fd, j, &r);
+	hs_table_free(&r);
+	return e;
 }
 
 void hs_forget_region(int fd, uint64_t region)
@@ -208,7 +277,12 @@ static int parse_versions(const uint8_t *p, const uint8_t *end, struct hs_state 
 			return -EBADMSG;
 		s->vcount++;
 	}
-	/* no number twice, among secrets and versions */
+	return 0;
+}
+
+/* No inode number twice, among secrets and versions. */
+static int numbers_unique(const struct hs_state *s)
+{
 	uint64_t *all = calloc(s->count + s->vcount + 1, sizeof(*all));
 	if (!all)
 		return -ENOMEM;
@@ -226,8 +300,195 @@ static int parse_versions(const uint8_t *p, const uint8_t *end, struct hs_state 
 	return r;
 }
 
-/* The entries of table t (len bytes, checksummed) into s. */
-static int parse_table(const uint8_t *t, size_t len, struct hs_state *s, uint64_t first_ino)
+/* The journal's records, as read (checked, not yet applied). */
+struct jrec {
+	uint8_t kind;
+	struct hs_entry e; /* JOURNAL_BORN */
+	uint64_t next;     /* JOURNAL_NEXT */
+};
+struct journal {
+	struct jrec *r;
+	size_t n, cap;
+};
+
+static void journal_free(struct journal *jl)
+{
+	for (size_t i = 0; i < jl->n; i++)
+		free(jl->r[i].e.id);
+	free(jl->r);
+	memset(jl, 0, sizeof(*jl));
+}
+
+/* The length of the record at p (avail bytes there), checksum included;
+ * 0: none (the end, or not whole). */
+static size_t record_len(const uint8_t *p, size_t avail)
+{
+	uint32_t idlen;
+	if (avail >= 1 + 8 + JOURNAL_SUM && p[0] == JOURNAL_NEXT)
+		return 1 + 8 + JOURNAL_SUM;
+	if (avail < 1 + HS_ENTRY_MIN || p[0] != JOURNAL_BORN)
+		return 0;
+	memcpy(&idlen, p + 1 + 24, sizeof(idlen));
+	if (idlen > JOURNAL_ID_MAX)
+		return 0;
+	size_t len = 1 + HS_ENTRY_MIN + (size_t)idlen + JOURNAL_SUM;
+	return len <= avail ? len : 0;
+}
+
+/* Record p (checked) onto jl. */
+static int journal_add(struct journal *jl, const uint8_t *p)
+{
+	if (jl->n == jl->cap) {
+		size_t cap = jl->cap ? jl->cap * 2 : 64;
+		struct jrec *v = realloc(jl->r, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		jl->r = v;
+		jl->cap = cap;
+	}
+	struct jrec *r = &jl->r[jl->n];
+	memset(r, 0, sizeof(*r));
+	r->kind = *p++;
+	if (r->kind == JOURNAL_NEXT) {
+		r->next = get64(&p);
+	} else {
+		uint32_t idlen;
+		r->e.ino = get64(&p);
+		r->e.incarnation = get64(&p);
+		r->e.nlookup = get64(&p);
+		memcpy(&idlen, p, sizeof(idlen));
+		p += sizeof(idlen);
+		/* a NUL inside: refused when applied, as an empty ID */
+		if (!(r->e.id = strndup((const char *)p, idlen)))
+			return -ENOMEM;
+		if (strlen(r->e.id) != idlen)
+			r->e.id[0] = '\0';
+	}
+	jl->n++;
+	return 0;
+}
+
+/* The journal at off (at most room bytes), each record checked in a
+ * chain from key, into jl: up to the first that does not check. */
+static int read_journal(int fd, off_t off, size_t room, const uint8_t *key, struct journal *jl)
+{
+	enum { CAP = 1 << 16 };
+	_Static_assert(CAP >= 2 * JOURNAL_RECORD_MAX, "a record fits the buffer");
+	uint8_t chain[JOURNAL_SUM], sum[JOURNAL_SUM];
+	uint8_t *buf = malloc(CAP);
+	size_t have = 0, pos = 0;
+	bool eof = false;
+	int r = 0;
+	if (!buf)
+		return -ENOMEM;
+	memcpy(chain, key, sizeof(chain));
+	for (;;) {
+		while (!eof && have - pos < JOURNAL_RECORD_MAX) {
+			memmove(buf, buf + pos, have - pos);
+			have -= pos;
+			pos = 0;
+			size_t want = CAP - have < room ? CAP - have : room;
+			ssize_t n = want ? pread(fd, buf + have, want, off) : 0;
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				r = -errno;
+				break;
+			}
+			eof = n == 0;
+			have += (size_t)n;
+			off += n;
+			room -= (size_t)n;
+		}
+		size_t len = r == 0 ? record_len(buf + pos, have - pos) : 0;
+		if (!len)
+			break;
+		crypto_generichash(sum, sizeof(sum), buf + pos, len - JOURNAL_SUM, chain,
+		                   sizeof(chain));
+		if (sodium_memcmp(sum, buf + pos + len - JOURNAL_SUM, sizeof(sum)) != 0)
+			break; /* the end: torn, or another table's */
+		memcpy(chain, sum, sizeof(chain));
+		if ((r = journal_add(jl, buf + pos)) < 0)
+			break;
+		pos += len;
+	}
+	free(buf);
+	return r;
+}
+
+static int by_id_seq(const void *a, const void *b)
+{
+	const struct hs_entry *x = a, *y = b;
+	int c = strcmp(x->id, y->id);
+	return c ? c : x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* The journal jl on top of s's table (its entries sorted by ID, no ID
+ * twice): a secret born replaces the entry of its ID, and that entry's
+ * versions go. */
+static int apply_journal(struct hs_state *s, const struct journal *jl, uint64_t first_ino)
+{
+	size_t born = 0;
+	for (size_t i = 0; i < jl->n; i++) {
+		const struct jrec *r = &jl->r[i];
+		if (r->kind == JOURNAL_NEXT) {
+			if (r->next < s->next || r->next > HS_INO_MAX)
+				return -EBADMSG;
+			s->next = r->next;
+		} else if (r->e.ino < first_ino || r->e.ino >= s->next || !r->e.incarnation ||
+		           !secret_id_valid_existing(r->e.id)) {
+			return -EBADMSG;
+		} else {
+			born++;
+		}
+	}
+	if (!born)
+		return 0;
+	struct hs_entry *v = realloc(s->entries, (s->count + born) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	s->entries = v;
+	for (size_t i = 0; i < jl->n; i++) {
+		if (jl->r[i].kind != JOURNAL_BORN)
+			continue;
+		struct hs_entry *e = &s->entries[s->count];
+		*e = jl->r[i].e;
+		e->seq = s->count;
+		if (!(e->id = strdup(e->id)))
+			return -ENOMEM;
+		s->count++;
+	}
+	/* the last of each ID stays; each other one (at most one per record)
+	 * leaves its number and its versions */
+	qsort(s->entries, s->count, sizeof(*s->entries), by_id_seq);
+	uint64_t *gone = calloc(born, sizeof(*gone));
+	if (!gone)
+		return -ENOMEM;
+	size_t w = 0, ngone = 0, table = s->count - born;
+	for (size_t i = 0; i < s->count; i++) {
+		if (i + 1 < s->count && strcmp(s->entries[i].id, s->entries[i + 1].id) == 0) {
+			gone[ngone++] = s->entries[i].ino;
+			free(s->entries[i].id);
+			continue;
+		}
+		s->journaled += s->entries[i].seq >= table;
+		s->entries[w++] = s->entries[i];
+	}
+	s->count = w;
+	qsort(gone, ngone, sizeof(*gone), by_u64);
+	w = 0;
+	for (size_t i = 0; i < s->vcount; i++)
+		if (!bsearch(&s->versions[i].secret_ino, gone, ngone, sizeof(*gone), by_u64))
+			s->versions[w++] = s->versions[i];
+	s->vcount = w;
+	free(gone);
+	return numbers_unique(s);
+}
+
+/* The entries of table t (len bytes, checksummed) and of the journal jl
+ * into s. */
+static int parse_table(const uint8_t *t, size_t len, const struct journal *jl, struct hs_state *s,
+                       uint64_t first_ino)
 {
 	const uint8_t *p = t, *end = t + len;
 	s->next = get64(&p);
@@ -252,6 +513,7 @@ static int parse_table(const uint8_t *t, size_t len, struct hs_state *s, uint64_
 			return -EBADMSG;
 		if (!(e->id = strndup((const char *)p, idlen)))
 			return -ENOMEM;
+		e->seq = i;
 		s->count++;
 		p += idlen;
 		if (!secret_id_valid_existing(e->id))
@@ -263,22 +525,26 @@ static int parse_table(const uint8_t *t, size_t len, struct hs_state *s, uint64_
 		if (s->entries[i].ino == s->entries[i - 1].ino)
 			return -EBADMSG;
 	int r = p == end ? 0 : parse_versions(p, end, s, first_ino);
+	if (r == 0 && s->vcount)
+		r = numbers_unique(s);
 	if (r < 0)
 		return r;
 	qsort(s->entries, s->count, sizeof(*s->entries), by_id);
 	for (size_t i = 1; i < s->count; i++)
 		if (by_id(&s->entries[i], &s->entries[i - 1]) == 0)
 			return -EBADMSG;
-	return 0;
+	return apply_journal(s, jl, first_ino);
 }
 
 int hs_read(int fd, struct hs_state *s, uint64_t first_ino)
 {
 	struct state_head h = { 0 };
 	struct state_cur cur = { 0 };
+	struct journal jl = { 0 };
 	memset(s, 0, sizeof(*s));
 	int r = all_at(fd, &h, sizeof(h), 0, false);
-	if (r == 0 && (memcmp(h.magic, STATE_MAGIC, sizeof(h.magic)) != 0 ||
+	bool v1 = memcmp(h.magic, STATE_MAGIC_V1, sizeof(h.magic)) == 0;
+	if (r == 0 && ((!v1 && memcmp(h.magic, STATE_MAGIC, sizeof(h.magic)) != 0) ||
 	               h.init_len > HS_INIT_MAX || h.init_len < sizeof(struct fuse_in_header)))
 		r = -EBADMSG;
 	if (r == 0)
@@ -302,8 +568,12 @@ int hs_read(int fd, struct hs_state *s, uint64_t first_ino)
 		if (sodium_memcmp(sum, cur.sum, sizeof(sum)) != 0)
 			r = -EBADMSG;
 	}
+	if (r == 0 && !v1)
+		r = read_journal(fd, HS_REGION_OFFSET(cur.region) + (off_t)cur.len,
+		                 HS_REGION_MAX - cur.len, cur.sum, &jl);
 	if (r == 0)
-		r = parse_table(t, cur.len, s, first_ino);
+		r = parse_table(t, cur.len, &jl, s, first_ino);
+	journal_free(&jl);
 	free(t);
 	if (r < 0) {
 		hs_free(s);

@@ -645,7 +645,7 @@ struct node *fs_apply_for(struct fs *fs, const struct store_change *c, struct no
 		return NULL;
 	if (set_meta(fs, n, m) < 0)
 		return NULL;
-	handover_secret_born(fs); /* its number, for a restarted daemon */
+	handover_secret_born(fs, n); /* its number, for a restarted daemon */
 	return n;
 }
 

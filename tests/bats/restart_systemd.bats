@@ -74,6 +74,46 @@ EOF2
 	! grep -q 'does not resend' "$W/out/log" || false
 }
 
+@test "fd store, as root: secrets created after the state's last whole write (a restart's) keep their inode numbers through kill -9: its journal carries them, a re-created one with its new number" {
+	need_nspawn
+	as_root
+	cat >"$W/check.sh" <<'EOF2'
+D=/run/secretsfs/ai_gateway
+secretsfs init /var/lib/secretsfs
+systemctl start secretsfs.service
+printf 'first' >"$D/FIRST"
+printf 'gone' >"$D/NEW_B"
+old_b=$(stat -c %i "$D/NEW_B")
+# a restart: the new daemon writes the whole state once it serves
+systemctl restart secretsfs.service
+# then only records in its journal: two created, one deleted and created again
+printf 'a' >"$D/NEW_A"
+rm "$D/NEW_B"
+printf 'b' >"$D/NEW_B"
+printf 'c' >"$D/NEW_C"
+test "$(stat -c %i "$D/NEW_B")" != "$old_b"
+# and past the block of inode numbers reserved (1024 a block): a new
+# block is a record too
+for i in $(seq 1000 2040); do printf x >"$D/MANY_$i"; done
+stat -c '%n %i' "$D"/* | sort >/srv/t-out/before
+systemctl kill --signal=SIGKILL secretsfs.service
+wait_restarted secretsfs.service 1
+stat -c '%n %i' "$D"/* | sort >/srv/t-out/after
+test "$(cat "$D/NEW_B")" = b
+# a number handed out now is none that the kernel knew
+printf 'd' >"$D/NEW_D"
+new=$(stat -c %i "$D/NEW_D")
+not grep -q " $new\$" /srv/t-out/before
+test "$new" -gt "$(cut -d' ' -f2 /srv/t-out/before | sort -n | tail -1)"
+journalctl -u secretsfs.service -o cat >/srv/t-out/log
+EOF2
+	nspawn_run "$W"
+	[ "$(wc -l <"$W/out/before")" = 1045 ]
+	cmp "$W/out/before" "$W/out/after"
+	grep -q 'took over the mount on /run/secretsfs: 2 of 2 secrets kept their inode numbers$' "$W/out/log"
+	grep -q "took over the mount on /run/secretsfs: 1045 of 1045 secrets kept their inode numbers; 1044 of the state's secrets from its journal" "$W/out/log"
+}
+
 @test "fd store (run_as, the default): a stored connection whose mount is gone (umount -l) is dropped at the next start, which mounts anew" {
 	need_nspawn
 	cat >"$W/check.sh" <<'EOF2'

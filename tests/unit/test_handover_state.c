@@ -36,7 +36,7 @@ static void write_good(int fd, uint64_t region, uint64_t next)
 	hs_table_add(&t, 20, 7, 3, "DB_PASSWORD");
 	hs_table_add(&t, 16, 1, 1, "API_KEY");
 	hs_table_add(&t, 17, 2, 0, "team/svc-x_y");
-	REQUIRE(hs_write(fd, init, init_len, &t, region) == 0);
+	REQUIRE(hs_write(fd, init, init_len, &t, region, NULL) == 0);
 	hs_table_free(&t);
 }
 
@@ -47,7 +47,7 @@ static int write_raw(int fd, const void *table, size_t len)
 	REQUIRE(t.main.p);
 	memcpy(t.main.p, table, len);
 	memcpy(&t.count, t.main.p + 8, sizeof(t.count)); /* hs_write puts it back */
-	int r = hs_write(fd, init, init_len, &t, 0);
+	int r = hs_write(fd, init, init_len, &t, 0, NULL);
 	hs_table_free(&t);
 	return r;
 }
@@ -91,7 +91,7 @@ static void test_good(void)
 	/* an empty table reads as one */
 	struct hs_table t;
 	hs_table_begin(&t, FIRST);
-	REQUIRE(hs_write(fd, init, init_len, &t, 0) == 0);
+	REQUIRE(hs_write(fd, init, init_len, &t, 0, NULL) == 0);
 	hs_table_free(&t);
 	REQUIRE(hs_read(fd, &s, FIRST) == 0);
 	CHECK_EQ(s.count, 0);
@@ -207,7 +207,7 @@ static void test_hostile(void)
 		hs_table_begin(&t, cases[i].next);
 		for (int j = 0; j < 2; j++)
 			hs_table_add(&t, cases[i].ino[j], cases[i].incarnation, 1, cases[i].id[j]);
-		REQUIRE(hs_write(fd, init, init_len, &t, 0) == 0);
+		REQUIRE(hs_write(fd, init, init_len, &t, 0, NULL) == 0);
 		hs_table_free(&t);
 		int r = read_state(fd);
 		if (r != -EBADMSG)
@@ -284,7 +284,7 @@ static void test_hostile(void)
 	for (int i = 0; i < (int)(HS_REGION_MAX / sizeof(big)) + 1 && !t.failed; i++)
 		hs_table_add(&t, 20, 1, 1, big);
 	CHECK(t.failed);
-	CHECK_EQ(hs_write(fresh(), init, init_len, &t, 0), -ENOMEM);
+	CHECK_EQ(hs_write(fresh(), init, init_len, &t, 0, NULL), -ENOMEM);
 	hs_table_free(&t);
 }
 
@@ -300,7 +300,7 @@ static void test_versions(void)
 	hs_table_add(&t, 16, 1, 1, "API_KEY");
 	hs_table_add_version(&t, 30, 4, 2, 20);
 	hs_table_add_version(&t, 31, 1, 5, 16);
-	REQUIRE(hs_write(fd, init, init_len, &t, 0) == 0);
+	REQUIRE(hs_write(fd, init, init_len, &t, 0, NULL) == 0);
 	hs_table_free(&t);
 	struct hs_state s;
 	REQUIRE(hs_read(fd, &s, FIRST) == 0);
@@ -329,7 +329,7 @@ static void test_versions(void)
 		hs_table_add(&t, 16, 1, 1, "API_KEY");
 		hs_table_add_version(&t, 31, 1, 1, 16);
 		hs_table_add_version(&t, bad[i].ino, bad[i].version, 1, bad[i].secret_ino);
-		REQUIRE(hs_write(fd, init, init_len, &t, 0) == 0);
+		REQUIRE(hs_write(fd, init, init_len, &t, 0, NULL) == 0);
 		hs_table_free(&t);
 		int r = read_state(fd);
 		if (r != -EBADMSG)
@@ -382,7 +382,7 @@ static void test_big(void)
 			hs_table_add(&t, FIRST + i, i + 1, i % 3, id);
 		}
 		CHECK(t.main.len > ((size_t)16 << 20));
-		REQUIRE(hs_write(fd, init, init_len, &t, region) == 0);
+		REQUIRE(hs_write(fd, init, init_len, &t, region, NULL) == 0);
 		hs_table_free(&t);
 		struct hs_state s;
 		REQUIRE(hs_read(fd, &s, FIRST) == 0);
@@ -397,6 +397,282 @@ static void test_big(void)
 	close(fd);
 }
 
+/* A good state of three secrets into region, its journal in j. */
+static void write_good_j(int fd, uint64_t region, uint64_t next, struct hs_journal *j)
+{
+	struct hs_table t;
+	hs_table_begin(&t, next);
+	hs_table_add(&t, 20, 7, 3, "DB_PASSWORD");
+	hs_table_add(&t, 16, 1, 1, "API_KEY");
+	hs_table_add(&t, 17, 2, 0, "team/svc-x_y");
+	hs_table_add_version(&t, 30, 4, 2, 20);
+	hs_table_add_version(&t, 31, 1, 5, 16);
+	REQUIRE(hs_write(fd, init, init_len, &t, region, j) == 0);
+	hs_table_free(&t);
+}
+
+/* The number of secrets read, and next (-errno if it does not read). */
+static long long read_count(int fd, uint64_t *ret_next)
+{
+	struct hs_state s;
+	int r = hs_read(fd, &s, FIRST);
+	if (r < 0)
+		return r;
+	long long n = (long long)s.count;
+	if (ret_next)
+		*ret_next = s.next;
+	hs_free(&s);
+	return n;
+}
+
+/* Records appended after the table read back on top of it: a secret
+ * born is added, one of an ID already there replaces it (and its
+ * versions go), a new block raises next. */
+static void test_journal(void)
+{
+	int fd = fresh();
+	struct hs_journal j;
+	write_good_j(fd, 1, 1040, &j);
+	CHECK(j.ok && j.region == 1 && j.len == 0);
+	REQUIRE(hs_journal_born(fd, &j, 1000, 1, 1, "NEW_ONE") == 0);
+	REQUIRE(hs_journal_born(fd, &j, 1001, 9, 0, "DB_PASSWORD") == 0); /* re-created */
+	REQUIRE(hs_journal_next(fd, &j, 2064) == 0);
+	REQUIRE(hs_journal_born(fd, &j, 2000, 1, 2, "NEW_TWO") == 0); /* in the new block */
+	REQUIRE(hs_journal_born(fd, &j, 2001, 2, 1, "NEW_ONE") == 0); /* again */
+	struct hs_state s;
+	REQUIRE(hs_read(fd, &s, FIRST) == 0);
+	CHECK_EQ(s.count, 5);
+	CHECK_EQ(s.journaled, 3); /* NEW_ONE twice */
+	CHECK_EQ(s.next, 2064);
+	CHECK_EQ(s.region, 1);
+	const struct hs_entry *e;
+	REQUIRE((e = hs_find(&s, "DB_PASSWORD")));
+	CHECK_EQ(e->ino, 1001);
+	CHECK_EQ(e->incarnation, 9);
+	CHECK_EQ(e->nlookup, 0);
+	REQUIRE((e = hs_find(&s, "NEW_ONE")));
+	CHECK_EQ(e->ino, 2001);
+	CHECK_EQ(e->incarnation, 2);
+	REQUIRE((e = hs_find(&s, "NEW_TWO")));
+	CHECK_EQ(e->ino, 2000);
+	CHECK_EQ(e->nlookup, 2);
+	REQUIRE((e = hs_find(&s, "API_KEY")));
+	CHECK_EQ(e->ino, 16);
+	/* DB_PASSWORD's old version went with its incarnation */
+	REQUIRE(s.vcount == 1);
+	CHECK_EQ(s.versions[0].ino, 31);
+	CHECK_EQ(s.versions[0].secret_ino, 16);
+	hs_free(&s);
+
+	/* the whole table written again (the other region) holds none of
+	 * them, and its journal starts empty */
+	write_good_j(fd, 0, 1040, &j);
+	uint64_t next = 0;
+	CHECK_EQ(read_count(fd, &next), 3);
+	CHECK_EQ(next, 1040);
+	/* and back into region 1, whose old records are still there (the
+	 * punch is the caller's): the new table's journal does not read them,
+	 * even where the table is the same bytes as before */
+	write_good_j(fd, 1, 1040, &j);
+	CHECK_EQ(read_count(fd, &next), 3);
+	REQUIRE(hs_journal_born(fd, &j, 1000, 1, 1, "NEW_ONE") == 0);
+	CHECK_EQ(read_count(fd, NULL), 4);
+
+	/* a state from the daemon before the journal ("SFSHOV1"): its table
+	 * alone; another magic: refused */
+	REQUIRE(pwrite(fd, "SFSHOV1", 8, 0) == 8);
+	CHECK_EQ(read_count(fd, NULL), 3);
+	REQUIRE(pwrite(fd, "SFSHOV3", 8, 0) == 8);
+	CHECK_EQ(read_count(fd, NULL), -EBADMSG);
+	REQUIRE(pwrite(fd, "SFSHOV2", 8, 0) == 8);
+	CHECK_EQ(read_count(fd, NULL), 4);
+	close(fd);
+}
+
+/* A record torn by a kill, or garbled: it and what follows are not read;
+ * the state reads as it was before that record was appended. */
+static void test_journal_torn(void)
+{
+	int fd = fresh();
+	struct hs_journal j;
+	write_good_j(fd, 0, 1040, &j);
+	REQUIRE(hs_journal_born(fd, &j, 1000, 1, 1, "NEW_ONE") == 0);
+	REQUIRE(hs_journal_born(fd, &j, 1001, 1, 1, "NEW_TWO") == 0);
+	size_t before = j.len;
+	REQUIRE(hs_journal_born(fd, &j, 1002, 1, 1, "NEW_THREE") == 0);
+	size_t reclen = j.len - before;
+	CHECK_EQ(reclen, 1 + 28 + 9 + 16);
+	CHECK_EQ(read_count(fd, NULL), 6);
+	off_t last = HS_REGION_OFFSET(0) + (off_t)(j.table_len + before);
+
+	/* every bit of the last record and of the end byte after it flipped
+	 * in turn: the last one is not read, the others are */
+	int flips = 0, right = 0;
+	for (size_t byte = 0; byte <= reclen; byte++)
+		for (int bit = 0; bit < 8; bit++) {
+			uint8_t b;
+			off_t at = last + (off_t)byte;
+			REQUIRE(pread(fd, &b, 1, at) == 1);
+			b ^= (uint8_t)(1u << bit);
+			REQUIRE(pwrite(fd, &b, 1, at) == 1);
+			long long n = read_count(fd, NULL);
+			flips++;
+			right += n == (byte < reclen ? 5 : 6);
+			if (n != (byte < reclen ? 5 : 6))
+				fprintf(stderr, "journal flip at +%zu bit %d: %lld secrets\n", byte,
+				        bit, n);
+			b ^= (uint8_t)(1u << bit);
+			REQUIRE(pwrite(fd, &b, 1, at) == 1);
+		}
+	CHECK_EQ(right, flips);
+	CHECK_EQ(read_count(fd, NULL), 6);
+
+	/* torn: only a part of the last record written (its end cut off, or
+	 * the file ends inside it) */
+	for (size_t keep = 1; keep < reclen; keep += 7) {
+		int c = fresh();
+		struct hs_journal k;
+		write_good_j(c, 0, 1040, &k);
+		REQUIRE(hs_journal_born(c, &k, 1000, 1, 1, "NEW_ONE") == 0);
+		size_t at = k.table_len + k.len;
+		REQUIRE(hs_journal_born(c, &k, 1001, 1, 1, "NEW_TWO") == 0);
+		uint8_t zeros[64] = { 0 };
+		off_t cut = HS_REGION_OFFSET(0) + (off_t)(at + keep);
+		REQUIRE(pwrite(c, zeros, sizeof(zeros), cut) == sizeof(zeros));
+		CHECK_EQ(read_count(c, NULL), 4);
+		REQUIRE(ftruncate(c, cut) == 0);
+		CHECK_EQ(read_count(c, NULL), 4);
+		close(c);
+	}
+
+	/* a record moved: another's place in the chain does not check */
+	int c = fresh();
+	struct hs_journal k;
+	write_good_j(c, 0, 1040, &k);
+	REQUIRE(hs_journal_born(c, &k, 1000, 1, 1, "NEW_ONE") == 0);
+	REQUIRE(hs_journal_born(c, &k, 1001, 1, 1, "NEW_TWO") == 0);
+	uint8_t second[1 + 28 + 7 + 16];
+	REQUIRE(pread(c, second, sizeof(second),
+	              HS_REGION_OFFSET(0) + (off_t)k.table_len + (off_t)sizeof(second)) ==
+	        sizeof(second));
+	REQUIRE(pwrite(c, second, sizeof(second), HS_REGION_OFFSET(0) + (off_t)k.table_len) ==
+	        sizeof(second));
+	CHECK_EQ(read_count(c, NULL), 3);
+	close(c);
+	close(fd);
+}
+
+/* Records that check but that no daemon writes: the state is refused. */
+static void test_journal_hostile(void)
+{
+	struct {
+		const char *why;
+		uint64_t ino, incarnation;
+		const char *id;
+		uint64_t next; /* a block record instead, if set */
+	} bad[] = {
+		{ "a number at next", 1040, 1, "NEW_ONE", 0 },
+		{ "a number below the first", 3, 1, "NEW_ONE", 0 },
+		{ "a table secret's number", 16, 1, "NEW_ONE", 0 },
+		{ "a table version's number", 30, 1, "NEW_ONE", 0 },
+		{ "the record before's number", 1000, 1, "NEW_TWO", 0 },
+		{ "incarnation 0", 1001, 0, "NEW_ONE", 0 },
+		{ "an invalid ID", 1001, 1, "../etc", 0 },
+		{ "an empty ID", 1001, 1, "", 0 },
+		{ "next going back", 0, 0, NULL, 1039 },
+		{ "next above the maximum", 0, 0, NULL, HS_INO_MAX + 1 },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int fd = fresh();
+		struct hs_journal j;
+		write_good_j(fd, 0, 1040, &j);
+		REQUIRE(hs_journal_born(fd, &j, 1000, 1, 1, "OK_ONE") == 0);
+		CHECK_EQ(read_count(fd, NULL), 4);
+		if (bad[i].next)
+			REQUIRE(hs_journal_next(fd, &j, bad[i].next) == 0);
+		else
+			REQUIRE(hs_journal_born(fd, &j, bad[i].ino, bad[i].incarnation, 1,
+			                        bad[i].id) == 0);
+		long long r = read_count(fd, NULL);
+		if (r != -EBADMSG)
+			fprintf(stderr, "hostile record read (%lld): %s\n", r, bad[i].why);
+		CHECK_EQ(r, -EBADMSG);
+		close(fd);
+	}
+	/* an ID too long for a record goes into the table instead */
+	int fd = fresh();
+	struct hs_journal j;
+	write_good_j(fd, 0, 1040, &j);
+	char big[4098];
+	memset(big, 'A', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	CHECK_EQ(hs_journal_born(fd, &j, 1000, 1, 1, big), -ENOSPC);
+	CHECK_EQ(j.len, 0);
+	CHECK_EQ(hs_journal_born(fd, &j, 1000, 1, 1, "NEW_ONE"), 0);
+	CHECK_EQ(read_count(fd, NULL), 4);
+	close(fd);
+	/* a record after a table that failed: not written */
+	struct hs_journal none = { 0 };
+	CHECK_EQ(hs_journal_born(fresh(), &none, 1000, 1, 1, "NEW_ONE"), -ENOSPC);
+}
+
+/* The journal is full when it is as long as its table, or HS_JOURNAL_MIN
+ * for a small one: then the whole table is written (which empties it),
+ * and every record appended until then reads. */
+static void test_journal_cap(void)
+{
+	int fd = fresh();
+	struct hs_journal j;
+	write_good_j(fd, 0, HS_INO_MAX, &j);
+	char id[48];
+	uint64_t n = 0;
+	int r;
+	for (;;) {
+		snprintf(id, sizeof(id), "OPENAI_API_KEY_SEARCH_SERVICE_%09llu",
+		         (unsigned long long)n);
+		size_t len = j.len;
+		if ((r = hs_journal_born(fd, &j, 100 + n, 1, 0, id)) < 0)
+			break;
+		CHECK_EQ(j.len - len, 1 + 28 + 39 + 16);
+		n++;
+	}
+	CHECK_EQ(r, -ENOSPC);
+	CHECK_EQ(n, HS_JOURNAL_MIN / (1 + 28 + 39 + 16));
+	CHECK(j.len <= HS_JOURNAL_MIN);
+	struct hs_state s;
+	REQUIRE(hs_read(fd, &s, FIRST) == 0);
+	CHECK_EQ(s.count, 3 + n);
+	CHECK_EQ(s.journaled, n);
+	CHECK(hs_find(&s, id) == NULL); /* the one refused */
+	snprintf(id, sizeof(id), "OPENAI_API_KEY_SEARCH_SERVICE_%09llu", (unsigned long long)n - 1);
+	REQUIRE(hs_find(&s, id));
+	CHECK_EQ(hs_find(&s, id)->ino, 100 + n - 1);
+
+	/* compaction: the table of all of them, then the journal empty and
+	 * as long as that table may be */
+	struct hs_table t;
+	hs_table_begin(&t, HS_INO_MAX);
+	for (size_t i = 0; i < s.count; i++)
+		hs_table_add(&t, s.entries[i].ino, s.entries[i].incarnation, s.entries[i].nlookup,
+		             s.entries[i].id);
+	for (uint64_t i = n; i < 2 * n; i++) { /* over HS_JOURNAL_MIN */
+		snprintf(id, sizeof(id), "OPENAI_API_KEY_SEARCH_SERVICE_%09llu",
+		         (unsigned long long)i);
+		hs_table_add(&t, 100 + i, 1, 0, id);
+	}
+	hs_free(&s);
+	REQUIRE(hs_write(fd, init, init_len, &t, 1, &j) == 0);
+	hs_table_free(&t);
+	CHECK(j.table_len > HS_JOURNAL_MIN);
+	CHECK_EQ(j.len, 0);
+	uint64_t more = 0;
+	while (hs_journal_next(fd, &j, HS_INO_MAX) == 0)
+		more++;
+	CHECK_EQ(more, j.table_len / (1 + 8 + 16));
+	CHECK_EQ(read_count(fd, NULL), 3 + 2 * n);
+	close(fd);
+}
+
 int main(void)
 {
 	REQUIRE(sodium_init() >= 0);
@@ -408,5 +684,9 @@ int main(void)
 	test_hostile();
 	test_versions();
 	test_big();
+	test_journal();
+	test_journal_torn();
+	test_journal_hostile();
+	test_journal_cap();
 	return harness_result("test_handover_state");
 }
