@@ -24,6 +24,11 @@
  * store taken before its last rotation (each row authentic), or one
  * secret's rows removed, must refuse the open: an input that does
  * nothing else asserts -EIO.
+ *
+ * Inputs of odd length start from the same store as format 4 left it
+ * (secrets a rowid table, the key-check record under format 4's domain):
+ * their open upgrades it, after the rows were altered, and the same
+ * truths must hold.
  */
 #include <assert.h>
 #include <errno.h>
@@ -37,14 +42,15 @@
 
 #include <sqlite3.h>
 
+#include "crypto.h"
 #include "embedded.h"
 #include "keyfile.h"
 #include "store.h"
 
 static char dir[64], dbpath[128], walpath[128], shmpath[128], backuppath[128];
 static uint8_t *key;
-static uint8_t *pristine;
-static size_t pristine_len;
+static uint8_t *pristine, *pristine4; /* format 5; the same as format 4 */
+static size_t pristine_len, pristine4_len;
 
 static void check_rc(int r)
 {
@@ -606,6 +612,76 @@ static void cleanup_dir(void)
 	rmdir(dir);
 }
 
+static uint8_t *read_file(const char *path, size_t *ret_len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		abort();
+	fseek(f, 0, SEEK_END);
+	size_t n = (size_t)ftell(f);
+	rewind(f);
+	uint8_t *p = malloc(n);
+	if (!p || fread(p, 1, n, f) != n)
+		abort();
+	fclose(f);
+	*ret_len = n;
+	return p;
+}
+
+/* The pristine store turned into what format 4 wrote: secrets a rowid
+ * table (format 4's SQL, rows in no ID order), the key-check record
+ * sealed under format 4's domain, the format record 4. */
+static void make_pristine4(void)
+{
+	static const char ad_domain[] = "secretsfs key check v4";
+	static const char check[] = "secretsfs key check: the key is right";
+	uint8_t ad[sizeof(ad_domain) - 1 + 16], *ct = NULL;
+	size_t ctlen = 0;
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	write_file(dbpath, pristine, pristine_len);
+	if (sqlite3_open(dbpath, &db) != SQLITE_OK)
+		abort();
+	exec_sql(db, "PRAGMA foreign_keys = OFF; BEGIN;"
+	             "CREATE TABLE f5 AS SELECT * FROM secrets; DROP TABLE secrets;"
+	             "CREATE TABLE secrets (  id TEXT PRIMARY KEY NOT NULL,  scopes INTEGER NOT "
+	             "NULL,  version INTEGER NOT NULL,  size INTEGER NOT NULL,  ctime_ns INTEGER "
+	             "NOT NULL,  mtime_ns INTEGER NOT NULL,  incarnation INTEGER NOT NULL,  "
+	             "revision INTEGER NOT NULL,  value_revision INTEGER NOT NULL,  nonce BLOB NOT "
+	             "NULL,  mac BLOB NOT NULL);"
+	             "INSERT INTO secrets SELECT * FROM f5 ORDER BY id DESC; DROP TABLE f5;"
+	             "UPDATE meta SET value = x'04' WHERE key = 'format'; COMMIT");
+	if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'store_id'", -1, &st,
+	                       NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW || sqlite3_column_bytes(st, 0) != 16)
+		abort();
+	memcpy(ad, ad_domain, sizeof(ad_domain) - 1);
+	memcpy(ad + sizeof(ad_domain) - 1, sqlite3_column_blob(st, 0), 16);
+	sqlite3_finalize(st);
+	if (crypto_seal(key, ad, sizeof(ad), (const uint8_t *)check, sizeof(check) - 1, &ct,
+	                &ctlen) < 0 ||
+	    sqlite3_prepare_v2(db, "UPDATE meta SET value = ?1 WHERE key = 'keycheck'", -1, &st,
+	                       NULL) != SQLITE_OK)
+		abort();
+	sqlite3_bind_blob(st, 1, ct, (int)ctlen, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(db) != 1)
+		abort();
+	sqlite3_finalize(st);
+	free(ct);
+	exec_sql(db, "PRAGMA wal_checkpoint(TRUNCATE)");
+	sqlite3_close(db);
+	unlink(walpath);
+	unlink(shmpath);
+	pristine4 = read_file(dbpath, &pristine4_len);
+	/* it must open, as format 4, and upgrade */
+	struct store_config cfg = { .source = dir, .key = key, .keep_versions = 3 };
+	struct store *s = NULL;
+	if (embedded_store_ops.open(&cfg, &s) < 0)
+		abort();
+	embedded_store_ops.close(s);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	/* tests/fuzz/run names a scratch directory it removes afterwards (a
@@ -680,16 +756,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	sqlite3_close(db);
 	unlink(walpath);
 	unlink(shmpath);
-	FILE *f = fopen(dbpath, "rb");
-	if (!f)
-		abort();
-	fseek(f, 0, SEEK_END);
-	pristine_len = (size_t)ftell(f);
-	rewind(f);
-	pristine = malloc(pristine_len);
-	if (!pristine || fread(pristine, 1, pristine_len, f) != pristine_len)
-		abort();
-	fclose(f);
+	pristine = read_file(dbpath, &pristine_len);
+	make_pristine4();
 	return 0;
 }
 
@@ -700,7 +768,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	unlink(walpath);
 	unlink(shmpath);
-	write_file(dbpath, pristine, pristine_len);
+	if (size & 1)
+		write_file(dbpath, pristine4, pristine4_len);
+	else
+		write_file(dbpath, pristine, pristine_len);
 	if (sqlite3_open(dbpath, &db) != SQLITE_OK)
 		abort();
 	uint8_t writes = take_u8(&in);
