@@ -475,10 +475,11 @@ void fs_node_unpin(struct fs *fs, struct node *n)
 
 /* --- the ID index: live and pending secrets only --- */
 
-static size_t id_slot(struct fs *fs, const char *id)
+/* The slot of id (whose hash_id is hash), or the empty one it would take. */
+static size_t id_slot(struct fs *fs, const char *id, uint64_t hash)
 {
 	size_t mask = fs->by_id_cap - 1;
-	for (size_t i = hash_id(id) & mask;; i = (i + 1) & mask) {
+	for (size_t i = hash & mask;; i = (i + 1) & mask) {
 		struct node *n = fs->by_id[i];
 		if (!n || strcmp(n->u.secret.meta.id, id) == 0)
 			return i;
@@ -492,25 +493,34 @@ static int id_index_grow(struct fs *fs)
 	struct node **v = calloc(old_cap * 2, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
+	size_t mask = old_cap * 2 - 1;
+	/* the IDs are distinct: each goes to the first empty slot from its
+	 * home, no comparisons */
+	for (size_t i = 0; i < old_cap; i++) {
+		if (!old[i])
+			continue;
+		size_t j = hash_id(old[i]->u.secret.meta.id) & mask;
+		while (v[j])
+			j = (j + 1) & mask;
+		v[j] = old[i];
+	}
+	free(old);
 	fs->by_id = v;
 	fs->by_id_cap = old_cap * 2;
-	for (size_t i = 0; i < old_cap; i++)
-		if (old[i])
-			fs->by_id[id_slot(fs, old[i]->u.secret.meta.id)] = old[i];
-	free(old);
 	return 0;
 }
 
 struct node *fs_secret_by_id(struct fs *fs, const char *id)
 {
-	return fs->by_id[id_slot(fs, id)];
+	return fs->by_id[id_slot(fs, id, hash_id(id))];
 }
 
-static int id_index_add(struct fs *fs, struct node *n)
+/* n's ID (whose hash_id is hash) has no node in the index yet. */
+static int id_index_add(struct fs *fs, struct node *n, uint64_t hash)
 {
 	if ((fs->by_id_count + 1) * 2 > fs->by_id_cap && id_index_grow(fs) < 0)
 		return -ENOMEM;
-	fs->by_id[id_slot(fs, n->u.secret.meta.id)] = n;
+	fs->by_id[id_slot(fs, n->u.secret.meta.id, hash)] = n;
 	fs->by_id_count++;
 	return 0;
 }
@@ -520,7 +530,7 @@ static int id_index_add(struct fs *fs, struct node *n)
 static void id_index_remove(struct fs *fs, struct node *n)
 {
 	size_t mask = fs->by_id_cap - 1;
-	size_t i = id_slot(fs, n->u.secret.meta.id);
+	size_t i = id_slot(fs, n->u.secret.meta.id, hash_id(n->u.secret.meta.id));
 	if (fs->by_id[i] != n)
 		return;
 	fs->by_id[i] = NULL;
@@ -537,14 +547,15 @@ static void id_index_remove(struct fs *fs, struct node *n)
 	}
 }
 
-static struct node *secret_node_new(struct fs *fs, const char *id)
+/* A new node for id (hash: its hash_id), which has none in the index. */
+static struct node *secret_node_new(struct fs *fs, const char *id, uint64_t hash)
 {
 	size_t len = strlen(id) + 1;
 	struct node *n = node_new_next(fs, NODE_SECRET, len);
 	if (!n)
 		return NULL;
 	n->u.secret.meta.id = memcpy(n + 1, id, len);
-	if (id_index_add(fs, n) < 0) {
+	if (id_index_add(fs, n, hash) < 0) {
 		node_destroy(fs, n);
 		return NULL;
 	}
@@ -553,7 +564,7 @@ static struct node *secret_node_new(struct fs *fs, const char *id)
 
 struct node *fs_secret_pending(struct fs *fs, const char *id)
 {
-	return secret_node_new(fs, id);
+	return secret_node_new(fs, id, hash_id(id));
 }
 
 /* -o fast: each version is an inode of its own, so a new version, or the
@@ -649,7 +660,8 @@ static int set_meta(struct fs *fs, struct node *n, const struct secret_meta *met
 struct node *fs_apply_for(struct fs *fs, const struct store_change *c, struct node *own)
 {
 	const struct secret_meta *m = &c->meta;
-	struct node *n = fs_secret_by_id(fs, m->id);
+	uint64_t hash = hash_id(m->id); /* for the look-up, and a new node's place */
+	struct node *n = fs->by_id[id_slot(fs, m->id, hash)];
 	uint64_t have = n ? n->u.secret.meta.incarnation : 0;
 
 	mirror_kick(fs->mirror, m->id); /* committed: the mirror pushes it soon */
@@ -683,7 +695,7 @@ struct node *fs_apply_for(struct fs *fs, const struct store_change *c, struct no
 		fs_node_release(fs, n);
 		n = NULL;
 	}
-	if (!n && !(n = secret_node_new(fs, m->id)))
+	if (!n && !(n = secret_node_new(fs, m->id, hash)))
 		return NULL;
 	if (set_meta(fs, n, m) < 0)
 		return NULL;
