@@ -97,10 +97,15 @@ static uint64_t labels_hash(const struct labels *l)
 	return hash_end(h);
 }
 
-static bool label_set_is(const struct label_set *set, uint64_t hash, const struct labels *l)
+static bool label_set_holds(const struct label_set *set, const struct labels *l)
 {
 	const struct labels set_labels = { .n = set->n, .v = (struct label *)set->v };
-	return set->hash == hash && labels_equal(&set_labels, l);
+	return labels_equal(&set_labels, l);
+}
+
+static bool label_set_is(const struct label_set *set, uint64_t hash, const struct labels *l)
+{
+	return set->hash == hash && label_set_holds(set, l);
 }
 
 static struct label_set *label_set_new(const struct labels *l, uint64_t hash)
@@ -147,8 +152,13 @@ static int labels_intern(struct fs *fs, const struct labels *l, struct labels *r
 		*ret = (struct labels){ 0 };
 		return 0;
 	}
+	/* A listing in ID order brings runs of secrets with the same labels
+	 * (a provider's, a team's keys): the set found last, first. */
+	struct label_set *set = fs->label_set_last;
+	if (set && label_set_holds(set, l))
+		goto found;
 	uint64_t hash = labels_hash(l);
-	struct label_set **head = &fs->label_sets[hash & (fs->label_sets_cap - 1)], *set;
+	struct label_set **head = &fs->label_sets[hash & (fs->label_sets_cap - 1)];
 	for (set = *head; set && !label_set_is(set, hash, l); set = set->next)
 		;
 	if (!set) {
@@ -160,6 +170,8 @@ static int labels_intern(struct fs *fs, const struct labels *l, struct labels *r
 		*head = set;
 		fs->label_sets_count++;
 	}
+	fs->label_set_last = set;
+found:
 	set->refs++;
 	*ret = (struct labels){ .n = set->n, .v = set->v };
 	return 0;
@@ -179,6 +191,8 @@ static void labels_release(struct fs *fs, struct labels *l)
 		pp = &(*pp)->next;
 	*pp = set->next;
 	fs->label_sets_count--;
+	if (fs->label_set_last == set)
+		fs->label_set_last = NULL;
 	free(set);
 }
 
