@@ -61,7 +61,7 @@ static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
 }
 
 /* The final mix (MurmurHash3's): the index uses the low bits. */
-static uint64_t hash_end(uint64_t h)
+static uint64_t hash_mix(uint64_t h)
 {
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;
@@ -72,7 +72,7 @@ static uint64_t hash_end(uint64_t h)
 
 static uint64_t hash_id(const char *id)
 {
-	return hash_end(hash_bytes(0, id, strlen(id)));
+	return hash_mix(hash_bytes(0, id, strlen(id)));
 }
 
 /* --- label sets: one copy of each distinct set of labels --- */
@@ -94,7 +94,7 @@ static uint64_t labels_hash(const struct labels *l)
 		h = hash_bytes(h, l->v[i].key, strlen(l->v[i].key) + 1);
 		h = hash_bytes(h, l->v[i].value, strlen(l->v[i].value) + 1);
 	}
-	return hash_end(h);
+	return hash_mix(h);
 }
 
 static bool label_set_holds(const struct label_set *set, const struct labels *l)
