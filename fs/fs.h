@@ -257,6 +257,7 @@ struct fs {
 	 * provider, team), counted (nodes.c).  fs->lock. */
 	struct label_set **label_sets;
 	size_t label_sets_cap, label_sets_count;
+	struct label_set *label_set_last; /* the one labels_intern found last */
 
 	/* Open files by fh (ops_file.c: every read and release finds its
 	 * handle here; unmount releases what the kernel did not), in buckets

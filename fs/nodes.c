@@ -22,12 +22,57 @@
 #include "handover.h"
 #include "mirror.h"
 
-static uint64_t hash_id(const char *s)
+/* A hash of n bytes at p, added to h, eight bytes a step: IDs are 20 to
+ * 40 bytes and a mount hashes a million of them (a byte-wise FNV-1a was
+ * most of the ID index's cost).  Not keyed: the IDs come from the store,
+ * not from the mount's users. */
+static uint64_t load64(const unsigned char *c)
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
+	uint64_t w;
+	memcpy(&w, c, sizeof(w));
+	return w;
+}
+
+static uint64_t load32(const unsigned char *c)
+{
+	uint32_t w;
+	memcpy(&w, c, sizeof(w));
+	return w;
+}
+
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *c = p, *end = c + n;
+	uint64_t w;
+	h = (h ^ n) * 0x9e3779b97f4a7c15ULL; /* the length: tails may overlap */
+	if (n >= 8) {
+		for (; end - c > 8; c += 8) {
+			h = (h ^ load64(c)) * 0x9e3779b97f4a7c15ULL;
+			h ^= h >> 32;
+		}
+		w = load64(end - 8); /* the last eight (overlapping the step before) */
+	} else if (n >= 4) {
+		w = load32(c) | load32(end - 4) << 32;
+	} else {
+		w = n ? c[0] | (uint64_t)c[n / 2] << 8 | (uint64_t)end[-1] << 16 : 0;
+	}
+	h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+	return h ^ (h >> 32);
+}
+
+/* The final mix (MurmurHash3's): the index uses the low bits. */
+static uint64_t hash_mix(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	return h ^ (h >> 33);
+}
+
+static uint64_t hash_id(const char *id)
+{
+	return hash_mix(hash_bytes(0, id, strlen(id)));
 }
 
 /* --- label sets: one copy of each distinct set of labels --- */
@@ -44,21 +89,23 @@ struct label_set {
 
 static uint64_t labels_hash(const struct labels *l)
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a over key\0value\0... */
-	for (size_t i = 0; i < l->n; i++)
-		for (int f = 0; f < 2; f++)
-			for (const char *c = f ? l->v[i].value : l->v[i].key;; c++) {
-				h = (h ^ (unsigned char)*c) * 1099511628211ULL;
-				if (!*c)
-					break;
-			}
-	return h;
+	uint64_t h = l->n; /* over key\0value\0... */
+	for (size_t i = 0; i < l->n; i++) {
+		h = hash_bytes(h, l->v[i].key, strlen(l->v[i].key) + 1);
+		h = hash_bytes(h, l->v[i].value, strlen(l->v[i].value) + 1);
+	}
+	return hash_mix(h);
+}
+
+static bool label_set_holds(const struct label_set *set, const struct labels *l)
+{
+	const struct labels set_labels = { .n = set->n, .v = (struct label *)set->v };
+	return labels_equal(&set_labels, l);
 }
 
 static bool label_set_is(const struct label_set *set, uint64_t hash, const struct labels *l)
 {
-	const struct labels set_labels = { .n = set->n, .v = (struct label *)set->v };
-	return set->hash == hash && labels_equal(&set_labels, l);
+	return set->hash == hash && label_set_holds(set, l);
 }
 
 static struct label_set *label_set_new(const struct labels *l, uint64_t hash)
@@ -105,8 +152,13 @@ static int labels_intern(struct fs *fs, const struct labels *l, struct labels *r
 		*ret = (struct labels){ 0 };
 		return 0;
 	}
+	/* A listing in ID order brings runs of secrets with the same labels
+	 * (a provider's, a team's keys): the set found last, first. */
+	struct label_set *set = fs->label_set_last;
+	if (set && label_set_holds(set, l))
+		goto found;
 	uint64_t hash = labels_hash(l);
-	struct label_set **head = &fs->label_sets[hash & (fs->label_sets_cap - 1)], *set;
+	struct label_set **head = &fs->label_sets[hash & (fs->label_sets_cap - 1)];
 	for (set = *head; set && !label_set_is(set, hash, l); set = set->next)
 		;
 	if (!set) {
@@ -118,6 +170,8 @@ static int labels_intern(struct fs *fs, const struct labels *l, struct labels *r
 		*head = set;
 		fs->label_sets_count++;
 	}
+	fs->label_set_last = set;
+found:
 	set->refs++;
 	*ret = (struct labels){ .n = set->n, .v = set->v };
 	return 0;
@@ -137,6 +191,8 @@ static void labels_release(struct fs *fs, struct labels *l)
 		pp = &(*pp)->next;
 	*pp = set->next;
 	fs->label_sets_count--;
+	if (fs->label_set_last == set)
+		fs->label_set_last = NULL;
 	free(set);
 }
 
@@ -433,10 +489,11 @@ void fs_node_unpin(struct fs *fs, struct node *n)
 
 /* --- the ID index: live and pending secrets only --- */
 
-static size_t id_slot(struct fs *fs, const char *id)
+/* The slot of id (whose hash_id is hash), or the empty one it would take. */
+static size_t id_slot(struct fs *fs, const char *id, uint64_t hash)
 {
 	size_t mask = fs->by_id_cap - 1;
-	for (size_t i = hash_id(id) & mask;; i = (i + 1) & mask) {
+	for (size_t i = hash & mask;; i = (i + 1) & mask) {
 		struct node *n = fs->by_id[i];
 		if (!n || strcmp(n->u.secret.meta.id, id) == 0)
 			return i;
@@ -450,25 +507,34 @@ static int id_index_grow(struct fs *fs)
 	struct node **v = calloc(old_cap * 2, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
+	size_t mask = old_cap * 2 - 1;
+	/* the IDs are distinct: each goes to the first empty slot from its
+	 * home, no comparisons */
+	for (size_t i = 0; i < old_cap; i++) {
+		if (!old[i])
+			continue;
+		size_t j = hash_id(old[i]->u.secret.meta.id) & mask;
+		while (v[j])
+			j = (j + 1) & mask;
+		v[j] = old[i];
+	}
+	free(old);
 	fs->by_id = v;
 	fs->by_id_cap = old_cap * 2;
-	for (size_t i = 0; i < old_cap; i++)
-		if (old[i])
-			fs->by_id[id_slot(fs, old[i]->u.secret.meta.id)] = old[i];
-	free(old);
 	return 0;
 }
 
 struct node *fs_secret_by_id(struct fs *fs, const char *id)
 {
-	return fs->by_id[id_slot(fs, id)];
+	return fs->by_id[id_slot(fs, id, hash_id(id))];
 }
 
-static int id_index_add(struct fs *fs, struct node *n)
+/* n's ID (whose hash_id is hash) has no node in the index yet. */
+static int id_index_add(struct fs *fs, struct node *n, uint64_t hash)
 {
 	if ((fs->by_id_count + 1) * 2 > fs->by_id_cap && id_index_grow(fs) < 0)
 		return -ENOMEM;
-	fs->by_id[id_slot(fs, n->u.secret.meta.id)] = n;
+	fs->by_id[id_slot(fs, n->u.secret.meta.id, hash)] = n;
 	fs->by_id_count++;
 	return 0;
 }
@@ -478,7 +544,7 @@ static int id_index_add(struct fs *fs, struct node *n)
 static void id_index_remove(struct fs *fs, struct node *n)
 {
 	size_t mask = fs->by_id_cap - 1;
-	size_t i = id_slot(fs, n->u.secret.meta.id);
+	size_t i = id_slot(fs, n->u.secret.meta.id, hash_id(n->u.secret.meta.id));
 	if (fs->by_id[i] != n)
 		return;
 	fs->by_id[i] = NULL;
@@ -495,14 +561,15 @@ static void id_index_remove(struct fs *fs, struct node *n)
 	}
 }
 
-static struct node *secret_node_new(struct fs *fs, const char *id)
+/* A new node for id (hash: its hash_id), which has none in the index. */
+static struct node *secret_node_new(struct fs *fs, const char *id, uint64_t hash)
 {
 	size_t len = strlen(id) + 1;
 	struct node *n = node_new_next(fs, NODE_SECRET, len);
 	if (!n)
 		return NULL;
 	n->u.secret.meta.id = memcpy(n + 1, id, len);
-	if (id_index_add(fs, n) < 0) {
+	if (id_index_add(fs, n, hash) < 0) {
 		node_destroy(fs, n);
 		return NULL;
 	}
@@ -511,7 +578,7 @@ static struct node *secret_node_new(struct fs *fs, const char *id)
 
 struct node *fs_secret_pending(struct fs *fs, const char *id)
 {
-	return secret_node_new(fs, id);
+	return secret_node_new(fs, id, hash_id(id));
 }
 
 /* -o fast: each version is an inode of its own, so a new version, or the
@@ -607,7 +674,8 @@ static int set_meta(struct fs *fs, struct node *n, const struct secret_meta *met
 struct node *fs_apply_for(struct fs *fs, const struct store_change *c, struct node *own)
 {
 	const struct secret_meta *m = &c->meta;
-	struct node *n = fs_secret_by_id(fs, m->id);
+	uint64_t hash = hash_id(m->id); /* for the look-up, and a new node's place */
+	struct node *n = fs->by_id[id_slot(fs, m->id, hash)];
 	uint64_t have = n ? n->u.secret.meta.incarnation : 0;
 
 	mirror_kick(fs->mirror, m->id); /* committed: the mirror pushes it soon */
@@ -641,7 +709,7 @@ struct node *fs_apply_for(struct fs *fs, const struct store_change *c, struct no
 		fs_node_release(fs, n);
 		n = NULL;
 	}
-	if (!n && !(n = secret_node_new(fs, m->id)))
+	if (!n && !(n = secret_node_new(fs, m->id, hash)))
 		return NULL;
 	if (set_meta(fs, n, m) < 0)
 		return NULL;
