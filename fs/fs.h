@@ -38,7 +38,9 @@
  *     the notifier's queue, the credential socket's queue of rotated
  *     secrets (credsock_value_changed, called from fs_apply), the
  *     mirror's lock (mirror_kick from fs_apply, mirror_status from
- *     getxattr; backend/mirror.h);
+ *     getxattr; backend/mirror.h), handover.c's state_lock (the restart
+ *     state's writes, under fs->lock: a new block, a secret born, a
+ *     whole write);
  *  5. leaves taken with none of the above held: handle_adopt's
  *     adopt_lock (ops_file.c), and under it the caller's task slot
  *     (caller.c, held across the requester's /proc reads), then after it

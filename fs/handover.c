@@ -35,10 +35,11 @@
  *     daemon gives the current version its old number back; an older
  *     version's number answers ESTALE.
  * The whole table is written at start, at a handover, on each new block
- * under -o fast, and when its journal is full.  A secret created (its
- * number is new) and, without -o fast, a new block are a record appended
- * to the journal after the table, one small write whatever the number of
- * secrets; the journal is full when it is as long as the table (at least
+ * under -o fast (after its record), and when its journal is full.  A
+ * secret created (its number is new) and a new block are a record
+ * appended to the journal after the table, one small write whatever the
+ * number of secrets; a block that can be written neither way invalidates
+ * the state (a successor mounts anew rather than start below the block); the journal is full when it is as long as the table (at least
  * 1 MiB), so its rewrites cost O(1) a create, amortised.  (So after a
  * crash, version inodes made since the last whole write are unknown:
  * their reads that the page cache does not answer fail ESTALE; lookup
@@ -46,8 +47,9 @@
  * written to one of two regions and then made current by one small write
  * with its checksum, so a daemon killed while writing leaves the previous
  * table; a journal record checks itself, chained from that checksum, so
- * an append torn by a kill is ignored: that create was not answered yet
- * (the layout, and the checks a state read must pass: handover_state.c,
+ * an append torn by a kill is ignored (a secret's: the CREATE reply went
+ * before its commit, with a number below next, which a successor answers
+ * ESTALE; a block's: none of its numbers was handed out yet) (the layout, and the checks a state read must pass: handover_state.c,
  * unit-tested).  Scratch files and .versions inodes are
  * not carried over: their numbers answer ESTALE, and the kernel looks the
  * names up again.
@@ -191,11 +193,16 @@ static int state_write_locked(struct fs *fs)
 	return r;
 }
 
-static void state_write_failed(int r)
+static int state_write_whole(void *fs)
 {
-	log_error("cannot write the state a restarted daemon needs: %s; a restart "
-	          "will mount anew",
-	          strerrordesc_np(-r));
+	return state_write_locked(fs);
+}
+
+/* r: why the state could not be written; then what a restart does. */
+static void state_write_failed(int r, const char *then)
+{
+	log_error("cannot write the state a restarted daemon needs: %s; %s", strerrordesc_np(-r),
+	          then);
 }
 
 /* Writes the state; fs->lock held (read is enough).  Quiet unless it
@@ -208,26 +215,52 @@ static void state_write(struct fs *fs)
 	int r = state_write_locked(fs);
 	pthread_mutex_unlock(&ho.state_lock);
 	if (r < 0)
-		state_write_failed(r);
+		state_write_failed(r, "a restart reads the state written before, if any, "
+		                      "or mounts anew");
 }
 
-/* A record appended to the state's journal (n: a secret born, else the
- * new block's next); the whole state when it cannot be (the journal
- * full, or a write failed).  fs->lock held. */
+/* Secret n born: a record appended to the state's journal; the whole
+ * state when it cannot be (the journal full, or a write failed).  If
+ * neither is written, nothing more is needed: n's number is below the
+ * state's next (a successor answers it ESTALE).  fs->lock held. */
 static void state_journal(struct fs *fs, const struct node *n)
 {
 	if (!state_writable())
 		return;
 	pthread_mutex_lock(&ho.state_lock);
-	int r = n ? hs_journal_born(ho.state_fd, &ho.journal, n->ino, n->u.secret.meta.incarnation,
-	                            __atomic_load_n(&n->nlookup, __ATOMIC_RELAXED),
-	                            n->u.secret.meta.id)
-	          : hs_journal_next(ho.state_fd, &ho.journal, fs->ino_reserved);
+	int r = hs_journal_born(ho.state_fd, &ho.journal, n->ino, n->u.secret.meta.incarnation,
+	                        __atomic_load_n(&n->nlookup, __ATOMIC_RELAXED),
+	                        n->u.secret.meta.id);
 	if (r < 0)
 		r = state_write_locked(fs); /* which empties the journal */
 	pthread_mutex_unlock(&ho.state_lock);
 	if (r < 0)
-		state_write_failed(r);
+		state_write_failed(r, "after a restart, the new secret's inode number is "
+		                      "stale (ESTALE: the kernel looks it up again)");
+}
+
+/* The new block fs->ino_reserved into the state (hs_write_block): if it
+ * cannot be, the state is invalidated, so that a successor does not
+ * start below the block.  fs->lock held. */
+static void state_block(struct fs *fs)
+{
+	if (!state_writable())
+		return;
+	int err = 0;
+	pthread_mutex_lock(&ho.state_lock);
+	enum hs_block b = hs_write_block(ho.state_fd, &ho.journal, fs->ino_reserved, fs->opt.fast,
+	                                 state_write_whole, fs, &err);
+	pthread_mutex_unlock(&ho.state_lock);
+	if (b == HS_BLOCK_RECORDED)
+		state_write_failed(err, "a restart keeps the secrets' inode numbers, not the "
+		                        "version inodes made since the last whole write (ESTALE)");
+	else if (b == HS_BLOCK_INVALIDATED)
+		state_write_failed(err, "a restart will mount anew (the state is invalid until "
+		                        "it is written whole again)");
+	else if (b == HS_BLOCK_STALE)
+		state_write_failed(err, "nor invalidate it: a restart could give an inode number "
+		                        "the kernel holds to another file; stop and start the "
+		                        "service instead of restarting it");
 }
 
 /* Reads the state: 0, or why not (-EBADMSG: not whole). */
@@ -288,11 +321,7 @@ void handover_secret_born(struct fs *fs, const struct node *n)
 void handover_reserve(struct fs *fs)
 {
 	fs->ino_reserved = fs->next_ino + INO_BLOCK;
-	/* -o fast: the version inodes made since are in the table only */
-	if (fs->opt.fast)
-		state_write(fs);
-	else
-		state_journal(fs, NULL);
+	state_block(fs);
 }
 
 /* --- the session's I/O --- */

@@ -157,12 +157,19 @@ int hs_write(int fd, const uint8_t *init, uint32_t init_len, struct hs_table *t,
 	return r;
 }
 
+/* The journal after a table of table_len bytes holds records of at most
+ * this many bytes (then the table is written again). */
+static size_t journal_cap(size_t table_len)
+{
+	return table_len > HS_JOURNAL_MIN ? table_len : HS_JOURNAL_MIN;
+}
+
 /* Record r (its kind and body; its checksum and the end byte are added
  * here) after the last one in j. */
 static int journal_put(int fd, struct hs_journal *j, struct hs_table *r)
 {
 	uint8_t sum[JOURNAL_SUM], end = 0;
-	size_t cap = j->table_len > HS_JOURNAL_MIN ? j->table_len : HS_JOURNAL_MIN;
+	size_t cap = journal_cap(j->table_len);
 	if (!r->failed && r->main.len)
 		crypto_generichash(sum, sizeof(sum), r->main.p, r->main.len, j->chain,
 		                   sizeof(j->chain));
@@ -207,6 +214,27 @@ int hs_journal_next(int fd, struct hs_journal *j, uint64_t next)
 	int e = journal_put(fd, j, &r);
 	hs_table_free(&r);
 	return e;
+}
+
+int hs_invalidate(int fd, struct hs_journal *j)
+{
+	struct state_cur none = { 0 }; /* a table shorter than its head */
+	j->ok = false;
+	/* in the page the head is in: it needs no room of its own */
+	return all_at(fd, &none, sizeof(none), HS_CUR_OFFSET, true);
+}
+
+enum hs_block hs_write_block(int fd, struct hs_journal *j, uint64_t next, bool whole,
+                             int (*write_whole)(void *arg), void *arg, int *err)
+{
+	int rec = hs_journal_next(fd, j, next);
+	int r = rec < 0 || whole ? write_whole(arg) : 0;
+	*err = r < 0 ? r : rec;
+	if (r == 0)
+		return HS_BLOCK_WRITTEN;
+	if (rec == 0)
+		return HS_BLOCK_RECORDED;
+	return hs_invalidate(fd, j) == 0 ? HS_BLOCK_INVALIDATED : HS_BLOCK_STALE;
 }
 
 void hs_forget_region(int fd, uint64_t region)
@@ -300,33 +328,29 @@ static int numbers_unique(const struct hs_state *s)
 	return r;
 }
 
-/* The journal's records, as read (checked, not yet applied). */
-struct jrec {
-	uint8_t kind;
-	struct hs_entry e; /* JOURNAL_BORN */
-	uint64_t next;     /* JOURNAL_NEXT */
-};
+/* The journal's secrets born, as read (checked, not yet applied: its
+ * blocks are, as read). */
 struct journal {
-	struct jrec *r;
+	struct hs_entry *e;
 	size_t n, cap;
 };
 
 static void journal_free(struct journal *jl)
 {
 	for (size_t i = 0; i < jl->n; i++)
-		free(jl->r[i].e.id);
-	free(jl->r);
+		free(jl->e[i].id);
+	free(jl->e);
 	memset(jl, 0, sizeof(*jl));
 }
 
-/* The length of the record at p (avail bytes there), checksum included;
- * 0: none (the end, or not whole). */
+/* The length of the record at p (a 'B' or 'N'; avail bytes there),
+ * checksum included; 0: not whole. */
 static size_t record_len(const uint8_t *p, size_t avail)
 {
 	uint32_t idlen;
-	if (avail >= 1 + 8 + JOURNAL_SUM && p[0] == JOURNAL_NEXT)
-		return 1 + 8 + JOURNAL_SUM;
-	if (avail < 1 + HS_ENTRY_MIN || p[0] != JOURNAL_BORN)
+	if (p[0] == JOURNAL_NEXT)
+		return avail >= 1 + 8 + JOURNAL_SUM ? 1 + 8 + JOURNAL_SUM : 0;
+	if (avail < 1 + HS_ENTRY_MIN)
 		return 0;
 	memcpy(&idlen, p + 1 + 24, sizeof(idlen));
 	if (idlen > JOURNAL_ID_MAX)
@@ -335,48 +359,55 @@ static size_t record_len(const uint8_t *p, size_t avail)
 	return len <= avail ? len : 0;
 }
 
-/* Record p (checked) onto jl. */
-static int journal_add(struct journal *jl, const uint8_t *p)
+/* Record p (checked) into s (a block: next raised) or onto jl (a secret
+ * born, its number below the next of its time): -EBADMSG if no daemon
+ * writes it. */
+static int journal_add(struct journal *jl, const uint8_t *p, struct hs_state *s, uint64_t first_ino)
 {
+	if (*p++ == JOURNAL_NEXT) {
+		uint64_t next = get64(&p);
+		if (next < s->next || next > HS_INO_MAX)
+			return -EBADMSG;
+		s->next = next;
+		return 0;
+	}
 	if (jl->n == jl->cap) {
 		size_t cap = jl->cap ? jl->cap * 2 : 64;
-		struct jrec *v = realloc(jl->r, cap * sizeof(*v));
+		struct hs_entry *v = realloc(jl->e, cap * sizeof(*v));
 		if (!v)
 			return -ENOMEM;
-		jl->r = v;
+		jl->e = v;
 		jl->cap = cap;
 	}
-	struct jrec *r = &jl->r[jl->n];
-	memset(r, 0, sizeof(*r));
-	r->kind = *p++;
-	if (r->kind == JOURNAL_NEXT) {
-		r->next = get64(&p);
-	} else {
-		uint32_t idlen;
-		r->e.ino = get64(&p);
-		r->e.incarnation = get64(&p);
-		r->e.nlookup = get64(&p);
-		memcpy(&idlen, p, sizeof(idlen));
-		p += sizeof(idlen);
-		/* a NUL inside: refused when applied, as an empty ID */
-		if (!(r->e.id = strndup((const char *)p, idlen)))
-			return -ENOMEM;
-		if (strlen(r->e.id) != idlen)
-			r->e.id[0] = '\0';
-	}
+	struct hs_entry *e = &jl->e[jl->n];
+	uint32_t idlen;
+	memset(e, 0, sizeof(*e));
+	e->ino = get64(&p);
+	e->incarnation = get64(&p);
+	e->nlookup = get64(&p);
+	memcpy(&idlen, p, sizeof(idlen));
+	p += sizeof(idlen);
+	if (e->ino < first_ino || e->ino >= s->next || !e->incarnation || memchr(p, '\0', idlen))
+		return -EBADMSG;
+	if (!(e->id = strndup((const char *)p, idlen)))
+		return -ENOMEM;
 	jl->n++;
-	return 0;
+	return secret_id_valid_existing(e->id) ? 0 : -EBADMSG;
 }
 
-/* The journal at off (at most room bytes), each record checked in a
- * chain from key, into jl: up to the first that does not check. */
-static int read_journal(int fd, off_t off, size_t room, const uint8_t *key, struct journal *jl)
+/* The journal after s's table (at off, at most room bytes), each record
+ * checked in a chain from key: its blocks into s, its secrets onto jl.
+ * It ends at a 0 byte (where the next record goes) or at the first
+ * record that does not check (torn by a kill); a byte of no kind, or
+ * records longer than a writer lets them be (cap), refuse the state. */
+static int read_journal(int fd, off_t off, size_t room, size_t cap, const uint8_t *key,
+                        struct hs_state *s, struct journal *jl, uint64_t first_ino)
 {
-	enum { CAP = 1 << 16 };
-	_Static_assert(CAP >= 2 * JOURNAL_RECORD_MAX, "a record fits the buffer");
+	enum { BUF = 1 << 16 };
+	_Static_assert(BUF >= 2 * JOURNAL_RECORD_MAX, "a record fits the buffer");
 	uint8_t chain[JOURNAL_SUM], sum[JOURNAL_SUM];
-	uint8_t *buf = malloc(CAP);
-	size_t have = 0, pos = 0;
+	uint8_t *buf = malloc(BUF);
+	size_t have = 0, pos = 0, total = 0;
 	bool eof = false;
 	int r = 0;
 	if (!buf)
@@ -387,7 +418,7 @@ static int read_journal(int fd, off_t off, size_t room, const uint8_t *key, stru
 			memmove(buf, buf + pos, have - pos);
 			have -= pos;
 			pos = 0;
-			size_t want = CAP - have < room ? CAP - have : room;
+			size_t want = BUF - have < room ? BUF - have : room;
 			ssize_t n = want ? pread(fd, buf + have, want, off) : 0;
 			if (n < 0 && errno == EINTR)
 				continue;
@@ -400,15 +431,25 @@ static int read_journal(int fd, off_t off, size_t room, const uint8_t *key, stru
 			off += n;
 			room -= (size_t)n;
 		}
-		size_t len = r == 0 ? record_len(buf + pos, have - pos) : 0;
-		if (!len)
+		if (r < 0 || have == pos || buf[pos] == 0)
+			break; /* the end */
+		if (buf[pos] != JOURNAL_BORN && buf[pos] != JOURNAL_NEXT) {
+			r = -EBADMSG; /* records after it would be lost (a block: next too low) */
 			break;
+		}
+		size_t len = record_len(buf + pos, have - pos);
+		if (!len)
+			break; /* torn */
 		crypto_generichash(sum, sizeof(sum), buf + pos, len - JOURNAL_SUM, chain,
 		                   sizeof(chain));
 		if (sodium_memcmp(sum, buf + pos + len - JOURNAL_SUM, sizeof(sum)) != 0)
 			break; /* the end: torn, or another table's */
+		if ((total += len) > cap) {
+			r = -EBADMSG;
+			break;
+		}
 		memcpy(chain, sum, sizeof(chain));
-		if ((r = journal_add(jl, buf + pos)) < 0)
+		if ((r = journal_add(jl, buf + pos, s, first_ino)) < 0)
 			break;
 		pos += len;
 	}
@@ -423,48 +464,37 @@ static int by_id_seq(const void *a, const void *b)
 	return c ? c : x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* The journal jl on top of s's table (its entries sorted by ID, no ID
- * twice): a secret born replaces the entry of its ID, and that entry's
- * versions go. */
-static int apply_journal(struct hs_state *s, const struct journal *jl, uint64_t first_ino)
+/* The journal's secrets jl on top of s's table (its entries sorted by
+ * ID, no ID twice): a secret born replaces the entry of its ID, and that
+ * entry's versions go. */
+static int apply_journal(struct hs_state *s, const struct journal *jl)
 {
-	size_t born = 0;
-	for (size_t i = 0; i < jl->n; i++) {
-		const struct jrec *r = &jl->r[i];
-		if (r->kind == JOURNAL_NEXT) {
-			if (r->next < s->next || r->next > HS_INO_MAX)
-				return -EBADMSG;
-			s->next = r->next;
-		} else if (r->e.ino < first_ino || r->e.ino >= s->next || !r->e.incarnation ||
-		           !secret_id_valid_existing(r->e.id)) {
-			return -EBADMSG;
-		} else {
-			born++;
-		}
-	}
-	if (!born)
+	if (!jl->n)
 		return 0;
-	struct hs_entry *v = realloc(s->entries, (s->count + born) * sizeof(*v));
+	struct hs_entry *v = realloc(s->entries, (s->count + jl->n) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	s->entries = v;
 	for (size_t i = 0; i < jl->n; i++) {
-		if (jl->r[i].kind != JOURNAL_BORN)
-			continue;
 		struct hs_entry *e = &s->entries[s->count];
-		*e = jl->r[i].e;
+		*e = jl->e[i];
 		e->seq = s->count;
 		if (!(e->id = strdup(e->id)))
 			return -ENOMEM;
 		s->count++;
 	}
+	/* no number twice in the whole state, what is replaced included: a
+	 * daemon never gives a number to a second ID */
+	int r = numbers_unique(s);
+	if (r < 0)
+		return r;
 	/* the last of each ID stays; each other one (at most one per record)
 	 * leaves its number and its versions */
 	qsort(s->entries, s->count, sizeof(*s->entries), by_id_seq);
-	uint64_t *gone = calloc(born, sizeof(*gone));
+	uint64_t *gone = calloc(jl->n, sizeof(*gone));
 	if (!gone)
 		return -ENOMEM;
-	size_t w = 0, ngone = 0, table = s->count - born;
+	size_t w = 0, ngone = 0, table = s->count - jl->n;
 	for (size_t i = 0; i < s->count; i++) {
 		if (i + 1 < s->count && strcmp(s->entries[i].id, s->entries[i + 1].id) == 0) {
 			gone[ngone++] = s->entries[i].ino;
@@ -482,13 +512,11 @@ static int apply_journal(struct hs_state *s, const struct journal *jl, uint64_t 
 			s->versions[w++] = s->versions[i];
 	s->vcount = w;
 	free(gone);
-	return numbers_unique(s);
+	return 0;
 }
 
-/* The entries of table t (len bytes, checksummed) and of the journal jl
- * into s. */
-static int parse_table(const uint8_t *t, size_t len, const struct journal *jl, struct hs_state *s,
-                       uint64_t first_ino)
+/* The entries of table t (len bytes, checksummed) into s. */
+static int parse_table(const uint8_t *t, size_t len, struct hs_state *s, uint64_t first_ino)
 {
 	const uint8_t *p = t, *end = t + len;
 	s->next = get64(&p);
@@ -533,7 +561,7 @@ static int parse_table(const uint8_t *t, size_t len, const struct journal *jl, s
 	for (size_t i = 1; i < s->count; i++)
 		if (by_id(&s->entries[i], &s->entries[i - 1]) == 0)
 			return -EBADMSG;
-	return apply_journal(s, jl, first_ino);
+	return 0;
 }
 
 int hs_read(int fd, struct hs_state *s, uint64_t first_ino)
@@ -568,11 +596,19 @@ int hs_read(int fd, struct hs_state *s, uint64_t first_ino)
 		if (sodium_memcmp(sum, cur.sum, sizeof(sum)) != 0)
 			r = -EBADMSG;
 	}
-	if (r == 0 && !v1)
-		r = read_journal(fd, HS_REGION_OFFSET(cur.region) + (off_t)cur.len,
-		                 HS_REGION_MAX - cur.len, cur.sum, &jl);
 	if (r == 0)
-		r = parse_table(t, cur.len, &jl, s, first_ino);
+		r = parse_table(t, cur.len, s, first_ino);
+	/* the journal: at most as long as a writer lets it be (journal_put),
+	 * and one record more, to see it is not */
+	size_t cap = journal_cap(cur.len);
+	size_t room = HS_REGION_MAX - cur.len;
+	if (room > cap + JOURNAL_RECORD_MAX + 1)
+		room = cap + JOURNAL_RECORD_MAX + 1;
+	if (r == 0 && !v1)
+		r = read_journal(fd, HS_REGION_OFFSET(cur.region) + (off_t)cur.len, room, cap,
+		                 cur.sum, s, &jl, first_ino);
+	if (r == 0)
+		r = apply_journal(s, &jl);
 	journal_free(&jl);
 	free(t);
 	if (r < 0) {

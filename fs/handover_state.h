@@ -23,7 +23,9 @@
  * its body, and a BLAKE2b-128 of both keyed with the previous record's
  * (the first's: the table's checksum in cur), then a 0 byte that a next
  * record overwrites.  A reader applies the records in order up to the
- * first that does not check (the end, or an append torn by a kill):
+ * first that does not check (an append torn by a kill) or the end byte;
+ * a byte of no kind where a record starts, or records longer than a
+ * writer lets them be, refuse the state:
  *   'B' a secret born: an entry as in the table; it replaces an entry
  *       of the same ID (a newer incarnation), and that entry's versions
  *   'N' a new block of inode numbers reserved: u64 next, not below the
@@ -125,13 +127,34 @@ int hs_journal_born(int fd, struct hs_journal *j, uint64_t ino, uint64_t incarna
 int hs_journal_next(int fd, struct hs_journal *j, uint64_t next);
 void hs_forget_region(int fd, uint64_t region);
 
+/* Makes the state one hs_read refuses (-EBADMSG), so that a successor
+ * mounts anew, until hs_write writes a table again (j is not used until
+ * then).  0 or -errno. */
+int hs_invalidate(int fd, struct hs_journal *j);
+
+/* A new block of inode numbers, next, into the state before a number of
+ * it is handed out: a successor starts there, or a number the kernel
+ * holds could go to something else.  A record (hs_journal_next), then
+ * the whole table (write_whole(arg), which calls hs_write) if whole is
+ * set (-o fast: the version inodes are in the table only) or the record
+ * could not be written.  If neither is written, the older state (its
+ * next too low) is invalidated.  *err: the failure, if any. */
+enum hs_block {
+	HS_BLOCK_WRITTEN,     /* all of it */
+	HS_BLOCK_RECORDED,    /* the record, not the whole table */
+	HS_BLOCK_INVALIDATED, /* neither: a successor mounts anew */
+	HS_BLOCK_STALE,       /* not even invalidated: the older state reads */
+};
+enum hs_block hs_write_block(int fd, struct hs_journal *j, uint64_t next, bool whole,
+                             int (*write_whole)(void *arg), void *arg, int *err);
+
 /* Reads the state in fd, its journal applied, into s (which it owns
  * then: hs_free).  0, or -EBADMSG (not whole, or not one a daemon writes:
  * every ID valid, no ID or inode number twice, numbers in [first_ino,
  * next), a version's secret in the table), -EIO (shorter than it says),
  * -ENOMEM; on error s holds nothing.  A journal record that does not
- * check ends the journal; one that checks and breaks a rule refuses the
- * state. */
+ * check ends the journal; one that checks and breaks a rule (the numbers
+ * of the secrets it replaced count) refuses the state. */
 int hs_read(int fd, struct hs_state *s, uint64_t first_ino);
 void hs_free(struct hs_state *s);
 

@@ -3,7 +3,9 @@
  * writes it is read exactly; torn, truncated, bit-flipped and hostile
  * ones are refused, never half read. */
 #include <linux/fuse.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sodium.h>
 
 #include "harness.h"
@@ -506,19 +508,22 @@ static void test_journal_torn(void)
 	off_t last = HS_REGION_OFFSET(0) + (off_t)(j.table_len + before);
 
 	/* every bit of the last record and of the end byte after it flipped
-	 * in turn: the last one is not read, the others are */
+	 * in turn: the last one is not read, the others are; where a kind
+	 * byte goes (the record's first, the end byte), a byte of no kind
+	 * refuses the state */
 	int flips = 0, right = 0;
 	for (size_t byte = 0; byte <= reclen; byte++)
 		for (int bit = 0; bit < 8; bit++) {
 			uint8_t b;
 			off_t at = last + (off_t)byte;
+			long long want = byte == 0 || byte == reclen ? -EBADMSG : 5;
 			REQUIRE(pread(fd, &b, 1, at) == 1);
 			b ^= (uint8_t)(1u << bit);
 			REQUIRE(pwrite(fd, &b, 1, at) == 1);
 			long long n = read_count(fd, NULL);
 			flips++;
-			right += n == (byte < reclen ? 5 : 6);
-			if (n != (byte < reclen ? 5 : 6))
+			right += n == want;
+			if (n != want)
 				fprintf(stderr, "journal flip at +%zu bit %d: %lld secrets\n", byte,
 				        bit, n);
 			b ^= (uint8_t)(1u << bit);
@@ -574,11 +579,14 @@ static void test_journal_hostile(void)
 		{ "a number at next", 1040, 1, "NEW_ONE", 0 },
 		{ "a number below the first", 3, 1, "NEW_ONE", 0 },
 		{ "a table secret's number", 16, 1, "NEW_ONE", 0 },
-		{ "a table version's number", 30, 1, "NEW_ONE", 0 },
-		{ "the record before's number", 1000, 1, "NEW_TWO", 0 },
-		{ "incarnation 0", 1001, 0, "NEW_ONE", 0 },
-		{ "an invalid ID", 1001, 1, "../etc", 0 },
-		{ "an empty ID", 1001, 1, "", 0 },
+		{ "a table version's number", 31, 1, "NEW_ONE", 0 },
+		{ "a record before's number", 1001, 1, "NEW_TWO", 0 },
+		{ "incarnation 0", 1003, 0, "NEW_ONE", 0 },
+		{ "an invalid ID", 1003, 1, "../etc", 0 },
+		{ "an empty ID", 1003, 1, "", 0 },
+		{ "a replaced table secret's number", 20, 1, "NEW_TWO", 0 },
+		{ "a replaced table version's number", 30, 1, "NEW_TWO", 0 },
+		{ "a replaced record's number", 1000, 1, "NEW_TWO", 0 },
 		{ "next going back", 0, 0, NULL, 1039 },
 		{ "next above the maximum", 0, 0, NULL, HS_INO_MAX + 1 },
 	};
@@ -587,6 +595,11 @@ static void test_journal_hostile(void)
 		struct hs_journal j;
 		write_good_j(fd, 0, 1040, &j);
 		REQUIRE(hs_journal_born(fd, &j, 1000, 1, 1, "OK_ONE") == 0);
+		CHECK_EQ(read_count(fd, NULL), 4);
+		/* DB_PASSWORD (20, its version 30) and OK_ONE (1000) re-created:
+		 * their old numbers are still the kernel's */
+		REQUIRE(hs_journal_born(fd, &j, 1001, 8, 0, "DB_PASSWORD") == 0);
+		REQUIRE(hs_journal_born(fd, &j, 1002, 2, 0, "OK_ONE") == 0);
 		CHECK_EQ(read_count(fd, NULL), 4);
 		if (bad[i].next)
 			REQUIRE(hs_journal_next(fd, &j, bad[i].next) == 0);
@@ -673,6 +686,151 @@ static void test_journal_cap(void)
 	close(fd);
 }
 
+/* A record of kind and a u64 body, chained right after j's last, as a
+ * writer would append it. */
+static void append_forged(int fd, struct hs_journal *j, uint8_t kind, uint64_t v)
+{
+	uint8_t rec[1 + 8 + 16 + 1] = { kind };
+	memcpy(rec + 1, &v, sizeof(v));
+	crypto_generichash(rec + 9, 16, rec, 9, j->chain, sizeof(j->chain));
+	off_t at = HS_REGION_OFFSET(j->region) + (off_t)(j->table_len + j->len);
+	REQUIRE(pwrite(fd, rec, sizeof(rec), at) == sizeof(rec));
+	j->len += sizeof(rec) - 1;
+	memcpy(j->chain, rec + 9, sizeof(j->chain));
+}
+
+/* A byte of no kind where a record starts is not the journal's end: a
+ * record of a kind unknown, chained right, then a block: refused (read
+ * as the end, the block after it would be lost and next too low). */
+static void test_journal_unknown_kind(void)
+{
+	int fd = fresh();
+	struct hs_journal j;
+	uint64_t next = 0;
+	write_good_j(fd, 0, 1040, &j);
+	append_forged(fd, &j, 'X', 5);
+	REQUIRE(hs_journal_next(fd, &j, 3000) == 0);
+	CHECK_EQ(read_count(fd, NULL), -EBADMSG);
+	/* the same with a kind the writer has: read, next raised */
+	write_good_j(fd, 0, 1040, &j);
+	append_forged(fd, &j, 'N', 2064);
+	REQUIRE(hs_journal_next(fd, &j, 3000) == 0);
+	CHECK_EQ(read_count(fd, &next), 3);
+	CHECK_EQ(next, 3000);
+	close(fd);
+}
+
+/* Records beyond what a writer appends (the journal as long as its
+ * table, at least HS_JOURNAL_MIN) refuse the state, however well they
+ * chain. */
+static void test_journal_bound(void)
+{
+	int fd = fresh();
+	struct hs_journal j;
+	write_good_j(fd, 0, 1040, &j);
+	size_t n = 0;
+	while (hs_journal_next(fd, &j, 1040) == 0)
+		n++;
+	CHECK_EQ(n, HS_JOURNAL_MIN / (1 + 8 + 16));
+	CHECK_EQ(read_count(fd, NULL), 3);
+	/* one more, chained right, as a writer without the bound would */
+	struct hs_journal more = j;
+	more.table_len += more.len;
+	more.len = 0;
+	REQUIRE(hs_journal_next(fd, &more, 1040) == 0);
+	CHECK_EQ(read_count(fd, NULL), -EBADMSG);
+	close(fd);
+}
+
+/* The whole table written again into the other region (as handover.c
+ * does for a block under -o fast, or when its record fails). */
+struct whole {
+	int fd;
+	uint64_t region, next;
+	struct hs_journal *j;
+};
+
+static int write_whole(void *arg)
+{
+	struct whole *w = arg;
+	struct hs_table t;
+	hs_table_begin(&t, w->next);
+	hs_table_add(&t, 20, 7, 3, "DB_PASSWORD");
+	hs_table_add(&t, 16, 1, 1, "API_KEY");
+	hs_table_add(&t, 17, 2, 0, "team/svc-x_y");
+	int r = hs_write(w->fd, init, init_len, &t, w->region ^ 1, w->j);
+	hs_table_free(&t);
+	if (r == 0)
+		w->region ^= 1;
+	return r;
+}
+
+/* Writes of the state past limit bytes fail (EFBIG); RLIM_INFINITY: none. */
+static void file_limit(rlim_t limit)
+{
+	struct rlimit rl;
+	REQUIRE(getrlimit(RLIMIT_FSIZE, &rl) == 0);
+	rl.rlim_cur = limit;
+	REQUIRE(setrlimit(RLIMIT_FSIZE, &rl) == 0);
+}
+
+/* A new block that cannot be written, neither as a record nor whole:
+ * the state written before (its next below the block) must not read,
+ * or a successor gives the block's numbers, which the kernel may hold,
+ * to other secrets.  Invalidated until a whole write succeeds. */
+static void test_block_unwritable(void)
+{
+	REQUIRE(signal(SIGXFSZ, SIG_IGN) != SIG_ERR);
+	struct rlimit old;
+	REQUIRE(getrlimit(RLIMIT_FSIZE, &old) == 0);
+	int fd = fresh(), err = 0;
+	struct hs_journal j;
+	write_good_j(fd, 0, 1040, &j);
+	REQUIRE(hs_journal_born(fd, &j, 1000, 1, 1, "NEW_ONE") == 0);
+	struct whole w = { .fd = fd, .region = 0, .next = 2064, .j = &j };
+	uint64_t next = 0;
+
+	/* -o fast: the record written, the whole table not: next kept */
+	file_limit((rlim_t)HS_REGION_OFFSET(1));
+	CHECK_EQ(hs_write_block(fd, &j, 2064, true, write_whole, &w, &err), HS_BLOCK_RECORDED);
+	CHECK_EQ(err, -EFBIG);
+	CHECK_EQ(w.region, 0);
+	CHECK_EQ(read_count(fd, &next), 4);
+	CHECK_EQ(next, 2064);
+
+	/* nothing written past the journal's end: neither */
+	file_limit((rlim_t)(HS_REGION_OFFSET(0) + (off_t)(j.table_len + j.len)));
+	w.next = 3088;
+	for (int fast = 0; fast <= 1; fast++) {
+		CHECK_EQ(hs_write_block(fd, &j, 3088, fast, write_whole, &w, &err),
+		         HS_BLOCK_INVALIDATED);
+		CHECK_EQ(err, -EFBIG);
+		CHECK_EQ(read_count(fd, NULL), -EBADMSG);
+		/* and stays so: a record after it is not appended */
+		CHECK_EQ(hs_journal_born(fd, &j, 2000, 1, 1, "NEW_TWO"), -ENOSPC);
+		CHECK_EQ(read_count(fd, NULL), -EBADMSG);
+	}
+
+	/* the next whole write repairs it; a block then is a record alone
+	 * (without -o fast), or a record and the whole table */
+	file_limit(old.rlim_cur);
+	REQUIRE(write_whole(&w) == 0);
+	CHECK_EQ(read_count(fd, &next), 3);
+	CHECK_EQ(next, 3088);
+	CHECK_EQ(hs_write_block(fd, &j, 4112, false, write_whole, &w, &err), HS_BLOCK_WRITTEN);
+	CHECK_EQ(w.region, 1);
+	CHECK_EQ(read_count(fd, &next), 3);
+	CHECK_EQ(next, 4112);
+	w.next = 5136;
+	CHECK_EQ(hs_write_block(fd, &j, 5136, true, write_whole, &w, &err), HS_BLOCK_WRITTEN);
+	CHECK_EQ(w.region, 0);
+	CHECK_EQ(j.len, 0);
+	CHECK_EQ(read_count(fd, &next), 3);
+	CHECK_EQ(next, 5136);
+	REQUIRE(signal(SIGXFSZ, SIG_DFL) != SIG_ERR);
+	close(fd);
+}
+
 int main(void)
 {
 	REQUIRE(sodium_init() >= 0);
@@ -688,5 +846,8 @@ int main(void)
 	test_journal_torn();
 	test_journal_hostile();
 	test_journal_cap();
+	test_journal_unknown_kind();
+	test_journal_bound();
+	test_block_unwritable();
 	return harness_result("test_handover_state");
 }
