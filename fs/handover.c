@@ -39,20 +39,22 @@
  * secret created (its number is new) and a new block are a record
  * appended to the journal after the table, one small write whatever the
  * number of secrets; a block that can be written neither way invalidates
- * the state (a successor mounts anew rather than start below the block); the journal is full when it is as long as the table (at least
- * 1 MiB), so its rewrites cost O(1) a create, amortised.  (So after a
- * crash, version inodes made since the last whole write are unknown:
- * their reads that the page cache does not answer fail ESTALE; lookup
- * counts are the last whole write's, or a record's.)  The table is
- * written to one of two regions and then made current by one small write
- * with its checksum, so a daemon killed while writing leaves the previous
- * table; a journal record checks itself, chained from that checksum, so
- * an append torn by a kill is ignored (a secret's: the CREATE reply went
+ * the state (a successor mounts anew rather than start below the block).
+ * The journal is full when it is as long as the table (at least 1 MiB),
+ * so its rewrites cost O(1) a create, amortised.  (So after a crash,
+ * version inodes made since the last whole write are unknown: their
+ * reads that the page cache does not answer fail ESTALE; lookup counts
+ * are the last whole write's, or a record's.)  The table is written to
+ * one of two regions and then made current by one small write with its
+ * checksum, so a daemon killed while writing leaves the previous table;
+ * a journal record checks itself, chained from that checksum, so an
+ * append torn by a kill is ignored (a secret's: the CREATE reply went
  * before its commit, with a number below next, which a successor answers
- * ESTALE; a block's: none of its numbers was handed out yet) (the layout, and the checks a state read must pass: handover_state.c,
- * unit-tested).  Scratch files and .versions inodes are
- * not carried over: their numbers answer ESTALE, and the kernel looks the
- * names up again.
+ * ESTALE; a block's: none of its numbers was handed out yet).  The
+ * layout, and the checks a state read must pass: handover_state.c,
+ * unit-tested.  Scratch files and .versions inodes are not carried
+ * over: their numbers answer ESTALE, and the kernel looks the names up
+ * again.
  *
  * Open files: the kernel keeps their fh, a random token (ops_file.c); the
  * new daemon has no handle for it and answers ESTALE: a file opened
