@@ -22,10 +22,6 @@
 #include "handover.h"
 #include "mirror.h"
 
-/* A hash of n bytes at p, added to h, eight bytes a step: IDs are 20 to
- * 40 bytes and a mount hashes a million of them (a byte-wise FNV-1a was
- * most of the ID index's cost).  Not keyed: the IDs come from the store,
- * not from the mount's users. */
 static uint64_t load64(const unsigned char *c)
 {
 	uint64_t w;
@@ -40,6 +36,10 @@ static uint64_t load32(const unsigned char *c)
 	return w;
 }
 
+/* A hash of n bytes at p, added to h, eight bytes a step: IDs are 20 to
+ * 40 bytes and a mount hashes a million of them (a byte-wise FNV-1a was
+ * most of the ID index's cost).  Not keyed, as FNV-1a was not: only who
+ * may create secrets chooses IDs, and they can fill the store anyway. */
 static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
 {
 	const unsigned char *c = p, *end = c + n;
