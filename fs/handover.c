@@ -172,7 +172,10 @@ static bool state_writable(void)
 static int state_write_locked(struct fs *fs)
 {
 	struct hs_table t;
-	hs_table_begin(&t, fs->ino_reserved);
+	/* a successor may hand out numbers from next on: the block reserved,
+	 * or, before any is (an empty store at its first INIT: its blocks
+	 * then come as journal records), the next number itself */
+	hs_table_begin(&t, fs->ino_reserved > fs->next_ino ? fs->ino_reserved : fs->next_ino);
 	for (fuse_ino_t i = INO_FIRST_FREE; i < fs->next_ino; i++) {
 		struct node *n = fs_node(fs, i);
 		if (!n || n->kind != NODE_SECRET || n->dead || !n->u.secret.meta.incarnation)
