@@ -328,6 +328,31 @@ static int numbers_unique(const struct hs_state *s)
 	return r;
 }
 
+/* One secret's entry at *p (avail bytes there), as a table and a 'B'
+ * record hold it, into e, and *p past it: -EBADMSG if no daemon writes it
+ * (its number outside [first_ino, next), no incarnation, not a valid ID),
+ * -ENOMEM.  e->id is set (the caller frees it) once it was copied, even
+ * when it is refused. */
+static int parse_entry(const uint8_t **p, size_t avail, uint64_t first_ino, uint64_t next,
+                       struct hs_entry *e)
+{
+	uint32_t idlen;
+	if (avail < HS_ENTRY_MIN)
+		return -EBADMSG;
+	e->ino = get64(p);
+	e->incarnation = get64(p);
+	e->nlookup = get64(p);
+	memcpy(&idlen, *p, sizeof(idlen));
+	*p += sizeof(idlen);
+	if (avail - HS_ENTRY_MIN < idlen || memchr(*p, '\0', idlen) || e->ino < first_ino ||
+	    e->ino >= next || !e->incarnation)
+		return -EBADMSG;
+	if (!(e->id = strndup((const char *)*p, idlen)))
+		return -ENOMEM;
+	*p += idlen;
+	return secret_id_valid_existing(e->id) ? 0 : -EBADMSG;
+}
+
 /* The journal's secrets born, as read (checked, not yet applied: its
  * blocks are, as read). */
 struct journal {
@@ -359,10 +384,11 @@ static size_t record_len(const uint8_t *p, size_t avail)
 	return len <= avail ? len : 0;
 }
 
-/* Record p (checked) into s (a block: next raised) or onto jl (a secret
- * born, its number below the next of its time): -EBADMSG if no daemon
- * writes it. */
-static int journal_add(struct journal *jl, const uint8_t *p, struct hs_state *s, uint64_t first_ino)
+/* Record p (len bytes, checked) into s (a block: next raised) or onto
+ * jl (a secret born, its number below the next of its time): -EBADMSG if
+ * no daemon writes it. */
+static int journal_add(struct journal *jl, const uint8_t *p, size_t len, struct hs_state *s,
+                       uint64_t first_ino)
 {
 	if (*p++ == JOURNAL_NEXT) {
 		uint64_t next = get64(&p);
@@ -380,19 +406,11 @@ static int journal_add(struct journal *jl, const uint8_t *p, struct hs_state *s,
 		jl->cap = cap;
 	}
 	struct hs_entry *e = &jl->e[jl->n];
-	uint32_t idlen;
 	memset(e, 0, sizeof(*e));
-	e->ino = get64(&p);
-	e->incarnation = get64(&p);
-	e->nlookup = get64(&p);
-	memcpy(&idlen, p, sizeof(idlen));
-	p += sizeof(idlen);
-	if (e->ino < first_ino || e->ino >= s->next || !e->incarnation || memchr(p, '\0', idlen))
-		return -EBADMSG;
-	if (!(e->id = strndup((const char *)p, idlen)))
-		return -ENOMEM;
-	jl->n++;
-	return secret_id_valid_existing(e->id) ? 0 : -EBADMSG;
+	int r = parse_entry(&p, len - 1 - JOURNAL_SUM, first_ino, s->next, e);
+	if (e->id)
+		jl->n++;
+	return r;
 }
 
 /* The journal after s's table (at off, at most room bytes), each record
@@ -449,7 +467,7 @@ static int read_journal(int fd, off_t off, size_t room, size_t cap, const uint8_
 			break;
 		}
 		memcpy(chain, sum, sizeof(chain));
-		if ((r = journal_add(jl, buf + pos, s, first_ino)) < 0)
+		if ((r = journal_add(jl, buf + pos, len, s, first_ino)) < 0)
 			break;
 		pos += len;
 	}
@@ -466,11 +484,12 @@ static int by_id_seq(const void *a, const void *b)
 
 /* The journal's secrets jl on top of s's table (its entries sorted by
  * ID, no ID twice): a secret born replaces the entry of its ID, and that
- * entry's versions go. */
+ * entry's versions go.  Every state goes through here, journal or not:
+ * the one check that no inode number is there twice. */
 static int apply_journal(struct hs_state *s, const struct journal *jl)
 {
 	if (!jl->n)
-		return 0;
+		return numbers_unique(s);
 	struct hs_entry *v = realloc(s->entries, (s->count + jl->n) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
@@ -528,33 +547,17 @@ static int parse_table(const uint8_t *t, size_t len, struct hs_state *s, uint64_
 		return -ENOMEM;
 	for (uint64_t i = 0; i < count; i++) {
 		struct hs_entry *e = &s->entries[i];
-		uint32_t idlen;
-		if (end - p < HS_ENTRY_MIN)
-			return -EBADMSG;
-		e->ino = get64(&p);
-		e->incarnation = get64(&p);
-		e->nlookup = get64(&p);
-		memcpy(&idlen, p, sizeof(idlen));
-		p += sizeof(idlen);
-		if ((size_t)(end - p) < idlen || memchr(p, '\0', idlen) || e->ino < first_ino ||
-		    e->ino >= s->next || !e->incarnation)
-			return -EBADMSG;
-		if (!(e->id = strndup((const char *)p, idlen)))
-			return -ENOMEM;
+		int r = parse_entry(&p, (size_t)(end - p), first_ino, s->next, e);
 		e->seq = i;
-		s->count++;
-		p += idlen;
-		if (!secret_id_valid_existing(e->id))
-			return -EBADMSG;
+		if (e->id)
+			s->count++;
+		if (r < 0)
+			return r;
 	}
-	/* one number per ID and one ID per number, as a daemon hands out */
+	/* by number, for the versions' look-ups (a number twice is refused
+	 * with the journal: apply_journal) */
 	qsort(s->entries, s->count, sizeof(*s->entries), by_ino);
-	for (size_t i = 1; i < s->count; i++)
-		if (s->entries[i].ino == s->entries[i - 1].ino)
-			return -EBADMSG;
 	int r = p == end ? 0 : parse_versions(p, end, s, first_ino);
-	if (r == 0 && s->vcount)
-		r = numbers_unique(s);
 	if (r < 0)
 		return r;
 	qsort(s->entries, s->count, sizeof(*s->entries), by_id);
