@@ -46,6 +46,7 @@
 #include "embedded.h"
 #include "keyfile.h"
 #include "store.h"
+#include "../unit/old_formats.h"
 
 static char dir[64], dbpath[128], walpath[128], shmpath[128], backuppath[128];
 static uint8_t *key;
@@ -643,15 +644,8 @@ static void make_pristine4(void)
 	write_file(dbpath, pristine, pristine_len);
 	if (sqlite3_open(dbpath, &db) != SQLITE_OK)
 		abort();
-	exec_sql(db, "PRAGMA foreign_keys = OFF; BEGIN;"
-	             "CREATE TABLE f5 AS SELECT * FROM secrets; DROP TABLE secrets;"
-	             "CREATE TABLE secrets (  id TEXT PRIMARY KEY NOT NULL,  scopes INTEGER NOT "
-	             "NULL,  version INTEGER NOT NULL,  size INTEGER NOT NULL,  ctime_ns INTEGER "
-	             "NOT NULL,  mtime_ns INTEGER NOT NULL,  incarnation INTEGER NOT NULL,  "
-	             "revision INTEGER NOT NULL,  value_revision INTEGER NOT NULL,  nonce BLOB NOT "
-	             "NULL,  mac BLOB NOT NULL);"
-	             "INSERT INTO secrets SELECT * FROM f5 ORDER BY id DESC; DROP TABLE f5;"
-	             "UPDATE meta SET value = x'04' WHERE key = 'format'; COMMIT");
+	exec_sql(db, ROWID_SECRETS_SQL);
+	exec_sql(db, "UPDATE meta SET value = x'04' WHERE key = 'format'");
 	if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'store_id'", -1, &st,
 	                       NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW || sqlite3_column_bytes(st, 0) != 16)

@@ -15,6 +15,7 @@
 #include "embedded.h"
 #include "harness.h"
 #include "keyfile.h"
+#include "old_formats.h"
 #include "seal.h"
 #include "store.h"
 
@@ -1975,15 +1976,7 @@ static void old_keycheck(sqlite3 *db, const char *domain)
  * by ID through an index. */
 static void rowid_secrets(sqlite3 *db)
 {
-	raw_exec(db,
-	         "PRAGMA foreign_keys = OFF; BEGIN;"
-	         "CREATE TABLE f5 AS SELECT * FROM secrets; DROP TABLE secrets;"
-	         "CREATE TABLE secrets (  id TEXT PRIMARY KEY NOT NULL,  scopes INTEGER NOT "
-	         "NULL,  version INTEGER NOT NULL,  size INTEGER NOT NULL,  ctime_ns INTEGER "
-	         "NOT NULL,  mtime_ns INTEGER NOT NULL,  incarnation INTEGER NOT NULL,  "
-	         "revision INTEGER NOT NULL,  value_revision INTEGER NOT NULL,  nonce BLOB NOT "
-	         "NULL,  mac BLOB NOT NULL);"
-	         "INSERT INTO secrets SELECT * FROM f5 ORDER BY id DESC; DROP TABLE f5; COMMIT");
+	raw_exec(db, ROWID_SECRETS_SQL);
 }
 
 static void make_format3(bool keycheck_too)
