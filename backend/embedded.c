@@ -110,12 +110,13 @@ struct store {
 	uint8_t store_id[STORE_ID_BYTES]; /* immutable after open */
 	unsigned keep_versions;           /* immutable after open */
 	bool read_only;                   /* immutable after open */
-	bool second;             /* a second connection, for one job (digest_committed_locked) */
-	int lock_fd;             /* flock'ed DIR/store.lock */
-	bool reseal_digest;      /* immutable after open */
-	int64_t keep_deleted_ns; /* immutable after open: 0, purge at delete */
-	bool dropped_values;     /* this transaction deleted a
+	int lock_fd;                      /* flock'ed DIR/store.lock */
+	bool reseal_digest;               /* immutable after open */
+	int64_t keep_deleted_ns;          /* immutable after open: 0, purge at delete */
+	bool dropped_values;              /* this transaction deleted a
 	                                     secret: checkpoint after it */
+	/* a second connection, opened for one job (digest_committed_locked) */
+	bool second;
 	/* The store digest of the write transaction under way (seal.h):
 	 * loaded from the verified head by next_revision_locked(), updated
 	 * by every row the transaction adds, changes or removes, stored
